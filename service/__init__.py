@@ -1,0 +1,1 @@
+"""IVIG formulary rules engine: declarative rulebooks decided through durable-rules."""

@@ -1,0 +1,129 @@
+"""The `formulary` command: ask for a decision, list the formulary, lint a rulebook."""
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+import click
+
+from .decision import OUTCOME_WORDS, Decision
+from .formulary import Formulary, default_rulebook_path
+from .lint import lint_paths
+from .listing import rulebook_as_data, rules_table
+from .request import RequestError
+from .rulebook import RulebookError, load_rulebook
+
+rulebook_option = click.option(
+    "--rulebook", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    help="Rulebook file (default: $FORMULARY_RULEBOOK, else rules/ivig.yaml).",
+)
+
+
+@click.group()
+def main():
+    """IVIG formulary: prior-authorisation decisions from a declarative rulebook."""
+
+
+def _load(path: Path | None) -> Formulary:
+    try:
+        return Formulary.load(path)
+    except RulebookError as error:
+        raise click.ClickException("the rulebook cannot be loaded:\n" + "\n".join(error.problems)) from None
+
+
+@main.command()
+@click.option("--code", help="ICD-10-CM code, with or without the dot (G61.0, g610).")
+@click.option("--text", help="Diagnosis in words (a name or synonym from the rulebook).")
+@click.option("--age", type=float, help="Patient age in years.")
+@click.option("--sex", type=click.Choice(["female", "male", "other", "unknown"]))
+@click.option("--pregnant/--not-pregnant", default=None, help="Whether the patient is pregnant.")
+@click.option("--failed", multiple=True, help="A therapy that has failed (repeatable).")
+@click.option("--no-failed", is_flag=True, help="State that no therapy has failed.")
+@click.option("--concurrent", multiple=True, help="A therapy given alongside IVIG (repeatable).")
+@click.option("--no-concurrent", is_flag=True, help="State that no other therapy is given alongside.")
+@click.option("--severity", type=click.Choice(["mild", "moderate", "severe"]))
+@click.option("--product", help="The IVIG product requested.")
+@click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
+@rulebook_option
+def check(code, text, age, sex, pregnant, failed, no_failed, concurrent, no_concurrent, severity, product, as_json, rulebook):
+    """Decide one request and explain the decision."""
+    payload = {"diagnosis": {k: v for k, v in (("code", code), ("text", text)) if v is not None}}
+    patient = {k: v for k, v in (("age_years", age), ("sex", sex), ("pregnant", pregnant)) if v is not None}
+    if patient:
+        payload["patient"] = patient
+    therapies = {}
+    for kind, given, none in (("failed", failed, no_failed), ("concurrent", concurrent, no_concurrent)):
+        if given and none:
+            raise click.UsageError(f"--{kind} and --no-{kind} contradict each other")
+        if given or none:
+            therapies[kind] = [name for item in given for name in item.split(",") if name.strip()]
+    if therapies:
+        payload["therapies"] = therapies
+    for key, value in (("severity", severity), ("product", product)):
+        if value is not None:
+            payload[key] = value
+    formulary = _load(rulebook)
+    try:
+        decision = formulary.decide(payload)
+    except RequestError as error:
+        option = {"diagnosis": "--code or --text", "diagnosis.code": "--code", "diagnosis.text": "--text"}
+        raise click.UsageError(f"{error.message} ({option.get(error.field, error.field)})") from None
+    finally:
+        formulary.close()
+    click.echo(json.dumps(decision.to_dict(), indent=2, ensure_ascii=False) if as_json else _explain(decision))
+
+
+def _explain(decision: Decision) -> str:
+    def wrap(text: str, first: str = "", rest: str = " " * 11) -> str:
+        return textwrap.fill(text, 100, initial_indent=first, subsequent_indent=rest)
+
+    dx = decision.diagnosis
+    lines = [
+        f"Outcome:   {decision.outcome}  ({OUTCOME_WORDS[decision.outcome]})",
+        f"Diagnosis: {dx.code or '(not recognised)'} {dx.description or ''}  [matched by {dx.matched_by or 'nothing'}: {dx.input!r}]",
+        f"Rule:      {decision.rule['id'] + ': ' + decision.rule['title'] if decision.rule else '(none)'}",
+        wrap(decision.rationale, "Rationale: "),
+    ]
+    if decision.labelled_products:
+        lines.append(f"Labelled:  {', '.join(decision.labelled_products)}")
+    if decision.missing:
+        lines.append(f"Missing:   {', '.join(decision.missing)}")
+    if decision.evidence:
+        lines.append("Evidence:")
+        for e in decision.evidence:
+            lines.append(wrap(f"[{e.source}, {e.strength}] {e.finding}", "  - ", "    "))
+    rb = decision.rulebook
+    lines.append(f"Rulebook:  {rb['name']} {rb['version']} (sha256 {rb['digest'][:12]})")
+    return "\n".join(lines)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the formulary as JSON.")
+@rulebook_option
+def rules(as_json, rulebook):
+    """List the formulary: every rule, its conditions, outcome and sources."""
+    try:
+        book = load_rulebook(rulebook or default_rulebook_path())
+    except RulebookError as error:
+        raise click.ClickException("the rulebook cannot be loaded:\n" + "\n".join(error.problems)) from None
+    if as_json:
+        click.echo(json.dumps(rulebook_as_data(book), indent=2, ensure_ascii=False))
+        return
+    rows = rules_table(book)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    click.echo(f"{book.name} {book.version}, effective {book.effective}, sha256 {book.digest[:12]}: {len(book.rules)} rules")
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+def lint(paths):
+    """Validate rulebooks (files, or folders of them); exit 1 on any problem."""
+    files, problems = lint_paths(list(paths) or [default_rulebook_path()])
+    for problem in problems:
+        click.echo(problem, err=True)
+    if problems:
+        click.echo(f"{len(problems)} problem(s) in {len(files)} rulebook file(s)", err=True)
+        sys.exit(1)
+    click.echo(f"ok: {len(files)} rulebook file(s) clean: {', '.join(str(f) for f in files)}")

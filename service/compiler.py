@@ -1,0 +1,232 @@
+"""Compiling a rulebook into durable-rules JSON rulesets, and facts into the messages posted to them.
+
+Layout (see ../shared/notes/durable-rules.md for why):
+- Rules are grouped by ICD-10-CM category (first three characters) and categories are packed into
+  rulesets of at most MAX_RULES_PER_RULESET compiled rules, far below the 512-distinct-test compile
+  hang and the 4,096-rule limit. Python routes a request to the one ruleset holding its category,
+  so a decision costs the same whatever the size of the rulebook.
+- Inside a ruleset each compiled rule first tests one code prefix (dx3..dx7 = the request code's
+  first 3..7 characters) and durable-rules' `pri` encodes the whole precedence: more specific
+  codes first, then the order from `service.precedence`. `post` fires only the lowest `pri`, so
+  one post gives the decision.
+- A rule whose conditions need a fact becomes two compiled rules: `match` (every condition holds)
+  and, right after it, `unknown` (no condition is contradicted, but a fact it needs is missing):
+  the decision is then needs_review with the missing facts. Every fact is posted with a `known_*`
+  flag, so no rule needs `$nex` (which can hang) and absent fields are never relied on.
+- Facts are typed in Python before they are posted: numbers, 0/1 flags and vocabulary strings.
+"""
+from dataclasses import dataclass, field
+
+from . import icd10, precedence
+from .rulebook import Conditions, Rule, Rulebook
+
+MAX_RULES_PER_RULESET = 120
+MAX_RULES_PER_CATEGORY = 400
+
+# Fact name (as the request spells it, and as `missing` reports it) -> the engine's flag field.
+FACT_FLAGS = {
+    "patient.age_years": "known_age",
+    "patient.sex": "known_sex",
+    "patient.pregnant": "known_pregnant",
+    "severity": "known_severity",
+    "therapies.failed": "known_failed",
+    "therapies.concurrent": "known_concurrent",
+}
+
+
+@dataclass(frozen=True)
+class Facts:
+    """The request facts the rules may test, typed and normalised; None means not given."""
+
+    age_years: float | None = None
+    sex: str | None = None
+    pregnant: bool | None = None
+    severity: str | None = None
+    failed: frozenset[str] | None = None
+    concurrent: frozenset[str] | None = None
+    product: str | None = None
+
+    def known(self) -> dict[str, bool]:
+        return {
+            "patient.age_years": self.age_years is not None,
+            "patient.sex": self.sex is not None,
+            "patient.pregnant": self.pregnant is not None,
+            "severity": self.severity is not None,
+            "therapies.failed": self.failed is not None,
+            "therapies.concurrent": self.concurrent is not None,
+        }
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What one compiled rule means when it fires."""
+
+    rule: Rule
+    variant: str                        # "match" or "unknown"
+    needs: tuple[str, ...] = ()         # facts the rule needs (for an "unknown" verdict, the candidates for `missing`)
+
+
+@dataclass
+class CompiledRulebook:
+    rulesets: dict[str, dict[str, dict]]          # ruleset name -> compiled rule name -> {"all": ..., "pri": ...}
+    routes: dict[str, str]                        # ICD-10-CM category -> ruleset name
+    verdicts: dict[str, Verdict]                  # compiled rule name -> verdict
+    therapy_fields: frozenset[tuple[str, str]] = field(default_factory=frozenset)
+
+    def message(self, rid: int, code: str, facts: Facts) -> dict:
+        """The event posted for one request: a request id, the code prefixes and the typed facts."""
+        msg = {"rid": rid}
+        for prefix in icd10.prefixes(code):
+            msg[f"dx{len(prefix)}"] = prefix
+        _put(msg, "age", "known_age", facts.age_years)
+        _put(msg, "sex", "known_sex", facts.sex)
+        _put(msg, "pregnant", "known_pregnant", None if facts.pregnant is None else int(facts.pregnant))
+        _put(msg, "severity", "known_severity", facts.severity)
+        _put(msg, "product", "known_product", facts.product)
+        for kind, given in (("failed", facts.failed), ("concurrent", facts.concurrent)):
+            msg[f"known_{kind}"] = int(given is not None)
+            if given is not None:
+                for field_kind, therapy in self.therapy_fields:
+                    if field_kind == kind:
+                        msg[_therapy_field(kind, therapy)] = int(therapy in given)
+        return msg
+
+
+def _put(msg: dict, name: str, flag: str, value):
+    msg[flag] = int(value is not None)
+    if value is not None:
+        msg[name] = value
+
+
+def _therapy_field(kind: str, therapy: str) -> str:
+    return f"{kind}__{therapy}"
+
+
+class _Atom:
+    """One test on one fact: the durable-rules condition, and the fact it needs (None: never missing)."""
+
+    def __init__(self, test: dict, fact: str | None):
+        self.test, self.fact = test, fact
+
+    def or_unknown(self) -> dict:
+        return self.test if self.fact is None else {"$or": [self.test, {FACT_FLAGS[self.fact]: 0}]}
+
+
+def _any_of(field_name: str, values) -> dict:
+    tests = [{field_name: v} for v in sorted(values)]
+    return tests[0] if len(tests) == 1 else {"$or": tests}
+
+
+def _atoms(when: Conditions) -> list[_Atom]:
+    atoms = []
+    if when.age_at_least is not None:
+        atoms.append(_Atom({"$gte": {"age": when.age_at_least}}, "patient.age_years"))
+    if when.age_under is not None:
+        atoms.append(_Atom({"$lt": {"age": when.age_under}}, "patient.age_years"))
+    if when.sex is not None:
+        atoms.append(_Atom(_any_of("sex", when.sex), "patient.sex"))
+    if when.pregnant is not None:
+        atoms.append(_Atom({"pregnant": int(when.pregnant)}, "patient.pregnant"))
+    if when.severity is not None:
+        atoms.append(_Atom(_any_of("severity", when.severity), "severity"))
+    for therapy in sorted(when.failed_includes):
+        atoms.append(_Atom({_therapy_field("failed", therapy): 1}, "therapies.failed"))
+    for therapy in sorted(when.concurrent_includes):
+        atoms.append(_Atom({_therapy_field("concurrent", therapy): 1}, "therapies.concurrent"))
+    for therapy in sorted(when.concurrent_excludes):
+        atoms.append(_Atom({_therapy_field("concurrent", therapy): 0}, "therapies.concurrent"))
+    if when.product is not None:
+        atoms.append(_Atom(_any_of("product", when.product), None))
+    return atoms
+
+
+def _label_tests(rulebook: Rulebook, rule: Rule) -> tuple[dict, dict, bool]:
+    """The label condition of an approved rule: strict, age-unknown-tolerant, and whether age matters.
+
+    It holds when some formulary product labelled for the indication is the one requested (or
+    none is requested) and the patient's age is within that label's limit.
+    """
+    strict, tolerant, needs_age = [], [], False
+    for name, label in rulebook.labels_for(rule.labelled_indication):
+        product_test = {"$or": [{"product": name}, {"known_product": 0}]}
+        if label.min_age_years is None:
+            strict.append(product_test)
+            tolerant.append(product_test)
+        else:
+            needs_age = True
+            age = {"$gte": {"age": label.min_age_years}}
+            strict.append({"$and": [product_test, age]})
+            tolerant.append({"$and": [product_test, {"$or": [age, {"known_age": 0}]}]})
+    return {"$or": strict}, {"$or": tolerant}, needs_age
+
+
+def _compile_rule(rulebook: Rulebook, rule: Rule, code_test: dict) -> list[tuple[dict, Verdict]]:
+    """The compiled rules for one rule on one code, in the order they are tried."""
+    atoms = _atoms(rule.when)
+    strict = [code_test] + [a.test for a in atoms]
+    tolerant = [code_test] + [a.or_unknown() for a in atoms]
+    needs = [a.fact for a in atoms if a.fact]
+    if rule.labelled_indication:
+        label_strict, label_tolerant, needs_age = _label_tests(rulebook, rule)
+        strict.append(label_strict)
+        tolerant.append(label_tolerant)
+        if needs_age:
+            needs.append("patient.age_years")
+    needs = tuple(dict.fromkeys(needs))
+    compiled = [({"$and": strict}, Verdict(rule, "match", needs))]
+    if needs:
+        some_missing = {"$or": [{FACT_FLAGS[f]: 0} for f in needs]}
+        compiled.append(({"$and": tolerant + [some_missing]}, Verdict(rule, "unknown", needs)))
+    return compiled
+
+
+def rules_by_code(rulebook: Rulebook) -> dict[str, list[Rule]]:
+    """Each dotless code any rule is written on -> the rules on it, in file order."""
+    by_code: dict[str, list[Rule]] = {}
+    for rule in rulebook.rules:
+        for code in rulebook.diagnoses[rule.diagnosis].codes:
+            by_code.setdefault(icd10.normalise(code), []).append(rule)
+    return by_code
+
+
+class CompileError(Exception):
+    """A rulebook that passed loading but cannot be laid out safely for durable-rules."""
+
+
+def compile_rulebook(rulebook: Rulebook) -> CompiledRulebook:
+    by_category: dict[str, list[tuple[str, Rule]]] = {}
+    for code, rules in rules_by_code(rulebook).items():
+        for rule in precedence.order(rules):
+            by_category.setdefault(code[: icd10.CATEGORY_LENGTH], []).append((code, rule))
+
+    compiled_by_category: dict[str, list[tuple[str, dict, Verdict]]] = {}
+    therapy_fields = set()
+    for category, entries in by_category.items():
+        # More specific codes first; codes of one length exclude each other, so their order is free.
+        entries.sort(key=lambda e: -len(e[0]))
+        out = []
+        for code, rule in entries:
+            code_test = {f"dx{len(code)}": code}
+            for condition, verdict in _compile_rule(rulebook, rule, code_test):
+                out.append((f"{rule.id}@{code}#{verdict.variant}", condition, verdict))
+            therapy_fields |= {("failed", t) for t in rule.when.failed_includes}
+            therapy_fields |= {("concurrent", t) for t in rule.when.concurrent_includes | rule.when.concurrent_excludes}
+        if len(out) > MAX_RULES_PER_CATEGORY:
+            raise CompileError(
+                f"category {category} compiles to {len(out)} rules; at most {MAX_RULES_PER_CATEGORY} fit one ruleset safely"
+            )
+        compiled_by_category[category] = out
+
+    rulesets: dict[str, dict[str, dict]] = {}
+    routes, verdicts = {}, {}
+    current, name = None, None
+    for category in sorted(compiled_by_category):
+        out = compiled_by_category[category]
+        if current is None or len(current) + len(out) > MAX_RULES_PER_RULESET:
+            name = f"ivig{len(rulesets):04d}"
+            current = rulesets[name] = {}
+        for rule_name, condition, verdict in out:
+            current[rule_name] = {"all": [{"m": condition}], "pri": len(current)}
+            verdicts[rule_name] = verdict
+        routes[category] = name
+    return CompiledRulebook(rulesets, routes, verdicts, frozenset(therapy_fields))

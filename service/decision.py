@@ -1,0 +1,94 @@
+"""The decision: a plain data object that the CLI's --json and the HTTP API serialise unchanged."""
+from dataclasses import dataclass
+
+from .compiler import Facts, Verdict
+from .engine import EngineError
+from .rulebook import Evidence, Rulebook
+from .terminology import DiagnosisMatch
+
+OUTCOME_WORDS = {
+    "approved": "Approved: an FDA-labelled indication",
+    "off_label_with_evidence": "Off-label, with controlled evidence of benefit",
+    "needs_review": "Needs review by a pharmacist or the committee",
+    "not_supported": "Not supported: no benefit shown, or no evidence",
+}
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: str
+    diagnosis: DiagnosisMatch
+    rule: dict | None                   # {"id", "title"}
+    rulebook: dict                      # {"name", "version", "digest"}
+    rationale: str
+    evidence: tuple[Evidence, ...] = ()
+    missing: tuple[str, ...] = ()
+    labelled_products: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        return {
+            "outcome": self.outcome,
+            "diagnosis": self.diagnosis.to_dict(),
+            "rule": self.rule,
+            "rulebook": self.rulebook,
+            "rationale": self.rationale,
+            "evidence": [{"source": e.source, "finding": e.finding, "strength": e.strength} for e in self.evidence],
+            "missing": list(self.missing),
+            "labelled_products": list(self.labelled_products),
+        }
+
+
+def rulebook_ref(rulebook: Rulebook) -> dict:
+    return {"name": rulebook.name, "version": rulebook.version, "digest": rulebook.digest}
+
+
+def from_verdict(rulebook: Rulebook, diagnosis: DiagnosisMatch, facts: Facts, verdict: Verdict) -> Decision:
+    """The decision of the rule that fired: its outcome, or needs_review for facts it lacks."""
+    rule = verdict.rule
+    ref = {"id": rule.id, "title": rule.title}
+    if verdict.variant == "unknown":
+        known = facts.known()
+        missing = tuple(f for f in verdict.needs if not known[f])
+        if not missing:
+            raise EngineError(f"rule {rule.id} reported missing facts, but the request gives all it needs")
+        return Decision(
+            outcome="needs_review",
+            diagnosis=diagnosis,
+            rule=ref,
+            rulebook=rulebook_ref(rulebook),
+            rationale=(
+                f"Rule '{rule.title}' decides this diagnosis but needs {', '.join(missing)}, which the request "
+                f"does not give. Resubmit with {'it' if len(missing) == 1 else 'them'}, or a pharmacist reviews."
+            ),
+            evidence=rule.evidence,
+            missing=missing,
+        )
+    labelled = ()
+    if rule.labelled_indication:
+        labelled = rulebook.labelled_products(rule.labelled_indication, facts.age_years, facts.product)
+        if not labelled:
+            raise EngineError(f"rule {rule.id} approved a request that no product label covers")
+    return Decision(
+        outcome=rule.outcome,
+        diagnosis=diagnosis,
+        rule=ref,
+        rulebook=rulebook_ref(rulebook),
+        rationale=rule.rationale,
+        evidence=rule.evidence,
+        labelled_products=labelled,
+    )
+
+
+def without_rule(rulebook: Rulebook, diagnosis: DiagnosisMatch) -> Decision:
+    """needs_review for a diagnosis no rule covers, or a text that names no known diagnosis."""
+    if diagnosis.code is None:
+        reason = f"'{diagnosis.input}' does not name a diagnosis the rulebook knows; resubmit with an ICD-10-CM code"
+    else:
+        reason = f"No rule in the rulebook covers {diagnosis.code} ({diagnosis.description})"
+    return Decision(
+        outcome="needs_review",
+        diagnosis=diagnosis,
+        rule=None,
+        rulebook=rulebook_ref(rulebook),
+        rationale=reason + ": a pharmacist or the committee decides.",
+    )

@@ -1,0 +1,90 @@
+"""Running compiled rulesets in durable-rules 2.0.28, with every measured hazard designed out.
+
+See ../shared/notes/durable-rules.md. In short:
+- Our own Host with background dispatch disabled: its timer threads steal results and crash.
+- One process-wide lock around every call into the C engine, which has no locks of its own
+  (one lock for all engines, because an old and a new engine coexist during a reload).
+- One fixed session id per ruleset, never deleted: no 1,024-session cap, no `delete_state` crash,
+  flat memory. Actions write nothing to the session state.
+- Each action records which compiled rule fired in a Python dict keyed by the request id carried
+  in the event; the result is read from there, never from shared state, and a post that was
+  handled but left no record is an error, never a default outcome.
+- `MessageNotHandledException` means "no rule matched".
+- `close()` frees the C rulesets, which a dropped Host would leak.
+"""
+import itertools
+import threading
+
+import durable_rules_engine
+from durable.engine import Host, MessageNotHandledException
+
+from .compiler import CompiledRulebook, Facts, Verdict
+
+_ENGINE_LOCK = threading.Lock()
+
+
+class EngineError(RuntimeError):
+    """The rules engine did not give a trustworthy answer; never turned into an outcome."""
+
+
+class _QuietHost(Host):
+    """A durable-rules Host without the background dispatch timers."""
+
+    def _run(self):
+        """Start no timer threads: every action runs inside our own `post` call."""
+
+
+def _recorder(fired: dict, rule_name: str):
+    def record(c):
+        fired[c.m["rid"]] = rule_name
+    return record
+
+
+class Engine:
+    """One compiled rulebook loaded into its own durable-rules Host."""
+
+    def __init__(self, compiled: CompiledRulebook):
+        self._compiled = compiled
+        self._fired: dict[int, str] = {}
+        self._request_ids = itertools.count()
+        definitions = {
+            ruleset: {name: dict(rule, run=_recorder(self._fired, name)) for name, rule in rules.items()}
+            for ruleset, rules in compiled.rulesets.items()
+        }
+        with _ENGINE_LOCK:
+            self._host = _QuietHost()
+            self._host.register_rulesets(definitions)
+        self._closed = False
+
+    def evaluate(self, code: str, facts: Facts) -> Verdict | None:
+        """The verdict of the rule that decides for this dotless code and these facts, or None."""
+        ruleset = self._compiled.routes.get(code[:3])
+        if ruleset is None:
+            return None
+        with _ENGINE_LOCK:
+            if self._closed:
+                raise EngineError("this rulebook version has been unloaded")
+            rid = next(self._request_ids)
+            message = self._compiled.message(rid, code, facts)
+            try:
+                state = self._host.post(ruleset, message)
+            except MessageNotHandledException:
+                self._fired.pop(rid, None)
+                return None
+            fired = self._fired.pop(rid, None)
+            if isinstance(state, dict) and "exception" in state:
+                raise EngineError(f"a rule action failed inside durable-rules: {state['exception']}")
+        if fired is None:
+            raise EngineError(f"durable-rules handled request {rid} in {ruleset} but no rule recorded a result")
+        return self._compiled.verdicts[fired]
+
+    def close(self):
+        """Free the native rulesets; the engine refuses further requests."""
+        with _ENGINE_LOCK:
+            if self._closed:
+                return
+            self._closed = True
+            for ruleset in self._host._ruleset_list:
+                durable_rules_engine.delete_ruleset(ruleset._handle)
+            self._host._ruleset_list.clear()
+            self._host._ruleset_directory.clear()

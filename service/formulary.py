@@ -1,0 +1,57 @@
+"""One loaded rulebook version, and the decision path through it.
+
+request -> validation -> diagnosis normalisation -> facts -> engine -> decision. Each step is
+its own module; this one only strings them together, so the decision logic runs without Flask.
+"""
+import os
+from pathlib import Path
+
+from .compiler import compile_rulebook
+from .decision import Decision, from_verdict, without_rule
+from .engine import Engine
+from .lint import lint_rulebook
+from .request import DecisionRequest, Vocabulary, parse_request
+from .rulebook import Rulebook, RulebookError, load_rulebook
+from .terminology import Terminology
+
+SHIPPED_RULEBOOK = Path(__file__).resolve().parent.parent / "rules" / "ivig.yaml"
+
+
+def default_rulebook_path() -> Path:
+    """FORMULARY_RULEBOOK if set, else the rulebook shipped in rules/."""
+    return Path(os.environ.get("FORMULARY_RULEBOOK") or SHIPPED_RULEBOOK)
+
+
+class Formulary:
+    """A rulebook that passed lint, compiled into its own engine."""
+
+    def __init__(self, rulebook: Rulebook):
+        self.rulebook = rulebook
+        self.vocabulary = Vocabulary(rulebook)
+        self.terminology = Terminology(rulebook)
+        self.engine = Engine(compile_rulebook(rulebook))
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> "Formulary":
+        """Load, lint and compile a rulebook; a rulebook with any lint problem is refused."""
+        rulebook = load_rulebook(path or default_rulebook_path())
+        problems = lint_rulebook(rulebook)
+        if problems:
+            raise RulebookError(problems)
+        return cls(rulebook)
+
+    def decide(self, payload) -> Decision:
+        """Decide a request given as the API's JSON body; raises RequestError for bad input."""
+        return self.decide_request(parse_request(payload, self.vocabulary))
+
+    def decide_request(self, request: DecisionRequest) -> Decision:
+        diagnosis = self.terminology.resolve(request.code, request.text)
+        if diagnosis.code is None:
+            return without_rule(self.rulebook, diagnosis)
+        verdict = self.engine.evaluate(diagnosis.plain_code, request.facts)
+        if verdict is None:
+            return without_rule(self.rulebook, diagnosis)
+        return from_verdict(self.rulebook, diagnosis, request.facts, verdict)
+
+    def close(self):
+        self.engine.close()

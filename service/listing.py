@@ -1,0 +1,47 @@
+"""The formulary as data: what `formulary rules` prints and the HTTP API will return."""
+from dataclasses import asdict
+
+from .decision import rulebook_ref
+from .rulebook import Rule, Rulebook
+
+
+def rule_as_data(rulebook: Rulebook, rule: Rule) -> dict:
+    diagnosis = rulebook.diagnoses[rule.diagnosis]
+    return {
+        "id": rule.id,
+        "title": rule.title,
+        "diagnosis": {"id": diagnosis.id, "name": diagnosis.name, "codes": list(diagnosis.codes),
+                      "synonyms": list(diagnosis.synonyms), "coding_note": diagnosis.coding_note},
+        "when": rule.when.describe(),
+        "outcome": rule.outcome,
+        "priority": rule.priority,
+        "labelled_indication": rule.labelled_indication,
+        "labels": [{"product": name, "min_age_years": label.min_age_years, "note": label.note or None}
+                   for name, label in rulebook.labels_for(rule.labelled_indication)] if rule.labelled_indication else [],
+        "rationale": rule.rationale,
+        "conflict": rule.conflict or None,
+        "evidence": [asdict(e) for e in rule.evidence],
+        "sources": sorted({e.source for e in rule.evidence}),
+    }
+
+
+def rulebook_as_data(rulebook: Rulebook) -> dict:
+    return {
+        "rulebook": {**rulebook_ref(rulebook), "effective": rulebook.effective},
+        "sources": [asdict(rulebook.sources[s]) for s in rulebook.cited_sources],
+        "rules": [rule_as_data(rulebook, r) for r in rulebook.rules],
+    }
+
+
+def rules_table(rulebook: Rulebook) -> list[list[str]]:
+    """One row a rule: id, codes, conditions, outcome, sources (with a header row)."""
+    rows = [["RULE", "CODES", "WHEN", "OUTCOME", "SOURCES"]]
+    for rule in rulebook.rules:
+        rows.append([
+            rule.id,
+            " ".join(rulebook.diagnoses[rule.diagnosis].codes),
+            rule.when.describe() + (f"; label: {rule.labelled_indication}" if rule.labelled_indication else ""),
+            rule.outcome,
+            ", ".join(sorted({e.source for e in rule.evidence})),
+        ])
+    return rows

@@ -1,0 +1,505 @@
+"""Loading a rulebook and its reference data from YAML into typed, validated objects.
+
+Every problem is reported with the file, the rule (or diagnosis, product, ...) and the field it
+concerns, and all problems are collected before failing, so a committee member fixing an edit
+sees the whole list at once. Only structure and references are checked here; the clinical
+consistency checks (codes, overlaps, coverage) live in `service.lint`.
+"""
+import datetime
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+OUTCOMES = ("approved", "off_label_with_evidence", "needs_review", "not_supported")
+STRENGTHS = ("controlled", "limited", "mixed", "none_found", "guideline_listed", "case_experience")
+SEXES = ("female", "male", "other", "unknown")
+SEVERITIES = ("mild", "moderate", "severe")
+MAX_AGE_YEARS = 130
+REFERENCE_FILES = ("products.yaml", "therapies.yaml", "sources.yaml")
+_RULE_ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+
+
+class RulebookError(Exception):
+    """A rulebook that cannot be loaded; `problems` lists every reason."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+@dataclass(frozen=True)
+class Source:
+    id: str
+    title: str
+    publisher: str
+    date: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Evidence:
+    source: str
+    finding: str
+    strength: str
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    id: str
+    name: str
+    codes: tuple[str, ...]
+    synonyms: tuple[str, ...] = ()
+    coding_note: str = ""
+
+
+@dataclass(frozen=True)
+class Conditions:
+    """What a request must show for a rule to apply; None (or empty) means "any"."""
+
+    age_under: float | None = None
+    age_at_least: float | None = None
+    sex: frozenset[str] | None = None
+    pregnant: bool | None = None
+    severity: frozenset[str] | None = None
+    failed_includes: frozenset[str] = frozenset()
+    concurrent_includes: frozenset[str] = frozenset()
+    concurrent_excludes: frozenset[str] = frozenset()
+    product: frozenset[str] | None = None
+
+    def describe(self) -> str:
+        """The conditions in a pharmacist's words, for tables and messages."""
+        parts = []
+        if self.age_at_least is not None:
+            parts.append(f"age >= {self.age_at_least:g}")
+        if self.age_under is not None:
+            parts.append(f"age < {self.age_under:g}")
+        if self.sex is not None:
+            parts.append("sex " + "/".join(sorted(self.sex)))
+        if self.pregnant is not None:
+            parts.append("pregnant" if self.pregnant else "not pregnant")
+        if self.severity is not None:
+            parts.append("severity " + "/".join(sorted(self.severity)))
+        parts += [f"failed {t}" for t in sorted(self.failed_includes)]
+        parts += [f"with {t}" for t in sorted(self.concurrent_includes)]
+        parts += [f"without {t}" for t in sorted(self.concurrent_excludes)]
+        if self.product is not None:
+            parts.append("product " + "/".join(sorted(self.product)))
+        return ", ".join(parts) or "any"
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    title: str
+    diagnosis: str
+    outcome: str
+    rationale: str
+    evidence: tuple[Evidence, ...]
+    when: Conditions = Conditions()
+    priority: int = 0
+    labelled_indication: str | None = None
+    conflict: str = ""
+    position: int = 0
+
+
+@dataclass(frozen=True)
+class Label:
+    indication: str
+    min_age_years: float | None = None
+    note: str = ""
+
+    def covers_age(self, age_years: float | None) -> bool:
+        """Whether this label covers a patient of this age; an unknown age passes no age limit."""
+        if self.min_age_years is None:
+            return True
+        return age_years is not None and age_years >= self.min_age_years
+
+
+@dataclass(frozen=True)
+class Product:
+    name: str
+    labels: tuple[Label, ...]
+
+
+@dataclass(frozen=True)
+class Therapy:
+    id: str
+    name: str
+    synonyms: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Rulebook:
+    name: str
+    version: str
+    effective: str
+    path: Path
+    digest: str
+    diagnoses: dict[str, Diagnosis]
+    rules: tuple[Rule, ...]
+    products: dict[str, Product]
+    indications: dict[str, str]
+    therapies: dict[str, Therapy]
+    sources: dict[str, Source]
+    cited_sources: tuple[str, ...] = field(default=())
+
+    def rule(self, rule_id: str) -> Rule | None:
+        return next((r for r in self.rules if r.id == rule_id), None)
+
+    def labels_for(self, indication: str) -> list[tuple[str, Label]]:
+        """(product name, label) for every formulary product labelled for this indication."""
+        return [(p.name, label) for p in self.products.values() for label in p.labels if label.indication == indication]
+
+    def labelled_products(self, indication: str, age_years: float | None, product: str | None) -> tuple[str, ...]:
+        """Formulary products whose label covers this indication for this patient and request."""
+        return tuple(
+            name for name, label in self.labels_for(indication)
+            if product in (None, name) and label.covers_age(age_years)
+        )
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """Safe YAML loading that refuses a key given twice (PyYAML keeps the last one silently)."""
+
+
+def _mapping_without_duplicates(loader, node, deep=False):
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} appears twice", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
+def read_yaml(path: Path):
+    """Parse one YAML file safely; a syntax error becomes a RulebookError naming the file."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return yaml.load(handle, Loader=_UniqueKeyLoader)
+    except FileNotFoundError:
+        raise RulebookError([f"{path}: file not found"]) from None
+    except yaml.YAMLError as error:
+        raise RulebookError([f"{path}: not valid YAML: {error}"]) from None
+
+
+class _Checker:
+    """Collects problems while reading nested YAML, each prefixed by where it was found."""
+
+    def __init__(self):
+        self.problems: list[str] = []
+
+    def fail(self, where: str, message: str):
+        self.problems.append(f"{where}: {message}")
+
+    def mapping(self, value, where: str, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict | None:
+        if not isinstance(value, dict):
+            self.fail(where, f"must be a mapping, found {type(value).__name__}")
+            return None
+        for key in required:
+            if key not in value:
+                self.fail(where, f"missing required field '{key}'")
+        for key in value:
+            if key not in required and key not in optional:
+                allowed = ", ".join(required + optional)
+                self.fail(where, f"unknown field '{key}' (allowed: {allowed})")
+        return value
+
+    def text(self, value, where: str, required: bool = True) -> str:
+        if value is None and not required:
+            return ""
+        if isinstance(value, (datetime.date, int, float)) and not isinstance(value, bool):
+            return str(value)
+        if not isinstance(value, str) or not value.strip():
+            self.fail(where, "must be non-empty text")
+            return ""
+        return value.strip()
+
+    def texts(self, value, where: str) -> tuple[str, ...]:
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            self.fail(where, "must be a list")
+            return ()
+        return tuple(self.text(item, f"{where}[{i}]") for i, item in enumerate(value))
+
+    def number(self, value, where: str, low: float, high: float) -> float | None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.fail(where, f"must be a number, found {value!r}")
+            return None
+        if not low <= value <= high:
+            self.fail(where, f"must be between {low:g} and {high:g}, found {value!r}")
+            return None
+        return float(value)
+
+    def choices(self, value, where: str, allowed) -> frozenset[str] | None:
+        items = self.texts(value, where)
+        for item in items:
+            if item not in allowed:
+                self.fail(where, f"'{item}' is not one of: {', '.join(sorted(allowed))}")
+        if value is not None and not items:
+            self.fail(where, "must list at least one value")
+        return frozenset(items) if items else None
+
+
+def load_rulebook(path: str | Path) -> Rulebook:
+    """Read a rulebook and its reference data; raise RulebookError listing every problem."""
+    path = Path(path)
+    raw = read_yaml(path)
+    check = _Checker()
+    top = check.mapping(raw, str(path), ("rulebook", "diagnoses", "rules")) or {}
+    meta = check.mapping(top.get("rulebook", {}), f"{path}: rulebook", ("name", "version", "effective", "reference_data")) or {}
+    data_dir = (path.parent / str(meta.get("reference_data", ""))).resolve()
+    products, indications = _read_products(data_dir, check)
+    therapies = _read_therapies(data_dir, check)
+    sources = _read_sources(data_dir, check)
+    diagnoses = _read_diagnoses(top.get("diagnoses"), f"{path}: diagnoses", check)
+    rules = _read_rules(top.get("rules"), path, check, diagnoses, products, indications, therapies, sources)
+    if check.problems:
+        raise RulebookError(check.problems)
+    cited = tuple(sorted({e.source for r in rules for e in r.evidence}))
+    return Rulebook(
+        name=check.text(meta.get("name"), f"{path}: rulebook.name"),
+        version=check.text(meta.get("version"), f"{path}: rulebook.version"),
+        effective=check.text(meta.get("effective"), f"{path}: rulebook.effective"),
+        path=path,
+        digest=_digest([path] + [data_dir / name for name in REFERENCE_FILES]),
+        diagnoses=diagnoses,
+        rules=rules,
+        products=products,
+        indications=indications,
+        therapies=therapies,
+        sources=sources,
+        cited_sources=cited,
+    )
+
+
+def _digest(paths: list[Path]) -> str:
+    """SHA-256 over the exact bytes of the rulebook and its reference data, in a fixed order."""
+    digest = hashlib.sha256()
+    for file in paths:
+        content = file.read_bytes()
+        digest.update(f"{file.name}\0{len(content)}\0".encode())
+        digest.update(content)
+    return digest.hexdigest()
+
+
+def _read_reference(data_dir: Path, name: str, key: str, check: _Checker):
+    path = data_dir / name
+    try:
+        raw = read_yaml(path)
+    except RulebookError as error:
+        check.problems.extend(error.problems)
+        return str(path), {}
+    top = check.mapping(raw, str(path), (key,), ("indications",) if name == "products.yaml" else ()) or {}
+    return str(path), top
+
+
+def _read_products(data_dir: Path, check: _Checker) -> tuple[dict[str, Product], dict[str, str]]:
+    where, top = _read_reference(data_dir, "products.yaml", "products", check)
+    indications = {}
+    for ind_id, name in (top.get("indications") or {}).items():
+        indications[str(ind_id)] = check.text(name, f"{where}: indications.{ind_id}")
+    products = {}
+    for i, raw in enumerate(top.get("products") or []):
+        at = f"{where}: products[{i}]"
+        item = check.mapping(raw, at, ("name", "labels")) or {}
+        name = check.text(item.get("name"), f"{at}.name")
+        at = f"{where}: product {name}"
+        labels = []
+        for j, raw_label in enumerate(item.get("labels") or []):
+            label_at = f"{at}: labels[{j}]"
+            lab = check.mapping(raw_label, label_at, ("indication",), ("min_age_years", "note")) or {}
+            indication = check.text(lab.get("indication"), f"{label_at}.indication")
+            if indication and indication not in indications:
+                check.fail(f"{label_at}.indication", f"'{indication}' is not defined under indications")
+            min_age = lab.get("min_age_years")
+            if min_age is not None:
+                min_age = check.number(min_age, f"{label_at}.min_age_years", 0, MAX_AGE_YEARS)
+            labels.append(Label(indication, min_age, check.text(lab.get("note"), f"{label_at}.note", required=False)))
+        if name in products:
+            check.fail(at, "product listed twice")
+        products[name] = Product(name, tuple(labels))
+    return products, indications
+
+
+def _read_therapies(data_dir: Path, check: _Checker) -> dict[str, Therapy]:
+    where, top = _read_reference(data_dir, "therapies.yaml", "therapies", check)
+    therapies = {}
+    for therapy_id, raw in (top.get("therapies") or {}).items():
+        at = f"{where}: therapy {therapy_id}"
+        item = check.mapping(raw, at, ("name",), ("synonyms",)) or {}
+        therapies[str(therapy_id)] = Therapy(
+            str(therapy_id), check.text(item.get("name"), f"{at}.name"), check.texts(item.get("synonyms"), f"{at}.synonyms")
+        )
+    return therapies
+
+
+def _read_sources(data_dir: Path, check: _Checker) -> dict[str, Source]:
+    where, top = _read_reference(data_dir, "sources.yaml", "sources", check)
+    sources = {}
+    for source_id, raw in (top.get("sources") or {}).items():
+        at = f"{where}: source {source_id}"
+        item = check.mapping(raw, at, ("title", "publisher", "date"), ("note",)) or {}
+        sources[str(source_id)] = Source(
+            str(source_id),
+            check.text(item.get("title"), f"{at}.title"),
+            check.text(item.get("publisher"), f"{at}.publisher"),
+            check.text(item.get("date"), f"{at}.date"),
+            check.text(item.get("note"), f"{at}.note", required=False),
+        )
+    return sources
+
+
+def _read_diagnoses(raw, where: str, check: _Checker) -> dict[str, Diagnosis]:
+    if not isinstance(raw, dict):
+        check.fail(where, "must be a mapping of diagnosis id to diagnosis")
+        return {}
+    diagnoses = {}
+    for dx_id, item in raw.items():
+        at = f"{where}.{dx_id}"
+        item = check.mapping(item, at, ("name", "codes"), ("synonyms", "coding_note")) or {}
+        codes = check.texts(item.get("codes"), f"{at}.codes")
+        if not codes:
+            check.fail(f"{at}.codes", "must list at least one ICD-10-CM code")
+        diagnoses[str(dx_id)] = Diagnosis(
+            str(dx_id),
+            check.text(item.get("name"), f"{at}.name"),
+            codes,
+            check.texts(item.get("synonyms"), f"{at}.synonyms"),
+            check.text(item.get("coding_note"), f"{at}.coding_note", required=False),
+        )
+    return diagnoses
+
+
+_RULE_REQUIRED = ("id", "title", "diagnosis", "outcome", "rationale", "evidence")
+_RULE_OPTIONAL = ("when", "priority", "labelled_indication", "conflict")
+
+
+def _read_rules(raw, path, check, diagnoses, products, indications, therapies, sources) -> tuple[Rule, ...]:
+    if not isinstance(raw, list) or not raw:
+        check.fail(f"{path}: rules", "must be a non-empty list of rules")
+        return ()
+    rules, seen = [], set()
+    for position, item in enumerate(raw):
+        rule_id = item.get("id") if isinstance(item, dict) else None
+        at = f"{path}: rule {rule_id}" if rule_id else f"{path}: rules[{position}]"
+        item = check.mapping(item, at, _RULE_REQUIRED, _RULE_OPTIONAL) or {}
+        rule_id = check.text(item.get("id"), f"{at}.id")
+        if rule_id and not _RULE_ID.match(rule_id):
+            check.fail(f"{at}.id", "use lower-case letters, digits and hyphens")
+        if rule_id in seen:
+            check.fail(f"{at}.id", "another rule has the same id")
+        seen.add(rule_id)
+        diagnosis = check.text(item.get("diagnosis"), f"{at}.diagnosis")
+        if diagnosis and diagnosis not in diagnoses:
+            check.fail(f"{at}.diagnosis", f"'{diagnosis}' is not defined under diagnoses")
+        outcome = check.text(item.get("outcome"), f"{at}.outcome")
+        if outcome and outcome not in OUTCOMES:
+            check.fail(f"{at}.outcome", f"'{outcome}' is not one of: {', '.join(OUTCOMES)}")
+        evidence = _read_evidence(item.get("evidence"), f"{at}.evidence", check, sources)
+        indication = item.get("labelled_indication")
+        if indication is not None and indication not in indications:
+            check.fail(f"{at}.labelled_indication", f"'{indication}' is not an indication in products.yaml")
+        if (outcome == "approved") != (indication is not None):
+            check.fail(at, "an approved rule needs labelled_indication, and only an approved rule may have one")
+        if outcome == "off_label_with_evidence" and not any(e.strength == "controlled" for e in evidence):
+            check.fail(f"{at}.evidence", "off_label_with_evidence needs an evidence entry with strength 'controlled'")
+        priority = item.get("priority", 0)
+        if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 100:
+            check.fail(f"{at}.priority", f"must be a whole number from 0 to 100, found {priority!r}")
+            priority = 0
+        rules.append(
+            Rule(
+                id=rule_id,
+                title=check.text(item.get("title"), f"{at}.title"),
+                diagnosis=diagnosis,
+                outcome=outcome,
+                rationale=check.text(item.get("rationale"), f"{at}.rationale"),
+                evidence=evidence,
+                when=_read_conditions(item.get("when"), f"{at}.when", check, products, therapies),
+                priority=priority,
+                labelled_indication=indication,
+                conflict=check.text(item.get("conflict"), f"{at}.conflict", required=False),
+                position=position,
+            )
+        )
+    return tuple(rules)
+
+
+def _read_evidence(raw, where: str, check: _Checker, sources) -> tuple[Evidence, ...]:
+    if not isinstance(raw, list) or not raw:
+        check.fail(where, "must list at least one evidence entry (source, finding, strength)")
+        return ()
+    entries = []
+    for i, item in enumerate(raw):
+        at = f"{where}[{i}]"
+        item = check.mapping(item, at, ("source", "finding", "strength")) or {}
+        source = check.text(item.get("source"), f"{at}.source")
+        if source and source not in sources:
+            check.fail(f"{at}.source", f"'{source}' is not defined in sources.yaml")
+        strength = check.text(item.get("strength"), f"{at}.strength")
+        if strength and strength not in STRENGTHS:
+            check.fail(f"{at}.strength", f"'{strength}' is not one of: {', '.join(STRENGTHS)}")
+        entries.append(Evidence(source, check.text(item.get("finding"), f"{at}.finding"), strength))
+    return tuple(entries)
+
+
+def _read_conditions(raw, where: str, check: _Checker, products, therapies) -> Conditions:
+    if raw is None:
+        return Conditions()
+    fields = ("age_years", "sex", "pregnant", "severity", "failed_therapies", "concurrent_therapies", "product")
+    raw = check.mapping(raw, where, (), fields) or {}
+    age_under = age_at_least = None
+    if "age_years" in raw:
+        age = check.mapping(raw["age_years"], f"{where}.age_years", (), ("under", "at_least")) or {}
+        if not age:
+            check.fail(f"{where}.age_years", "give under, at_least or both")
+        if "under" in age:
+            age_under = check.number(age["under"], f"{where}.age_years.under", 0, MAX_AGE_YEARS)
+        if "at_least" in age:
+            age_at_least = check.number(age["at_least"], f"{where}.age_years.at_least", 0, MAX_AGE_YEARS)
+        if age_under is not None and age_at_least is not None and age_at_least >= age_under:
+            check.fail(f"{where}.age_years", "at_least must be below under, or no age can match")
+    pregnant = raw.get("pregnant")
+    if pregnant is not None and not isinstance(pregnant, bool):
+        check.fail(f"{where}.pregnant", f"must be true or false, found {pregnant!r}")
+        pregnant = None
+
+    def therapy_list(block: str, key: str) -> frozenset[str]:
+        at = f"{where}.{block}.{key}"
+        names = check.texts(raw[block].get(key), at) if isinstance(raw.get(block), dict) else ()
+        for name in names:
+            if name not in therapies:
+                check.fail(at, f"'{name}' is not a therapy in therapies.yaml")
+        return frozenset(names)
+
+    if "failed_therapies" in raw:
+        check.mapping(raw["failed_therapies"], f"{where}.failed_therapies", ("includes",))
+    if "concurrent_therapies" in raw:
+        block = check.mapping(raw["concurrent_therapies"], f"{where}.concurrent_therapies", (), ("includes", "excludes"))
+        if block is not None and not block:
+            check.fail(f"{where}.concurrent_therapies", "give includes, excludes or both")
+    conditions = Conditions(
+        age_under=age_under,
+        age_at_least=age_at_least,
+        sex=check.choices(raw.get("sex"), f"{where}.sex", SEXES),
+        pregnant=pregnant,
+        severity=check.choices(raw.get("severity"), f"{where}.severity", SEVERITIES),
+        failed_includes=therapy_list("failed_therapies", "includes"),
+        concurrent_includes=therapy_list("concurrent_therapies", "includes"),
+        concurrent_excludes=therapy_list("concurrent_therapies", "excludes"),
+        product=check.choices(raw.get("product"), f"{where}.product", products),
+    )
+    both = conditions.concurrent_includes & conditions.concurrent_excludes
+    if both:
+        check.fail(f"{where}.concurrent_therapies", f"{', '.join(sorted(both))} both included and excluded")
+    return conditions

@@ -1,0 +1,101 @@
+"""Shared fixtures: the shipped rulebook, and small rulebooks written to a temporary folder."""
+from pathlib import Path
+
+import pytest
+import yaml
+
+from service.formulary import Formulary
+
+MINI_DATA = {
+    "products.yaml": {
+        "indications": {"cidp": "Chronic inflammatory demyelinating polyneuropathy", "pi": "Primary immunodeficiency"},
+        "products": [
+            {"name": "Alpha", "labels": [{"indication": "cidp", "min_age_years": 18}, {"indication": "pi"}]},
+            {"name": "Beta", "labels": [{"indication": "pi", "min_age_years": 2}]},
+            {"name": "Gamma", "labels": [{"indication": "pi", "min_age_years": 12}]},
+        ],
+    },
+    "therapies.yaml": {
+        "therapies": {
+            "corticosteroids": {"name": "Corticosteroids", "synonyms": ["prednisone"]},
+            "rituximab": {"name": "Rituximab"},
+        }
+    },
+    "sources.yaml": {
+        "sources": {
+            "review": {"title": "A review", "publisher": "A publisher", "date": "2020"},
+            "labels": {"title": "Product labels", "publisher": "FDA", "date": "2024"},
+        }
+    },
+}
+
+MINI_DIAGNOSES = {
+    "gbs": {"name": "Guillain-Barré syndrome", "codes": ["G61.0"], "synonyms": ["GBS"]},
+    "cidp": {"name": "CIDP", "codes": ["G61.81"]},
+    "pi": {"name": "Primary immunodeficiency", "codes": ["D80.0", "D83"]},
+    "myositis": {"name": "Polymyositis and dermatomyositis", "codes": ["M33"]},
+    "polymyositis": {"name": "Polymyositis", "codes": ["M33.2"]},
+}
+
+
+def evidence(strength="controlled", source="review"):
+    return [{"source": source, "finding": "a finding", "strength": strength}]
+
+
+MINI_RULES = [
+    {"id": "gbs-children", "title": "GBS in children", "diagnosis": "gbs", "when": {"age_years": {"under": 18}},
+     "outcome": "off_label_with_evidence", "rationale": "r", "evidence": evidence()},
+    {"id": "gbs-adults", "title": "GBS in adults", "diagnosis": "gbs", "when": {"age_years": {"at_least": 18}},
+     "outcome": "needs_review", "rationale": "r", "evidence": evidence("limited")},
+    {"id": "cidp-labelled", "title": "CIDP, labelled", "diagnosis": "cidp", "outcome": "approved",
+     "labelled_indication": "cidp", "rationale": "r", "evidence": evidence(source="labels")},
+    {"id": "cidp-evidence", "title": "CIDP, unlabelled", "diagnosis": "cidp", "outcome": "needs_review",
+     "rationale": "r", "evidence": evidence("mixed")},
+    {"id": "pi-labelled", "title": "PI", "diagnosis": "pi", "outcome": "approved", "labelled_indication": "pi",
+     "rationale": "r", "evidence": evidence(source="labels")},
+    {"id": "pi-other", "title": "PI, unlabelled product", "diagnosis": "pi", "outcome": "needs_review",
+     "rationale": "r", "evidence": evidence("limited")},
+    {"id": "myositis-with-steroids", "title": "Myositis with steroids", "diagnosis": "myositis",
+     "when": {"concurrent_therapies": {"includes": ["corticosteroids"]}}, "outcome": "off_label_with_evidence",
+     "rationale": "r", "evidence": evidence()},
+    {"id": "myositis-without-steroids", "title": "Myositis without steroids", "diagnosis": "myositis",
+     "when": {"concurrent_therapies": {"excludes": ["corticosteroids"]}}, "outcome": "not_supported",
+     "rationale": "r", "evidence": evidence()},
+    {"id": "polymyositis-severe", "title": "Severe polymyositis after steroids", "diagnosis": "polymyositis",
+     "when": {"severity": ["severe"], "failed_therapies": {"includes": ["corticosteroids"]}},
+     "outcome": "needs_review", "rationale": "r", "evidence": evidence("limited")},
+]
+
+
+def write_rulebook(folder: Path, rules=None, diagnoses=None, data=None, name="mini.yaml") -> Path:
+    """Write a rulebook and its reference data into `folder`; returns the rulebook path."""
+    data_dir = folder / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for file, content in (data or MINI_DATA).items():
+        (data_dir / file).write_text(yaml.safe_dump(content, sort_keys=False, allow_unicode=True))
+    path = folder / name
+    path.write_text(yaml.safe_dump({
+        "rulebook": {"name": "Mini", "version": "1.0", "effective": "2026-01-01", "reference_data": "data"},
+        "diagnoses": MINI_DIAGNOSES if diagnoses is None else diagnoses,
+        "rules": MINI_RULES if rules is None else rules,
+    }, sort_keys=False, allow_unicode=True))
+    return path
+
+
+@pytest.fixture
+def mini_path(tmp_path) -> Path:
+    return write_rulebook(tmp_path)
+
+
+@pytest.fixture
+def mini(mini_path):
+    formulary = Formulary.load(mini_path)
+    yield formulary
+    formulary.close()
+
+
+@pytest.fixture(scope="session")
+def shipped():
+    formulary = Formulary.load()
+    yield formulary
+    formulary.close()
