@@ -161,19 +161,23 @@ class Rulebook:
         )
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """Safe YAML loading that refuses a key given twice (PyYAML keeps the last one silently)."""
+class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """Safe YAML loading (libyaml's, where built) that refuses a key given twice.
+
+    PyYAML silently keeps the last of two equal keys, which would let a pasted diagnosis
+    replace another without a word.
+    """
 
 
 def _mapping_without_duplicates(loader, node, deep=False):
     seen = set()
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"key {key!r} appears twice", key_node.start_mark
-            )
-        seen.add(key)
+        if isinstance(key_node, yaml.ScalarNode):
+            if key_node.value in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key_node.value!r} appears twice", key_node.start_mark
+                )
+            seen.add(key_node.value)
     return loader.construct_mapping(node, deep)
 
 

@@ -30,9 +30,9 @@ class DiagnosisMatch:
 
 
 def fold(text: str) -> str:
-    """Case, accents, apostrophes and punctuation folded away: "Guillain-Barré" -> "guillain barre"."""
+    """Case, accents, apostrophes, dots and punctuation folded away: "Guillain-Barré" -> "guillain barre"."""
     plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
-    plain = re.sub(r"['`\u2019]", "", plain)
+    plain = re.sub(r"['`.\u2019]", "", plain)
     return " ".join(re.sub(r"[^a-z0-9]+", " ", plain).split())
 
 

@@ -1,0 +1,67 @@
+"""The `formulary` command as a pharmacist uses it from the shell."""
+import json
+
+from click.testing import CliRunner
+
+from service.cli import main
+
+
+def run(*args):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_check_explains_the_decision(mini_path):
+    result = run("check", "--code", "G61.0", "--age", "8", "--rulebook", str(mini_path))
+    assert result.exit_code == 0
+    assert "off_label_with_evidence" in result.output and "gbs-children" in result.output
+    assert "Rationale:" in result.output and "[review, controlled]" in result.output
+
+
+def test_check_json_is_the_decision_object(mini_path):
+    result = run("check", "--code", "M33.10", "--age", "50", "--concurrent", "corticosteroids", "--json",
+                 "--rulebook", str(mini_path))
+    data = json.loads(result.output)
+    assert data["outcome"] == "off_label_with_evidence" and data["rule"]["id"] == "myositis-with-steroids"
+
+
+def test_check_no_concurrent_states_an_empty_list(mini_path):
+    result = run("check", "--code", "M33.10", "--no-concurrent", "--json", "--rulebook", str(mini_path))
+    assert json.loads(result.output)["outcome"] == "not_supported"
+
+
+def test_check_with_a_bad_code_exits_non_zero_naming_it(mini_path):
+    result = run("check", "--code", "G61.99", "--rulebook", str(mini_path))
+    assert result.exit_code == 2 and "'G61.99' is not an ICD-10-CM code" in result.output
+
+
+def test_check_with_an_unknown_therapy_names_it(mini_path):
+    result = run("check", "--code", "G61.0", "--failed", "aspirin", "--rulebook", str(mini_path))
+    assert result.exit_code == 2 and "'aspirin' is not in the therapy vocabulary" in result.output
+
+
+def test_rules_prints_one_row_a_rule(mini_path):
+    result = run("rules", "--rulebook", str(mini_path))
+    assert result.exit_code == 0
+    assert result.output.splitlines()[1].split()[:2] == ["RULE", "CODES"]
+    assert len(result.output.splitlines()) == 2 + 9
+
+
+def test_rules_json_lists_rules_and_sources(mini_path):
+    data = json.loads(run("rules", "--json", "--rulebook", str(mini_path)).output)
+    assert [s["id"] for s in data["sources"]] == ["labels", "review"]
+    assert data["rules"][2]["labels"] == [{"product": "Alpha", "min_age_years": 18.0, "note": None}]
+
+
+def test_lint_exits_non_zero_on_a_problem(tmp_path, mini_path):
+    assert run("lint", str(mini_path.parent)).exit_code == 0
+    mini_path.write_text(mini_path.read_text().replace("off_label_with_evidence", "approved-ish", 1))
+    result = run("lint", str(mini_path))
+    assert result.exit_code == 1 and "'approved-ish' is not one of" in result.output
+
+
+def test_shipped_rulebook_answers_the_documented_examples():
+    gbs = json.loads(run("check", "--code", "G61.0", "--age", "8", "--json").output)
+    assert gbs["outcome"] == "off_label_with_evidence"
+    myositis = json.loads(run("check", "--code", "M33.20", "--age", "50", "--concurrent", "corticosteroids", "--json").output)
+    assert myositis["outcome"] == "off_label_with_evidence"
+    assert run("lint", "rules/").exit_code == 0

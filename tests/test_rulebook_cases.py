@@ -1,0 +1,91 @@
+"""Runs the test cases kept next to each rulebook (rules/<name>.tests.yaml), like `opa test`.
+
+Besides each case, it checks the cases keep up with the rulebook: every rule has a case, and
+every age threshold and therapy condition is tested on both sides.
+"""
+from pathlib import Path
+
+import pytest
+
+from service import icd10
+from service.formulary import Formulary
+from service.rulebook import read_yaml
+
+RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
+CASE_FILES = sorted(RULES_DIR.glob("*.tests.yaml"))
+EXPECT_KEYS = {"outcome", "rule", "missing", "labelled_products"}
+
+
+def _cases():
+    for case_file in CASE_FILES:
+        for i, case in enumerate(read_yaml(case_file)["cases"]):
+            yield pytest.param(case_file, case, id=f"{case_file.stem}:{i}:{case['name']}")
+
+
+_loaded: dict[Path, Formulary] = {}
+
+
+def formulary_for(case_file: Path) -> Formulary:
+    rulebook = case_file.with_name(case_file.name.replace(".tests.yaml", ".yaml"))
+    if rulebook not in _loaded:
+        _loaded[rulebook] = Formulary.load(rulebook)
+    return _loaded[rulebook]
+
+
+def test_every_rulebook_has_a_case_file():
+    rulebooks = {p for p in RULES_DIR.glob("*.yaml") if not p.name.endswith(".tests.yaml")}
+    assert rulebooks, "no rulebook in rules/"
+    assert {p.with_name(p.name.replace(".yaml", ".tests.yaml")) for p in rulebooks} <= set(CASE_FILES)
+
+
+@pytest.mark.parametrize("case_file, case", list(_cases()))
+def test_rule_case(case_file, case):
+    assert set(case) == {"name", "request", "expect"}, f"case keys: {sorted(case)}"
+    expect = case["expect"]
+    assert "outcome" in expect and set(expect) <= EXPECT_KEYS, f"expect keys: {sorted(expect)}"
+    decision = formulary_for(case_file).decide(case["request"])
+    got = {
+        "outcome": decision.outcome,
+        "rule": decision.rule["id"] if decision.rule else None,
+        "missing": sorted(decision.missing),
+        "labelled_products": sorted(decision.labelled_products),
+    }
+    wanted = {key: sorted(value) if isinstance(value, list) else value for key, value in expect.items()}
+    assert {key: got[key] for key in wanted} == wanted, decision.rationale
+
+
+def _decided_cases(case_file):
+    """(case, decision) for every case of a file."""
+    formulary = formulary_for(case_file)
+    return [(case, formulary.decide(case["request"])) for case in read_yaml(case_file)["cases"]]
+
+
+@pytest.mark.parametrize("case_file", CASE_FILES, ids=lambda p: p.stem)
+def test_every_rule_has_a_case(case_file):
+    rulebook = formulary_for(case_file).rulebook
+    covered = {case["expect"].get("rule") for case in read_yaml(case_file)["cases"]}
+    assert [r.id for r in rulebook.rules if r.id not in covered] == []
+
+
+@pytest.mark.parametrize("case_file", CASE_FILES, ids=lambda p: p.stem)
+def test_every_age_and_therapy_condition_is_tested_on_both_sides(case_file):
+    rulebook = formulary_for(case_file).rulebook
+    decided = _decided_cases(case_file)
+    gaps = []
+    for rule in rulebook.rules:
+        codes = {icd10.normalise(c) for c in rulebook.diagnoses[rule.diagnosis].codes}
+        requests = [case["request"] for case, decision in decided
+                    if decision.diagnosis.plain_code and any(decision.diagnosis.plain_code.startswith(c) for c in codes)]
+        ages = {r.get("patient", {}).get("age_years") for r in requests}
+        for threshold in (rule.when.age_under, rule.when.age_at_least):
+            if threshold is not None and not (threshold in ages and any(a is not None and threshold - 1 <= a < threshold for a in ages)):
+                gaps.append(f"{rule.id}: ages {threshold:g} and just below")
+        for kind, therapies in (("failed", rule.when.failed_includes),
+                                ("concurrent", rule.when.concurrent_includes | rule.when.concurrent_excludes)):
+            for therapy in therapies:
+                lists = [r.get("therapies", {}).get(kind) for r in requests]
+                given = [formulary_for(case_file).vocabulary.therapy(t, kind) for l in lists if l is not None for t in l]
+                if therapy not in given or not any(l is not None and therapy not in
+                                                   {formulary_for(case_file).vocabulary.therapy(t, kind) for t in l} for l in lists):
+                    gaps.append(f"{rule.id}: with and without {kind} {therapy}")
+    assert gaps == []
