@@ -9,9 +9,11 @@ Layout (see ../shared/notes/durable-rules.md for why):
   first 3..7 characters) and durable-rules' `pri` encodes the whole precedence: more specific
   codes first, then the order from `service.precedence`. `post` fires only the lowest `pri`, so
   one post gives the decision.
-- A rule whose conditions need a fact becomes two compiled rules: `match` (every condition holds)
-  and, right after it, `unknown` (no condition is contradicted, but a fact it needs is missing):
-  the decision is then needs_review with the missing facts. Every fact is posted with a `known_*`
+- A rule whose conditions need a fact compiles to `match` rules (every condition holds) and,
+  right after them, `unknown` rules (no condition is contradicted, but a fact it needs is
+  missing): the decision is then needs_review with the missing facts. A labelled approval has
+  one alternative per label age limit; each alternative is its own compiled rule, since
+  durable-rules refuses conditions with more than 15 `$and`/`$or` nodes. Every fact is posted with a `known_*`
   flag, so no rule needs `$nex` (which can hang) and absent fields are never relied on.
 - Facts are typed in Python before they are posted: numbers, 0/1 flags and vocabulary strings.
 """
@@ -102,6 +104,10 @@ def _therapy_field(kind: str, therapy: str) -> str:
     return f"{kind}__{therapy}"
 
 
+class CompileError(Exception):
+    """A rulebook that passed loading but cannot be laid out safely for durable-rules."""
+
+
 class _Atom:
     """One test on one fact: the durable-rules condition, and the fact it needs (None: never missing)."""
 
@@ -109,7 +115,11 @@ class _Atom:
         self.test, self.fact = test, fact
 
     def or_unknown(self) -> dict:
-        return self.test if self.fact is None else {"$or": [self.test, {FACT_FLAGS[self.fact]: 0}]}
+        """The test, or the fact is unknown: one flat `$or`, to keep the expression count low."""
+        if self.fact is None:
+            return self.test
+        unknown = {FACT_FLAGS[self.fact]: 0}
+        return {"$or": self.test["$or"] + [unknown]} if "$or" in self.test else {"$or": [self.test, unknown]}
 
 
 def _any_of(field_name: str, values) -> dict:
@@ -140,43 +150,63 @@ def _atoms(when: Conditions) -> list[_Atom]:
     return atoms
 
 
-def _label_tests(rulebook: Rulebook, rule: Rule) -> tuple[dict, dict, bool]:
-    """The label condition of an approved rule: strict, age-unknown-tolerant, and whether age matters.
+def _label_clauses(rulebook: Rulebook, rule: Rule) -> list[list[_Atom]]:
+    """The label condition of an approved rule as alternatives, one per label age limit.
 
-    It holds when some formulary product labelled for the indication is the one requested (or
-    none is requested) and the patient's age is within that label's limit.
+    Alternative k holds when the requested product (or any, when none is named) is one of the
+    products whose label for the indication starts at age limit k, and the patient has reached
+    it. Each alternative becomes its own compiled rule, because durable-rules refuses a
+    condition with more than MAX_EXPRESSIONS `$and`/`$or` nodes.
     """
-    strict, tolerant, needs_age = [], [], False
+    by_age: dict[float | None, list[str]] = {}
     for name, label in rulebook.labels_for(rule.labelled_indication):
-        product_test = {"$or": [{"product": name}, {"known_product": 0}]}
-        if label.min_age_years is None:
-            strict.append(product_test)
-            tolerant.append(product_test)
-        else:
-            needs_age = True
-            age = {"$gte": {"age": label.min_age_years}}
-            strict.append({"$and": [product_test, age]})
-            tolerant.append({"$and": [product_test, {"$or": [age, {"known_age": 0}]}]})
-    return {"$or": strict}, {"$or": tolerant}, needs_age
+        by_age.setdefault(label.min_age_years, []).append(name)
+    clauses = []
+    for min_age, names in sorted(by_age.items(), key=lambda item: -1 if item[0] is None else item[0]):
+        product = _Atom({"$or": [{"product": name} for name in names] + [{"known_product": 0}]}, None)
+        age = [] if min_age is None else [_Atom({"$gte": {"age": min_age}}, "patient.age_years")]
+        clauses.append([product] + age)
+    return clauses
+
+
+# Measured on durable-rules 2.0.28: a condition with 16 or more `$and`/`$or` nodes fails to
+# compile ("error code: 113"), whatever its shape.
+MAX_EXPRESSIONS = 15
+
+
+def _expressions(condition) -> int:
+    if isinstance(condition, dict):
+        return sum((key in ("$and", "$or")) + _expressions(value) for key, value in condition.items())
+    if isinstance(condition, list):
+        return sum(_expressions(item) for item in condition)
+    return 0
 
 
 def _compile_rule(rulebook: Rulebook, rule: Rule, code_test: dict) -> list[tuple[dict, Verdict]]:
-    """The compiled rules for one rule on one code, in the order they are tried."""
+    """The compiled rules for one rule on one code, in the order they are tried.
+
+    First the alternatives where every condition holds ("match"); then, if the rule needs facts,
+    the same alternatives with each condition allowed to be unknown and some needed fact
+    actually missing ("unknown").
+    """
     atoms = _atoms(rule.when)
-    strict = [code_test] + [a.test for a in atoms]
-    tolerant = [code_test] + [a.or_unknown() for a in atoms]
-    needs = [a.fact for a in atoms if a.fact]
-    if rule.labelled_indication:
-        label_strict, label_tolerant, needs_age = _label_tests(rulebook, rule)
-        strict.append(label_strict)
-        tolerant.append(label_tolerant)
-        if needs_age:
-            needs.append("patient.age_years")
-    needs = tuple(dict.fromkeys(needs))
-    compiled = [({"$and": strict}, Verdict(rule, "match", needs))]
+    clauses = [atoms + extra for extra in _label_clauses(rulebook, rule)] if rule.labelled_indication else [atoms]
+    needs = tuple(dict.fromkeys(a.fact for clause in clauses for a in clause if a.fact))
+    compiled = []
+    for clause in clauses:
+        compiled.append(({"$and": [code_test] + [a.test for a in clause]}, Verdict(rule, "match", needs)))
     if needs:
-        some_missing = {"$or": [{FACT_FLAGS[f]: 0} for f in needs]}
-        compiled.append(({"$and": tolerant + [some_missing]}, Verdict(rule, "unknown", needs)))
+        missing = [{FACT_FLAGS[f]: 0} for f in needs]
+        some_missing = missing[0] if len(missing) == 1 else {"$or": missing}
+        for clause in clauses:
+            condition = {"$and": [code_test] + [a.or_unknown() for a in clause] + [some_missing]}
+            compiled.append((condition, Verdict(rule, "unknown", needs)))
+    for condition, _ in compiled:
+        if _expressions(condition) > MAX_EXPRESSIONS:
+            raise CompileError(
+                f"rule {rule.id}: its conditions need {_expressions(condition)} and/or expressions, more than the "
+                f"{MAX_EXPRESSIONS} durable-rules compiles; split it into narrower rules"
+            )
     return compiled
 
 
@@ -187,10 +217,6 @@ def rules_by_code(rulebook: Rulebook) -> dict[str, list[Rule]]:
         for code in rulebook.diagnoses[rule.diagnosis].codes:
             by_code.setdefault(icd10.normalise(code), []).append(rule)
     return by_code
-
-
-class CompileError(Exception):
-    """A rulebook that passed loading but cannot be laid out safely for durable-rules."""
 
 
 def compile_rulebook(rulebook: Rulebook) -> CompiledRulebook:
@@ -207,8 +233,8 @@ def compile_rulebook(rulebook: Rulebook) -> CompiledRulebook:
         out = []
         for code, rule in entries:
             code_test = {f"dx{len(code)}": code}
-            for condition, verdict in _compile_rule(rulebook, rule, code_test):
-                out.append((f"{rule.id}@{code}#{verdict.variant}", condition, verdict))
+            for i, (condition, verdict) in enumerate(_compile_rule(rulebook, rule, code_test)):
+                out.append((f"{rule.id}@{code}#{verdict.variant}{i}", condition, verdict))
             therapy_fields |= {("failed", t) for t in rule.when.failed_includes}
             therapy_fields |= {("concurrent", t) for t in rule.when.concurrent_includes | rule.when.concurrent_excludes}
         if len(out) > MAX_RULES_PER_CATEGORY:

@@ -3,7 +3,7 @@
 Loading (service.rulebook) already refuses schema errors, undefined sources, therapies, products
 and indications. Lint adds what needs the whole rulebook: codes that do not exist, a code claimed
 by two diagnoses, a synonym that names two diagnoses, rules that can clash with no precedence,
-labelled indications no rule approves, diagnoses no rule uses, and rulesets too large for
+labelled indications that no rule approves or names the products of, diagnoses no rule uses, and rulesets too large for
 durable-rules.
 """
 from pathlib import Path
@@ -42,10 +42,13 @@ def lint_rulebook(rulebook: Rulebook) -> list[str]:
         if dx_id not in used:
             problems.append(f"{where}: diagnosis {dx_id}: no rule uses it")
     approved = {r.labelled_indication for r in rulebook.rules}
+    named = {product for r in rulebook.rules for product in (r.when.product or ())}
     for indication in sorted({l.indication for p in rulebook.products.values() for l in p.labels}):
-        if indication not in approved:
+        products = {name for name, _ in rulebook.labels_for(indication)}
+        if indication not in approved and not products <= named:
             problems.append(
-                f"{where}: indication {indication}: products are labelled for it but no approved rule uses it"
+                f"{where}: indication {indication}: products are labelled for it but no approved rule uses it "
+                f"and no rule names {', '.join(sorted(products - named))}"
             )
     for code, rules in sorted(rules_by_code(rulebook).items()):
         for a, b, example in precedence.ambiguities(rules):

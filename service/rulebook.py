@@ -259,7 +259,9 @@ def load_rulebook(path: str | Path) -> Rulebook:
     path = Path(path)
     raw = read_yaml(path)
     check = _Checker()
-    top = check.mapping(raw, str(path), ("rulebook", "diagnoses", "rules")) or {}
+    top = check.mapping(raw, str(path), ("rulebook", "diagnoses", "rules"))
+    if top is None:
+        raise RulebookError(check.problems)
     meta = check.mapping(top.get("rulebook", {}), f"{path}: rulebook", ("name", "version", "effective", "reference_data")) or {}
     data_dir = (path.parent / str(meta.get("reference_data", ""))).resolve()
     products, indications = _read_products(data_dir, check)

@@ -5,31 +5,38 @@ import time
 
 import pytest
 
-from service.compiler import MAX_RULES_PER_RULESET, compile_rulebook
-from service.formulary import Formulary
+from service.compiler import MAX_EXPRESSIONS, MAX_RULES_PER_RULESET, _expressions, compile_rulebook
+from service.formulary import SHIPPED_RULEBOOK, Formulary
 from service.rulebook import load_rulebook
 
 from .synthetic import write_synthetic_rulebook
 
 
-def _tests_in(condition) -> int:
-    """Count the leaf tests in a durable-rules condition."""
+def _leaf_tests(condition) -> set[str]:
+    """The distinct leaf tests of a durable-rules condition, as canonical JSON."""
     if isinstance(condition, dict) and len(condition) == 1:
         (key, value), = condition.items()
         if key in ("$and", "$or"):
-            return sum(_tests_in(c) for c in value)
-    return 1
+            return set().union(*(_leaf_tests(c) for c in value))
+    return {json.dumps(condition, sort_keys=True)}
 
 
-def test_compiled_rulesets_avoid_nex_and_keep_pri_and_size_in_bounds(mini_path):
-    compiled = compile_rulebook(load_rulebook(mini_path))
+@pytest.fixture(params=["mini", "shipped"])
+def any_rulebook_path(request, mini_path):
+    return mini_path if request.param == "mini" else SHIPPED_RULEBOOK
+
+
+def test_compiled_rulesets_avoid_nex_and_keep_pri_and_size_in_bounds(any_rulebook_path):
+    compiled = compile_rulebook(load_rulebook(any_rulebook_path))
     text = json.dumps(compiled.rulesets)
-    assert "$nex" not in text and "$in" not in text
+    assert "$nex" not in text and '"$in"' not in text
     for rules in compiled.rulesets.values():
         assert len(rules) <= MAX_RULES_PER_RULESET
         pris = [rule["pri"] for rule in rules.values()]
         assert pris == list(range(len(pris)))            # integers 0..n-1: no 16-bit wrap, no ties
-        assert sum(_tests_in(r["all"][0]["m"]) for r in rules.values()) < 512 * 2
+        distinct = set().union(*(_leaf_tests(r["all"][0]["m"]) for r in rules.values()))
+        assert len(distinct) < 512 // 2                  # the compile hang starts past 512 per node
+        assert max(_expressions(r["all"][0]["m"]) for r in rules.values()) <= MAX_EXPRESSIONS
 
 
 def test_every_compiled_rule_first_tests_its_code(mini_path):
@@ -59,3 +66,39 @@ def test_10000_rule_rulebook_loads_and_decides_correctly(tmp_path):
     finally:
         formulary.close()
     print(f"10,000-rule rulebook: load, lint and compile in {load_seconds:.1f} s")
+
+
+def test_durable_rules_refuses_more_than_15_expressions():
+    import durable_rules_engine
+
+    def compiles(condition):
+        try:
+            handle = durable_rules_engine.create_ruleset("probe", json.dumps({"r": {"all": [{"m": condition}], "pri": 0}}))
+        except Exception:
+            return False
+        durable_rules_engine.delete_ruleset(handle)
+        return True
+
+    def and_of_ors(n):
+        return {"$and": [{"$or": [{f"f{i}": 1}, {f"k{i}": 0}]} for i in range(n - 1)]}
+
+    assert compiles(and_of_ors(MAX_EXPRESSIONS)) and not compiles(and_of_ors(MAX_EXPRESSIONS + 1))
+
+
+def test_a_rule_too_complex_for_durable_rules_is_refused_by_name(tmp_path):
+    from service.lint import lint_rulebook
+
+    from .conftest import write_rulebook
+    from .synthetic import SYNTHETIC_DATA
+
+    therapies = [f"therapy{i}" for i in range(14)]
+    data = {**SYNTHETIC_DATA, "therapies.yaml": {"therapies": {t: {"name": t} for t in therapies}}}
+    rules = [{"id": "busy", "title": "Busy", "diagnosis": "gbs", "outcome": "needs_review", "rationale": "r",
+              "evidence": [{"source": "review", "finding": "f", "strength": "limited"}],
+              "when": {"failed_therapies": {"includes": therapies[:8]},
+                       "concurrent_therapies": {"includes": therapies[8:]}}}]
+    path = write_rulebook(tmp_path, rules=rules, diagnoses={"gbs": {"name": "GBS", "codes": ["G61.0"]}}, data=data)
+    problems = lint_rulebook(load_rulebook(path))
+    # 14 therapy tests, each "or unknown", inside one $and, plus "some fact missing": 16 nodes.
+    assert problems == [f"{path}: rule busy: its conditions need 16 and/or expressions, more than the "
+                        "15 durable-rules compiles; split it into narrower rules"]

@@ -102,8 +102,16 @@ def test_a_diagnosis_without_rules_is_refused(tmp_path):
 
 def test_a_labelled_indication_no_rule_approves_is_refused(tmp_path):
     rules = [r for r in MINI_RULES if r["id"] != "pi-labelled"]
-    assert any("indication pi: products are labelled for it but no approved rule uses it" in p
+    assert any("indication pi: products are labelled for it but no approved rule uses it and no rule names Alpha, Beta, Gamma" in p
                for p in problems_for(tmp_path, rules=rules))
+
+
+def test_a_labelled_indication_whose_products_a_rule_names_is_covered(tmp_path):
+    rules = [r for r in MINI_RULES if r["id"] != "pi-labelled"]
+    next(r for r in rules if r["id"] == "pi-other")["when"] = {"product": ["Alpha", "Beta", "Gamma"]}
+    rules.append({"id": "pi-any", "title": "PI", "diagnosis": "pi", "outcome": "needs_review",
+                  "rationale": "r", "evidence": evidence("limited")})
+    assert problems_for(tmp_path, rules=rules) == []
 
 
 def test_a_key_written_twice_is_refused(tmp_path):
