@@ -39,9 +39,15 @@ def rules_table(rulebook: Rulebook) -> list[list[str]]:
     for rule in rulebook.rules:
         rows.append([
             rule.id,
-            " ".join(rulebook.diagnoses[rule.diagnosis].codes),
+            _codes_cell(rulebook.diagnoses[rule.diagnosis].codes),
             rule.when.describe() + (f"; label: {rule.labelled_indication}" if rule.labelled_indication else ""),
             rule.outcome,
             ", ".join(sorted({e.source for e in rule.evidence})),
         ])
     return rows
+
+
+def _codes_cell(codes: tuple[str, ...], shown: int = 4) -> str:
+    """A table cell for a diagnosis's codes; long lists end in "+N more" (the JSON has them all)."""
+    head = " ".join(codes[:shown])
+    return head if len(codes) <= shown else f"{head} +{len(codes) - shown} more"
