@@ -10,8 +10,9 @@ from .decision import OUTCOME_WORDS, Decision
 from .formulary import Formulary, default_rulebook_path
 from .lint import lint_paths
 from .listing import rulebook_as_data, rules_table
-from .request import RequestError
+from .request import RequestError, Vocabulary, parse_request
 from .rulebook import RulebookError, load_rulebook
+from .terminology import Terminology
 
 rulebook_option = click.option(
     "--rulebook", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -33,7 +34,7 @@ def _load(path: Path | None) -> Formulary:
 
 @main.command()
 @click.option("--code", help="ICD-10-CM code, with or without the dot (G61.0, g610).")
-@click.option("--text", help="Diagnosis in words (a name or synonym from the rulebook).")
+@click.option("--text", help="Diagnosis in words: a name, synonym or ICD-10-CM description; typos are tolerated.")
 @click.option("--age", type=float, help="Patient age in years.")
 @click.option("--sex", type=click.Choice(["female", "male", "other", "unknown"]))
 @click.option("--pregnant/--not-pregnant", default=None, help="Whether the patient is pregnant.")
@@ -95,6 +96,40 @@ def _explain(decision: Decision) -> str:
     rb = decision.rulebook
     lines.append(f"Rulebook:  {rb['name']} {rb['version']} (sha256 {rb['digest'][:12]})")
     return "\n".join(lines)
+
+
+@main.command()
+@click.argument("text", required=False)
+@click.option("--code", help="An ICD-10-CM code, alone or to check against the text.")
+@click.option("--json", "as_json", is_flag=True, help="Print the resolution as JSON.")
+@rulebook_option
+def diagnose(text, code, as_json, rulebook):
+    """Show how a typed diagnosis resolves (candidates with scores), without deciding."""
+    if text is None and code is None:
+        raise click.UsageError("give a diagnosis TEXT, --code, or both")
+    try:
+        book = load_rulebook(rulebook or default_rulebook_path())
+        request = parse_request({"diagnosis": {k: v for k, v in (("code", code), ("text", text)) if v is not None}},
+                                Vocabulary(book))
+        match = Terminology(book).resolve(request.code, request.text)
+    except RulebookError as error:
+        raise click.ClickException("the rulebook cannot be loaded:\n" + "\n".join(error.problems)) from None
+    except RequestError as error:
+        raise click.UsageError(error.message) from None
+    if as_json:
+        click.echo(json.dumps({**match.to_dict(), "score": match.score, "problem": match.problem,
+                               "candidates": [c.to_dict() for c in match.candidates]}, indent=2, ensure_ascii=False))
+        return
+    click.echo(f"Input:      {match.input!r}")
+    if match.code:
+        score = f" (score {match.score:g})" if match.score is not None else ""
+        click.echo(f"Resolved:   {match.code} {match.description}  [matched by {match.matched_by}{score}]")
+    if match.problem:
+        click.echo(f"Review:     {match.problem}")
+    if match.candidates:
+        click.echo("Candidates:")
+        for candidate in match.candidates:
+            click.echo(f"  {candidate.score:5.1f}  {candidate.code:<9} {candidate.description}")
 
 
 @main.command()

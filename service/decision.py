@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from .compiler import Facts, Verdict
 from .engine import EngineError
 from .rulebook import Evidence, Rulebook
-from .terminology import DiagnosisMatch
+from .terminology import Candidate, DiagnosisMatch
 
 OUTCOME_WORDS = {
     "approved": "Approved: an FDA-labelled indication",
@@ -24,6 +24,7 @@ class Decision:
     evidence: tuple[Evidence, ...] = ()
     missing: tuple[str, ...] = ()
     labelled_products: tuple[str, ...] = ()
+    candidates: tuple[Candidate, ...] = ()     # diagnoses the text may mean, when it is not clear
 
     def to_dict(self) -> dict:
         return {
@@ -35,6 +36,7 @@ class Decision:
             "evidence": [{"source": e.source, "finding": e.finding, "strength": e.strength} for e in self.evidence],
             "missing": list(self.missing),
             "labelled_products": list(self.labelled_products),
+            "candidates": [c.to_dict() for c in self.candidates],
         }
 
 
@@ -59,6 +61,7 @@ def from_verdict(rulebook: Rulebook, diagnosis: DiagnosisMatch, facts: Facts, ve
             rationale=(
                 f"Rule '{rule.title}' decides this diagnosis but needs {', '.join(missing)}, which the request "
                 f"does not give. Resubmit with {'it' if len(missing) == 1 else 'them'}, or a pharmacist reviews."
+                + _approximate_note(diagnosis)
             ),
             evidence=rule.evidence,
             missing=missing,
@@ -73,16 +76,23 @@ def from_verdict(rulebook: Rulebook, diagnosis: DiagnosisMatch, facts: Facts, ve
         diagnosis=diagnosis,
         rule=ref,
         rulebook=rulebook_ref(rulebook),
-        rationale=rule.rationale,
+        rationale=rule.rationale + _approximate_note(diagnosis),
         evidence=rule.evidence,
         labelled_products=labelled,
     )
 
 
+def _approximate_note(diagnosis: DiagnosisMatch) -> str:
+    if diagnosis.matched_by != "fuzzy":
+        return ""
+    return (f" (The diagnosis was matched approximately: '{diagnosis.input}' was read as {diagnosis.code} "
+            f"{diagnosis.description}, score {diagnosis.score:g} of 100.)")
+
+
 def without_rule(rulebook: Rulebook, diagnosis: DiagnosisMatch) -> Decision:
-    """needs_review for a diagnosis no rule covers, or a text that names no known diagnosis."""
-    if diagnosis.code is None:
-        reason = f"'{diagnosis.input}' does not name a diagnosis the rulebook knows; resubmit with an ICD-10-CM code"
+    """needs_review for a diagnosis no rule covers, or one the request does not make clear."""
+    if diagnosis.problem:
+        reason = diagnosis.problem[0].upper() + diagnosis.problem[1:]
     else:
         reason = f"No rule in the rulebook covers {diagnosis.code} ({diagnosis.description})"
     return Decision(
@@ -90,5 +100,6 @@ def without_rule(rulebook: Rulebook, diagnosis: DiagnosisMatch) -> Decision:
         diagnosis=diagnosis,
         rule=None,
         rulebook=rulebook_ref(rulebook),
-        rationale=reason + ": a pharmacist or the committee decides.",
+        rationale=reason + ": a pharmacist or the committee decides." + _approximate_note(diagnosis),
+        candidates=diagnosis.candidates,
     )

@@ -46,7 +46,7 @@ class Formulary:
 
     def decide_request(self, request: DecisionRequest) -> Decision:
         diagnosis = self.terminology.resolve(request.code, request.text)
-        if diagnosis.code is None:
+        if diagnosis.code is None or diagnosis.problem:
             return without_rule(self.rulebook, diagnosis)
         verdict = self.engine.evaluate(diagnosis.plain_code, request.facts)
         if verdict is None:

@@ -42,3 +42,8 @@ def description(code: str) -> str:
 def prefixes(code: str) -> list[str]:
     """The codes that cover a dotless code, from its category down to itself."""
     return [code[:length] for length in range(CATEGORY_LENGTH, len(code) + 1)]
+
+
+def covered_by(code: str, rule_codes) -> bool:
+    """Whether a dotless code is one of, or a descendant of, any of these codes."""
+    return any(code.startswith(normalise(c)) for c in rule_codes)

@@ -28,11 +28,19 @@ def lint_rulebook(rulebook: Rulebook) -> list[str]:
             if plain in owner:
                 problems.append(f"{where}: diagnosis {dx.id}: codes: {code} is already a code of diagnosis {owner[plain]}")
             owner.setdefault(plain, dx.id)
-        for spelling in (dx.name, *dx.synonyms):
+        for spelling in (dx.name, *(s.term for s in dx.synonyms)):
             key = fold(spelling)
             if spellings.setdefault(key, dx.id) != dx.id:
                 problems.append(
                     f"{where}: diagnosis {dx.id}: synonym '{spelling}' also names diagnosis {spellings[key]}"
+                )
+        for synonym in dx.synonyms:
+            if synonym.code is not None and not (
+                icd10.is_valid(synonym.code) and icd10.covered_by(icd10.normalise(synonym.code), dx.codes)
+            ):
+                problems.append(
+                    f"{where}: diagnosis {dx.id}: synonym '{synonym.term}': code {synonym.code} is not an ICD-10-CM "
+                    "code covered by the diagnosis's codes"
                 )
     if problems:
         return problems  # the checks below assume every code is valid and owned once

@@ -11,7 +11,7 @@ def rule_as_data(rulebook: Rulebook, rule: Rule) -> dict:
         "id": rule.id,
         "title": rule.title,
         "diagnosis": {"id": diagnosis.id, "name": diagnosis.name, "codes": list(diagnosis.codes),
-                      "synonyms": list(diagnosis.synonyms), "coding_note": diagnosis.coding_note},
+                      "synonyms": [s.term for s in diagnosis.synonyms], "coding_note": diagnosis.coding_note},
         "when": rule.when.describe(),
         "outcome": rule.outcome,
         "priority": rule.priority,

@@ -47,11 +47,19 @@ class Evidence:
 
 
 @dataclass(frozen=True)
+class Synonym:
+    """Another name for a diagnosis; `code` pins the code it means within the diagnosis's codes."""
+
+    term: str
+    code: str | None = None
+
+
+@dataclass(frozen=True)
 class Diagnosis:
     id: str
     name: str
     codes: tuple[str, ...]
-    synonyms: tuple[str, ...] = ()
+    synonyms: tuple[Synonym, ...] = ()
     coding_note: str = ""
 
 
@@ -145,6 +153,7 @@ class Rulebook:
     therapies: dict[str, Therapy]
     sources: dict[str, Source]
     cited_sources: tuple[str, ...] = field(default=())
+    abbreviations: dict[str, str] = field(default_factory=dict)
 
     def rule(self, rule_id: str) -> Rule | None:
         return next((r for r in self.rules if r.id == rule_id), None)
@@ -259,7 +268,7 @@ def load_rulebook(path: str | Path) -> Rulebook:
     path = Path(path)
     raw = read_yaml(path)
     check = _Checker()
-    top = check.mapping(raw, str(path), ("rulebook", "diagnoses", "rules"))
+    top = check.mapping(raw, str(path), ("rulebook", "diagnoses", "rules"), ("abbreviations",))
     if top is None:
         raise RulebookError(check.problems)
     meta = check.mapping(top.get("rulebook", {}), f"{path}: rulebook", ("name", "version", "effective", "reference_data")) or {}
@@ -269,6 +278,7 @@ def load_rulebook(path: str | Path) -> Rulebook:
     sources = _read_sources(data_dir, check)
     diagnoses = _read_diagnoses(top.get("diagnoses"), f"{path}: diagnoses", check)
     rules = _read_rules(top.get("rules"), path, check, diagnoses, products, indications, therapies, sources)
+    abbreviations = _read_abbreviations(top.get("abbreviations"), f"{path}: abbreviations", check)
     if check.problems:
         raise RulebookError(check.problems)
     cited = tuple(sorted({e.source for r in rules for e in r.evidence}))
@@ -285,7 +295,24 @@ def load_rulebook(path: str | Path) -> Rulebook:
         therapies=therapies,
         sources=sources,
         cited_sources=cited,
+        abbreviations=abbreviations,
     )
+
+
+def _read_abbreviations(raw, where: str, check: _Checker) -> dict[str, str]:
+    """Abbreviation -> what it stands for, expanded inside free-text diagnoses (GBS, CIDP, ...)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        check.fail(where, "must be a mapping of abbreviation to its expansion")
+        return {}
+    found = {}
+    for short, expansion in raw.items():
+        short = check.text(short, f"{where}: key")
+        if short and len(short.split()) != 1:
+            check.fail(f"{where}.{short}", "an abbreviation is one word")
+        found[short] = check.text(expansion, f"{where}.{short}")
+    return found
 
 
 def _digest(paths: list[Path]) -> str:
@@ -380,10 +407,28 @@ def _read_diagnoses(raw, where: str, check: _Checker) -> dict[str, Diagnosis]:
             str(dx_id),
             check.text(item.get("name"), f"{at}.name"),
             codes,
-            check.texts(item.get("synonyms"), f"{at}.synonyms"),
+            _read_synonyms(item.get("synonyms"), f"{at}.synonyms", check),
             check.text(item.get("coding_note"), f"{at}.coding_note", required=False),
         )
     return diagnoses
+
+
+def _read_synonyms(raw, where: str, check: _Checker) -> tuple[Synonym, ...]:
+    """Each synonym is a text, or {term, code} where it means one code of the diagnosis."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        check.fail(where, "must be a list")
+        return ()
+    synonyms = []
+    for i, item in enumerate(raw):
+        if isinstance(item, dict):
+            item = check.mapping(item, f"{where}[{i}]", ("term", "code")) or {}
+            synonyms.append(Synonym(check.text(item.get("term"), f"{where}[{i}].term"),
+                                    check.text(item.get("code"), f"{where}[{i}].code")))
+        else:
+            synonyms.append(Synonym(check.text(item, f"{where}[{i}]")))
+    return tuple(synonyms)
 
 
 _RULE_REQUIRED = ("id", "title", "diagnosis", "outcome", "rationale", "evidence")

@@ -98,7 +98,8 @@ def test_code_without_rule_is_needs_review_without_rule(mini):
 
 def test_decision_json_has_the_agreed_names(mini):
     data = decide(mini, "G61.0", patient={"age_years": 8}).to_dict()
-    assert list(data) == ["outcome", "diagnosis", "rule", "rulebook", "rationale", "evidence", "missing", "labelled_products"]
+    assert list(data) == ["outcome", "diagnosis", "rule", "rulebook", "rationale", "evidence", "missing", "labelled_products",
+                          "candidates"]
     assert data["diagnosis"] == {"code": "G61.0", "description": "Guillain-Barre syndrome", "matched_by": "code", "input": "G61.0"}
     assert data["rule"] == {"id": "gbs-children", "title": "GBS in children"}
     assert set(data["rulebook"]) == {"name", "version", "digest"} and len(data["rulebook"]["digest"]) == 64
