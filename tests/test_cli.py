@@ -65,3 +65,21 @@ def test_shipped_rulebook_answers_the_documented_examples():
     myositis = json.loads(run("check", "--code", "M33.20", "--age", "50", "--concurrent", "corticosteroids", "--json").output)
     assert myositis["outcome"] == "off_label_with_evidence"
     assert run("lint", "rules/").exit_code == 0
+
+
+def test_diagnose_shows_candidates_with_scores_without_deciding():
+    result = run("diagnose", "chronic fatigue")
+    assert result.exit_code == 0 and "could mean several diagnoses" in result.output
+    assert "G93.32" in result.output and "R53.82" in result.output
+    assert "Outcome" not in result.output
+
+
+def test_diagnose_resolves_a_typo_and_says_how():
+    result = run("diagnose", "guillian bare syndrom")
+    assert "G61.0 Guillain-Barre syndrome  [matched by fuzzy (score" in result.output
+
+
+def test_check_accepts_a_text_diagnosis():
+    result = run("check", "--text", "wegeners granulomatosis", "--age", "52", "--json")
+    data = json.loads(result.output)
+    assert data["diagnosis"]["code"] == "M31.3" and data["diagnosis"]["matched_by"] == "synonym"

@@ -127,3 +127,16 @@ def test_lint_paths_finds_rulebooks_in_a_folder_and_skips_test_files(tmp_path):
     files, problems = lint_paths([tmp_path])
     assert [f.name for f in files] == ["mini.yaml"] and problems == []
     assert lint_paths([tmp_path / "absent"])[1] == [f"{tmp_path / 'absent'}: no such file or folder"]
+
+
+def test_a_synonym_pinned_to_a_code_outside_its_diagnosis_is_refused(tmp_path):
+    diagnoses = {**MINI_DIAGNOSES, "gbs": {"name": "GBS", "codes": ["G61.0"], "synonyms": [{"term": "AIDP", "code": "G61.1"}]}}
+    assert any("synonym 'AIDP': code G61.1 is not an ICD-10-CM code covered by the diagnosis's codes" in p
+               for p in problems_for(tmp_path, diagnoses=diagnoses))
+
+
+def test_an_abbreviation_of_several_words_is_refused(tmp_path):
+    path = write_rulebook(tmp_path)
+    path.write_text(path.read_text() + "abbreviations:\n  G B S: Guillain-Barré syndrome\n")
+    with pytest.raises(RulebookError, match="abbreviations.G B S: an abbreviation is one word"):
+        load_rulebook(path)
