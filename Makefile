@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/formulary rules
+	$(BIN)/formulary serve --host 127.0.0.1 --port 8000 --workers 2
 
 lint: $(STAMP)
 	$(BIN)/formulary lint rules/

@@ -1,5 +1,6 @@
 """The `formulary` command: ask for a decision, list the formulary, lint a rulebook."""
 import json
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -8,11 +9,14 @@ import click
 
 from .decision import OUTCOME_WORDS, Decision
 from .formulary import Formulary, default_rulebook_path
-from .lint import lint_paths
+from .active_rulebook import record_activation
+from .instance import Instance
+from .lint import lint_paths, lint_rulebook
 from .listing import rulebook_as_data, rules_table
 from .request import RequestError, Vocabulary, parse_request
 from .rulebook import RulebookError, load_rulebook
 from .terminology import Terminology
+from .tokens import ROLES, TokenError, any_token, create_token, list_tokens, revoke_token
 
 rulebook_option = click.option(
     "--rulebook", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -162,3 +166,103 @@ def lint(paths):
         click.echo(f"{len(problems)} problem(s) in {len(files)} rulebook file(s)", err=True)
         sys.exit(1)
     click.echo(f"ok: {len(files)} rulebook file(s) clean: {', '.join(str(f) for f in files)}")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=int)
+@click.option("--threads", default=4, show_default=True, type=int, help="Threads per worker.")
+def serve(host, port, workers, threads):
+    """Run the HTTP service with gunicorn (creates and migrates the database first)."""
+    instance = Instance.from_env()
+    instance.database  # create and migrate before the workers start
+    if not any_token(instance.database):
+        token = create_token(instance.database, "admin", "admin")
+        click.echo("No API token existed, so an admin token was created. It is shown only this once:\n")
+        click.echo(f"    {token}\n")
+        click.echo("Try it:\n")
+        click.echo(f"    curl -s -X POST http://{host}:{port}/v1/decisions -H 'Authorization: Bearer {token}' \\")
+        click.echo("         -H 'Content-Type: application/json' -d '{\"diagnosis\": {\"code\": \"G61.0\"}, \"patient\": {\"age_years\": 8}}'\n")
+    os.execvp(sys.executable, [
+        sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers", str(workers),
+        "--worker-class", "gthread", "--threads", str(threads), "--graceful-timeout", "20",
+        "service.app:create_app()",
+    ])
+
+
+@main.group()
+def tokens():
+    """Create, revoke and list API tokens."""
+
+
+@tokens.command("create")
+@click.option("--name", required=True, help="Who or what uses the token (shown in the audit log).")
+@click.option("--role", required=True, type=click.Choice(ROLES))
+def tokens_create(name, role):
+    """Create a token; it is printed once, as the last line."""
+    try:
+        token = create_token(Instance.from_env().database, name, role)
+    except TokenError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"token for {name} ({role}); store it now, it is not shown again:")
+    click.echo(token)
+
+
+@tokens.command("revoke")
+@click.argument("name")
+def tokens_revoke(name):
+    """Revoke the token with this name."""
+    try:
+        revoke_token(Instance.from_env().database, name)
+    except TokenError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"revoked {name}")
+
+
+@tokens.command("list")
+def tokens_list():
+    """Token names, roles and dates (never the tokens)."""
+    for row in list_tokens(Instance.from_env().database):
+        click.echo(f"{row['name']:<24} {row['role']:<11} created {row['created_at']}"
+                   + (f"  revoked {row['revoked_at']}" if row["revoked_at"] else ""))
+
+
+@main.group()
+def audit():
+    """Check the audit log offline."""
+
+
+@audit.command("verify")
+def audit_verify():
+    """Check the whole chain; exit 1 if it is broken."""
+    result = Instance.from_env().audit.verify()
+    click.echo(json.dumps(result))
+    if not result["ok"]:
+        sys.exit(1)
+
+
+@audit.command("head")
+def audit_head():
+    """The latest record's id and hash: copy them somewhere else to detect later truncation."""
+    head = Instance.from_env().audit.head()
+    click.echo(f"{head['id']} {head['hash']}")
+
+
+@main.command()
+def reload():
+    """Lint the rulebook and make it the version every running service serves (within a second)."""
+    instance = Instance.from_env()
+    try:
+        rulebook = load_rulebook(instance.rulebook_path)
+        problems = lint_rulebook(rulebook)
+    except RulebookError as error:
+        problems = error.problems
+    if problems:
+        instance.audit.append("rulebook_reload", {"refused": True, "problems": problems}, requester="cli", status=422)
+        raise click.ClickException("refused; the running services keep their version:\n" + "\n".join(problems))
+    record_activation(instance.database, rulebook, "cli")
+    summary = {"name": rulebook.name, "version": rulebook.version, "digest": rulebook.digest}
+    instance.audit.append("rulebook_reload", summary, requester="cli", status=200,
+                          rulebook_version=rulebook.version, rulebook_digest=rulebook.digest)
+    click.echo(f"activated {rulebook.name} {rulebook.version} ({rulebook.digest[:12]})")

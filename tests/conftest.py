@@ -99,3 +99,64 @@ def shipped():
     formulary = Formulary.load()
     yield formulary
     formulary.close()
+
+
+# --- The HTTP service on a temporary database: SQLite always, PostgreSQL when it is reachable. ---
+
+import uuid  # noqa: E402
+
+import sqlalchemy  # noqa: E402
+
+from service.app import create_app  # noqa: E402
+from service.tokens import ROLES, create_token  # noqa: E402
+
+POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def _postgres_schema_url():
+    """A fresh schema in the local PostgreSQL test database, or a skip saying why not."""
+    try:
+        engine = sqlalchemy.create_engine(POSTGRES_URL)
+        schema = f"t_{uuid.uuid4().hex[:12]}"
+        with engine.begin() as connection:
+            connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    except Exception as error:
+        pytest.skip(f"PostgreSQL is not reachable at 127.0.0.1:5432 (database test): {type(error).__name__}")
+    return engine, schema, f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'formulary.db'}"
+        return
+    engine, schema, url = _postgres_schema_url()
+    yield url
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+    engine.dispose()
+
+
+@pytest.fixture
+def app(tmp_path, database_url, monkeypatch):
+    monkeypatch.delenv("FORMULARY_SECRET", raising=False)
+    application = create_app({"INSTANCE_PATH": str(tmp_path / "instance"), "DATABASE_URL": database_url, "WARM": False})
+    yield application
+    application.extensions["active_rulebook"].close()
+    application.extensions["instance"].database.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def tokens(app) -> dict[str, str]:
+    """One token per role, named after it."""
+    database = app.extensions["instance"].database
+    return {role: create_token(database, role, role) for role in ROLES}
+
+
+def bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}

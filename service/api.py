@@ -1,0 +1,276 @@
+"""The v1 JSON API: decisions, the formulary, the audit log and rulebook reloads.
+
+Every decision is committed to the audit log before the caller sees it; every refused request
+(4xx) is recorded too, with its reason and never the token.
+"""
+import copy
+import csv
+import datetime
+import io
+import uuid
+from functools import wraps
+
+from flask import Blueprint, Response, current_app, g, jsonify, request, stream_with_context
+
+from . import icd10
+from .audit import Filters
+from .db import utc_now
+from .errors import error_response
+from .listing import rule_as_data, rulebook_as_data
+from .request import RequestError, parse_request
+from .rulebook import OUTCOMES, RulebookError
+from .tokens import principal_for
+
+blueprint = Blueprint("api", __name__)
+MAX_PAGE = 500
+CSV_COLUMNS = ("id", "created_at", "kind", "requester", "status", "decision_id", "outcome", "rule_id", "code",
+               "matched_by", "rulebook_version", "rulebook_digest", "patient_ref_hash", "hash")
+
+
+def _instance():
+    return current_app.extensions["instance"]
+
+
+def _active():
+    return current_app.extensions["active_rulebook"]
+
+
+def requires(*roles):
+    """Only a valid bearer token with one of these roles may call the endpoint (401 / 403)."""
+    def decorate(view):
+        @wraps(view)
+        def guarded(*args, **kwargs):
+            header = request.headers.get("Authorization", "")
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                response = error_response(401, "unauthenticated", "send an API token as 'Authorization: Bearer <token>'")
+                response[0].headers["WWW-Authenticate"] = "Bearer"
+                return response
+            g.principal = principal_for(_instance().database, token.strip())
+            if g.principal is None:
+                response = error_response(401, "invalid_token", "the API token is unknown or revoked")
+                response[0].headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+                return response
+            if g.principal[1] not in roles:
+                return error_response(403, "forbidden", f"the role '{g.principal[1]}' may not do this")
+            return view(*args, **kwargs)
+        return guarded
+    return decorate
+
+
+@blueprint.after_app_request
+def _record_refusal(response):
+    """Put every refused request on the record; if that fails, the caller gets 503."""
+    if 400 <= response.status_code < 500 and request.path.startswith("/v1/"):
+        error = (response.get_json(silent=True) or {}).get("error", {})
+        principal = g.get("principal")
+        try:
+            _instance().audit.append(
+                "refusal",
+                {"method": request.method, "path": request.path, "error": error},
+                requester=principal[0] if principal else None,
+                status=response.status_code,
+            )
+        except Exception:
+            body, status = error_response(503, "audit_unavailable", "the audit log cannot be written; try again shortly")
+            return current_app.make_response((body, status))
+    return response
+
+
+def _json_body() -> dict:
+    if not request.is_json:
+        raise _Refusal(415, "unsupported_media_type", "send the request as JSON (Content-Type: application/json)")
+    payload = request.get_json(silent=True)
+    if payload is None:
+        raise _Refusal(400, "invalid_json", "the request body is not valid JSON")
+    return payload
+
+
+class _Refusal(Exception):
+    def __init__(self, status: int, code: str, message: str, field: str | None = None):
+        self.status, self.code, self.message, self.field = status, code, message, field
+
+
+@blueprint.errorhandler(_Refusal)
+def _refused(error: _Refusal):
+    return error_response(error.status, error.code, error.message, error.field)
+
+
+@blueprint.errorhandler(RequestError)
+def _bad_request(error: RequestError):
+    extra = {"suggestions": error.suggestions} if getattr(error, "suggestions", None) else {}
+    return error_response(400, error.code, error.message, error.field, **extra)
+
+
+def _sanitised(payload: dict, patient_hash: str | None) -> dict:
+    """The request as recorded: the patient identifier replaced by its keyed hash."""
+    recorded = copy.deepcopy(payload)
+    if isinstance(recorded.get("patient"), dict) and "ref" in recorded["patient"]:
+        del recorded["patient"]["ref"]
+        recorded["patient"]["ref_hash"] = patient_hash
+    return recorded
+
+
+@blueprint.post("/v1/decisions")
+@requires("clinician", "pharmacist", "admin")
+def submit_decision():
+    payload = _json_body()
+    with _active().use() as formulary:
+        request_obj = parse_request(payload, formulary.vocabulary)
+        decision = formulary.decide_request(request_obj)
+    audit = _instance().audit
+    patient_hash = audit.patient_hash(request_obj.patient_ref)
+    decided_at = utc_now()
+    response = {"decision_id": str(uuid.uuid4()), "decided_at": decided_at, **decision.to_dict()}
+    audit.append(
+        "decision",
+        {"request": _sanitised(payload, patient_hash), "decision": response},
+        created_at=decided_at,
+        requester=g.principal[0],
+        status=201,
+        decision_id=response["decision_id"],
+        outcome=decision.outcome,
+        rule_id=decision.rule["id"] if decision.rule else None,
+        code=decision.diagnosis.plain_code,
+        matched_by=decision.diagnosis.matched_by,
+        patient_ref_hash=patient_hash,
+        rulebook_version=decision.rulebook["version"],
+        rulebook_digest=decision.rulebook["digest"],
+    )
+    return jsonify(response), 201, {"Location": f"/v1/decisions/{response['decision_id']}"}
+
+
+@blueprint.get("/v1/decisions/<decision_id>")
+@requires("clinician", "pharmacist", "auditor", "admin")
+def get_decision(decision_id):
+    record = _instance().audit.decision(decision_id)
+    if record is None:
+        return error_response(404, "not_found", f"no decision {decision_id!r}")
+    if g.principal[1] == "clinician" and record["requester"] != g.principal[0]:
+        return error_response(403, "forbidden", "a clinician may read only the decisions they submitted")
+    return jsonify(record["body"]["decision"])
+
+
+@blueprint.get("/v1/rulebook")
+@requires("clinician", "pharmacist", "auditor", "admin")
+def get_rulebook():
+    return jsonify(rulebook_as_data(_active().current.rulebook))
+
+
+@blueprint.get("/v1/rulebook/rules/<rule_id>")
+@requires("clinician", "pharmacist", "auditor", "admin")
+def get_rule(rule_id):
+    rulebook = _active().current.rulebook
+    rule = rulebook.rule(rule_id)
+    if rule is None:
+        return error_response(404, "not_found", f"no rule {rule_id!r} in rulebook {rulebook.version}")
+    return jsonify(rule_as_data(rulebook, rule))
+
+
+@blueprint.post("/v1/rulebook/reload")
+@requires("admin")
+def reload_rulebook():
+    audit = _instance().audit
+    try:
+        summary = _active().reload(requested_by=g.principal[0])
+    except RulebookError as error:
+        audit.append("rulebook_reload", {"refused": True, "problems": error.problems}, requester=g.principal[0], status=422)
+        current = _active().current.rulebook
+        return error_response(422, "rulebook_invalid",
+                              f"the rulebook has {len(error.problems)} problem(s); still serving {current.version}",
+                              problems=error.problems)
+    audit.append("rulebook_reload", summary, requester=g.principal[0], status=200,
+                 rulebook_version=summary["version"], rulebook_digest=summary["digest"])
+    return jsonify(summary)
+
+
+def _filters() -> Filters:
+    args = request.args
+    allowed = {"outcome", "code", "rule", "requester", "patient_ref", "since", "until", "limit", "cursor"}
+    for key in args:
+        if key not in allowed:
+            raise RequestError("unknown_field", f"'{key}' is not a filter (allowed: {', '.join(sorted(allowed))})", key)
+    outcome = args.get("outcome")
+    if outcome is not None and outcome not in OUTCOMES:
+        raise RequestError("unknown_value", f"outcome must be one of {', '.join(OUTCOMES)}", "outcome")
+    code = args.get("code")
+    if code is not None:
+        code = icd10.normalise(code)
+        if not icd10.is_valid(code):
+            raise RequestError("invalid_code", f"code '{args['code']}' is not an ICD-10-CM code", "code")
+    return Filters(outcome=outcome, code=code, rule=args.get("rule"), requester=args.get("requester"),
+                   patient_ref=args.get("patient_ref"), since=_instant(args.get("since"), "since"),
+                   until=_instant(args.get("until"), "until"))
+
+
+def _instant(value: str | None, field: str) -> str | None:
+    """An ISO 8601 date or date-time (UTC if no offset) as the stored fixed-width UTC text."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise RequestError("invalid_value", f"{field} must be an ISO 8601 date or date-time, found {value!r}", field) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _public(record: dict) -> dict:
+    return {**record, "code": icd10.dotted(record["code"]) if record["code"] else None}
+
+
+@blueprint.get("/v1/audit")
+@requires("auditor", "admin")
+def audit_log():
+    filters = _filters()
+    try:
+        limit = int(request.args.get("limit", 50))
+        cursor = int(request.args["cursor"]) if "cursor" in request.args else None
+    except ValueError:
+        raise RequestError("wrong_type", "limit and cursor must be whole numbers", "limit" if "limit" in request.args else "cursor") from None
+    if not 1 <= limit <= MAX_PAGE:
+        raise RequestError("out_of_range", f"limit must be between 1 and {MAX_PAGE}", "limit")
+    records, next_cursor = _instance().audit.page(filters, limit, cursor)
+    return jsonify({"records": [_public(r) for r in records],
+                    "next_cursor": None if next_cursor is None else str(next_cursor)})
+
+
+@blueprint.get("/v1/audit.csv")
+@requires("auditor", "admin")
+def audit_csv():
+    filters = _filters()
+    audit = _instance().audit
+
+    def rows():
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(CSV_COLUMNS)
+        for record in audit.stream(filters):
+            record = _public(record)
+            writer.writerow([record[column] for column in CSV_COLUMNS])
+            if buffer.tell() > 64 * 1024:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+        yield buffer.getvalue()
+
+    return Response(stream_with_context(rows()), mimetype="text/csv",
+                    headers={"Content-Disposition": "attachment; filename=audit.csv"})
+
+
+@blueprint.get("/v1/audit/verify")
+@requires("auditor", "admin")
+def audit_verify():
+    return jsonify(_instance().audit.verify())
+
+
+@blueprint.get("/healthz")
+def healthz():
+    rulebook = _active().current.rulebook
+    try:
+        head = _instance().audit.head()
+    except Exception:
+        return jsonify({"status": "unavailable", "reason": "the database does not answer"}), 503
+    return jsonify({"status": "ok", "rulebook": {"name": rulebook.name, "version": rulebook.version,
+                                                 "digest": rulebook.digest}, "audit_records": head["id"]})

@@ -1,0 +1,86 @@
+"""The Flask application factory: configuration, logging, errors as JSON, and the blueprints."""
+import logging
+import re
+import time
+import uuid
+
+from flask import Flask, g, request
+from werkzeug.exceptions import HTTPException
+
+from .active_rulebook import ActiveRulebook
+from .audit import AuditUnavailable
+from .errors import error_response
+from .instance import Instance
+
+MAX_BODY_BYTES = 64 * 1024
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")   # a caller's id is logged only if it is plainly safe
+log = logging.getLogger("service")
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Build the service. `test_config` may set INSTANCE_PATH, DATABASE_URL, RULEBOOK, WARM."""
+    config = dict(test_config or {})
+    instance = Instance.from_env(config)
+    app = Flask(__name__, instance_path=str(instance.path))
+    app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, JSON_SORT_KEYS=False, **config)
+    _configure_logging(app, instance)
+    app.extensions["instance"] = instance
+    app.extensions["active_rulebook"] = ActiveRulebook(
+        instance.rulebook_path, instance.database, warm=config.get("WARM", True))
+
+    from . import api, openapi
+    app.register_blueprint(api.blueprint)
+    app.register_blueprint(openapi.blueprint)
+    _register_errors(app)
+
+    @app.before_request
+    def _start():
+        given = request.headers.get("X-Request-Id", "")
+        g.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _finish(response):
+        response.headers["X-Request-Id"] = g.get("request_id", "")
+        principal = g.get("principal")
+        # The path only: query strings may carry patient identifiers.
+        log.info("%s %s %s %.1fms by=%s request=%s", request.method, request.path, response.status_code,
+                 (time.perf_counter() - g.get("started", time.perf_counter())) * 1000,
+                 principal[0] if principal else "-", g.get("request_id"))
+        return response
+
+    return app
+
+
+def _configure_logging(app: Flask, instance: Instance):
+    if log.handlers:
+        return
+    handler = logging.FileHandler(instance.path / "logs" / "service.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s %(message)s"))
+    for name in ("service", "service.active_rulebook"):
+        logging.getLogger(name).addHandler(handler)
+        logging.getLogger(name).setLevel(logging.INFO)
+    logging.getLogger("service").addHandler(logging.StreamHandler())
+
+
+def _register_errors(app: Flask):
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException):
+        codes = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large", 415: "unsupported_media_type"}
+        message = {
+            404: f"no such endpoint: {request.method} {request.path}",
+            413: f"the request body is larger than {MAX_BODY_BYTES // 1024} KiB",
+        }.get(error.code, error.description)
+        return error_response(error.code, codes.get(error.code, "http_error"), message)
+
+    @app.errorhandler(AuditUnavailable)
+    def _audit_down(error: AuditUnavailable):
+        log.error("audit log unavailable: %s request=%s", error, g.get("request_id"))
+        return error_response(503, "audit_unavailable",
+                              "the audit log cannot be written, so no decision is given; try again shortly")
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception):
+        log.exception("unhandled error request=%s", g.get("request_id"))
+        return error_response(500, "internal_error",
+                              f"an internal error occurred; quote request id {g.get('request_id')} to support")

@@ -1,0 +1,182 @@
+"""The append-only, tamper-evident audit log.
+
+Every record is canonical JSON, signed in a chain: its hash is HMAC-SHA-256, keyed from the
+instance secret, over the previous record's hash and its own content. Editing, deleting,
+inserting or reordering records breaks the chain at the first record touched, and someone who
+can write the database but cannot read the secret cannot forge a consistent chain. The last
+record's id and hash (`head`) can be copied elsewhere, so cutting records off the end shows too.
+
+Appends lock the one-row chain head, so several processes (or hosts on one PostgreSQL) extend a
+single chain in turn. Patient identifiers are stored only as a keyed hash.
+"""
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.engine import Engine
+
+from .db import utc_now
+from .schema import GENESIS_HASH, audit_head, audit_records
+
+BATCH = 1000
+# The indexed columns of a record, each copied from its signed content; verify checks they agree.
+INDEXED = ("kind", "created_at", "requester", "status", "decision_id", "outcome", "rule_id", "code",
+           "matched_by", "patient_ref_hash", "rulebook_version", "rulebook_digest")
+
+
+class AuditUnavailable(RuntimeError):
+    """The audit log could not be written; the caller must not act as if it had been."""
+
+
+def canonical(value) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _subkey(secret: bytes, purpose: str) -> bytes:
+    return hmac.new(secret, purpose.encode(), hashlib.sha256).digest()
+
+
+@dataclass(frozen=True)
+class Filters:
+    outcome: str | None = None
+    code: str | None = None            # dotless; matches descendants
+    rule: str | None = None
+    requester: str | None = None
+    patient_ref: str | None = None     # in clear; hashed before it reaches the database
+    since: str | None = None           # ISO 8601 UTC text, inclusive
+    until: str | None = None           # exclusive
+
+
+class AuditStore:
+    def __init__(self, engine: Engine, secret: bytes):
+        self.engine = engine
+        self._chain_key = _subkey(secret, "audit-chain-v1")
+        self._patient_key = _subkey(secret, "patient-ref-v1")
+
+    def patient_hash(self, ref: str | None) -> str | None:
+        """The keyed hash that stands for a patient identifier everywhere we store one."""
+        return None if ref is None else hmac.new(self._patient_key, ref.encode(), hashlib.sha256).hexdigest()
+
+    def _hash(self, prev_hash: str, content: str) -> str:
+        return hmac.new(self._chain_key, f"{prev_hash}\n{content}".encode(), hashlib.sha256).hexdigest()
+
+    def append(self, kind: str, body: dict, **indexed) -> dict:
+        """Sign and commit one record; returns its indexed fields with id and hash.
+
+        Raises AuditUnavailable when the record could not be committed.
+        """
+        fields = {name: indexed.get(name) for name in INDEXED}
+        fields["kind"] = kind
+        fields["created_at"] = indexed.get("created_at") or utc_now()
+        try:
+            with self.engine.begin() as connection:
+                head = connection.execute(select(audit_head).where(audit_head.c.id == 1).with_for_update()).one()
+                record_id = head.last_id + 1
+                content = canonical({"id": record_id, **fields, "body": body})
+                record_hash = self._hash(head.last_hash, content)
+                connection.execute(insert(audit_records).values(
+                    id=record_id, content=content, prev_hash=head.last_hash, hash=record_hash, **fields))
+                connection.execute(update(audit_head).where(audit_head.c.id == 1).values(
+                    last_id=record_id, last_hash=record_hash))
+        except Exception as error:  # any database failure: the record is not on file
+            raise AuditUnavailable(f"the audit log could not be written ({type(error).__name__})") from error
+        return {"id": record_id, "hash": record_hash, **fields}
+
+    def decision(self, decision_id: str) -> dict | None:
+        """The signed content of a decision record, or None."""
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(audit_records.c.content).where(audit_records.c.decision_id == decision_id)
+            ).first()
+        return None if row is None else json.loads(row.content)
+
+    def _conditions(self, filters: Filters) -> list:
+        c = audit_records.c
+        conditions = []
+        if filters.outcome:
+            conditions.append(c.outcome == filters.outcome)
+        if filters.code:
+            conditions.append(c.code.startswith(filters.code, autoescape=True))
+        if filters.rule:
+            conditions.append(c.rule_id == filters.rule)
+        if filters.requester:
+            conditions.append(c.requester == filters.requester)
+        if filters.patient_ref:
+            conditions.append(c.patient_ref_hash == self.patient_hash(filters.patient_ref))
+        if filters.since:
+            conditions.append(c.created_at >= filters.since)
+        if filters.until:
+            conditions.append(c.created_at < filters.until)
+        return conditions
+
+    def page(self, filters: Filters, limit: int, before: int | None = None) -> tuple[list[dict], int | None]:
+        """Records matching the filters, newest first, and the cursor for the next page (or None)."""
+        c = audit_records.c
+        conditions = self._conditions(filters) + ([c.id < before] if before is not None else [])
+        query = select(audit_records).where(*conditions).order_by(c.id.desc()).limit(limit + 1)
+        with self.engine.connect() as connection:
+            rows = [self._public(row) for row in connection.execute(query)]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return rows, (rows[-1]["id"] if more else None)
+
+    def stream(self, filters: Filters):
+        """Every matching record, newest first, fetched a batch at a time (constant memory)."""
+        before = None
+        while True:
+            rows, before = self.page(filters, BATCH, before)
+            yield from rows
+            if before is None:
+                return
+
+    @staticmethod
+    def _public(row) -> dict:
+        record = {name: getattr(row, name) for name in ("id", *INDEXED, "hash")}
+        record["body"] = json.loads(row.content)["body"]
+        return record
+
+    def head(self) -> dict:
+        with self.engine.connect() as connection:
+            head = connection.execute(select(audit_head).where(audit_head.c.id == 1)).one()
+        return {"id": head.last_id, "hash": head.last_hash}
+
+    def verify(self) -> dict:
+        """Check the whole chain: {"ok", "records", "first_broken", "reason"}."""
+        expected_id, expected_prev, count = 1, GENESIS_HASH, 0
+        c = audit_records.c
+        with self.engine.connect() as connection:
+            after = 0
+            while True:
+                rows = connection.execute(
+                    select(audit_records).where(c.id > after).order_by(c.id).limit(BATCH)).all()
+                if not rows:
+                    break
+                for row in rows:
+                    problem = self._check(row, expected_id, expected_prev)
+                    if problem:
+                        return {"ok": False, "records": count, "first_broken": problem[0], "reason": problem[1]}
+                    expected_id, expected_prev, count = row.id + 1, row.hash, count + 1
+                after = rows[-1].id
+            head = connection.execute(select(audit_head).where(audit_head.c.id == 1)).one()
+        if (head.last_id, head.last_hash) != (expected_id - 1, expected_prev):
+            return {"ok": False, "records": count, "first_broken": expected_id,
+                    "reason": f"the chain head names record {head.last_id}, but the chain ends at record "
+                              f"{expected_id - 1}: records at the end were removed or the head was altered"}
+        return {"ok": True, "records": count, "first_broken": None, "reason": None}
+
+    def _check(self, row, expected_id: int, expected_prev: str) -> tuple[int, str] | None:
+        if row.id != expected_id:
+            return expected_id, f"record {expected_id} is missing (the next record is {row.id})"
+        if row.prev_hash != expected_prev:
+            return row.id, "the record does not follow the one before it (records deleted, inserted or reordered)"
+        if not hmac.compare_digest(row.hash, self._hash(row.prev_hash, row.content)):
+            return row.id, "the record's content does not match its signature (the record was altered)"
+        try:
+            content = json.loads(row.content)
+        except ValueError:
+            return row.id, "the record's content is not valid JSON"
+        if content.get("id") != row.id or any(content.get(name) != getattr(row, name) for name in INDEXED):
+            return row.id, "the record's searchable fields differ from its signed content (the record was altered)"
+        return None

@@ -1,0 +1,264 @@
+"""The HTTP service: decisions on the record before the caller sees them, roles, errors, audit."""
+import csv
+import io
+import json
+
+import pytest
+from sqlalchemy import text
+
+from service.audit import AuditUnavailable
+
+from .conftest import bearer
+
+GBS_CHILD = {"diagnosis": {"code": "G61.0"}, "patient": {"age_years": 8, "sex": "female", "ref": "MRN-0042"}}
+
+
+def post_decision(client, token, body=GBS_CHILD):
+    return client.post("/v1/decisions", json=body, headers=bearer(token))
+
+
+def records(app, **filters):
+    from service.audit import Filters
+    return list(app.extensions["instance"].audit.stream(Filters(**filters)))
+
+
+def test_decision_is_recorded_before_it_is_returned(app, client, tokens):
+    response = post_decision(client, tokens["clinician"])
+    assert response.status_code == 201
+    decision = response.get_json()
+    assert decision["outcome"] == "off_label_with_evidence" and decision["rule"]["id"] == "gbs-children"
+    assert decision["decided_at"].endswith("Z") and len(decision["decision_id"]) == 36
+    assert response.headers["Location"] == f"/v1/decisions/{decision['decision_id']}"
+    [record] = records(app, outcome="off_label_with_evidence")
+    assert record["decision_id"] == decision["decision_id"] and record["requester"] == "clinician"
+    assert record["body"]["decision"] == decision
+    assert record["rulebook_digest"] == decision["rulebook"]["digest"] and record["matched_by"] == "code"
+    assert client.get(f"/v1/decisions/{decision['decision_id']}", headers=bearer(tokens["clinician"])).get_json() == decision
+
+
+def test_a_clinician_reads_only_their_own_decisions(client, tokens, app):
+    from service.tokens import create_token
+    other = create_token(app.extensions["instance"].database, "dr-other", "clinician")
+    decision_id = post_decision(client, tokens["clinician"]).get_json()["decision_id"]
+    assert client.get(f"/v1/decisions/{decision_id}", headers=bearer(other)).status_code == 403
+    assert client.get(f"/v1/decisions/{decision_id}", headers=bearer(tokens["pharmacist"])).status_code == 200
+
+
+def test_the_audit_write_failing_gives_503_and_no_decision(client, tokens, app, monkeypatch):
+    def fail(*args, **kwargs):
+        raise AuditUnavailable("disk full")
+    monkeypatch.setattr(app.extensions["instance"].audit, "append", fail)
+    response = post_decision(client, tokens["clinician"])
+    assert response.status_code == 503
+    assert response.get_json()["error"]["code"] == "audit_unavailable"
+    assert "outcome" not in response.get_json()
+
+
+# --- Roles: every endpoint x every role, no token and a bad token. ---
+
+ENDPOINTS = [
+    ("post", "/v1/decisions", {"clinician", "pharmacist", "admin"}, 201),
+    ("get", "/v1/decisions/{id}", {"clinician", "pharmacist", "auditor", "admin"}, 200),
+    ("get", "/v1/rulebook", {"clinician", "pharmacist", "auditor", "admin"}, 200),
+    ("get", "/v1/rulebook/rules/gbs-children", {"clinician", "pharmacist", "auditor", "admin"}, 200),
+    ("post", "/v1/rulebook/reload", {"admin"}, 200),
+    ("get", "/v1/audit", {"auditor", "admin"}, 200),
+    ("get", "/v1/audit.csv", {"auditor", "admin"}, 200),
+    ("get", "/v1/audit/verify", {"auditor", "admin"}, 200),
+]
+
+
+def test_every_endpoint_answers_every_role_as_the_role_rules_say(client, tokens):
+    # The decision to read belongs to the clinician, so every role that may read one can read it.
+    decision_id = post_decision(client, tokens["clinician"]).get_json()["decision_id"]
+    checked = 0
+    for method, path, allowed, success in ENDPOINTS:
+        path = path.replace("{id}", decision_id)
+        body = {"json": GBS_CHILD} if path == "/v1/decisions" else {}
+        for who, headers in [*((role, bearer(token)) for role, token in tokens.items()),
+                             ("nobody", {}), ("bad token", bearer("ivig_not-a-token"))]:
+            status = getattr(client, method)(path, headers=headers, **body).status_code
+            expected = success if who in allowed else 401 if who in ("nobody", "bad token") else 403
+            assert status == expected, (method, path, who)
+            checked += 1
+    assert checked == len(ENDPOINTS) * 6
+    assert client.get("/healthz").status_code == 200 and client.get("/openapi.json").status_code == 200
+
+
+def test_a_revoked_token_is_refused(client, tokens, app):
+    from service.tokens import revoke_token
+    revoke_token(app.extensions["instance"].database, "clinician")
+    assert post_decision(client, tokens["clinician"]).status_code == 401
+
+
+# --- Errors: clear, JSON, naming the field; never a stack trace. ---
+
+@pytest.mark.parametrize("body, field, code", [
+    ({"diagnosis": {"code": "G61.0"}, "patient": {"age_years": "8"}}, "patient.age_years", "wrong_type"),
+    ({"diagnosis": {"code": "G61.0"}, "patient": {"age_years": 131}}, "patient.age_years", "out_of_range"),
+    ({"diagnosis": {"code": "G61.0"}, "patient": {"age_years": -1}}, "patient.age_years", "out_of_range"),
+    ({"diagnosis": {"code": "G61.0"}, "patient": {"weight_kg": 0}}, "patient.weight_kg", "out_of_range"),
+    ({"diagnosis": {"code": "G61.0"}, "dose": {"g_per_kg": 50}}, "dose.g_per_kg", "out_of_range"),
+    ({"diagnosis": {"code": "G61.0"}, "therapies": {"failed": ["unicorn dust"]}}, "therapies.failed[0]", "unknown_therapy"),
+    ({"diagnosis": {"code": "G61.0"}, "product": "Imaginol"}, "product", "unknown_product"),
+    ({"diagnosis": {"code": "G61.99"}}, "diagnosis.code", "invalid_code"),
+    ({"diagnosis": {"code": "G61.0"}, "favourite_colour": "blue"}, "favourite_colour", "unknown_field"),
+    ({"patient": {"age_years": 8}}, "diagnosis", "missing_field"),
+    ([1, 2, 3], "", "wrong_type"),
+])
+def test_bad_input_is_a_400_naming_the_field(client, tokens, body, field, code):
+    response = client.post("/v1/decisions", json=body, headers=bearer(tokens["pharmacist"]))
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert (error["code"], error["field"] or "") == (code, field)
+    assert error["message"]
+
+
+def test_an_invalid_code_comes_with_suggestions(client, tokens):
+    error = post_decision(client, tokens["admin"], {"diagnosis": {"code": "G61.99"}}).get_json()["error"]
+    assert "G61.9" in [s["code"] for s in error["suggestions"]]
+
+
+def test_malformed_json_non_json_big_bodies_and_unknown_routes_get_json_errors(client, tokens):
+    headers = bearer(tokens["admin"])
+    bad = client.post("/v1/decisions", data="{not json", headers={**headers, "Content-Type": "application/json"})
+    assert (bad.status_code, bad.get_json()["error"]["code"]) == (400, "invalid_json")
+    form = client.post("/v1/decisions", data="code=G61.0", headers={**headers, "Content-Type": "text/plain"})
+    assert form.status_code == 415 and form.get_json()["error"]["code"] == "unsupported_media_type"
+    big = client.post("/v1/decisions", data=json.dumps({"diagnosis": {"text": "x" * 70_000}}),
+                      headers={**headers, "Content-Type": "application/json"})
+    assert big.status_code == 413 and big.get_json()["error"]["code"] == "body_too_large"
+    missing = client.get("/v1/nothing-here", headers=headers)
+    assert missing.status_code == 404 and missing.get_json()["error"]["code"] == "not_found"
+
+
+def test_an_internal_error_is_a_500_without_a_stack_trace(client, tokens, app, monkeypatch):
+    formulary = app.extensions["active_rulebook"].current
+    monkeypatch.setattr(formulary, "decide_request", lambda request: 1 / 0)
+    response = post_decision(client, tokens["admin"])
+    assert response.status_code == 500
+    body = response.get_data(as_text=True)
+    assert "Traceback" not in body and "ZeroDivisionError" not in body
+    assert response.headers["X-Request-Id"] in response.get_json()["error"]["message"]
+
+
+def test_refused_requests_are_on_the_record_without_the_token(client, tokens, app):
+    client.post("/v1/decisions", json={"diagnosis": {"code": "G61.99"}}, headers=bearer(tokens["pharmacist"]))
+    client.get("/v1/audit", headers=bearer(tokens["clinician"]))
+    client.get("/v1/audit", headers=bearer("ivig_wrong"))
+    refusals = [r for r in records(app) if r["kind"] == "refusal"]
+    assert sorted(r["status"] for r in refusals) == [400, 401, 403]
+    everything = json.dumps(records(app))
+    assert not any(token in everything for token in tokens.values()) and "ivig_wrong" not in everything
+
+
+# --- The audit log: filters, paging, CSV, verification, patient identifiers. ---
+
+def _fill(client, tokens):
+    requests = [
+        ("clinician", {"diagnosis": {"code": "G61.0"}, "patient": {"age_years": 8, "ref": "MRN-0042"}}),
+        ("clinician", {"diagnosis": {"code": "M33.20"}, "patient": {"age_years": 50, "ref": "MRN-0042"},
+                       "therapies": {"concurrent": ["corticosteroids"]}}),
+        ("pharmacist", {"diagnosis": {"code": "G30.9"}, "patient": {"age_years": 80, "ref": "MRN-0099"}}),
+        ("pharmacist", {"diagnosis": {"code": "M33.22"}, "patient": {"age_years": 60}, "therapies": {"concurrent": []}}),
+    ]
+    return [post_decision(client, tokens[who], body).get_json() for who, body in requests]
+
+
+def test_audit_filters_find_what_they_name(client, tokens):
+    decisions = _fill(client, tokens)
+    headers = bearer(tokens["auditor"])
+
+    def ids(query):
+        response = client.get(f"/v1/audit?{query}", headers=headers)
+        assert response.status_code == 200, response.get_json()
+        return [r["decision_id"] for r in response.get_json()["records"] if r["kind"] == "decision"]
+
+    assert ids("patient_ref=MRN-0042") == [decisions[1]["decision_id"], decisions[0]["decision_id"]]
+    assert ids("code=M33.2") == [decisions[3]["decision_id"], decisions[1]["decision_id"]]   # descendants too
+    assert ids("code=m3322") == [decisions[3]["decision_id"]]
+    assert ids("outcome=not_supported") == [d["decision_id"] for d in decisions[2:][::-1] if d["outcome"] == "not_supported"]
+    assert ids("rule=gbs-children") == [decisions[0]["decision_id"]]
+    assert ids("requester=pharmacist") == [decisions[3]["decision_id"], decisions[2]["decision_id"]]
+    assert ids(f"since={decisions[2]['decided_at']}") == [decisions[3]["decision_id"], decisions[2]["decision_id"]]
+    assert ids(f"until={decisions[1]['decided_at']}") == [decisions[0]["decision_id"]]
+    assert ids("since=2000-01-01&until=2000-01-02") == []
+
+
+def test_audit_pages_newest_first_with_a_cursor(client, tokens):
+    decisions = _fill(client, tokens)
+    headers, seen, cursor = bearer(tokens["auditor"]), [], None
+    while True:
+        page = client.get("/v1/audit?limit=3" + (f"&cursor={cursor}" if cursor else ""), headers=headers).get_json()
+        seen += page["records"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert [r["id"] for r in seen] == sorted((r["id"] for r in seen), reverse=True)
+    assert [r["decision_id"] for r in seen if r["kind"] == "decision"] == [d["decision_id"] for d in reversed(decisions)]
+
+
+@pytest.mark.parametrize("query, field", [("outcome=maybe", "outcome"), ("code=G61.99", "code"), ("since=yesterday", "since"),
+                                          ("limit=0", "limit"), ("limit=x", "limit"), ("colour=red", "colour")])
+def test_bad_audit_filters_are_400s(client, tokens, query, field):
+    response = client.get(f"/v1/audit?{query}", headers=bearer(tokens["auditor"]))
+    assert response.status_code == 400 and response.get_json()["error"]["field"] == field
+
+
+def test_audit_csv_streams_the_same_selection(client, tokens):
+    decisions = _fill(client, tokens)
+    response = client.get("/v1/audit.csv?patient_ref=MRN-0042", headers=bearer(tokens["auditor"]))
+    assert response.status_code == 200 and response.mimetype == "text/csv" and response.is_streamed
+    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+    assert [r["decision_id"] for r in rows] == [decisions[1]["decision_id"], decisions[0]["decision_id"]]
+    assert rows[0]["code"] == "M33.20" and "MRN-0042" not in response.get_data(as_text=True)
+
+
+def test_verify_passes_on_an_untouched_chain(client, tokens):
+    _fill(client, tokens)
+    result = client.get("/v1/audit/verify", headers=bearer(tokens["auditor"])).get_json()
+    assert result == {"ok": True, "records": 4, "first_broken": None, "reason": None}
+
+
+def _tamper(app, statements: str):
+    with app.extensions["instance"].database.begin() as connection:
+        for statement in statements.split(";"):
+            connection.execute(text(statement))
+
+
+@pytest.mark.parametrize("statement, first_broken, reason", [
+    ("UPDATE audit_records SET content = replace(content, 'off_label_with_evidence', 'approved') WHERE id = 1", 1, "altered"),
+    ("UPDATE audit_records SET outcome = 'approved' WHERE id = 2", 2, "searchable fields differ"),
+    ("DELETE FROM audit_records WHERE id = 2", 2, "missing"),
+    ("UPDATE audit_records SET id = -2 WHERE id = 2; UPDATE audit_records SET id = 2 WHERE id = 3;"
+     "UPDATE audit_records SET id = 3 WHERE id = -2", 2, "does not follow"),
+    ("DELETE FROM audit_records WHERE id = 4", 4, "records at the end were removed"),
+])
+def test_verify_names_the_first_broken_record(client, tokens, app, statement, first_broken, reason):
+    _fill(client, tokens)
+    _tamper(app, statement)
+    result = client.get("/v1/audit/verify", headers=bearer(tokens["auditor"])).get_json()
+    assert result["ok"] is False and result["first_broken"] == first_broken and reason in result["reason"]
+
+
+def test_patient_identifiers_are_never_stored_or_logged_in_clear(client, tokens, app, tmp_path):
+    _fill(client, tokens)
+    client.get("/v1/audit?patient_ref=MRN-0042", headers=bearer(tokens["auditor"]))
+    client.get("/v1/audit?patient_ref=MRN-0042", headers=bearer(tokens["clinician"]))   # refused, on the record
+    with app.extensions["instance"].database.connect() as connection:
+        dumped = json.dumps([list(map(str, row)) for table in ("audit_records", "api_tokens", "rulebook_activations")
+                             for row in connection.execute(text(f"SELECT * FROM {table}"))])
+    assert "MRN-0042" not in dumped and "MRN-0099" not in dumped and len(dumped) > 1000
+    for file in (tmp_path / "instance").rglob("*"):
+        if file.is_file():
+            assert b"MRN-0042" not in file.read_bytes(), file
+
+
+# --- The formulary as data, and reloading it. ---
+
+def test_rulebook_endpoints_serve_the_formulary(client, tokens):
+    data = client.get("/v1/rulebook", headers=bearer(tokens["clinician"])).get_json()
+    assert data["rulebook"]["version"] and len(data["rules"]) > 100
+    rule = client.get("/v1/rulebook/rules/gbs-children", headers=bearer(tokens["clinician"])).get_json()
+    assert rule["outcome"] == "off_label_with_evidence" and rule["evidence"]
+    assert client.get("/v1/rulebook/rules/nope", headers=bearer(tokens["clinician"])).status_code == 404
