@@ -10,7 +10,11 @@ See ../shared/notes/durable-rules.md. In short:
   in the event; the result is read from there, never from shared state, and a post that was
   handled but left no record is an error, never a default outcome.
 - `MessageNotHandledException` means "no rule matched".
-- `close()` frees the C rulesets, which a dropped Host would leak.
+- `close()` frees the C rulesets, which a dropped Host would leak. `delete_ruleset` alone keeps
+  the session state a post allocated (measured: about 400 KB an engine), and `delete_state` on a
+  session that only ever saw unmatched posts can crash; so every ruleset carries a "retire"
+  rule, and closing posts a retire event to each ruleset (initialising its session through a
+  fired action), then deletes the session state, then the ruleset.
 """
 import itertools
 import threading
@@ -21,6 +25,8 @@ from durable.engine import Host, MessageNotHandledException
 from .compiler import CompiledRulebook, Facts, Verdict
 
 _ENGINE_LOCK = threading.Lock()
+_RETIRE = "retire"          # the rule, and the event field, that only Engine.close() uses
+_SESSION = "0"              # the one session id every ruleset uses
 
 
 class EngineError(RuntimeError):
@@ -47,10 +53,11 @@ class Engine:
         self._compiled = compiled
         self._fired: dict[int, str] = {}
         self._request_ids = itertools.count()
-        definitions = {
-            ruleset: {name: dict(rule, run=_recorder(self._fired, name)) for name, rule in rules.items()}
-            for ruleset, rules in compiled.rulesets.items()
-        }
+        definitions = {}
+        for ruleset, rules in compiled.rulesets.items():
+            definitions[ruleset] = {name: dict(rule, run=_recorder(self._fired, name)) for name, rule in rules.items()}
+            definitions[ruleset][_RETIRE] = {"all": [{"m": {_RETIRE: 1}}], "pri": len(rules),
+                                             "run": _recorder(self._fired, _RETIRE)}
         with _ENGINE_LOCK:
             self._host = _QuietHost()
             self._host.register_rulesets(definitions)
@@ -85,6 +92,9 @@ class Engine:
                 return
             self._closed = True
             for ruleset in self._host._ruleset_list:
+                self._host.post(ruleset._name, {"rid": -1, _RETIRE: 1})
+                ruleset.delete_state(_SESSION)
                 durable_rules_engine.delete_ruleset(ruleset._handle)
+            self._fired.clear()
             self._host._ruleset_list.clear()
             self._host._ruleset_directory.clear()

@@ -171,3 +171,30 @@ def test_unmatched_diagnosis_5000_times_neither_crashes_nor_grows(mini):
         decision = mini.decide(request)
         assert (decision.outcome, decision.rule) == ("needs_review", None)
     assert _rss_kb() - before < 2_000
+
+
+def test_closing_frees_the_native_memory_even_after_only_unmatched_posts(mini_path):
+    # delete_state on a session that only saw unmatched posts crashed durable-rules in the notes'
+    # measurements; the retire event makes it safe, and without delete_state memory leaked.
+    from service.rulebook import load_rulebook
+
+    rulebook = load_rulebook(mini_path)
+    unmatched = {"diagnosis": {"code": "G61.9"}, "patient": {"age_years": 30}}
+
+    def cycle(count):
+        for _ in range(count):
+            formulary = Formulary(rulebook)
+            assert formulary.decide(unmatched).rule is None
+            formulary.close()
+    cycle(50)
+    before = _rss_kb()
+    cycle(300)
+    assert _rss_kb() - before < 3_000
+
+
+def test_a_closed_engine_refuses_to_decide(mini_path):
+    from service.engine import EngineError
+    formulary = Formulary.load(mini_path)
+    formulary.close()
+    with pytest.raises(EngineError, match="unloaded"):
+        formulary.decide({"diagnosis": {"code": "G61.0"}, "patient": {"age_years": 3}})

@@ -1,0 +1,81 @@
+"""The OpenAPI document describes every endpoint, and real responses match it."""
+import jsonschema
+import pytest
+
+from .conftest import bearer
+
+
+def _validator(document: dict, schema: dict) -> jsonschema.Draft202012Validator:
+    """A validator for one schema of the document, resolving its #/components references."""
+    return jsonschema.Draft202012Validator({**schema, "components": document["components"]})
+
+
+def _conforms(document: dict, path: str, method: str, response):
+    operation = document["paths"][path][method]
+    documented = operation["responses"].get(str(response.status_code))
+    assert documented, f"{method.upper()} {path} answered {response.status_code}, which the document does not list"
+    content = documented["content"]
+    if response.mimetype == "text/csv":
+        assert "text/csv" in content
+        return
+    _validator(document, content["application/json"]["schema"]).validate(response.get_json())
+
+
+def test_every_route_is_documented(app, client):
+    document = client.get("/openapi.json").get_json()
+    assert document["openapi"].startswith("3.1")
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        path = rule.rule.replace("<", "{").replace(">", "}")
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            assert method.lower() in document["paths"].get(path, {}), f"{method} {path} is not documented"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_real_responses_match_the_document(client, tokens):
+    document = client.get("/openapi.json").get_json()
+    admin, clinician = bearer(tokens["admin"]), bearer(tokens["clinician"])
+    ok = client.post("/v1/decisions", json={"diagnosis": {"code": "G61.0"}, "patient": {"age_years": 8, "ref": "MRN-1"}},
+                     headers=clinician)
+    decision_id = ok.get_json()["decision_id"]
+    calls = [
+        ("/v1/decisions", "post", ok),
+        ("/v1/decisions", "post", client.post("/v1/decisions", json={"diagnosis": {"text": "chronic fatigue"}}, headers=admin)),
+        ("/v1/decisions", "post", client.post("/v1/decisions", json={"diagnosis": {"code": "G61.99"}}, headers=admin)),
+        ("/v1/decisions", "post", client.post("/v1/decisions", json={"diagnosis": {"code": "G61.0"}}, headers={})),
+        ("/v1/decisions", "post", client.post("/v1/decisions", json={"diagnosis": {"code": "G61.0"}},
+                                              headers=bearer(tokens["auditor"]))),
+        ("/v1/decisions", "post", client.post("/v1/decisions", data="x", headers={**admin, "Content-Type": "text/plain"})),
+        ("/v1/decisions/{decision_id}", "get", client.get(f"/v1/decisions/{decision_id}", headers=clinician)),
+        ("/v1/decisions/{decision_id}", "get", client.get("/v1/decisions/none", headers=admin)),
+        ("/v1/rulebook", "get", client.get("/v1/rulebook", headers=clinician)),
+        ("/v1/rulebook/rules/{rule_id}", "get", client.get("/v1/rulebook/rules/pi-labelled", headers=clinician)),
+        ("/v1/rulebook/rules/{rule_id}", "get", client.get("/v1/rulebook/rules/none", headers=clinician)),
+        ("/v1/rulebook/reload", "post", client.post("/v1/rulebook/reload", headers=admin)),
+        ("/v1/audit", "get", client.get("/v1/audit?limit=2", headers=admin)),
+        ("/v1/audit", "get", client.get("/v1/audit?outcome=maybe", headers=admin)),
+        ("/v1/audit.csv", "get", client.get("/v1/audit.csv", headers=admin)),
+        ("/v1/audit/verify", "get", client.get("/v1/audit/verify", headers=admin)),
+        ("/healthz", "get", client.get("/healthz")),
+        ("/openapi.json", "get", client.get("/openapi.json")),
+    ]
+    for path, method, response in calls:
+        _conforms(document, path, method, response)
+    with pytest.raises(jsonschema.ValidationError):   # the schemas are strict enough to catch drift
+        _conforms(document, "/v1/decisions", "post", _Fake(201, {**ok.get_json(), "surprise": 1}))
+    statuses = {(path, response.status_code) for path, _, response in calls}
+    assert {("/v1/decisions", 201), ("/v1/decisions", 400), ("/v1/decisions", 401), ("/v1/decisions", 403),
+            ("/v1/decisions", 415)} <= statuses
+
+
+class _Fake:
+    """A response-like object, to show a drifted body fails validation."""
+
+    mimetype = "application/json"
+
+    def __init__(self, status_code, body):
+        self.status_code, self._body = status_code, body
+
+    def get_json(self):
+        return self._body
