@@ -1,0 +1,24 @@
+-- wrk script: POST /v1/decisions with a rotating mix of requests (codes, texts, facts).
+-- The token comes from the environment: FORMULARY_TOKEN.
+local bodies = {
+  '{"diagnosis": {"code": "G61.0"}, "patient": {"age_years": 8, "ref": "MRN-1001"}}',
+  '{"diagnosis": {"code": "M33.20"}, "patient": {"age_years": 50}, "therapies": {"concurrent": ["corticosteroids"]}}',
+  '{"diagnosis": {"code": "D83.9"}, "patient": {"age_years": 30, "sex": "female"}, "product": "Privigen"}',
+  '{"diagnosis": {"text": "Kawasaki disease"}, "patient": {"age_years": 3}}',
+  '{"diagnosis": {"code": "G30.9"}, "patient": {"age_years": 80}}',
+  '{"diagnosis": {"text": "wegeners granulomatosis"}, "patient": {"age_years": 52}}',
+  '{"diagnosis": {"code": "D68.61"}, "patient": {"age_years": 31, "sex": "female", "pregnant": true}}',
+  '{"diagnosis": {"code": "G61.81"}, "patient": {"age_years": 12}, "product": "Gamunex-C"}',
+}
+local token = os.getenv("FORMULARY_TOKEN")
+local i = 0
+request = function()
+  i = i + 1
+  return wrk.format("POST", "/v1/decisions",
+    {["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. token},
+    bodies[(i % #bodies) + 1])
+end
+local created = 0
+response = function(status)
+  if status ~= 201 then io.stderr:write("status " .. status .. "\n") end
+end
