@@ -99,6 +99,24 @@ class Conditions:
 
 
 @dataclass(frozen=True)
+class Range:
+    """An inclusive range; either end may be open (None)."""
+
+    min: float | None = None
+    max: float | None = None
+
+
+@dataclass(frozen=True)
+class DosingProfile:
+    """Dose per course and the interval between courses, as the product labels give them."""
+
+    id: str
+    g_per_kg: Range
+    interval_days: Range
+    note: str = ""
+
+
+@dataclass(frozen=True)
 class Rule:
     id: str
     title: str
@@ -111,6 +129,8 @@ class Rule:
     labelled_indication: str | None = None
     conflict: str = ""
     position: int = 0
+    dosing: str | None = None                   # a dosing profile id; None: the rulebook's default
+    authorisation_days: int | None = None       # None: the rulebook's default
 
 
 @dataclass(frozen=True)
@@ -154,6 +174,16 @@ class Rulebook:
     sources: dict[str, Source]
     cited_sources: tuple[str, ...] = field(default=())
     abbreviations: dict[str, str] = field(default_factory=dict)
+    dosing_profiles: dict[str, DosingProfile] = field(default_factory=dict)
+    default_dosing: str | None = None
+    authorisation_days: int = 180
+
+    def dosing_for(self, rule: Rule | None) -> DosingProfile:
+        """The dose range a rule (or, for a case no rule covers, the rulebook) sets."""
+        return self.dosing_profiles[(rule.dosing if rule and rule.dosing else None) or self.default_dosing]
+
+    def authorisation_days_for(self, rule: Rule | None) -> int:
+        return (rule.authorisation_days if rule and rule.authorisation_days else None) or self.authorisation_days
 
     def rule(self, rule_id: str) -> Rule | None:
         return next((r for r in self.rules if r.id == rule_id), None)
@@ -268,17 +298,20 @@ def load_rulebook(path: str | Path) -> Rulebook:
     path = Path(path)
     raw = read_yaml(path)
     check = _Checker()
-    top = check.mapping(raw, str(path), ("rulebook", "diagnoses", "rules"), ("abbreviations",))
+    top = check.mapping(raw, str(path), ("rulebook", "diagnoses", "rules"), ("abbreviations", "dosing"))
     if top is None:
         raise RulebookError(check.problems)
-    meta = check.mapping(top.get("rulebook", {}), f"{path}: rulebook", ("name", "version", "effective", "reference_data")) or {}
+    meta = check.mapping(top.get("rulebook", {}), f"{path}: rulebook", ("name", "version", "effective", "reference_data"),
+                         ("authorisation_days",)) or {}
     data_dir = (path.parent / str(meta.get("reference_data", ""))).resolve()
     products, indications = _read_products(data_dir, check)
     therapies = _read_therapies(data_dir, check)
     sources = _read_sources(data_dir, check)
     diagnoses = _read_diagnoses(top.get("diagnoses"), f"{path}: diagnoses", check)
-    rules = _read_rules(top.get("rules"), path, check, diagnoses, products, indications, therapies, sources)
+    profiles, default_dosing = _read_dosing(top.get("dosing"), f"{path}: dosing", check)
+    rules = _read_rules(top.get("rules"), path, check, diagnoses, products, indications, therapies, sources, profiles)
     abbreviations = _read_abbreviations(top.get("abbreviations"), f"{path}: abbreviations", check)
+    authorisation_days = _days(meta.get("authorisation_days", 180), f"{path}: rulebook.authorisation_days", check)
     if check.problems:
         raise RulebookError(check.problems)
     cited = tuple(sorted({e.source for r in rules for e in r.evidence}))
@@ -296,7 +329,49 @@ def load_rulebook(path: str | Path) -> Rulebook:
         sources=sources,
         cited_sources=cited,
         abbreviations=abbreviations,
+        dosing_profiles=profiles,
+        default_dosing=default_dosing,
+        authorisation_days=authorisation_days,
     )
+
+
+def _days(value, where: str, check: _Checker) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 3650:
+        check.fail(where, f"must be a whole number of days from 1 to 3650, found {value!r}")
+        return 180
+    return value
+
+
+def _range(raw, where: str, check: _Checker, low: float, high: float) -> Range:
+    raw = check.mapping(raw, where, (), ("min", "max")) or {}
+    if not raw:
+        check.fail(where, "give min, max or both")
+    bounds = {k: check.number(raw[k], f"{where}.{k}", low, high) for k in ("min", "max") if k in raw}
+    if bounds.get("min") is not None and bounds.get("max") is not None and bounds["min"] > bounds["max"]:
+        check.fail(where, "min is above max")
+    return Range(bounds.get("min"), bounds.get("max"))
+
+
+def _read_dosing(raw, where: str, check: _Checker) -> tuple[dict[str, DosingProfile], str | None]:
+    """Dosing profiles (g/kg per course, days between courses) and the default for uncovered cases."""
+    if raw is None:
+        check.fail(where, "missing: give dosing profiles and a default (see README, Dosing)")
+        return {}, None
+    raw = check.mapping(raw, where, ("default", "profiles")) or {}
+    profiles = {}
+    for profile_id, item in (raw.get("profiles") or {}).items():
+        at = f"{where}.profiles.{profile_id}"
+        item = check.mapping(item, at, ("g_per_kg", "interval_days"), ("note",)) or {}
+        profiles[str(profile_id)] = DosingProfile(
+            str(profile_id),
+            _range(item.get("g_per_kg"), f"{at}.g_per_kg", check, 0.01, 5),
+            _range(item.get("interval_days"), f"{at}.interval_days", check, 1, 365),
+            check.text(item.get("note"), f"{at}.note", required=False),
+        )
+    default = raw.get("default")
+    if default is not None and default not in profiles:
+        check.fail(f"{where}.default", f"'{default}' is not one of the profiles")
+    return profiles, default
 
 
 def _read_abbreviations(raw, where: str, check: _Checker) -> dict[str, str]:
@@ -432,10 +507,10 @@ def _read_synonyms(raw, where: str, check: _Checker) -> tuple[Synonym, ...]:
 
 
 _RULE_REQUIRED = ("id", "title", "diagnosis", "outcome", "rationale", "evidence")
-_RULE_OPTIONAL = ("when", "priority", "labelled_indication", "conflict")
+_RULE_OPTIONAL = ("when", "priority", "labelled_indication", "conflict", "dosing", "authorisation_days")
 
 
-def _read_rules(raw, path, check, diagnoses, products, indications, therapies, sources) -> tuple[Rule, ...]:
+def _read_rules(raw, path, check, diagnoses, products, indications, therapies, sources, profiles) -> tuple[Rule, ...]:
     if not isinstance(raw, list) or not raw:
         check.fail(f"{path}: rules", "must be a non-empty list of rules")
         return ()
@@ -464,6 +539,12 @@ def _read_rules(raw, path, check, diagnoses, products, indications, therapies, s
             check.fail(at, "an approved rule needs labelled_indication, and only an approved rule may have one")
         if outcome == "off_label_with_evidence" and not any(e.strength == "controlled" for e in evidence):
             check.fail(f"{at}.evidence", "off_label_with_evidence needs an evidence entry with strength 'controlled'")
+        dosing = item.get("dosing")
+        if dosing is not None and dosing not in profiles:
+            check.fail(f"{at}.dosing", f"'{dosing}' is not a dosing profile")
+        authorisation_days = item.get("authorisation_days")
+        if authorisation_days is not None:
+            authorisation_days = _days(authorisation_days, f"{at}.authorisation_days", check)
         priority = item.get("priority", 0)
         if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 100:
             check.fail(f"{at}.priority", f"must be a whole number from 0 to 100, found {priority!r}")
@@ -481,6 +562,8 @@ def _read_rules(raw, path, check, diagnoses, products, indications, therapies, s
                 labelled_indication=indication,
                 conflict=check.text(item.get("conflict"), f"{at}.conflict", required=False),
                 position=position,
+                dosing=dosing,
+                authorisation_days=authorisation_days,
             )
         )
     return tuple(rules)

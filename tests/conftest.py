@@ -67,6 +67,15 @@ MINI_RULES = [
 ]
 
 
+MINI_DOSING = {
+    "default": "immunomodulatory",
+    "profiles": {
+        "replacement": {"g_per_kg": {"min": 0.3, "max": 0.8}, "interval_days": {"min": 21, "max": 28}},
+        "immunomodulatory": {"g_per_kg": {"min": 0.4, "max": 2.0}, "interval_days": {"min": 21}},
+    },
+}
+
+
 def write_rulebook(folder: Path, rules=None, diagnoses=None, data=None, name="mini.yaml") -> Path:
     """Write a rulebook and its reference data into `folder`; returns the rulebook path."""
     data_dir = folder / "data"
@@ -76,6 +85,7 @@ def write_rulebook(folder: Path, rules=None, diagnoses=None, data=None, name="mi
     path = folder / name
     path.write_text(yaml.safe_dump({
         "rulebook": {"name": "Mini", "version": "1.0", "effective": "2026-01-01", "reference_data": "data"},
+        "dosing": MINI_DOSING,
         "diagnoses": MINI_DIAGNOSES if diagnoses is None else diagnoses,
         "rules": MINI_RULES if rules is None else rules,
     }, sort_keys=False, allow_unicode=True))
