@@ -3,21 +3,19 @@
 Every decision is committed to the audit log before the caller sees it; every refused request
 (4xx) is recorded too, with its reason and never the token.
 """
-import copy
 import csv
 import datetime
 import io
-import uuid
 from functools import wraps
 
 from flask import Blueprint, Response, current_app, g, jsonify, request, stream_with_context
 
 from . import icd10
 from .audit import Filters
-from .db import utc_now
+from .casework import record_decision
 from .errors import error_response
 from .listing import rule_as_data, rulebook_as_data
-from .request import RequestError, parse_request
+from .request import RequestError
 from .rulebook import OUTCOMES, RulebookError
 from .tokens import principal_for
 
@@ -91,24 +89,15 @@ class _Refusal(Exception):
         self.status, self.code, self.message, self.field = status, code, message, field
 
 
-@blueprint.errorhandler(_Refusal)
+@blueprint.app_errorhandler(_Refusal)
 def _refused(error: _Refusal):
     return error_response(error.status, error.code, error.message, error.field)
 
 
-@blueprint.errorhandler(RequestError)
+@blueprint.app_errorhandler(RequestError)
 def _bad_request(error: RequestError):
     extra = {"suggestions": error.suggestions} if getattr(error, "suggestions", None) else {}
     return error_response(400, error.code, error.message, error.field, **extra)
-
-
-def _sanitised(payload: dict, patient_hash: str | None) -> dict:
-    """The request as recorded: the patient identifier replaced by its keyed hash."""
-    recorded = copy.deepcopy(payload)
-    if isinstance(recorded.get("patient"), dict) and "ref" in recorded["patient"]:
-        del recorded["patient"]["ref"]
-        recorded["patient"]["ref_hash"] = patient_hash
-    return recorded
 
 
 @blueprint.post("/v1/decisions")
@@ -116,27 +105,7 @@ def _sanitised(payload: dict, patient_hash: str | None) -> dict:
 def submit_decision():
     payload = _json_body()
     with _active().use() as formulary:
-        request_obj = parse_request(payload, formulary.vocabulary)
-        decision = formulary.decide_request(request_obj)
-    audit = _instance().audit
-    patient_hash = audit.patient_hash(request_obj.patient_ref)
-    decided_at = utc_now()
-    response = {"decision_id": str(uuid.uuid4()), "decided_at": decided_at, **decision.to_dict()}
-    audit.append(
-        "decision",
-        {"request": _sanitised(payload, patient_hash), "decision": response},
-        created_at=decided_at,
-        requester=g.principal[0],
-        status=201,
-        decision_id=response["decision_id"],
-        outcome=decision.outcome,
-        rule_id=decision.rule["id"] if decision.rule else None,
-        code=decision.diagnosis.plain_code,
-        matched_by=decision.diagnosis.matched_by,
-        patient_ref_hash=patient_hash,
-        rulebook_version=decision.rulebook["version"],
-        rulebook_digest=decision.rulebook["digest"],
-    )
+        response = record_decision(_instance(), formulary, payload, g.principal[0])
     return jsonify(response), 201, {"Location": f"/v1/decisions/{response['decision_id']}"}
 
 

@@ -28,8 +28,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.extensions["active_rulebook"] = ActiveRulebook(
         instance.rulebook_path, instance.database, warm=config.get("WARM", True))
 
-    from . import api, openapi
+    from . import api, api_workflow, openapi
     app.register_blueprint(api.blueprint)
+    app.register_blueprint(api_workflow.blueprint)
     app.register_blueprint(openapi.blueprint)
     _register_errors(app)
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from .db import utc_now
 from .schema import GENESIS_HASH, audit_head, audit_records
@@ -62,9 +63,11 @@ class AuditStore:
     def _hash(self, prev_hash: str, content: str) -> str:
         return hmac.new(self._chain_key, f"{prev_hash}\n{content}".encode(), hashlib.sha256).hexdigest()
 
-    def append(self, kind: str, body: dict, **indexed) -> dict:
+    def append(self, kind: str, body: dict, then=None, **indexed) -> dict:
         """Sign and commit one record; returns its indexed fields with id and hash.
 
+        `then(connection)`, if given, runs in the same transaction (the case or authorisation a
+        decision creates), so the record and what it records commit together or not at all.
         Raises AuditUnavailable when the record could not be committed.
         """
         fields = {name: indexed.get(name) for name in INDEXED}
@@ -80,7 +83,9 @@ class AuditStore:
                     id=record_id, content=content, prev_hash=head.last_hash, hash=record_hash, **fields))
                 connection.execute(update(audit_head).where(audit_head.c.id == 1).values(
                     last_id=record_id, last_hash=record_hash))
-        except Exception as error:  # any database failure: the record is not on file
+                if then is not None:
+                    then(connection)
+        except SQLAlchemyError as error:  # any database failure: the record is not on file
             raise AuditUnavailable(f"the audit log could not be written ({type(error).__name__})") from error
         return {"id": record_id, "hash": record_hash, **fields}
 

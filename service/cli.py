@@ -1,4 +1,5 @@
 """The `formulary` command: ask for a decision, list the formulary, lint a rulebook."""
+import csv
 import json
 import os
 import sys
@@ -10,7 +11,9 @@ import click
 from .decision import OUTCOME_WORDS, Decision
 from .formulary import Formulary, default_rulebook_path
 from .active_rulebook import record_activation
+from .db import utc_today
 from .instance import Instance
+from .preapproval import check_batch, orders_from_csv
 from .lint import lint_paths, lint_rulebook
 from .listing import rulebook_as_data, rules_table
 from .request import RequestError, Vocabulary, parse_request
@@ -266,3 +269,37 @@ def reload():
     instance.audit.append("rulebook_reload", summary, requester="cli", status=200,
                           rulebook_version=rulebook.version, rulebook_digest=rulebook.digest)
     click.echo(f"activated {rulebook.name} {rulebook.version} ({rulebook.digest[:12]})")
+
+
+@main.command()
+@click.argument("orders", type=click.File("r", encoding="utf-8-sig"))
+@click.option("--output", type=click.File("w"), default=None, help="Write the results as CSV here.")
+@click.option("--as", "requester", default="cli", show_default=True, help="Name to record as the requester.")
+def preapprove(orders, output, requester):
+    """Check a day's infusion list (CSV) for dispensing, as POST /v1/preapprovals/batch does."""
+    instance = Instance.from_env()
+    try:
+        rows = orders_from_csv(orders.read())
+        formulary = Formulary.load(instance.rulebook_path)
+    except (RequestError, RulebookError) as error:
+        raise click.ClickException(getattr(error, "message", str(error))) from None
+    try:
+        with click.progressbar(length=len(rows), label="checking orders", file=sys.stderr) as bar:
+            results = check_batch(instance, formulary, rows, requester, utc_today(), progress=bar.update)
+    finally:
+        formulary.close()
+    writer = csv.writer(output) if output else None
+    if writer:
+        writer.writerow(["row", "dispense", "reasons"])
+    for result in results:
+        if "error" in result:
+            verdict, detail = "ERROR", result["error"]["message"]
+        else:
+            verdict = "dispense" if result["dispense"] else "HOLD"
+            detail = "; ".join(r["message"] for r in result["reasons"] if not r["ok"]) or (
+                f"{result['dose']['rounded_grams']:g} g" if result["dose"] else "")
+        click.echo(f"row {result['row']:>4}  {verdict:<8} {detail}")
+        if writer:
+            writer.writerow([result["row"], verdict, detail])
+    held = sum(1 for r in results if not r.get("dispense"))
+    click.echo(f"{len(results)} orders: {len(results) - held} to dispense, {held} held or in error", err=True)

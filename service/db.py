@@ -15,6 +15,10 @@ def utc_now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def utc_today() -> datetime.date:
+    return datetime.datetime.now(datetime.timezone.utc).date()
+
+
 def open_database(url: str) -> Engine:
     """An engine for the URL; SQLite gets WAL, full fsync on commit, and write transactions that
     take the write lock at BEGIN (so two processes appending to the audit chain queue up instead

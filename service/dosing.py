@@ -105,8 +105,9 @@ def _against(value: float, limits, unit: str, what: str, check: str) -> Finding:
         over = value - limits.max
         return Finding(check, False, f"{what} {value:g} {unit} exceeds the maximum {limits.max:g} {unit} "
                                      f"by {over:g} {unit} ({over / limits.max:.0%})")
-    span = f"{limits.min if limits.min is not None else 0:g}-{limits.max:g}" if limits.max is not None else f"at least {limits.min:g}"
-    return Finding(check, True, f"{what} {value:g} {unit} is within {span} {unit}")
+    if limits.max is None:
+        return Finding(check, True, f"{what} {value:g} {unit} meets the minimum of {limits.min:g} {unit}")
+    return Finding(check, True, f"{what} {value:g} {unit} is within {limits.min or 0:g}-{limits.max:g} {unit}")
 
 
 def check_order(profile: DosingProfile, g_per_kg: float | None, interval_days: int | None,

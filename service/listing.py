@@ -18,6 +18,8 @@ def rule_as_data(rulebook: Rulebook, rule: Rule) -> dict:
         "labelled_indication": rule.labelled_indication,
         "labels": [{"product": name, "min_age_years": label.min_age_years, "note": label.note or None}
                    for name, label in rulebook.labels_for(rule.labelled_indication)] if rule.labelled_indication else [],
+        "dosing": asdict(rulebook.dosing_for(rule)),
+        "authorisation_days": rulebook.authorisation_days_for(rule),
         "rationale": rule.rationale,
         "conflict": rule.conflict or None,
         "evidence": [asdict(e) for e in rule.evidence],

@@ -64,3 +64,53 @@ rulebook_activations = Table(
 )
 
 GENESIS_HASH = "0" * 64
+
+# A needs_review decision opens a case; resolutions and re-decisions attach to it.
+review_cases = Table(
+    "review_cases", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("opened_at", String(32), nullable=False),
+    Column("updated_at", String(32), nullable=False),
+    Column("status", String(24), nullable=False),        # open, pending_information, approved, denied, closed_by_rules
+    Column("requester", String(128), nullable=False),
+    Column("patient_ref_hash", String(64)),
+    Column("code", String(16)),
+    Column("opening_decision_id", String(36), nullable=False),
+    Column("latest_decision_id", String(36), nullable=False),
+    Column("request", Text, nullable=False),              # the request as recorded (no clear identifier)
+    Index("ix_review_status", "status", "opened_at"),
+)
+
+review_resolutions = Table(
+    "review_resolutions", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("case_id", String(36), nullable=False),
+    Column("created_at", String(32), nullable=False),
+    Column("resolution", String(24), nullable=False),    # approved, denied, more_information
+    Column("reason", Text, nullable=False),
+    Column("valid_days", Integer),
+    Column("reviewer", String(128), nullable=False),
+    Column("references_id", String(36)),                 # a second opinion names the resolution it follows
+    Index("ix_resolution_case", "case_id"),
+)
+
+# Permission to give IVIG to one patient for one diagnosis until a date.
+authorisations = Table(
+    "authorisations", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("created_at", String(32), nullable=False),
+    Column("patient_ref_hash", String(64), nullable=False),
+    Column("diagnosis_id", String(128)),
+    Column("code", String(16), nullable=False),
+    Column("basis", String(24), nullable=False),          # approved, off_label_with_evidence, review
+    Column("rule_id", String(128)),
+    Column("products", Text, nullable=False),             # JSON list; empty: any formulary product
+    Column("dosing", Text, nullable=False),               # JSON: the dosing profile when it was granted
+    Column("valid_from", String(10), nullable=False),
+    Column("valid_until", String(10), nullable=False),    # last valid day, inclusive
+    Column("decision_id", String(36)),
+    Column("case_id", String(36)),
+    Column("rulebook_version", String(64), nullable=False),
+    Column("rulebook_digest", String(64), nullable=False),
+    Index("ix_authorisation_patient", "patient_ref_hash", "valid_until"),
+)

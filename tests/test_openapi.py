@@ -39,6 +39,8 @@ def test_real_responses_match_the_document(client, tokens):
     ok = client.post("/v1/decisions", json={"diagnosis": {"code": "G61.0"}, "patient": {"age_years": 8, "ref": "MRN-1"}},
                      headers=clinician)
     decision_id = ok.get_json()["decision_id"]
+    review = client.post("/v1/decisions", json={"diagnosis": {"code": "G61.0"}, "patient": {"ref": "MRN-2"}},
+                         headers=admin).get_json()
     calls = [
         ("/v1/decisions", "post", ok),
         ("/v1/decisions", "post", client.post("/v1/decisions", json={"diagnosis": {"text": "chronic fatigue"}}, headers=admin)),
@@ -57,6 +59,20 @@ def test_real_responses_match_the_document(client, tokens):
         ("/v1/audit", "get", client.get("/v1/audit?outcome=maybe", headers=admin)),
         ("/v1/audit.csv", "get", client.get("/v1/audit.csv", headers=admin)),
         ("/v1/audit/verify", "get", client.get("/v1/audit/verify", headers=admin)),
+        ("/v1/reviews", "get", client.get("/v1/reviews?status=all", headers=admin)),
+        ("/v1/reviews/{case_id}", "get", client.get(f"/v1/reviews/{review['review_case_id']}", headers=admin)),
+        ("/v1/reviews/{case_id}/resolution", "post", client.post(
+            f"/v1/reviews/{review['review_case_id']}/resolution", json={"resolution": "more_information", "reason": "age?"},
+            headers=admin)),
+        ("/v1/reviews/{case_id}/facts", "post", client.post(
+            f"/v1/reviews/{review['review_case_id']}/facts", json={"patient": {"age_years": 4}}, headers=admin)),
+        ("/v1/reviews/{case_id}/resolution", "post", client.post(
+            f"/v1/reviews/{review['review_case_id']}/resolution", json={"resolution": "denied", "reason": "x"}, headers=admin)),
+        ("/v1/authorisations", "get", client.get("/v1/authorisations?patient_ref=MRN-2", headers=admin)),
+        ("/v1/preapprovals", "post", client.post("/v1/preapprovals", json={
+            "patient": {"ref": "MRN-2", "age_years": 4, "weight_kg": 16}, "diagnosis": {"code": "G61.0"},
+            "product": "Gamunex-C", "dose": {"g_per_kg": 2.0, "interval_days": 28}}, headers=admin)),
+        ("/v1/preapprovals/batch", "post", client.post("/v1/preapprovals/batch", json=[{"patient": {}}], headers=admin)),
         ("/healthz", "get", client.get("/healthz")),
         ("/openapi.json", "get", client.get("/openapi.json")),
     ]

@@ -1,0 +1,104 @@
+"""The v1 API for what follows a decision: review cases, authorisations, pharmacy pre-approvals."""
+from flask import Blueprint, g, jsonify, request
+
+from . import casework, preapproval
+from .api import _active, _instance, _json_body, requires
+from .db import utc_today
+from .errors import error_response
+from .request import RequestError
+
+blueprint = Blueprint("workflow", __name__)
+MAX_BATCH = 1000
+
+
+@blueprint.app_errorhandler(casework.Conflict)
+def _conflict(error):
+    return error_response(409, "conflict", str(error))
+
+
+@blueprint.app_errorhandler(casework.NotFound)
+def _no_case(error):
+    return error_response(404, "not_found", f"no review case {error}")
+
+
+@blueprint.get("/v1/reviews")
+@requires("pharmacist", "admin")
+def list_reviews():
+    status = request.args.get("status", "open")
+    if status not in (*casework.STATUSES, "all"):
+        raise RequestError("unknown_value", f"status must be one of {', '.join(casework.STATUSES)} or all", "status")
+    return jsonify({"cases": casework.list_cases(_instance(), None if status == "all" else status)})
+
+
+@blueprint.get("/v1/reviews/<case_id>")
+@requires("clinician", "pharmacist", "admin")
+def get_review(case_id):
+    case = casework.get_case(_instance(), case_id)
+    if g.principal[1] == "clinician" and case["requester"] != g.principal[0]:
+        return error_response(403, "forbidden", "a clinician may read only the cases of their own requests")
+    return jsonify(case)
+
+
+@blueprint.post("/v1/reviews/<case_id>/resolution")
+@requires("pharmacist", "admin")
+def resolve_review(case_id):
+    body = _json_body()
+    with _active().use() as formulary:
+        case = casework.resolve(_instance(), formulary, case_id, body, g.principal[0])
+    return jsonify(case), 201
+
+
+@blueprint.post("/v1/reviews/<case_id>/facts")
+@requires("clinician", "pharmacist", "admin")
+def add_facts(case_id):
+    body = _json_body()
+    if g.principal[1] == "clinician" and casework.get_case(_instance(), case_id)["requester"] != g.principal[0]:
+        return error_response(403, "forbidden", "a clinician may add facts only to the cases of their own requests")
+    with _active().use() as formulary:
+        decision = casework.attach_facts(_instance(), formulary, case_id, body, g.principal[0])
+    return jsonify(decision), 201
+
+
+@blueprint.get("/v1/authorisations")
+@requires("clinician", "pharmacist", "auditor", "admin")
+def list_authorisations():
+    ref = request.args.get("patient_ref")
+    if not ref:
+        raise RequestError("missing_field", "give patient_ref: authorisations are listed one patient at a time", "patient_ref")
+    audit = _instance().audit
+    return jsonify({"authorisations": casework.authorisations_for(_instance(), audit.patient_hash(ref))})
+
+
+@blueprint.post("/v1/preapprovals")
+@requires("pharmacist", "admin")
+def preapprove():
+    order = _json_body()
+    with _active().use() as formulary:
+        result = preapproval.check(_instance(), formulary, order, g.principal[0], utc_today())
+    return jsonify(result)
+
+
+@blueprint.post("/v1/preapprovals/batch")
+@requires("pharmacist", "admin")
+def preapprove_batch():
+    """A JSON list of orders, or a CSV infusion list (text/csv body, or a multipart `file`)."""
+    if request.mimetype == "text/csv":
+        orders = preapproval.orders_from_csv(request.get_data(as_text=True))
+    elif request.mimetype == "multipart/form-data":
+        upload = request.files.get("file")
+        if upload is None:
+            raise RequestError("missing_field", "upload the infusion list as the form field 'file'", "file")
+        orders = preapproval.orders_from_csv(upload.read().decode("utf-8-sig"))
+    else:
+        body = _json_body()
+        if not isinstance(body, list):
+            raise RequestError("wrong_type", "send a JSON list of orders, or a CSV infusion list", "")
+        orders = list(enumerate(body, start=1))
+    if len(orders) > MAX_BATCH:
+        raise RequestError("too_long", f"{len(orders)} orders; at most {MAX_BATCH} a batch", "")
+    with _active().use() as formulary:
+        results = preapproval.check_batch(_instance(), formulary, orders, g.principal[0], utc_today())
+    dispensable = sum(1 for r in results if r.get("dispense"))
+    return jsonify({"results": results, "summary": {"orders": len(results), "dispense": dispensable,
+                                                    "hold": sum(1 for r in results if r.get("dispense") is False),
+                                                    "errors": sum(1 for r in results if "error" in r)}})

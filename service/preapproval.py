@@ -1,0 +1,186 @@
+"""Pharmacy pre-approval: may this order be dispensed? Every reason, for and against.
+
+An order is a decision request plus `last_infusion_date`, with the patient identifier, the
+product and the dose required. The check finds a valid authorisation for the patient and
+diagnosis, or makes (and records) the decision that would create one; then checks the product
+against the authorisation and its label, the dose and interval against the authorisation's
+dosing profile, and computes the dose-determining weight and the grams to give. The result is
+one audit record.
+"""
+import csv
+import datetime
+import io
+
+from . import dosing
+from .casework import active_authorisation, profile_of, record_decision, sanitised
+from .formulary import Formulary
+from .request import RequestError, parse_request
+
+ORDER_FIELDS = ("patient", "diagnosis", "product", "dose", "last_infusion_date", "therapies", "severity")
+CSV_COLUMNS = ("patient_ref", "age_years", "sex", "pregnant", "weight_kg", "height_cm", "diagnosis_code",
+               "diagnosis_text", "product", "g_per_kg", "interval_days", "last_infusion_date",
+               "failed_therapies", "concurrent_therapies", "severity")
+
+
+def _reason(check: str, ok: bool, message: str) -> dict:
+    return {"check": check, "ok": ok, "message": message}
+
+
+def _last_infusion(order: dict, today: datetime.date) -> datetime.date | None:
+    value = order.get("last_infusion_date")
+    if value is None:
+        return None
+    try:
+        return datetime.date.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise RequestError("invalid_value", f"last_infusion_date must be an ISO 8601 date (YYYY-MM-DD), found {value!r}",
+                           "last_infusion_date") from None
+
+
+def check(instance, formulary: Formulary, order, requester: str, today: datetime.date) -> dict:
+    """The pre-approval result for one order; raises RequestError for an order that is malformed."""
+    if not isinstance(order, dict):
+        raise RequestError("wrong_type", "an order must be an object", "")
+    for key in order:
+        if key not in ORDER_FIELDS:
+            raise RequestError("unknown_field", f"{key} is not an order field (allowed: {', '.join(ORDER_FIELDS)})", key)
+    last_infusion = _last_infusion(order, today)
+    payload = {k: v for k, v in order.items() if k != "last_infusion_date"}
+    request = parse_request(payload, formulary.vocabulary)
+    for needed, present in (("patient.ref", request.patient_ref), ("product", request.facts.product)):
+        if present is None:
+            raise RequestError("missing_field", f"an order needs {needed}", needed)
+    patient_hash = instance.audit.patient_hash(request.patient_ref)
+    diagnosis = formulary.terminology.resolve(request.code, request.text)
+    code = diagnosis.plain_code
+    diagnosis_id = formulary.terminology.diagnosis_of(code) if code and not diagnosis.problem else None
+
+    reasons, decision = [], None
+    authorisation = active_authorisation(instance, patient_hash, code, diagnosis_id, today) if diagnosis_id or (
+        code and not diagnosis.problem) else None
+    if authorisation is None:
+        decision = record_decision(instance, formulary, payload, requester)
+        if decision["authorisation_id"]:
+            authorisation = active_authorisation(instance, patient_hash, code, diagnosis_id, today)
+    if authorisation:
+        reasons.append(_reason("authorisation", True, f"authorisation {authorisation['id']} ({authorisation['basis']}, "
+                                                      f"{authorisation['code']}) is valid until {authorisation['valid_until']}"))
+    else:
+        case = f"; review case {decision['review_case_id']}" if decision and decision["review_case_id"] else ""
+        reasons.append(_reason("authorisation", False,
+                               f"no valid authorisation for this patient and diagnosis; the decision for this order is "
+                               f"{decision['outcome']}{case}"))
+
+    product = request.facts.product
+    reasons.append(_reason("formulary", True, f"{product} is on the formulary"))
+    rule = formulary.rulebook.rule(authorisation["rule_id"]) if authorisation and authorisation["rule_id"] else None
+    if rule and rule.labelled_indication:
+        labelled = formulary.rulebook.labelled_products(rule.labelled_indication, request.facts.age_years, None)
+        covered = product in labelled
+        reasons.append(_reason("label", True, f"{product}'s label {'covers' if covered else 'does not cover'} "
+                                              f"{formulary.rulebook.indications[rule.labelled_indication]} for this patient"))
+    if authorisation and authorisation["products"] and product not in authorisation["products"]:
+        reasons.append(_reason("authorised_product", False, f"the authorisation is on label for "
+                                                            f"{', '.join(authorisation['products'])}; {product} is not among them"))
+
+    profile = profile_of(authorisation) if authorisation else formulary.rulebook.dosing_for(rule)
+    g_per_kg = request.dose.g_per_kg if request.dose else None
+    interval = request.dose.interval_days if request.dose else None
+    reasons += [f.to_dict() for f in dosing.check_order(profile, g_per_kg, interval, last_infusion, today)]
+
+    weight = grams = None
+    try:
+        weight = dosing.dosing_weight(request.weight_kg, request.height_cm, request.facts.age_years,
+                                      request.facts.sex, request.facts.pregnant)
+        reasons.append(_reason("weight", True, f"dosing weight {weight.dosing_kg:g} kg ({weight.basis})"))
+    except dosing.MissingFact as missing:
+        reasons.append(_reason("weight", False, f"the dosing weight needs {missing}"))
+    if weight and g_per_kg:
+        exact, rounded = dosing.course_grams(g_per_kg, weight.dosing_kg, profile)
+        grams = {"g_per_kg": g_per_kg, "grams": exact, "rounded_grams": rounded,
+                 "rounding": f"nearest {dosing.VIAL_GRAMS:g} g vial, down when up would pass the maximum"}
+
+    result = {
+        "dispense": all(r["ok"] for r in reasons),
+        "reasons": reasons,
+        "authorisation": authorisation,
+        "decision": decision,
+        "dosing_profile": {"id": profile.id, "g_per_kg": vars(profile.g_per_kg), "interval_days": vars(profile.interval_days)},
+        "weight": weight.to_dict() if weight else None,
+        "dose": grams,
+    }
+    instance.audit.append("preapproval", {"order": sanitised(order, patient_hash), "result": result},
+                          requester=requester, status=200, code=code, patient_ref_hash=patient_hash,
+                          outcome=decision["outcome"] if decision else None,
+                          rule_id=authorisation["rule_id"] if authorisation else None,
+                          rulebook_version=formulary.rulebook.version, rulebook_digest=formulary.rulebook.digest)
+    return result
+
+
+def _number(value: str, column: str, row: int, whole: bool = False):
+    try:
+        return int(value) if whole else float(value)
+    except ValueError:
+        raise RequestError("wrong_type", f"row {row}: {column} must be a {'whole number' if whole else 'number'}, "
+                                         f"found {value!r}", column) from None
+
+
+def orders_from_csv(text: str) -> list[tuple[int, dict | RequestError]]:
+    """(row number, order or the error that row has) for each data row of an infusion list."""
+    reader = csv.DictReader(io.StringIO(text))
+    unknown = [c for c in reader.fieldnames or [] if c not in CSV_COLUMNS]
+    if unknown or not reader.fieldnames:
+        raise RequestError("invalid_csv", f"unknown or missing columns {unknown}; the columns are {', '.join(CSV_COLUMNS)}",
+                           "file")
+    orders = []
+    for number, row in enumerate(reader, start=2):          # row 1 is the header
+        try:
+            orders.append((number, _order_from_row({k: (v or "").strip() for k, v in row.items() if k}, number)))
+        except RequestError as error:
+            orders.append((number, error))
+    return orders
+
+
+def _order_from_row(row: dict, number: int) -> dict:
+    patient = {}
+    for column, key, kind in (("patient_ref", "ref", str), ("age_years", "age_years", float), ("sex", "sex", str),
+                              ("weight_kg", "weight_kg", float), ("height_cm", "height_cm", float)):
+        if row.get(column):
+            patient[key] = _number(row[column], column, number) if kind is float else row[column]
+    if row.get("pregnant"):
+        if row["pregnant"].lower() not in ("true", "false", "yes", "no"):
+            raise RequestError("wrong_type", f"row {number}: pregnant must be true or false", "pregnant")
+        patient["pregnant"] = row["pregnant"].lower() in ("true", "yes")
+    order = {"patient": patient,
+             "diagnosis": {k: row[c] for k, c in (("code", "diagnosis_code"), ("text", "diagnosis_text")) if row.get(c)}}
+    for column in ("product", "severity", "last_infusion_date"):
+        if row.get(column):
+            order[column] = row[column]
+    dose = {}
+    if row.get("g_per_kg"):
+        dose["g_per_kg"] = _number(row["g_per_kg"], "g_per_kg", number)
+    if row.get("interval_days"):
+        dose["interval_days"] = _number(row["interval_days"], "interval_days", number, whole=True)
+    if dose:
+        order["dose"] = dose
+    therapies = {kind: [t.strip() for t in row[f"{kind}_therapies"].split(";") if t.strip()]
+                 for kind in ("failed", "concurrent") if row.get(f"{kind}_therapies")}
+    if therapies:
+        order["therapies"] = therapies
+    return order
+
+
+def check_batch(instance, formulary: Formulary, orders, requester: str, today: datetime.date, progress=None) -> list[dict]:
+    """One result per order, in order; a bad order gives a row-numbered error, not a failed batch."""
+    results = []
+    for number, order in orders:
+        if isinstance(order, RequestError):
+            results.append({"row": number, "error": order.to_dict()})
+        else:
+            try:
+                results.append({"row": number, **check(instance, formulary, order, requester, today)})
+            except RequestError as error:
+                results.append({"row": number, "error": error.to_dict()})
+        if progress:
+            progress(1)
+    return results
