@@ -1,7 +1,7 @@
 """ICD-10-CM codes: how they are spelled, whether they exist, and which codes a code covers.
 
-Codes are kept dotless and upper-case inside the engine ("G610"), because a code covers its
-descendants exactly when it is a prefix of them; they are shown dotted ("G61.0").
+Codes are kept dotless and upper-case inside the engine (`G610`), because a code covers its
+descendants exactly when it is a prefix of them; they are shown dotted (`G61.0`).
 """
 import re
 
@@ -14,12 +14,12 @@ MAX_LENGTH = 7
 
 
 def normalise(code: str) -> str:
-    """The dotless upper-case spelling of a code as a person may type it (" g61.0 " -> "G610")."""
+    """The dotless upper-case spelling of a code as a person may type it (` g61.0 ` -> `G610`)."""
     return code.strip().upper().replace(".", "").replace(" ", "")
 
 
 def dotted(code: str) -> str:
-    """The display spelling of a dotless code ("G610" -> "G61.0")."""
+    """The display spelling of a dotless code (`G610` -> `G61.0`)."""
     return code if len(code) <= CATEGORY_LENGTH else f"{code[:CATEGORY_LENGTH]}.{code[CATEGORY_LENGTH:]}"
 
 
