@@ -11,6 +11,7 @@ import time
 from contextlib import contextmanager
 
 from sqlalchemy import insert, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from .db import utc_now
 from .formulary import Formulary
@@ -30,9 +31,12 @@ class ActiveRulebook:
         self._retired: dict[int, Formulary] = {}
         self._current = self._build(Formulary.load(path))
         self._checked_at = time.monotonic()
-        newest = self._newest_activation()
-        if newest is None or newest.digest != self._current.rulebook.digest:
-            self._record_activation(self._current, "service start")
+        try:
+            newest = self._newest_activation()
+            if newest is None or newest.digest != self._current.rulebook.digest:
+                self._record_activation(self._current, "service start")
+        except SQLAlchemyError:  # serve the file's version; activations are followed once the database answers
+            log.exception("could not read or record the rulebook activation at start")
 
     def _build(self, formulary: Formulary) -> Formulary:
         if self._warm:

@@ -44,7 +44,7 @@ def requires(*roles):
                 response = error_response(401, "unauthenticated", "send an API token as 'Authorization: Bearer <token>'")
                 response[0].headers["WWW-Authenticate"] = "Bearer"
                 return response
-            g.principal = principal_for(_instance().database, token.strip())
+            g.principal = principal_for(_instance().engine, token.strip())
             if g.principal is None:
                 response = error_response(401, "invalid_token", "the API token is unknown or revoked")
                 response[0].headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'

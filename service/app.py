@@ -5,6 +5,7 @@ import time
 import uuid
 
 from flask import Flask, g, request
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from .active_rulebook import ActiveRulebook
@@ -25,8 +26,12 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, JSON_SORT_KEYS=False, **config)
     _configure_logging(app, instance)
     app.extensions["instance"] = instance
+    try:
+        instance.database  # migrate now if the database answers; `formulary serve` already did
+    except SQLAlchemyError as error:
+        log.error("database unavailable at start (%s): answering 503 until it returns", type(error).__name__)
     app.extensions["active_rulebook"] = ActiveRulebook(
-        instance.rulebook_path, instance.database, warm=config.get("WARM", True))
+        instance.rulebook_path, instance.engine, warm=config.get("WARM", True))
 
     from . import api, api_workflow, openapi
     app.register_blueprint(api.blueprint)
@@ -79,6 +84,12 @@ def _register_errors(app: Flask):
         log.error("audit log unavailable: %s request=%s", error, g.get("request_id"))
         return error_response(503, "audit_unavailable",
                               "the audit log cannot be written, so no decision is given; try again shortly")
+
+    @app.errorhandler(SQLAlchemyError)
+    def _database_down(error: SQLAlchemyError):
+        log.error("database unavailable: %s request=%s", type(error).__name__, g.get("request_id"))
+        return error_response(503, "database_unavailable",
+                              "the database does not answer, so nothing was decided or recorded; try again shortly")
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception):

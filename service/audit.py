@@ -12,7 +12,9 @@ single chain in turn. Patient identifiers are stored only as a keyed hash.
 import hashlib
 import hmac
 import json
-from dataclasses import dataclass
+import queue
+import threading
+from dataclasses import dataclass, field
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Engine
@@ -22,6 +24,7 @@ from .db import utc_now
 from .schema import GENESIS_HASH, audit_head, audit_records
 
 BATCH = 1000
+MAX_GROUP = 64         # records committed together at most
 # The indexed columns of a record, each copied from its signed content; verify checks they agree.
 INDEXED = ("kind", "created_at", "requester", "status", "decision_id", "outcome", "rule_id", "code",
            "matched_by", "patient_ref_hash", "rulebook_version", "rulebook_digest")
@@ -50,11 +53,69 @@ class Filters:
     until: str | None = None           # exclusive
 
 
+@dataclass
+class _Pending:
+    fields: dict
+    body: dict
+    then: object
+    record: dict | None = None
+    error: BaseException | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class _GroupWriter:
+    """Group commit: the appends that arrive while a transaction commits go into the next one.
+
+    One thread per process writes; each caller waits until the commit holding its record has
+    returned, so no response ever precedes its record, while concurrent requests share one
+    transaction and one fsync instead of queueing for one each.
+    """
+
+    def __init__(self, commit_batch, max_batch: int = MAX_GROUP):
+        self._commit_batch, self._max_batch = commit_batch, max_batch
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._start = threading.Lock()
+        self._thread = None
+
+    def submit(self, item: "_Pending") -> dict:
+        if self._thread is None:
+            with self._start:
+                if self._thread is None:  # started lazily: after a server forks its workers
+                    self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+                    self._thread.start()
+        self._queue.put(item)
+        item.done.wait()
+        if item.error is not None:
+            if isinstance(item.error, SQLAlchemyError):
+                raise AuditUnavailable(f"the audit log could not be written ({type(item.error).__name__})") from item.error
+            raise item.error
+        return item.record
+
+    def _run(self):
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < self._max_batch:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                self._commit_batch(batch)
+            except Exception as error:  # the transaction failed: none of these records is on file
+                for item in batch:
+                    item.record, item.error = None, item.error or error
+                    if not isinstance(item.error, (SQLAlchemyError, AuditUnavailable)):
+                        item.error = AuditUnavailable(f"the audit log could not be written ({type(error).__name__})")
+            for item in batch:
+                item.done.set()
+
+
 class AuditStore:
     def __init__(self, engine: Engine, secret: bytes):
         self.engine = engine
         self._chain_key = _subkey(secret, "audit-chain-v1")
         self._patient_key = _subkey(secret, "patient-ref-v1")
+        self._writer = _GroupWriter(self._commit_batch)
 
     def patient_hash(self, ref: str | None) -> str | None:
         """The keyed hash that stands for a patient identifier everywhere we store one."""
@@ -67,27 +128,40 @@ class AuditStore:
         """Sign and commit one record; returns its indexed fields with id and hash.
 
         `then(connection)`, if given, runs in the same transaction (the case or authorisation a
-        decision creates), so the record and what it records commit together or not at all.
+        decision creates), so the record and what it records commit together or not at all; an
+        exception it raises is re-raised here and nothing of this record is kept.
         Raises AuditUnavailable when the record could not be committed.
         """
         fields = {name: indexed.get(name) for name in INDEXED}
         fields["kind"] = kind
         fields["created_at"] = indexed.get("created_at") or utc_now()
-        try:
-            with self.engine.begin() as connection:
-                head = connection.execute(select(audit_head).where(audit_head.c.id == 1).with_for_update()).one()
-                record_id = head.last_id + 1
-                content = canonical({"id": record_id, **fields, "body": body})
-                record_hash = self._hash(head.last_hash, content)
-                connection.execute(insert(audit_records).values(
-                    id=record_id, content=content, prev_hash=head.last_hash, hash=record_hash, **fields))
-                connection.execute(update(audit_head).where(audit_head.c.id == 1).values(
-                    last_id=record_id, last_hash=record_hash))
-                if then is not None:
-                    then(connection)
-        except SQLAlchemyError as error:  # any database failure: the record is not on file
-            raise AuditUnavailable(f"the audit log could not be written ({type(error).__name__})") from error
-        return {"id": record_id, "hash": record_hash, **fields}
+        return self._writer.submit(_Pending(fields, body, then))
+
+    def _commit_batch(self, batch: list["_Pending"]):
+        """Chain and commit every pending record in one transaction (called by the writer thread)."""
+        with self.engine.begin() as connection:
+            head = connection.execute(select(audit_head).where(audit_head.c.id == 1).with_for_update()).one()
+            last_id, last_hash = head.last_id, head.last_hash
+            for item in batch:
+                record_id = last_id + 1
+                content = canonical({"id": record_id, **item.fields, "body": item.body})
+                record_hash = self._hash(last_hash, content)
+                values = dict(id=record_id, content=content, prev_hash=last_hash, hash=record_hash, **item.fields)
+                if item.then is None:
+                    connection.execute(insert(audit_records).values(**values))
+                else:
+                    savepoint = connection.begin_nested()
+                    try:
+                        connection.execute(insert(audit_records).values(**values))
+                        item.then(connection)
+                        savepoint.commit()
+                    except Exception as error:  # this item only: the others stay in the batch
+                        savepoint.rollback()
+                        item.error = error
+                        continue
+                item.record = {"id": record_id, "hash": record_hash, **item.fields}
+                last_id, last_hash = record_id, record_hash
+            connection.execute(update(audit_head).where(audit_head.c.id == 1).values(last_id=last_id, last_hash=last_hash))
 
     def decision(self, decision_id: str) -> dict | None:
         """The signed content of a decision record, or None."""

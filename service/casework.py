@@ -137,7 +137,7 @@ def _case_row(connection, case_id: str):
 
 def get_case(instance, case_id: str) -> dict:
     """The case with its opening and latest decisions and every resolution, oldest first."""
-    with instance.database.connect() as connection:
+    with instance.engine.connect() as connection:
         case = _case_row(connection, case_id)
         resolutions = [dict(r._mapping) for r in connection.execute(
             select(review_resolutions).where(review_resolutions.c.case_id == case_id).order_by(review_resolutions.c.created_at))]
@@ -164,7 +164,7 @@ def list_cases(instance, status: str | None, limit: int = 200) -> list[dict]:
     query = select(review_cases).order_by(review_cases.c.opened_at, review_cases.c.id).limit(limit)
     if status is not None:
         query = query.where(review_cases.c.status == status)
-    with instance.database.connect() as connection:
+    with instance.engine.connect() as connection:
         rows = [dict(r._mapping) for r in connection.execute(query)]
     return [_case_view(instance, row) for row in rows]
 
@@ -196,7 +196,7 @@ def _validate_resolution(body) -> dict:
 def resolve(instance, formulary: Formulary, case_id: str, body, reviewer: str) -> dict:
     """Close, pend or second-opinion a case; returns the case with its resolutions."""
     wanted = _validate_resolution(body)
-    with instance.database.connect() as connection:
+    with instance.engine.connect() as connection:
         case = _case_row(connection, case_id)
         earlier = [dict(r._mapping) for r in connection.execute(
             select(review_resolutions).where(review_resolutions.c.case_id == case_id))]
@@ -249,7 +249,7 @@ def attach_facts(instance, formulary: Formulary, case_id: str, facts, requester:
         raise RequestError("wrong_type", "the body must be an object of request fields to add", "")
     if isinstance(facts.get("patient"), dict) and ("ref" in facts["patient"] or "ref_hash" in facts["patient"]):
         raise RequestError("conflicting_values", "a case's patient cannot change; open a new request instead", "patient.ref")
-    with instance.database.connect() as connection:
+    with instance.engine.connect() as connection:
         case = _case_row(connection, case_id)
     if case["status"] not in OPEN_STATUSES:
         raise Conflict(f"case {case_id} is {case['status']}; facts can be added only to an open or pended case")
@@ -260,7 +260,7 @@ def attach_facts(instance, formulary: Formulary, case_id: str, facts, requester:
 
 
 def authorisations_for(instance, patient_hash: str) -> list[dict]:
-    with instance.database.connect() as connection:
+    with instance.engine.connect() as connection:
         rows = connection.execute(select(authorisations).where(authorisations.c.patient_ref_hash == patient_hash)
                                   .order_by(authorisations.c.valid_until.desc())).all()
     return [authorisation_view(row) for row in rows]

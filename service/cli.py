@@ -32,6 +32,13 @@ def main():
     """IVIG formulary: prior-authorisation decisions from a declarative rulebook."""
 
 
+def _instance() -> Instance:
+    """The instance from the environment, its database created and migrated if need be."""
+    instance = Instance.from_env()
+    instance.database
+    return instance
+
+
 def _load(path: Path | None) -> Formulary:
     try:
         return Formulary.load(path)
@@ -178,8 +185,7 @@ def lint(paths):
 @click.option("--threads", default=4, show_default=True, type=int, help="Threads per worker.")
 def serve(host, port, workers, threads):
     """Run the HTTP service with gunicorn (creates and migrates the database first)."""
-    instance = Instance.from_env()
-    instance.database  # create and migrate before the workers start
+    instance = _instance()  # create and migrate before the workers start
     if not any_token(instance.database):
         token = create_token(instance.database, "admin", "admin")
         click.echo("No API token existed, so an admin token was created. It is shown only this once:\n")
@@ -205,7 +211,7 @@ def tokens():
 def tokens_create(name, role):
     """Create a token; it is printed once, as the last line."""
     try:
-        token = create_token(Instance.from_env().database, name, role)
+        token = create_token(_instance().database, name, role)
     except TokenError as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"token for {name} ({role}); store it now, it is not shown again:")
@@ -217,7 +223,7 @@ def tokens_create(name, role):
 def tokens_revoke(name):
     """Revoke the token with this name."""
     try:
-        revoke_token(Instance.from_env().database, name)
+        revoke_token(_instance().database, name)
     except TokenError as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"revoked {name}")
@@ -226,7 +232,7 @@ def tokens_revoke(name):
 @tokens.command("list")
 def tokens_list():
     """Token names, roles and dates (never the tokens)."""
-    for row in list_tokens(Instance.from_env().database):
+    for row in list_tokens(_instance().database):
         click.echo(f"{row['name']:<24} {row['role']:<11} created {row['created_at']}"
                    + (f"  revoked {row['revoked_at']}" if row["revoked_at"] else ""))
 
@@ -239,7 +245,7 @@ def audit():
 @audit.command("verify")
 def audit_verify():
     """Check the whole chain; exit 1 if it is broken."""
-    result = Instance.from_env().audit.verify()
+    result = _instance().audit.verify()
     click.echo(json.dumps(result))
     if not result["ok"]:
         sys.exit(1)
@@ -248,14 +254,14 @@ def audit_verify():
 @audit.command("head")
 def audit_head():
     """The latest record's id and hash: copy them somewhere else to detect later truncation."""
-    head = Instance.from_env().audit.head()
+    head = _instance().audit.head()
     click.echo(f"{head['id']} {head['hash']}")
 
 
 @main.command()
 def reload():
     """Lint the rulebook and make it the version every running service serves (within a second)."""
-    instance = Instance.from_env()
+    instance = _instance()
     try:
         rulebook = load_rulebook(instance.rulebook_path)
         problems = lint_rulebook(rulebook)
@@ -277,7 +283,7 @@ def reload():
 @click.option("--as", "requester", default="cli", show_default=True, help="Name to record as the requester.")
 def preapprove(orders, output, requester):
     """Check a day's infusion list (CSV) for dispensing, as POST /v1/preapprovals/batch does."""
-    instance = Instance.from_env()
+    instance = _instance()
     try:
         rows = orders_from_csv(orders.read())
         formulary = Formulary.load(instance.rulebook_path)

@@ -53,12 +53,17 @@ class Instance:
         return cls(path, url, rulebook, _secret(path))
 
     @cached_property
+    def engine(self):
+        """The database engine; it connects only when used, so a service can start while the
+        database is down and answer 503 until it returns."""
+        return open_database(self.database_url)
+
+    @cached_property
     def database(self):
-        """The database engine, created and migrated to the newest schema on first use."""
-        engine = open_database(self.database_url)
-        migrate(engine)
-        return engine
+        """The engine, after migrating the database to the newest schema (once it succeeds)."""
+        migrate(self.engine)
+        return self.engine
 
     @cached_property
     def audit(self) -> AuditStore:
-        return AuditStore(self.database, self.secret)
+        return AuditStore(self.engine, self.secret)

@@ -176,7 +176,7 @@ def _errors(*statuses: int) -> dict:
     words = {400: "invalid request (the error names the field)", 401: "missing, unknown or revoked token",
              403: "the token's role may not do this", 404: "not found", 413: "body over 64 KiB",
              415: "body is not JSON", 422: "the rulebook fails lint; the old version keeps serving",
-             503: "the audit log cannot be written; nothing was decided"}
+             503: "the audit log or the database is unavailable; nothing was decided or recorded"}
     return {str(s): _json("Error", words[s]) for s in statuses}
 
 
@@ -216,7 +216,7 @@ PATHS = {
         "description": _roles("clinician (own decisions)", "pharmacist", "auditor", "admin"),
         "security": _SECURED,
         "parameters": [{"name": "decision_id", "in": "path", "required": True, "schema": _TEXT}],
-        "responses": {"200": _json("Decision", "the decision"), **_errors(401, 403, 404)},
+        "responses": {"200": _json("Decision", "the decision"), **_errors(401, 403, 404, 503)},
     }},
     "/v1/rulebook": {"get": {
         "summary": "The formulary: every rule with its outcome, conditions, evidence and sources",

@@ -1,0 +1,109 @@
+"""Running `formulary serve` as a real process (gunicorn workers) for end-to-end tests."""
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+FORMULARY = Path(sys.executable).with_name("formulary")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def service_env(instance: Path, database_url: str | None = None) -> dict:
+    env = {**os.environ, "FORMULARY_INSTANCE_PATH": str(instance)}
+    env.pop("FORMULARY_SECRET", None)
+    env.pop("FORMULARY_DATABASE_URL", None)
+    if database_url:
+        env["FORMULARY_DATABASE_URL"] = database_url
+    return env
+
+
+class Service:
+    def __init__(self, process: subprocess.Popen, port: int, banner: str):
+        self.process, self.port, self.banner = process, port, banner
+        self.url = f"http://127.0.0.1:{port}"
+
+    def call(self, method: str, path: str, token: str | None = None, body=None, timeout: float = 30):
+        """(status, parsed JSON body) of one request; connection failures raise OSError."""
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return response.status, json.load(response)
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"null")
+
+    def wait_healthy(self, seconds: float = 120):
+        deadline = time.time() + seconds
+        while True:
+            try:
+                if self.call("GET", "/healthz", timeout=2)[0] == 200:
+                    return
+            except OSError:
+                pass
+            if self.process.poll() is not None:
+                raise RuntimeError(f"formulary serve exited with {self.process.returncode}:\n{self.banner}")
+            if time.time() > deadline:
+                raise TimeoutError("the service did not become healthy")
+            time.sleep(0.3)
+
+    def worker_pids(self) -> list[int]:
+        out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout
+        return [int(pid) for pid in out.split()]
+
+
+@contextmanager
+def running_service(env: dict, workers: int = 2):
+    """Start `formulary serve` on a free port; yields a Service; kills the process group after."""
+    port = free_port()
+    process = subprocess.Popen([str(FORMULARY), "serve", "--port", str(port), "--workers", str(workers)], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    banner = ""
+    try:
+        # The token banner (first start only) comes before gunicorn's own start-up lines.
+        while "Booting worker" not in banner and "Listening at" not in banner:
+            line = process.stdout.readline()
+            if not line:
+                raise RuntimeError(f"formulary serve stopped:\n{banner}")
+            banner += line
+        threading.Thread(target=process.stdout.read, daemon=True).start()   # keep the pipe drained
+        service = Service(process, port, banner)
+        service.wait_healthy()
+        yield service
+    finally:
+        kill(process)
+
+
+def kill(process: subprocess.Popen, sig=signal.SIGTERM):
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(30)
+
+
+def admin_token(banner: str) -> str:
+    match = re.search(r"(ivig_[A-Za-z0-9_-]+)", banner)
+    assert match, f"no admin token in the start-up banner:\n{banner}"
+    return match.group(1)
