@@ -215,7 +215,7 @@ def audit_csv():
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(CSV_COLUMNS)
-        for record in audit.stream(filters):
+        for record in audit.stream(filters, with_body=False):
             record = _public(record)
             writer.writerow([record[column] for column in CSV_COLUMNS])
             if buffer.tell() > 64 * 1024:

@@ -23,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from .db import utc_now
 from .schema import GENESIS_HASH, audit_head, audit_records
 
-BATCH = 1000
+BATCH = 5000
 MAX_GROUP = 64         # records committed together at most
 # The indexed columns of a record, each copied from its signed content; verify checks they agree.
 INDEXED = ("kind", "created_at", "requester", "status", "decision_id", "outcome", "rule_id", "code",
@@ -190,30 +190,33 @@ class AuditStore:
             conditions.append(c.created_at < filters.until)
         return conditions
 
-    def page(self, filters: Filters, limit: int, before: int | None = None) -> tuple[list[dict], int | None]:
+    def page(self, filters: Filters, limit: int, before: int | None = None,
+             with_body: bool = True) -> tuple[list[dict], int | None]:
         """Records matching the filters, newest first, and the cursor for the next page (or None)."""
         c = audit_records.c
+        columns = [c.id, *(c[name] for name in INDEXED), c.hash] + ([c.content] if with_body else [])
         conditions = self._conditions(filters) + ([c.id < before] if before is not None else [])
-        query = select(audit_records).where(*conditions).order_by(c.id.desc()).limit(limit + 1)
+        query = select(*columns).where(*conditions).order_by(c.id.desc()).limit(limit + 1)
         with self.engine.connect() as connection:
-            rows = [self._public(row) for row in connection.execute(query)]
+            rows = [self._public(row, with_body) for row in connection.execute(query)]
         more = len(rows) > limit
         rows = rows[:limit]
         return rows, (rows[-1]["id"] if more else None)
 
-    def stream(self, filters: Filters):
+    def stream(self, filters: Filters, with_body: bool = True):
         """Every matching record, newest first, fetched a batch at a time (constant memory)."""
         before = None
         while True:
-            rows, before = self.page(filters, BATCH, before)
+            rows, before = self.page(filters, BATCH, before, with_body)
             yield from rows
             if before is None:
                 return
 
     @staticmethod
-    def _public(row) -> dict:
+    def _public(row, with_body: bool = True) -> dict:
         record = {name: getattr(row, name) for name in ("id", *INDEXED, "hash")}
-        record["body"] = json.loads(row.content)["body"]
+        if with_body:
+            record["body"] = json.loads(row.content)["body"]
         return record
 
     def head(self) -> dict:

@@ -26,11 +26,11 @@ audit_records = Table(
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
     Index("ix_audit_created_at", "created_at"),
-    Index("ix_audit_code", "code"),
-    Index("ix_audit_rule", "rule_id"),
-    Index("ix_audit_requester", "requester"),
-    Index("ix_audit_patient", "patient_ref_hash"),
-    Index("ix_audit_outcome", "outcome"),
+    Index("ix_audit_code", "code", "id"),            # (column, id): filtered pages read newest first off the index
+    Index("ix_audit_rule", "rule_id", "id"),
+    Index("ix_audit_requester", "requester", "id"),
+    Index("ix_audit_patient", "patient_ref_hash", "id"),
+    Index("ix_audit_outcome", "outcome", "id"),
 )
 
 # One row: the latest record's id and hash. Appends lock it, so writers on several processes or
