@@ -25,5 +25,17 @@ test: lint
 test-long: $(STAMP)
 	$(BIN)/python -m pytest -m long
 
+# Every figure in docs/PERFORMANCE.md. Takes about 15 minutes; wrk and hey come from Debian.
+bench: $(STAMP)
+	command -v wrk >/dev/null && command -v hey >/dev/null || apt-get install -y -qq wrk hey
+	$(BIN)/python bench/decisions.py
+	$(BIN)/python bench/terminology.py
+	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/peers.py
+	$(BIN)/python bench/audit_scale.py
+	bench/http_load.sh 15
+	FORMULARY_DATABASE_URL="postgresql+psycopg://postgres@127.0.0.1:5432/test?options=-csearch_path%3Dbench" \
+	  sh -c 'psql -h 127.0.0.1 -U postgres -d test -qc "DROP SCHEMA IF EXISTS bench CASCADE; CREATE SCHEMA bench" && bench/http_load.sh 15'
+
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Audited decisions per second through `formulary serve` (gunicorn, 2 workers) at saturation,
-# measured with wrk on this machine; then checks every decision is on the record and the chain verifies.
-#   bench/http_load.sh [seconds=15] [connections=16]
-# FORMULARY_DATABASE_URL may point at PostgreSQL; the default is a fresh SQLite instance.
+# Audited decisions through `formulary serve` (gunicorn, 2 workers): at fixed offered loads of
+# 200, 500 and 1,000 requests/s (hey) and at saturation (wrk, a rotating mix of requests); then
+# checks every decision reached the audit log and times the chain verification.
+#   bench/http_load.sh [seconds=15]
+# With FORMULARY_DATABASE_URL set (PostgreSQL), it runs on that database; else on a fresh SQLite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-seconds=${1:-15}; connections=${2:-16}
+seconds=${1:-15}
 export FORMULARY_INSTANCE_PATH=$(mktemp -d)/instance
 port=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 export FORMULARY_TOKEN=$(.venv/bin/formulary tokens create --name bench --role pharmacist | tail -1)
@@ -13,13 +14,22 @@ export FORMULARY_TOKEN=$(.venv/bin/formulary tokens create --name bench --role p
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null' EXIT
 until curl -sf "http://127.0.0.1:$port/healthz" >/dev/null; do sleep 0.5; done
-wrk -t2 -c4 -d3s -s bench/decisions.lua "http://127.0.0.1:$port" >/dev/null 2>&1   # warm-up
+url="http://127.0.0.1:$port"
+wrk -t2 -c8 -d3s -s bench/decisions.lua "$url" >/dev/null 2>&1   # warm-up
 before=$(.venv/bin/formulary audit head | cut -d' ' -f1)
-echo "machine: $(nproc) cores; database: ${FORMULARY_DATABASE_URL:-SQLite (WAL, synchronous=FULL)}"
-wrk -t2 -c"$connections" -d"${seconds}s" --latency -s bench/decisions.lua "http://127.0.0.1:$port" 2>&1 \
-  | grep -E "Requests/sec|Latency|50%|99%|requests in|Non-2xx|Socket errors|status"
+echo "machine: $(nproc) cores; database: ${FORMULARY_DATABASE_URL:-SQLite (WAL, synchronous=FULL)}; load tools on the same machine"
+body=$(mktemp)
+echo '{"diagnosis": {"code": "M33.20"}, "patient": {"age_years": 50, "ref": "MRN-1"}, "therapies": {"concurrent": ["corticosteroids"]}}' > "$body"
+for rate in 200 500 1000; do
+  workers=$((rate / 10))
+  echo "--- offered load ${rate} requests/s for ${seconds}s (hey, ${workers} workers x 10/s)"
+  hey -z "${seconds}s" -c "$workers" -q 10 -m POST -T application/json -H "Authorization: Bearer $FORMULARY_TOKEN" \
+      -D "$body" "$url/v1/decisions" | grep -E "Requests/sec|50%|99%|\[[0-9]{3}\]"
+done
+echo "--- saturation: wrk, 64 connections, ${seconds}s, rotating request mix"
+wrk -t2 -c64 -d"${seconds}s" --latency -s bench/decisions.lua "$url" 2>&1 | grep -E "Requests/sec| 50%| 99%|requests in|Non-2xx|Socket errors"
 after=$(.venv/bin/formulary audit head | cut -d' ' -f1)
-echo "audit records written during the run: $((after - before))"
+echo "audit records written during the measured runs: $((after - before))"
 start=$(date +%s.%N)
 .venv/bin/formulary audit verify
 echo "verify time: $(echo "$(date +%s.%N) - $start" | bc) s"
