@@ -18,6 +18,7 @@ See ../shared/notes/durable-rules.md. In short:
 """
 import itertools
 import threading
+from collections import OrderedDict
 
 import durable_rules_engine
 from durable.engine import Host, MessageNotHandledException
@@ -47,10 +48,17 @@ def _recorder(fired: dict, rule_name: str):
 
 
 class Engine:
-    """One compiled rulebook loaded into its own durable-rules Host."""
+    """One compiled rulebook loaded into its own durable-rules Host.
 
-    def __init__(self, compiled: CompiledRulebook):
+    Which rule fires depends only on the code and the typed facts (actions keep no state), so the
+    answer for a (code, facts) pair already asked is remembered, per engine and so per rulebook
+    version: `cache_size` answers at most; 0 sends every request through durable-rules.
+    """
+
+    def __init__(self, compiled: CompiledRulebook, cache_size: int = 4096):
         self._compiled = compiled
+        self._cache: OrderedDict[tuple[str, Facts], str | None] = OrderedDict()
+        self._cache_size = cache_size
         self._fired: dict[int, str] = {}
         self._request_ids = itertools.count()
         definitions = {}
@@ -71,19 +79,33 @@ class Engine:
         with _ENGINE_LOCK:
             if self._closed:
                 raise EngineError("this rulebook version has been unloaded")
-            rid = next(self._request_ids)
-            message = self._compiled.message(rid, code, facts)
-            try:
-                state = self._host.post(ruleset, message)
-            except MessageNotHandledException:
-                self._fired.pop(rid, None)
-                return None
-            fired = self._fired.pop(rid, None)
-            if isinstance(state, dict) and "exception" in state:
-                raise EngineError(f"a rule action failed inside durable-rules: {state['exception']}")
+            key = (code, facts)
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                fired = self._cache[key]
+                return None if fired is None else self._compiled.verdicts[fired]
+            fired = self._post(ruleset, code, facts)
+            if self._cache_size:
+                self._cache[key] = fired
+                if len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+        return None if fired is None else self._compiled.verdicts[fired]
+
+    def _post(self, ruleset: str, code: str, facts: Facts) -> str | None:
+        """The compiled rule that fires for this request, or None (called with the lock held)."""
+        rid = next(self._request_ids)
+        message = self._compiled.message(rid, code, facts)
+        try:
+            state = self._host.post(ruleset, message)
+        except MessageNotHandledException:
+            self._fired.pop(rid, None)
+            return None
+        fired = self._fired.pop(rid, None)
+        if isinstance(state, dict) and "exception" in state:
+            raise EngineError(f"a rule action failed inside durable-rules: {state['exception']}")
         if fired is None:
             raise EngineError(f"durable-rules handled request {rid} in {ruleset} but no rule recorded a result")
-        return self._compiled.verdicts[fired]
+        return fired
 
     def close(self):
         """Free the native rulesets; the engine refuses further requests."""

@@ -25,20 +25,23 @@ def default_rulebook_path() -> Path:
 class Formulary:
     """A rulebook that passed lint, compiled into its own engine."""
 
-    def __init__(self, rulebook: Rulebook):
+    def __init__(self, rulebook: Rulebook, cache_size: int = 4096):
         self.rulebook = rulebook
         self.vocabulary = Vocabulary(rulebook)
         self.terminology = Terminology(rulebook)
-        self.engine = Engine(compile_rulebook(rulebook))
+        self.engine = Engine(compile_rulebook(rulebook), cache_size=cache_size)
 
     @classmethod
-    def load(cls, path: str | Path | None = None) -> "Formulary":
-        """Load, lint and compile a rulebook; a rulebook with any lint problem is refused."""
+    def load(cls, path: str | Path | None = None, cache_size: int = 4096) -> "Formulary":
+        """Load, lint and compile a rulebook; a rulebook with any lint problem is refused.
+
+        `cache_size` bounds the engine's memory of answers already given (0: none).
+        """
         rulebook = load_rulebook(path or default_rulebook_path())
         problems = lint_rulebook(rulebook)
         if problems:
             raise RulebookError(problems)
-        return cls(rulebook)
+        return cls(rulebook, cache_size=cache_size)
 
     def decide(self, payload) -> Decision:
         """Decide a request given as the API's JSON body; raises RequestError for bad input."""

@@ -99,7 +99,8 @@ def mini_path(tmp_path) -> Path:
 
 @pytest.fixture
 def mini(mini_path):
-    formulary = Formulary.load(mini_path)
+    # No answer cache: every engine test decision goes through durable-rules itself.
+    formulary = Formulary.load(mini_path, cache_size=0)
     yield formulary
     formulary.close()
 

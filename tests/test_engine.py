@@ -198,3 +198,17 @@ def test_a_closed_engine_refuses_to_decide(mini_path):
     formulary.close()
     with pytest.raises(EngineError, match="unloaded"):
         formulary.decide({"diagnosis": {"code": "G61.0"}, "patient": {"age_years": 3}})
+
+
+def test_the_answer_cache_gives_exactly_what_durable_rules_gives(mini_path):
+    cached = Formulary.load(mini_path, cache_size=64)
+    uncached = Formulary.load(mini_path, cache_size=0)
+    try:
+        rng = random.Random(11)
+        for _ in range(3_000):                      # few distinct requests: mostly cache hits, some evictions
+            request, _ = _random_request(rng)
+            assert cached.decide(request).to_dict() == uncached.decide(request).to_dict()
+        assert 0 < len(cached.engine._cache) <= 64
+    finally:
+        cached.close()
+        uncached.close()
