@@ -41,8 +41,8 @@ re-executes itself inside it. A full run takes about two minutes on 2 cores.
    alone (the Python work every wrapper shares). Each engine-level callable takes (code, facts)
    and builds the message itself, as engine.evaluate does. ZenDecision.evaluate ("create the
    decision once, then evaluate") is timed in its own pass: it starts threads on every call.
-   Wall clock and thread CPU time; "cold" = N distinct requests, "warm" = 50 requests repeated
-   to N; load/compile times. Prints the tables and writes bench/peers/last-run.json.
+   Wall clock and thread CPU time; "cold" = N distinct requests with our answer and text caches
+   emptied and off, "warm" = 50 requests repeated to N with the caches on; load/compile times. Prints the tables and writes bench/peers/last-run.json.
 """
 import argparse
 import gc
@@ -914,6 +914,11 @@ def main():
     time_run(formulary, peers, warmup)          # warm-up pass, not reported
     results = {}
     for run, items in (("cold", cold), ("warm", warm)):
+        # Cold: nothing remembered (our answer cache emptied and off, the text cache emptied);
+        # warm: the caches on, as a server runs them.
+        formulary.engine._cache.clear()
+        formulary.engine._cache_size = 0 if run == "cold" else 4096
+        formulary.terminology.resolve_text.cache_clear()
         results[run] = {k: summarise_pair(v) for k, v in time_run(formulary, peers, items).items()}
     for name, fn in peers.separate.items():
         time_separately(fn, warmup)
