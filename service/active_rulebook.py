@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from sqlalchemy import insert, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from .db import utc_now
+from .db import utc_now, writing
 from .formulary import Formulary
 from .lint import lint_rulebook
 from .rulebook import RulebookError, load_rulebook
@@ -134,6 +134,6 @@ class ActiveRulebook:
 
 def record_activation(database, rulebook, by: str):
     """Make `rulebook` the version every service process on this database should serve."""
-    with database.begin() as connection:
+    with writing(database) as connection:
         connection.execute(insert(rulebook_activations).values(
             name=rulebook.name, version=rulebook.version, digest=rulebook.digest, activated_at=utc_now(), activated_by=by))

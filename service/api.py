@@ -6,6 +6,7 @@ Every decision is committed to the audit log before the caller sees it; every re
 import csv
 import datetime
 import io
+import json
 from functools import wraps
 
 from flask import Blueprint, Response, current_app, g, jsonify, request, stream_with_context
@@ -81,6 +82,11 @@ def _json_body() -> dict:
     payload = request.get_json(silent=True)
     if payload is None:
         raise _Refusal(400, "invalid_json", "the request body is not valid JSON")
+    try:
+        json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise _Refusal(400, "invalid_json", "the request body contains text that is not valid Unicode "
+                                            "(an unpaired surrogate escape)") from None
     return payload
 
 
@@ -182,7 +188,10 @@ def _instant(value: str | None, field: str) -> str | None:
         raise RequestError("invalid_value", f"{field} must be an ISO 8601 date or date-time, found {value!r}", field) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=datetime.timezone.utc)
-    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    try:
+        return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    except OverflowError:
+        raise RequestError("out_of_range", f"{field} {value!r} is outside the calendar once moved to UTC", field) from None
 
 
 def _public(record: dict) -> dict:
@@ -200,6 +209,8 @@ def audit_log():
         raise RequestError("wrong_type", "limit and cursor must be whole numbers", "limit" if "limit" in request.args else "cursor") from None
     if not 1 <= limit <= MAX_PAGE:
         raise RequestError("out_of_range", f"limit must be between 1 and {MAX_PAGE}", "limit")
+    if cursor is not None and not 0 <= cursor < 2 ** 63:
+        raise RequestError("out_of_range", "cursor is not one this service gave", "cursor")
     records, next_cursor = _instance().audit.page(filters, limit, cursor)
     return jsonify({"records": [_public(r) for r in records],
                     "next_cursor": None if next_cursor is None else str(next_cursor)})

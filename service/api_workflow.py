@@ -88,7 +88,11 @@ def preapprove_batch():
         upload = request.files.get("file")
         if upload is None:
             raise RequestError("missing_field", "upload the infusion list as the form field 'file'", "file")
-        orders = preapproval.orders_from_csv(upload.read().decode("utf-8-sig"))
+        try:
+            text = upload.read().decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise RequestError("invalid_csv", "the uploaded file is not UTF-8 text; export the list as CSV (UTF-8)", "file") from None
+        orders = preapproval.orders_from_csv(text)
     else:
         body = _json_body()
         if not isinstance(body, list):

@@ -20,7 +20,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from .db import utc_now
+from .db import utc_now, writing
 from .schema import GENESIS_HASH, audit_head, audit_records
 
 BATCH = 5000
@@ -35,7 +35,8 @@ class AuditUnavailable(RuntimeError):
 
 
 def canonical(value) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """Sorted keys, no spaces, ASCII only (escapes keep any text, even unpaired surrogates, signable)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
 def _subkey(secret: bytes, purpose: str) -> bytes:
@@ -139,7 +140,7 @@ class AuditStore:
 
     def _commit_batch(self, batch: list["_Pending"]):
         """Chain and commit every pending record in one transaction (called by the writer thread)."""
-        with self.engine.begin() as connection:
+        with writing(self.engine) as connection:
             head = connection.execute(select(audit_head).where(audit_head.c.id == 1).with_for_update()).one()
             last_id, last_hash = head.last_id, head.last_hash
             for item in batch:

@@ -287,6 +287,8 @@ def preapprove(orders, output, requester):
     try:
         rows = orders_from_csv(orders.read())
         formulary = Formulary.load(instance.rulebook_path)
+    except UnicodeDecodeError:
+        raise click.ClickException(f"{orders.name} is not UTF-8 text; export the list as CSV (UTF-8)") from None
     except (RequestError, RulebookError) as error:
         raise click.ClickException(getattr(error, "message", str(error))) from None
     try:

@@ -149,7 +149,7 @@ SCHEMAS = {
     }, required=["name", "version", "digest", "changed"]),
     "AuditRecord": _object({
         "id": {"type": "integer"}, "created_at": _TIME,
-        "kind": {"enum": ["decision", "refusal", "rulebook_reload"]},
+        "kind": {"enum": ["decision", "refusal", "rulebook_reload", "review_resolution", "preapproval"]},
         "requester": _NULLABLE_TEXT, "status": {"type": ["integer", "null"]}, "decision_id": _NULLABLE_TEXT,
         "outcome": {"enum": [*OUTCOMES, None]}, "rule_id": _NULLABLE_TEXT, "code": _NULLABLE_TEXT,
         "matched_by": _NULLABLE_TEXT, "patient_ref_hash": _NULLABLE_TEXT, "rulebook_version": _NULLABLE_TEXT,

@@ -127,7 +127,14 @@ def _number(value: str, column: str, row: int, whole: bool = False):
 
 def orders_from_csv(text: str) -> list[tuple[int, dict | RequestError]]:
     """(row number, order or the error that row has) for each data row of an infusion list."""
-    reader = csv.DictReader(io.StringIO(text))
+    reader = csv.DictReader(io.StringIO(text, newline=""))     # any line endings, as csv expects
+    try:
+        return _read_orders(reader)
+    except csv.Error as error:
+        raise RequestError("invalid_csv", f"the CSV cannot be read: {error}", "file") from None
+
+
+def _read_orders(reader: csv.DictReader) -> list[tuple[int, dict | RequestError]]:
     unknown = [c for c in reader.fieldnames or [] if c not in CSV_COLUMNS]
     if unknown or not reader.fieldnames:
         raise RequestError("invalid_csv", f"unknown or missing columns {unknown}; the columns are {', '.join(CSV_COLUMNS)}",

@@ -10,6 +10,7 @@ from .compiler import Facts
 from .rulebook import MAX_AGE_YEARS, SEVERITIES, SEXES, Rulebook
 
 MAX_TEXT = 200
+AGE_DECIMALS = 4
 MAX_REF = 64
 
 
@@ -67,8 +68,8 @@ def _number(value, field: str, low: float, high: float, whole: bool = False) -> 
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (whole and not isinstance(value, int)):
         kind = "a whole number" if whole else "a number"
         raise RequestError("wrong_type", f"{field} must be {kind}, found {_shown(value)}", field)
-    if not low <= value <= high:
-        raise RequestError("out_of_range", f"{field} must be between {low:g} and {high:g}, found {value:g}", field)
+    if not low <= value <= high:   # NaN fails this too
+        raise RequestError("out_of_range", f"{field} must be between {low:g} and {high:g}, found {_shown(value)}", field)
     return value
 
 
@@ -171,6 +172,10 @@ def parse_request(payload, vocabulary: Vocabulary) -> DecisionRequest:
         )
 
     age = _number(patient.get("age_years"), "patient.age_years", 0, MAX_AGE_YEARS)
+    if age is not None:
+        # Four decimals (under an hour) is finer than any rule; it also keeps the number out of
+        # exponent notation (1e-05), which durable-rules' JSON reader refuses.
+        age = round(age, AGE_DECIMALS)
     return DecisionRequest(
         code=code,
         text=text,

@@ -11,7 +11,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from .db import utc_now
+from .db import utc_now, writing
 from .schema import api_tokens
 
 ROLES = ("clinician", "pharmacist", "auditor", "admin")
@@ -34,7 +34,7 @@ def create_token(engine: Engine, name: str, role: str) -> str:
         raise TokenError(f"role {role!r} is not one of {', '.join(ROLES)}")
     token = "ivig_" + secrets.token_urlsafe(32)
     try:
-        with engine.begin() as connection:
+        with writing(engine) as connection:
             connection.execute(insert(api_tokens).values(
                 name=name, role=role, token_hash=_digest(token), created_at=utc_now()))
     except IntegrityError:
@@ -43,7 +43,7 @@ def create_token(engine: Engine, name: str, role: str) -> str:
 
 
 def revoke_token(engine: Engine, name: str) -> None:
-    with engine.begin() as connection:
+    with writing(engine) as connection:
         result = connection.execute(update(api_tokens).where(
             api_tokens.c.name == name, api_tokens.c.revoked_at.is_(None)).values(revoked_at=utc_now()))
     if result.rowcount == 0:
