@@ -882,8 +882,7 @@ def main():
     peers = Peers(formulary, generated)
 
     t0 = time.perf_counter()
-    formulary.terminology.warm()
-    formulary.terminology.icd          # the ICD-10-CM text index (process-wide), as a server warms it
+    formulary.terminology.warm()      # both text indexes, as a server warms them
     terminology_warm = time.perf_counter() - t0
 
     pool = RequestPool(formulary, args.seed)

@@ -53,11 +53,11 @@ def check(instance, formulary: Formulary, order, requester: str, today: datetime
     patient_hash = instance.audit.patient_hash(request.patient_ref)
     diagnosis = formulary.terminology.resolve(request.code, request.text)
     code = diagnosis.plain_code
-    diagnosis_id = formulary.terminology.diagnosis_of(code) if code and not diagnosis.problem else None
+    recognised = code is not None and not diagnosis.problem
+    diagnosis_id = formulary.terminology.diagnosis_of(code) if recognised else None
 
     reasons, decision = [], None
-    authorisation = active_authorisation(instance, patient_hash, code, diagnosis_id, today) if diagnosis_id or (
-        code and not diagnosis.problem) else None
+    authorisation = active_authorisation(instance, patient_hash, code, diagnosis_id, today) if recognised else None
     if authorisation is None:
         decision = record_decision(instance, formulary, payload, requester)
         if decision["authorisation_id"]:

@@ -189,8 +189,9 @@ class Terminology:
         return TextIndex(list(self.synonyms.items()))
 
     def warm(self):
-        """Build the text indexes now (a server does this at start-up, not on its first request)."""
-        return self.rulebook_index
+        """Build both text indexes now (a server does this at start-up, not on its first request)."""
+        icd_text_index()
+        self.rulebook_index
 
     def _code_for(self, folded: str, codes: list[str]) -> str:
         """The code a diagnosis name means: the ICD-10-CM code with that very text within the
