@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-long lint bench clean
+.PHONY: run test test-long lint bench screenshots clean
+CHROMIUM := /usr/bin/chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert (3, 11) <= sys.version_info[:2] < (3, 13), "durable-rules needs CPython 3.11 or 3.12, found " + sys.version'
@@ -19,8 +20,16 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/formulary lint rules/
 
-test: lint
+# The console's browser tests drive Debian's Chromium (Playwright's own download is not reachable).
+$(CHROMIUM):
+	apt-get install -y -qq chromium || (apt-get update -qq && apt-get install -y -qq chromium)
+
+test: lint $(CHROMIUM)
 	$(BIN)/python -m pytest
+
+# Retake the console screenshots that the README shows.
+screenshots: $(STAMP) $(CHROMIUM)
+	FORMULARY_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q tests/test_console_browser.py -k journey
 
 test-long: $(STAMP)
 	$(BIN)/python -m pytest -m long

@@ -60,8 +60,9 @@ def requires(*roles):
 @blueprint.after_app_request
 def _record_refusal(response):
     """Put every refused request on the record; if that fails, the caller gets 503."""
-    if 400 <= response.status_code < 500 and request.path.startswith("/v1/"):
-        error = (response.get_json(silent=True) or {}).get("error", {})
+    console = request.path.startswith("/console/")
+    if 400 <= response.status_code < 500 and (request.path.startswith("/v1/") or console):
+        error = g.get("refusal", {}) if console else (response.get_json(silent=True) or {}).get("error", {})
         principal = g.get("principal")
         try:
             _instance().audit.append(
@@ -159,8 +160,8 @@ def reload_rulebook():
     return jsonify(summary)
 
 
-def _filters() -> Filters:
-    args = request.args
+def audit_filters(args) -> Filters:
+    """The audit filters in query arguments, checked; the console's audit page reads the same."""
     allowed = {"outcome", "code", "rule", "requester", "patient_ref", "since", "until", "limit", "cursor"}
     for key in args:
         if key not in allowed:
@@ -201,7 +202,7 @@ def _public(record: dict) -> dict:
 @blueprint.get("/v1/audit")
 @requires("auditor", "admin")
 def audit_log():
-    filters = _filters()
+    filters = audit_filters(request.args)
     try:
         limit = int(request.args.get("limit", 50))
         cursor = int(request.args["cursor"]) if "cursor" in request.args else None
@@ -219,7 +220,11 @@ def audit_log():
 @blueprint.get("/v1/audit.csv")
 @requires("auditor", "admin")
 def audit_csv():
-    filters = _filters()
+    return audit_csv_download(audit_filters(request.args))
+
+
+def audit_csv_download(filters: Filters) -> Response:
+    """The matching records as a streamed CSV download, newest first, in constant memory."""
     audit = _instance().audit
 
     def rows():

@@ -8,6 +8,7 @@ from flask import Flask, g, request
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
+from . import console
 from .active_rulebook import ActiveRulebook
 from .audit import AuditUnavailable
 from .errors import error_response
@@ -37,6 +38,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(api.blueprint)
     app.register_blueprint(api_workflow.blueprint)
     app.register_blueprint(openapi.blueprint)
+    console.register(app, instance)
     _register_errors(app)
 
     @app.before_request
@@ -69,6 +71,13 @@ def _configure_logging(app: Flask, instance: Instance):
     logging.getLogger("service").addHandler(logging.StreamHandler())
 
 
+def _error(status: int, code: str, message: str):
+    """The error as JSON for the API, or as a page for the console."""
+    if request.path.startswith("/console/"):
+        return console.error_page(status, code, message)
+    return error_response(status, code, message)
+
+
 def _register_errors(app: Flask):
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException):
@@ -77,22 +86,22 @@ def _register_errors(app: Flask):
             404: f"no such endpoint: {request.method} {request.path}",
             413: f"the request body is larger than {MAX_BODY_BYTES // 1024} KiB",
         }.get(error.code, error.description)
-        return error_response(error.code, codes.get(error.code, "http_error"), message)
+        return _error(error.code, codes.get(error.code, "http_error"), message)
 
     @app.errorhandler(AuditUnavailable)
     def _audit_down(error: AuditUnavailable):
         log.error("audit log unavailable: %s request=%s", error, g.get("request_id"))
-        return error_response(503, "audit_unavailable",
-                              "the audit log cannot be written, so no decision is given; try again shortly")
+        return _error(503, "audit_unavailable",
+                      "the audit log cannot be written, so no decision is given; try again shortly")
 
     @app.errorhandler(SQLAlchemyError)
     def _database_down(error: SQLAlchemyError):
         log.error("database unavailable: %s request=%s", type(error).__name__, g.get("request_id"))
-        return error_response(503, "database_unavailable",
-                              "the database does not answer, so nothing was decided or recorded; try again shortly")
+        return _error(503, "database_unavailable",
+                      "the database does not answer, so nothing was decided or recorded; try again shortly")
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception):
         log.exception("unhandled error request=%s", g.get("request_id"))
-        return error_response(500, "internal_error",
-                              f"an internal error occurred; quote request id {g.get('request_id')} to support")
+        return _error(500, "internal_error",
+                      f"an internal error occurred; quote request id {g.get('request_id')} to support")

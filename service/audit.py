@@ -16,7 +16,7 @@ import queue
 import threading
 from dataclasses import dataclass, field
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -212,6 +212,18 @@ class AuditStore:
             yield from rows
             if before is None:
                 return
+
+    def daily_counts(self, filters: Filters) -> dict[str, dict[str, int]]:
+        """Decisions a day (UTC) by outcome, for the records matching the filters."""
+        c = audit_records.c
+        day = func.substr(c.created_at, 1, 10)
+        query = (select(day.label("day"), c.outcome, func.count().label("n"))
+                 .where(c.kind == "decision", *self._conditions(filters)).group_by(day, c.outcome))
+        counts: dict[str, dict[str, int]] = {}
+        with self.engine.connect() as connection:
+            for row in connection.execute(query):
+                counts.setdefault(row.day, {})[row.outcome] = row.n
+        return counts
 
     @staticmethod
     def _public(row, with_body: bool = True) -> dict:

@@ -11,15 +11,12 @@ import csv
 import datetime
 import io
 
-from . import dosing
+from . import dosing, flat
 from .casework import active_authorisation, profile_of, record_decision, sanitised
 from .formulary import Formulary
 from .request import RequestError, parse_request
 
 ORDER_FIELDS = ("patient", "diagnosis", "product", "dose", "last_infusion_date", "therapies", "severity")
-CSV_COLUMNS = ("patient_ref", "age_years", "sex", "pregnant", "weight_kg", "height_cm", "diagnosis_code",
-               "diagnosis_text", "product", "g_per_kg", "interval_days", "last_infusion_date",
-               "failed_therapies", "concurrent_therapies", "severity")
 
 
 def _reason(check: str, ok: bool, message: str) -> dict:
@@ -117,14 +114,6 @@ def check(instance, formulary: Formulary, order, requester: str, today: datetime
     return result
 
 
-def _number(value: str, column: str, row: int, whole: bool = False):
-    try:
-        return int(value) if whole else float(value)
-    except ValueError:
-        raise RequestError("wrong_type", f"row {row}: {column} must be a {'whole number' if whole else 'number'}, "
-                                         f"found {value!r}", column) from None
-
-
 def orders_from_csv(text: str) -> list[tuple[int, dict | RequestError]]:
     """(row number, order or the error that row has) for each data row of an infusion list."""
     reader = csv.DictReader(io.StringIO(text, newline=""))     # any line endings, as csv expects
@@ -135,46 +124,17 @@ def orders_from_csv(text: str) -> list[tuple[int, dict | RequestError]]:
 
 
 def _read_orders(reader: csv.DictReader) -> list[tuple[int, dict | RequestError]]:
-    unknown = [c for c in reader.fieldnames or [] if c not in CSV_COLUMNS]
+    unknown = [c for c in reader.fieldnames or [] if c not in flat.NAMES]
     if unknown or not reader.fieldnames:
-        raise RequestError("invalid_csv", f"unknown or missing columns {unknown}; the columns are {', '.join(CSV_COLUMNS)}",
+        raise RequestError("invalid_csv", f"unknown or missing columns {unknown}; the columns are {', '.join(flat.NAMES)}",
                            "file")
     orders = []
     for number, row in enumerate(reader, start=2):          # row 1 is the header
         try:
-            orders.append((number, _order_from_row({k: (v or "").strip() for k, v in row.items() if k}, number)))
+            orders.append((number, flat.from_fields({k: v for k, v in row.items() if k}, number)))
         except RequestError as error:
             orders.append((number, error))
     return orders
-
-
-def _order_from_row(row: dict, number: int) -> dict:
-    patient = {}
-    for column, key, kind in (("patient_ref", "ref", str), ("age_years", "age_years", float), ("sex", "sex", str),
-                              ("weight_kg", "weight_kg", float), ("height_cm", "height_cm", float)):
-        if row.get(column):
-            patient[key] = _number(row[column], column, number) if kind is float else row[column]
-    if row.get("pregnant"):
-        if row["pregnant"].lower() not in ("true", "false", "yes", "no"):
-            raise RequestError("wrong_type", f"row {number}: pregnant must be true or false", "pregnant")
-        patient["pregnant"] = row["pregnant"].lower() in ("true", "yes")
-    order = {"patient": patient,
-             "diagnosis": {k: row[c] for k, c in (("code", "diagnosis_code"), ("text", "diagnosis_text")) if row.get(c)}}
-    for column in ("product", "severity", "last_infusion_date"):
-        if row.get(column):
-            order[column] = row[column]
-    dose = {}
-    if row.get("g_per_kg"):
-        dose["g_per_kg"] = _number(row["g_per_kg"], "g_per_kg", number)
-    if row.get("interval_days"):
-        dose["interval_days"] = _number(row["interval_days"], "interval_days", number, whole=True)
-    if dose:
-        order["dose"] = dose
-    therapies = {kind: [t.strip() for t in row[f"{kind}_therapies"].split(";") if t.strip()]
-                 for kind in ("failed", "concurrent") if row.get(f"{kind}_therapies")}
-    if therapies:
-        order["therapies"] = therapies
-    return order
 
 
 def check_batch(instance, formulary: Formulary, orders, requester: str, today: datetime.date, progress=None) -> list[dict]:

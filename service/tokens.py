@@ -22,7 +22,7 @@ class TokenError(ValueError):
     """A token request that cannot be carried out; the message says why."""
 
 
-def _digest(token: str) -> str:
+def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -36,7 +36,7 @@ def create_token(engine: Engine, name: str, role: str) -> str:
     try:
         with writing(engine) as connection:
             connection.execute(insert(api_tokens).values(
-                name=name, role=role, token_hash=_digest(token), created_at=utc_now()))
+                name=name, role=role, token_hash=digest(token), created_at=utc_now()))
     except IntegrityError:
         raise TokenError(f"a token named {name!r} exists already; revoke it first or pick another name") from None
     return token
@@ -52,9 +52,14 @@ def revoke_token(engine: Engine, name: str) -> None:
 
 def principal_for(engine: Engine, token: str) -> tuple[str, str] | None:
     """(name, role) of the active token, or None for an unknown or revoked one."""
+    return principal_for_digest(engine, digest(token))
+
+
+def principal_for_digest(engine: Engine, token_digest: str) -> tuple[str, str] | None:
+    """As principal_for, from the digest the console's session keeps instead of the token."""
     with engine.connect() as connection:
         row = connection.execute(select(api_tokens.c.name, api_tokens.c.role).where(
-            api_tokens.c.token_hash == _digest(token), api_tokens.c.revoked_at.is_(None))).first()
+            api_tokens.c.token_hash == token_digest, api_tokens.c.revoked_at.is_(None))).first()
     return None if row is None else (row.name, row.role)
 
 

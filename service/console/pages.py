@@ -1,0 +1,216 @@
+"""Console pages for the daily work: new requests, the review queue, cases and pre-approvals.
+
+Each form posts flat fields (service/flat.py), which become the same JSON the API takes and go
+through the same casework functions; a refused form comes back with the API's message beside
+the field and what the user typed still in it.
+"""
+import csv
+import io
+from urllib.parse import quote
+
+from flask import (Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for)
+
+from .. import casework, flat, preapproval
+from ..db import utc_today
+from ..decision import OUTCOME_WORDS
+from ..request import RequestError
+from ..rulebook import SEVERITIES, SEXES
+from .auth import allowed, page
+
+blueprint = Blueprint("console_pages", __name__, url_prefix="/console")
+MAX_UPLOAD_ORDERS = 1000
+
+
+def _instance():
+    return current_app.extensions["instance"]
+
+
+def _active():
+    return current_app.extensions["active_rulebook"]
+
+
+def _refused(error: RequestError) -> dict:
+    """Form errors by field name, and the refusal noted for the audit log."""
+    g.refusal = error.to_dict()
+    return {flat.name_of(error.field) or "form": error.message}
+
+
+@blueprint.app_context_processor
+def _decision_words():
+    sources = _active().current.rulebook.sources
+    return {"outcome_words": OUTCOME_WORDS,
+            "source_title": lambda source: sources[source].title if source in sources else source}
+
+
+@blueprint.get("/")
+@page("formulary")
+def home():
+    for name, endpoint in (("request", "console_pages.new_request"), ("reviews", "console_pages.reviews"),
+                           ("audit", "console_audit.audit_log")):
+        if allowed(name):
+            return redirect(url_for(endpoint))
+    return redirect(url_for("console_formulary.formulary"))
+
+
+def _choices() -> dict:
+    """Options for the request and order forms, as (value, label) pairs from the rulebook."""
+    rulebook = _active().current.rulebook
+    return {"therapies": sorted(rulebook.therapies.values(), key=lambda t: t.name),
+            "products": [(name, name) for name in sorted(rulebook.products)],
+            "sexes": [(sex, sex.capitalize()) for sex in SEXES],
+            "severities": [(severity, severity.capitalize()) for severity in SEVERITIES]}
+
+
+@blueprint.route("/request", methods=["GET", "POST"])
+@page("request")
+def new_request():
+    values, errors, decision = request.form.to_dict(), {}, None
+    values["failed_therapies"] = ";".join(request.form.getlist("failed_therapies"))
+    values["concurrent_therapies"] = ";".join(request.form.getlist("concurrent_therapies"))
+    if request.method == "POST":
+        picked = request.form.get("pick_code")
+        if picked:                         # a candidate chosen for an ambiguous text: decide again with its code
+            values.update(diagnosis_code=picked, diagnosis_text="")
+        try:
+            payload = flat.from_fields(values)
+            with _active().use() as formulary:
+                if picked and request.form.get("case_id"):
+                    decision = casework.attach_facts(_instance(), formulary, request.form["case_id"],
+                                                     {"diagnosis": {"code": picked, "text": None}}, g.principal[0])
+                else:
+                    decision = casework.record_decision(_instance(), formulary, payload, g.principal[0])
+        except RequestError as error:
+            errors = _refused(error)
+    status = 400 if errors else 201 if decision else 200
+    return render_template("console/request.html", values=values, errors=errors, decision=decision,
+                           **_choices()), status
+
+
+@blueprint.get("/decisions/<decision_id>")
+@page("decision")
+def decision(decision_id):
+    record = _instance().audit.decision(decision_id)
+    if record is None:
+        abort(404)
+    if g.principal[1] == "clinician" and record["requester"] != g.principal[0]:
+        abort(403)
+    return render_template("console/decision.html", decision=record["body"]["decision"],
+                           requested=record["body"]["request"], requester=record["requester"])
+
+
+@blueprint.get("/reviews")
+@page("reviews")
+def reviews():
+    instance = _instance()
+    open_cases = casework.list_cases(instance, "open")
+    pended = [casework.get_case(instance, case["id"]) for case in casework.list_cases(instance, "pending_information")]
+    return render_template("console/reviews.html", open_cases=open_cases, pended=pended)
+
+
+def _case_page(case_id: str, errors: dict | None = None, values: dict | None = None, status: int = 200):
+    instance = _instance()
+    case = casework.get_case(instance, case_id)
+    if g.principal[1] == "clinician" and case["requester"] != g.principal[0]:
+        abort(403)
+    requested = instance.audit.decision(case["decision"]["decision_id"])["body"]["request"]
+    final = next((r for r in reversed(case["resolutions"]) if r["resolution"] != "more_information"), None)
+    return render_template("console/case.html", case=case, requested=requested, final=final,
+                           errors=errors or {}, values=values or {}), status
+
+
+@blueprint.get("/reviews/<case_id>")
+@page("case")
+def case(case_id):
+    try:
+        return _case_page(case_id)
+    except casework.NotFound:
+        abort(404)
+
+
+@blueprint.post("/reviews/<case_id>/resolution")
+@page("resolve")
+def resolve(case_id):
+    values = request.form.to_dict()
+    body = {"resolution": values.get("resolution"), "reason": values.get("reason", "")}
+    if values.get("references"):
+        body["references"] = values["references"]
+    try:
+        if values.get("valid_days", "").strip():
+            try:
+                body["valid_days"] = int(values["valid_days"])
+            except ValueError:
+                raise RequestError("wrong_type", f"valid_days must be a whole number, found {values['valid_days']!r}",
+                                   "valid_days") from None
+        with _active().use() as formulary:
+            casework.resolve(_instance(), formulary, case_id, body, g.principal[0])
+    except casework.NotFound:
+        abort(404)
+    except RequestError as error:
+        return _case_page(case_id, _refused(error), values, 400)
+    except casework.Conflict as conflict:
+        g.refusal = {"code": "conflict", "message": str(conflict)}
+        return _case_page(case_id, {"form": str(conflict)}, values, 409)
+    flash(f"Resolution recorded: {body['resolution'].replace('_', ' ')}.")
+    return redirect(url_for("console_pages.case", case_id=case_id))
+
+
+@blueprint.route("/preapproval", methods=["GET", "POST"])
+@page("preapproval")
+def preapproval_order():
+    values, errors, result = request.form.to_dict(), {}, None
+    values["failed_therapies"] = ";".join(request.form.getlist("failed_therapies"))
+    values["concurrent_therapies"] = ";".join(request.form.getlist("concurrent_therapies"))
+    if request.method == "POST":
+        try:
+            order = flat.from_fields(values)
+            with _active().use() as formulary:
+                result = preapproval.check(_instance(), formulary, order, g.principal[0], utc_today())
+        except RequestError as error:
+            errors = _refused(error)
+    return render_template("console/preapproval.html", values=values, errors=errors, result=result,
+                           columns=flat.NAMES, **_choices()), 400 if errors else 200
+
+
+@blueprint.post("/preapproval/batch")
+@page("preapproval")
+def preapproval_batch():
+    upload = request.files.get("file")
+    try:
+        if upload is None or not upload.filename:
+            raise RequestError("missing_field", "choose the infusion list (a CSV file) to upload", "file")
+        try:
+            text = upload.read().decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise RequestError("invalid_csv", "the file is not UTF-8 text; export the list as CSV (UTF-8)", "file") from None
+        orders = preapproval.orders_from_csv(text)
+        if len(orders) > MAX_UPLOAD_ORDERS:
+            raise RequestError("too_long", f"{len(orders)} orders; at most {MAX_UPLOAD_ORDERS} an upload", "file")
+    except RequestError as error:
+        return render_template("console/preapproval.html", values={}, errors=_refused(error), result=None,
+                               columns=flat.NAMES, **_choices()), 400
+    with _active().use() as formulary:
+        results = preapproval.check_batch(_instance(), formulary, orders, g.principal[0], utc_today())
+    rows = [_result_row(r) for r in results]
+    return render_template("console/preapproval_results.html", rows=rows, filename=upload.filename,
+                           download=_csv_data_uri(rows), dispense=sum(1 for r in rows if r["dispense"] == "yes"))
+
+
+def _result_row(result: dict) -> dict:
+    """One line of the results table: dispense yes/no (or error) and every reason against."""
+    if "error" in result:
+        return {"row": result["row"], "dispense": "error", "reasons": [result["error"]["message"]], "decision": None}
+    failed = [r["message"] for r in result["reasons"] if not r["ok"]]
+    return {"row": result["row"], "dispense": "yes" if result["dispense"] else "no",
+            "reasons": failed or ["every check passed"], "decision": result["decision"],
+            "grams": result["dose"]["rounded_grams"] if result["dose"] else None}
+
+
+def _csv_data_uri(rows: list[dict]) -> str:
+    """The results table as a CSV link target, so the download needs no second trip to the server."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(("row", "dispense", "grams", "decision_id", "reasons"))
+    for row in rows:
+        writer.writerow((row["row"], row["dispense"], row.get("grams") or "",
+                         row["decision"]["decision_id"] if row["decision"] else "", "; ".join(row["reasons"])))
+    return "data:text/csv;charset=utf-8," + quote(buffer.getvalue())

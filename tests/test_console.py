@@ -1,0 +1,162 @@
+"""The console's pages through Flask's test client: sign-in, roles, CSRF, forms and errors.
+The browser journey is in test_console_browser.py."""
+import io
+import re
+
+import pytest
+
+from service import casework
+from service.audit import Filters
+from service.tokens import revoke_token
+
+
+def csrf_token(client, path="/console/sign-in") -> str:
+    page = client.get(path).get_data(as_text=True)
+    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+
+
+def sign_in(client, token: str):
+    response = client.post("/console/sign-in", data={"token": token, "csrf_token": csrf_token(client)})
+    assert response.status_code == 302, response.get_data(as_text=True)
+    return response
+
+
+def post_form(client, path: str, data: dict, form_page: str | None = None):
+    return client.post(path, data={**data, "csrf_token": csrf_token(client, form_page or path)})
+
+
+def newest_records(app) -> list[dict]:
+    records, _ = app.extensions["instance"].audit.page(Filters(), 100)
+    return records
+
+
+def test_pages_send_people_to_sign_in_first(client):
+    response = client.get("/console/reviews")
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/console/sign-in?next=/console/reviews")
+
+
+def test_the_session_cookie_is_secure_http_only_and_holds_no_token(client, tokens):
+    response = sign_in(client, tokens["pharmacist"])
+    cookie = response.headers["Set-Cookie"]
+    assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert tokens["pharmacist"] not in cookie
+
+
+def test_a_bad_token_is_refused_on_the_page_and_on_the_record(app, client):
+    response = client.post("/console/sign-in", data={"token": "ivig_nonsense", "csrf_token": csrf_token(client)})
+    assert response.status_code == 401
+    assert "unknown or has been revoked" in response.get_data(as_text=True)
+    refusal = newest_records(app)[0]
+    assert (refusal["kind"], refusal["status"]) == ("refusal", 401)
+
+
+def test_a_form_without_its_csrf_token_is_refused(client, tokens):
+    sign_in(client, tokens["clinician"])
+    response = client.post("/console/request", data={"diagnosis_code": "G61.0"})
+    assert response.status_code == 400
+    assert "reload the page" in response.get_data(as_text=True)
+
+
+def test_sign_out_ends_the_session(client, tokens):
+    sign_in(client, tokens["pharmacist"])
+    post_form(client, "/console/sign-out", {}, "/console/reviews")
+    assert client.get("/console/reviews").status_code == 302
+
+
+def test_revoking_the_token_ends_its_console_sessions(app, client, tokens):
+    sign_in(client, tokens["pharmacist"])
+    assert client.get("/console/reviews").status_code == 200
+    revoke_token(app.extensions["instance"].database, "pharmacist")
+    assert client.get("/console/reviews").status_code == 302
+
+
+@pytest.mark.parametrize("role, path, status", [
+    ("clinician", "/console/reviews", 403), ("clinician", "/console/audit", 403), ("clinician", "/console/preapproval", 403),
+    ("auditor", "/console/request", 403), ("auditor", "/console/audit", 200), ("pharmacist", "/console/audit", 403),
+    ("pharmacist", "/console/preapproval", 200), ("admin", "/console/audit", 200), ("clinician", "/console/formulary", 200),
+])
+def test_pages_follow_the_api_role_rules(client, tokens, role, path, status):
+    sign_in(client, tokens[role])
+    assert client.get(path).status_code == status
+
+
+def test_the_menu_shows_only_what_the_role_may_open(client, tokens):
+    sign_in(client, tokens["auditor"])
+    page = client.get("/console/audit").get_data(as_text=True)
+    assert "Audit log" in page and "Review queue" not in page and "New request" not in page
+
+
+def test_a_decision_shows_its_outcome_rationale_and_evidence(client, tokens):
+    sign_in(client, tokens["clinician"])
+    response = post_form(client, "/console/request", {"diagnosis_code": "G61.0", "age_years": "8"})
+    page = response.get_data(as_text=True)
+    assert response.status_code == 201
+    assert "Off-label, with controlled evidence of benefit" in page and "Evidence" in page
+
+
+def test_bad_input_is_shown_beside_its_field_and_kept(client, tokens):
+    sign_in(client, tokens["clinician"])
+    response = post_form(client, "/console/request", {"diagnosis_code": "G61.0", "age_years": "200"})
+    page = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert re.search(r'id="age_years-error">patient.age_years must be between 0 and 130', page)
+    assert 'value="200"' in page and 'value="G61.0"' in page
+    assert "Traceback" not in page
+
+
+def test_choosing_a_candidate_updates_the_open_case_instead_of_opening_another(app, client, tokens):
+    sign_in(client, tokens["pharmacist"])
+    first = post_form(client, "/console/request", {"diagnosis_text": "neuropathy", "age_years": "40"}).get_data(as_text=True)
+    case_id = re.search(r'name="case_id" value="([^"]+)"', first).group(1)
+    code = re.search(r'name="pick_code" value="([^"]+)"', first).group(1)
+    post_form(client, "/console/request", {"pick_code": code, "case_id": case_id, "age_years": "40",
+                                            "diagnosis_text": "neuropathy"}, "/console/request")
+    cases = casework.list_cases(app.extensions["instance"], None)
+    assert [c["id"] for c in cases] == [case_id]
+    assert cases[0]["decision"]["diagnosis"]["code"] == code
+
+
+def test_a_resolution_without_a_reason_shows_the_api_message(client, tokens):
+    sign_in(client, tokens["pharmacist"])
+    page = post_form(client, "/console/request", {"diagnosis_code": "D80.2", "age_years": "30",
+                                                  "patient_ref": "MRN-1"}).get_data(as_text=True)
+    case_id = re.search(r"/console/reviews/([0-9a-f-]{36})", page).group(1)
+    response = post_form(client, f"/console/reviews/{case_id}/resolution", {"resolution": "approved", "reason": " "},
+                         f"/console/reviews/{case_id}")
+    assert response.status_code == 400
+    assert 'id="reason-error">a reason is required' in response.get_data(as_text=True)
+    done = post_form(client, f"/console/reviews/{case_id}/resolution", {"resolution": "denied", "reason": "no evidence"},
+                     f"/console/reviews/{case_id}")
+    assert done.status_code == 302
+    again = post_form(client, f"/console/reviews/{case_id}/resolution", {"resolution": "approved", "reason": "oops"},
+                      f"/console/reviews/{case_id}")
+    assert again.status_code == 409 and "already denied" in again.get_data(as_text=True)
+
+
+def test_an_unknown_case_is_a_page_not_json(client, tokens):
+    sign_in(client, tokens["pharmacist"])
+    response = client.get("/console/reviews/no-such-case")
+    assert response.status_code == 404 and response.mimetype == "text/html"
+
+
+def test_an_upload_that_is_not_utf8_is_refused_beside_the_file_field(client, tokens):
+    sign_in(client, tokens["pharmacist"])
+    response = client.post("/console/preapproval/batch", content_type="multipart/form-data", data={
+        "csrf_token": csrf_token(client, "/console/preapproval"), "file": (io.BytesIO(b"\xff\xfe\x00"), "list.csv")})
+    assert response.status_code == 400
+    assert 'id="file-error">the file is not UTF-8 text' in response.get_data(as_text=True)
+
+
+def test_the_audit_page_filters_pages_and_exports(client, tokens):
+    sign_in(client, tokens["clinician"])
+    for age in (8, 9, 10):
+        post_form(client, "/console/request", {"diagnosis_code": "G61.0", "age_years": str(age)})
+    post_form(client, "/console/sign-out", {}, "/console/request")
+    sign_in(client, tokens["auditor"])
+    page = client.get("/console/audit?outcome=off_label_with_evidence&code=G61").get_data(as_text=True)
+    assert page.count("<tr>") == 1 + 3          # the header row and three decisions
+    export = client.get("/console/audit.csv?outcome=off_label_with_evidence&code=G61").get_data(as_text=True)
+    assert len(export.strip().splitlines()) == 1 + 3
+    bad = client.get("/console/audit?since=yesterday")
+    assert bad.status_code == 400 and "since must be an ISO 8601 date" in bad.get_data(as_text=True)

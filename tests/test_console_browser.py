@@ -1,0 +1,234 @@
+"""The pharmacist console in a real browser (Debian's Chromium driven by Playwright) against
+`formulary serve` on a temporary database: the journey from a clinician's request to an
+auditor's CSV export, with a screenshot of each page.
+
+Screenshots go to $FORMULARY_SCREENSHOTS when set (`make screenshots` sets docs/screenshots),
+else to the test's temporary folder.
+"""
+import csv
+import io
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from service.db import open_database
+from service.tokens import create_token
+from tests.service_process import running_service, service_env
+
+CHROMIUM = Path("/usr/bin/chromium")
+# As root in a closed network: no sandbox, no GPU, and none of Chromium's calls home.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+PATIENT = "MRN-4471"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        message = f"{CHROMIUM} is missing: `make test` installs it (apt-get install chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    instance = tmp_path_factory.mktemp("console") / "instance"
+    with running_service(service_env(instance)) as running:
+        engine = open_database(f"sqlite:///{instance / 'formulary.db'}")
+        running.tokens = {role: create_token(engine, f"{role}.one", role) for role in ("clinician", "pharmacist", "auditor")}
+        engine.dispose()
+        yield running
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory):
+    folder = Path(os.environ.get("FORMULARY_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    context.set_default_timeout(15_000)
+    yield context.new_page()
+    context.close()
+
+
+def sign_in(page, service, role: str):
+    page.goto(f"{service.url}/console/sign-in")
+    page.get_by_label("API token").fill(service.tokens[role])
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_load_state()
+    assert page.get_by_role("button", name="Sign out").is_visible()
+
+
+def sign_out(page):
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url(re.compile(r"/console/sign-in"))
+
+
+def snap(page, shots: Path, name: str):
+    page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+
+
+def test_request_review_preapproval_and_audit_journey(page, service, shots):
+    # A clinician signs in and submits a request; a typo in the age comes back beside its field.
+    page.goto(f"{service.url}/console/request")
+    assert "/console/sign-in" in page.url
+    snap(page, shots, "01-sign-in")
+    page.get_by_label("API token").fill("ivig_not-a-token")
+    page.get_by_role("button", name="Sign in").click()
+    assert page.get_by_text("That token is unknown or has been revoked.").is_visible()
+    sign_in(page, service, "clinician")
+    assert page.url.endswith("/console/request")
+
+    page.get_by_label("ICD-10-CM code").fill("D69.3")
+    page.get_by_label("Patient reference (MRN)").fill(PATIENT)
+    page.get_by_label("Age in years").fill("fifteen")
+    page.get_by_label("Product").select_option("Privigen")
+    page.get_by_role("button", name="Decide").click()
+    age_error = page.locator("#age_years-error")
+    assert "age_years must be a number" in age_error.inner_text()
+    assert page.get_by_label("Age in years").input_value() == "fifteen"
+    assert page.get_by_label("ICD-10-CM code").input_value() == "D69.3"
+    snap(page, shots, "02-request-error")
+
+    page.get_by_label("Age in years").fill("15")
+    page.get_by_label("Sex").select_option("female")
+    page.get_by_label("Weight (kg)").fill("52")
+    page.get_by_label("Height (cm)").fill("160")
+    page.get_by_role("button", name="Decide").click()
+    card = page.locator("section.card").first
+    assert "Needs review" in card.inner_text()
+    assert card.locator("svg.icon").count() == 1            # an icon beside the colour and the words
+    case_link = card.get_by_role("link", name=re.compile("review case"))
+    case_id = case_link.get_attribute("href").rsplit("/", 1)[1]
+    snap(page, shots, "03-request-needs-review")
+
+    # An ambiguous text lists candidates to choose from.
+    page.get_by_label("ICD-10-CM code").fill("")
+    page.get_by_label("Diagnosis in words").fill("neuropathy")
+    page.get_by_label("Patient reference (MRN)").fill("")
+    page.get_by_role("button", name="Decide").click()
+    assert page.get_by_role("heading", name="Did you mean one of these?").is_visible()
+    snap(page, shots, "04-request-candidates")
+    sign_out(page)
+
+    # A pharmacist finds the case in the queue and approves it.
+    sign_in(page, service, "pharmacist")
+    page.get_by_role("link", name="Review queue").click()
+    page.get_by_role("link", name=f"Case {case_id[:8]}").click()
+    snap(page, shots, "05-review-queue-case")
+    page.get_by_label("Approve").check()
+    page.get_by_role("button", name="Record resolution").click()
+    assert page.locator("#reason-error").inner_text() == "a reason is required"     # the API's message, beside the field
+    page.get_by_label("Approve").check()
+    page.get_by_label("Reason").fill("Chronic ITP confirmed: platelets under 30 for 14 months despite steroids.")
+    page.get_by_role("button", name="Record resolution").click()
+    assert page.get_by_text("Resolution recorded: approved.").is_visible()
+    assert "approved" in page.locator("p.status").inner_text()
+    snap(page, shots, "06-case-resolved")
+
+    # Pre-approval of the order for that patient: one order, then a day's list.
+    page.get_by_role("link", name="Pre-approval").click()
+    page.get_by_label("Patient reference (MRN)").fill(PATIENT)
+    page.get_by_label("Age in years").fill("15")
+    page.get_by_label("Sex").select_option("female")
+    page.get_by_label("Weight (kg)").fill("52")
+    page.get_by_label("Height (cm)").fill("160")
+    page.get_by_label("ICD-10-CM code").fill("D69.3")
+    page.get_by_label("Product").select_option("Privigen")
+    page.get_by_label("Dose (g/kg a course)").fill("1")
+    page.get_by_label("Interval (days)").fill("28")
+    page.get_by_role("button", name="Check order").click()
+    result = page.locator("section.card").first
+    assert "Dispense" in result.inner_text() and "Do not dispense" not in result.inner_text()
+    snap(page, shots, "07-preapproval-order")
+
+    infusion_list = ("patient_ref,age_years,sex,weight_kg,height_cm,diagnosis_code,product,g_per_kg,interval_days\n"
+                     f"{PATIENT},15,female,52,160,D69.3,Privigen,1,28\n"
+                     "MRN-9000,40,male,80,180,G61.0,Privigen,3,28\n"
+                     "MRN-9001,abc,male,80,180,G61.0,Privigen,1,28\n")
+    page.get_by_label("Infusion list (CSV)").set_input_files(
+        files=[{"name": "infusions.csv", "mimeType": "text/csv", "buffer": infusion_list.encode()}])
+    page.get_by_role("button", name="Check the list").click()
+    rows = page.locator("table.results tbody tr")
+    assert rows.count() == 3
+    assert [rows.nth(i).locator("td").nth(1).inner_text() for i in range(3)] == ["Yes", "No", "Error"]
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download the results (CSV)").click()
+    downloaded = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
+    assert [row["dispense"] for row in downloaded] == ["yes", "no", "error"]
+    snap(page, shots, "08-preapproval-list")
+    sign_out(page)
+
+    # An auditor finds every step for the patient, verifies the chain, and exports the selection.
+    sign_in(page, service, "auditor")
+    assert page.url.endswith("/console/audit")
+    page.get_by_label("Patient reference (MRN)").fill(PATIENT)
+    page.get_by_role("button", name="Show records").click()
+    kinds = page.locator("table.records tbody tr td:nth-child(3)").all_inner_texts()
+    assert {"decision", "review resolution", "preapproval"} <= set(kinds)
+    assert page.locator(".chart svg[role=img]").count() == 1
+    page.get_by_role("link", name="Verify the whole chain now").click()
+    assert page.get_by_text(re.compile(r"Verified: all \d+ records are intact")).is_visible()
+    snap(page, shots, "09-audit-log")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Export these records (CSV)").click()
+    exported = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
+    assert {"decision", "review_resolution", "preapproval"} <= {row["kind"] for row in exported}
+    assert all(row["patient_ref_hash"] == exported[0]["patient_ref_hash"] for row in exported)
+
+    page.get_by_role("link", name="Formulary", exact=True).click()
+    page.get_by_label("Search rules").fill("immune thrombocytopenia")
+    page.get_by_role("button", name="Search").click()
+    assert page.get_by_role("heading", level=3).count() >= 1
+    snap(page, shots, "10-formulary")
+
+
+def test_console_works_from_the_keyboard_alone(page, service):
+    page.goto(f"{service.url}/console/sign-in")
+    page.keyboard.type(service.tokens["pharmacist"])          # the token field has the focus
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"/console/request"))
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.keyboard.press("Enter")
+    for _ in range(20):                                          # on through the menu to the first field
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id") == "diagnosis_code":
+            break
+    page.keyboard.type("G61.0")
+    page.keyboard.press("Enter")
+    assert "Guillain" in page.locator("section.card").first.inner_text()
+
+
+def test_every_page_has_ordered_headings_and_labelled_fields(page, service):
+    sign_in(page, service, "pharmacist")
+    for path in ("/console/request", "/console/reviews", "/console/preapproval", "/console/formulary"):
+        page.goto(service.url + path)
+        levels = [int(tag[1]) for tag in page.eval_on_selector_all("main h1, main h2, main h3", "els => els.map(e => e.tagName)")]
+        assert levels[0] == 1 and all(b - a <= 1 for a, b in zip(levels, levels[1:])), (path, levels)
+        unlabelled = page.eval_on_selector_all(
+            "main input:not([type=hidden]), main select, main textarea",
+            "els => els.filter(e => !(e.labels && e.labels.length)).map(e => e.name)")
+        assert unlabelled == [], (path, unlabelled)
+
+
+def test_a_tablet_sees_the_whole_form_without_scrolling_sideways(browser, service):
+    context = browser.new_context(viewport={"width": 768, "height": 1024})
+    page = context.new_page()
+    sign_in(page, service, "clinician")
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    context.close()

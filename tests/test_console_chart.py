@@ -1,0 +1,143 @@
+"""The decisions-per-day chart: an SVG read back as XML, so the tests check what it says, not its bytes."""
+import datetime
+import xml.etree.ElementTree as ET
+
+from service.console.chart import MAX_BARS, daily_outcomes_svg
+from service.rulebook import OUTCOMES
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def parse(counts, outcomes=OUTCOMES):
+    return ET.fromstring(daily_outcomes_svg(counts, outcomes))
+
+
+def bars(svg):
+    return svg.find(f"{SVG}g[@class='bars']").findall(f"{SVG}g[@class='bar']")
+
+
+def segments(bar):
+    return bar.findall(f"{SVG}rect")
+
+
+def tooltips(svg):
+    return [rect.find(f"{SVG}title").text for bar in bars(svg) for rect in segments(bar)]
+
+
+def test_the_chart_is_one_image_with_a_title_and_a_description():
+    svg = parse({"2026-11-22": {"approved": 2, "needs_review": 3}})
+    assert svg.get("role") == "img"
+    title, desc = svg[0], svg[1]
+    assert title.tag == f"{SVG}title" and desc.tag == f"{SVG}desc"
+    assert svg.get("aria-labelledby").split() == [title.get("id"), desc.get("id")]
+    assert "2026-11-22" in title.text
+
+
+def test_each_segment_says_its_day_count_and_outcome():
+    svg = parse({"2026-11-22": {"approved": 2, "needs_review": 3}})
+    assert tooltips(svg) == ["2026-11-22: 2 approved", "2026-11-22: 3 needs review"]
+
+
+def test_segments_are_coloured_by_outcome_classes_and_stacked_in_outcome_order():
+    svg = parse({"2026-11-22": {"not_supported": 1, "approved": 2, "off_label_with_evidence": 1}})
+    rects = segments(bars(svg)[0])
+    assert [r.get("class").split()[-1] for r in rects] == [
+        "seg-approved", "seg-off_label_with_evidence", "seg-not_supported"]
+    # Each segment sits on the one before it: the first starts at the axis and they go up.
+    for lower, upper in zip(rects, rects[1:]):
+        assert float(upper.get("y")) + float(upper.get("height")) == float(lower.get("y"))
+
+
+def test_taller_days_have_taller_bars():
+    svg = parse({"2026-11-20": {"approved": 1}, "2026-11-21": {"approved": 4}})
+    small, big = (float(segments(b)[0].get("height")) for b in bars(svg))
+    assert big == 4 * small
+
+
+def test_days_without_decisions_show_as_empty_bars():
+    svg = parse({"2026-11-20": {"approved": 1}, "2026-11-23": {"needs_review": 2}})
+    periods = [bar.get("data-period") for bar in bars(svg)]
+    assert periods == ["2026-11-20", "2026-11-21", "2026-11-22", "2026-11-23"]
+    assert [len(segments(bar)) for bar in bars(svg)] == [1, 0, 0, 1]
+
+
+def test_days_are_in_order_whatever_the_order_of_the_counts():
+    svg = parse({"2026-12-02": {"approved": 1}, "2026-11-30": {"approved": 1}})
+    assert [bar.get("data-period") for bar in bars(svg)] == ["2026-11-30", "2026-12-01", "2026-12-02"]
+
+
+def test_totals_are_in_the_description():
+    svg = parse({"2026-11-20": {"approved": 1, "needs_review": 2}, "2026-11-21": {"needs_review": 5}})
+    desc = svg.find(f"{SVG}desc").text
+    assert "8 decisions" in desc
+    for said in ("1 approved", "7 needs review", "0 off label with evidence", "0 not supported"):
+        assert said in desc
+
+
+def test_the_legend_names_every_outcome_in_text_beside_its_colour():
+    svg = parse({"2026-11-20": {"approved": 1}})
+    keys = svg.find(f"{SVG}g[@class='legend']").findall(f"{SVG}g[@class='key']")
+    assert [k.find(f"{SVG}rect").get("class").split()[-1] for k in keys] == [f"seg-{o}" for o in OUTCOMES]
+    assert [k.find(f"{SVG}text").text for k in keys] == [
+        "approved (1)", "off label with evidence (0)", "needs review (0)", "not supported (0)"]
+
+
+def test_the_y_axis_has_round_ticks_from_zero_past_the_tallest_day():
+    svg = parse({"2026-11-20": {"approved": 37}})
+    ticks = [int(t.text) for t in svg.find(f"{SVG}g[@class='y-axis']").iter(f"{SVG}text")]
+    assert ticks[0] == 0 and ticks[-1] >= 37
+    step = ticks[1] - ticks[0]
+    assert step in (1, 2, 5, 10, 20, 50) and 3 <= len(ticks) - 1 <= 8
+    assert all(b - a == step for a, b in zip(ticks, ticks[1:]))
+
+
+def test_x_labels_are_thinned_when_there_are_many_days():
+    start = datetime.date(2026, 9, 1)
+    counts = {(start + datetime.timedelta(days=i)).isoformat(): {"approved": 1} for i in range(80)}
+    svg = parse(counts)
+    labels = [t.text for t in svg.find(f"{SVG}g[@class='x-axis']").iter(f"{SVG}text")]
+    assert len(bars(svg)) == 80
+    assert 2 <= len(labels) <= 10 and labels[0] == "2026-09-01"
+
+
+def test_long_periods_are_grouped_by_week():
+    start = datetime.date(2026, 1, 1)                    # a Thursday, in ISO week 2026-W01
+    counts = {(start + datetime.timedelta(days=i)).isoformat(): {"needs_review": 1} for i in range(MAX_BARS + 30)}
+    svg = parse(counts)
+    assert "week" in svg.find(f"{SVG}title").text
+    periods = [bar.get("data-period") for bar in bars(svg)]
+    assert periods[0] == "2026-W01" and len(periods) == 18
+    assert tooltips(svg)[0] == "2026-W01 (week of 2025-12-29): 4 needs review"   # Thursday to Sunday
+    assert tooltips(svg)[1] == "2026-W02 (week of 2026-01-05): 7 needs review"
+    assert "120 decisions" in svg.find(f"{SVG}desc").text
+
+
+def test_a_period_of_exactly_the_limit_is_still_shown_by_day():
+    start = datetime.date(2026, 1, 1)
+    svg = parse({start.isoformat(): {"approved": 1},
+                 (start + datetime.timedelta(days=MAX_BARS - 1)).isoformat(): {"approved": 1}})
+    assert len(bars(svg)) == MAX_BARS
+
+
+def test_no_decisions_says_so():
+    for counts in ({}, {"2026-11-22": {"approved": 0}}):
+        svg = parse(counts)
+        assert svg.get("role") == "img"
+        assert svg.find(f"{SVG}title").text == "No decisions in this period"
+        assert svg.find(f"{SVG}g[@class='bars']") is None
+
+
+def test_an_outcome_the_chart_was_not_told_about_is_drawn_not_dropped():
+    svg = parse({"2026-11-22": {"approved": 1, "withdrawn": 2}})
+    assert tooltips(svg) == ["2026-11-22: 1 approved", "2026-11-22: 2 withdrawn"]
+    assert "2 withdrawn" in svg.find(f"{SVG}desc").text
+
+
+def test_text_is_escaped():
+    odd = 'x<y&z"\''
+    markup = daily_outcomes_svg({"2026-11-22": {odd: 1}}, (odd,), chart_id='a"b<c')
+    svg = ET.fromstring(markup)                         # well-formed despite the markup characters
+    assert tooltips(svg) == [f"2026-11-22: 1 {odd}"]
+    assert odd in svg.find(f"{SVG}desc").text
+    assert svg.find(f"{SVG}title").get("id") == 'a"b<c-title'
+    assert "<y" not in markup

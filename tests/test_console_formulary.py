@@ -1,0 +1,144 @@
+"""The console's formulary page: the active rulebook, searchable, for everyone who signs in."""
+import re
+from html.parser import HTMLParser
+
+import pytest
+
+from service.rulebook import OUTCOMES
+
+
+class Page(HTMLParser):
+    """What the tests read from a page: the rules shown (each article's h3 id), headings, labels."""
+
+    def __init__(self, html: str):
+        super().__init__()
+        self.rules, self.headings, self.labels, self.fields = [], [], set(), []
+        self._in_article = False
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "article":
+            self._in_article = True
+        elif tag == "h3" and self._in_article:
+            self.rules.append(attrs.get("id"))
+        if re.fullmatch(r"h[1-6]", tag):
+            self.headings.append(int(tag[1]))
+        if tag == "label" and attrs.get("for"):
+            self.labels.add(attrs["for"])
+        if tag in ("input", "select", "textarea") and attrs.get("type") != "hidden":
+            self.fields.append(attrs.get("id"))
+
+    def handle_endtag(self, tag):
+        if tag == "article":
+            self._in_article = False
+
+
+def sign_in(client, token: str):
+    """Sign in as the console's form does: with the CSRF token from the sign-in page."""
+    form = client.get("/console/sign-in").get_data(as_text=True)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
+    response = client.post("/console/sign-in", data={"token": token, "csrf_token": csrf})
+    assert response.status_code == 302, response.get_data(as_text=True)
+    return response
+
+
+@pytest.fixture
+def signed_in(app, tokens):
+    client = app.test_client()
+    sign_in(client, tokens["clinician"])
+    return client
+
+
+def formulary(client, **query):
+    response = client.get("/console/formulary", query_string=query)
+    assert response.status_code == 200, response.get_data(as_text=True)[:2000]
+    return response.get_data(as_text=True)
+
+
+def rules_shown(client, **query) -> list[str]:
+    return Page(formulary(client, **query)).rules
+
+
+def test_every_rule_is_listed_without_a_search(app, signed_in):
+    rulebook = app.extensions["active_rulebook"].current.rulebook
+    html = formulary(signed_in)
+    assert Page(html).rules == [rule.id for rule in rulebook.rules]
+    assert f"{len(rulebook.rules)} of {len(rulebook.rules)} rules" in html
+
+
+def test_the_version_digest_and_sources_are_shown(app, signed_in):
+    rulebook = app.extensions["active_rulebook"].current.rulebook
+    html = formulary(signed_in)
+    assert rulebook.version in html and rulebook.digest in html and rulebook.effective in html
+    for source in rulebook.cited_sources:
+        assert f'id="source-{source}"' in html
+
+
+@pytest.mark.parametrize("query", ["G61.0", "g61.0", "guillain", "Guillain-Barré", "guillain barre", "GBS"])
+def test_searching_a_code_or_a_name_shows_the_gbs_rules_only(signed_in, query):
+    assert sorted(rules_shown(signed_in, q=query)) == ["gbs-adults", "gbs-children"]
+
+
+def test_searching_a_rule_id_shows_that_rule_first(signed_in):
+    assert rules_shown(signed_in, q="gbs-adults") == ["gbs-adults"]
+    assert rules_shown(signed_in, q="ITP-LABELLED")[0] == "itp-labelled"
+
+
+def test_the_decision_cards_link_finds_its_rule(app, signed_in):
+    with app.test_request_context():
+        from flask import url_for
+        link = url_for("console_formulary.formulary", q="cidp-labelled")
+    assert Page(signed_in.get(link).get_data(as_text=True)).rules[0] == "cidp-labelled"
+
+
+def test_the_outcome_filter_keeps_only_that_outcome(app, signed_in):
+    rulebook = app.extensions["active_rulebook"].current.rulebook
+    for outcome in OUTCOMES:
+        assert rules_shown(signed_in, outcome=outcome) == [r.id for r in rulebook.rules if r.outcome == outcome]
+    assert rules_shown(signed_in, q="G61.0", outcome="needs_review") == ["gbs-adults"]
+
+
+def test_an_unknown_outcome_filter_is_ignored(app, signed_in):
+    assert len(rules_shown(signed_in, outcome="maybe")) == len(app.extensions["active_rulebook"].current.rulebook.rules)
+
+
+def test_a_search_that_matches_nothing_says_so(signed_in):
+    html = formulary(signed_in, q="no-such-disease-xyz")
+    assert Page(html).rules == []
+    assert "No rules match “no-such-disease-xyz”" in html
+
+
+def test_the_search_is_shown_back_escaped(signed_in):
+    html = formulary(signed_in, q='<script>"x"</script>')
+    assert "<script>" not in html and "&lt;script&gt;" in html
+
+
+def test_a_rule_shows_its_diagnosis_conditions_dose_and_evidence(signed_in):
+    html = formulary(signed_in, q="gbs-children")
+    for shown in ("Guillain-Barré syndrome", "G61.0", "age &lt; 18", "0.4 to 2 g/kg", "every 21 days",
+                  "180 days", "outcome-off_label_with_evidence", "Off-Label Use of Intravenous Immunoglobulin",
+                  "paediatric Guillain-Barré syndrome"):
+        assert shown in html, shown
+
+
+def test_headings_are_in_order_and_every_field_has_a_label(signed_in):
+    page = Page(formulary(signed_in, q="gbs"))
+    assert page.headings[0] == 1 and page.headings.count(1) == 1
+    assert all(b <= a + 1 for a, b in zip(page.headings, page.headings[1:]))
+    assert page.headings.count(3) == len(page.rules) > 0
+    assert page.fields and all(field in page.labels for field in page.fields)
+
+
+def test_every_role_may_read_the_formulary(app, tokens):
+    for role in tokens:
+        client = app.test_client()
+        sign_in(client, tokens[role])
+        assert client.get("/console/formulary").status_code == 200, role
+
+
+def test_without_signing_in_the_page_sends_you_to_sign_in(app):
+    response = app.test_client().get("/console/formulary?q=G61.0")
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/console/sign-in")
+    assert "next=" in response.headers["Location"]
