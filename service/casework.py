@@ -107,7 +107,8 @@ def record_decision(instance, formulary: Formulary, payload, requester: str, cas
         if case is not None:
             status = "open" if decision.outcome == "needs_review" else "closed_by_rules"
             connection.execute(update(review_cases).where(review_cases.c.id == case["id"]).values(
-                status=status, updated_at=decided_at, latest_decision_id=decision_id, request=json.dumps(recorded_request)))
+                status=status, updated_at=decided_at, latest_decision_id=decision_id, code=code,
+                request=json.dumps(recorded_request)))
         elif case_id is not None:
             connection.execute(insert(review_cases).values(
                 id=case_id, opened_at=decided_at, updated_at=decided_at, status="open", requester=requester,

@@ -114,7 +114,7 @@ def test_choosing_a_candidate_updates_the_open_case_instead_of_opening_another(a
                                             "diagnosis_text": "neuropathy"}, "/console/request")
     cases = casework.list_cases(app.extensions["instance"], None)
     assert [c["id"] for c in cases] == [case_id]
-    assert cases[0]["decision"]["diagnosis"]["code"] == code
+    assert cases[0]["decision"]["diagnosis"]["code"] == cases[0]["code"] == code
 
 
 def test_a_resolution_without_a_reason_shows_the_api_message(client, tokens):

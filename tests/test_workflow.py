@@ -115,6 +115,16 @@ def test_still_unclear_facts_keep_the_case_open_with_the_new_decision(client, to
     assert client.get(f"/v1/reviews/{case_id}", headers=bearer(tokens["pharmacist"])).get_json()["status"] == "open"
 
 
+def test_a_case_opened_on_an_unclear_text_takes_the_code_its_facts_give(client, tokens, today):
+    case_id = _open_case(client, tokens, {"diagnosis": {"text": "neuropathy"}, "patient": {"ref": "MRN-6"}})["review_case_id"]
+    client.post(f"/v1/reviews/{case_id}/facts", json={"diagnosis": {"code": "D80.2", "text": None}},
+                headers=bearer(tokens["clinician"]))
+    assert client.get(f"/v1/reviews/{case_id}", headers=bearer(tokens["pharmacist"])).get_json()["code"] == "D80.2"
+    _resolve(client, tokens, case_id, resolution="approved", reason="Recurrent infections despite prophylaxis")
+    [authorisation] = client.get("/v1/authorisations?patient_ref=MRN-6", headers=bearer(tokens["pharmacist"])).get_json()["authorisations"]
+    assert (authorisation["code"], authorisation["basis"]) == ("D80.2", "review")
+
+
 def test_a_positive_decision_for_a_patient_authorises_without_a_case(client, tokens, today):
     decision = client.post("/v1/decisions", json={"diagnosis": {"code": "D83.9"}, "patient": {"age_years": 30, "ref": "MRN-1"}},
                            headers=bearer(tokens["clinician"])).get_json()
