@@ -7,7 +7,7 @@ import pytest
 
 from service import casework
 from service.audit import Filters
-from service.tokens import revoke_token
+from service.tokens import create_token, revoke_token
 
 
 def csrf_token(client, path="/console/sign-in") -> str:
@@ -160,3 +160,25 @@ def test_the_audit_page_filters_pages_and_exports(client, tokens):
     assert len(export.strip().splitlines()) == 1 + 3
     bad = client.get("/console/audit?since=yesterday")
     assert bad.status_code == 400 and "since must be an ISO 8601 date" in bad.get_data(as_text=True)
+
+
+def test_facts_added_on_the_case_page_decide_it_again(app, client, tokens):
+    sign_in(client, tokens["clinician"])
+    page = post_form(client, "/console/request", {"diagnosis_code": "G61.0", "patient_ref": "MRN-7"}).get_data(as_text=True)
+    case_id = re.search(r"/console/reviews/([0-9a-f-]{36})", page).group(1)
+    empty = post_form(client, f"/console/reviews/{case_id}/facts", {}, f"/console/reviews/{case_id}")
+    assert empty.status_code == 400 and "fill in at least one fact" in empty.get_data(as_text=True)
+    done = post_form(client, f"/console/reviews/{case_id}/facts", {"age_years": "8"}, f"/console/reviews/{case_id}")
+    assert done.status_code == 302
+    assert "Decided again with the added facts: Off-label" in client.get(done.headers["Location"]).get_data(as_text=True)
+    assert casework.get_case(app.extensions["instance"], case_id)["status"] == "closed_by_rules"
+
+
+def test_a_clinician_cannot_open_or_add_to_another_clinicians_case(app, client, tokens):
+    sign_in(client, tokens["clinician"])
+    page = post_form(client, "/console/request", {"diagnosis_code": "G61.0"}).get_data(as_text=True)
+    case_id = re.search(r"/console/reviews/([0-9a-f-]{36})", page).group(1)
+    post_form(client, "/console/sign-out", {}, "/console/request")
+    sign_in(client, create_token(app.extensions["instance"].database, "other.clinician", "clinician"))
+    assert client.get(f"/console/reviews/{case_id}").status_code == 403
+    assert post_form(client, f"/console/reviews/{case_id}/facts", {"age_years": "8"}, "/console/request").status_code == 403

@@ -107,29 +107,62 @@ def reviews():
     return render_template("console/reviews.html", open_cases=open_cases, pended=pended)
 
 
-def _case_page(case_id: str, errors: dict | None = None, values: dict | None = None, status: int = 200):
-    instance = _instance()
-    case = casework.get_case(instance, case_id)
+def _own_case(case_id: str) -> dict:
+    """The case, if the signed-in person may see it (a clinician sees only their own)."""
+    try:
+        case = casework.get_case(_instance(), case_id)
+    except casework.NotFound:
+        abort(404)
     if g.principal[1] == "clinician" and case["requester"] != g.principal[0]:
         abort(403)
-    requested = instance.audit.decision(case["decision"]["decision_id"])["body"]["request"]
+    return case
+
+
+def _case_page(case_id: str, errors: dict | None = None, values: dict | None = None, status: int = 200,
+               fact_errors: dict | None = None, facts: dict | None = None):
+    case = _own_case(case_id)
+    requested = _instance().audit.decision(case["decision"]["decision_id"])["body"]["request"]
     final = next((r for r in reversed(case["resolutions"]) if r["resolution"] != "more_information"), None)
     return render_template("console/case.html", case=case, requested=requested, final=final,
-                           errors=errors or {}, values=values or {}), status
+                           errors=errors or {}, values=values or {}, fact_errors=fact_errors or {}, facts=facts or {},
+                           **_choices()), status
 
 
 @blueprint.get("/reviews/<case_id>")
 @page("case")
 def case(case_id):
+    return _case_page(case_id)
+
+
+@blueprint.post("/reviews/<case_id>/facts")
+@page("case")
+def add_facts(case_id):
+    """Decide the case again with what the requester adds (what a pended case asked for)."""
+    _own_case(case_id)
+    facts = request.form.to_dict()
+    facts["failed_therapies"] = ";".join(request.form.getlist("failed_therapies"))
+    facts["concurrent_therapies"] = ";".join(request.form.getlist("concurrent_therapies"))
     try:
-        return _case_page(case_id)
-    except casework.NotFound:
-        abort(404)
+        added = flat.from_fields(facts)
+        if not added:
+            raise RequestError("missing_field", "fill in at least one fact to add", "form")
+        if "diagnosis" in added:                 # a code given now replaces the words the request had
+            added["diagnosis"].setdefault("text", None)
+        with _active().use() as formulary:
+            decision = casework.attach_facts(_instance(), formulary, case_id, added, g.principal[0])
+    except RequestError as error:
+        return _case_page(case_id, fact_errors=_refused(error), facts=facts, status=400)
+    except casework.Conflict as conflict:
+        g.refusal = {"code": "conflict", "message": str(conflict)}
+        return _case_page(case_id, fact_errors={"form": str(conflict)}, facts=facts, status=409)
+    flash(f"Decided again with the added facts: {OUTCOME_WORDS[decision['outcome']]}.")
+    return redirect(url_for("console_pages.case", case_id=case_id))
 
 
 @blueprint.post("/reviews/<case_id>/resolution")
 @page("resolve")
 def resolve(case_id):
+    _own_case(case_id)
     values = request.form.to_dict()
     body = {"resolution": values.get("resolution"), "reason": values.get("reason", "")}
     if values.get("references"):
@@ -143,8 +176,6 @@ def resolve(case_id):
                                    "valid_days") from None
         with _active().use() as formulary:
             casework.resolve(_instance(), formulary, case_id, body, g.principal[0])
-    except casework.NotFound:
-        abort(404)
     except RequestError as error:
         return _case_page(case_id, _refused(error), values, 400)
     except casework.Conflict as conflict:
