@@ -43,6 +43,14 @@ def test_the_session_cookie_is_secure_http_only_and_holds_no_token(client, token
     assert tokens["pharmacist"] not in cookie
 
 
+def test_pages_load_nothing_from_elsewhere_and_are_not_cached(client, tokens):
+    sign_in(client, tokens["pharmacist"])
+    response = client.get("/console/request")
+    assert "default-src 'self'" in response.headers["Content-Security-Policy"]
+    assert response.headers["Cache-Control"] == "no-store"
+    assert "http://" not in response.get_data(as_text=True) and "https://" not in response.get_data(as_text=True)
+
+
 def test_a_bad_token_is_refused_on_the_page_and_on_the_record(app, client):
     response = client.post("/console/sign-in", data={"token": "ivig_nonsense", "csrf_token": csrf_token(client)})
     assert response.status_code == 401

@@ -45,7 +45,7 @@ def service(tmp_path_factory):
     instance = tmp_path_factory.mktemp("console") / "instance"
     with running_service(service_env(instance)) as running:
         engine = open_database(f"sqlite:///{instance / 'formulary.db'}")
-        running.tokens = {role: create_token(engine, f"{role}.one", role) for role in ("clinician", "pharmacist", "auditor")}
+        running.tokens = {role: create_token(engine, f"{role}.one", role) for role in ("clinician", "pharmacist", "auditor", "admin")}
         engine.dispose()
         yield running
 
@@ -215,8 +215,12 @@ def test_console_works_from_the_keyboard_alone(page, service):
 
 
 def test_every_page_has_ordered_headings_and_labelled_fields(page, service):
-    sign_in(page, service, "pharmacist")
-    for path in ("/console/request", "/console/reviews", "/console/preapproval", "/console/formulary"):
+    sign_in(page, service, "admin")
+    page.get_by_label("ICD-10-CM code").fill("D80.2")
+    page.get_by_role("button", name="Decide").click()
+    case = page.get_by_role("link", name=re.compile("review case")).get_attribute("href")
+    for path in ("/console/request", "/console/reviews", case, "/console/preapproval", "/console/audit",
+                 "/console/formulary"):
         page.goto(service.url + path)
         levels = [int(tag[1]) for tag in page.eval_on_selector_all("main h1, main h2, main h3", "els => els.map(e => e.tagName)")]
         assert levels[0] == 1 and all(b - a <= 1 for a, b in zip(levels, levels[1:])), (path, levels)

@@ -8,12 +8,19 @@ carries a CSRF token (Flask-WTF); the JSON API is exempt, as it takes bearer tok
 """
 import datetime
 
-from flask import Flask, g, render_template
+from flask import Flask, g, render_template, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from ..audit import _subkey
 
 SESSION_HOURS = 12
+CONSOLE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; "
+                               "base-uri 'none'; object-src 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
 csrf = CSRFProtect()
 
 
@@ -37,6 +44,14 @@ def register(app: Flask, instance) -> None:
         if not name.startswith("console"):
             csrf.exempt(blueprint)
     app.add_template_filter(_age, "age")
+
+    @app.after_request
+    def _page_headers(response):
+        """Console pages: nothing from elsewhere, no framing, and no copy left in a shared
+        workstation's cache after sign-out (pages carry patient facts)."""
+        if request.path.startswith("/console/"):
+            response.headers.update(CONSOLE_HEADERS)
+        return response
 
     @app.errorhandler(CSRFError)
     def _stale_form(error: CSRFError):
