@@ -165,11 +165,12 @@ def test_request_review_preapproval_and_audit_journey(page, service, shots):
     page.get_by_role("button", name="Check the list").click()
     rows = page.locator("table.results tbody tr")
     assert rows.count() == 3
-    assert [rows.nth(i).locator("td").nth(1).inner_text() for i in range(3)] == ["Yes", "No", "Error"]
+    assert [rows.nth(i).locator("td").nth(3).inner_text() for i in range(3)] == ["Yes", "No", "Error"]
     with page.expect_download() as download:
         page.get_by_role("link", name="Download the results (CSV)").click()
     downloaded = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
-    assert [row["dispense"] for row in downloaded] == ["yes", "no", "error"]
+    assert [(row["patient_ref"], row["dispense"]) for row in downloaded] == [
+        (PATIENT, "yes"), ("MRN-9000", "no"), ("MRN-9001", "error")]
     snap(page, shots, "08-preapproval-list")
     sign_out(page)
 

@@ -221,17 +221,23 @@ def preapproval_batch():
                                columns=flat.NAMES, **_choices()), 400
     with _active().use() as formulary:
         results = preapproval.check_batch(_instance(), formulary, orders, g.principal[0], utc_today())
-    rows = [_result_row(r) for r in results]
+    # A row that could not be read still shows whose it was.
+    refs = {number: (row.get("patient_ref") or "").strip()
+            for number, row in enumerate(csv.DictReader(io.StringIO(text, newline="")), start=2)}
+    rows = [_result_row(result, order, refs.get(number, "")) for result, (number, order) in zip(results, orders)]
     return render_template("console/preapproval_results.html", rows=rows, filename=upload.filename,
                            download=_csv_data_uri(rows), dispense=sum(1 for r in rows if r["dispense"] == "yes"))
 
 
-def _result_row(result: dict) -> dict:
-    """One line of the results table: dispense yes/no (or error) and every reason against."""
+def _result_row(result: dict, order, patient_ref: str) -> dict:
+    """One line of the results table: whose order, dispense yes/no (or error), every reason against."""
+    order = order if isinstance(order, dict) else {}
+    line = {"row": result["row"], "patient": patient_ref,
+            "order": " ".join(filter(None, [*(order.get("diagnosis") or {}).values(), order.get("product")]))}
     if "error" in result:
-        return {"row": result["row"], "dispense": "error", "reasons": [result["error"]["message"]], "decision": None}
+        return {**line, "dispense": "error", "reasons": [result["error"]["message"]], "decision": None}
     failed = [r["message"] for r in result["reasons"] if not r["ok"]]
-    return {"row": result["row"], "dispense": "yes" if result["dispense"] else "no",
+    return {**line, "dispense": "yes" if result["dispense"] else "no",
             "reasons": failed or ["every check passed"], "decision": result["decision"],
             "grams": result["dose"]["rounded_grams"] if result["dose"] else None}
 
@@ -240,8 +246,8 @@ def _csv_data_uri(rows: list[dict]) -> str:
     """The results table as a CSV link target, so the download needs no second trip to the server."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(("row", "dispense", "grams", "decision_id", "reasons"))
+    writer.writerow(("row", "patient_ref", "order", "dispense", "grams", "decision_id", "reasons"))
     for row in rows:
-        writer.writerow((row["row"], row["dispense"], row.get("grams") or "",
+        writer.writerow((row["row"], row["patient"], row["order"], row["dispense"], row.get("grams") or "",
                          row["decision"]["decision_id"] if row["decision"] else "", "; ".join(row["reasons"])))
     return "data:text/csv;charset=utf-8," + quote(buffer.getvalue())
