@@ -4,12 +4,11 @@ Everyone who signs in may read it (the API's GET /v1/rulebook is open to every r
 shows the same data as the API (service/listing.py), so the page and the JSON never disagree.
 A decision links here with q=<rule id>; that rule is listed first.
 """
-import unicodedata
-
 from flask import Blueprint, current_app, render_template, request
 
 from ..listing import rulebook_as_data
 from ..rulebook import OUTCOMES
+from ..terminology import fold
 from .auth import page
 
 blueprint = Blueprint("console_formulary", __name__, url_prefix="/console")
@@ -23,18 +22,12 @@ def _data(rulebook) -> dict:
     if cached is None or cached[0] != rulebook.digest:
         data = rulebook_as_data(rulebook)
         for rule in data["rules"]:
-            rule["search_text"] = _fold(" ".join((
+            rule["search_text"] = fold(" ".join((
                 rule["id"], rule["title"], rule["diagnosis"]["name"], *rule["diagnosis"]["codes"],
                 *rule["diagnosis"]["synonyms"], rule["outcome"], rule["outcome"].replace("_", " "))))
             rule["dose_text"] = _dose(rule["dosing"])
         cached = _cache = (rulebook.digest, data)
     return cached[1]
-
-
-def _fold(text: str) -> str:
-    """Lower case without accents, so 'barre' finds 'Barré'."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
 def _number(value: float) -> str:
@@ -77,10 +70,10 @@ def formulary():
     query = request.args.get("q", "").strip()
     outcome = request.args.get("outcome", "")
     outcome = outcome if outcome in OUTCOMES else ""
-    terms = _fold(query).split()
+    terms = fold(query).split()
     shown = [r for r in data["rules"] if _matches(r, terms) and (not outcome or r["outcome"] == outcome)]
-    exact = _fold(query)
-    shown.sort(key=lambda r: _fold(r["id"]) != exact)        # stable: the rule asked for by id first
+    exact = fold(query)
+    shown.sort(key=lambda r: fold(r["id"]) != exact)        # stable: the rule asked for by id first
     return render_template("console/formulary.html", rulebook=data["rulebook"], sources=data["sources"],
                            source_titles={s["id"]: s["title"] for s in data["sources"]},
                            rules=shown, total=len(data["rules"]), query=query, outcome=outcome,
