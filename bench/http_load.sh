@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Audited decisions through `formulary serve` (gunicorn, 2 workers): at fixed offered loads of
 # 200, 500 and 1,000 requests/s (hey) and at saturation (wrk, a rotating mix of requests); then
-# checks every decision reached the audit log and times the chain verification.
+# checks every decision reached the audit log and times the chain verification. It also reports
+# the server's CPU time (gunicorn master and workers, user + system, from /proc) per request,
+# which moves far less than wall-clock figures when other work shares the machine.
 #   bench/http_load.sh [seconds=15]
 # With FORMULARY_DATABASE_URL set (PostgreSQL), it runs on that database; else on a fresh SQLite.
 set -euo pipefail
@@ -15,6 +17,13 @@ server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null' EXIT
 until curl -sf "http://127.0.0.1:$port/healthz" >/dev/null; do sleep 0.5; done
 url="http://127.0.0.1:$port"
+server_cpu() {  # user + system CPU seconds of the gunicorn master and its workers so far
+  local total=0 pid
+  for pid in $server $(pgrep -P "$server"); do
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+  done
+  echo "$total $(getconf CLK_TCK)" | awk '{printf "%.3f", $1 / $2}'
+}
 wrk -t2 -c8 -d3s -s bench/decisions.lua "$url" >/dev/null 2>&1   # warm-up
 before=$(.venv/bin/formulary audit head | cut -d' ' -f1)
 echo "machine: $(nproc) cores; database: ${FORMULARY_DATABASE_URL:-SQLite (WAL, synchronous=FULL)}; load tools on the same machine"
@@ -24,11 +33,14 @@ for rate in 200 500 1000; do
   workers=$((rate / 10))
   echo "--- offered load ${rate} requests/s for ${seconds}s (hey, ${workers} workers x 10/s)"
   hey -z "${seconds}s" -c "$workers" -q 10 -m POST -T application/json -H "Authorization: Bearer $FORMULARY_TOKEN" \
-      -D "$body" "$url/v1/decisions" | grep -E "Requests/sec|50%|99%|\[[0-9]{3}\]"
+      -D "$body" "$url/v1/decisions" | grep -E "Requests/sec|50%|99%|^ *\[[0-9]{3}\]"
 done
 echo "--- saturation: wrk, 64 connections, ${seconds}s, rotating request mix"
+cpu0=$(server_cpu); head0=$(.venv/bin/formulary audit head | cut -d' ' -f1)
 wrk -t2 -c64 -d"${seconds}s" --latency -s bench/decisions.lua "$url" 2>&1 | grep -E "Requests/sec| 50%| 99%|requests in|Non-2xx|Socket errors"
+cpu1=$(server_cpu)
 after=$(.venv/bin/formulary audit head | cut -d' ' -f1)
+echo "server CPU at saturation: $(echo "$cpu1 $cpu0 $((after - head0))" | awk '{printf "%.1f s for %d decisions = %.2f ms per decision", $1 - $2, $3, ($1 - $2) * 1000 / $3}')"
 echo "audit records written during the measured runs: $((after - before))"
 start=$(date +%s.%N)
 .venv/bin/formulary audit verify

@@ -16,9 +16,9 @@ import queue
 import threading
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, insert, select, update
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from .db import utc_now, writing
 from .schema import GENESIS_HASH, audit_head, audit_records
@@ -28,6 +28,7 @@ MAX_GROUP = 64         # records committed together at most
 # The indexed columns of a record, each copied from its signed content; verify checks they agree.
 INDEXED = ("kind", "created_at", "requester", "status", "decision_id", "outcome", "rule_id", "code",
            "matched_by", "patient_ref_hash", "rulebook_version", "rulebook_digest")
+COLUMNS = ("id", *INDEXED, "content", "prev_hash", "hash")   # every column of a record, as the writer inserts them
 
 
 class AuditUnavailable(RuntimeError):
@@ -111,12 +112,61 @@ class _GroupWriter:
                 item.done.set()
 
 
+class _Statements:
+    """The writer's four statements, compiled once for the database's dialect and run on the
+    DB-API cursor of the writer's SQLAlchemy connection, in the same transaction.
+
+    Building and compiling a Core statement per record (`insert(...).values(**row)`: coercions,
+    cache key, compiled-cache lookup, execution context) cost more CPU than the whole decision;
+    the writer runs the same statements for every record, so it keeps their SQL text. A driver
+    error is re-raised as SQLAlchemy's exception for it, as Core would have raised it.
+    """
+
+    def __init__(self, dialect: Dialect):
+        self.dialect = dialect
+        self.dbapi_error = dialect.loaded_dbapi.Error
+        head = audit_head.c.id == bindparam("head")
+        self.read_head = self._compile(select(audit_head.c.last_id, audit_head.c.last_hash).where(head).with_for_update())
+        self.insert_record = self._compile(insert(audit_records), COLUMNS)
+        self.write_head = self._compile(update(audit_head).where(head), ("last_id", "last_hash"))
+
+    def _compile(self, statement, column_keys=None) -> tuple[str, tuple | None]:
+        compiled = statement.compile(dialect=self.dialect, column_keys=list(column_keys) if column_keys else None)
+        return compiled.string, (tuple(compiled.positiontup) if compiled.positional else None)
+
+    @staticmethod
+    def _bind(order, values: dict):
+        return values if order is None else tuple(values[name] for name in order)
+
+    def run(self, cursor, statement, values: dict):
+        sql, order = statement
+        self._call(cursor.execute, sql, self._bind(order, values), False)
+
+    def run_many(self, cursor, statement, rows: list[dict]):
+        sql, order = statement
+        self._call(cursor.executemany, sql, [self._bind(order, row) for row in rows], True)
+
+    def savepoint(self, cursor, command: str):
+        self._call(cursor.execute, f"{command} audit_record", None, False)
+
+    def _call(self, method, sql, params, many):
+        try:
+            if params is None:
+                method(sql)
+            else:
+                method(sql, params)
+        except self.dbapi_error as error:
+            raise DBAPIError.instance(sql, params, error, self.dbapi_error, hide_parameters=True,
+                                      dialect=self.dialect, ismulti=many) from error
+
+
 class AuditStore:
     def __init__(self, engine: Engine, secret: bytes):
         self.engine = engine
         self._chain_key = _subkey(secret, "audit-chain-v1")
         self._patient_key = _subkey(secret, "patient-ref-v1")
         self._writer = _GroupWriter(self._commit_batch)
+        self._statements: _Statements | None = None   # compiled on the first commit, for the engine's dialect
 
     def patient_hash(self, ref: str | None) -> str | None:
         """The keyed hash that stands for a patient identifier everywhere we store one."""
@@ -139,30 +189,45 @@ class AuditStore:
         return self._writer.submit(_Pending(fields, body, then))
 
     def _commit_batch(self, batch: list["_Pending"]):
-        """Chain and commit every pending record in one transaction (called by the writer thread)."""
+        """Chain and commit every pending record in one transaction (called by the writer thread).
+
+        A record with effects (`then`) is written in a savepoint with them, so when they fail only
+        that record is left out; the records without effects go in with one executemany.
+        """
         with writing(self.engine) as connection:
-            head = connection.execute(select(audit_head).where(audit_head.c.id == 1).with_for_update()).one()
-            last_id, last_hash = head.last_id, head.last_hash
-            for item in batch:
-                record_id = last_id + 1
-                content = canonical({"id": record_id, **item.fields, "body": item.body})
-                record_hash = self._hash(last_hash, content)
-                values = dict(id=record_id, content=content, prev_hash=last_hash, hash=record_hash, **item.fields)
-                if item.then is None:
-                    connection.execute(insert(audit_records).values(**values))
-                else:
-                    savepoint = connection.begin_nested()
-                    try:
-                        connection.execute(insert(audit_records).values(**values))
-                        item.then(connection)
-                        savepoint.commit()
-                    except Exception as error:  # this item only: the others stay in the batch
-                        savepoint.rollback()
-                        item.error = error
-                        continue
-                item.record = {"id": record_id, "hash": record_hash, **item.fields}
-                last_id, last_hash = record_id, record_hash
-            connection.execute(update(audit_head).where(audit_head.c.id == 1).values(last_id=last_id, last_hash=last_hash))
+            sql = self._statements
+            if sql is None:
+                sql = self._statements = _Statements(connection.dialect)
+            cursor = connection.connection.cursor()
+            try:
+                sql.run(cursor, sql.read_head, {"head": 1})
+                last_id, last_hash = cursor.fetchone()
+                plain = []
+                for item in batch:
+                    record_id = last_id + 1
+                    content = canonical({"id": record_id, **item.fields, "body": item.body})
+                    record_hash = self._hash(last_hash, content)
+                    values = {**item.fields, "id": record_id, "content": content, "prev_hash": last_hash, "hash": record_hash}
+                    if item.then is None:
+                        plain.append(values)
+                    else:
+                        sql.savepoint(cursor, "SAVEPOINT")
+                        try:
+                            sql.run(cursor, sql.insert_record, values)
+                            item.then(connection)
+                        except Exception as error:  # this item only: the others stay in the batch
+                            sql.savepoint(cursor, "ROLLBACK TO SAVEPOINT")
+                            sql.savepoint(cursor, "RELEASE SAVEPOINT")
+                            item.error = error
+                            continue
+                        sql.savepoint(cursor, "RELEASE SAVEPOINT")
+                    item.record = {"id": record_id, "hash": record_hash, **item.fields}
+                    last_id, last_hash = record_id, record_hash
+                if plain:
+                    sql.run_many(cursor, sql.insert_record, plain)
+                sql.run(cursor, sql.write_head, {"last_id": last_id, "last_hash": last_hash, "head": 1})
+            finally:
+                cursor.close()
 
     def decision(self, decision_id: str) -> dict | None:
         """The signed content of a decision record, or None."""

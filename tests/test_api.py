@@ -2,6 +2,8 @@
 import csv
 import io
 import json
+import subprocess
+import time
 
 import pytest
 from sqlalchemy import text
@@ -89,6 +91,25 @@ def test_a_revoked_token_is_refused(client, tokens, app):
     from service.tokens import revoke_token
     revoke_token(app.extensions["instance"].database, "clinician")
     assert post_decision(client, tokens["clinician"]).status_code == 401
+
+
+def test_a_token_revoked_while_in_use_is_refused_at_once_by_this_process(client, tokens, app):
+    from service.tokens import revoke_token
+    assert post_decision(client, tokens["clinician"]).status_code == 201     # its lookup is now cached
+    revoke_token(app.extensions["instance"].database, "clinician")
+    assert post_decision(client, tokens["clinician"]).status_code == 401
+
+
+def test_a_token_revoked_from_the_shell_is_refused_within_the_cache_bound(client, tokens, app, database_url):
+    from service.tokens import CACHE_SECONDS
+
+    from .service_process import FORMULARY, service_env
+    assert post_decision(client, tokens["clinician"]).status_code == 201     # its lookup is now cached
+    env = service_env(app.extensions["instance"].path, database_url)
+    subprocess.run([str(FORMULARY), "tokens", "revoke", "clinician"], env=env, check=True, capture_output=True)
+    time.sleep(CACHE_SECONDS + 0.75)      # the documented bound (from the CLI's commit, earlier still), plus slack
+    assert post_decision(client, tokens["clinician"]).status_code == 401
+    assert post_decision(client, tokens["pharmacist"]).status_code == 201
 
 
 # --- Errors: clear, JSON, naming the field; never a stack trace. ---
