@@ -27,6 +27,10 @@ RESOLUTIONS = ("approved", "denied", "more_information")
 OPEN_STATUSES = ("open", "pending_information")
 STATUSES = (*OPEN_STATUSES, "approved", "denied", "closed_by_rules")
 MAX_REASON = 2000
+# Built once: these run inside the audit writer's transaction, where every microsecond holds the lock.
+_INSERT_CASE = insert(review_cases)
+_INSERT_RESOLUTION = insert(review_resolutions)
+_INSERT_AUTHORISATION = insert(authorisations)
 
 
 class Conflict(Exception):
@@ -110,12 +114,12 @@ def record_decision(instance, formulary: Formulary, payload, requester: str, cas
                 status=status, updated_at=decided_at, latest_decision_id=decision_id, code=code,
                 request=json.dumps(recorded_request)))
         elif case_id is not None:
-            connection.execute(insert(review_cases).values(
+            connection.execute(_INSERT_CASE, dict(
                 id=case_id, opened_at=decided_at, updated_at=decided_at, status="open", requester=requester,
                 patient_ref_hash=patient_hash, code=code, opening_decision_id=decision_id,
                 latest_decision_id=decision_id, request=json.dumps(recorded_request)))
         if grant is not None:
-            connection.execute(insert(authorisations).values(**grant))
+            connection.execute(_INSERT_AUTHORISATION, grant)
 
     audit.append(
         "decision",
@@ -227,9 +231,9 @@ def resolve(instance, formulary: Formulary, case_id: str, body, reviewer: str) -
                 status=new_status, updated_at=resolution["created_at"]))
             if changed.rowcount != 1:
                 raise Conflict(f"case {case_id} was resolved by someone else a moment ago")
-        connection.execute(insert(review_resolutions).values(**resolution))
+        connection.execute(_INSERT_RESOLUTION, resolution)
         if grant is not None:
-            connection.execute(insert(authorisations).values(**grant))
+            connection.execute(_INSERT_AUTHORISATION, grant)
 
     instance.audit.append("review_resolution", {"resolution": resolution, "authorisation": grant}, then=effects,
                           requester=reviewer, status=201, code=case["code"], patient_ref_hash=case["patient_ref_hash"],
