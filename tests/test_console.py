@@ -190,3 +190,11 @@ def test_a_clinician_cannot_open_or_add_to_another_clinicians_case(app, client, 
     sign_in(client, create_token(app.extensions["instance"].database, "other.clinician", "clinician"))
     assert client.get(f"/console/reviews/{case_id}").status_code == 403
     assert post_form(client, f"/console/reviews/{case_id}/facts", {"age_years": "8"}, "/console/request").status_code == 403
+
+
+def test_a_patients_authorisations_are_listed_by_their_reference(client, tokens):
+    sign_in(client, tokens["clinician"])
+    post_form(client, "/console/request", {"diagnosis_code": "D83.9", "age_years": "30", "patient_ref": "MRN-55"})
+    page = client.get("/console/authorisations?patient_ref=MRN-55").get_data(as_text=True)
+    assert "1 authorisation for MRN-55" in page and "D83.9" in page and "Active" in page
+    assert "No authorisation is on record" in client.get("/console/authorisations?patient_ref=MRN-56").get_data(as_text=True)

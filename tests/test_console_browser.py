@@ -172,6 +172,12 @@ def test_request_review_preapproval_and_audit_journey(page, service, shots):
     assert [(row["patient_ref"], row["dispense"]) for row in downloaded] == [
         (PATIENT, "yes"), ("MRN-9000", "no"), ("MRN-9001", "error")]
     snap(page, shots, "08-preapproval-list")
+
+    page.get_by_role("link", name="Authorisations").click()
+    page.get_by_label("Patient reference (MRN)").fill(PATIENT)
+    page.get_by_role("button", name="Look up").click()
+    assert "Active" in page.locator("table tbody tr").first.inner_text()
+    snap(page, shots, "11-authorisations")
     sign_out(page)
 
     # An auditor finds every step for the patient, verifies the chain, and exports the selection.
@@ -221,7 +227,7 @@ def test_every_page_has_ordered_headings_and_labelled_fields(page, service):
     page.get_by_role("button", name="Decide").click()
     case = page.get_by_role("link", name=re.compile("review case")).get_attribute("href")
     for path in ("/console/request", "/console/reviews", case, "/console/preapproval", "/console/audit",
-                 "/console/formulary"):
+                 "/console/formulary", "/console/authorisations?patient_ref=MRN-1"):
         page.goto(service.url + path)
         levels = [int(tag[1]) for tag in page.eval_on_selector_all("main h1, main h2, main h3", "els => els.map(e => e.tagName)")]
         assert levels[0] == 1 and all(b - a <= 1 for a, b in zip(levels, levels[1:])), (path, levels)

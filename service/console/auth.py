@@ -14,6 +14,7 @@ PAGES = {
     "case": ("clinician", "pharmacist", "admin"),
     "resolve": ("pharmacist", "admin"),
     "preapproval": ("pharmacist", "admin"),
+    "authorisations": ("clinician", "pharmacist", "auditor", "admin"),
     "audit": ("auditor", "admin"),
     "formulary": ("clinician", "pharmacist", "auditor", "admin"),
     "decision": ("clinician", "pharmacist", "auditor", "admin"),

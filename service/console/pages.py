@@ -185,6 +185,22 @@ def resolve(case_id):
     return redirect(url_for("console_pages.case", case_id=case_id))
 
 
+@blueprint.get("/authorisations")
+@page("authorisations")
+def authorisations():
+    """A patient's authorisations, newest ending first: what may be dispensed, until when."""
+    ref = request.args.get("patient_ref", "").strip()
+    found, errors = None, {}
+    if ref:
+        if len(ref) > 64:
+            errors = _refused(RequestError("too_long", "patient_ref is longer than 64 characters", "patient.ref"))
+        else:
+            instance = _instance()
+            found = casework.authorisations_for(instance, instance.audit.patient_hash(ref))
+    return render_template("console/authorisations.html", values={"patient_ref": ref}, errors=errors,
+                           authorisations=found), 400 if errors else 200
+
+
 @blueprint.route("/preapproval", methods=["GET", "POST"])
 @page("preapproval")
 def preapproval_order():
