@@ -206,7 +206,8 @@ def test_request_review_preapproval_and_audit_journey(page, service, shots):
 
 def test_console_works_from_the_keyboard_alone(page, service):
     page.goto(f"{service.url}/console/sign-in")
-    page.keyboard.type(service.tokens["pharmacist"])          # the token field has the focus
+    page.wait_for_function("document.activeElement.id === 'token'")     # the token field takes the focus
+    page.keyboard.type(service.tokens["pharmacist"])
     page.keyboard.press("Enter")
     page.wait_for_url(re.compile(r"/console/request"))
     page.keyboard.press("Tab")
