@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect, sync_playwright
 
 from service.db import open_database
 from service.tokens import create_token
@@ -33,7 +34,6 @@ def browser():
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    from playwright.sync_api import sync_playwright
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield chromium
@@ -70,7 +70,7 @@ def sign_in(page, service, role: str):
     page.get_by_label("API token").fill(service.tokens[role])
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_load_state()
-    assert page.get_by_role("button", name="Sign out").is_visible()
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
 
 
 def sign_out(page):
@@ -85,13 +85,13 @@ def snap(page, shots: Path, name: str):
 def test_request_review_preapproval_and_audit_journey(page, service, shots):
     # A clinician signs in and submits a request; a typo in the age comes back beside its field.
     page.goto(f"{service.url}/console/request")
-    assert "/console/sign-in" in page.url
+    expect(page).to_have_url(re.compile(r"/console/sign-in"))
     snap(page, shots, "01-sign-in")
     page.get_by_label("API token").fill("ivig_not-a-token")
     page.get_by_role("button", name="Sign in").click()
-    assert page.get_by_text("That token is unknown or has been revoked.").is_visible()
+    expect(page.get_by_text("That token is unknown or has been revoked.")).to_be_visible()
     sign_in(page, service, "clinician")
-    assert page.url.endswith("/console/request")
+    expect(page).to_have_url(re.compile(r"/console/request$"))
 
     page.get_by_label("ICD-10-CM code").fill("D69.3")
     page.get_by_label("Patient reference (MRN)").fill(PATIENT)
@@ -99,7 +99,7 @@ def test_request_review_preapproval_and_audit_journey(page, service, shots):
     page.get_by_label("Product").select_option("Privigen")
     page.get_by_role("button", name="Decide").click()
     age_error = page.locator("#age_years-error")
-    assert "age_years must be a number" in age_error.inner_text()
+    expect(age_error).to_contain_text("age_years must be a number")
     assert page.get_by_label("Age in years").input_value() == "fifteen"
     assert page.get_by_label("ICD-10-CM code").input_value() == "D69.3"
     snap(page, shots, "02-request-error")
@@ -110,7 +110,7 @@ def test_request_review_preapproval_and_audit_journey(page, service, shots):
     page.get_by_label("Height (cm)").fill("160")
     page.get_by_role("button", name="Decide").click()
     card = page.locator("section.card").first
-    assert "Needs review" in card.inner_text()
+    expect(card).to_contain_text("Needs review")
     assert card.locator("svg.icon").count() == 1            # an icon beside the colour and the words
     case_link = card.get_by_role("link", name=re.compile("review case"))
     case_id = case_link.get_attribute("href").rsplit("/", 1)[1]
@@ -121,7 +121,7 @@ def test_request_review_preapproval_and_audit_journey(page, service, shots):
     page.get_by_label("Diagnosis in words").fill("neuropathy")
     page.get_by_label("Patient reference (MRN)").fill("")
     page.get_by_role("button", name="Decide").click()
-    assert page.get_by_role("heading", name="Did you mean one of these?").is_visible()
+    expect(page.get_by_role("heading", name="Did you mean one of these?")).to_be_visible()
     snap(page, shots, "04-request-candidates")
     sign_out(page)
 
@@ -132,12 +132,12 @@ def test_request_review_preapproval_and_audit_journey(page, service, shots):
     snap(page, shots, "05-review-queue-case")
     page.get_by_label("Approve").check()
     page.get_by_role("button", name="Record resolution").click()
-    assert page.locator("#reason-error").inner_text() == "a reason is required"     # the API's message, beside the field
+    expect(page.locator("#reason-error")).to_have_text("a reason is required")     # the API's message, beside the field
     page.get_by_label("Approve").check()
     page.get_by_label("Reason").fill("Chronic ITP confirmed: platelets under 30 for 14 months despite steroids.")
     page.get_by_role("button", name="Record resolution").click()
-    assert page.get_by_text("Resolution recorded: approved.").is_visible()
-    assert "approved" in page.locator("p.status").inner_text()
+    expect(page.get_by_text("Resolution recorded: approved.")).to_be_visible()
+    expect(page.locator("p.status")).to_contain_text("approved")
     snap(page, shots, "06-case-resolved")
 
     # Pre-approval of the order for that patient: one order, then a day's list.
@@ -153,7 +153,8 @@ def test_request_review_preapproval_and_audit_journey(page, service, shots):
     page.get_by_label("Interval (days)").fill("28")
     page.get_by_role("button", name="Check order").click()
     result = page.locator("section.card").first
-    assert "Dispense" in result.inner_text() and "Do not dispense" not in result.inner_text()
+    expect(result).to_contain_text("Dispense")
+    expect(result).not_to_contain_text("Do not dispense")
     snap(page, shots, "07-preapproval-order")
 
     infusion_list = ("patient_ref,age_years,sex,weight_kg,height_cm,diagnosis_code,product,g_per_kg,interval_days\n"
@@ -164,7 +165,7 @@ def test_request_review_preapproval_and_audit_journey(page, service, shots):
         files=[{"name": "infusions.csv", "mimeType": "text/csv", "buffer": infusion_list.encode()}])
     page.get_by_role("button", name="Check the list").click()
     rows = page.locator("table.results tbody tr")
-    assert rows.count() == 3
+    expect(rows).to_have_count(3)
     assert [rows.nth(i).locator("td").nth(3).inner_text() for i in range(3)] == ["Yes", "No", "Error"]
     with page.expect_download() as download:
         page.get_by_role("link", name="Download the results (CSV)").click()
@@ -176,20 +177,21 @@ def test_request_review_preapproval_and_audit_journey(page, service, shots):
     page.get_by_role("link", name="Authorisations").click()
     page.get_by_label("Patient reference (MRN)").fill(PATIENT)
     page.get_by_role("button", name="Look up").click()
-    assert "Active" in page.locator("table tbody tr").first.inner_text()
+    expect(page.locator("table tbody tr").first).to_contain_text("Active")
     snap(page, shots, "11-authorisations")
     sign_out(page)
 
     # An auditor finds every step for the patient, verifies the chain, and exports the selection.
     sign_in(page, service, "auditor")
-    assert page.url.endswith("/console/audit")
+    expect(page).to_have_url(re.compile(r"/console/audit$"))
     page.get_by_label("Patient reference (MRN)").fill(PATIENT)
     page.get_by_role("button", name="Show records").click()
+    expect(page).to_have_url(re.compile(f"patient_ref={PATIENT}"))
     kinds = page.locator("table.records tbody tr td:nth-child(3)").all_inner_texts()
     assert {"decision", "review resolution", "preapproval"} <= set(kinds)
-    assert page.locator(".chart svg[role=img]").count() == 1
+    expect(page.locator(".chart svg[role=img]")).to_have_count(1)
     page.get_by_role("link", name="Verify the whole chain now").click()
-    assert page.get_by_text(re.compile(r"Verified: all \d+ records are intact")).is_visible()
+    expect(page.get_by_text(re.compile(r"Verified: all \d+ records are intact"))).to_be_visible()
     snap(page, shots, "09-audit-log")
     with page.expect_download() as download:
         page.get_by_role("link", name="Export these records (CSV)").click()
@@ -200,6 +202,7 @@ def test_request_review_preapproval_and_audit_journey(page, service, shots):
     page.get_by_role("link", name="Formulary", exact=True).click()
     page.get_by_label("Search rules").fill("D69.3")
     page.get_by_role("button", name="Search").click()
+    expect(page).to_have_url(re.compile(r"q=D69\.3"))
     assert page.get_by_role("heading", level=3).count() >= 1
     snap(page, shots, "10-formulary")
 
@@ -219,7 +222,7 @@ def test_console_works_from_the_keyboard_alone(page, service):
             break
     page.keyboard.type("G61.0")
     page.keyboard.press("Enter")
-    assert "Guillain" in page.locator("section.card").first.inner_text()
+    expect(page.locator("section.card").first).to_contain_text("Guillain")
 
 
 def test_every_page_has_ordered_headings_and_labelled_fields(page, service):
