@@ -37,9 +37,11 @@ re-executes itself inside it. A full run takes about two minutes on 2 cores.
    disagreement prints the first five and exits 1.
 4. Timing, interleaved per request with the order rotated, GC off: Formulary.decide(payload);
    engine.evaluate(code, facts); ZEN engine.evaluate(key) over a static loader; Regorus
-   set_input + eval_rule; Regorus RVM set_input_json + execute_entry_point; the message build
-   alone (the Python work every wrapper shares). Each engine-level callable takes (code, facts)
-   and builds the message itself, as engine.evaluate does. ZenDecision.evaluate ("create the
+   set_input + eval_rule; Regorus RVM set_input_json + execute_entry_point (also fed the event
+   text our engine posts); the dict message build alone (the Python work the peers' wrappers
+   share). Each engine-level callable takes (code, facts) and builds its input itself, as
+   engine.evaluate does (it posts CompiledRulebook.message_json: compact JSON text without the
+   fields its ruleset never tests). ZenDecision.evaluate ("create the
    decision once, then evaluate") is timed in its own pass: it starts threads on every call.
    Wall clock and thread CPU time; "cold" = N distinct requests with our answer and text caches
    emptied and off, "warm" = 50 requests repeated to N with the caches on; load/compile times. Prints the tables and writes bench/peers/last-run.json.
@@ -405,8 +407,10 @@ def generate(formulary) -> dict:
 class Peers:
     """Every engine behind one interface: (code, facts) -> compiled rule name (or our Verdict) or None.
 
-    Each wrapper routes the code to its part with a Python dict lookup and builds the message
-    with CompiledRulebook.message, exactly as service/engine.py does before it posts."""
+    Each wrapper routes the code to its part with a Python dict lookup, as service/engine.py does,
+    and builds its input from the facts: the dict of CompiledRulebook.message (JSON text of it for
+    the RVM). Our engine posts CompiledRulebook.message_json instead: the same facts as compact
+    JSON text, without the fields its ruleset never tests; "RVM, our event text" gets that text."""
 
     def __init__(self, formulary, generated):
         import regorus
@@ -414,7 +418,7 @@ class Peers:
 
         self.compiled = compiled = formulary.engine._compiled
         name_of = {id(verdict): name for name, verdict in compiled.verdicts.items()}
-        message = compiled.message
+        message, message_json = compiled.message, compiled.message_json
         routes = {"ruleset": compiled.routes, "category": {c: c for c in compiled.routes}}
         self.load = {}
         fns = {}
@@ -472,6 +476,21 @@ class Peers:
                 return None if out == undefined else loads(out)
 
             fns[f"zen_{layout}"], fns[f"rego_{layout}"], fns[f"rvm_{layout}"] = zen_keyed, rego_eval, rvm_exec
+
+            if layout == "category":
+                # The RVM reads JSON text, so it can take exactly the event text our engine posts
+                # (compact, without the fields the category's ruleset never tests).
+                plans, ruleset_of = formulary.engine._plans, compiled.routes
+
+                def rvm_text(code, facts, route=route, vm=vm, paths=paths):
+                    part = route(code[:3])
+                    if part is None:
+                        return None
+                    vm.set_input_json(message_json(0, code, facts, plans[ruleset_of[part]]))
+                    out = vm.execute_entry_point(paths[part])
+                    return None if out == undefined else loads(out)
+                fns["rvm_category_text"] = rvm_text
+                self.load["rvm_category_text"] = self.load["rvm_category"]      # the same program and VM
 
         # ZEN as "create the decision once, then evaluate it": ZenDecision.evaluate. Measured
         # here (zen-engine 2.1.3), each such call starts and stops two threads and an epoll
@@ -733,7 +752,8 @@ LABELS = {
     "rego_category": "Regorus eval_rule, by category",
     "rvm_ruleset": "Regorus RVM, by ruleset",
     "rvm_category": "Regorus RVM, by category",
-    "message": "message build only (shared floor)",
+    "rvm_category_text": "Regorus RVM, by category, our event text",
+    "message": "message dict build (the peers' floor)",
 }
 ROWS = list(LABELS)
 PEER_ROWS = [k for k in ROWS if k not in ("full", "engine", "message")]

@@ -16,13 +16,20 @@ Layout (see ../shared/notes/durable-rules.md for why):
   durable-rules refuses conditions with more than 15 `$and`/`$or` nodes. Every fact is posted with a `known_*`
   flag, so no rule needs `$nex` (which can hang) and absent fields are never relied on.
 - Facts are typed in Python before they are posted: numbers, 0/1 flags and vocabulary strings.
+- The event posted to a ruleset (`message_json`) leaves out the fields none of its conditions
+  mention (see MessagePlan): they cannot change which rule fires, and each costs durable-rules
+  work on every post. `message` is the full event as a dict, for tools and tests.
 """
+import json
+import math
+import re
 from dataclasses import dataclass, field
 
 from . import icd10, precedence
 from .rulebook import Conditions, Rule, Rulebook
 
 MAX_RULES_PER_RULESET = 120
+MAX_CODE_LENGTH = 7                  # an ICD-10-CM code has at most 7 characters (3 category + 4)
 MAX_RULES_PER_CATEGORY = 400
 
 # Fact name (as the request spells it, and as `missing` reports it) -> the engine's flag field.
@@ -74,6 +81,14 @@ class CompiledRulebook:
     routes: dict[str, str]                        # ICD-10-CM category -> ruleset name
     verdicts: dict[str, Verdict]                  # compiled rule name -> verdict
     therapy_fields: frozenset[tuple[str, str]] = field(default_factory=frozenset)
+    _every_field: "MessagePlan" = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        self._every_field = MessagePlan(None, self.therapy_fields)
+
+    def message_plan(self, definition: str) -> "MessagePlan":
+        """What message_json writes for the ruleset whose JSON text (as given to durable-rules) this is."""
+        return MessagePlan(definition, self.therapy_fields)
 
     def message(self, rid: int, code: str, facts: Facts) -> dict:
         """The event posted for one request: a request id, the code prefixes and the typed facts."""
@@ -92,6 +107,110 @@ class CompiledRulebook:
                     if field_kind == kind:
                         msg[_therapy_field(kind, therapy)] = int(therapy in given)
         return msg
+
+    def message_json(self, rid: int, code: str, facts: Facts, plan: "MessagePlan | None" = None) -> str:
+        """`message` as the compact JSON text durable-rules reads, keeping `rid` and only the
+        fields that `plan`'s ruleset mentions; with no plan, json.loads gives exactly `message`.
+
+        Written directly: the engine posts this on every decision, and a dict plus json.dumps
+        cost several times more. Strings go through json's own escaping; a number that is not
+        finite is refused (json.dumps would write NaN, which is not JSON).
+        """
+        plan = self._every_field if plan is None else plan
+        enc = _encode_string
+        parts = [f'{{"rid":{int.__index__(rid)}']
+        for length in (range(icd10.CATEGORY_LENGTH, len(code) + 1) if plan.dx is None else plan.dx):
+            if length <= len(code):
+                parts.append(f',"dx{length}":{enc(code[:length])}')
+        for attribute, flag, key, encode in plan.scalars:
+            value = getattr(facts, attribute)
+            if value is None:
+                if flag:
+                    parts.append(flag + "0")
+            else:
+                if flag:
+                    parts.append(flag + "1")
+                if key:
+                    parts.append(key + encode(value))
+        for attribute, flag, keys in plan.therapies:
+            given = getattr(facts, attribute)
+            if flag:
+                parts.append(flag + ("0" if given is None else "1"))
+            if given is not None:
+                for therapy, key in keys:
+                    parts.append(key + ("1" if therapy in given else "0"))
+        parts.append("}")
+        return "".join(parts)
+
+
+# json.dumps(..., ensure_ascii=False) escapes strings with this (C-accelerated) function.
+_encode_string = json.encoder.encode_basestring
+
+
+def _number(value) -> str:
+    """A number as json.dumps writes it; NaN and infinities are refused."""
+    if type(value) is float:
+        if not math.isfinite(value):
+            raise ValueError(f"not a finite number: {value!r}")
+        return float.__repr__(value)
+    if type(value) is int:
+        return int.__repr__(value)
+    return json.dumps(value, allow_nan=False)
+
+
+def _flag(value) -> str:
+    return "1" if value else "0"
+
+
+# Facts attribute -> (its flag field, its value field, how the value is written), in `message`'s order.
+_SCALARS = (
+    ("age_years", "known_age", "age", _number),
+    ("sex", "known_sex", "sex", _encode_string),
+    ("pregnant", "known_pregnant", "pregnant", _flag),
+    ("severity", "known_severity", "severity", _encode_string),
+    ("product", "known_product", "product", _encode_string),
+)
+_THERAPY_KINDS = ("failed", "concurrent")      # Facts attributes, and the prefixes of their fields
+
+
+class MessagePlan:
+    """Which message fields message_json writes for one ruleset, as ready JSON key prefixes.
+
+    A field that no condition of a ruleset mentions cannot change which of its rules fires, and
+    it costs durable-rules a parse and a hash on every post, so it is left out. Whether the
+    ruleset mentions a field is read off the very JSON text durable-rules compiled (the field
+    name, quoted, anywhere in it): a field is kept whenever in doubt, never dropped when used.
+    `definition` None: every field, as `message` writes them.
+    """
+
+    def __init__(self, definition: str | None, therapy_fields: frozenset[tuple[str, str]]):
+        def used(name: str) -> bool:
+            return definition is None or _encode_string(name) in definition
+
+        def key(name: str) -> str | None:
+            return f",{_encode_string(name)}:" if used(name) else None
+
+        if definition is not None and any(int(n) > MAX_CODE_LENGTH for n in re.findall(r'"dx(\d+)"', definition)):
+            raise CompileError(f"a compiled condition tests a code prefix longer than {MAX_CODE_LENGTH} characters")
+        # None: every prefix of the code, as `message` writes them.
+        self.dx = None if definition is None else tuple(
+            n for n in range(icd10.CATEGORY_LENGTH, MAX_CODE_LENGTH + 1) if used(f"dx{n}"))
+        self.scalars = tuple((attribute, key(flag), key(name), encode) for attribute, flag, name, encode in _SCALARS
+                             if used(flag) or used(name))
+        therapies = []
+        for kind in _THERAPY_KINDS:
+            names = [(therapy, _therapy_field(kind, therapy)) for field_kind, therapy in sorted(therapy_fields)
+                     if field_kind == kind]
+            keys = tuple((therapy, key(name)) for therapy, name in names if used(name))
+            if used(f"known_{kind}") or keys:
+                therapies.append((kind, key(f"known_{kind}"), keys))
+        self.therapies = tuple(therapies)
+        # The fields written besides rid (None: all), for tests and benchmarks.
+        self.fields = None if definition is None else frozenset(
+            [f"dx{n}" for n in self.dx]
+            + [name for _, flag, value, _ in _SCALARS for name in (flag, value) if used(name)]
+            + [f"known_{kind}" for kind, flag, _ in self.therapies if flag]
+            + [_therapy_field(kind, therapy) for kind, _, keys in self.therapies for therapy, _ in keys])
 
 
 def _put(msg: dict, name: str, flag: str, value):

@@ -102,3 +102,67 @@ def test_a_rule_too_complex_for_durable_rules_is_refused_by_name(tmp_path):
     # 14 therapy tests, each "or unknown", inside one $and, plus "some fact missing": 16 nodes.
     assert problems == [f"{path}: rule busy: its conditions need 16 and/or expressions, more than the "
                         "15 durable-rules compiles; split it into narrower rules"]
+
+
+def _condition_fields(condition, out: set) -> set:
+    """Every message field a durable-rules condition tests (our compiler's operators only)."""
+    for key, value in condition.items():
+        if key in ("$and", "$or"):
+            for item in value:
+                _condition_fields(item, out)
+        elif key in ("$lt", "$lte", "$gt", "$gte"):
+            out |= set(value)
+        else:
+            assert not key.startswith("$"), f"an operator this test does not know: {key}"
+            out.add(key)
+    return out
+
+
+def _random_facts(rng, rulebook):
+    from service.compiler import Facts
+    from service.rulebook import SEVERITIES, SEXES
+
+    def maybe(values):
+        return None if rng.random() < 0.3 else rng.choice(values)
+
+    def therapies():
+        return None if rng.random() < 0.3 else frozenset(rng.sample(sorted(rulebook.therapies), rng.randrange(0, 3)))
+    return Facts(age_years=maybe([0.0, 1.5, 17.9999, 18.0, 42.0, 130.0, 7]), sex=maybe(sorted(SEXES)),
+                 pregnant=maybe([True, False]), severity=maybe(sorted(SEVERITIES)), failed=therapies(),
+                 concurrent=therapies(), product=maybe(sorted(rulebook.products)))
+
+
+def test_message_json_is_the_message_and_keeps_every_field_its_ruleset_tests(any_rulebook_path):
+    from service.engine import Engine
+
+    rulebook = load_rulebook(any_rulebook_path)
+    compiled = compile_rulebook(rulebook)
+    engine = Engine(compiled, cache_size=0)
+    try:
+        plans = engine._plans
+        for name, rules in compiled.rulesets.items():
+            tested = set().union(*(_condition_fields(rule["all"][0]["m"], set()) for rule in rules.values()))
+            assert tested <= plans[name].fields, f"{name} would not be posted {tested - plans[name].fields}"
+        rng = random.Random(9)
+        codes = sorted({c.replace(".", "") for dx in rulebook.diagnoses.values() for c in dx.codes}) + ["G619", "D8091"]
+        for rid in range(3_000):
+            code, facts = rng.choice(codes), _random_facts(rng, rulebook)
+            message = compiled.message(rid, code, facts)
+            text = compiled.message_json(rid, code, facts)
+            assert json.loads(text) == message
+            for name, plan in plans.items():
+                posted = json.loads(compiled.message_json(rid, code, facts, plan))
+                assert posted == {k: v for k, v in message.items() if k == "rid" or k in plan.fields}
+    finally:
+        engine.close()
+
+
+def test_message_json_escapes_strings_and_refuses_numbers_that_are_not_json(mini_path):
+    from service.compiler import Facts
+
+    compiled = compile_rulebook(load_rulebook(mini_path))
+    odd = Facts(age_years=3, sex='fe"male\\', product="Gamma ünïcode")
+    assert json.loads(compiled.message_json(1, "G610", odd)) == compiled.message(1, "G610", odd)
+    for age in (float("nan"), float("inf")):
+        with pytest.raises(ValueError):
+            compiled.message_json(1, "G610", Facts(age_years=age))

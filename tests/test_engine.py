@@ -212,3 +212,192 @@ def test_the_answer_cache_gives_exactly_what_durable_rules_gives(mini_path):
     finally:
         cached.close()
         uncached.close()
+
+
+# --- durable-rules' C extension, driven directly: whatever it answers unexpectedly is an EngineError,
+# --- never an outcome, and the session is left clean for the next request.
+
+GBS_CHILD = {"diagnosis": {"code": "G61.0"}, "patient": {"age_years": 8}}
+
+
+def _decides_right_again(formulary):
+    for _ in range(3):
+        assert decide(formulary, "G61.0", patient={"age_years": 8}).rule["id"] == "gbs-children"
+        assert decide(formulary, "G61.0", patient={"age_years": 40}).rule["id"] == "gbs-adults"
+        assert decide(formulary, "G61.9", patient={"age_years": 40}).rule is None
+
+
+def test_the_engine_starts_no_threads(mini_path):
+    # durable-rules' Host starts timer threads that steal results; the engine uses no Host.
+    before = threading.active_count()
+    for _ in range(5):
+        formulary = Formulary.load(mini_path, cache_size=0)
+        _decides_right_again(formulary)
+        formulary.close()
+    assert threading.active_count() == before
+
+
+def test_an_event_durable_rules_refuses_is_an_engine_error(mini):
+    from service.compiler import Facts
+    from service.engine import EngineError
+
+    # Exponent notation is one thing durable-rules' JSON reader refuses (error 204): request.py rounds ages to avoid it.
+    with pytest.raises(EngineError, match="refused request"):
+        mini.engine.evaluate("G610", Facts(age_years=1e-05))
+    with pytest.raises(EngineError, match="cannot be posted"):
+        mini.engine.evaluate("G610", Facts(age_years=float("nan")))
+    _decides_right_again(mini)
+
+
+@pytest.mark.parametrize("status", [2, 3, 99])
+def test_an_unexpected_assert_status_is_an_engine_error(mini, monkeypatch, status):
+    from service import engine as engine_module
+    from service.engine import EngineError
+
+    real = engine_module._assert_event
+    monkeypatch.setattr(engine_module, "_assert_event", lambda handle, event: (status, real(handle, event)[1]))
+    with pytest.raises(EngineError, match=f"status {status}"):
+        mini.decide(GBS_CHILD)
+    monkeypatch.undo()
+    _decides_right_again(mini)      # the action the real assert left pending was cleared
+
+
+def test_a_handled_event_that_starts_no_action_is_an_engine_error(mini, monkeypatch):
+    from service import engine as engine_module
+    from service.engine import EngineError
+
+    real, calls = engine_module._start_action_for_state, []
+
+    def first_call_finds_nothing(handle, state):
+        calls.append(state)
+        return None if len(calls) == 1 else real(handle, state)
+    monkeypatch.setattr(engine_module, "_start_action_for_state", first_call_finds_nothing)
+    with pytest.raises(EngineError, match="started no action"):
+        mini.decide(GBS_CHILD)
+    monkeypatch.undo()
+    _decides_right_again(mini)
+
+
+def test_an_action_left_pending_by_another_event_is_never_read_as_this_requests(mini):
+    import durable_rules_engine
+
+    from service.compiler import Facts
+    from service.engine import EngineError
+
+    engine = mini.engine
+    ruleset = engine._compiled.routes["G61"]
+    handle = engine._handles[ruleset]
+    # An event for an adult, asserted behind the engine's back: its action waits in the session.
+    leftover = engine._compiled.message_json(10**9, "G610", Facts(age_years=40.0), engine._plans[ruleset])
+    assert durable_rules_engine.assert_event(handle, leftover)[0] == 0
+    with pytest.raises(EngineError, match="more than one action|another event"):
+        mini.decide(GBS_CHILD)
+    _decides_right_again(mini)
+
+
+@pytest.mark.parametrize("change, error", [
+    (lambda result: result.replace('"rid":', '"rid":1', 1), "another event"),
+    (lambda result: result.replace("gbs-children", "gbs-children-x", 1), "no compiled rule"),
+    (lambda result: result[:-1], "another event"),
+])
+def test_an_action_for_another_event_or_an_unknown_rule_is_an_engine_error(mini, monkeypatch, change, error):
+    from service import engine as engine_module
+    from service.engine import EngineError
+
+    real = engine_module._start_action_for_state
+
+    def altered(handle, state):
+        started = real(handle, state)
+        return None if started is None else (started[0], change(started[1]))
+    monkeypatch.setattr(engine_module, "_start_action_for_state", altered)
+    with pytest.raises(EngineError, match=error):
+        mini.decide(GBS_CHILD)
+    monkeypatch.undo()
+    _decides_right_again(mini)
+
+
+def test_a_second_action_after_the_first_is_an_engine_error(mini, monkeypatch):
+    from service import engine as engine_module
+    from service.engine import EngineError
+
+    real, calls = engine_module._complete_and_start_action, []
+
+    def reports_another(handle, state):
+        calls.append(state)
+        answer = real(handle, state)
+        return '{"gbs-adults@G610#match0":{"m":{}}}' if len(calls) == 1 else answer
+    monkeypatch.setattr(engine_module, "_complete_and_start_action", reports_another)
+    with pytest.raises(EngineError, match="more than one action"):
+        mini.decide(GBS_CHILD)
+    monkeypatch.undo()
+    _decides_right_again(mini)
+
+
+def test_a_session_that_cannot_be_cleared_makes_the_engine_refuse_every_request(mini, monkeypatch):
+    import durable_rules_engine
+
+    from service import engine as engine_module
+    from service.engine import EngineError
+
+    def fails(handle, state):
+        raise durable_rules_engine.error("Could not complete and start action, error code: 301")
+    monkeypatch.setattr(engine_module, "_complete_and_start_action", fails)
+    with pytest.raises(EngineError, match="failed running the action"):
+        mini.decide(GBS_CHILD)
+    monkeypatch.undo()
+    for request in (GBS_CHILD, {"diagnosis": {"code": "M33.10"}}):
+        with pytest.raises(EngineError, match="could not clear"):
+            mini.decide(request)
+    mini.close()                    # and closing it neither crashes nor raises
+
+
+def test_events_without_the_fields_a_ruleset_never_tests_decide_exactly_as_full_events(shipped):
+    """The engine leaves out of each event the fields its ruleset's conditions never mention; the
+    same requests posted with every field (an engine whose plans are all None) decide the same."""
+    from service.compiler import Facts
+    from service.engine import Engine
+    from service.rulebook import SEVERITIES, SEXES
+
+    compiled = shipped.engine._compiled
+    pruned, full = Engine(compiled, cache_size=0), Engine(compiled, cache_size=0)
+    full._plans = dict.fromkeys(full._plans)
+    assert any(len(plan.fields) < 12 for plan in pruned._plans.values())
+    rng = random.Random(5)
+    rulebook = shipped.rulebook
+    therapies, products = sorted(rulebook.therapies), sorted(rulebook.products)
+    codes = sorted({c.replace(".", "") for dx in rulebook.diagnoses.values() for c in dx.codes})
+    limits = {limit for rule in rulebook.rules for limit in (rule.when.age_at_least, rule.when.age_under)}
+    limits |= {label.min_age_years for product in rulebook.products.values() for label in product.labels}
+    ages = sorted({40.0} | {a + d for a in limits - {None} for d in (-0.5, 0, 0.5) if a + d >= 0})
+
+    def maybe(values, missing=0.3):
+        return None if rng.random() < missing else rng.choice(values)
+
+    def therapy_set():
+        return None if rng.random() < 0.3 else frozenset(rng.sample(therapies, rng.randrange(0, 3)))
+
+    try:
+        fired = set()
+        for code in codes:
+            for i in range(40):
+                facts = Facts(age_years=maybe(ages, 0.2), sex=maybe(sorted(SEXES)), pregnant=maybe([True, False]),
+                              severity=maybe(sorted(SEVERITIES)), failed=therapy_set(), concurrent=therapy_set(),
+                              product=maybe(products))
+                target = code + rng.choice(["", "", "9", "0"]) if len(code) < 7 else code
+                answer = pruned.evaluate(target, facts)
+                assert answer == full.evaluate(target, facts), (target, facts)
+                fired.add(id(answer))       # equal verdicts of one rule on several codes: count each compiled rule
+        # Label alternatives fire only for one product group at the right age: sweep them.
+        labelled = sorted({c.replace(".", "") for rule in rulebook.rules if rule.labelled_indication
+                           for c in rulebook.diagnoses[rule.diagnosis].codes})
+        for code in labelled:
+            for product in [None] + products:
+                for age in [None] + ages:
+                    facts = Facts(age_years=age, product=product, failed=therapy_set(), concurrent=therapy_set())
+                    answer = pruned.evaluate(code, facts)
+                    assert answer == full.evaluate(code, facts), (code, facts)
+                    fired.add(id(answer))
+        assert len(fired) > 340, f"{len(fired)} of {len(compiled.verdicts)} compiled rules fired"
+    finally:
+        pruned.close()
+        full.close()
