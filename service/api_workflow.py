@@ -88,11 +88,7 @@ def preapprove_batch():
         upload = request.files.get("file")
         if upload is None:
             raise RequestError("missing_field", "upload the infusion list as the form field 'file'", "file")
-        try:
-            text = upload.read().decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise RequestError("invalid_csv", "the uploaded file is not UTF-8 text; export the list as CSV (UTF-8)", "file") from None
-        orders = preapproval.orders_from_csv(text)
+        orders = preapproval.orders_from_upload(upload)
     else:
         body = _json_body()
         if not isinstance(body, list):

@@ -114,6 +114,15 @@ def check(instance, formulary: Formulary, order, requester: str, today: datetime
     return result
 
 
+def orders_from_upload(upload) -> list[tuple[int, dict | RequestError]]:
+    """orders_from_csv for an uploaded file (a multipart `file` field), which must be UTF-8."""
+    try:
+        text = upload.read().decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise RequestError("invalid_csv", "the uploaded file is not UTF-8 text; export the list as CSV (UTF-8)", "file") from None
+    return orders_from_csv(text)
+
+
 def orders_from_csv(text: str) -> list[tuple[int, dict | RequestError]]:
     """(row number, order or the error that row has) for each data row of an infusion list."""
     reader = csv.DictReader(io.StringIO(text, newline=""))     # any line endings, as csv expects

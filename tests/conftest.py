@@ -119,6 +119,7 @@ import uuid  # noqa: E402
 import sqlalchemy  # noqa: E402
 
 from service.app import create_app  # noqa: E402
+from service.db import migrate, open_database  # noqa: E402
 from service.tokens import ROLES, create_token  # noqa: E402
 
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -145,6 +146,15 @@ def database_url(request, tmp_path):
     yield url
     with engine.begin() as connection:
         connection.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+    engine.dispose()
+
+
+@pytest.fixture
+def engine(database_url):
+    """A migrated database, without the app."""
+    engine = open_database(database_url)
+    migrate(engine)
+    yield engine
     engine.dispose()
 
 

@@ -16,14 +16,6 @@ from service.schema import audit_records, review_cases
 
 
 @pytest.fixture
-def engine(database_url):
-    engine = open_database(database_url)
-    migrate(engine)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
 def audit(engine):
     return AuditStore(engine, b"test-secret")
 

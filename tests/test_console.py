@@ -153,7 +153,7 @@ def test_an_upload_that_is_not_utf8_is_refused_beside_the_file_field(client, tok
     response = client.post("/console/preapproval/batch", content_type="multipart/form-data", data={
         "csrf_token": csrf_token(client, "/console/preapproval"), "file": (io.BytesIO(b"\xff\xfe\x00"), "list.csv")})
     assert response.status_code == 400
-    assert 'id="file-error">the file is not UTF-8 text' in response.get_data(as_text=True)
+    assert 'id="file-error">the uploaded file is not UTF-8 text' in response.get_data(as_text=True)
 
 
 def test_the_audit_page_filters_pages_and_exports(client, tokens):

@@ -22,14 +22,6 @@ from .service_process import FORMULARY, admin_token, running_service, service_en
 MARGIN = 0.75   # scheduling slack on a busy machine, on top of the documented bound
 
 
-@pytest.fixture
-def engine(database_url):
-    engine = open_database(database_url)
-    migrate(engine)
-    yield engine
-    engine.dispose()
-
-
 def count_queries(engine) -> list:
     queries = []
     event.listen(engine, "before_cursor_execute", lambda *args: queries.append(args[2]))

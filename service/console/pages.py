@@ -52,6 +52,14 @@ def home():
     return redirect(url_for("console_formulary.formulary"))
 
 
+def _form_fields() -> dict:
+    """The posted form as flat fields: each group of therapy checkboxes as one ';' list, as in a CSV."""
+    fields = request.form.to_dict()
+    for name in ("failed_therapies", "concurrent_therapies"):
+        fields[name] = ";".join(request.form.getlist(name))
+    return fields
+
+
 def _choices() -> dict:
     """Options for the request and order forms, as (value, label) pairs from the rulebook."""
     rulebook = _active().current.rulebook
@@ -64,9 +72,7 @@ def _choices() -> dict:
 @blueprint.route("/request", methods=["GET", "POST"])
 @page("request")
 def new_request():
-    values, errors, decision = request.form.to_dict(), {}, None
-    values["failed_therapies"] = ";".join(request.form.getlist("failed_therapies"))
-    values["concurrent_therapies"] = ";".join(request.form.getlist("concurrent_therapies"))
+    values, errors, decision = _form_fields(), {}, None
     if request.method == "POST":
         picked = request.form.get("pick_code")
         if picked:                         # a candidate chosen for an ambiguous text: decide again with its code
@@ -139,9 +145,7 @@ def case(case_id):
 def add_facts(case_id):
     """Decide the case again with what the requester adds (what a pended case asked for)."""
     _own_case(case_id)
-    facts = request.form.to_dict()
-    facts["failed_therapies"] = ";".join(request.form.getlist("failed_therapies"))
-    facts["concurrent_therapies"] = ";".join(request.form.getlist("concurrent_therapies"))
+    facts = _form_fields()
     try:
         added = flat.from_fields(facts)
         if not added:
@@ -204,9 +208,7 @@ def authorisations():
 @blueprint.route("/preapproval", methods=["GET", "POST"])
 @page("preapproval")
 def preapproval_order():
-    values, errors, result = request.form.to_dict(), {}, None
-    values["failed_therapies"] = ";".join(request.form.getlist("failed_therapies"))
-    values["concurrent_therapies"] = ";".join(request.form.getlist("concurrent_therapies"))
+    values, errors, result = _form_fields(), {}, None
     if request.method == "POST":
         try:
             order = flat.from_fields(values)
@@ -225,11 +227,7 @@ def preapproval_batch():
     try:
         if upload is None or not upload.filename:
             raise RequestError("missing_field", "choose the infusion list (a CSV file) to upload", "file")
-        try:
-            text = upload.read().decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise RequestError("invalid_csv", "the file is not UTF-8 text; export the list as CSV (UTF-8)", "file") from None
-        orders = preapproval.orders_from_csv(text)
+        orders = preapproval.orders_from_upload(upload)
         if len(orders) > MAX_UPLOAD_ORDERS:
             raise RequestError("too_long", f"{len(orders)} orders; at most {MAX_UPLOAD_ORDERS} an upload", "file")
     except RequestError as error:
@@ -237,9 +235,10 @@ def preapproval_batch():
                                columns=flat.NAMES, **_choices()), 400
     with _active().use() as formulary:
         results = preapproval.check_batch(_instance(), formulary, orders, g.principal[0], utc_today())
-    # A row that could not be read still shows whose it was.
-    refs = {number: (row.get("patient_ref") or "").strip()
-            for number, row in enumerate(csv.DictReader(io.StringIO(text, newline="")), start=2)}
+    # A row that could not be read still shows whose it was (the file read as UTF-8 above).
+    upload.seek(0)
+    refs = {number: (row.get("patient_ref") or "").strip() for number, row in
+            enumerate(csv.DictReader(io.StringIO(upload.read().decode("utf-8-sig"), newline="")), start=2)}
     rows = [_result_row(result, order, refs.get(number, "")) for result, (number, order) in zip(results, orders)]
     return render_template("console/preapproval_results.html", rows=rows, filename=upload.filename,
                            download=_csv_data_uri(rows), dispense=sum(1 for r in rows if r["dispense"] == "yes"))
