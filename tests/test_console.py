@@ -190,6 +190,17 @@ def test_a_clinician_cannot_open_or_add_to_another_clinicians_case(app, client, 
     sign_in(client, create_token(app.extensions["instance"].database, "other.clinician", "clinician"))
     assert client.get(f"/console/reviews/{case_id}").status_code == 403
     assert post_form(client, f"/console/reviews/{case_id}/facts", {"age_years": "8"}, "/console/request").status_code == 403
+    assert post_form(client, "/console/request", {"pick_code": "G61.0", "case_id": case_id}).status_code == 403
+
+
+def test_choosing_a_candidate_for_a_closed_case_says_so(client, tokens):
+    sign_in(client, tokens["pharmacist"])
+    page = post_form(client, "/console/request", {"diagnosis_text": "neuropathy"}).get_data(as_text=True)
+    case_id = re.search(r'name="case_id" value="([^"]+)"', page).group(1)
+    post_form(client, f"/console/reviews/{case_id}/resolution", {"resolution": "denied", "reason": "unclear"},
+              f"/console/reviews/{case_id}")
+    again = post_form(client, "/console/request", {"pick_code": "G61.0", "case_id": case_id})
+    assert again.status_code == 409 and "facts can be added only to an open or pended case" in again.get_data(as_text=True)
 
 
 def test_a_patients_authorisations_are_listed_by_their_reference(client, tokens):

@@ -81,13 +81,17 @@ def new_request():
             payload = flat.from_fields(values)
             with _active().use() as formulary:
                 if picked and request.form.get("case_id"):
-                    decision = casework.attach_facts(_instance(), formulary, request.form["case_id"],
+                    case_id = _own_case(request.form["case_id"])["id"]
+                    decision = casework.attach_facts(_instance(), formulary, case_id,
                                                      {"diagnosis": {"code": picked, "text": None}}, g.principal[0])
                 else:
                     decision = casework.record_decision(_instance(), formulary, payload, g.principal[0])
         except RequestError as error:
             errors = _refused(error)
-    status = 400 if errors else 201 if decision else 200
+        except casework.Conflict as conflict:
+            g.refusal = {"code": "conflict", "message": str(conflict)}
+            errors = {"form": str(conflict)}
+    status = (409 if "form" in errors else 400) if errors else 201 if decision else 200
     return render_template("console/request.html", values=values, errors=errors, decision=decision,
                            **_choices()), status
 
