@@ -8,7 +8,6 @@ from .errors import error_response
 from .request import RequestError
 
 blueprint = Blueprint("workflow", __name__)
-MAX_BATCH = 1000
 
 
 @blueprint.app_errorhandler(casework.Conflict)
@@ -94,8 +93,7 @@ def preapprove_batch():
         if not isinstance(body, list):
             raise RequestError("wrong_type", "send a JSON list of orders, or a CSV infusion list", "")
         orders = list(enumerate(body, start=1))
-    if len(orders) > MAX_BATCH:
-        raise RequestError("too_long", f"{len(orders)} orders; at most {MAX_BATCH} a batch", "")
+    preapproval.limit_batch(orders, "")
     with _active().use() as formulary:
         results = preapproval.check_batch(_instance(), formulary, orders, g.principal[0], utc_today())
     dispensable = sum(1 for r in results if r.get("dispense"))

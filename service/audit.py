@@ -40,7 +40,7 @@ def canonical(value) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
-def _subkey(secret: bytes, purpose: str) -> bytes:
+def subkey(secret: bytes, purpose: str) -> bytes:
     return hmac.new(secret, purpose.encode(), hashlib.sha256).digest()
 
 
@@ -163,8 +163,8 @@ class _Statements:
 class AuditStore:
     def __init__(self, engine: Engine, secret: bytes):
         self.engine = engine
-        self._chain_key = _subkey(secret, "audit-chain-v1")
-        self._patient_key = _subkey(secret, "patient-ref-v1")
+        self._chain_key = subkey(secret, "audit-chain-v1")
+        self._patient_key = subkey(secret, "patient-ref-v1")
         self._writer = _GroupWriter(self._commit_batch)
         self._statements: _Statements | None = None   # compiled on the first commit, for the engine's dialect
 

@@ -16,6 +16,7 @@ from .casework import active_authorisation, profile_of, record_decision, sanitis
 from .formulary import Formulary
 from .request import RequestError, parse_request
 
+MAX_BATCH = 1000         # orders in one HTTP batch or console upload
 ORDER_FIELDS = ("patient", "diagnosis", "product", "dose", "last_infusion_date", "therapies", "severity")
 
 
@@ -143,6 +144,13 @@ def _read_orders(reader: csv.DictReader) -> list[tuple[int, dict | RequestError]
             orders.append((number, flat.from_fields({k: v for k, v in row.items() if k}, number)))
         except RequestError as error:
             orders.append((number, error))
+    return orders
+
+
+def limit_batch(orders: list, field: str) -> list:
+    """The orders of one HTTP batch, refused whole past MAX_BATCH (the CLI takes any length)."""
+    if len(orders) > MAX_BATCH:
+        raise RequestError("too_long", f"{len(orders)} orders; at most {MAX_BATCH} a batch", field)
     return orders
 
 

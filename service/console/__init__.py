@@ -11,7 +11,7 @@ import datetime
 from flask import Flask, g, render_template, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
-from ..audit import _subkey
+from ..audit import subkey
 
 SESSION_HOURS = 12
 CONSOLE_HEADERS = {
@@ -28,7 +28,7 @@ def register(app: Flask, instance) -> None:
     """Mount the console on `app`: its session key, cookie settings, CSRF and blueprints."""
     from . import audit_pages, auth, formulary_pages, pages
 
-    app.secret_key = _subkey(instance.secret, "console-session-v1").hex()
+    app.secret_key = subkey(instance.secret, "console-session-v1").hex()
     app.config.update(
         SESSION_COOKIE_NAME="formulary_session",
         SESSION_COOKIE_HTTPONLY=True,

@@ -4,8 +4,9 @@ Everyone who signs in may read it (the API's GET /v1/rulebook is open to every r
 shows the same data as the API (service/listing.py), so the page and the JSON never disagree.
 A decision links here with q=<rule id>; that rule is listed first.
 """
-from flask import Blueprint, current_app, render_template, request
+from flask import Blueprint, render_template, request
 
+from ..api import _active
 from ..listing import rulebook_as_data
 from ..rulebook import OUTCOMES
 from ..terminology import fold
@@ -66,7 +67,7 @@ def _matches(rule: dict, terms: list[str]) -> bool:
 @blueprint.get("/formulary")
 @page("formulary")
 def formulary():
-    data = _data(current_app.extensions["active_rulebook"].current.rulebook)
+    data = _data(_active().current.rulebook)
     query = request.args.get("q", "").strip()
     outcome = request.args.get("outcome", "")
     outcome = outcome if outcome in OUTCOMES else ""

@@ -8,9 +8,10 @@ import csv
 import io
 from urllib.parse import quote
 
-from flask import (Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for)
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
 from .. import casework, flat, preapproval
+from ..api import _active, _instance
 from ..db import utc_today
 from ..decision import OUTCOME_WORDS
 from ..request import RequestError
@@ -18,15 +19,6 @@ from ..rulebook import SEVERITIES, SEXES
 from .auth import allowed, page
 
 blueprint = Blueprint("console_pages", __name__, url_prefix="/console")
-MAX_UPLOAD_ORDERS = 1000
-
-
-def _instance():
-    return current_app.extensions["instance"]
-
-
-def _active():
-    return current_app.extensions["active_rulebook"]
 
 
 def _refused(error: RequestError) -> dict:
@@ -231,9 +223,7 @@ def preapproval_batch():
     try:
         if upload is None or not upload.filename:
             raise RequestError("missing_field", "choose the infusion list (a CSV file) to upload", "file")
-        orders = preapproval.orders_from_upload(upload)
-        if len(orders) > MAX_UPLOAD_ORDERS:
-            raise RequestError("too_long", f"{len(orders)} orders; at most {MAX_UPLOAD_ORDERS} an upload", "file")
+        orders = preapproval.limit_batch(preapproval.orders_from_upload(upload), "file")
     except RequestError as error:
         return render_template("console/preapproval.html", values={}, errors=_refused(error), result=None,
                                columns=flat.NAMES, **_choices()), 400
