@@ -23,6 +23,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 PATIENT = "MRN-4471"
+# The journey's patient as the request and order forms ask for her (a 15-year-old with chronic ITP).
+PATIENT_FACTS = {"Age in years": "15", "Sex": "female", "Weight (kg)": "52", "Height (cm)": "160"}
 
 pytestmark = pytest.mark.slow
 
@@ -78,6 +80,16 @@ def sign_out(page):
     page.wait_for_url(re.compile(r"/console/sign-in"))
 
 
+def fill(page, fields: dict):
+    """Type into text fields and choose in selects, each found by its label."""
+    for label, value in fields.items():
+        field = page.get_by_label(label)
+        if field.evaluate("element => element.tagName") == "SELECT":
+            field.select_option(value)
+        else:
+            field.fill(value)
+
+
 def snap(page, shots: Path, name: str):
     page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
 
@@ -104,10 +116,7 @@ def test_request_review_preapproval_and_audit_journey(page, service, shots):
     assert page.get_by_label("ICD-10-CM code").input_value() == "D69.3"
     snap(page, shots, "02-request-error")
 
-    page.get_by_label("Age in years").fill("15")
-    page.get_by_label("Sex").select_option("female")
-    page.get_by_label("Weight (kg)").fill("52")
-    page.get_by_label("Height (cm)").fill("160")
+    fill(page, PATIENT_FACTS)
     page.get_by_role("button", name="Decide").click()
     card = page.locator("section.card").first
     expect(card).to_contain_text("Needs review")
@@ -142,15 +151,8 @@ def test_request_review_preapproval_and_audit_journey(page, service, shots):
 
     # Pre-approval of the order for that patient: one order, then a day's list.
     page.get_by_role("link", name="Pre-approval").click()
-    page.get_by_label("Patient reference (MRN)").fill(PATIENT)
-    page.get_by_label("Age in years").fill("15")
-    page.get_by_label("Sex").select_option("female")
-    page.get_by_label("Weight (kg)").fill("52")
-    page.get_by_label("Height (cm)").fill("160")
-    page.get_by_label("ICD-10-CM code").fill("D69.3")
-    page.get_by_label("Product").select_option("Privigen")
-    page.get_by_label("Dose (g/kg a course)").fill("1")
-    page.get_by_label("Interval (days)").fill("28")
+    fill(page, {"Patient reference (MRN)": PATIENT, **PATIENT_FACTS, "ICD-10-CM code": "D69.3", "Product": "Privigen",
+                "Dose (g/kg a course)": "1", "Interval (days)": "28"})
     page.get_by_role("button", name="Check order").click()
     result = page.locator("section.card").first
     expect(result).to_contain_text("Dispense")
