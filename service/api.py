@@ -14,6 +14,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request, stream_
 from . import icd10
 from .audit import Filters
 from .casework import record_decision
+from .console import is_console
 from .errors import error_response
 from .listing import rule_as_data, rulebook_as_data
 from .request import RequestError
@@ -60,7 +61,7 @@ def requires(*roles):
 @blueprint.after_app_request
 def _record_refusal(response):
     """Put every refused request on the record; if that fails, the caller gets 503."""
-    console = request.path.startswith("/console/")
+    console = is_console(request.path)
     if 400 <= response.status_code < 500 and (request.path.startswith("/v1/") or console):
         error = g.get("refusal", {}) if console else (response.get_json(silent=True) or {}).get("error", {})
         principal = g.get("principal")
@@ -83,6 +84,9 @@ def _json_body() -> dict:
     payload = request.get_json(silent=True)
     if payload is None:
         raise _Refusal(400, "invalid_json", "the request body is not valid JSON")
+    body = request.get_data(cache=True)
+    if body.isascii() and b"\\u" not in body:
+        return payload   # no escapes and no bytes beyond ASCII: no unpaired surrogate can be in it
     try:
         json.dumps(payload, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:

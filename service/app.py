@@ -1,8 +1,8 @@
 """The Flask application factory: configuration, logging, errors as JSON, and the blueprints."""
 import logging
 import re
+import secrets
 import time
-import uuid
 
 from flask import Flask, g, request
 from sqlalchemy.exc import SQLAlchemyError
@@ -44,7 +44,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     @app.before_request
     def _start():
         given = request.headers.get("X-Request-Id", "")
-        g.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        g.request_id = given if _REQUEST_ID.match(given) else secrets.token_hex(16)
         g.started = time.perf_counter()
 
     @app.after_request
@@ -73,7 +73,7 @@ def _configure_logging(app: Flask, instance: Instance):
 
 def _error(status: int, code: str, message: str):
     """The error as JSON for the API, or as a page for the console."""
-    if request.path.startswith("/console/"):
+    if console.is_console(request.path):
         return console.error_page(status, code, message)
     return error_response(status, code, message)
 

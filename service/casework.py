@@ -43,11 +43,12 @@ class NotFound(Exception):
 
 def sanitised(payload: dict, patient_hash: str | None) -> dict:
     """The request as recorded: the patient identifier replaced by its keyed hash."""
-    recorded = copy.deepcopy(payload)
-    if isinstance(recorded.get("patient"), dict) and "ref" in recorded["patient"]:
-        del recorded["patient"]["ref"]
-        recorded["patient"]["ref_hash"] = patient_hash
-    return recorded
+    patient = payload.get("patient")
+    if not isinstance(patient, dict) or "ref" not in patient:
+        return payload
+    patient = {name: value for name, value in patient.items() if name != "ref"}
+    patient["ref_hash"] = patient_hash
+    return {**payload, "patient": patient}   # a new top level and patient; the rest is shared, never changed
 
 
 def _grant(patient_hash, code, diagnosis_id, basis, rule, rulebook, products, valid_days, decision_id=None,
@@ -121,11 +122,13 @@ def record_decision(instance, formulary: Formulary, payload, requester: str, cas
         if grant is not None:
             connection.execute(_INSERT_AUTHORISATION, grant)
 
+    # Most decisions write only their record; those go in the writer's one executemany, not a savepoint.
+    writes_rows = case is not None or case_id is not None or grant is not None
     audit.append(
         "decision",
         {"request": recorded_request, "decision": response, "case_id": case["id"] if case else case_id,
          "authorisation": grant},
-        then=effects, created_at=decided_at, requester=requester, status=201, decision_id=decision_id,
+        then=effects if writes_rows else None, created_at=decided_at, requester=requester, status=201, decision_id=decision_id,
         outcome=decision.outcome, rule_id=rule.id if rule else None, code=code,
         matched_by=decision.diagnosis.matched_by, patient_ref_hash=patient_hash,
         rulebook_version=decision.rulebook["version"], rulebook_digest=decision.rulebook["digest"],

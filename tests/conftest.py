@@ -114,6 +114,7 @@ def shipped():
 
 # --- The HTTP service on a temporary database: SQLite always, PostgreSQL when it is reachable. ---
 
+import re  # noqa: E402
 import uuid  # noqa: E402
 
 import sqlalchemy  # noqa: E402
@@ -181,3 +182,16 @@ def tokens(app) -> dict[str, str]:
 
 def bearer(token: str) -> dict:
     return {"Authorization": f"Bearer {token}"}
+
+
+def csrf_token(client, path="/console/sign-in") -> str:
+    """The CSRF token a console form at `path` carries."""
+    page = client.get(path).get_data(as_text=True)
+    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+
+
+def sign_in(client, token: str):
+    """Sign in to the console as its form does, with the CSRF token from the sign-in page."""
+    response = client.post("/console/sign-in", data={"token": token, "csrf_token": csrf_token(client)})
+    assert response.status_code == 302, response.get_data(as_text=True)
+    return response

@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 from service.audit import AuditUnavailable
 
-from .conftest import bearer
+from .conftest import bearer, sign_in
 
 GBS_CHILD = {"diagnosis": {"code": "G61.0"}, "patient": {"age_years": 8, "sex": "female", "ref": "MRN-0042"}}
 
@@ -151,6 +151,30 @@ def test_malformed_json_non_json_big_bodies_and_unknown_routes_get_json_errors(c
     assert big.status_code == 413 and big.get_json()["error"]["code"] == "body_too_large"
     missing = client.get("/v1/nothing-here", headers=headers)
     assert missing.status_code == 404 and missing.get_json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize("body", [
+    b'{"diagnosis": {"text": "\\ud800"}}',                           # an escaped lone surrogate
+    b'{"diagnosis": {"code": "G61.0"}, "patient": {"ref": "MRN-\\uDC00"}}',
+    '{"diagnosis": {"text": "Guillain\u2013Barr\u00e9 \ud800"}}'.encode("utf-8", "surrogatepass"),  # raw bytes
+])
+def test_text_that_is_not_valid_unicode_is_refused(client, tokens, body):
+    response = client.post("/v1/decisions", data=body, headers={**bearer(tokens["admin"]), "Content-Type": "application/json"})
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "invalid_json" and "surrogate" in response.get_json()["error"]["message"]
+
+
+def test_escaped_and_accented_text_is_accepted(client, tokens):
+    body = '{"diagnosis": {"text": "Guillain-Barr\\u00e9 syndrome"}, "patient": {"age_years": 8}}'
+    response = client.post("/v1/decisions", data=body, headers={**bearer(tokens["admin"]), "Content-Type": "application/json"})
+    assert response.status_code == 201 and response.get_json()["diagnosis"]["code"].startswith("G61.0")
+
+
+def test_the_api_neither_reads_nor_sets_a_session_cookie(client, tokens):
+    sign_in(client, tokens["admin"])                          # the browser now holds a console session
+    assert client.post("/v1/decisions", json=GBS_CHILD).status_code == 401   # the cookie is no credential here
+    response = post_decision(client, tokens["admin"])
+    assert response.status_code == 201 and "Set-Cookie" not in response.headers
 
 
 def test_an_internal_error_is_a_500_without_a_stack_trace(client, tokens, app, monkeypatch):

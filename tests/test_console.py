@@ -9,16 +9,7 @@ from service import casework
 from service.audit import Filters
 from service.tokens import create_token, revoke_token
 
-
-def csrf_token(client, path="/console/sign-in") -> str:
-    page = client.get(path).get_data(as_text=True)
-    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-
-
-def sign_in(client, token: str):
-    response = client.post("/console/sign-in", data={"token": token, "csrf_token": csrf_token(client)})
-    assert response.status_code == 302, response.get_data(as_text=True)
-    return response
+from .conftest import csrf_token, sign_in
 
 
 def post_form(client, path: str, data: dict, form_page: str | None = None):

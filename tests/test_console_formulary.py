@@ -6,6 +6,8 @@ import pytest
 
 from service.rulebook import OUTCOMES
 
+from .conftest import sign_in
+
 
 class Page(HTMLParser):
     """What the tests read from a page: the rules shown (each article's h3 id), headings, labels."""
@@ -32,15 +34,6 @@ class Page(HTMLParser):
     def handle_endtag(self, tag):
         if tag == "article":
             self._in_article = False
-
-
-def sign_in(client, token: str):
-    """Sign in as the console's form does: with the CSRF token from the sign-in page."""
-    form = client.get("/console/sign-in").get_data(as_text=True)
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
-    response = client.post("/console/sign-in", data={"token": token, "csrf_token": csrf})
-    assert response.status_code == 302, response.get_data(as_text=True)
-    return response
 
 
 @pytest.fixture
