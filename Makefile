@@ -34,9 +34,9 @@ screenshots: $(STAMP) $(CHROMIUM)
 test-long: $(STAMP)
 	$(BIN)/python -m pytest -m long
 
-# Every figure in docs/PERFORMANCE.md. Takes about 15 minutes; wrk and hey come from Debian.
+# Every figure in docs/PERFORMANCE.md. Takes about 15 minutes; wrk comes from Debian.
 bench: $(STAMP)
-	command -v wrk >/dev/null && command -v hey >/dev/null || apt-get install -y -qq wrk hey
+	command -v wrk >/dev/null || apt-get install -y -qq wrk
 	$(BIN)/python bench/decisions.py
 	$(BIN)/python bench/terminology.py
 	$(BIN)/python bench/scale.py

@@ -28,7 +28,7 @@ start() {  # start TREE NAME: serve TREE on a free port; sets port_NAME, token_N
   until curl -sf "http://127.0.0.1:$port/healthz" >/dev/null; do sleep 0.5; done
 }
 
-server_cpu() {  # CPU seconds so far of the gunicorn master PID and its workers
+server_cpu() {  # CPU seconds so far of the server's main process and its workers
   local total=0 pid
   for pid in $1 $(pgrep -P "$1"); do
     total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
@@ -38,8 +38,6 @@ server_cpu() {  # CPU seconds so far of the gunicorn master PID and its workers
 
 start "$a" A
 start "$b" B
-body="$work/body.json"
-echo '{"diagnosis": {"code": "M33.20"}, "patient": {"age_years": 50, "ref": "MRN-1"}, "therapies": {"concurrent": ["corticosteroids"]}}' > "$body"
 for name in A B; do   # warm-up
   eval "port=\$port_$name; token=\$token_$name"
   FORMULARY_TOKEN=$token wrk -t2 -c8 -d2s -s "$here/bench/decisions.lua" "http://127.0.0.1:$port" >/dev/null 2>&1
@@ -48,25 +46,21 @@ echo "A = $a ${SERVE_A:-}"
 echo "B = $b ${SERVE_B:-}"
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); SQLite (WAL, synchronous=FULL); load tools on the same machine"
 for round in $(seq "$rounds"); do
-  for test in hey500 wrk64; do
+  for test in paced500 wrk64; do
     for name in A B; do
       eval "port=\$port_$name; token=\$token_$name; pid=\$pid_$name"
       cpu0=$(server_cpu "$pid")
-      if [ "$test" = hey500 ]; then
-        out=$(hey -z "${seconds}s" -c 50 -q 10 -m POST -T application/json -H "Authorization: Bearer $token" \
-                  -D "$body" "http://127.0.0.1:$port/v1/decisions")
-        rate=$(echo "$out" | awk '/Requests\/sec/ {printf "%.0f", $2}')
-        p50=$(echo "$out" | awk '/ 50% in/ {printf "%.1f ms", $3 * 1000}')
-        p99=$(echo "$out" | awk '/ 99% in/ {printf "%.1f ms", $3 * 1000}')
-        done_=$(echo "$out" | awk '$1 == "[201]" {print $2}')
+      if [ "$test" = paced500 ]; then   # 500 requests/s offered by 50 Poisson clients
+        out=$(RATE=500 CONNECTIONS=50 FORMULARY_TOKEN=$token wrk -t2 -c50 -d"${seconds}s" --latency \
+                  -s "$here/bench/decisions.lua" "http://127.0.0.1:$port" 2>&1)
       else
         out=$(FORMULARY_TOKEN=$token wrk -t2 -c64 -d"${seconds}s" --latency -s "$here/bench/decisions.lua" \
                   "http://127.0.0.1:$port" 2>&1)
-        rate=$(echo "$out" | awk '/Requests\/sec/ {printf "%.0f", $2}')
-        p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
-        p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
-        done_=$(echo "$out" | awk '/requests in/ {print $1}')
       fi
+      rate=$(echo "$out" | awk '/Requests\/sec/ {printf "%.0f", $2}')
+      p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
+      p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
+      done_=$(echo "$out" | awk '/requests in/ {print $1}')
       cpu1=$(server_cpu "$pid")
       printf "round %s %-6s %s: %5s/s  p50 %9s  p99 %9s  server CPU %s ms per request\n" "$round" "$test" "$name" \
         "$rate" "$p50" "$p99" "$(echo "$cpu1 $cpu0 ${done_:-0}" | awk '{ if ($3 > 0) printf "%.2f", ($1 - $2) * 1000 / $3; else print "-" }')"

@@ -1,7 +1,11 @@
 """The Flask application factory: configuration, logging, errors as JSON, and the blueprints."""
+import ctypes
 import logging
+import multiprocessing
+import os
 import re
 import secrets
+import signal
 import time
 
 from flask import Flask, g, request
@@ -15,6 +19,7 @@ from .errors import error_response
 from .instance import Instance
 
 MAX_BODY_BYTES = 64 * 1024
+PR_SET_PDEATHSIG = 1   # prctl(2): the signal a process gets when its parent dies (Linux)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")   # a caller's id is logged only if it is plainly safe
 log = logging.getLogger("service")
 
@@ -58,6 +63,28 @@ def create_app(test_config: dict | None = None) -> Flask:
         return response
 
     return app
+
+
+def create_served_app() -> Flask:
+    """The app as a `formulary serve` worker builds it: create_app, in a worker that ends with
+    its server.
+
+    Granian forks its workers, and a worker whose main process was killed (SIGKILL, the OOM
+    killer) would go on serving the port with nobody to replace or stop it. So the kernel sends
+    the worker SIGTERM when its parent dies, and granian's worker stops on SIGTERM. While the app
+    builds, before granian installs that handler, SIGTERM and SIGINT take their default action
+    instead of the main process's handler, which fork copied and which would ignore them here.
+    (A stop that arrives while the worker still imports is ignored; `--workers-kill-timeout`
+    ends such a worker.)
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    server = multiprocessing.parent_process()
+    if server is not None:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != server.pid:   # the server died before that took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+    return create_app()
 
 
 def _configure_logging(app: Flask, instance: Instance):

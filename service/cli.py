@@ -182,9 +182,10 @@ def lint(paths):
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=2, show_default=True, type=int)
-@click.option("--threads", default=4, show_default=True, type=int, help="Threads per worker.")
+@click.option("--threads", default=32, show_default=True, type=int,
+              help="Threads per worker. Most wait on the audit log's commit, so many share each one.")
 def serve(host, port, workers, threads):
-    """Run the HTTP service with gunicorn (creates and migrates the database first)."""
+    """Run the HTTP service with granian (creates and migrates the database first)."""
     instance = _instance()  # create and migrate before the workers start
     if not any_token(instance.database):
         token = create_token(instance.database, "admin", "admin")
@@ -194,9 +195,9 @@ def serve(host, port, workers, threads):
         click.echo(f"    curl -s -X POST http://{host}:{port}/v1/decisions -H 'Authorization: Bearer {token}' \\")
         click.echo("         -H 'Content-Type: application/json' -d '{\"diagnosis\": {\"code\": \"G61.0\"}, \"patient\": {\"age_years\": 8}}'\n")
     os.execvp(sys.executable, [
-        sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers", str(workers),
-        "--worker-class", "gthread", "--threads", str(threads), "--graceful-timeout", "20",
-        "service.app:create_app()",
+        sys.executable, "-m", "granian", "--interface", "wsgi", "--host", host, "--port", str(port),
+        "--workers", str(workers), "--blocking-threads", str(threads), "--respawn-failed-workers",
+        "--respawn-interval", "1", "--workers-kill-timeout", "20", "--factory", "service.app:create_served_app",
     ])
 
 

@@ -1,4 +1,4 @@
-"""Running `formulary serve` as a real process (gunicorn workers) for end-to-end tests."""
+"""Running `formulary serve` as a real process (granian workers) for end-to-end tests."""
 import json
 import os
 import re
@@ -76,8 +76,8 @@ def running_service(env: dict, workers: int = 2):
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     banner = ""
     try:
-        # The token banner (first start only) comes before gunicorn's own start-up lines.
-        while "Booting worker" not in banner and "Listening at" not in banner:
+        # The token banner (first start only) comes before granian's own start-up lines.
+        while "Listening at" not in banner:
             line = process.stdout.readline()
             if not line:
                 raise RuntimeError(f"formulary serve stopped:\n{banner}")

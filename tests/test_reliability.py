@@ -1,6 +1,6 @@
 """Reliability of the running service under concurrency, crashes and database faults.
 
-Long runs (`pytest -m long`, run by .ci/run): each starts `formulary serve` with gunicorn.
+Long runs (`pytest -m long`, run by .ci/run): each starts `formulary serve` (granian).
 """
 import multiprocessing
 import os
@@ -118,11 +118,10 @@ def test_kill_9_of_a_worker_then_the_server_loses_no_acknowledged_decision(tmp_p
         for loader in loaders:
             loader.start()
         time.sleep(3)
-        os.kill(service.worker_pids()[0], signal.SIGKILL)         # one worker dies mid-load; gunicorn replaces it
+        os.kill(service.worker_pids()[0], signal.SIGKILL)         # one worker dies mid-load; granian replaces it
         time.sleep(3)
         before_crash = len(acknowledged)
         kill(service.process, signal.SIGKILL)                     # then the whole server
-        subprocess.run(["pkill", "-9", "-f", f"--bind 127.0.0.1:{service.port}"], check=False)
         stop.set()
         for loader in loaders:
             loader.join(30)

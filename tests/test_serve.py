@@ -1,5 +1,9 @@
-"""`formulary serve` as `make run` starts it: gunicorn workers on a fresh instance."""
+"""`formulary serve` as `make run` starts it: granian workers on a fresh instance."""
+import os
+import signal
 import subprocess
+import time
+from pathlib import Path
 
 import pytest
 
@@ -20,3 +24,38 @@ def test_serve_creates_the_instance_prints_a_token_once_and_answers(tmp_path):
         assert "ivig_" not in again.banner                     # the token is printed only once
     listed = subprocess.run([str(FORMULARY), "tokens", "list"], env=env, capture_output=True, text=True).stdout
     assert listed.count("admin") == 2                          # one token, named admin with role admin
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _wait_until(condition, seconds: float = 60) -> bool:
+    deadline = time.time() + seconds
+    while not condition():
+        if time.time() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+@pytest.mark.slow
+def test_a_killed_worker_is_replaced_and_a_killed_server_leaves_no_worker_serving(tmp_path):
+    env = service_env(tmp_path / "instance")
+    with running_service(env) as service:
+        token = admin_token(service.banner)
+        first, second = service.worker_pids()
+        os.kill(first, signal.SIGKILL)
+        assert _wait_until(lambda: len(set(service.worker_pids()) - {first}) == 2), "the killed worker was not replaced"
+        service.wait_healthy()
+        assert service.call("POST", "/v1/decisions", token, {"diagnosis": {"code": "G61.0"}})[0] == 201
+        workers = service.worker_pids()
+        os.kill(service.process.pid, signal.SIGKILL)    # the main process alone dies, and cannot stop its workers
+        service.process.wait(30)
+        assert _wait_until(lambda: not any(_running(pid) for pid in workers), 30), "workers outlived their server"
+        with pytest.raises(OSError):
+            service.call("GET", "/healthz", timeout=2)
