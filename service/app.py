@@ -17,6 +17,7 @@ from .active_rulebook import ActiveRulebook
 from .audit import AuditUnavailable
 from .errors import error_response
 from .instance import Instance
+from .jsontext import JSONProvider
 
 MAX_BODY_BYTES = 64 * 1024
 PR_SET_PDEATHSIG = 1   # prctl(2): the signal a process gets when its parent dies (Linux)
@@ -29,7 +30,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     config = dict(test_config or {})
     instance = Instance.from_env(config)
     app = Flask(__name__, instance_path=str(instance.path))
-    app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, JSON_SORT_KEYS=False, **config)
+    app.json = JSONProvider(app)
+    app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, **config)
     _configure_logging(app, instance)
     app.extensions["instance"] = instance
     try:

@@ -20,6 +20,7 @@ from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from . import jsontext
 from .db import utc_now, writing
 from .schema import GENESIS_HASH, audit_head, audit_records
 
@@ -36,8 +37,9 @@ class AuditUnavailable(RuntimeError):
 
 
 def canonical(value) -> str:
-    """Sorted keys, no spaces, ASCII only (escapes keep any text, even unpaired surrogates, signable)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    """Sorted keys, no spaces. The chain signs this text as stored, so verify never rebuilds it;
+    any text, even an unpaired surrogate (escaped), can be signed."""
+    return jsontext.dumps(value, sort_keys=True)
 
 
 def subkey(secret: bytes, purpose: str) -> bytes:
