@@ -1,9 +1,10 @@
 -- wrk script: POST /v1/decisions with a rotating mix of requests (codes, texts, facts).
 -- The token comes from the environment: FORMULARY_TOKEN.
--- With RATE and CONNECTIONS set (the same number as wrk -c), it offers a fixed load instead of
--- as much as the server takes: every connection is an independent client that waits an
--- exponentially distributed pause before each request, so requests arrive as a Poisson stream
--- of RATE a second in all (less the connections' own waits for answers, a few per cent).
+-- With RATE set, it offers a fixed load instead of as much as the server takes: requests are
+-- scheduled on a clock as a Poisson stream of RATE a second (exponential gaps, independent of
+-- when answers come), and a free connection sends the next one when its time comes. Run it
+-- with one wrk thread (-t1; one thread sends thousands a second) and enough connections that
+-- one is always free, since wrk times a request from when it is sent.
 local bodies = {
   '{"diagnosis": {"code": "G61.0"}, "patient": {"age_years": 8, "ref": "MRN-1001"}}',
   '{"diagnosis": {"code": "M33.20"}, "patient": {"age_years": 50}, "therapies": {"concurrent": ["corticosteroids"]}}',
@@ -26,7 +27,6 @@ response = function(status)
   if status ~= 201 then io.stderr:write("status " .. status .. "\n") end
 end
 
-local rate, connections = tonumber(os.getenv("RATE")), tonumber(os.getenv("CONNECTIONS"))
 local threads = 0
 setup = function(thread)
   threads = threads + 1
@@ -36,8 +36,23 @@ init = function(args)
   math.randomseed(os.time() * 1000 + (seed or 0))
   i = math.random(#bodies)
 end
-if rate and connections then
-  delay = function()   -- milliseconds before the next request on this connection
-    return -math.log(1 - math.random()) * 1000 * connections / rate
+
+local rate = tonumber(os.getenv("RATE"))
+if rate then
+  local ffi = require("ffi")
+  ffi.cdef[[
+    typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
+    int clock_gettime(int clock, bench_timespec *now);
+  ]]
+  local clock = ffi.new("bench_timespec")
+  local function now_ms()   -- CLOCK_MONOTONIC
+    ffi.C.clock_gettime(1, clock)
+    return tonumber(clock.tv_sec) * 1000 + tonumber(clock.tv_nsec) / 1e6
+  end
+  local next_at
+  delay = function()   -- milliseconds until the next scheduled request
+    local now = now_ms()
+    next_at = (next_at or now) - math.log(1 - math.random()) * 1000 / rate
+    return math.max(0, next_at - now)
   end
 end

@@ -50,8 +50,8 @@ for round in $(seq "$rounds"); do
     for name in A B; do
       eval "port=\$port_$name; token=\$token_$name; pid=\$pid_$name"
       cpu0=$(server_cpu "$pid")
-      if [ "$test" = paced500 ]; then   # 500 requests/s offered by 50 Poisson clients
-        out=$(RATE=500 CONNECTIONS=50 FORMULARY_TOKEN=$token wrk -t2 -c50 -d"${seconds}s" --latency \
+      if [ "$test" = paced500 ]; then   # 500 requests/s offered, Poisson arrivals
+        out=$(RATE=500 FORMULARY_TOKEN=$token wrk -t1 -c100 -d"${seconds}s" --latency \
                   -s "$here/bench/decisions.lua" "http://127.0.0.1:$port" 2>&1)
       else
         out=$(FORMULARY_TOKEN=$token wrk -t2 -c64 -d"${seconds}s" --latency -s "$here/bench/decisions.lua" \

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Audited decisions through `formulary serve` (granian, 2 workers), with wrk and the rotating
 # request mix of bench/decisions.lua: at fixed offered loads of 200, 500 and 1,000 requests/s
-# (independent clients whose requests arrive as a Poisson stream) and at saturation (64
+# (requests scheduled as a Poisson stream, whenever answers come) and at saturation (64
 # connections, as fast as answers come). Then it checks every decision reached the audit log and
 # times the chain verification. It also reports the server's CPU time (main process and
 # workers, user + system, from /proc) per decision at saturation, which moves far less than
@@ -37,9 +37,9 @@ before=$(.venv/bin/formulary audit head | cut -d' ' -f1)
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); database: ${FORMULARY_DATABASE_URL:-SQLite (WAL, synchronous=FULL)}; load tool on the same machine"
 echo "server: formulary serve --workers 2 ${SERVE:-}"
 for rate in 200 500 1000; do
-  connections=$((rate / 10))
-  echo "--- offered load ${rate} requests/s for ${seconds}s (wrk, ${connections} Poisson clients)"
-  RATE=$rate CONNECTIONS=$connections wrk -t2 -c"$connections" -d"${seconds}s" --latency -s bench/decisions.lua "$url" 2>&1 | report
+  connections=$((rate / 5))
+  echo "--- offered load ${rate} requests/s for ${seconds}s (wrk, Poisson arrivals over ${connections} connections)"
+  RATE=$rate wrk -t1 -c"$connections" -d"${seconds}s" --latency -s bench/decisions.lua "$url" 2>&1 | report
 done
 echo "--- saturation: wrk, 64 connections, ${seconds}s"
 cpu0=$(server_cpu); head0=$(.venv/bin/formulary audit head | cut -d' ' -f1)
