@@ -257,9 +257,11 @@ def audit_verify():
 @blueprint.get("/healthz")
 def healthz():
     rulebook = _active().current.rulebook
+    audit = _instance().audit
     try:
-        head = _instance().audit.head()
+        head = audit.head()
+        audit.check_writable()
     except Exception:
-        return jsonify({"status": "unavailable", "reason": "the database does not answer"}), 503
+        return jsonify({"status": "unavailable", "reason": "the database does not answer or cannot be written"}), 503
     return jsonify({"status": "ok", "rulebook": {"name": rulebook.name, "version": rulebook.version,
                                                  "digest": rulebook.digest}, "audit_records": head["id"]})

@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 from . import console
 from .active_rulebook import ActiveRulebook
 from .audit import AuditUnavailable
+from .db import describe
 from .errors import error_response
 from .instance import Instance
 from .jsontext import JSONProvider
@@ -37,7 +38,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     try:
         instance.database  # migrate now if the database answers; `formulary serve` already did
     except SQLAlchemyError as error:
-        log.error("database unavailable at start (%s): answering 503 until it returns", type(error).__name__)
+        log.error("database unavailable at start (%s): answering 503 until it returns", describe(error))
     app.extensions["active_rulebook"] = ActiveRulebook(
         instance.rulebook_path, instance.engine, warm=config.get("WARM", True))
 
@@ -119,13 +120,13 @@ def _register_errors(app: Flask):
 
     @app.errorhandler(AuditUnavailable)
     def _audit_down(error: AuditUnavailable):
-        log.error("audit log unavailable: %s request=%s", error, g.get("request_id"))
+        log.error("audit log unavailable: %s: %s request=%s", error, describe(error.__cause__), g.get("request_id"))
         return _error(503, "audit_unavailable",
                       "the audit log cannot be written, so no decision is given; try again shortly")
 
     @app.errorhandler(SQLAlchemyError)
     def _database_down(error: SQLAlchemyError):
-        log.error("database unavailable: %s request=%s", type(error).__name__, g.get("request_id"))
+        log.error("database unavailable: %s request=%s", describe(error), g.get("request_id"))
         return _error(503, "database_unavailable",
                       "the database does not answer, so nothing was decided or recorded; try again shortly")
 

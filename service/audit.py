@@ -90,9 +90,7 @@ class _GroupWriter:
         self._queue.put(item)
         item.done.wait()
         if item.error is not None:
-            if isinstance(item.error, SQLAlchemyError):
-                raise AuditUnavailable(f"the audit log could not be written ({type(item.error).__name__})") from item.error
-            raise item.error
+            raise _unavailable(item.error) if isinstance(item.error, SQLAlchemyError) else item.error
         return item.record
 
     def _run(self):
@@ -107,11 +105,18 @@ class _GroupWriter:
                 self._commit_batch(batch)
             except Exception as error:  # the transaction failed: none of these records is on file
                 for item in batch:
-                    item.record, item.error = None, item.error or error
-                    if not isinstance(item.error, (SQLAlchemyError, AuditUnavailable)):
-                        item.error = AuditUnavailable(f"the audit log could not be written ({type(error).__name__})")
+                    cause = item.error or error
+                    item.record = None
+                    item.error = cause if isinstance(cause, (SQLAlchemyError, AuditUnavailable)) else _unavailable(cause)
             for item in batch:
                 item.done.set()
+
+
+def _unavailable(cause: BaseException) -> AuditUnavailable:
+    """The error a caller gets; its cause (the driver's message, the file refused) is kept for the log."""
+    error = AuditUnavailable(f"the audit log could not be written ({type(cause).__name__})")
+    error.__cause__ = cause
+    return error
 
 
 class _Statements:
@@ -303,6 +308,14 @@ class AuditStore:
         with self.engine.connect() as connection:
             head = connection.execute(select(audit_head).where(audit_head.c.id == 1)).one()
         return {"id": head.last_id, "hash": head.last_hash}
+
+    def check_writable(self):
+        """Raise as an append would, writing nothing: the head row is updated to itself in a
+        writers' transaction that is then rolled back. A read-only database still answers reads,
+        so a read alone would call a service that cannot record decisions healthy."""
+        with writing(self.engine) as connection:
+            connection.execute(update(audit_head).where(audit_head.c.id == 1).values(last_id=audit_head.c.last_id))
+            connection.get_transaction().rollback()
 
     def verify(self) -> dict:
         """Check the whole chain: {"ok", "records", "first_broken", "reason"}."""

@@ -7,11 +7,12 @@ import textwrap
 from pathlib import Path
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 
 from .decision import OUTCOME_WORDS, Decision
 from .formulary import Formulary, default_rulebook_path
 from .active_rulebook import record_activation
-from .db import utc_today
+from .db import describe, utc_today
 from .instance import Instance
 from .preapproval import check_batch, orders_from_csv
 from .lint import lint_paths, lint_rulebook
@@ -35,7 +36,11 @@ def main():
 def _instance() -> Instance:
     """The instance from the environment, its database created and migrated if need be."""
     instance = Instance.from_env()
-    instance.database
+    try:
+        instance.database
+    except SQLAlchemyError as error:
+        url = instance.engine.url.render_as_string(hide_password=True)
+        raise click.ClickException(f"the database {url} cannot be opened and migrated: {describe(error)}") from None
     return instance
 
 

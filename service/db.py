@@ -10,7 +10,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -71,8 +71,22 @@ def writing(engine: Engine):
     with _writer_queue(engine):
         with engine.connect() as connection:
             connection.execution_options(sqlite_begin="IMMEDIATE")
-            with connection.begin():
-                yield connection
+            try:
+                with connection.begin():
+                    yield connection
+            except DBAPIError as error:
+                if _opened_read_only(error):
+                    connection.invalidate()
+                    engine.dispose()
+                raise
+
+
+def _opened_read_only(error: DBAPIError) -> bool:
+    """SQLite opens a file it may not write read-only, without a word, and the connection stays
+    read-only after the file is writable again. When a write meets that, the connection and the
+    pooled ones, some perhaps opened during the same fault, are dropped, so the next write opens
+    the file as it is now and the service recovers without a restart."""
+    return getattr(error.orig, "sqlite_errorname", "").startswith("SQLITE_READONLY")
 
 
 def _writer_queue(engine: Engine):
@@ -84,12 +98,25 @@ def _writer_queue(engine: Engine):
 
 @contextmanager
 def _flock(path: str):
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as error:   # a database that cannot be written, reported as every caller expects one
+        raise OperationalError(f"open {path}", None, error) from error
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX)
         yield
     finally:
         os.close(descriptor)   # releases the lock
+
+
+def describe(error: BaseException | None) -> str:
+    """One log line on what the database or the file system refused: the driver's own message,
+    without the statement and link SQLAlchemy adds to it."""
+    if error is None:
+        return "no cause recorded"
+    cause = getattr(error, "orig", None) or error
+    lines = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {lines[0]}" if lines else type(cause).__name__
 
 
 def migrate(engine: Engine):

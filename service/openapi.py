@@ -305,7 +305,7 @@ PATHS = {
     }},
     "/healthz": {"get": {
         "summary": "Liveness and the rulebook version served (no token needed)",
-        "responses": {"200": _json("Health", "serving"), "503": _json("Health", "the database does not answer")},
+        "responses": {"200": _json("Health", "serving"), "503": _json("Health", "the database does not answer or cannot be written")},
     }},
     "/openapi.json": {"get": {
         "summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1",

@@ -10,6 +10,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -69,10 +70,11 @@ class Service:
 
 
 @contextmanager
-def running_service(env: dict, workers: int = 2):
-    """Start `formulary serve` on a free port; yields a Service; kills the process group after."""
+def running_service(env: dict, workers: int = 2, command_prefix: Sequence[str] = ()):
+    """Start `formulary serve` on a free port (after `command_prefix`, e.g. setpriv); yields a
+    Service; kills the process group after."""
     port = free_port()
-    process = subprocess.Popen([str(FORMULARY), "serve", "--port", str(port), "--workers", str(workers)], env=env,
+    process = subprocess.Popen([*command_prefix, str(FORMULARY), "serve", "--port", str(port), "--workers", str(workers)], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     banner = ""
     try:

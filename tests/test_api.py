@@ -56,6 +56,34 @@ def test_the_audit_write_failing_gives_503_and_no_decision(client, tokens, app, 
     assert "outcome" not in response.get_json()
 
 
+# A database that answers reads but refuses writes to the chain head, as a read-only one does.
+REFUSE_HEAD_WRITES = {
+    "sqlite": ["CREATE TRIGGER refuse_head_writes BEFORE UPDATE ON audit_head "
+               "BEGIN SELECT RAISE(ABORT, 'the database is read-only'); END"],
+    "postgresql": ["CREATE FUNCTION refuse_head_writes() RETURNS trigger LANGUAGE plpgsql "
+                   "AS $$ BEGIN RAISE EXCEPTION 'the database is read-only'; END $$",
+                   "CREATE TRIGGER refuse_head_writes BEFORE UPDATE ON audit_head "
+                   "FOR EACH ROW EXECUTE FUNCTION refuse_head_writes()"],
+}
+
+
+def test_healthz_is_503_while_the_audit_log_cannot_be_written_though_reads_work(app, client, tokens):
+    engine = app.extensions["instance"].engine
+    with engine.begin() as connection:
+        for statement in REFUSE_HEAD_WRITES[engine.dialect.name]:
+            connection.exec_driver_sql(statement)
+    health = client.get("/healthz")
+    assert health.status_code == 503
+    assert health.get_json()["reason"] == "the database does not answer or cannot be written"
+    refused = post_decision(client, tokens["clinician"])
+    assert refused.status_code == 503 and refused.get_json()["error"]["code"] == "audit_unavailable"
+    assert client.get("/v1/audit?limit=1", headers=bearer(tokens["auditor"])).status_code == 200
+    with engine.begin() as connection:
+        connection.exec_driver_sql("DROP TRIGGER refuse_head_writes" + (" ON audit_head" if engine.dialect.name == "postgresql" else ""))
+    assert client.get("/healthz").status_code == 200
+    assert post_decision(client, tokens["clinician"]).status_code == 201
+
+
 # --- Roles: every endpoint x every role, no token and a bad token. ---
 
 ENDPOINTS = [

@@ -4,6 +4,7 @@ Long runs (`pytest -m long`, run by .ci/run): each starts `formulary serve` (gra
 """
 import multiprocessing
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -17,7 +18,7 @@ from service.audit import Filters
 from service.instance import Instance
 
 from .conftest import POSTGRES_URL
-from .service_process import admin_token, kill, running_service, service_env
+from .service_process import FORMULARY, admin_token, free_port, kill, running_service, service_env
 
 pytestmark = pytest.mark.long
 
@@ -176,6 +177,94 @@ def test_sqlite_disk_full_gives_503_and_recovers(tmp_path, monkeypatch):
         _acknowledged_are_recorded(instance, acknowledged)
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+FILE_CAPABILITIES = "-dac_override,-dac_read_search,-fowner"
+
+
+def _with_file_permissions() -> list[str]:
+    """A command prefix under which file permissions apply. Root ignores them, so a root test
+    run drops the capabilities that let it (setpriv), as a service not run as root never had."""
+    if os.geteuid() != 0:
+        return []
+    if not shutil.which("setpriv"):
+        pytest.skip("running as root without setpriv: file permissions cannot be made to apply")
+    return ["setpriv", f"--bounding-set={FILE_CAPABILITIES}", f"--inh-caps={FILE_CAPABILITIES}"]
+
+
+def _make_writable(instance_path: Path, writable: bool):
+    """The instance folder and the database's files (database, WAL, shared memory, writers' lock)."""
+    for path in [instance_path, *instance_path.glob("formulary.db*")]:
+        mode = path.stat().st_mode
+        path.chmod(mode | 0o200 if writable else mode & ~0o222)
+
+
+def _replacement(service, workers: list[int]) -> int:
+    """The worker granian started in place of a killed one."""
+    deadline = time.time() + 60
+    while not (new := set(service.worker_pids()) - set(workers)):
+        assert time.time() < deadline, "no worker replaced the killed one"
+        time.sleep(0.2)
+    return new.pop()
+
+
+def _has_open(pid: int, path: Path) -> bool:
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            if os.readlink(fd) == str(path):
+                return True
+        except FileNotFoundError:   # closed since the listing
+            continue
+    return False
+
+
+def test_sqlite_read_only_gives_503_and_recovers_without_a_restart(tmp_path, monkeypatch):
+    instance = _instance(tmp_path / "instance", monkeypatch)
+    prefix = _with_file_permissions()
+    env = service_env(instance.path)
+    acknowledged = []
+    body = {"diagnosis": {"code": "G61.0"}, "patient": {"age_years": 5}}
+    try:
+        with running_service(env, command_prefix=prefix) as service:
+            token = admin_token(service.banner)
+
+            def decide():
+                status, answer = service.call("POST", "/v1/decisions", token, body)
+                if status == 201:
+                    acknowledged.append(answer["decision_id"])
+                return status, answer
+
+            assert decide()[0] == 201
+            _make_writable(instance.path, False)
+            refused = [decide() for _ in range(10)]
+            assert {status for status, _ in refused} == {503}
+            assert all(answer["error"]["code"] == "audit_unavailable" and "outcome" not in answer for _, answer in refused)
+            assert service.call("GET", "/healthz")[0] == 503
+            # A worker started during the fault opens the database read-only (on its first read),
+            # and SQLite keeps such a connection read-only after the fault is gone.
+            workers = service.worker_pids()
+            os.kill(workers[0], signal.SIGKILL)
+            fresh = _replacement(service, workers)
+            deadline = time.time() + 60
+            while not _has_open(fresh, instance.path / "formulary.db"):
+                try:
+                    assert service.call("GET", "/healthz", timeout=10)[0] == 503
+                except OSError:   # once, a connection was refused while granian replaced the worker
+                    time.sleep(0.2)
+                assert time.time() < deadline, "the new worker never opened the database"
+            _make_writable(instance.path, True)
+            answers = [decide()[0] for _ in range(40)]
+            assert answers[-20:] == [201] * 20, answers
+            assert service.call("GET", "/healthz")[0] == 200
+        _acknowledged_are_recorded(instance, acknowledged)
+        _make_writable(instance.path, False)   # the server refuses to start, naming the file it cannot write
+        started = subprocess.run([*prefix, str(FORMULARY), "serve", "--port", str(free_port())], env=env,
+                                 capture_output=True, text=True, timeout=120)
+        assert started.returncode == 1, started.stdout
+        assert "cannot be opened and migrated" in started.stderr and "formulary.db" in started.stderr, started.stderr
+        assert "Traceback" not in started.stderr
+    finally:
+        _make_writable(instance.path, True)
 
 
 def _postgres_cluster(action: str):
