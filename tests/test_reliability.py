@@ -149,22 +149,24 @@ def _acknowledged_are_recorded(instance, acknowledged):
     assert instance.audit.verify()["ok"]
 
 
+def _decider(service, token: str, acknowledged: list):
+    """decide(): POST one decision, (status, answer); each 201's decision id joins `acknowledged`."""
+    def decide():
+        status, answer = service.call("POST", "/v1/decisions", token, {"diagnosis": {"code": "G61.0"}, "patient": {"age_years": 5}})
+        if status == 201:
+            acknowledged.append(answer["decision_id"])
+        return status, answer
+    return decide
+
+
 def test_sqlite_disk_full_gives_503_and_recovers(tmp_path, monkeypatch):
     disk = tmp_path / "disk"
     _mount_tmpfs(disk, 16)
     try:
         instance = _instance(disk / "instance", monkeypatch)
         acknowledged = []
-        body = {"diagnosis": {"code": "G61.0"}, "patient": {"age_years": 5}}
         with running_service(service_env(instance.path)) as service:
-            token = admin_token(service.banner)
-
-            def decide():
-                status, answer = service.call("POST", "/v1/decisions", token, body)
-                if status == 201:
-                    acknowledged.append(answer["decision_id"])
-                return status, answer
-
+            decide = _decider(service, admin_token(service.banner), acknowledged)
             assert decide()[0] == 201
             filler = disk / "filler"
             subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=64k"], capture_output=True)   # until the disk is full
@@ -223,17 +225,9 @@ def test_sqlite_read_only_gives_503_and_recovers_without_a_restart(tmp_path, mon
     prefix = _with_file_permissions()
     env = service_env(instance.path)
     acknowledged = []
-    body = {"diagnosis": {"code": "G61.0"}, "patient": {"age_years": 5}}
     try:
         with running_service(env, command_prefix=prefix) as service:
-            token = admin_token(service.banner)
-
-            def decide():
-                status, answer = service.call("POST", "/v1/decisions", token, body)
-                if status == 201:
-                    acknowledged.append(answer["decision_id"])
-                return status, answer
-
+            decide = _decider(service, admin_token(service.banner), acknowledged)
             assert decide()[0] == 201
             _make_writable(instance.path, False)
             refused = [decide() for _ in range(10)]
@@ -286,26 +280,19 @@ def test_postgresql_stopped_mid_run_gives_503_and_recovers(tmp_path, monkeypatch
     url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
     instance = _instance(tmp_path / "instance", monkeypatch, url)
     acknowledged = []
-    body = {"diagnosis": {"code": "G61.0"}, "patient": {"age_years": 5}}
     try:
         with running_service(service_env(instance.path, url)) as service:
-            token = admin_token(service.banner)
-            status, answer = service.call("POST", "/v1/decisions", token, body)
-            assert status == 201
-            acknowledged.append(answer["decision_id"])
+            decide = _decider(service, admin_token(service.banner), acknowledged)
+            assert decide()[0] == 201
             _postgres_cluster("stop")
-            status, answer = service.call("POST", "/v1/decisions", token, body)
+            status, answer = decide()
             assert status == 503 and answer["error"]["code"] in ("database_unavailable", "audit_unavailable")
             assert service.call("GET", "/healthz")[0] == 503
             _postgres_cluster("start")
             deadline = time.time() + 60
-            while True:
-                status, answer = service.call("POST", "/v1/decisions", token, body)
-                if status == 201 or time.time() > deadline:
-                    break
+            while decide()[0] != 201:
+                assert time.time() < deadline, "no decision succeeded within 60 s of PostgreSQL's start"
                 time.sleep(1)
-            assert status == 201
-            acknowledged.append(answer["decision_id"])
         _acknowledged_are_recorded(instance, acknowledged)
     finally:
         _postgres_cluster("start") if subprocess.run(["pg_isready", "-h", "127.0.0.1"], capture_output=True).returncode else None
