@@ -27,11 +27,13 @@ CSV_COLUMNS = ("id", "created_at", "kind", "requester", "status", "decision_id",
                "matched_by", "rulebook_version", "rulebook_digest", "patient_ref_hash", "hash")
 
 
-def _instance():
+def current_instance():
+    """The app's Instance (database, audit log, secret); the API and the console share it."""
     return current_app.extensions["instance"]
 
 
-def _active():
+def active_rulebook():
+    """The app's ActiveRulebook: the version served now, and `use()` to hold one for a request."""
     return current_app.extensions["active_rulebook"]
 
 
@@ -46,7 +48,7 @@ def requires(*roles):
                 response = error_response(401, "unauthenticated", "send an API token as 'Authorization: Bearer <token>'")
                 response[0].headers["WWW-Authenticate"] = "Bearer"
                 return response
-            g.principal = principal_for(_instance().engine, token.strip())
+            g.principal = principal_for(current_instance().engine, token.strip())
             if g.principal is None:
                 response = error_response(401, "invalid_token", "the API token is unknown or revoked")
                 response[0].headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
@@ -66,7 +68,7 @@ def _record_refusal(response):
         error = g.get("refusal", {}) if console else (response.get_json(silent=True) or {}).get("error", {})
         principal = g.get("principal")
         try:
-            _instance().audit.append(
+            current_instance().audit.append(
                 "refusal",
                 {"method": request.method, "path": request.path, "error": error},
                 requester=principal[0] if principal else None,
@@ -78,7 +80,7 @@ def _record_refusal(response):
     return response
 
 
-def _json_body() -> dict:
+def json_body() -> dict:
     if not request.is_json:
         raise _Refusal(415, "unsupported_media_type", "send the request as JSON (Content-Type: application/json)")
     payload = request.get_json(silent=True)
@@ -114,16 +116,16 @@ def _bad_request(error: RequestError):
 @blueprint.post("/v1/decisions")
 @requires("clinician", "pharmacist", "admin")
 def submit_decision():
-    payload = _json_body()
-    with _active().use() as formulary:
-        response = record_decision(_instance(), formulary, payload, g.principal[0])
+    payload = json_body()
+    with active_rulebook().use() as formulary:
+        response = record_decision(current_instance(), formulary, payload, g.principal[0])
     return jsonify(response), 201, {"Location": f"/v1/decisions/{response['decision_id']}"}
 
 
 @blueprint.get("/v1/decisions/<decision_id>")
 @requires("clinician", "pharmacist", "auditor", "admin")
 def get_decision(decision_id):
-    record = _instance().audit.decision(decision_id)
+    record = current_instance().audit.decision(decision_id)
     if record is None:
         return error_response(404, "not_found", f"no decision {decision_id!r}")
     if g.principal[1] == "clinician" and record["requester"] != g.principal[0]:
@@ -134,13 +136,13 @@ def get_decision(decision_id):
 @blueprint.get("/v1/rulebook")
 @requires("clinician", "pharmacist", "auditor", "admin")
 def get_rulebook():
-    return jsonify(rulebook_as_data(_active().current.rulebook))
+    return jsonify(rulebook_as_data(active_rulebook().current.rulebook))
 
 
 @blueprint.get("/v1/rulebook/rules/<rule_id>")
 @requires("clinician", "pharmacist", "auditor", "admin")
 def get_rule(rule_id):
-    rulebook = _active().current.rulebook
+    rulebook = active_rulebook().current.rulebook
     rule = rulebook.rule(rule_id)
     if rule is None:
         return error_response(404, "not_found", f"no rule {rule_id!r} in rulebook {rulebook.version}")
@@ -150,12 +152,12 @@ def get_rule(rule_id):
 @blueprint.post("/v1/rulebook/reload")
 @requires("admin")
 def reload_rulebook():
-    audit = _instance().audit
+    audit = current_instance().audit
     try:
-        summary = _active().reload(requested_by=g.principal[0])
+        summary = active_rulebook().reload(requested_by=g.principal[0])
     except RulebookError as error:
         audit.append("rulebook_reload", {"refused": True, "problems": error.problems}, requester=g.principal[0], status=422)
-        current = _active().current.rulebook
+        current = active_rulebook().current.rulebook
         return error_response(422, "rulebook_invalid",
                               f"the rulebook has {len(error.problems)} problem(s); still serving {current.version}",
                               problems=error.problems)
@@ -216,7 +218,7 @@ def audit_log():
         raise RequestError("out_of_range", f"limit must be between 1 and {MAX_PAGE}", "limit")
     if cursor is not None and not 0 <= cursor < 2 ** 63:
         raise RequestError("out_of_range", "cursor is not one this service gave", "cursor")
-    records, next_cursor = _instance().audit.page(filters, limit, cursor)
+    records, next_cursor = current_instance().audit.page(filters, limit, cursor)
     return jsonify({"records": [_public(r) for r in records],
                     "next_cursor": None if next_cursor is None else str(next_cursor)})
 
@@ -229,7 +231,7 @@ def audit_csv():
 
 def audit_csv_download(filters: Filters) -> Response:
     """The matching records as a streamed CSV download, newest first, in constant memory."""
-    audit = _instance().audit
+    audit = current_instance().audit
 
     def rows():
         buffer = io.StringIO()
@@ -251,13 +253,13 @@ def audit_csv_download(filters: Filters) -> Response:
 @blueprint.get("/v1/audit/verify")
 @requires("auditor", "admin")
 def audit_verify():
-    return jsonify(_instance().audit.verify())
+    return jsonify(current_instance().audit.verify())
 
 
 @blueprint.get("/healthz")
 def healthz():
-    rulebook = _active().current.rulebook
-    audit = _instance().audit
+    rulebook = active_rulebook().current.rulebook
+    audit = current_instance().audit
     try:
         head = audit.head()
         audit.check_writable()

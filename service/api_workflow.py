@@ -2,7 +2,7 @@
 from flask import Blueprint, g, jsonify, request
 
 from . import casework, preapproval
-from .api import _active, _instance, _json_body, requires
+from .api import active_rulebook, current_instance, json_body, requires
 from .db import utc_today
 from .errors import error_response
 from .request import RequestError
@@ -26,13 +26,13 @@ def list_reviews():
     status = request.args.get("status", "open")
     if status not in (*casework.STATUSES, "all"):
         raise RequestError("unknown_value", f"status must be one of {', '.join(casework.STATUSES)} or all", "status")
-    return jsonify({"cases": casework.list_cases(_instance(), None if status == "all" else status)})
+    return jsonify({"cases": casework.list_cases(current_instance(), None if status == "all" else status)})
 
 
 @blueprint.get("/v1/reviews/<case_id>")
 @requires("clinician", "pharmacist", "admin")
 def get_review(case_id):
-    case = casework.get_case(_instance(), case_id)
+    case = casework.get_case(current_instance(), case_id)
     if g.principal[1] == "clinician" and case["requester"] != g.principal[0]:
         return error_response(403, "forbidden", "a clinician may read only the cases of their own requests")
     return jsonify(case)
@@ -41,20 +41,20 @@ def get_review(case_id):
 @blueprint.post("/v1/reviews/<case_id>/resolution")
 @requires("pharmacist", "admin")
 def resolve_review(case_id):
-    body = _json_body()
-    with _active().use() as formulary:
-        case = casework.resolve(_instance(), formulary, case_id, body, g.principal[0])
+    body = json_body()
+    with active_rulebook().use() as formulary:
+        case = casework.resolve(current_instance(), formulary, case_id, body, g.principal[0])
     return jsonify(case), 201
 
 
 @blueprint.post("/v1/reviews/<case_id>/facts")
 @requires("clinician", "pharmacist", "admin")
 def add_facts(case_id):
-    body = _json_body()
-    if g.principal[1] == "clinician" and casework.get_case(_instance(), case_id)["requester"] != g.principal[0]:
+    body = json_body()
+    if g.principal[1] == "clinician" and casework.get_case(current_instance(), case_id)["requester"] != g.principal[0]:
         return error_response(403, "forbidden", "a clinician may add facts only to the cases of their own requests")
-    with _active().use() as formulary:
-        decision = casework.attach_facts(_instance(), formulary, case_id, body, g.principal[0])
+    with active_rulebook().use() as formulary:
+        decision = casework.attach_facts(current_instance(), formulary, case_id, body, g.principal[0])
     return jsonify(decision), 201
 
 
@@ -64,16 +64,16 @@ def list_authorisations():
     ref = request.args.get("patient_ref")
     if not ref:
         raise RequestError("missing_field", "give patient_ref: authorisations are listed one patient at a time", "patient_ref")
-    audit = _instance().audit
-    return jsonify({"authorisations": casework.authorisations_for(_instance(), audit.patient_hash(ref))})
+    audit = current_instance().audit
+    return jsonify({"authorisations": casework.authorisations_for(current_instance(), audit.patient_hash(ref))})
 
 
 @blueprint.post("/v1/preapprovals")
 @requires("pharmacist", "admin")
 def preapprove():
-    order = _json_body()
-    with _active().use() as formulary:
-        result = preapproval.check(_instance(), formulary, order, g.principal[0], utc_today())
+    order = json_body()
+    with active_rulebook().use() as formulary:
+        result = preapproval.check(current_instance(), formulary, order, g.principal[0], utc_today())
     return jsonify(result)
 
 
@@ -89,13 +89,13 @@ def preapprove_batch():
             raise RequestError("missing_field", "upload the infusion list as the form field 'file'", "file")
         orders = preapproval.orders_from_upload(upload)
     else:
-        body = _json_body()
+        body = json_body()
         if not isinstance(body, list):
             raise RequestError("wrong_type", "send a JSON list of orders, or a CSV infusion list", "")
         orders = list(enumerate(body, start=1))
     preapproval.limit_batch(orders, "")
-    with _active().use() as formulary:
-        results = preapproval.check_batch(_instance(), formulary, orders, g.principal[0], utc_today())
+    with active_rulebook().use() as formulary:
+        results = preapproval.check_batch(current_instance(), formulary, orders, g.principal[0], utc_today())
     dispensable = sum(1 for r in results if r.get("dispense"))
     return jsonify({"results": results, "summary": {"orders": len(results), "dispense": dispensable,
                                                     "hold": sum(1 for r in results if r.get("dispense") is False),

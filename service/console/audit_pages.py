@@ -9,7 +9,7 @@ from flask import Blueprint, render_template, request, url_for
 from markupsafe import Markup
 
 from .. import icd10
-from ..api import _instance, audit_csv_download, audit_filters
+from ..api import audit_csv_download, audit_filters, current_instance
 from ..request import RequestError
 from ..rulebook import OUTCOMES
 from .auth import page
@@ -29,7 +29,7 @@ def _given() -> dict:
 @blueprint.get("/audit")
 @page("audit")
 def audit_log():
-    audit = _instance().audit
+    audit = current_instance().audit
     given, errors = _given(), {}
     cursor = request.args.get("cursor", "")
     try:

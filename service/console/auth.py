@@ -4,7 +4,7 @@ from functools import wraps
 
 from flask import Blueprint, current_app, g, redirect, render_template, request, session, url_for
 
-from ..api import _instance
+from ..api import current_instance
 from ..tokens import digest, principal_for_digest
 
 blueprint = Blueprint("console_auth", __name__, url_prefix="/console")
@@ -28,7 +28,7 @@ def _principal() -> tuple[str, str] | None:
     if not token_digest:
         return None
     lifetime = current_app.permanent_session_lifetime.total_seconds()
-    principal = principal_for_digest(_instance().engine, token_digest)
+    principal = principal_for_digest(current_instance().engine, token_digest)
     if principal is None or time.time() - since > lifetime:
         session.clear()
         return None
@@ -71,7 +71,7 @@ def sign_in():
         return render_template("console/sign_in.html", next=target, error=None)
     token = request.form.get("token", "").strip()
     token_digest = digest(token)
-    principal = principal_for_digest(_instance().engine, token_digest) if token else None
+    principal = principal_for_digest(current_instance().engine, token_digest) if token else None
     if principal is None:
         g.refusal = {"code": "invalid_token", "message": "console sign-in with an unknown or revoked token",
                      "field": "token"}

@@ -6,7 +6,7 @@ A decision links here with q=<rule id>; that rule is listed first.
 """
 from flask import Blueprint, render_template, request
 
-from ..api import _active
+from ..api import active_rulebook
 from ..listing import rulebook_as_data
 from ..rulebook import OUTCOMES
 from ..terminology import fold
@@ -67,7 +67,7 @@ def _matches(rule: dict, terms: list[str]) -> bool:
 @blueprint.get("/formulary")
 @page("formulary")
 def formulary():
-    data = _data(_active().current.rulebook)
+    data = _data(active_rulebook().current.rulebook)
     query = request.args.get("q", "").strip()
     outcome = request.args.get("outcome", "")
     outcome = outcome if outcome in OUTCOMES else ""

@@ -11,7 +11,7 @@ from urllib.parse import quote
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
 from .. import casework, flat, preapproval
-from ..api import _active, _instance
+from ..api import active_rulebook, current_instance
 from ..db import utc_today
 from ..decision import OUTCOME_WORDS
 from ..request import RequestError
@@ -29,7 +29,7 @@ def _refused(error: RequestError) -> dict:
 
 @blueprint.app_context_processor
 def _decision_words():
-    sources = _active().current.rulebook.sources
+    sources = active_rulebook().current.rulebook.sources
     return {"outcome_words": OUTCOME_WORDS,
             "source_title": lambda source: sources[source].title if source in sources else source}
 
@@ -54,7 +54,7 @@ def _form_fields() -> dict:
 
 def _choices() -> dict:
     """Options for the request and order forms, as (value, label) pairs from the rulebook."""
-    rulebook = _active().current.rulebook
+    rulebook = active_rulebook().current.rulebook
     return {"therapies": sorted(rulebook.therapies.values(), key=lambda t: t.name),
             "products": [(name, name) for name in sorted(rulebook.products)],
             "sexes": [(sex, sex.capitalize()) for sex in SEXES],
@@ -71,13 +71,13 @@ def new_request():
             values.update(diagnosis_code=picked, diagnosis_text="")
         try:
             payload = flat.from_fields(values)
-            with _active().use() as formulary:
+            with active_rulebook().use() as formulary:
                 if picked and request.form.get("case_id"):
                     case_id = _own_case(request.form["case_id"])["id"]
-                    decision = casework.attach_facts(_instance(), formulary, case_id,
+                    decision = casework.attach_facts(current_instance(), formulary, case_id,
                                                      {"diagnosis": {"code": picked, "text": None}}, g.principal[0])
                 else:
-                    decision = casework.record_decision(_instance(), formulary, payload, g.principal[0])
+                    decision = casework.record_decision(current_instance(), formulary, payload, g.principal[0])
         except RequestError as error:
             errors = _refused(error)
         except casework.Conflict as conflict:
@@ -91,7 +91,7 @@ def new_request():
 @blueprint.get("/decisions/<decision_id>")
 @page("decision")
 def decision(decision_id):
-    record = _instance().audit.decision(decision_id)
+    record = current_instance().audit.decision(decision_id)
     if record is None:
         abort(404)
     if g.principal[1] == "clinician" and record["requester"] != g.principal[0]:
@@ -103,7 +103,7 @@ def decision(decision_id):
 @blueprint.get("/reviews")
 @page("reviews")
 def reviews():
-    instance = _instance()
+    instance = current_instance()
     open_cases = casework.list_cases(instance, "open")
     pended = [casework.get_case(instance, case["id"]) for case in casework.list_cases(instance, "pending_information")]
     return render_template("console/reviews.html", open_cases=open_cases, pended=pended)
@@ -112,7 +112,7 @@ def reviews():
 def _own_case(case_id: str) -> dict:
     """The case, if the signed-in person may see it (a clinician sees only their own)."""
     try:
-        case = casework.get_case(_instance(), case_id)
+        case = casework.get_case(current_instance(), case_id)
     except casework.NotFound:
         abort(404)
     if g.principal[1] == "clinician" and case["requester"] != g.principal[0]:
@@ -123,7 +123,7 @@ def _own_case(case_id: str) -> dict:
 def _case_page(case_id: str, errors: dict | None = None, values: dict | None = None, status: int = 200,
                fact_errors: dict | None = None, facts: dict | None = None):
     case = _own_case(case_id)
-    requested = _instance().audit.decision(case["decision"]["decision_id"])["body"]["request"]
+    requested = current_instance().audit.decision(case["decision"]["decision_id"])["body"]["request"]
     final = next((r for r in reversed(case["resolutions"]) if r["resolution"] != "more_information"), None)
     return render_template("console/case.html", case=case, requested=requested, final=final,
                            errors=errors or {}, values=values or {}, fact_errors=fact_errors or {}, facts=facts or {},
@@ -148,8 +148,8 @@ def add_facts(case_id):
             raise RequestError("missing_field", "fill in at least one fact to add", "form")
         if "diagnosis" in added:                 # a code given now replaces the words the request had
             added["diagnosis"].setdefault("text", None)
-        with _active().use() as formulary:
-            decision = casework.attach_facts(_instance(), formulary, case_id, added, g.principal[0])
+        with active_rulebook().use() as formulary:
+            decision = casework.attach_facts(current_instance(), formulary, case_id, added, g.principal[0])
     except RequestError as error:
         return _case_page(case_id, fact_errors=_refused(error), facts=facts, status=400)
     except casework.Conflict as conflict:
@@ -174,8 +174,8 @@ def resolve(case_id):
             except ValueError:
                 raise RequestError("wrong_type", f"valid_days must be a whole number, found {values['valid_days']!r}",
                                    "valid_days") from None
-        with _active().use() as formulary:
-            casework.resolve(_instance(), formulary, case_id, body, g.principal[0])
+        with active_rulebook().use() as formulary:
+            casework.resolve(current_instance(), formulary, case_id, body, g.principal[0])
     except RequestError as error:
         return _case_page(case_id, _refused(error), values, 400)
     except casework.Conflict as conflict:
@@ -195,7 +195,7 @@ def authorisations():
         if len(ref) > 64:
             errors = _refused(RequestError("too_long", "patient_ref is longer than 64 characters", "patient.ref"))
         else:
-            instance = _instance()
+            instance = current_instance()
             found = casework.authorisations_for(instance, instance.audit.patient_hash(ref))
     return render_template("console/authorisations.html", values={"patient_ref": ref}, errors=errors,
                            authorisations=found), 400 if errors else 200
@@ -208,8 +208,8 @@ def preapproval_order():
     if request.method == "POST":
         try:
             order = flat.from_fields(values)
-            with _active().use() as formulary:
-                result = preapproval.check(_instance(), formulary, order, g.principal[0], utc_today())
+            with active_rulebook().use() as formulary:
+                result = preapproval.check(current_instance(), formulary, order, g.principal[0], utc_today())
         except RequestError as error:
             errors = _refused(error)
     return render_template("console/preapproval.html", values=values, errors=errors, result=result,
@@ -227,8 +227,8 @@ def preapproval_batch():
     except RequestError as error:
         return render_template("console/preapproval.html", values={}, errors=_refused(error), result=None,
                                columns=flat.NAMES, **_choices()), 400
-    with _active().use() as formulary:
-        results = preapproval.check_batch(_instance(), formulary, orders, g.principal[0], utc_today())
+    with active_rulebook().use() as formulary:
+        results = preapproval.check_batch(current_instance(), formulary, orders, g.principal[0], utc_today())
     # A row that could not be read still shows whose it was (the file read as UTF-8 above).
     upload.seek(0)
     refs = {number: (row.get("patient_ref") or "").strip() for number, row in
