@@ -64,6 +64,19 @@ class Service:
                 raise TimeoutError("the service did not become healthy")
             time.sleep(0.3)
 
+    def replaced(self, killed: int, workers: list[int], seconds: float = 60) -> int:
+        """The worker granian started in place of `killed` (one of `workers`), once the server
+        runs as many workers as before."""
+        deadline = time.time() + seconds
+        while True:
+            current = set(self.worker_pids()) - {killed}   # a killed worker shows until it is reaped
+            new = current - set(workers)
+            if new and len(current) == len(workers):
+                return new.pop()
+            if time.time() > deadline:
+                raise AssertionError(f"worker {killed} was not replaced within {seconds:.0f} s")
+            time.sleep(0.2)
+
     def worker_pids(self) -> list[int]:
         out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout
         return [int(pid) for pid in out.split()]

@@ -201,15 +201,6 @@ def _make_writable(instance_path: Path, writable: bool):
         path.chmod(mode | 0o200 if writable else mode & ~0o222)
 
 
-def _replacement(service, workers: list[int]) -> int:
-    """The worker granian started in place of a killed one."""
-    deadline = time.time() + 60
-    while not (new := set(service.worker_pids()) - set(workers)):
-        assert time.time() < deadline, "no worker replaced the killed one"
-        time.sleep(0.2)
-    return new.pop()
-
-
 def _has_open(pid: int, path: Path) -> bool:
     for fd in Path(f"/proc/{pid}/fd").iterdir():
         try:
@@ -238,7 +229,7 @@ def test_sqlite_read_only_gives_503_and_recovers_without_a_restart(tmp_path, mon
             # and SQLite keeps such a connection read-only after the fault is gone.
             workers = service.worker_pids()
             os.kill(workers[0], signal.SIGKILL)
-            fresh = _replacement(service, workers)
+            fresh = service.replaced(workers[0], workers)
             deadline = time.time() + 60
             while not _has_open(fresh, instance.path / "formulary.db"):
                 try:
