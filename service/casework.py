@@ -79,7 +79,8 @@ def authorisation_view(row) -> dict:
 
 def profile_of(authorisation: dict) -> DosingProfile:
     dosing = authorisation["dosing"]
-    return DosingProfile(dosing["id"], Range(**dosing["g_per_kg"]), Range(**dosing["interval_days"]), dosing.get("note", ""))
+    return DosingProfile(dosing["id"], Range(**dosing["g_per_kg"]), Range(**dosing["interval_days"]), dosing.get("note", ""),
+                         dosing.get("courses"))
 
 
 def record_decision(instance, formulary: Formulary, payload, requester: str, case: dict | None = None) -> dict:

@@ -54,6 +54,7 @@ class Facts:
     failed: frozenset[str] | None = None
     concurrent: frozenset[str] | None = None
     product: str | None = None
+    route: str = "intravenous"          # how the dose is given; the formulary's default is intravenous
 
     def known(self) -> dict[str, bool]:
         return {
@@ -100,6 +101,7 @@ class CompiledRulebook:
         _put(msg, "pregnant", "known_pregnant", None if facts.pregnant is None else int(facts.pregnant))
         _put(msg, "severity", "known_severity", facts.severity)
         _put(msg, "product", "known_product", facts.product)
+        _put(msg, "route", "known_route", facts.route)
         for kind, given in (("failed", facts.failed), ("concurrent", facts.concurrent)):
             msg[f"known_{kind}"] = int(given is not None)
             if given is not None:
@@ -169,6 +171,7 @@ _SCALARS = (
     ("pregnant", "known_pregnant", "pregnant", _flag),
     ("severity", "known_severity", "severity", _encode_string),
     ("product", "known_product", "product", _encode_string),
+    ("route", "known_route", "route", _encode_string),
 )
 _THERAPY_KINDS = ("failed", "concurrent")      # Facts attributes, and the prefixes of their fields
 
@@ -270,21 +273,26 @@ def _atoms(when: Conditions) -> list[_Atom]:
 
 
 def _label_clauses(rulebook: Rulebook, rule: Rule) -> list[list[_Atom]]:
-    """The label condition of an approved rule as alternatives, one per label age limit.
+    """The label condition of an approved rule as alternatives, one per kind of label coverage.
 
-    Alternative k holds when the requested product (or any, when none is named) is one of the
-    products whose label for the indication starts at age limit k, and the patient has reached
-    it. Each alternative becomes its own compiled rule, because durable-rules refuses a
-    condition with more than MAX_EXPRESSIONS `$and`/`$or` nodes.
+    Labels that cover the same ages by the same routes form one alternative: it holds when the
+    requested product (or any, when none is named) is one of those products, the patient's age is
+    within the limits and the route is one of the label's. Each alternative becomes its own
+    compiled rule, because durable-rules refuses a condition with more than MAX_EXPRESSIONS
+    `$and`/`$or` nodes.
     """
-    by_age: dict[float | None, list[str]] = {}
+    by_coverage: dict[tuple, list[str]] = {}
     for name, label in rulebook.labels_for(rule.labelled_indication):
-        by_age.setdefault(label.min_age_years, []).append(name)
+        by_coverage.setdefault((label.age_at_least, label.age_under, tuple(sorted(label.routes))), []).append(name)
     clauses = []
-    for min_age, names in sorted(by_age.items(), key=lambda item: -1 if item[0] is None else item[0]):
-        product = _Atom({"$or": [{"product": name} for name in names] + [{"known_product": 0}]}, None)
-        age = [] if min_age is None else [_Atom({"$gte": {"age": min_age}}, "patient.age_years")]
-        clauses.append([product] + age)
+    for (at_least, under, routes), names in sorted(by_coverage.items(), key=lambda item: repr(item[0])):
+        clause = [_Atom({"$or": [{"product": name} for name in names] + [{"known_product": 0}]}, None)]
+        if at_least is not None:
+            clause.append(_Atom({"$gte": {"age": at_least}}, "patient.age_years"))
+        if under is not None:
+            clause.append(_Atom({"$lt": {"age": under}}, "patient.age_years"))
+        clause.append(_Atom(_any_of("route", routes), None))
+        clauses.append(clause)
     return clauses
 
 

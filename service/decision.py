@@ -1,5 +1,5 @@
 """The decision: a plain data object that the CLI's --json and the HTTP API serialise unchanged."""
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from .compiler import Facts, Verdict
 from .engine import EngineError
@@ -25,6 +25,7 @@ class Decision:
     missing: tuple[str, ...] = ()
     labelled_products: tuple[str, ...] = ()
     candidates: tuple[Candidate, ...] = ()     # diagnoses the text may mean, when it is not clear
+    if_confirmed: dict | None = None    # for a proposed (approximate) diagnosis: {code, outcome, rule} on confirmation
 
     def to_dict(self) -> dict:
         return {
@@ -33,10 +34,11 @@ class Decision:
             "rule": self.rule,
             "rulebook": self.rulebook,
             "rationale": self.rationale,
-            "evidence": [{"source": e.source, "finding": e.finding, "strength": e.strength} for e in self.evidence],
+            "evidence": [asdict(e) for e in self.evidence],
             "missing": list(self.missing),
             "labelled_products": list(self.labelled_products),
             "candidates": [c.to_dict() for c in self.candidates],
+            "if_confirmed": self.if_confirmed,
         }
 
 
@@ -61,14 +63,13 @@ def from_verdict(rulebook: Rulebook, diagnosis: DiagnosisMatch, facts: Facts, ve
             rationale=(
                 f"Rule '{rule.title}' decides this diagnosis but needs {', '.join(missing)}, which the request "
                 f"does not give. Resubmit with {'it' if len(missing) == 1 else 'them'}, or a pharmacist reviews."
-                + _approximate_note(diagnosis)
             ),
             evidence=rule.evidence,
             missing=missing,
         )
     labelled = ()
     if rule.labelled_indication:
-        labelled = rulebook.labelled_products(rule.labelled_indication, facts.age_years, facts.product)
+        labelled = rulebook.labelled_products(rule.labelled_indication, facts.age_years, facts.product, facts.route)
         if not labelled:
             raise EngineError(f"rule {rule.id} approved a request that no product label covers")
     return Decision(
@@ -76,17 +77,10 @@ def from_verdict(rulebook: Rulebook, diagnosis: DiagnosisMatch, facts: Facts, ve
         diagnosis=diagnosis,
         rule=ref,
         rulebook=rulebook_ref(rulebook),
-        rationale=rule.rationale + _approximate_note(diagnosis),
+        rationale=rule.rationale,
         evidence=rule.evidence,
         labelled_products=labelled,
     )
-
-
-def _approximate_note(diagnosis: DiagnosisMatch) -> str:
-    if diagnosis.matched_by != "fuzzy":
-        return ""
-    return (f" (The diagnosis was matched approximately: '{diagnosis.input}' was read as {diagnosis.code} "
-            f"{diagnosis.description}, score {diagnosis.score:g} of 100.)")
 
 
 def without_rule(rulebook: Rulebook, diagnosis: DiagnosisMatch) -> Decision:
@@ -100,6 +94,37 @@ def without_rule(rulebook: Rulebook, diagnosis: DiagnosisMatch) -> Decision:
         diagnosis=diagnosis,
         rule=None,
         rulebook=rulebook_ref(rulebook),
-        rationale=reason + ": a pharmacist or the committee decides." + _approximate_note(diagnosis),
+        rationale=reason + ": a pharmacist or the committee decides.",
         candidates=diagnosis.candidates,
+    )
+
+
+def proposal(rulebook: Rulebook, diagnosis: DiagnosisMatch, confirmed: Decision) -> Decision:
+    """needs_review for an approximate match: it proposes a code and says what the rules would
+    decide on it, but only the prescriber (or a pharmacist) confirming the code decides.
+
+    When the typed words carry a qualifier the proposed diagnosis lacks ("secondary
+    hypogammaglobulinaemia" read as a primary immunodeficiency code), nothing is offered for
+    confirmation: the words name another condition, and the rules have nothing for it.
+    """
+    proposed = Candidate(diagnosis.code, diagnosis.description, diagnosis.score or 0.0)
+    candidates = (proposed,) + tuple(c for c in diagnosis.candidates if c.code != diagnosis.code)
+    read_as = f"'{diagnosis.input}' was read approximately as {diagnosis.code} {diagnosis.description} " \
+              f"(score {diagnosis.score:g} of 100)"
+    if diagnosis.unmatched_qualifiers:
+        words = ", ".join(f"'{w}'" for w in diagnosis.unmatched_qualifiers)
+        return Decision(
+            outcome="needs_review", diagnosis=diagnosis, rule=None, rulebook=rulebook_ref(rulebook),
+            rationale=(f"{read_as[0].upper()}{read_as[1:]}, but the text says {words}, which that diagnosis does not: "
+                       "it names a different condition, for which the rulebook has no rule. A pharmacist or the "
+                       "committee decides; resubmit with the ICD-10-CM code that says what the words mean."),
+            candidates=candidates,
+        )
+    if_so = confirmed.outcome.replace("_", " ")
+    return Decision(
+        outcome="needs_review", diagnosis=diagnosis, rule=None, rulebook=rulebook_ref(rulebook),
+        rationale=(f"{read_as[0].upper()}{read_as[1:]}. An approximate match does not decide: confirm the code "
+                   f"(resubmit with it) and the rules decide on it; if it is right, the outcome would be {if_so}."),
+        candidates=candidates,
+        if_confirmed={"code": diagnosis.code, "outcome": confirmed.outcome, "rule": confirmed.rule},
     )

@@ -118,7 +118,10 @@ def check_order(profile: DosingProfile, g_per_kg: float | None, interval_days: i
         findings.append(Finding("dose", False, "the order gives no dose (dose.g_per_kg)"))
     else:
         findings.append(_against(g_per_kg, profile.g_per_kg, "g/kg", "dose", "dose"))
-    if interval_days is None:
+    if profile.courses is not None:
+        findings.append(Finding("interval", True, f"a one-off course: no interval between courses applies "
+                                                  f"(at most {profile.courses} course{'s' if profile.courses > 1 else ''})"))
+    elif interval_days is None:
         findings.append(Finding("interval", False, "the order gives no interval (dose.interval_days)"))
     else:
         findings.append(_against(interval_days, profile.interval_days, "days", "interval", "interval"))

@@ -4,15 +4,16 @@ request -> validation -> diagnosis normalisation -> facts -> engine -> decision.
 its own module; this one only strings them together, so the decision logic runs without Flask.
 """
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from .compiler import compile_rulebook
-from .decision import Decision, from_verdict, without_rule
+from .decision import Decision, from_verdict, proposal, without_rule
 from .engine import Engine
 from .lint import lint_rulebook
 from .request import DecisionRequest, Vocabulary, parse_request
 from .rulebook import Rulebook, RulebookError, load_rulebook
-from .terminology import Terminology
+from .terminology import DiagnosisMatch, Terminology
 
 SHIPPED_RULEBOOK = Path(__file__).resolve().parent.parent / "rules" / "ivig.yaml"
 
@@ -51,6 +52,13 @@ class Formulary:
         diagnosis = self.terminology.resolve(request.code, request.text)
         if diagnosis.code is None or diagnosis.problem:
             return without_rule(self.rulebook, diagnosis)
+        if diagnosis.is_proposal:
+            confirmed = replace(diagnosis, matched_by="code", score=None, candidates=(), unmatched_qualifiers=())
+            return proposal(self.rulebook, diagnosis, self._decide_on(confirmed, request))
+        return self._decide_on(diagnosis, request)
+
+    def _decide_on(self, diagnosis: DiagnosisMatch, request: DecisionRequest) -> Decision:
+        """The rules' decision on a diagnosis the request names exactly."""
         verdict = self.engine.evaluate(diagnosis.plain_code, request.facts)
         if verdict is None:
             return without_rule(self.rulebook, diagnosis)

@@ -2,7 +2,7 @@
 from dataclasses import asdict
 
 from .decision import rulebook_ref
-from .rulebook import Rule, Rulebook
+from .rulebook import Label, Rule, Rulebook
 
 
 def rule_as_data(rulebook: Rulebook, rule: Rule) -> dict:
@@ -16,7 +16,7 @@ def rule_as_data(rulebook: Rulebook, rule: Rule) -> dict:
         "outcome": rule.outcome,
         "priority": rule.priority,
         "labelled_indication": rule.labelled_indication,
-        "labels": [{"product": name, "min_age_years": label.min_age_years, "note": label.note or None}
+        "labels": [label_as_data(rulebook, name, label)
                    for name, label in rulebook.labels_for(rule.labelled_indication)] if rule.labelled_indication else [],
         "dosing": asdict(rulebook.dosing_for(rule)),
         "authorisation_days": rulebook.authorisation_days_for(rule),
@@ -25,6 +25,14 @@ def rule_as_data(rulebook: Rulebook, rule: Rule) -> dict:
         "evidence": [asdict(e) for e in rule.evidence],
         "sources": sorted({e.source for e in rule.evidence}),
     }
+
+
+def label_as_data(rulebook: Rulebook, product: str, label: Label) -> dict:
+    """One product's label for an indication, with the document it was read from."""
+    info = rulebook.products[product].prescribing_information
+    return {"product": product, "age_years": {"at_least": label.age_at_least, "under": label.age_under},
+            "routes": sorted(label.routes), "note": label.note or None,
+            "source": info.source if info else None, "revised": info.revised if info else None}
 
 
 def rulebook_as_data(rulebook: Rulebook) -> dict:

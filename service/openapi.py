@@ -5,7 +5,7 @@ tests can validate real responses against them and the document stays true.
 """
 from flask import Blueprint, jsonify
 
-from .rulebook import OUTCOMES, SEVERITIES, SEXES, STRENGTHS
+from .rulebook import EFFECTS, OUTCOMES, ROUTES, SEVERITIES, SEXES, STRENGTHS
 from .tokens import ROLES
 
 blueprint = Blueprint("openapi", __name__)
@@ -40,6 +40,7 @@ SCHEMAS = {
         "therapies": _object({"failed": _THERAPIES, "concurrent": _THERAPIES}, required=[]),
         "severity": {"enum": list(SEVERITIES)},
         "product": _TEXT,
+        "route": {"enum": list(ROUTES), "description": "how the dose is given; intravenous when omitted"},
         "dose": _object({"g_per_kg": {"type": "number", "minimum": 0.01, "maximum": 5},
                          "interval_days": {"type": "integer", "minimum": 1, "maximum": 365}}, required=[]),
     }, required=["diagnosis"]),
@@ -53,10 +54,14 @@ SCHEMAS = {
         "rule": {"oneOf": [{"type": "null"}, _object({"id": _TEXT, "title": _TEXT})]},
         "rulebook": _object({"name": _TEXT, "version": _TEXT, "digest": _TEXT}),
         "rationale": _TEXT,
-        "evidence": {"type": "array", "items": _object({"source": _TEXT, "finding": _TEXT, "strength": {"enum": list(STRENGTHS)}})},
+        "evidence": {"type": "array", "items": _object({"source": _TEXT, "finding": _TEXT, "strength": {"enum": list(STRENGTHS)}, "effect": {"enum": [*EFFECTS, None]}})},
         "missing": {"type": "array", "items": _TEXT},
         "labelled_products": {"type": "array", "items": _TEXT},
         "candidates": {"type": "array", "items": _ref("Candidate")},
+        "if_confirmed": {"oneOf": [{"type": "null"}, _object({
+            "code": _TEXT, "outcome": {"enum": list(OUTCOMES)},
+            "rule": {"oneOf": [{"type": "null"}, _object({"id": _TEXT, "title": _TEXT})]}})],
+            "description": "for a diagnosis matched only approximately: what the rules would decide on the proposed code"},
         "review_case_id": {**_NULLABLE_TEXT, "description": "the review case a needs_review decision opened"},
         "authorisation_id": {**_NULLABLE_TEXT, "description": "the authorisation a positive decision for a patient granted"},
     }),
@@ -71,11 +76,14 @@ SCHEMAS = {
                               "synonyms": {"type": "array", "items": _TEXT}, "coding_note": _TEXT}),
         "when": _TEXT, "outcome": {"enum": list(OUTCOMES)}, "priority": {"type": "integer"},
         "labelled_indication": _NULLABLE_TEXT,
-        "labels": {"type": "array", "items": _object({"product": _TEXT, "min_age_years": {"type": ["number", "null"]},
-                                                      "note": _NULLABLE_TEXT})},
+        "labels": {"type": "array", "items": _object({
+            "product": _TEXT,
+            "age_years": _object({"at_least": {"type": ["number", "null"]}, "under": {"type": ["number", "null"]}}),
+            "routes": {"type": "array", "items": {"enum": list(ROUTES)}}, "note": _NULLABLE_TEXT,
+            "source": _NULLABLE_TEXT, "revised": _NULLABLE_TEXT})},
         "dosing": _ref("DosingProfile"), "authorisation_days": {"type": "integer"},
         "rationale": _TEXT, "conflict": _NULLABLE_TEXT,
-        "evidence": {"type": "array", "items": _object({"source": _TEXT, "finding": _TEXT, "strength": {"enum": list(STRENGTHS)}})},
+        "evidence": {"type": "array", "items": _object({"source": _TEXT, "finding": _TEXT, "strength": {"enum": list(STRENGTHS)}, "effect": {"enum": [*EFFECTS, None]}})},
         "sources": {"type": "array", "items": _TEXT},
     }),
     "DosingProfile": _object({
@@ -83,6 +91,7 @@ SCHEMAS = {
         "g_per_kg": _object({"min": {"type": ["number", "null"]}, "max": {"type": ["number", "null"]}}),
         "interval_days": _object({"min": {"type": ["number", "null"]}, "max": {"type": ["number", "null"]}}),
         "note": _TEXT,
+        "courses": {"type": ["integer", "null"], "description": "a one-off course: how many courses a request allows"},
     }, required=["id", "g_per_kg", "interval_days"]),
     "Resolution": _object({
         "id": _TEXT, "case_id": _TEXT, "created_at": _TIME, "resolution": {"enum": ["approved", "denied", "more_information"]},
@@ -113,7 +122,7 @@ SCHEMAS = {
         "patient": {"$ref": "#/components/schemas/DecisionRequest/properties/patient"},
         "diagnosis": {"$ref": "#/components/schemas/DecisionRequest/properties/diagnosis"},
         "therapies": {"$ref": "#/components/schemas/DecisionRequest/properties/therapies"},
-        "severity": {"enum": list(SEVERITIES)}, "product": _TEXT,
+        "severity": {"enum": list(SEVERITIES)}, "product": _TEXT, "route": {"enum": list(ROUTES)},
         "dose": {"$ref": "#/components/schemas/DecisionRequest/properties/dose"},
         "last_infusion_date": {"type": "string", "format": "date"},
     }, required=["patient", "diagnosis", "product"]),

@@ -17,7 +17,7 @@ from .formulary import Formulary
 from .request import RequestError, parse_request
 
 MAX_BATCH = 1000         # orders in one HTTP batch or console upload
-ORDER_FIELDS = ("patient", "diagnosis", "product", "dose", "last_infusion_date", "therapies", "severity")
+ORDER_FIELDS = ("patient", "diagnosis", "product", "route", "dose", "last_infusion_date", "therapies", "severity")
 
 
 def _reason(check: str, ok: bool, message: str) -> dict:
@@ -51,7 +51,7 @@ def check(instance, formulary: Formulary, order, requester: str, today: datetime
     patient_hash = instance.audit.patient_hash(request.patient_ref)
     diagnosis = formulary.terminology.resolve(request.code, request.text)
     code = diagnosis.plain_code
-    recognised = code is not None and not diagnosis.problem
+    recognised = code is not None and not diagnosis.problem and not diagnosis.is_proposal
     diagnosis_id = formulary.terminology.diagnosis_of(code) if recognised else None
 
     reasons, decision = [], None

@@ -7,7 +7,7 @@ names the field and the value; nothing is guessed.
 from dataclasses import dataclass
 
 from .compiler import Facts
-from .rulebook import MAX_AGE_YEARS, SEVERITIES, SEXES, Rulebook
+from .rulebook import MAX_AGE_YEARS, ROUTES, SEVERITIES, SEXES, Rulebook
 
 MAX_TEXT = 200
 AGE_DECIMALS = 4
@@ -136,7 +136,7 @@ def _key(name: str) -> str:
 
 
 def parse_request(payload, vocabulary: Vocabulary) -> DecisionRequest:
-    body = _object(payload, "", ("diagnosis", "patient", "therapies", "severity", "product", "dose"))
+    body = _object(payload, "", ("diagnosis", "patient", "therapies", "severity", "product", "route", "dose"))
     if "diagnosis" not in body:
         raise RequestError("missing_field", "diagnosis is required (a code, a text or both)", "diagnosis")
     diagnosis = _object(body["diagnosis"], "diagnosis", ("code", "text"))
@@ -187,6 +187,7 @@ def parse_request(payload, vocabulary: Vocabulary) -> DecisionRequest:
             failed=lists["failed"],
             concurrent=lists["concurrent"],
             product=vocabulary.product(body.get("product"), "product"),
+            route=_choice(body.get("route"), "route", ROUTES) or "intravenous",
         ),
         patient_ref=_text(patient.get("ref"), "patient.ref", MAX_REF),
         weight_kg=_number(patient.get("weight_kg"), "patient.weight_kg", 0.3, 500),

@@ -14,9 +14,13 @@ from pathlib import Path
 import yaml
 
 OUTCOMES = ("approved", "off_label_with_evidence", "needs_review", "not_supported")
-STRENGTHS = ("controlled", "limited", "mixed", "none_found", "guideline_listed", "case_experience")
+STRENGTHS = ("controlled", "limited", "mixed", "none_found", "guideline_listed", "case_experience", "not_addressed")
+# What a controlled or limited finding reports; the outcome scale (README) is checked against it.
+EFFECTS = ("benefit", "no_benefit", "unclear")
+_EFFECT_NEEDED = ("controlled", "limited")
 SEXES = ("female", "male", "other", "unknown")
 SEVERITIES = ("mild", "moderate", "severe")
+ROUTES = ("intravenous", "subcutaneous")
 MAX_AGE_YEARS = 130
 REFERENCE_FILES = ("products.yaml", "therapies.yaml", "sources.yaml")
 _RULE_ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
@@ -44,6 +48,11 @@ class Evidence:
     source: str
     finding: str
     strength: str
+    effect: str | None = None           # benefit, no_benefit or unclear: required for controlled and limited findings
+
+    def shows(self, effect: str) -> bool:
+        """A controlled finding of this effect: what off_label_with_evidence and not_supported rest on."""
+        return self.strength == "controlled" and self.effect == effect
 
 
 @dataclass(frozen=True)
@@ -112,8 +121,9 @@ class DosingProfile:
 
     id: str
     g_per_kg: Range
-    interval_days: Range
+    interval_days: Range                    # Range() for a one-off course: no interval applies
     note: str = ""
+    courses: int | None = None              # a one-off (acute) course: how many courses one request allows
 
 
 @dataclass(frozen=True)
@@ -134,22 +144,68 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class LabelDose:
+    """The dose a label gives for one indication: g/kg per course and the days between courses."""
+
+    g_per_kg: Range
+    interval_days: Range | None = None      # None: the label gives no interval (a one-off course)
+    note: str = ""
+
+
+@dataclass(frozen=True)
 class Label:
+    """One labelled indication of a product, with the patients and routes the label covers."""
+
     indication: str
-    min_age_years: float | None = None
+    age_at_least: float | None = None       # inclusive: 2 means from the second birthday
+    age_under: float | None = None          # exclusive: 18 means before the eighteenth birthday
+    routes: frozenset[str] = frozenset({"intravenous"})
+    dose: LabelDose | None = None
     note: str = ""
 
     def covers_age(self, age_years: float | None) -> bool:
         """Whether this label covers a patient of this age; an unknown age passes no age limit."""
-        if self.min_age_years is None:
+        if self.age_at_least is None and self.age_under is None:
             return True
-        return age_years is not None and age_years >= self.min_age_years
+        if age_years is None:
+            return False
+        return (self.age_at_least is None or age_years >= self.age_at_least) and (
+            self.age_under is None or age_years < self.age_under)
+
+    def covers(self, age_years: float | None, route: str) -> bool:
+        return route in self.routes and self.covers_age(age_years)
+
+    def describe_age(self) -> str:
+        """The label's age limits in words ("from age 2", "under 18"), or "" without limits."""
+        parts = []
+        if self.age_at_least is not None:
+            parts.append(f"from age {self.age_at_least:g}")
+        if self.age_under is not None:
+            parts.append(f"under {self.age_under:g}")
+        return " and ".join(parts)
+
+
+@dataclass(frozen=True)
+class PrescribingInformation:
+    """Where a product's label facts come from: the document, its revision, and when we checked it."""
+
+    source: str
+    revised: str
+    checked: str = ""
+    note: str = ""
 
 
 @dataclass(frozen=True)
 class Product:
     name: str
     labels: tuple[Label, ...]
+    manufacturer: str = ""
+    concentration: str = ""
+    routes: frozenset[str] = frozenset({"intravenous"})
+    vial_sizes_g: tuple[float, ...] = ()
+    prescribing_information: PrescribingInformation | None = None
+    verified: bool = True                   # False: label facts not confirmed; never approves
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -174,6 +230,7 @@ class Rulebook:
     sources: dict[str, Source]
     cited_sources: tuple[str, ...] = field(default=())
     abbreviations: dict[str, str] = field(default_factory=dict)
+    qualifiers: tuple[str, ...] = ()            # words that change which condition a text names
     dosing_profiles: dict[str, DosingProfile] = field(default_factory=dict)
     default_dosing: str | None = None
     authorisation_days: int = 180
@@ -192,12 +249,18 @@ class Rulebook:
         """(product name, label) for every formulary product labelled for this indication."""
         return [(p.name, label) for p in self.products.values() for label in p.labels if label.indication == indication]
 
-    def labelled_products(self, indication: str, age_years: float | None, product: str | None) -> tuple[str, ...]:
-        """Formulary products whose label covers this indication for this patient and request."""
+    def labelled_products(self, indication: str, age_years: float | None, product: str | None,
+                          route: str = "intravenous") -> tuple[str, ...]:
+        """Formulary products whose label covers this indication for this patient, product and route."""
         return tuple(
             name for name, label in self.labels_for(indication)
-            if product in (None, name) and label.covers_age(age_years)
+            if product in (None, name) and label.covers(age_years, route)
         )
+
+    def label_of(self, product: str | None, indication: str | None) -> Label | None:
+        """The named product's label for this indication, if it has one."""
+        item = self.products.get(product or "")
+        return next((label for label in item.labels if label.indication == indication), None) if item else None
 
 
 class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
@@ -298,7 +361,8 @@ def load_rulebook(path: str | Path) -> Rulebook:
     path = Path(path)
     raw = read_yaml(path)
     check = _Checker()
-    top = check.mapping(raw, str(path), ("rulebook", "diagnoses", "rules"), ("abbreviations", "dosing"))
+    top = check.mapping(raw, str(path), ("rulebook", "diagnoses", "rules"),
+                        ("abbreviations", "qualifiers", "dosing"))
     if top is None:
         raise RulebookError(check.problems)
     meta = check.mapping(top.get("rulebook", {}), f"{path}: rulebook", ("name", "version", "effective", "reference_data"),
@@ -311,6 +375,7 @@ def load_rulebook(path: str | Path) -> Rulebook:
     profiles, default_dosing = _read_dosing(top.get("dosing"), f"{path}: dosing", check)
     rules = _read_rules(top.get("rules"), path, check, diagnoses, products, indications, therapies, sources, profiles)
     abbreviations = _read_abbreviations(top.get("abbreviations"), f"{path}: abbreviations", check)
+    qualifiers = check.texts(top.get("qualifiers"), f"{path}: qualifiers")
     authorisation_days = _days(meta.get("authorisation_days", 180), f"{path}: rulebook.authorisation_days", check)
     if check.problems:
         raise RulebookError(check.problems)
@@ -329,6 +394,7 @@ def load_rulebook(path: str | Path) -> Rulebook:
         sources=sources,
         cited_sources=cited,
         abbreviations=abbreviations,
+        qualifiers=qualifiers,
         dosing_profiles=profiles,
         default_dosing=default_dosing,
         authorisation_days=authorisation_days,
@@ -361,12 +427,18 @@ def _read_dosing(raw, where: str, check: _Checker) -> tuple[dict[str, DosingProf
     profiles = {}
     for profile_id, item in (raw.get("profiles") or {}).items():
         at = f"{where}.profiles.{profile_id}"
-        item = check.mapping(item, at, ("g_per_kg", "interval_days"), ("note",)) or {}
+        item = check.mapping(item, at, ("g_per_kg",), ("interval_days", "courses", "note")) or {}
+        courses = item.get("courses")
+        if courses is not None and (isinstance(courses, bool) or not isinstance(courses, int) or not 1 <= courses <= 10):
+            check.fail(f"{at}.courses", f"must be a whole number of courses from 1 to 10, found {courses!r}")
+        if ("interval_days" in item) == (courses is not None):
+            check.fail(at, "give interval_days for repeated courses, or courses for a one-off (acute) course, not both")
         profiles[str(profile_id)] = DosingProfile(
             str(profile_id),
             _range(item.get("g_per_kg"), f"{at}.g_per_kg", check, 0.01, 5),
-            _range(item.get("interval_days"), f"{at}.interval_days", check, 1, 365),
+            _range(item["interval_days"], f"{at}.interval_days", check, 1, 365) if "interval_days" in item else Range(),
             check.text(item.get("note"), f"{at}.note", required=False),
+            courses,
         )
     default = raw.get("default")
     if default is not None and default not in profiles:
@@ -407,36 +479,100 @@ def _read_reference(data_dir: Path, name: str, key: str, check: _Checker):
     except RulebookError as error:
         check.problems.extend(error.problems)
         return str(path), {}
-    top = check.mapping(raw, str(path), (key,), ("indications",) if name == "products.yaml" else ()) or {}
+    top = check.mapping(raw, str(path), (key,), ("indications", "unverified_products") if name == "products.yaml" else ()) or {}
     return str(path), top
 
 
 def _read_products(data_dir: Path, check: _Checker) -> tuple[dict[str, Product], dict[str, str]]:
+    """Formulary products: verified ones with their labels, and ones whose label we could not confirm.
+
+    A verified product must name its prescribing information and that document's revision date;
+    an unverified one has no labels, so no request for it is ever approved.
+    """
     where, top = _read_reference(data_dir, "products.yaml", "products", check)
     indications = {}
     for ind_id, name in (top.get("indications") or {}).items():
         indications[str(ind_id)] = check.text(name, f"{where}: indications.{ind_id}")
     products = {}
-    for i, raw in enumerate(top.get("products") or []):
-        at = f"{where}: products[{i}]"
-        item = check.mapping(raw, at, ("name", "labels")) or {}
-        name = check.text(item.get("name"), f"{at}.name")
-        at = f"{where}: product {name}"
-        labels = []
-        for j, raw_label in enumerate(item.get("labels") or []):
-            label_at = f"{at}: labels[{j}]"
-            lab = check.mapping(raw_label, label_at, ("indication",), ("min_age_years", "note")) or {}
-            indication = check.text(lab.get("indication"), f"{label_at}.indication")
-            if indication and indication not in indications:
-                check.fail(f"{label_at}.indication", f"'{indication}' is not defined under indications")
-            min_age = lab.get("min_age_years")
-            if min_age is not None:
-                min_age = check.number(min_age, f"{label_at}.min_age_years", 0, MAX_AGE_YEARS)
-            labels.append(Label(indication, min_age, check.text(lab.get("note"), f"{label_at}.note", required=False)))
-        if name in products:
-            check.fail(at, "product listed twice")
-        products[name] = Product(name, tuple(labels))
+    for verified, key in ((True, "products"), (False, "unverified_products")):
+        for i, raw in enumerate(top.get(key) or []):
+            name = raw.get("name") if isinstance(raw, dict) else None
+            at = f"{where}: product {name}" if name else f"{where}: {key}[{i}]"
+            product = _read_product(raw, at, check, indications, verified)
+            if product.name in products:
+                check.fail(at, "product listed twice")
+            products[product.name] = product
     return products, indications
+
+
+_PRODUCT_FIELDS = ("manufacturer", "concentration", "routes", "vial_sizes_g", "note")
+
+
+def _read_product(raw, at: str, check: _Checker, indications, verified: bool) -> Product:
+    if verified:
+        item = check.mapping(raw, at, ("name", "manufacturer", "routes", "vial_sizes_g", "prescribing_information", "labels"),
+                             ("concentration", "note")) or {}
+    else:
+        item = check.mapping(raw, at, ("name", "note"), _PRODUCT_FIELDS) or {}
+    routes = check.choices(item.get("routes"), f"{at}.routes", ROUTES) or frozenset({"intravenous"})
+    vials = tuple(check.number(v, f"{at}.vial_sizes_g[{j}]", 0.1, 200) or 0.0 for j, v in enumerate(item.get("vial_sizes_g") or []))
+    if verified and not vials:
+        check.fail(f"{at}.vial_sizes_g", "list the vial sizes in grams")
+    info = None
+    if verified:
+        pi = check.mapping(item.get("prescribing_information"), f"{at}.prescribing_information",
+                           ("source", "revised"), ("checked", "note")) or {}
+        revised = check.text(pi.get("revised"), f"{at}.prescribing_information.revised")
+        if revised and not re.fullmatch(r"\d{4}-\d{2}(-\d{2})?", revised):
+            check.fail(f"{at}.prescribing_information.revised", f"must be the label's revision date as YYYY-MM, found {revised!r}")
+        info = PrescribingInformation(check.text(pi.get("source"), f"{at}.prescribing_information.source"), revised,
+                                      check.text(pi.get("checked"), f"{at}.prescribing_information.checked", required=False),
+                                      check.text(pi.get("note"), f"{at}.prescribing_information.note", required=False))
+    labels = tuple(_read_label(raw_label, f"{at}: labels[{j}]", check, indications, routes)
+                   for j, raw_label in enumerate(item.get("labels") or []))
+    if verified and not labels:
+        check.fail(f"{at}.labels", "a verified product lists at least one labelled indication")
+    return Product(
+        name=check.text(item.get("name"), f"{at}.name"), labels=labels,
+        manufacturer=check.text(item.get("manufacturer"), f"{at}.manufacturer", required=verified),
+        concentration=check.text(item.get("concentration"), f"{at}.concentration", required=False),
+        routes=routes, vial_sizes_g=vials, prescribing_information=info, verified=verified,
+        note=check.text(item.get("note"), f"{at}.note", required=not verified),
+    )
+
+
+def _read_label(raw, at: str, check: _Checker, indications, product_routes) -> Label:
+    lab = check.mapping(raw, at, ("indication",), ("age_years", "routes", "dose", "note")) or {}
+    indication = check.text(lab.get("indication"), f"{at}.indication")
+    if indication and indication not in indications:
+        check.fail(f"{at}.indication", f"'{indication}' is not defined under indications")
+    age_at_least, age_under = _age_limits(lab.get("age_years"), f"{at}.age_years", check)
+    routes = check.choices(lab.get("routes"), f"{at}.routes", ROUTES) or frozenset({"intravenous"})
+    if not routes <= product_routes:
+        check.fail(f"{at}.routes", "a label cannot name a route the product is not given by")
+    dose = None
+    if lab.get("dose") is not None:
+        raw_dose = check.mapping(lab["dose"], f"{at}.dose", ("g_per_kg",), ("interval_days", "note")) or {}
+        dose = LabelDose(
+            _range(raw_dose.get("g_per_kg"), f"{at}.dose.g_per_kg", check, 0.01, 5),
+            _range(raw_dose["interval_days"], f"{at}.dose.interval_days", check, 1, 365) if "interval_days" in raw_dose else None,
+            check.text(raw_dose.get("note"), f"{at}.dose.note", required=False),
+        )
+    return Label(indication, age_at_least, age_under, routes, dose, check.text(lab.get("note"), f"{at}.note", required=False))
+
+
+def _age_limits(raw, where: str, check: _Checker) -> tuple[float | None, float | None]:
+    """`{at_least: N, under: M}` as rules and labels write an age range; both optional."""
+    if raw is None:
+        return None, None
+    age = check.mapping(raw, where, (), ("under", "at_least")) or {}
+    if not age:
+        check.fail(where, "give under, at_least or both")
+    under = check.number(age["under"], f"{where}.under", 0, MAX_AGE_YEARS) if "under" in age else None
+    at_least = check.number(age["at_least"], f"{where}.at_least", 0, MAX_AGE_YEARS) if "at_least" in age else None
+    if under is not None and at_least is not None and at_least >= under:
+        check.fail(where, "at_least must be below under, or no age can match")
+    return at_least, under
 
 
 def _read_therapies(data_dir: Path, check: _Checker) -> dict[str, Therapy]:
@@ -537,8 +673,13 @@ def _read_rules(raw, path, check, diagnoses, products, indications, therapies, s
             check.fail(f"{at}.labelled_indication", f"'{indication}' is not an indication in products.yaml")
         if (outcome == "approved") != (indication is not None):
             check.fail(at, "an approved rule needs labelled_indication, and only an approved rule may have one")
-        if outcome == "off_label_with_evidence" and not any(e.strength == "controlled" for e in evidence):
-            check.fail(f"{at}.evidence", "off_label_with_evidence needs an evidence entry with strength 'controlled'")
+        if outcome == "off_label_with_evidence" and not any(e.shows("benefit") for e in evidence):
+            check.fail(f"{at}.evidence", "off_label_with_evidence needs a controlled finding of benefit "
+                                         "(strength controlled, effect benefit)")
+        if outcome == "not_supported" and not any(e.shows("no_benefit") or e.strength == "none_found" for e in evidence):
+            check.fail(f"{at}.evidence", "not_supported needs controlled studies reporting no benefit (strength "
+                                         "controlled, effect no_benefit) or a review that found no evidence (none_found); "
+                                         "limited, mixed or absent evidence is needs_review")
         dosing = item.get("dosing")
         if dosing is not None and dosing not in profiles:
             check.fail(f"{at}.dosing", f"'{dosing}' is not a dosing profile")
@@ -576,14 +717,20 @@ def _read_evidence(raw, where: str, check: _Checker, sources) -> tuple[Evidence,
     entries = []
     for i, item in enumerate(raw):
         at = f"{where}[{i}]"
-        item = check.mapping(item, at, ("source", "finding", "strength")) or {}
+        item = check.mapping(item, at, ("source", "finding", "strength"), ("effect",)) or {}
         source = check.text(item.get("source"), f"{at}.source")
         if source and source not in sources:
             check.fail(f"{at}.source", f"'{source}' is not defined in sources.yaml")
         strength = check.text(item.get("strength"), f"{at}.strength")
         if strength and strength not in STRENGTHS:
             check.fail(f"{at}.strength", f"'{strength}' is not one of: {', '.join(STRENGTHS)}")
-        entries.append(Evidence(source, check.text(item.get("finding"), f"{at}.finding"), strength))
+        effect = item.get("effect")
+        if effect is not None and effect not in EFFECTS:
+            check.fail(f"{at}.effect", f"'{effect}' is not one of: {', '.join(EFFECTS)}")
+        if (effect is None) == (strength in _EFFECT_NEEDED):
+            check.fail(f"{at}.effect", f"a {strength} finding {'needs' if effect is None else 'has no'} an effect "
+                                       f"({', '.join(EFFECTS)})")
+        entries.append(Evidence(source, check.text(item.get("finding"), f"{at}.finding"), strength, effect))
     return tuple(entries)
 
 
@@ -592,17 +739,7 @@ def _read_conditions(raw, where: str, check: _Checker, products, therapies) -> C
         return Conditions()
     fields = ("age_years", "sex", "pregnant", "severity", "failed_therapies", "concurrent_therapies", "product")
     raw = check.mapping(raw, where, (), fields) or {}
-    age_under = age_at_least = None
-    if "age_years" in raw:
-        age = check.mapping(raw["age_years"], f"{where}.age_years", (), ("under", "at_least")) or {}
-        if not age:
-            check.fail(f"{where}.age_years", "give under, at_least or both")
-        if "under" in age:
-            age_under = check.number(age["under"], f"{where}.age_years.under", 0, MAX_AGE_YEARS)
-        if "at_least" in age:
-            age_at_least = check.number(age["at_least"], f"{where}.age_years.at_least", 0, MAX_AGE_YEARS)
-        if age_under is not None and age_at_least is not None and age_at_least >= age_under:
-            check.fail(f"{where}.age_years", "at_least must be below under, or no age can match")
+    age_at_least, age_under = _age_limits(raw.get("age_years"), f"{where}.age_years", check)
     pregnant = raw.get("pregnant")
     if pregnant is not None and not isinstance(pregnant, bool):
         check.fail(f"{where}.pregnant", f"must be true or false, found {pregnant!r}")

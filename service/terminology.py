@@ -3,10 +3,16 @@
 - A code is accepted in any case, with or without its dot, and must exist in the official code
   set; an invalid code is refused with the nearest valid codes.
 - A text is folded (case, accents, apostrophes, punctuation) and its abbreviations expanded
-  (the rulebook declares them), then matched, in this order: a diagnosis name or synonym of the
-  rulebook ("synonym"); an ICD-10-CM description or inclusion term ("text"); approximately, with
-  rapidfuzz, against both ("fuzzy"). Only one clear approximate match is used; several close
-  ones, or a weak one, go to review with the candidates listed.
+  (the rulebook declares them), then matched exactly, in this order: a diagnosis name or synonym
+  of the rulebook ("synonym"); an ICD-10-CM description or inclusion term ("text"); the same two
+  again on the text's key, which also drops a possessive or plural "s" and filler words such as
+  "syndrome", "disease" and "of the" ("alzheimers" = "Alzheimer disease"). An exact match may
+  decide.
+- Anything else is matched approximately, with rapidfuzz ("fuzzy"), and an approximate match
+  never decides: one clear match is a proposal (the decision path sends it to review with what the
+  rules would decide if it is confirmed); several close ones, or a weak one, are candidates.
+  A proposal whose text carries a qualifier the proposed diagnosis lacks ("secondary", "acute",
+  "drug-induced": the rulebook lists them) says so, and nothing is offered for confirmation.
 - A code and a text that name different diagnoses go to review, saying so.
 
 The ICD-10-CM text index is built once per process; the rulebook's part once per rulebook.
@@ -38,17 +44,35 @@ _STOPWORDS = frozenset({"a", "an", "and", "by", "due", "for", "in", "of", "on", 
 
 
 _DROPPED = re.compile(r"['`.\u2019]")
+_POSSESSIVE = re.compile(r"(?<=[a-z0-9])['`\u2019]s\b")
 _SEPARATORS = re.compile(r"[^a-z0-9]+")
+# Words that do not change which diagnosis a text names ("Kawasaki disease" = "Kawasaki").
+FILLER_WORDS = frozenset({"syndrome", "syndromes", "disease", "diseases", "disorder", "disorders", "of", "the", "nos", "unspecified"})
 
 
 def fold(text: str) -> str:
     """Case, accents, apostrophes, dots and punctuation folded away: "Guillain-Barré" -> "guillain barre"."""
+    text = _POSSESSIVE.sub("", text.lower())
     if not text.isascii():
         text = _DROPPED.sub("", text)  # before NFKD, which would turn the curly apostrophe into a space
         # Other punctuation and spaces (en dash, no-break space) separate words, like their ASCII kin.
         text = "".join(" " if unicodedata.category(ch)[0] in "PZ" else ch for ch in text)
         text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
     return _SEPARATORS.sub(" ", _DROPPED.sub("", text.lower())).strip()
+
+
+def _key_word(word: str) -> str:
+    """A word without a trailing possessive or plural "s" ("alzheimers", "kawasakis", "sclerosis" alike)."""
+    return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
+
+
+def match_key(folded: str) -> str:
+    """The text as exact matching compares it: filler words dropped, a trailing "s" off each word.
+
+    Two texts with one key name the same thing in every way a prescriber means ("Alzheimer's",
+    "alzheimers disease"); the word order and every other word still count.
+    """
+    return " ".join(_key_word(word) for word in folded.split() if word not in FILLER_WORDS)
 
 
 @dataclass(frozen=True)
@@ -74,6 +98,12 @@ class DiagnosisMatch:
     score: float | None = None          # for a fuzzy match
     candidates: tuple[Candidate, ...] = ()
     problem: str | None = None          # why the diagnosis cannot be decided on, if it cannot
+    unmatched_qualifiers: tuple[str, ...] = ()    # words of a fuzzy text that the proposed code lacks
+
+    @property
+    def is_proposal(self) -> bool:
+        """An approximate match: it proposes a code, it never decides."""
+        return self.matched_by == "fuzzy"
 
     @property
     def plain_code(self) -> str | None:
@@ -95,11 +125,13 @@ class TextIndex:
         self.texts = [text for text, _ in entries]
         self.codes = [code for _, code in entries]
         self.exact_index: dict[str, list[str]] = {}
+        self.key_index: dict[str, list[str]] = {}
         postings: dict[str, list[int]] = {}
         for i, (text, code) in enumerate(entries):
-            codes = self.exact_index.setdefault(text, [])
-            if code not in codes:
-                codes.append(code)
+            for index, found in ((self.exact_index, text), (self.key_index, match_key(text))):
+                codes = index.setdefault(found, [])
+                if code not in codes:
+                    codes.append(code)
             for word in set(text.split()) - _STOPWORDS:
                 postings.setdefault(word, []).append(i)
         self.postings = postings
@@ -109,6 +141,10 @@ class TextIndex:
 
     def exact(self, text: str) -> list[str]:
         return self.exact_index.get(text, [])
+
+    def by_key(self, text: str) -> list[str]:
+        """The codes of texts with the same match key as this folded text."""
+        return self.key_index.get(match_key(text), [])
 
     def _near_words(self, word: str) -> list[str]:
         nearby = [w for length in range(len(word) - 2, len(word) + 3) for w in self.words_by_length.get(length, ())]
@@ -163,6 +199,7 @@ class Terminology:
     def __init__(self, rulebook: Rulebook):
         self.rulebook = rulebook
         self.abbreviations = {fold(short): fold(long) for short, long in rulebook.abbreviations.items()}
+        self.qualifiers = frozenset(fold(word) for word in rulebook.qualifiers)
         self.owner: dict[str, str] = {}          # dotless rulebook code -> diagnosis id
         for dx in rulebook.diagnoses.values():
             self.owner.update({icd10.normalise(c): dx.id for c in dx.codes})
@@ -250,20 +287,25 @@ class Terminology:
         folded = fold(text)
         if not folded:
             return _unrecognised(text)
-        for query in dict.fromkeys((folded, self.expand(folded))):
-            if query in self.synonyms:
-                found = self.synonyms[query]
-                return DiagnosisMatch(icd10.dotted(found), icd10.description(found), "synonym", text)
-        for query in dict.fromkeys((folded, self.expand(folded))):
-            codes = self.icd.exact(query)
-            head = _family_head(codes) if codes else None
-            if head:
-                return DiagnosisMatch(icd10.dotted(head), icd10.description(head), "text", text)
+        queries = tuple(dict.fromkeys((folded, self.expand(folded))))
+        # Exact matches as folded: rulebook names before ICD-10-CM texts.
+        for lookup, matched_by in ((self.rulebook_index.exact, "synonym"), (self.icd.exact, "text")):
+            for query in queries:
+                codes = lookup(query)
+                if codes:
+                    return _exact(text, codes, matched_by)
+        # Then by key, where every text of either kind with that key must name one diagnosis:
+        # "chronic fatigue" keys like "chronic fatigue syndrome" and like R53.82's "chronic fatigue
+        # syndrome NOS", so it stays ambiguous.
+        for query in queries:
+            named = self.rulebook_index.by_key(query)
+            codes = list(dict.fromkeys(named + self.icd.by_key(query)))
             if codes:
-                return _ambiguous(text, [_candidate(c, 100.0) for c in codes])
-        return self._approximate(text, self.expand(folded))
+                return _exact(text, codes, "synonym" if named and _family_head(codes) in named else "text")
+        return self._approximate(text, queries[-1])
 
     def _approximate(self, text: str, query: str) -> DiagnosisMatch:
+        """A proposal (one clear approximate match) or candidates; never a match that decides."""
         scores = self.icd.fuzzy(query)
         for code, rank in self.rulebook_index.fuzzy(query).items():
             scores[code] = max(rank, scores.get(code, rank))
@@ -277,9 +319,33 @@ class Terminology:
             and not (c.startswith(best) or best.startswith(c))
             and not (self.diagnosis_of(c) is not None and self.diagnosis_of(c) == self.diagnosis_of(best))
         ]
+        candidates = [_candidate(c, score) for c, (score, _) in ranked[:MAX_CANDIDATES]]
         if best_score >= CONFIDENT and not rivals:
-            return DiagnosisMatch(icd10.dotted(best), icd10.description(best), "fuzzy", text, score=round(best_score, 1))
-        return _ambiguous(text, [_candidate(c, score) for c, (score, _) in ranked[:MAX_CANDIDATES]])
+            return DiagnosisMatch(icd10.dotted(best), icd10.description(best), "fuzzy", text, score=round(best_score, 1),
+                                  candidates=tuple(candidates), unmatched_qualifiers=self.unmatched_qualifiers(query, best))
+        return _ambiguous(text, candidates)
+
+    def unmatched_qualifiers(self, query: str, plain: str) -> tuple[str, ...]:
+        """Qualifier words of the query ("secondary", "acute") that no name of this code carries."""
+        wanted = [word for word in query.split() if word in self.qualifiers]
+        if not wanted:
+            return ()
+        names = " ".join(self.names_of(plain)).split()
+        return tuple(word for word in wanted if word not in names)
+
+    def names_of(self, plain: str) -> list[str]:
+        """Every folded name of a code: its ICD-10-CM description and inclusion terms, and the
+        rulebook names that mean it."""
+        names = [fold(icd10.description(plain))] + [fold(term) for term in cm.get_inclusion_term(plain)]
+        return names + [term for term, code in self.synonyms.items() if code == plain]
+
+
+def _exact(text: str, codes: list[str], matched_by: str) -> DiagnosisMatch:
+    """An exact match: the one family these codes form, else the candidates."""
+    head = _family_head(codes)
+    if head is None:
+        return _ambiguous(text, [_candidate(c, 100.0) for c in codes])
+    return DiagnosisMatch(icd10.dotted(head), icd10.description(head), matched_by, text)
 
 
 def _unrecognised(text: str) -> DiagnosisMatch:

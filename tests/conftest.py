@@ -6,13 +6,21 @@ import yaml
 
 from service.formulary import Formulary
 
+# What every verified product states besides its labels: who makes it, how it is given, its vials
+# and the prescribing information its label facts were read from.
+PRODUCT_FACTS = {
+    "manufacturer": "A manufacturer", "routes": ["intravenous"], "vial_sizes_g": [5, 10],
+    "prescribing_information": {"source": "Test prescribing information", "revised": "2026-01"},
+}
+
 MINI_DATA = {
     "products.yaml": {
         "indications": {"cidp": "Chronic inflammatory demyelinating polyneuropathy", "pi": "Primary immunodeficiency"},
         "products": [
-            {"name": "Alpha", "labels": [{"indication": "cidp", "min_age_years": 18}, {"indication": "pi"}]},
-            {"name": "Beta", "labels": [{"indication": "pi", "min_age_years": 2}]},
-            {"name": "Gamma", "labels": [{"indication": "pi", "min_age_years": 12}]},
+            {"name": "Alpha", **PRODUCT_FACTS,
+             "labels": [{"indication": "cidp", "age_years": {"at_least": 18}}, {"indication": "pi"}]},
+            {"name": "Beta", **PRODUCT_FACTS, "labels": [{"indication": "pi", "age_years": {"at_least": 2}}]},
+            {"name": "Gamma", **PRODUCT_FACTS, "labels": [{"indication": "pi", "age_years": {"at_least": 12}}]},
         ],
     },
     "therapies.yaml": {
@@ -38,8 +46,11 @@ MINI_DIAGNOSES = {
 }
 
 
-def evidence(strength="controlled", source="review"):
-    return [{"source": source, "finding": "a finding", "strength": strength}]
+def evidence(strength="controlled", source="review", effect="benefit"):
+    entry = {"source": source, "finding": "a finding", "strength": strength}
+    if strength in ("controlled", "limited"):
+        entry["effect"] = effect
+    return [entry]
 
 
 MINI_RULES = [
@@ -60,7 +71,7 @@ MINI_RULES = [
      "rationale": "r", "evidence": evidence()},
     {"id": "myositis-without-steroids", "title": "Myositis without steroids", "diagnosis": "myositis",
      "when": {"concurrent_therapies": {"excludes": ["corticosteroids"]}}, "outcome": "not_supported",
-     "rationale": "r", "evidence": evidence()},
+     "rationale": "r", "evidence": evidence(effect="no_benefit")},
     {"id": "polymyositis-severe", "title": "Severe polymyositis after steroids", "diagnosis": "polymyositis",
      "when": {"severity": ["severe"], "failed_therapies": {"includes": ["corticosteroids"]}},
      "outcome": "needs_review", "rationale": "r", "evidence": evidence("limited")},

@@ -40,6 +40,6 @@ def write_synthetic_rulebook(folder: Path, rule_count: int) -> tuple[Path, list[
                       "rationale": "synthetic", "evidence": evidence()})
         rules.append({"id": f"dx{i}-adults", "title": f"Synthetic {i}, adults", "diagnosis": f"dx{i}",
                       "when": {"age_years": {"at_least": 18}}, "outcome": "not_supported",
-                      "rationale": "synthetic", "evidence": evidence()})
+                      "rationale": "synthetic", "evidence": evidence(effect="no_benefit")})
     path = write_rulebook(folder, rules=rules, diagnoses=diagnoses, data=SYNTHETIC_DATA, name=f"synthetic-{rule_count}.yaml")
     return path, codes

@@ -49,7 +49,9 @@ def test_rules_prints_one_row_a_rule(mini_path):
 def test_rules_json_lists_rules_and_sources(mini_path):
     data = json.loads(run("rules", "--json", "--rulebook", str(mini_path)).output)
     assert [s["id"] for s in data["sources"]] == ["labels", "review"]
-    assert data["rules"][2]["labels"] == [{"product": "Alpha", "min_age_years": 18.0, "note": None}]
+    assert data["rules"][2]["labels"] == [{"product": "Alpha", "age_years": {"at_least": 18.0, "under": None},
+                                           "routes": ["intravenous"], "note": None,
+                                           "source": "Test prescribing information", "revised": "2026-01"}]
 
 
 def test_lint_exits_non_zero_on_a_problem(tmp_path, mini_path):

@@ -30,8 +30,9 @@ def test_compiled_rulesets_avoid_nex_and_keep_pri_and_size_in_bounds(any_ruleboo
     compiled = compile_rulebook(load_rulebook(any_rulebook_path))
     text = json.dumps(compiled.rulesets)
     assert "$nex" not in text and '"$in"' not in text
-    for rules in compiled.rulesets.values():
-        assert len(rules) <= MAX_RULES_PER_RULESET
+    for name, rules in compiled.rulesets.items():
+        categories = [category for category, ruleset in compiled.routes.items() if ruleset == name]
+        assert len(rules) <= MAX_RULES_PER_RULESET or len(categories) == 1   # one large category fills a ruleset alone
         pris = [rule["pri"] for rule in rules.values()]
         assert pris == list(range(len(pris)))            # integers 0..n-1: no 16-bit wrap, no ties
         distinct = set().union(*(_leaf_tests(r["all"][0]["m"]) for r in rules.values()))
@@ -94,7 +95,7 @@ def test_a_rule_too_complex_for_durable_rules_is_refused_by_name(tmp_path):
     therapies = [f"therapy{i}" for i in range(14)]
     data = {**SYNTHETIC_DATA, "therapies.yaml": {"therapies": {t: {"name": t} for t in therapies}}}
     rules = [{"id": "busy", "title": "Busy", "diagnosis": "gbs", "outcome": "needs_review", "rationale": "r",
-              "evidence": [{"source": "review", "finding": "f", "strength": "limited"}],
+              "evidence": [{"source": "review", "finding": "f", "strength": "limited", "effect": "unclear"}],
               "when": {"failed_therapies": {"includes": therapies[:8]},
                        "concurrent_therapies": {"includes": therapies[8:]}}}]
     path = write_rulebook(tmp_path, rules=rules, diagnoses={"gbs": {"name": "GBS", "codes": ["G61.0"]}}, data=data)

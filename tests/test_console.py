@@ -106,14 +106,25 @@ def test_bad_input_is_shown_beside_its_field_and_kept(client, tokens):
 
 def test_choosing_a_candidate_updates_the_open_case_instead_of_opening_another(app, client, tokens):
     sign_in(client, tokens["pharmacist"])
-    first = post_form(client, "/console/request", {"diagnosis_text": "neuropathy", "age_years": "40"}).get_data(as_text=True)
+    first = post_form(client, "/console/request", {"diagnosis_text": "chronic fatigue", "age_years": "40"}).get_data(as_text=True)
     case_id = re.search(r'name="case_id" value="([^"]+)"', first).group(1)
     code = re.search(r'name="pick_code" value="([^"]+)"', first).group(1)
     post_form(client, "/console/request", {"pick_code": code, "case_id": case_id, "age_years": "40",
-                                            "diagnosis_text": "neuropathy"}, "/console/request")
+                                            "diagnosis_text": "chronic fatigue"}, "/console/request")
     cases = casework.list_cases(app.extensions["instance"], None)
     assert [c["id"] for c in cases] == [case_id]
     assert cases[0]["decision"]["diagnosis"]["code"] == cases[0]["code"] == code
+
+
+def test_a_misspelt_diagnosis_offers_its_code_with_the_outcome_if_confirmed(app, client, tokens):
+    sign_in(client, tokens["clinician"])
+    page = post_form(client, "/console/request", {"diagnosis_text": "guillian bare syndrom", "age_years": "8"}).get_data(as_text=True)
+    assert "Needs review" in page and "matched only approximately" in page
+    assert 'name="pick_code" value="G61.0"' in page and "If so: Off-label, with controlled evidence of benefit" in page
+    case_id = re.search(r'name="case_id" value="([^"]+)"', page).group(1)
+    confirmed = post_form(client, "/console/request", {"pick_code": "G61.0", "case_id": case_id, "age_years": "8",
+                                                       "diagnosis_text": "guillian bare syndrom"}, "/console/request")
+    assert "Off-label, with controlled evidence of benefit" in confirmed.get_data(as_text=True)
 
 
 def test_a_resolution_without_a_reason_shows_the_api_message(client, tokens):
@@ -186,7 +197,7 @@ def test_a_clinician_cannot_open_or_add_to_another_clinicians_case(app, client, 
 
 def test_choosing_a_candidate_for_a_closed_case_says_so(client, tokens):
     sign_in(client, tokens["pharmacist"])
-    page = post_form(client, "/console/request", {"diagnosis_text": "neuropathy"}).get_data(as_text=True)
+    page = post_form(client, "/console/request", {"diagnosis_text": "chronic fatigue"}).get_data(as_text=True)
     case_id = re.search(r'name="case_id" value="([^"]+)"', page).group(1)
     post_form(client, f"/console/reviews/{case_id}/resolution", {"resolution": "denied", "reason": "unclear"},
               f"/console/reviews/{case_id}")

@@ -125,12 +125,13 @@ def test_request_review_preapproval_and_audit_journey(page, service, shots):
     case_id = case_link.get_attribute("href").rsplit("/", 1)[1]
     snap(page, shots, "03-request-needs-review")
 
-    # An ambiguous text lists candidates to choose from.
+    # A misspelt text is proposed, with what the rules would decide if it is confirmed.
     page.get_by_label("ICD-10-CM code").fill("")
-    page.get_by_label("Diagnosis in words").fill("neuropathy")
+    page.get_by_label("Diagnosis in words").fill("guillian bare syndrom")
     page.get_by_label("Patient reference (MRN)").fill("")
     page.get_by_role("button", name="Decide").click()
     expect(page.get_by_role("heading", name="Did you mean one of these?")).to_be_visible()
+    expect(page.locator(".if-confirmed")).to_contain_text("If so: Off-label, with controlled evidence of benefit")
     snap(page, shots, "04-request-candidates")
     sign_out(page)
 

@@ -109,7 +109,7 @@ def test_the_search_is_shown_back_escaped(signed_in):
 
 def test_a_rule_shows_its_diagnosis_conditions_dose_and_evidence(signed_in):
     html = formulary(signed_in, q="gbs-children")
-    for shown in ("Guillain-Barré syndrome", "G61.0", "age &lt; 18", "0.4 to 2 g/kg", "every 21 days",
+    for shown in ("Guillain-Barré syndrome", "G61.0", "age &lt; 18", "0.4 to 2 g/kg", "a one-off course",
                   "180 days", "outcome-off_label_with_evidence", "Off-Label Use of Intravenous Immunoglobulin",
                   "paediatric Guillain-Barré syndrome"):
         assert shown in html, shown

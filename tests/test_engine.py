@@ -99,11 +99,11 @@ def test_code_without_rule_is_needs_review_without_rule(mini):
 def test_decision_json_has_the_agreed_names(mini):
     data = decide(mini, "G61.0", patient={"age_years": 8}).to_dict()
     assert list(data) == ["outcome", "diagnosis", "rule", "rulebook", "rationale", "evidence", "missing", "labelled_products",
-                          "candidates"]
+                          "candidates", "if_confirmed"]
     assert data["diagnosis"] == {"code": "G61.0", "description": "Guillain-Barre syndrome", "matched_by": "code", "input": "G61.0"}
     assert data["rule"] == {"id": "gbs-children", "title": "GBS in children"}
     assert set(data["rulebook"]) == {"name", "version", "digest"} and len(data["rulebook"]["digest"]) == 64
-    assert data["evidence"] == [{"source": "review", "finding": "a finding", "strength": "controlled"}]
+    assert data["evidence"] == [{"source": "review", "finding": "a finding", "strength": "controlled", "effect": "benefit"}]
 
 
 def _random_request(rng):
@@ -367,7 +367,8 @@ def test_events_without_the_fields_a_ruleset_never_tests_decide_exactly_as_full_
     therapies, products = sorted(rulebook.therapies), sorted(rulebook.products)
     codes = sorted({c.replace(".", "") for dx in rulebook.diagnoses.values() for c in dx.codes})
     limits = {limit for rule in rulebook.rules for limit in (rule.when.age_at_least, rule.when.age_under)}
-    limits |= {label.min_age_years for product in rulebook.products.values() for label in product.labels}
+    limits |= {limit for product in rulebook.products.values() for label in product.labels
+               for limit in (label.age_at_least, label.age_under)}
     ages = sorted({40.0} | {a + d for a in limits - {None} for d in (-0.5, 0, 0.5) if a + d >= 0})
 
     def maybe(values, missing=0.3):

@@ -46,7 +46,7 @@ def test_the_mini_rulebook_is_clean(tmp_path):
     ({"evidence": []}, "rule gbs-children.evidence: must list at least one evidence entry"),
     ({"evidence": evidence(source="nowhere")}, "rule gbs-children.evidence[0].source: 'nowhere' is not defined in sources.yaml"),
     ({"evidence": evidence(strength="strong")}, "rule gbs-children.evidence[0].strength: 'strong' is not one of"),
-    ({"evidence": evidence(strength="limited")}, "off_label_with_evidence needs an evidence entry with strength 'controlled'"),
+    ({"evidence": evidence(strength="limited")}, "off_label_with_evidence needs a controlled finding of benefit"),
     ({"when": {"concurrent_therapies": {"includes": ["aspirin"]}}}, "'aspirin' is not a therapy in therapies.yaml"),
     ({"when": {"product": ["Omega"]}}, "rule gbs-children.when.product: 'Omega' is not one of"),
     ({"outcome": "approved"}, "an approved rule needs labelled_indication"),

@@ -1,7 +1,9 @@
 """How typed diagnoses resolve: codes in every spelling, synonyms, ICD-10-CM text, typos, junk.
 
 Each row: (code, text) typed, then the expected resolution:
-- ("code"|"synonym"|"text"|"fuzzy", CODE): decided on that code, matched that way;
+- ("code"|"synonym"|"text", CODE): an exact match, decided on that code;
+- ("fuzzy", CODE): an approximate match, proposed and never decided (needs_review, the code first
+  among the candidates, and what the rules would decide on it under if_confirmed);
 - ("review", [codes...]): not decided; the candidates include these codes (none for junk);
 - ("conflict", [codes...]): code and text name different diagnoses; both are candidates;
 - ("refused", ERROR_CODE): the request is refused with that error.
@@ -61,14 +63,25 @@ TABLE = [
     # ICD-10-CM descriptions and inclusion terms of codes the rulebook does not name.
     (None, "Essential (primary) hypertension", ("text", "I10")),
     (None, "sarcoidosis of lung", ("text", "D86.0")),
-    (None, "Reactive arthritis NOS", ("fuzzy", "M02.3")),
+    (None, "Reactive arthritis NOS", ("synonym", "M02.3")),
     (None, "Plaque psoriasis", ("text", "L40.0")),
     (None, "Crohn's disease [regional enteritis]", ("text", "K50")),
-    # Typos and near spellings: one clear match is used, and says it was approximate.
+    # Deterministic normalisation is exact: possessive or plural s, filler words, "unspecified".
+    (None, "Guillain Barre", ("synonym", "G61.0")),
+    (None, "guillain barre", ("synonym", "G61.0")),
+    (None, "Kawasaki's disease", ("synonym", "M30.3")),
+    (None, "kawasakis disease", ("synonym", "M30.3")),
+    (None, "Kawasaki", ("synonym", "M30.3")),
+    (None, "alzheimers", ("synonym", "G30")),
+    (None, "Alzheimer's", ("synonym", "G30")),
+    (None, "wegeners granulomatosis", ("synonym", "M31.3")),
+    (None, "syndrome of Sweet", ("synonym", "L98.2")),
+    (None, "anemia", ("text", "D64.9")),
+    # A word order that normalisation does not explain is not exact.
+    (None, "barre guillain syndrome", ("fuzzy", "G61.0")),
+    # Typos and near spellings: one clear match is proposed, never decided.
     (None, "guillian bare syndrom", ("fuzzy", "G61.0")),
-    (None, "Guillain Barre", ("fuzzy", "G61.0")),
     (None, "wegners granulomatosis", ("fuzzy", "M31.3")),
-    (None, "Kawasaki's disease", ("fuzzy", "M30.3")),
     (None, "kawasaky disease", ("fuzzy", "M30.3")),
     (None, "multiple sclerosys", ("fuzzy", "G35")),
     (None, "myasthenia gravys", ("fuzzy", "G70.0")),
@@ -76,10 +89,9 @@ TABLE = [
     (None, "polymiositis", ("fuzzy", "M33.2")),
     (None, "paediatric GBS", ("fuzzy", "G61.0")),
     # Several close candidates, or a weak one: review, listing them.
-    (None, "anemia", ("review", ["D64"])),
     (None, "chronic fatigue", ("review", ["G93.32", "R53.82"])),
     (None, "transplant rejection", ("review", [])),
-    (None, "wegner", ("review", ["M31.3"])),
+    (None, "wegner", ("fuzzy", "M31.3")),
     # Gibberish, empty and very long input: a clear refusal or review, never an exception.
     (None, "asdf qwerty", ("review", [])),
     (None, "zzzzzz", ("review", [])),
@@ -121,7 +133,11 @@ def test_diagnosis_resolution(shipped, code, text, expected):
         assert (match.matched_by, match.code) == (kind, value), (match, candidates)
         assert match.problem is None
         if kind == "fuzzy":
-            assert "matched approximately" in decision.rationale
+            assert decision.outcome == "needs_review" and decision.rule is None
+            assert candidates[0] == value and decision.if_confirmed["code"] == value
+            assert "read approximately" in decision.rationale
+        else:
+            assert decision.if_confirmed is None and not candidates
 
 
 def test_the_table_has_at_least_60_inputs():
@@ -140,11 +156,15 @@ def test_code_and_text_that_disagree_say_so(shipped):
     assert "name different diagnoses" in decision.rationale and "Kawasaki" in decision.rationale
 
 
-def test_every_decision_records_how_the_diagnosis_was_matched_and_what_was_typed(shipped):
+def test_a_misspelt_diagnosis_is_proposed_with_what_the_rules_would_decide_if_confirmed(shipped):
     data = shipped.decide({"diagnosis": {"text": "guillian bare syndrom"}, "patient": {"age_years": 6}}).to_dict()
     assert data["diagnosis"] == {"code": "G61.0", "description": "Guillain-Barre syndrome", "matched_by": "fuzzy",
                                  "input": "guillian bare syndrom"}
-    assert data["outcome"] == "off_label_with_evidence"
+    assert data["outcome"] == "needs_review" and data["rule"] is None
+    assert data["if_confirmed"] == {"code": "G61.0", "outcome": "off_label_with_evidence",
+                                    "rule": {"id": "gbs-children", "title": "Guillain-Barré syndrome in children"}}
+    confirmed = shipped.decide({"diagnosis": {"code": "G61.0"}, "patient": {"age_years": 6}}).to_dict()
+    assert (confirmed["outcome"], confirmed["rule"]) == (data["if_confirmed"]["outcome"], data["if_confirmed"]["rule"])
 
 
 def test_ambiguous_text_lists_candidates_with_code_description_and_score(shipped):

@@ -49,7 +49,10 @@ def _dose(dosing: dict) -> str:
     """'0.4 to 2 g/kg, every 21 days or more' from a dosing profile."""
     grams = _range(dosing["g_per_kg"]["min"], dosing["g_per_kg"]["max"], "g/kg") or "no dose range set"
     low, high = dosing["interval_days"]["min"], dosing["interval_days"]["max"]
-    if low is not None and high is not None:
+    if dosing.get("courses"):
+        courses = dosing["courses"]
+        interval = f"a one-off course ({courses} course{'s' if courses > 1 else ''} at most)"
+    elif low is not None and high is not None:
         interval = f"every {_range(low, high, 'days')}"
     elif low is not None:
         interval = f"no more often than every {_number(low)} days"
