@@ -1,6 +1,7 @@
 """The decision: a plain data object that the CLI's --json and the HTTP API serialise unchanged."""
 from dataclasses import asdict, dataclass
 
+from . import icd10
 from .compiler import Facts, Verdict
 from .engine import EngineError
 from .rulebook import Evidence, Rulebook
@@ -43,7 +44,8 @@ class Decision:
 
 
 def rulebook_ref(rulebook: Rulebook) -> dict:
-    return {"name": rulebook.name, "version": rulebook.version, "digest": rulebook.digest}
+    """What a decision was made on: the rulebook version and digest, and the ICD-10-CM release."""
+    return {"name": rulebook.name, "version": rulebook.version, "digest": rulebook.digest, "icd10cm": icd10.RELEASE}
 
 
 def from_verdict(rulebook: Rulebook, diagnosis: DiagnosisMatch, facts: Facts, verdict: Verdict) -> Decision:

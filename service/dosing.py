@@ -9,14 +9,20 @@ computes. The weight rule is the one Australia's national Ig criteria use from J
 Sexes other than male and female have no Devine base: the female base is used (the lower dose)
 and the result says so.
 
-Rounding: products come in vials of 2.5 g and multiples of it, so the dose in grams is rounded to
-the nearest 2.5 g, and down instead whenever rounding up would pass the profile's maximum g/kg.
+Rounding (hospital practice): the dose in grams becomes the amount the product's own vials can
+make (its vial sizes in data/products.yaml) that is nearest the exact dose, within ROUNDING_TOLERANCE
+of it and never above the maximum g/kg for the dosing weight; ties go to the smaller amount, and the
+fewest vials make it up. When no combination is that close, nothing is rounded and the order goes to
+a pharmacist, with the amounts the vials can make on either side.
+
+The dose limits are the label's for the product and indication when the label gives a dose (a
+labelled use), otherwise the rule's dosing profile.
 """
 import datetime
 import math
 from dataclasses import dataclass
 
-from .rulebook import DosingProfile
+from .rulebook import DosingProfile, Label, Range
 
 CM_PER_INCH = 2.54
 FIVE_FEET_INCHES = 60
@@ -25,7 +31,8 @@ DEVINE_BASE_KG = {"male": 50.0, "female": 45.5}
 ADJUSTMENT_FACTOR = 0.4
 ADULT_AGE = 18
 SHORT_STATURE_CM = 152
-VIAL_GRAMS = 2.5
+ROUNDING_TOLERANCE = 0.10              # the rounded amount is within 10% of the exact dose
+_TENTHS = 10                           # vial sizes are whole tenths of a gram
 
 
 @dataclass(frozen=True)
@@ -76,14 +83,74 @@ def dosing_weight(actual_kg: float | None, height_cm: float | None, age_years: f
     return Weight(actual_kg, adjusted, "adjusted weight" + note, ideal, adjusted)
 
 
-def course_grams(g_per_kg: float, weight_kg: float, profile: DosingProfile) -> tuple[float, float]:
-    """(exact grams, grams rounded to whole vials) for one course."""
-    exact = g_per_kg * weight_kg
-    rounded = round(exact / VIAL_GRAMS) * VIAL_GRAMS
-    ceiling = profile.g_per_kg.max * weight_kg if profile.g_per_kg.max is not None else math.inf
-    if rounded > ceiling + 1e-9:
-        rounded = math.floor(exact / VIAL_GRAMS) * VIAL_GRAMS
-    return round(exact, 2), rounded
+@dataclass(frozen=True)
+class Course:
+    """One course in grams: the exact dose, and what whole vials make of it (None: no combination fits)."""
+
+    g_per_kg: float
+    grams: float
+    rounded_grams: float | None
+    vials: tuple[tuple[float, int], ...]       # (vial size in g, count), largest first
+    rounding: str                              # the rounding rule, or why nothing was rounded
+
+    def to_dict(self) -> dict:
+        return {"g_per_kg": self.g_per_kg, "grams": self.grams, "rounded_grams": self.rounded_grams,
+                "vials": [{"size_g": size, "count": count} for size, count in self.vials], "rounding": self.rounding}
+
+
+def _fewest_vials(sizes: tuple[int, ...], limit: int) -> list[tuple[int, ...] | None]:
+    """For every amount 0..limit (in tenths of a gram), the fewest vials that make it exactly, or None."""
+    best: list[tuple[int, ...] | None] = [None] * (limit + 1)
+    best[0] = ()
+    for amount in range(1, limit + 1):
+        for size in sizes:
+            if size <= amount and best[amount - size] is not None:
+                candidate = best[amount - size] + (size,)
+                if best[amount] is None or len(candidate) < len(best[amount]):
+                    best[amount] = candidate
+    return best
+
+
+def course_grams(g_per_kg: float, weight_kg: float, limits: Range, vial_sizes_g: tuple[float, ...]) -> Course:
+    """One course for this weight, rounded to the product's vials (see the module docstring)."""
+    exact = round(g_per_kg * weight_kg, 2)
+    if not vial_sizes_g:
+        return Course(g_per_kg, exact, None, (), "not rounded: the product's vial sizes are not recorded")
+    sizes = tuple(sorted({round(v * _TENTHS) for v in vial_sizes_g}, reverse=True))
+    ceiling = limits.max * weight_kg if limits.max is not None else math.inf
+    low = math.ceil(exact * (1 - ROUNDING_TOLERANCE) * _TENTHS - 1e-6)
+    high = math.floor(min(exact * (1 + ROUNDING_TOLERANCE), ceiling) * _TENTHS + 1e-6)
+    combos = _fewest_vials(sizes, max(high, 0) + max(sizes))
+    fits = [t for t in range(max(low, 1), high + 1) if combos[t] is not None]
+    rule = (f"nearest amount the vials ({', '.join(f'{v:g} g' for v in sorted(vial_sizes_g))}) make, within "
+            f"{ROUNDING_TOLERANCE:.0%} of the exact dose and not above the maximum g/kg")
+    if not fits:
+        below = next((t for t in range(min(high, len(combos) - 1), 0, -1) if combos[t] is not None), None)
+        above = next((t for t in range(max(low, 1), len(combos)) if combos[t] is not None), None)
+        near = " or ".join(f"{t / _TENTHS:g} g" for t in (below, above) if t is not None)
+        return Course(g_per_kg, exact, None, (), f"not rounded: no combination of the vials is within "
+                                                 f"{ROUNDING_TOLERANCE:.0%} of {exact:g} g (nearest: {near})")
+    chosen = min(fits, key=lambda t: (abs(t - exact * _TENTHS), t))
+    counts: dict[int, int] = {}
+    for size in combos[chosen]:
+        counts[size] = counts.get(size, 0) + 1
+    vials = tuple((size / _TENTHS, counts[size]) for size in sorted(counts, reverse=True))
+    return Course(g_per_kg, exact, chosen / _TENTHS, vials, rule)
+
+
+def limits_for(profile: DosingProfile, label: Label | None, product: str | None) -> DosingProfile:
+    """The dose limits for an order: the label's dose for its product and indication wins over the
+    rule's profile; an interval or course count the label does not give comes from the profile."""
+    if label is None or label.dose is None:
+        return profile
+    dose = label.dose
+    return DosingProfile(
+        id=f"label: {product} for {label.indication}",
+        g_per_kg=dose.g_per_kg,
+        interval_days=dose.interval_days if dose.interval_days is not None else profile.interval_days,
+        note=dose.note or f"the dose of {product}'s label",
+        courses=None if dose.interval_days is not None else profile.courses,
+    )
 
 
 @dataclass(frozen=True)

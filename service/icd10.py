@@ -4,8 +4,14 @@ Codes are kept dotless and upper-case inside the engine (`G610`), because a code
 descendants exactly when it is a prefix of them; they are shown dotted (`G61.0`).
 """
 import re
+from importlib.metadata import version
 
 import simple_icd_10_cm as cm
+
+# The code set every decision is made on: the ICD-10-CM release the pinned package ships. Recorded
+# with each decision beside the rulebook's digest, since a new release can change what a text or
+# code resolves to.
+RELEASE = f"ICD-10-CM as shipped by simple-icd-10-cm {version('simple-icd-10-cm')}"
 
 # Letter, two characters, then up to four more: the shape of a category, subcategory or full code.
 _CODE_SHAPE = re.compile(r"^[A-Z][0-9][0-9A-Z][0-9A-Z]{0,4}$")

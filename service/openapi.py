@@ -52,7 +52,7 @@ SCHEMAS = {
         "diagnosis": _object({"code": _NULLABLE_TEXT, "description": _NULLABLE_TEXT,
                               "matched_by": {"enum": ["code", "synonym", "text", "fuzzy", None]}, "input": _TEXT}),
         "rule": {"oneOf": [{"type": "null"}, _object({"id": _TEXT, "title": _TEXT})]},
-        "rulebook": _object({"name": _TEXT, "version": _TEXT, "digest": _TEXT}),
+        "rulebook": _object({"name": _TEXT, "version": _TEXT, "digest": _TEXT, "icd10cm": _TEXT}),
         "rationale": _TEXT,
         "evidence": {"type": "array", "items": _object({"source": _TEXT, "finding": _TEXT, "strength": {"enum": list(STRENGTHS)}, "effect": {"enum": [*EFFECTS, None]}})},
         "missing": {"type": "array", "items": _TEXT},
@@ -135,8 +135,11 @@ SCHEMAS = {
         "weight": {"oneOf": [{"type": "null"}, _object({
             "actual_kg": {"type": "number"}, "ideal_kg": {"type": ["number", "null"]},
             "adjusted_kg": {"type": ["number", "null"]}, "dosing_kg": {"type": "number"}, "basis": _TEXT})]},
-        "dose": {"oneOf": [{"type": "null"}, _object({"g_per_kg": {"type": "number"}, "grams": {"type": "number"},
-                                                      "rounded_grams": {"type": "number"}, "rounding": _TEXT})]},
+        "dose": {"oneOf": [{"type": "null"}, _object({
+            "g_per_kg": {"type": "number"}, "grams": {"type": "number"},
+            "rounded_grams": {"type": ["number", "null"], "description": "null when no combination of vials fits"},
+            "vials": {"type": "array", "items": _object({"size_g": {"type": "number"}, "count": {"type": "integer"}})},
+            "rounding": _TEXT})]},
         "row": {"type": "integer"},
     }, required=["dispense", "reasons", "authorisation", "decision", "dosing_profile", "weight", "dose"]),
     "BatchResult": _object({
@@ -171,7 +174,7 @@ SCHEMAS = {
                              "first_broken": {"type": ["integer", "null"]}, "reason": _NULLABLE_TEXT}),
     "Health": _object({
         "status": {"enum": ["ok", "unavailable"]},
-        "rulebook": _object({"name": _TEXT, "version": _TEXT, "digest": _TEXT}),
+        "rulebook": _object({"name": _TEXT, "version": _TEXT, "digest": _TEXT, "icd10cm": _TEXT}),
         "audit_records": {"type": "integer"}, "reason": _TEXT,
     }, required=["status"]),
 }

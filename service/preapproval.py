@@ -69,24 +69,26 @@ def check(instance, formulary: Formulary, order, requester: str, today: datetime
                                f"no valid authorisation for this patient and diagnosis; the decision for this order is "
                                f"{decision['outcome']}{case}"))
 
-    product = request.facts.product
-    reasons.append(_reason("formulary", True, f"{product} is on the formulary"))
-    rule = formulary.rulebook.rule(authorisation["rule_id"]) if authorisation and authorisation["rule_id"] else None
+    rulebook, product, route = formulary.rulebook, request.facts.product, request.facts.route
+    unverified = "" if rulebook.products[product].verified else " (its label is not verified, so no use of it is labelled here)"
+    reasons.append(_reason("formulary", True, f"{product} is on the formulary{unverified}"))
+    rule = rulebook.rule(authorisation["rule_id"]) if authorisation and authorisation["rule_id"] else None
+    label = None
     if rule and rule.labelled_indication:
-        labelled = formulary.rulebook.labelled_products(rule.labelled_indication, request.facts.age_years, None)
-        covered = product in labelled
+        covered = product in rulebook.labelled_products(rule.labelled_indication, request.facts.age_years, product, route)
         reasons.append(_reason("label", True, f"{product}'s label {'covers' if covered else 'does not cover'} "
-                                              f"{formulary.rulebook.indications[rule.labelled_indication]} for this patient"))
+                                              f"{rulebook.indications[rule.labelled_indication]} for this patient ({route})"))
+        label = rulebook.label_of(product, rule.labelled_indication, route) if covered else None
     if authorisation and authorisation["products"] and product not in authorisation["products"]:
         reasons.append(_reason("authorised_product", False, f"the authorisation is on label for "
                                                             f"{', '.join(authorisation['products'])}; {product} is not among them"))
 
-    profile = profile_of(authorisation) if authorisation else formulary.rulebook.dosing_for(rule)
+    profile = dosing.limits_for(profile_of(authorisation) if authorisation else rulebook.dosing_for(rule), label, product)
     g_per_kg = request.dose.g_per_kg if request.dose else None
     interval = request.dose.interval_days if request.dose else None
     reasons += [f.to_dict() for f in dosing.check_order(profile, g_per_kg, interval, last_infusion, today)]
 
-    weight = grams = None
+    weight = course = None
     try:
         weight = dosing.dosing_weight(request.weight_kg, request.height_cm, request.facts.age_years,
                                       request.facts.sex, request.facts.pregnant)
@@ -94,18 +96,28 @@ def check(instance, formulary: Formulary, order, requester: str, today: datetime
     except dosing.MissingFact as missing:
         reasons.append(_reason("weight", False, f"the dosing weight needs {missing}"))
     if weight and g_per_kg:
-        exact, rounded = dosing.course_grams(g_per_kg, weight.dosing_kg, profile)
-        grams = {"g_per_kg": g_per_kg, "grams": exact, "rounded_grams": rounded,
-                 "rounding": f"nearest {dosing.VIAL_GRAMS:g} g vial, down when up would pass the maximum"}
+        course = dosing.course_grams(g_per_kg, weight.dosing_kg, profile.g_per_kg, rulebook.products[product].vial_sizes_g)
+        if course.rounded_grams is None:
+            reasons.append(_reason("vials", False, f"{course.grams:g} g {course.rounding}; a pharmacist decides the amount"))
+        else:
+            made_of = " + ".join(f"{count} x {size:g} g" for size, count in course.vials)
+            reasons.append(_reason("vials", True, f"{course.rounded_grams:g} g ({made_of}) for the exact dose of "
+                                                  f"{course.grams:g} g"))
+        over = profile.g_per_kg.max is not None and g_per_kg > profile.g_per_kg.max + 1e-9
+        if over:
+            extra = course.grams - profile.g_per_kg.max * weight.dosing_kg
+            reasons.append(_reason("dose_amount", False, f"the order is {course.grams:g} g for this patient, {extra:g} g above "
+                                                         f"the maximum ({profile.id}); a pharmacist or the committee reviews it"))
 
     result = {
         "dispense": all(r["ok"] for r in reasons),
         "reasons": reasons,
         "authorisation": authorisation,
         "decision": decision,
-        "dosing_profile": {"id": profile.id, "g_per_kg": vars(profile.g_per_kg), "interval_days": vars(profile.interval_days)},
+        "dosing_profile": {"id": profile.id, "g_per_kg": vars(profile.g_per_kg), "interval_days": vars(profile.interval_days),
+                           "courses": profile.courses},
         "weight": weight.to_dict() if weight else None,
-        "dose": grams,
+        "dose": course.to_dict() if course else None,
     }
     instance.audit.append("preapproval", {"order": sanitised(order, patient_hash), "result": result},
                           requester=requester, status=200, code=code, patient_ref_hash=patient_hash,

@@ -252,15 +252,16 @@ class Rulebook:
     def labelled_products(self, indication: str, age_years: float | None, product: str | None,
                           route: str = "intravenous") -> tuple[str, ...]:
         """Formulary products whose label covers this indication for this patient, product and route."""
-        return tuple(
+        return tuple(dict.fromkeys(
             name for name, label in self.labels_for(indication)
             if product in (None, name) and label.covers(age_years, route)
-        )
+        ))
 
-    def label_of(self, product: str | None, indication: str | None) -> Label | None:
-        """The named product's label for this indication, if it has one."""
+    def label_of(self, product: str | None, indication: str | None, route: str = "intravenous") -> Label | None:
+        """The named product's label for this indication and route, if it has one."""
         item = self.products.get(product or "")
-        return next((label for label in item.labels if label.indication == indication), None) if item else None
+        return next((label for label in item.labels if label.indication == indication and route in label.routes),
+                    None) if item else None
 
 
 class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):

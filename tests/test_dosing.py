@@ -3,8 +3,8 @@ import datetime
 
 import pytest
 
-from service.dosing import MissingFact, check_order, course_grams, dosing_weight, ideal_body_weight
-from service.rulebook import DosingProfile, Range
+from service.dosing import MissingFact, check_order, course_grams, dosing_weight, ideal_body_weight, limits_for
+from service.rulebook import DosingProfile, Label, LabelDose, Range
 
 IMMUNOMODULATORY = DosingProfile("immunomodulatory", Range(0.4, 2.0), Range(21, None))
 REPLACEMENT = DosingProfile("replacement", Range(0.3, 0.8), Range(21, 28))
@@ -69,17 +69,53 @@ def test_a_child_needs_no_height():
     assert dosing_weight(24.5, None, 8, None, None).dosing_kg == 24.5
 
 
-@pytest.mark.parametrize("g_per_kg, weight, exact, rounded", [
-    (2.0, 70, 140.0, 140.0),
-    (0.4, 61, 24.4, 25.0),              # nearest 2.5 g
-    (1.0, 61.2, 61.2, 60.0),
-    (2.0, 61.2, 122.4, 120.0),          # 122.5 would pass 2.0 x 61.2 = 122.4: rounded down
-    (0.5, 24.5, 12.25, 12.5),
+PRIVIGEN_VIALS = (5, 10, 20, 40)
+GAMUNEX_VIALS = (1, 2.5, 5, 10, 20, 40)
+
+
+@pytest.mark.parametrize("g_per_kg, weight, vials, exact, rounded, made_of", [
+    (2.0, 70, PRIVIGEN_VIALS, 140.0, 140.0, ((40, 3), (20, 1))),
+    (0.4, 61, PRIVIGEN_VIALS, 24.4, 25.0, ((20, 1), (5, 1))),          # nearest: 25 beats 20
+    (0.4, 61, GAMUNEX_VIALS, 24.4, 24.5, ((20, 1), (2.5, 1), (1, 2))),  # finer vials come nearer
+    (1.0, 61.2, PRIVIGEN_VIALS, 61.2, 60.0, ((40, 1), (20, 1))),
+    (2.0, 61.2, PRIVIGEN_VIALS, 122.4, 120.0, ((40, 3),)),             # 125 would pass 2.0 x 61.2 = 122.4
+    (0.5, 24.5, GAMUNEX_VIALS, 12.25, 12.0, ((10, 1), (1, 2))),        # 12 and 12.5 tie: the smaller amount
+    (1.0, 22.0, PRIVIGEN_VIALS, 22.0, 20.0, ((20, 1),)),               # 25 g is more than 10% above
 ])
-def test_grams_round_to_whole_vials_never_above_the_maximum(g_per_kg, weight, exact, rounded):
-    result = course_grams(g_per_kg, weight, IMMUNOMODULATORY)
-    assert result == (exact, rounded)
-    assert result[1] <= IMMUNOMODULATORY.g_per_kg.max * weight
+def test_grams_are_the_nearest_amount_the_products_vials_make_never_above_the_maximum(
+        g_per_kg, weight, vials, exact, rounded, made_of):
+    course = course_grams(g_per_kg, weight, IMMUNOMODULATORY.g_per_kg, vials)
+    assert (course.grams, course.rounded_grams, course.vials) == (exact, rounded, made_of)
+    assert course.rounded_grams <= IMMUNOMODULATORY.g_per_kg.max * weight
+    assert abs(course.rounded_grams - exact) <= 0.10 * exact
+
+
+def test_no_vial_combination_within_ten_percent_is_not_rounded_and_says_what_is_near():
+    course = course_grams(0.4, 15, IMMUNOMODULATORY.g_per_kg, (10,))          # 6 g from 10 g vials only
+    assert course.rounded_grams is None and course.vials == ()
+    assert course.rounding == "not rounded: no combination of the vials is within 10% of 6 g (nearest: 10 g)"
+
+
+def test_a_product_without_recorded_vial_sizes_is_not_rounded():
+    assert course_grams(1.0, 50, IMMUNOMODULATORY.g_per_kg, ()).rounded_grams is None
+
+
+def test_the_labels_dose_wins_over_the_rules_profile_and_keeps_the_profiles_interval_where_it_gives_none():
+    privigen_pi = Label("primary_immunodeficiency", dose=LabelDose(Range(0.2, 0.8), Range(21, 28)))
+    limits = limits_for(REPLACEMENT, privigen_pi, "Privigen")
+    assert (limits.g_per_kg, limits.interval_days) == (Range(0.2, 0.8), Range(21, 28))
+    assert _messages(check_order(REPLACEMENT, 0.2, 28, None, TODAY))["dose"][0] is False
+    assert _messages(check_order(limits, 0.2, 28, None, TODAY))["dose"][0] is True
+    itp = Label("itp", dose=LabelDose(Range(1.0, 2.0)))
+    assert limits_for(IMMUNOMODULATORY, itp, "Gamunex-C").interval_days == IMMUNOMODULATORY.interval_days
+    assert limits_for(REPLACEMENT, Label("pi"), "Alyglo") is REPLACEMENT          # a label without a dose
+
+
+def test_a_one_off_course_needs_no_interval_and_allows_a_second_dose_within_days():
+    kawasaki = DosingProfile("kawasaki", Range(1.0, 2.0), Range(), courses=2)
+    findings = _messages(check_order(kawasaki, 2.0, None, TODAY - datetime.timedelta(days=2), TODAY))
+    assert findings["interval"] == (True, "a one-off course: no interval between courses applies (at most 2 courses)")
+    assert findings["since_last_infusion"][0] is True and findings["dose"][0] is True
 
 
 def _messages(findings):

@@ -102,7 +102,8 @@ def test_decision_json_has_the_agreed_names(mini):
                           "candidates", "if_confirmed"]
     assert data["diagnosis"] == {"code": "G61.0", "description": "Guillain-Barre syndrome", "matched_by": "code", "input": "G61.0"}
     assert data["rule"] == {"id": "gbs-children", "title": "GBS in children"}
-    assert set(data["rulebook"]) == {"name", "version", "digest"} and len(data["rulebook"]["digest"]) == 64
+    assert set(data["rulebook"]) == {"name", "version", "digest", "icd10cm"} and len(data["rulebook"]["digest"]) == 64
+    assert data["rulebook"]["icd10cm"] == "ICD-10-CM as shipped by simple-icd-10-cm 1.5.0"
     assert data["evidence"] == [{"source": "review", "finding": "a finding", "strength": "controlled", "effect": "benefit"}]
 
 

@@ -168,8 +168,10 @@ def test_preapproval_holds_an_order_and_gives_every_reason(client, tokens, today
     result = client.post("/v1/preapprovals", json=order, headers=bearer(tokens["pharmacist"])).get_json()
     failed = {r["check"]: r["message"] for r in result["reasons"] if not r["ok"]}
     assert result["dispense"] is False
-    assert set(failed) == {"authorised_product", "dose", "interval", "since_last_infusion"}
+    assert set(failed) == {"authorised_product", "dose", "dose_amount", "interval", "since_last_infusion", "vials"}
     assert failed["dose"] == "dose 1 g/kg exceeds the maximum 0.8 g/kg by 0.2 g/kg (25%)"
+    grams = result["dose"]["grams"]                       # the amount above the maximum is named, never capped
+    assert failed["dose_amount"].startswith(f"the order is {grams:g} g for this patient, {grams * 0.2:g} g above the maximum")
     assert "Octagam 10% is not among them" in failed["authorised_product"]
 
 
@@ -215,7 +217,7 @@ def test_batch_gives_one_result_a_row_with_row_numbered_errors(client, tokens, t
             assert rows == [2, 3, 4]
             assert body["results"][1]["error"] == {"code": "wrong_type", "field": "age_years",
                                                    "message": "row 3: age_years must be a number, found 'forty'"}
-            assert body["results"][0]["dispense"] is True and body["results"][2]["dose"]["rounded_grams"] == 47.5
+            assert body["results"][0]["dispense"] is True and body["results"][2]["dose"]["rounded_grams"] == 49.0
             assert body["summary"] == {"orders": 3, "dispense": 2, "hold": 0, "errors": 1}
 
 
