@@ -151,7 +151,7 @@ SCHEMAS = {
                             "errors": {"type": "integer"}}),
     }),
     "Rulebook": _object({
-        "rulebook": _object({"name": _TEXT, "version": _TEXT, "digest": _TEXT, "effective": _TEXT}),
+        "rulebook": _object({"name": _TEXT, "version": _TEXT, "digest": _TEXT, "effective": _TEXT, "icd10cm": _TEXT}),
         "sources": {"type": "array", "items": _object({"id": _TEXT, "title": _TEXT, "publisher": _TEXT, "date": _TEXT, "note": _TEXT})},
         "rules": {"type": "array", "items": _ref("Rule")},
     }),
