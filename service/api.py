@@ -14,6 +14,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request, stream_
 from . import icd10
 from .audit import Filters
 from .casework import record_decision
+from .decision import rulebook_ref
 from .console import is_console
 from .errors import error_response
 from .listing import rule_as_data, rulebook_as_data
@@ -265,5 +266,4 @@ def healthz():
         audit.check_writable()
     except Exception:
         return jsonify({"status": "unavailable", "reason": "the database does not answer or cannot be written"}), 503
-    return jsonify({"status": "ok", "rulebook": {"name": rulebook.name, "version": rulebook.version,
-                                                 "digest": rulebook.digest}, "audit_records": head["id"]})
+    return jsonify({"status": "ok", "rulebook": rulebook_ref(rulebook), "audit_records": head["id"]})
