@@ -63,9 +63,11 @@ def _load(path: Path | None) -> Formulary:
 @click.option("--no-concurrent", is_flag=True, help="State that no other therapy is given alongside.")
 @click.option("--severity", type=click.Choice(["mild", "moderate", "severe"]))
 @click.option("--product", help="The IVIG product requested.")
+@click.option("--route", type=click.Choice(["intravenous", "subcutaneous"]), help="How it is given (default intravenous).")
 @click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
 @rulebook_option
-def check(code, text, age, sex, pregnant, failed, no_failed, concurrent, no_concurrent, severity, product, as_json, rulebook):
+def check(code, text, age, sex, pregnant, failed, no_failed, concurrent, no_concurrent, severity, product, route, as_json,
+          rulebook):
     """Decide one request and explain the decision."""
     payload = {"diagnosis": {k: v for k, v in (("code", code), ("text", text)) if v is not None}}
     patient = {k: v for k, v in (("age_years", age), ("sex", sex), ("pregnant", pregnant)) if v is not None}
@@ -79,7 +81,7 @@ def check(code, text, age, sex, pregnant, failed, no_failed, concurrent, no_conc
             therapies[kind] = [name for item in given for name in item.split(",") if name.strip()]
     if therapies:
         payload["therapies"] = therapies
-    for key, value in (("severity", severity), ("product", product)):
+    for key, value in (("severity", severity), ("product", product), ("route", route)):
         if value is not None:
             payload[key] = value
     formulary = _load(rulebook)
@@ -104,6 +106,10 @@ def _explain(decision: Decision) -> str:
         f"Rule:      {decision.rule['id'] + ': ' + decision.rule['title'] if decision.rule else '(none)'}",
         wrap(decision.rationale, "Rationale: "),
     ]
+    if decision.if_confirmed:
+        confirmed = decision.if_confirmed
+        rule = f" (rule {confirmed['rule']['id']})" if confirmed["rule"] else ""
+        lines.append(f"If so:     resubmit with --code {confirmed['code']} to decide: {confirmed['outcome']}{rule}")
     if decision.labelled_products:
         lines.append(f"Labelled:  {', '.join(decision.labelled_products)}")
     if decision.missing:
@@ -111,9 +117,10 @@ def _explain(decision: Decision) -> str:
     if decision.evidence:
         lines.append("Evidence:")
         for e in decision.evidence:
-            lines.append(wrap(f"[{e.source}, {e.strength}] {e.finding}", "  - ", "    "))
+            graded = f"{e.strength}, {e.effect.replace('_', ' ')}" if e.effect else e.strength
+            lines.append(wrap(f"[{e.source}, {graded}] {e.finding}", "  - ", "    "))
     rb = decision.rulebook
-    lines.append(f"Rulebook:  {rb['name']} {rb['version']} (sha256 {rb['digest'][:12]})")
+    lines.append(f"Rulebook:  {rb['name']} {rb['version']} (sha256 {rb['digest'][:12]}; {rb['icd10cm']})")
     return "\n".join(lines)
 
 
