@@ -729,8 +729,8 @@ def _read_evidence(raw, where: str, check: _Checker, sources) -> tuple[Evidence,
         if effect is not None and effect not in EFFECTS:
             check.fail(f"{at}.effect", f"'{effect}' is not one of: {', '.join(EFFECTS)}")
         if (effect is None) == (strength in _EFFECT_NEEDED):
-            check.fail(f"{at}.effect", f"a {strength} finding {'needs' if effect is None else 'has no'} an effect "
-                                       f"({', '.join(EFFECTS)})")
+            check.fail(f"{at}.effect", f"a {strength} finding needs an effect ({', '.join(EFFECTS)})" if effect is None
+                       else f"a {strength} finding reports no effect: only controlled and limited findings take one")
         entries.append(Evidence(source, check.text(item.get("finding"), f"{at}.finding"), strength, effect))
     return tuple(entries)
 
