@@ -175,15 +175,6 @@ class Label:
     def covers(self, age_years: float | None, route: str) -> bool:
         return route in self.routes and self.covers_age(age_years)
 
-    def describe_age(self) -> str:
-        """The label's age limits in words ("from age 2", "under 18"), or "" without limits."""
-        parts = []
-        if self.age_at_least is not None:
-            parts.append(f"from age {self.age_at_least:g}")
-        if self.age_under is not None:
-            parts.append(f"under {self.age_under:g}")
-        return " and ".join(parts)
-
 
 @dataclass(frozen=True)
 class PrescribingInformation:
