@@ -17,6 +17,7 @@ COLUMNS = (
     ("diagnosis_code", "diagnosis.code", "text"),
     ("diagnosis_text", "diagnosis.text", "text"),
     ("product", "product", "text"),
+    ("route", "route", "text"),
     ("g_per_kg", "dose.g_per_kg", "number"),
     ("interval_days", "dose.interval_days", "whole"),
     ("last_infusion_date", "last_infusion_date", "text"),

@@ -15,7 +15,7 @@ from ..api import active_rulebook, current_instance
 from ..db import utc_today
 from ..decision import OUTCOME_WORDS
 from ..request import RequestError
-from ..rulebook import SEVERITIES, SEXES
+from ..rulebook import ROUTES, SEVERITIES, SEXES
 from .auth import allowed, page
 
 blueprint = Blueprint("console_pages", __name__, url_prefix="/console")
@@ -58,7 +58,8 @@ def _choices() -> dict:
     return {"therapies": sorted(rulebook.therapies.values(), key=lambda t: t.name),
             "products": [(name, name) for name in sorted(rulebook.products)],
             "sexes": [(sex, sex.capitalize()) for sex in SEXES],
-            "severities": [(severity, severity.capitalize()) for severity in SEVERITIES]}
+            "severities": [(severity, severity.capitalize()) for severity in SEVERITIES],
+            "routes": [(route, route.capitalize()) for route in ROUTES]}
 
 
 @blueprint.route("/request", methods=["GET", "POST"])
