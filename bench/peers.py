@@ -658,7 +658,10 @@ def check_agreement(formulary, peers: Peers, items: list[Item]) -> tuple[dict, l
             continue
         counts["unrouted"] += not item.routed
         answers = {name: fn(item.code, item.facts) for name, fn in peers.answers.items()}
-        full_rule = decision.rule["id"] if decision.rule else None
+        # A diagnosis matched only approximately is proposed, not decided: the rule the engine fires
+        # is the one the decision says would decide if the code were confirmed.
+        decided = decision.if_confirmed if decision.diagnosis.is_proposal else decision.to_dict()
+        full_rule = decided["rule"]["id"] if decided and decided["rule"] else None
         ours = answers["ours"]
         ours_rule = formulary.engine._compiled.verdicts[ours].rule.id if ours else None
         if len(set(answers.values())) != 1 or full_rule != ours_rule:
