@@ -1,10 +1,26 @@
-"""Shared fixtures: the shipped rulebook, and small rulebooks written to a temporary folder."""
+"""Shared fixtures: the test rulebook, small rulebooks written to a temporary folder, and the
+shipped rulebook for content-independent checks.
+
+Code tests decide on the test rulebook in tests/rulebook/ (a fixture, not clinical policy), so
+the committee's edits to rules/ivig.yaml and data/ never break them; what the shipped rulebook
+decides is tested only by its own cases (rules/ivig.tests.yaml, tests/test_rulebook_cases.py).
+"""
 from pathlib import Path
 
 import pytest
 import yaml
 
-from service.formulary import Formulary
+from service.formulary import SHIPPED_RULEBOOK, Formulary
+
+# The rulebook the service, console, CLI, workflow and terminology tests decide on.
+TEST_RULEBOOK = Path(__file__).resolve().parent / "rulebook" / "ivig-test.yaml"
+
+
+@pytest.fixture(autouse=True)
+def _decide_on_the_test_rulebook(monkeypatch):
+    """FORMULARY_RULEBOOK names the test rulebook in every test, so code that falls back to the
+    default rulebook (the CLI, Instance.from_env) never reads the shipped one by accident."""
+    monkeypatch.setenv("FORMULARY_RULEBOOK", str(TEST_RULEBOOK))
 
 # What every verified product states besides its labels: who makes it, how it is given, its vials
 # and the prescribing information its label facts were read from.
@@ -117,8 +133,17 @@ def mini(mini_path):
 
 
 @pytest.fixture(scope="session")
+def fixture_formulary():
+    """The test rulebook, loaded once: for tests that decide without the HTTP service."""
+    formulary = Formulary.load(TEST_RULEBOOK)
+    yield formulary
+    formulary.close()
+
+
+@pytest.fixture(scope="session")
 def shipped():
-    formulary = Formulary.load()
+    """The shipped rulebook, for checks that hold for any valid rulebook (never for what it decides)."""
+    formulary = Formulary.load(SHIPPED_RULEBOOK)
     yield formulary
     formulary.close()
 
@@ -173,7 +198,8 @@ def engine(database_url):
 @pytest.fixture
 def app(tmp_path, database_url, monkeypatch):
     monkeypatch.delenv("FORMULARY_SECRET", raising=False)
-    application = create_app({"INSTANCE_PATH": str(tmp_path / "instance"), "DATABASE_URL": database_url, "WARM": False})
+    application = create_app({"INSTANCE_PATH": str(tmp_path / "instance"), "DATABASE_URL": database_url,
+                              "RULEBOOK": str(TEST_RULEBOOK), "WARM": False})
     yield application
     application.extensions["active_rulebook"].close()
     application.extensions["instance"].database.dispose()

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from .conftest import TEST_RULEBOOK
+
 FORMULARY = Path(sys.executable).with_name("formulary")
 
 
@@ -24,7 +26,8 @@ def free_port() -> int:
 
 
 def service_env(instance: Path, database_url: str | None = None) -> dict:
-    env = {**os.environ, "FORMULARY_INSTANCE_PATH": str(instance)}
+    """The environment of a `formulary` child process: this instance, serving the test rulebook."""
+    env = {**os.environ, "FORMULARY_INSTANCE_PATH": str(instance), "FORMULARY_RULEBOOK": str(TEST_RULEBOOK)}
     env.pop("FORMULARY_SECRET", None)
     env.pop("FORMULARY_DATABASE_URL", None)
     if database_url:

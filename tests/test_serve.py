@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from service.rulebook import load_rulebook
+
+from .conftest import TEST_RULEBOOK
 from .service_process import FORMULARY, admin_token, running_service, service_env
 
 
@@ -18,6 +21,7 @@ def test_serve_creates_the_instance_prints_a_token_once_and_answers(tmp_path):
         assert f"Bearer {token}" in service.banner and "curl" in service.banner
         status, decision = service.call("POST", "/v1/decisions", token, {"diagnosis": {"code": "G61.0"}, "patient": {"age_years": 8}})
         assert status == 201 and decision["outcome"] == "off_label_with_evidence"
+        assert decision["rulebook"]["name"] == load_rulebook(TEST_RULEBOOK).name     # service_env names it
     assert (tmp_path / "instance" / "formulary.db").exists()
     assert (tmp_path / "instance" / "secret").stat().st_mode & 0o777 == 0o600
     with running_service(env) as again:
