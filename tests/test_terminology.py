@@ -1,5 +1,8 @@
 """How typed diagnoses resolve: codes in every spelling, synonyms, ICD-10-CM text, typos, junk.
 
+On the test rulebook (tests/rulebook/), whose diagnoses and synonyms the table names; the whole
+ICD-10-CM code set takes part, as it does in the service.
+
 Each row: (code, text) typed, then the expected resolution:
 - ("code"|"synonym"|"text", CODE): an exact match, decided on that code;
 - ("fuzzy", CODE): an approximate match, proposed and never decided (needs_review, the code first
@@ -112,15 +115,15 @@ TABLE = [
 
 
 @pytest.mark.parametrize("code, text, expected", TABLE, ids=[f"{c!r}+{t!r}"[:60] for c, t, _ in TABLE])
-def test_diagnosis_resolution(shipped, code, text, expected):
+def test_diagnosis_resolution(fixture_formulary, code, text, expected):
     diagnosis = {k: v for k, v in (("code", code), ("text", text)) if v is not None}
     kind, value = expected
     if kind == "refused":
         with pytest.raises(RequestError) as caught:
-            shipped.decide({"diagnosis": diagnosis})
+            fixture_formulary.decide({"diagnosis": diagnosis})
         assert caught.value.code == value
         return
-    decision = shipped.decide({"diagnosis": diagnosis})
+    decision = fixture_formulary.decide({"diagnosis": diagnosis})
     match = decision.diagnosis
     candidates = [c["code"] for c in decision.to_dict()["candidates"]]
     if kind in ("review", "conflict"):
@@ -144,30 +147,30 @@ def test_the_table_has_at_least_60_inputs():
     assert len(TABLE) >= 60
 
 
-def test_invalid_code_suggests_the_nearest_valid_codes(shipped):
+def test_invalid_code_suggests_the_nearest_valid_codes(fixture_formulary):
     with pytest.raises(RequestError) as caught:
-        shipped.decide({"diagnosis": {"code": "G61.99"}})
+        fixture_formulary.decide({"diagnosis": {"code": "G61.99"}})
     suggested = [s["code"] for s in caught.value.suggestions]
     assert "G61.9" in suggested and "'G61.99' is not an ICD-10-CM code; nearest valid codes: " in caught.value.message
 
 
-def test_code_and_text_that_disagree_say_so(shipped):
-    decision = shipped.decide({"diagnosis": {"code": "G61.0", "text": "Kawasaki disease"}})
+def test_code_and_text_that_disagree_say_so(fixture_formulary):
+    decision = fixture_formulary.decide({"diagnosis": {"code": "G61.0", "text": "Kawasaki disease"}})
     assert "name different diagnoses" in decision.rationale and "Kawasaki" in decision.rationale
 
 
-def test_a_misspelt_diagnosis_is_proposed_with_what_the_rules_would_decide_if_confirmed(shipped):
-    data = shipped.decide({"diagnosis": {"text": "guillian bare syndrom"}, "patient": {"age_years": 6}}).to_dict()
+def test_a_misspelt_diagnosis_is_proposed_with_what_the_rules_would_decide_if_confirmed(fixture_formulary):
+    data = fixture_formulary.decide({"diagnosis": {"text": "guillian bare syndrom"}, "patient": {"age_years": 6}}).to_dict()
     assert data["diagnosis"] == {"code": "G61.0", "description": "Guillain-Barre syndrome", "matched_by": "fuzzy",
                                  "input": "guillian bare syndrom"}
     assert data["outcome"] == "needs_review" and data["rule"] is None
     assert data["if_confirmed"] == {"code": "G61.0", "outcome": "off_label_with_evidence",
                                     "rule": {"id": "gbs-children", "title": "Guillain-Barré syndrome in children"}}
-    confirmed = shipped.decide({"diagnosis": {"code": "G61.0"}, "patient": {"age_years": 6}}).to_dict()
+    confirmed = fixture_formulary.decide({"diagnosis": {"code": "G61.0"}, "patient": {"age_years": 6}}).to_dict()
     assert (confirmed["outcome"], confirmed["rule"]) == (data["if_confirmed"]["outcome"], data["if_confirmed"]["rule"])
 
 
-def test_ambiguous_text_lists_candidates_with_code_description_and_score(shipped):
-    candidates = shipped.decide({"diagnosis": {"text": "chronic fatigue"}}).to_dict()["candidates"]
+def test_ambiguous_text_lists_candidates_with_code_description_and_score(fixture_formulary):
+    candidates = fixture_formulary.decide({"diagnosis": {"text": "chronic fatigue"}}).to_dict()["candidates"]
     assert candidates and set(candidates[0]) == {"code", "description", "score"}
     assert all(0 < c["score"] <= 100 for c in candidates)
