@@ -5,6 +5,8 @@ from click.testing import CliRunner
 
 from service.cli import main
 
+from .conftest import TEST_RULEBOOK
+
 
 def run(*args):
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
@@ -61,27 +63,29 @@ def test_lint_exits_non_zero_on_a_problem(tmp_path, mini_path):
     assert result.exit_code == 1 and "'approved-ish' is not one of" in result.output
 
 
-def test_shipped_rulebook_answers_the_documented_examples():
+def test_without_rulebook_the_commands_use_FORMULARY_RULEBOOK(monkeypatch, mini_path):
+    monkeypatch.setenv("FORMULARY_RULEBOOK", str(mini_path))
     gbs = json.loads(run("check", "--code", "G61.0", "--age", "8", "--json").output)
-    assert gbs["outcome"] == "off_label_with_evidence"
-    myositis = json.loads(run("check", "--code", "M33.20", "--age", "50", "--concurrent", "corticosteroids", "--json").output)
-    assert myositis["outcome"] == "off_label_with_evidence"
-    assert run("lint", "rules/").exit_code == 0
+    assert (gbs["rulebook"]["name"], gbs["rule"]["id"]) == ("Mini", "gbs-children")
+    assert run("rules").output.startswith("Mini 1.0")
+    assert run("lint").output == f"ok: 1 rulebook file(s) clean: {mini_path}\n"
 
+
+# The commands below decide on the test rulebook (tests/rulebook/), named with --rulebook.
 
 def test_diagnose_shows_candidates_with_scores_without_deciding():
-    result = run("diagnose", "chronic fatigue")
+    result = run("diagnose", "chronic fatigue", "--rulebook", str(TEST_RULEBOOK))
     assert result.exit_code == 0 and "could mean several diagnoses" in result.output
     assert "G93.32" in result.output and "R53.82" in result.output
     assert "Outcome" not in result.output
 
 
 def test_diagnose_resolves_a_typo_and_says_how():
-    result = run("diagnose", "guillian bare syndrom")
+    result = run("diagnose", "guillian bare syndrom", "--rulebook", str(TEST_RULEBOOK))
     assert "G61.0 Guillain-Barre syndrome  [matched by fuzzy (score" in result.output
 
 
 def test_check_accepts_a_text_diagnosis():
-    result = run("check", "--text", "wegeners granulomatosis", "--age", "52", "--json")
+    result = run("check", "--text", "wegeners granulomatosis", "--age", "52", "--json", "--rulebook", str(TEST_RULEBOOK))
     data = json.loads(result.output)
     assert data["diagnosis"]["code"] == "M31.3" and data["diagnosis"]["matched_by"] == "synonym"

@@ -9,6 +9,7 @@ import pytest
 
 from service import icd10
 from service.formulary import Formulary
+from service.lint import lint_paths
 from service.rulebook import read_yaml
 
 RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
@@ -30,6 +31,11 @@ def formulary_for(case_file: Path) -> Formulary:
     if rulebook not in _loaded:
         _loaded[rulebook] = Formulary.load(rulebook)
     return _loaded[rulebook]
+
+
+def test_every_shipped_rulebook_lints_clean():
+    files, problems = lint_paths([RULES_DIR])
+    assert files and problems == []
 
 
 def test_every_rulebook_has_a_case_file():
