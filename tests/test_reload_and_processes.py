@@ -10,18 +10,19 @@ from service.active_rulebook import ActiveRulebook
 from service.app import create_app
 from service.cli import main
 from service.db import migrate, open_database
+from service.rulebook import load_rulebook
 
-from .conftest import bearer, write_rulebook
+from .conftest import TEST_RULEBOOK, bearer, write_rulebook
 
-ROOT = Path(__file__).resolve().parent.parent
+SERVED = load_rulebook(TEST_RULEBOOK)        # the version every test starts from
+VERSION = SERVED.version
 
 
 @pytest.fixture
 def editable_rulebook(tmp_path) -> Path:
-    """A copy of the shipped rulebook and its data that a test may edit."""
-    shutil.copytree(ROOT / "rules", tmp_path / "book" / "rules")
-    shutil.copytree(ROOT / "data", tmp_path / "book" / "data")
-    return tmp_path / "book" / "rules" / "ivig.yaml"
+    """A copy of the test rulebook and its data that a test may edit."""
+    shutil.copytree(TEST_RULEBOOK.parent, tmp_path / "book")
+    return tmp_path / "book" / TEST_RULEBOOK.name
 
 
 @pytest.fixture
@@ -35,18 +36,19 @@ def reloadable_app(tmp_path, editable_rulebook, database_url):
 
 def _bump_version(path: Path, version: str):
     text = path.read_text()
-    path.write_text(text.replace("version: 2026.11.0", f"version: {version}", 1))
+    assert f"version: {VERSION}\n" in text
+    path.write_text(text.replace(f"version: {VERSION}\n", f"version: {version}\n", 1))
 
 
 def test_reload_serves_the_new_version_and_records_it(reloadable_app, editable_rulebook):
     from service.tokens import create_token
     client = reloadable_app.test_client()
     admin = create_token(reloadable_app.extensions["instance"].database, "root", "admin")
-    _bump_version(editable_rulebook, "2026.12.0")
+    _bump_version(editable_rulebook, "1.1.0")
     result = client.post("/v1/rulebook/reload", headers=bearer(admin)).get_json()
-    assert result["version"] == "2026.12.0" and result["changed"] is True and result["previous"]["version"] == "2026.11.0"
+    assert result["version"] == "1.1.0" and result["changed"] is True and result["previous"]["version"] == VERSION
     decision = client.post("/v1/decisions", json={"diagnosis": {"code": "G61.0"}}, headers=bearer(admin)).get_json()
-    assert decision["rulebook"]["version"] == "2026.12.0"
+    assert decision["rulebook"]["version"] == "1.1.0"
     assert client.post("/v1/rulebook/reload", headers=bearer(admin)).get_json()["changed"] is False
 
 
@@ -59,20 +61,20 @@ def test_a_rulebook_failing_lint_is_refused_and_the_old_one_keeps_serving(reload
     assert response.status_code == 422
     error = response.get_json()["error"]
     assert error["code"] == "rulebook_invalid" and any("'perhaps' is not one of" in p for p in error["problems"])
-    assert "still serving 2026.11.0" in error["message"]
+    assert f"still serving {VERSION}" in error["message"]
     decision = client.post("/v1/decisions", json={"diagnosis": {"code": "G61.0"}}, headers=bearer(admin)).get_json()
-    assert decision["rulebook"]["version"] == "2026.11.0"
+    assert decision["rulebook"]["version"] == VERSION
 
 
 def test_a_decision_in_flight_finishes_on_the_version_it_started_with(reloadable_app, editable_rulebook):
     active = reloadable_app.extensions["active_rulebook"]
     with active.use() as started_on:
-        _bump_version(editable_rulebook, "2026.12.0")
+        _bump_version(editable_rulebook, "1.1.0")
         active.reload("test")
-        assert active.current.rulebook.version == "2026.12.0"
+        assert active.current.rulebook.version == "1.1.0"
         # The old version still decides, on its own engine, until the request lets go of it.
         decision = started_on.decide({"diagnosis": {"code": "G61.0"}, "patient": {"age_years": 3}})
-        assert decision.rulebook["version"] == "2026.11.0" and decision.outcome == "off_label_with_evidence"
+        assert decision.rulebook["version"] == VERSION and decision.outcome == "off_label_with_evidence"
         assert not started_on.engine._closed
     assert started_on.engine._closed
 
@@ -82,10 +84,10 @@ def test_other_processes_follow_a_reload_within_a_second(reloadable_app, editabl
     monkeypatch.setattr(module, "CHECK_EVERY_SECONDS", 0.0)
     other = ActiveRulebook(editable_rulebook, reloadable_app.extensions["instance"].database, warm=False)
     try:
-        _bump_version(editable_rulebook, "2026.12.0")
+        _bump_version(editable_rulebook, "1.1.0")
         reloadable_app.extensions["active_rulebook"].reload("admin")
         with other.use() as formulary:
-            assert formulary.rulebook.version == "2026.12.0"
+            assert formulary.rulebook.version == "1.1.0"
     finally:
         other.close()
 
@@ -163,7 +165,7 @@ def test_tokens_audit_and_reload_from_the_shell(tmp_path, monkeypatch, editable_
     assert runner.invoke(main, ["tokens", "revoke", "nurse-1"]).exit_code == 1
 
     reloaded = runner.invoke(main, ["reload"])
-    assert reloaded.exit_code == 0 and "activated IVIG formulary 2026.11.0" in reloaded.output
+    assert reloaded.exit_code == 0 and f"activated {SERVED.name} {VERSION}" in reloaded.output
     editable_rulebook.write_text(editable_rulebook.read_text().replace("outcome: not_supported", "outcome: perhaps", 1))
     refused = runner.invoke(main, ["reload"])
     assert refused.exit_code == 1 and "refused" in refused.output
