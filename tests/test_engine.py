@@ -399,7 +399,8 @@ def test_events_without_the_fields_a_ruleset_never_tests_decide_exactly_as_full_
                     answer = pruned.evaluate(code, facts)
                     assert answer == full.evaluate(code, facts), (code, facts)
                     fired.add(id(answer))
-        assert len(fired) > 340, f"{len(fired)} of {len(compiled.verdicts)} compiled rules fired"
+        # A share, not a count: the committee may add or remove rules (355 of 426 fired at 2026.12.0).
+        assert len(fired) >= 0.75 * len(compiled.verdicts), f"{len(fired)} of {len(compiled.verdicts)} compiled rules fired"
     finally:
         pruned.close()
         full.close()

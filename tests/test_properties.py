@@ -30,12 +30,12 @@ from hypothesis import strategies as st
 
 from service import icd10
 from service.compiler import FACT_FLAGS
-from service.formulary import default_rulebook_path
+from service.formulary import SHIPPED_RULEBOOK
 from service.request import MAX_REF, MAX_TEXT, RequestError, parse_request
 from service.rulebook import MAX_AGE_YEARS, OUTCOMES, SEVERITIES, SEXES, load_rulebook
 
 # The strategies are built from the rulebook the `shipped` fixture loads (the same file).
-RULEBOOK = load_rulebook(default_rulebook_path())
+RULEBOOK = load_rulebook(SHIPPED_RULEBOOK)
 
 FAST = settings(max_examples=200, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
