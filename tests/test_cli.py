@@ -16,7 +16,7 @@ def test_check_explains_the_decision(mini_path):
     result = run("check", "--code", "G61.0", "--age", "8", "--rulebook", str(mini_path))
     assert result.exit_code == 0
     assert "off_label_with_evidence" in result.output and "gbs-children" in result.output
-    assert "Rationale:" in result.output and "[review, controlled]" in result.output
+    assert "Rationale:" in result.output and "[review, controlled, benefit]" in result.output
 
 
 def test_check_json_is_the_decision_object(mini_path):
