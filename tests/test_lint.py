@@ -107,7 +107,7 @@ def test_a_labelled_indication_no_rule_approves_is_refused(tmp_path):
 
 
 def test_a_labelled_indication_whose_products_a_rule_names_is_covered(tmp_path):
-    rules = [r for r in MINI_RULES if r["id"] != "pi-labelled"]
+    rules = [r for r in copy.deepcopy(MINI_RULES) if r["id"] != "pi-labelled"]   # edited below: never the shared rules
     next(r for r in rules if r["id"] == "pi-other")["when"] = {"product": ["Alpha", "Beta", "Gamma"]}
     rules.append({"id": "pi-any", "title": "PI", "diagnosis": "pi", "outcome": "needs_review",
                   "rationale": "r", "evidence": evidence("limited")})
