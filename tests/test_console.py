@@ -127,6 +127,17 @@ def test_a_misspelt_diagnosis_offers_its_code_with_the_outcome_if_confirmed(app,
     assert "Off-label, with controlled evidence of benefit" in confirmed.get_data(as_text=True)
 
 
+def test_the_request_form_takes_the_route(client, tokens):
+    sign_in(client, tokens["clinician"])
+    form = client.get("/console/request").get_data(as_text=True)
+    assert '<option value="subcutaneous"' in form and "intravenous (default)" in form
+    fields = {"diagnosis_code": "D83.9", "age_years": "30"}
+    approved = post_form(client, "/console/request", fields | {"product": "Gamunex-C", "route": "subcutaneous"})
+    review = post_form(client, "/console/request", fields | {"product": "Privigen", "route": "subcutaneous"})
+    assert "Approved: an FDA-labelled indication" in approved.get_data(as_text=True)
+    assert "Needs review" in review.get_data(as_text=True)
+
+
 def test_a_resolution_without_a_reason_shows_the_api_message(client, tokens):
     sign_in(client, tokens["pharmacist"])
     page = post_form(client, "/console/request", {"diagnosis_code": "D80.2", "age_years": "30",

@@ -175,6 +175,41 @@ def test_preapproval_holds_an_order_and_gives_every_reason(client, tokens, today
     assert "Octagam 10% is not among them" in failed["authorised_product"]
 
 
+PI_PATIENT = {"ref": "MRN-7", "age_years": 30, "sex": "male", "weight_kg": 70, "height_cm": 180}
+
+
+def _preapprove(client, tokens, ref="MRN-7", **order):
+    return client.post("/v1/preapprovals", json={"patient": PI_PATIENT | {"ref": ref}, "diagnosis": {"code": "D83.9"}} | order,
+                       headers=bearer(tokens["pharmacist"])).get_json()
+
+
+def test_the_products_label_dose_wins_over_the_rules_profile(client, tokens, today):
+    # Privigen's PI label starts at 0.2 g/kg; the replacement profile at 0.3 g/kg.
+    privigen = _preapprove(client, tokens, product="Privigen", dose={"g_per_kg": 0.2, "interval_days": 28})
+    assert privigen["dosing_profile"]["id"] == "label: Privigen for primary_immunodeficiency"
+    assert privigen["dispense"] is True, privigen["reasons"]
+    gamunex = _preapprove(client, tokens, "MRN-8", product="Gamunex-C", dose={"g_per_kg": 0.2, "interval_days": 28})
+    failed = {r["check"]: r["message"] for r in gamunex["reasons"] if not r["ok"]}
+    assert failed["dose"] == "dose 0.2 g/kg is below the minimum 0.3 g/kg by 0.1 g/kg (33%)"
+
+
+def test_the_dose_is_made_of_the_products_own_vials(client, tokens, today):
+    result = _preapprove(client, tokens, product="Privigen", dose={"g_per_kg": 0.4, "interval_days": 28})
+    assert result["weight"]["dosing_kg"] == 70 and result["dose"]["grams"] == 28.0       # 30 g is nearer than 25 g
+    assert result["dose"]["vials"] == [{"size_g": 20, "count": 1}, {"size_g": 10, "count": 1}]
+    assert result["dose"]["rounded_grams"] == 30.0
+    assert {"check": "vials", "ok": True, "message": "30 g (1 x 20 g + 1 x 10 g) for the exact dose of 28 g"} in result["reasons"]
+
+
+def test_a_subcutaneous_order_is_checked_against_the_weekly_subcutaneous_label(client, tokens, today):
+    weekly = _preapprove(client, tokens, product="Gamunex-C", route="subcutaneous", dose={"g_per_kg": 0.15, "interval_days": 7})
+    assert weekly["dispense"] is True, weekly["reasons"]
+    assert weekly["decision"]["labelled_products"] == ["Gamunex-C"]
+    privigen = _preapprove(client, tokens, "MRN-8", product="Privigen", route="subcutaneous",
+                           dose={"g_per_kg": 0.15, "interval_days": 7})
+    assert privigen["dispense"] is False and privigen["decision"]["outcome"] == "needs_review"
+
+
 def test_preapproval_says_what_the_weight_needs(client, tokens, today):
     order = ORDER | {"patient": {"ref": "MRN-0042", "age_years": 50, "sex": "female", "weight_kg": 90, "height_cm": 170}}
     reasons = client.post("/v1/preapprovals", json=order, headers=bearer(tokens["pharmacist"])).get_json()["reasons"]
@@ -219,6 +254,19 @@ def test_batch_gives_one_result_a_row_with_row_numbered_errors(client, tokens, t
                                                    "message": "row 3: age_years must be a number, found 'forty'"}
             assert body["results"][0]["dispense"] is True and body["results"][2]["dose"]["rounded_grams"] == 49.0
             assert body["summary"] == {"orders": 3, "dispense": 2, "hold": 0, "errors": 1}
+
+
+def test_an_infusion_list_may_give_the_route_and_a_blank_route_is_intravenous(client, tokens, today):
+    csv_text = ("patient_ref,age_years,sex,weight_kg,height_cm,diagnosis_code,product,route,g_per_kg,interval_days\n"
+                "MRN-1,30,male,70,180,D83.9,Gamunex-C,subcutaneous,0.15,7\n"
+                "MRN-2,30,male,70,180,D83.9,Gamunex-C,,0.15,7\n"
+                "MRN-3,30,male,70,180,D83.9,Gamunex-C,oral,0.15,7\n")
+    response = client.post("/v1/preapprovals/batch", data=csv_text,
+                           headers={**bearer(tokens["pharmacist"]), "Content-Type": "text/csv"})
+    sc, iv, bad = response.get_json()["results"]
+    assert sc["dispense"] is True
+    assert iv["dispense"] is False and "below the minimum 0.3 g/kg" in " ".join(r["message"] for r in iv["reasons"])
+    assert bad["error"]["field"] == "route" and "'oral'" in bad["error"]["message"]
 
 
 def test_batch_refuses_unknown_columns(client, tokens):
