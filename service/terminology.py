@@ -295,8 +295,8 @@ class Terminology:
                 if codes:
                     return _exact(text, codes, matched_by)
         # Then by key, where every text of either kind with that key must name one diagnosis:
-        # "chronic fatigue" keys like "chronic fatigue syndrome" and like R53.82's "chronic fatigue
-        # syndrome NOS", so it stays ambiguous.
+        # "chronic fatigue" keys like "chronic fatigue syndrome" (G93.32) and like R53.82's
+        # "chronic fatigue, unspecified", so it stays ambiguous.
         for query in queries:
             named = self.rulebook_index.by_key(query)
             codes = list(dict.fromkeys(named + self.icd.by_key(query)))
