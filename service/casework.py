@@ -80,7 +80,7 @@ def authorisation_view(row) -> dict:
 def profile_of(authorisation: dict) -> DosingProfile:
     dosing = authorisation["dosing"]
     return DosingProfile(dosing["id"], Range(**dosing["g_per_kg"]), Range(**dosing["interval_days"]), dosing.get("note", ""),
-                         dosing.get("courses"))
+                         dosing.get("courses"), dosing.get("monthly", False))
 
 
 def record_decision(instance, formulary: Formulary, payload, requester: str, case: dict | None = None) -> dict:

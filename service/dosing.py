@@ -11,7 +11,7 @@ and the result says so.
 
 Rounding (hospital practice): the dose in grams becomes the amount the product's own vials can
 make (its vial sizes in data/products.yaml) that is nearest the exact dose, within ROUNDING_TOLERANCE
-of it and never above the maximum g/kg for the dosing weight; ties go to the smaller amount, and the
+of it and within the dose range (min to max g/kg) for the dosing weight; ties go to the smaller amount, and the
 fewest vials make it up. When no combination is that close, nothing is rounded and the order goes to
 a pharmacist, with the amounts the vials can make on either side.
 
@@ -118,18 +118,23 @@ def course_grams(g_per_kg: float, weight_kg: float, limits: Range, vial_sizes_g:
         return Course(g_per_kg, exact, None, (), "not rounded: the product's vial sizes are not recorded")
     sizes = tuple(sorted({round(v * _TENTHS) for v in vial_sizes_g}, reverse=True))
     ceiling = limits.max * weight_kg if limits.max is not None else math.inf
-    low = math.ceil(exact * (1 - ROUNDING_TOLERANCE) * _TENTHS - 1e-6)
+    floor = limits.min * weight_kg if limits.min is not None else 0.0
+    low = math.ceil(max(exact * (1 - ROUNDING_TOLERANCE), floor) * _TENTHS - 1e-6)
     high = math.floor(min(exact * (1 + ROUNDING_TOLERANCE), ceiling) * _TENTHS + 1e-6)
-    combos = _fewest_vials(sizes, max(high, 0) + max(sizes))
+    reach = math.ceil(exact * (1 + ROUNDING_TOLERANCE) * _TENTHS) + max(sizes)
+    combos = _fewest_vials(sizes, reach)
     fits = [t for t in range(max(low, 1), high + 1) if combos[t] is not None]
     rule = (f"nearest amount the vials ({', '.join(f'{v:g} g' for v in sorted(vial_sizes_g))}) make, within "
-            f"{ROUNDING_TOLERANCE:.0%} of the exact dose and not above the maximum g/kg")
+            f"{ROUNDING_TOLERANCE:.0%} of the exact dose and within the dose range for this weight")
     if not fits:
-        below = next((t for t in range(min(high, len(combos) - 1), 0, -1) if combos[t] is not None), None)
-        above = next((t for t in range(max(low, 1), len(combos)) if combos[t] is not None), None)
-        near = " or ".join(f"{t / _TENTHS:g} g" for t in (below, above) if t is not None)
+        exact_tenths = round(exact * _TENTHS)
+        below = next((t for t in range(min(exact_tenths, reach), 0, -1) if combos[t] is not None), None)
+        above = next((t for t in range(max(exact_tenths, 1), reach + 1) if combos[t] is not None), None)
+        near = " or ".join(f"{t / _TENTHS:g} g" for t in dict.fromkeys((below, above)) if t is not None)
+        bounds = f"{floor:g}-{ceiling:g} g" if ceiling != math.inf else f"at least {floor:g} g"
         return Course(g_per_kg, exact, None, (), f"not rounded: no combination of the vials is within "
-                                                 f"{ROUNDING_TOLERANCE:.0%} of {exact:g} g (nearest: {near})")
+                                                 f"{ROUNDING_TOLERANCE:.0%} of {exact:g} g and within the dose range "
+                                                 f"for this weight ({bounds}); the vials make {near}")
     chosen = min(fits, key=lambda t: (abs(t - exact * _TENTHS), t))
     counts: dict[int, int] = {}
     for size in combos[chosen]:
@@ -150,7 +155,38 @@ def limits_for(profile: DosingProfile, label: Label | None, product: str | None)
         interval_days=dose.interval_days if dose.interval_days is not None else profile.interval_days,
         note=dose.note or f"the dose of {product}'s label",
         courses=None if dose.interval_days is not None else profile.courses,
+        monthly=dose.monthly,
     )
+
+
+MONTH_DAYS = 28
+
+
+def course_limits(profile: DosingProfile, interval_days: int | None) -> Range:
+    """The g/kg one course may have: the profile's, or for a monthly total the month's share that
+    one interval takes (2.4 g/kg a month, every 14 days: at most 1.2 g/kg a course)."""
+    if not profile.monthly or not interval_days:
+        return profile.g_per_kg
+    share = interval_days / MONTH_DAYS
+    low, high = profile.g_per_kg.min, profile.g_per_kg.max
+    return Range(None if low is None else round(low * share, 4), None if high is None else round(high * share, 4))
+
+
+def courses_given(profile: DosingProfile, last_infusion: datetime.date | None,
+                  authorised_from: datetime.date | None) -> "Finding | None":
+    """For a one-off course: whether the authorisation has already been used.
+
+    Without a record of what was given (that needs administrations), only one fact is known: a
+    last infusion on or after the day the authorisation began means at least one course was given.
+    A one-course authorisation then holds the order; a two-course one passes, saying so.
+    """
+    if profile.courses is None or last_infusion is None or authorised_from is None or last_infusion < authorised_from:
+        return None
+    if profile.courses == 1:
+        return Finding("courses", False, f"a one-off course: a course was already given under this authorisation "
+                                         f"(last infusion {last_infusion}); another course needs review")
+    return Finding("courses", True, f"a course was given under this authorisation (last infusion {last_infusion}); at most "
+                                    f"{profile.courses} courses are allowed: the pharmacist confirms how many were given")
 
 
 @dataclass(frozen=True)
@@ -183,6 +219,10 @@ def check_order(profile: DosingProfile, g_per_kg: float | None, interval_days: i
     findings = []
     if g_per_kg is None:
         findings.append(Finding("dose", False, "the order gives no dose (dose.g_per_kg)"))
+    elif profile.monthly and interval_days:
+        monthly = round(g_per_kg * MONTH_DAYS / interval_days, 4)
+        findings.append(_against(monthly, profile.g_per_kg, "g/kg a month", f"dose {g_per_kg:g} g/kg every {interval_days} "
+                                                                             f"days, that is", "dose"))
     else:
         findings.append(_against(g_per_kg, profile.g_per_kg, "g/kg", "dose", "dose"))
     if profile.courses is not None:

@@ -92,6 +92,7 @@ SCHEMAS = {
         "interval_days": _object({"min": {"type": ["number", "null"]}, "max": {"type": ["number", "null"]}}),
         "note": _TEXT,
         "courses": {"type": ["integer", "null"], "description": "a one-off course: how many courses a request allows"},
+        "monthly": {"type": "boolean", "description": "g_per_kg is a total over 28 days, whatever the interval"},
     }, required=["id", "g_per_kg", "interval_days"]),
     "Resolution": _object({
         "id": _TEXT, "case_id": _TEXT, "created_at": _TIME, "resolution": {"enum": ["approved", "denied", "more_information"]},

@@ -76,8 +76,9 @@ def check(instance, formulary: Formulary, order, requester: str, today: datetime
     label = None
     if rule and rule.labelled_indication:
         covered = product in rulebook.labelled_products(rule.labelled_indication, request.facts.age_years, product, route)
-        reasons.append(_reason("label", True, f"{product}'s label {'covers' if covered else 'does not cover'} "
-                                              f"{rulebook.indications[rule.labelled_indication]} for this patient ({route})"))
+        reasons.append(_reason("label", covered, f"{product}'s label {'covers' if covered else 'does not cover'} "
+                                                 f"{rulebook.indications[rule.labelled_indication]} for this patient "
+                                                 f"({route}){'' if covered else '; the order needs review'}"))
         label = rulebook.label_of(product, rule.labelled_indication, route) if covered else None
     if authorisation and authorisation["products"] and product not in authorisation["products"]:
         reasons.append(_reason("authorised_product", False, f"the authorisation is on label for "
@@ -87,6 +88,10 @@ def check(instance, formulary: Formulary, order, requester: str, today: datetime
     g_per_kg = request.dose.g_per_kg if request.dose else None
     interval = request.dose.interval_days if request.dose else None
     reasons += [f.to_dict() for f in dosing.check_order(profile, g_per_kg, interval, last_infusion, today)]
+    used = dosing.courses_given(profile, last_infusion,
+                                datetime.date.fromisoformat(authorisation["valid_from"]) if authorisation else None)
+    if used:
+        reasons.append(used.to_dict())
 
     weight = course = None
     try:
@@ -96,16 +101,16 @@ def check(instance, formulary: Formulary, order, requester: str, today: datetime
     except dosing.MissingFact as missing:
         reasons.append(_reason("weight", False, f"the dosing weight needs {missing}"))
     if weight and g_per_kg:
-        course = dosing.course_grams(g_per_kg, weight.dosing_kg, profile.g_per_kg, rulebook.products[product].vial_sizes_g)
+        limits = dosing.course_limits(profile, interval)
+        course = dosing.course_grams(g_per_kg, weight.dosing_kg, limits, rulebook.products[product].vial_sizes_g)
         if course.rounded_grams is None:
             reasons.append(_reason("vials", False, f"{course.grams:g} g {course.rounding}; a pharmacist decides the amount"))
         else:
             made_of = " + ".join(f"{count} x {size:g} g" for size, count in course.vials)
             reasons.append(_reason("vials", True, f"{course.rounded_grams:g} g ({made_of}) for the exact dose of "
                                                   f"{course.grams:g} g"))
-        over = profile.g_per_kg.max is not None and g_per_kg > profile.g_per_kg.max + 1e-9
-        if over:
-            extra = course.grams - profile.g_per_kg.max * weight.dosing_kg
+        if limits.max is not None and g_per_kg > limits.max + 1e-9:
+            extra = round(course.grams - limits.max * weight.dosing_kg, 2)
             reasons.append(_reason("dose_amount", False, f"the order is {course.grams:g} g for this patient, {extra:g} g above "
                                                          f"the maximum ({profile.id}); a pharmacist or the committee reviews it"))
 
@@ -115,7 +120,7 @@ def check(instance, formulary: Formulary, order, requester: str, today: datetime
         "authorisation": authorisation,
         "decision": decision,
         "dosing_profile": {"id": profile.id, "g_per_kg": vars(profile.g_per_kg), "interval_days": vars(profile.interval_days),
-                           "courses": profile.courses},
+                           "courses": profile.courses, "monthly": profile.monthly},
         "weight": weight.to_dict() if weight else None,
         "dose": course.to_dict() if course else None,
     }

@@ -124,6 +124,7 @@ class DosingProfile:
     interval_days: Range                    # Range() for a one-off course: no interval applies
     note: str = ""
     courses: int | None = None              # a one-off (acute) course: how many courses one request allows
+    monthly: bool = False                   # g_per_kg is a total over 28 days (MMN), not per course
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,7 @@ class LabelDose:
     g_per_kg: Range
     interval_days: Range | None = None      # None: the label gives no interval (a one-off course)
     note: str = ""
+    monthly: bool = False                   # g_per_kg is a total over 28 days, however it is divided
 
 
 @dataclass(frozen=True)
@@ -368,6 +370,9 @@ def load_rulebook(path: str | Path) -> Rulebook:
     rules = _read_rules(top.get("rules"), path, check, diagnoses, products, indications, therapies, sources, profiles)
     abbreviations = _read_abbreviations(top.get("abbreviations"), f"{path}: abbreviations", check)
     qualifiers = check.texts(top.get("qualifiers"), f"{path}: qualifiers")
+    for word in qualifiers:
+        if len(word.replace("-", " ").split()) != 1:
+            check.fail(f"{path}: qualifiers", f"'{word}' is not one word; list each word on its own")
     authorisation_days = _days(meta.get("authorisation_days", 180), f"{path}: rulebook.authorisation_days", check)
     if check.problems:
         raise RulebookError(check.problems)
@@ -419,7 +424,7 @@ def _read_dosing(raw, where: str, check: _Checker) -> tuple[dict[str, DosingProf
     profiles = {}
     for profile_id, item in (raw.get("profiles") or {}).items():
         at = f"{where}.profiles.{profile_id}"
-        item = check.mapping(item, at, ("g_per_kg",), ("interval_days", "courses", "note")) or {}
+        item = check.mapping(item, at, ("g_per_kg",), ("interval_days", "courses", "monthly", "note")) or {}
         courses = item.get("courses")
         if courses is not None and (isinstance(courses, bool) or not isinstance(courses, int) or not 1 <= courses <= 10):
             check.fail(f"{at}.courses", f"must be a whole number of courses from 1 to 10, found {courses!r}")
@@ -431,6 +436,7 @@ def _read_dosing(raw, where: str, check: _Checker) -> tuple[dict[str, DosingProf
             _range(item["interval_days"], f"{at}.interval_days", check, 1, 365) if "interval_days" in item else Range(),
             check.text(item.get("note"), f"{at}.note", required=False),
             courses,
+            _flag(item.get("monthly", False), f"{at}.monthly", check),
         )
     default = raw.get("default")
     if default is not None and default not in profiles:
@@ -544,13 +550,21 @@ def _read_label(raw, at: str, check: _Checker, indications, product_routes) -> L
         check.fail(f"{at}.routes", "a label cannot name a route the product is not given by")
     dose = None
     if lab.get("dose") is not None:
-        raw_dose = check.mapping(lab["dose"], f"{at}.dose", ("g_per_kg",), ("interval_days", "note")) or {}
+        raw_dose = check.mapping(lab["dose"], f"{at}.dose", ("g_per_kg",), ("interval_days", "monthly", "note")) or {}
         dose = LabelDose(
             _range(raw_dose.get("g_per_kg"), f"{at}.dose.g_per_kg", check, 0.01, 5),
             _range(raw_dose["interval_days"], f"{at}.dose.interval_days", check, 1, 365) if "interval_days" in raw_dose else None,
             check.text(raw_dose.get("note"), f"{at}.dose.note", required=False),
+            _flag(raw_dose.get("monthly", False), f"{at}.dose.monthly", check),
         )
     return Label(indication, age_at_least, age_under, routes, dose, check.text(lab.get("note"), f"{at}.note", required=False))
+
+
+def _flag(value, where: str, check: _Checker) -> bool:
+    if not isinstance(value, bool):
+        check.fail(where, f"must be true or false, found {value!r}")
+        return False
+    return value
 
 
 def _age_limits(raw, where: str, check: _Checker) -> tuple[float | None, float | None]:

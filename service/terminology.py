@@ -62,8 +62,9 @@ def fold(text: str) -> str:
 
 
 def _key_word(word: str) -> str:
-    """A word without a trailing possessive or plural "s" ("alzheimers", "kawasakis", "sclerosis" alike)."""
-    return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
+    """A word without a trailing possessive or plural "s" ("alzheimers", "kawasakis", "sclerosis" alike);
+    words of four letters or fewer keep theirs, since short ones are mostly acronyms (APDS is not APD)."""
+    return word[:-1] if len(word) > 4 and word.endswith("s") and not word.endswith("ss") else word
 
 
 def match_key(folded: str) -> str:
@@ -261,20 +262,32 @@ class Terminology:
             error.suggestions = [c.to_dict() for c in nearest]
             raise error
         by_code = DiagnosisMatch(icd10.dotted(plain), icd10.description(plain), "code", code)
-        return by_code if text is None else self._check_agreement(by_code, self.resolve_text(text))
+        if text is None:
+            return by_code
+        lacking = self.unmatched_qualifiers(self.expand(fold(text)), plain)
+        return self._check_agreement(by_code, self.resolve_text(text), lacking)
 
-    def _check_agreement(self, by_code: DiagnosisMatch, by_text: DiagnosisMatch) -> DiagnosisMatch:
-        """A code with a text: fine when the text names the same diagnosis (or nothing known)."""
-        if by_text.matched_by is None and not by_text.candidates:
+    def _check_agreement(self, by_code: DiagnosisMatch, by_text: DiagnosisMatch, lacking: tuple[str, ...]) -> DiagnosisMatch:
+        """A code with a text: fine when the text names the same diagnosis (or nothing known).
+
+        Codes of one family agree only when the rulebook does not file them under different
+        diagnoses (G35.A relapsing-remitting is not G35 progressive MS), and a text whose words
+        carry a qualifier the code lacks (`lacking`: "secondary CVID" with D83.9) never agrees.
+        """
+        if by_text.matched_by is None and not by_text.candidates and not lacking:
             return by_code
         named = [by_text.plain_code] if by_text.code else [icd10.normalise(c.code) for c in by_text.candidates]
         mine = self.diagnosis_of(by_code.plain_code)
-        for other in named:
+        for other in named if not lacking else ():
+            theirs = self.diagnosis_of(other)
             family = other.startswith(by_code.plain_code) or by_code.plain_code.startswith(other)
-            if family or (mine is not None and self.diagnosis_of(other) == mine):
+            if (mine is not None and theirs == mine) or (family and (mine is None or theirs is None)):
                 return by_code
         text_side = (f"{by_text.code} ({by_text.description})" if by_text.code
                      else "; ".join(f"{c.code} ({c.description})" for c in by_text.candidates))
+        if lacking:
+            text_side = (text_side or "nothing we recognise") + \
+                f", and it says {', '.join(repr(w) for w in lacking)}, which the code does not"
         return DiagnosisMatch(
             by_code.code, by_code.description, "code", by_code.input,
             candidates=(_candidate(by_code.plain_code, 100.0),) + (

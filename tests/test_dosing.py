@@ -3,7 +3,8 @@ import datetime
 
 import pytest
 
-from service.dosing import MissingFact, check_order, course_grams, dosing_weight, ideal_body_weight, limits_for
+from service.dosing import (MissingFact, check_order, course_grams, course_limits, courses_given, dosing_weight,
+                            ideal_body_weight, limits_for)
 from service.rulebook import DosingProfile, Label, LabelDose, Range
 
 IMMUNOMODULATORY = DosingProfile("immunomodulatory", Range(0.4, 2.0), Range(21, None))
@@ -93,7 +94,14 @@ def test_grams_are_the_nearest_amount_the_products_vials_make_never_above_the_ma
 def test_no_vial_combination_within_ten_percent_is_not_rounded_and_says_what_is_near():
     course = course_grams(0.4, 15, IMMUNOMODULATORY.g_per_kg, (10,))          # 6 g from 10 g vials only
     assert course.rounded_grams is None and course.vials == ()
-    assert course.rounding == "not rounded: no combination of the vials is within 10% of 6 g (nearest: 10 g)"
+    assert course.rounding == ("not rounded: no combination of the vials is within 10% of 6 g and within the dose range "
+                               "for this weight (6-30 g); the vials make 10 g")
+
+
+def test_rounding_never_goes_below_the_minimum_dose():
+    # 0.3 g/kg x 70 kg = 21 g: 20 g would be 0.286 g/kg, below the minimum; 25 g is more than 10% above.
+    course = course_grams(0.3, 70, REPLACEMENT.g_per_kg, PRIVIGEN_VIALS)
+    assert course.rounded_grams is None and "(21-56 g)" in course.rounding and "the vials make 20 g or 25 g" in course.rounding
 
 
 def test_a_product_without_recorded_vial_sizes_is_not_rounded():
@@ -156,3 +164,32 @@ def test_a_last_infusion_in_the_future_is_refused():
 def test_a_missing_dose_or_interval_never_passes():
     findings = _messages(check_order(IMMUNOMODULATORY, None, None, None, TODAY))
     assert findings["dose"][0] is False and findings["interval"][0] is False
+
+
+MMN = DosingProfile("mmn", Range(0.5, 2.4), Range(14, 28), monthly=True)
+
+
+@pytest.mark.parametrize("g_per_kg, interval, ok", [(2.4, 28, True), (1.2, 14, True), (2.4, 14, False), (1.3, 14, False),
+                                                    (0.2, 14, False), (0.25, 14, True)])
+def test_a_monthly_total_is_checked_over_28_days_whatever_the_interval(g_per_kg, interval, ok):
+    assert _messages(check_order(MMN, g_per_kg, interval, None, TODAY))["dose"][0] is ok
+
+
+def test_a_monthly_total_over_the_maximum_says_the_months_dose():
+    ok, message = _messages(check_order(MMN, 2.4, 14, None, TODAY))["dose"]
+    assert not ok and message == ("dose 2.4 g/kg every 14 days, that is 4.8 g/kg a month exceeds the maximum 2.4 g/kg a month "
+                                  "by 2.4 g/kg a month (100%)")
+    assert course_limits(MMN, 14) == Range(0.25, 1.2) and course_limits(REPLACEMENT, 14) is REPLACEMENT.g_per_kg
+
+
+@pytest.mark.parametrize("courses, last_days_ago, found", [
+    (1, None, None),                  # nothing given yet
+    (1, 10, None),                    # the last infusion was before this authorisation
+    (1, 2, False),                    # a one-off course already given under it: hold
+    (2, 2, True),                     # Kawasaki: a second course passes, saying to confirm the count
+])
+def test_a_one_off_authorisation_holds_a_further_course(courses, last_days_ago, found):
+    profile = DosingProfile("acute", Range(0.4, 2.0), Range(), courses=courses)
+    last = None if last_days_ago is None else TODAY - datetime.timedelta(days=last_days_ago)
+    finding = courses_given(profile, last, TODAY - datetime.timedelta(days=5))
+    assert (finding.ok if finding else None) is found

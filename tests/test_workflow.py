@@ -168,7 +168,7 @@ def test_preapproval_holds_an_order_and_gives_every_reason(client, tokens, today
     result = client.post("/v1/preapprovals", json=order, headers=bearer(tokens["pharmacist"])).get_json()
     failed = {r["check"]: r["message"] for r in result["reasons"] if not r["ok"]}
     assert result["dispense"] is False
-    assert set(failed) == {"authorised_product", "dose", "dose_amount", "interval", "since_last_infusion", "vials"}
+    assert set(failed) == {"authorised_product", "dose", "dose_amount", "interval", "label", "since_last_infusion", "vials"}
     assert failed["dose"] == "dose 1 g/kg exceeds the maximum 0.8 g/kg by 0.2 g/kg (25%)"
     grams = result["dose"]["grams"]                       # the amount above the maximum is named, never capped
     assert failed["dose_amount"].startswith(f"the order is {grams:g} g for this patient, {grams * 0.2:g} g above the maximum")
@@ -208,6 +208,27 @@ def test_a_subcutaneous_order_is_checked_against_the_weekly_subcutaneous_label(c
     privigen = _preapprove(client, tokens, "MRN-8", product="Privigen", route="subcutaneous",
                            dose={"g_per_kg": 0.15, "interval_days": 7})
     assert privigen["dispense"] is False and privigen["decision"]["outcome"] == "needs_review"
+
+
+def test_an_order_by_a_route_the_authorised_label_does_not_cover_is_held(client, tokens, today):
+    assert _preapprove(client, tokens, product="Gamunex-C", dose={"g_per_kg": 0.4, "interval_days": 28})["dispense"] is True
+    subcutaneous = _preapprove(client, tokens, product="Privigen", route="subcutaneous", dose={"g_per_kg": 0.15, "interval_days": 7})
+    assert subcutaneous["authorisation"] is not None and subcutaneous["dispense"] is False
+    label = next(r for r in subcutaneous["reasons"] if r["check"] == "label")
+    assert label["ok"] is False and "does not cover" in label["message"] and "(subcutaneous)" in label["message"]
+
+
+def test_a_one_off_course_already_given_under_its_authorisation_is_held(client, tokens, today):
+    child = {"ref": "MRN-9", "age_years": 8, "sex": "female", "weight_kg": 25, "height_cm": 125}
+    order = {"patient": child, "diagnosis": {"code": "G61.0"}, "product": "Gamunex-C", "dose": {"g_per_kg": 2.0}}
+    first = client.post("/v1/preapprovals", json=order, headers=bearer(tokens["pharmacist"])).get_json()
+    assert first["dispense"] is True and first["decision"]["outcome"] == "off_label_with_evidence"
+    again = client.post("/v1/preapprovals", json=order | {"last_infusion_date": today.isoformat()},
+                        headers=bearer(tokens["pharmacist"])).get_json()
+    failed = {r["check"]: r["message"] for r in again["reasons"] if not r["ok"]}
+    assert again["dispense"] is False and set(failed) == {"courses"}
+    assert failed["courses"] == (f"a one-off course: a course was already given under this authorisation (last infusion "
+                                 f"{today.isoformat()}); another course needs review")
 
 
 def test_preapproval_says_what_the_weight_needs(client, tokens, today):

@@ -68,15 +68,16 @@ def new_request():
     values, errors, decision = _form_fields(), {}, None
     if request.method == "POST":
         picked = request.form.get("pick_code")
-        if picked:                         # a candidate chosen for an ambiguous text: decide again with its code
-            values.update(diagnosis_code=picked, diagnosis_text="")
+        if picked:      # a candidate chosen for an unclear text: decide again with its code, the text checked against it
+            values.update(diagnosis_code=picked)
         try:
             payload = flat.from_fields(values)
             with active_rulebook().use() as formulary:
                 if picked and request.form.get("case_id"):
                     case_id = _own_case(request.form["case_id"])["id"]
                     decision = casework.attach_facts(current_instance(), formulary, case_id,
-                                                     {"diagnosis": {"code": picked, "text": None}}, g.principal[0])
+                                                     {"diagnosis": {"code": picked, "text": values.get("diagnosis_text") or None}},
+                                                     g.principal[0])
                 else:
                     decision = casework.record_decision(current_instance(), formulary, payload, g.principal[0])
         except RequestError as error:
