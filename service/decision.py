@@ -113,11 +113,12 @@ def proposal(rulebook: Rulebook, diagnosis: DiagnosisMatch, confirmed: Decision)
     candidates = (proposed,) + tuple(c for c in diagnosis.candidates if c.code != diagnosis.code)
     read_as = f"'{diagnosis.input}' was read approximately as {diagnosis.code} {diagnosis.description} " \
               f"(score {diagnosis.score:g} of 100)"
+    read_as = read_as[0].upper() + read_as[1:]
     if diagnosis.unmatched_qualifiers:
         words = ", ".join(f"'{w}'" for w in diagnosis.unmatched_qualifiers)
         return Decision(
             outcome="needs_review", diagnosis=diagnosis, rule=None, rulebook=rulebook_ref(rulebook),
-            rationale=(f"{read_as[0].upper()}{read_as[1:]}, but the text says {words}, which that diagnosis does not: "
+            rationale=(f"{read_as}, but the text says {words}, which that diagnosis does not: "
                        "it names a different condition, for which the rulebook has no rule. A pharmacist or the "
                        "committee decides; resubmit with the ICD-10-CM code that says what the words mean."),
             candidates=candidates,
@@ -125,7 +126,7 @@ def proposal(rulebook: Rulebook, diagnosis: DiagnosisMatch, confirmed: Decision)
     if_so = confirmed.outcome.replace("_", " ")
     return Decision(
         outcome="needs_review", diagnosis=diagnosis, rule=None, rulebook=rulebook_ref(rulebook),
-        rationale=(f"{read_as[0].upper()}{read_as[1:]}. An approximate match does not decide: confirm the code "
+        rationale=(f"{read_as}. An approximate match does not decide: confirm the code "
                    f"(resubmit with it) and the rules decide on it; if it is right, the outcome would be {if_so}."),
         candidates=candidates,
         if_confirmed={"code": diagnosis.code, "outcome": confirmed.outcome, "rule": confirmed.rule},

@@ -11,8 +11,8 @@ and the result says so.
 
 Rounding (hospital practice): the dose in grams becomes the amount the product's own vials can
 make (its vial sizes in data/products.yaml) that is nearest the exact dose, within ROUNDING_TOLERANCE
-of it and within the dose range (min to max g/kg) for the dosing weight; ties go to the smaller amount, and the
-fewest vials make it up. When no combination is that close, nothing is rounded and the order goes to
+of it and within the dose range (min to max g/kg) for the dosing weight; ties go to the smaller
+amount, and the fewest vials make it up. When no combination is that close, nothing is rounded and the order goes to
 a pharmacist, with the amounts the vials can make on either side.
 
 The dose limits are the label's for the product and indication when the label gives a dose (a
@@ -81,6 +81,16 @@ def dosing_weight(actual_kg: float | None, height_cm: float | None, age_years: f
     if actual_kg < adjusted:
         return Weight(actual_kg, actual_kg, "actual weight: below the adjusted weight" + note, ideal, adjusted)
     return Weight(actual_kg, adjusted, "adjusted weight" + note, ideal, adjusted)
+
+
+@dataclass(frozen=True)
+class Finding:
+    check: str          # what was checked
+    ok: bool
+    message: str
+
+    def to_dict(self) -> dict:
+        return {"check": self.check, "ok": self.ok, "message": self.message}
 
 
 @dataclass(frozen=True)
@@ -173,7 +183,7 @@ def course_limits(profile: DosingProfile, interval_days: int | None) -> Range:
 
 
 def courses_given(profile: DosingProfile, last_infusion: datetime.date | None,
-                  authorised_from: datetime.date | None) -> "Finding | None":
+                  authorised_from: datetime.date | None) -> Finding | None:
     """For a one-off course: whether the authorisation has already been used.
 
     Without a record of what was given (that needs administrations), only one fact is known: a
@@ -187,16 +197,6 @@ def courses_given(profile: DosingProfile, last_infusion: datetime.date | None,
                                          f"(last infusion {last_infusion}); another course needs review")
     return Finding("courses", True, f"a course was given under this authorisation (last infusion {last_infusion}); at most "
                                     f"{profile.courses} courses are allowed: the pharmacist confirms how many were given")
-
-
-@dataclass(frozen=True)
-class Finding:
-    check: str          # what was checked
-    ok: bool
-    message: str
-
-    def to_dict(self) -> dict:
-        return {"check": self.check, "ok": self.ok, "message": self.message}
 
 
 def _against(value: float, limits, unit: str, what: str, check: str) -> Finding:

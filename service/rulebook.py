@@ -746,10 +746,7 @@ def _read_conditions(raw, where: str, check: _Checker, products, therapies) -> C
     fields = ("age_years", "sex", "pregnant", "severity", "failed_therapies", "concurrent_therapies", "product")
     raw = check.mapping(raw, where, (), fields) or {}
     age_at_least, age_under = _age_limits(raw.get("age_years"), f"{where}.age_years", check)
-    pregnant = raw.get("pregnant")
-    if pregnant is not None and not isinstance(pregnant, bool):
-        check.fail(f"{where}.pregnant", f"must be true or false, found {pregnant!r}")
-        pregnant = None
+    pregnant = None if raw.get("pregnant") is None else _flag(raw["pregnant"], f"{where}.pregnant", check)
 
     def therapy_list(block: str, key: str) -> frozenset[str]:
         at = f"{where}.{block}.{key}"
