@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from service.app import create_app  # noqa: E402
-from service.audit import canonical  # noqa: E402
-from service.tokens import create_token  # noqa: E402
+from service.web.app import create_app  # noqa: E402
+from service.store.audit import canonical  # noqa: E402
+from service.store.tokens import create_token  # noqa: E402
 
 CODES = ["G610", "M3320", "D839", "G309", "D6861", "G6181", "L120", "M303"]
 OUTCOMES = ["approved", "off_label_with_evidence", "needs_review", "not_supported"]

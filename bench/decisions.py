@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import durable_rules_engine  # noqa: E402
 from durable.engine import Host, MessageNotHandledException  # noqa: E402
 
-from service.engine import _ENGINE_LOCK, Engine  # noqa: E402
-from service.formulary import Formulary  # noqa: E402
-from service.request import parse_request  # noqa: E402
+from service.rulebook.engine import _ENGINE_LOCK, Engine  # noqa: E402
+from service.decide.formulary import Formulary  # noqa: E402
+from service.decide.request import parse_request  # noqa: E402
 
 AGES = [1, 8, 17, 18, 45, 80, None]
 

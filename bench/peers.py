@@ -371,7 +371,7 @@ def _dump_model(model: dict) -> str:
 
 def generate(formulary) -> dict:
     """Translate our compiled rulebook into ZEN models and Rego policies, in both layouts; write them out."""
-    from service.decision import rulebook_ref
+    from service.decide.decision import rulebook_ref
 
     compiled = formulary.engine._compiled
     ref = rulebook_ref(formulary.rulebook)
@@ -552,7 +552,7 @@ class RequestPool:
 
     def __init__(self, formulary, seed: int):
         import simple_icd_10_cm as cm
-        from service import icd10
+        from service.rulebook import icd10
 
         rng = random.Random(seed)
         rulebook, compiled = formulary.rulebook, formulary.engine._compiled
@@ -586,7 +586,7 @@ def build_requests(formulary, pool: RequestPool, count: int, seed: int) -> list[
     sys.path.insert(0, str(ROOT / "bench"))
     from decisions import request_mix
 
-    from service import icd10
+    from service.rulebook import icd10
 
     rng = random.Random(seed)
     seen, out = set(), []
@@ -625,8 +625,8 @@ class Item:
 def prepare(formulary, payloads) -> list[Item]:
     """Parse and resolve each request with a separate Terminology, so the timed Formulary's
     text cache is not warmed by the preparation."""
-    from service.request import parse_request
-    from service.terminology import Terminology
+    from service.decide.request import parse_request
+    from service.decide.terminology import Terminology
 
     terminology = Terminology(formulary.rulebook)
     routes = formulary.engine._compiled.routes
@@ -683,9 +683,9 @@ def targeted_cases(formulary, generated, seed: int, per_code: int = 60) -> list[
     every other fact sometimes missing (so the "unknown" variants fire). Not timed."""
     import simple_icd_10_cm as cm
 
-    from service import icd10
-    from service.compiler import Facts
-    from service.rulebook import SEVERITIES, SEXES
+    from service.rulebook import icd10
+    from service.rulebook.compiler import Facts
+    from service.rulebook.model import SEVERITIES, SEXES
 
     rng = random.Random(seed)
     rulebook = formulary.rulebook
@@ -846,11 +846,11 @@ def summarise(ns: list[int]) -> dict:
 
 def measure_loads() -> dict:
     """Our own load, step by step (a second, throw-away instance; the timed one is separate)."""
-    from service.compiler import compile_rulebook
-    from service.engine import Engine
-    from service.formulary import default_rulebook_path
-    from service.lint import lint_rulebook
-    from service.rulebook import load_rulebook
+    from service.rulebook.compiler import compile_rulebook
+    from service.rulebook.engine import Engine
+    from service.decide.formulary import default_rulebook_path
+    from service.rulebook.lint import lint_rulebook
+    from service.rulebook.model import load_rulebook
 
     t0 = time.perf_counter()
     rulebook = load_rulebook(default_rulebook_path())
@@ -893,7 +893,7 @@ def main():
         print(f"{VENV.relative_to(ROOT)} is ready")
         return
     sys.path.insert(0, str(ROOT))
-    from service.formulary import Formulary
+    from service.decide.formulary import Formulary
 
     started = time.perf_counter()
     formulary = Formulary.load()

@@ -62,8 +62,8 @@ def main():
     os.environ.pop("FORMULARY_DATABASE_URL", None)
     os.environ.pop("FORMULARY_SECRET", None)
 
-    from service.app import create_app
-    from service.tokens import create_token, principal_for
+    from service.web.app import create_app
+    from service.store.tokens import create_token, principal_for
 
     folder = tempfile.mkdtemp()
     app = create_app({"INSTANCE_PATH": folder + "/instance"})

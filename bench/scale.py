@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from service.formulary import Formulary  # noqa: E402
+from service.decide.formulary import Formulary  # noqa: E402
 from tests.synthetic import write_synthetic_rulebook  # noqa: E402
 
 

@@ -20,9 +20,9 @@ import simple_icd_10_cm  # noqa: E402,F401  (the code set loads at import)
 code_set_seconds = time.perf_counter() - started
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from service.formulary import default_rulebook_path  # noqa: E402
-from service.rulebook import load_rulebook  # noqa: E402
-from service.terminology import Terminology, icd_text_index  # noqa: E402
+from service.decide.formulary import default_rulebook_path  # noqa: E402
+from service.rulebook.model import load_rulebook  # noqa: E402
+from service.decide.terminology import Terminology, icd_text_index  # noqa: E402
 
 KINDS = {
     "code": [("G61.0", None), ("m3130", None), ("D69.3", None), ("T86.11", None)],

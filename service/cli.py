@@ -9,18 +9,18 @@ from pathlib import Path
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
-from .decision import OUTCOME_WORDS, Decision
-from .formulary import Formulary, default_rulebook_path
-from .active_rulebook import record_activation
-from .db import describe, utc_today
-from .instance import Instance
-from .preapproval import check_batch, orders_from_csv
-from .lint import lint_paths, lint_rulebook
-from .listing import rulebook_as_data, rules_table
-from .request import RequestError, Vocabulary, parse_request
-from .rulebook import RulebookError, load_rulebook
-from .terminology import Terminology
-from .tokens import ROLES, TokenError, any_token, create_token, list_tokens, revoke_token
+from service.decide.decision import OUTCOME_WORDS, Decision
+from service.decide.formulary import Formulary, default_rulebook_path
+from service.workflow.active_rulebook import record_activation
+from service.store.database import describe, utc_today
+from service.store.instance import Instance
+from service.workflow.preapproval import check_batch, orders_from_csv
+from service.rulebook.lint import lint_paths, lint_rulebook
+from service.rulebook.as_data import rulebook_as_data, rules_table
+from service.decide.request import RequestError, Vocabulary, parse_request
+from service.rulebook.model import RulebookError, load_rulebook
+from service.decide.terminology import Terminology
+from service.store.tokens import ROLES, TokenError, any_token, create_token, list_tokens, revoke_token
 
 rulebook_option = click.option(
     "--rulebook", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -209,7 +209,7 @@ def serve(host, port, workers, threads):
     os.execvp(sys.executable, [
         sys.executable, "-m", "granian", "--interface", "wsgi", "--host", host, "--port", str(port),
         "--workers", str(workers), "--blocking-threads", str(threads), "--respawn-failed-workers",
-        "--respawn-interval", "1", "--workers-kill-timeout", "20", "--factory", "service.app:create_served_app",
+        "--respawn-interval", "1", "--workers-kill-timeout", "20", "--factory", "service.web.app:create_served_app",
     ])
 
 

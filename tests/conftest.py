@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from service.formulary import SHIPPED_RULEBOOK, Formulary
+from service.decide.formulary import SHIPPED_RULEBOOK, Formulary
 
 # The rulebook the service, console, CLI, workflow and terminology tests decide on.
 TEST_RULEBOOK = Path(__file__).resolve().parent / "rulebook" / "ivig-test.yaml"
@@ -155,9 +155,9 @@ import uuid  # noqa: E402
 
 import sqlalchemy  # noqa: E402
 
-from service.app import create_app  # noqa: E402
-from service.db import migrate, open_database  # noqa: E402
-from service.tokens import ROLES, create_token  # noqa: E402
+from service.web.app import create_app  # noqa: E402
+from service.store.database import migrate, open_database  # noqa: E402
+from service.store.tokens import ROLES, create_token  # noqa: E402
 
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 

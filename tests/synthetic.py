@@ -3,7 +3,7 @@ from pathlib import Path
 
 import simple_icd_10_cm as cm
 
-from service import icd10
+from service.rulebook import icd10
 
 from .conftest import MINI_DATA, evidence, write_rulebook
 

@@ -8,7 +8,7 @@ import time
 import pytest
 from sqlalchemy import text
 
-from service.audit import AuditUnavailable
+from service.store.audit import AuditUnavailable
 
 from .conftest import bearer, sign_in
 
@@ -20,7 +20,7 @@ def post_decision(client, token, body=GBS_CHILD):
 
 
 def records(app, **filters):
-    from service.audit import Filters
+    from service.store.audit import Filters
     return list(app.extensions["instance"].audit.stream(Filters(**filters)))
 
 
@@ -39,7 +39,7 @@ def test_decision_is_recorded_before_it_is_returned(app, client, tokens):
 
 
 def test_a_clinician_reads_only_their_own_decisions(client, tokens, app):
-    from service.tokens import create_token
+    from service.store.tokens import create_token
     other = create_token(app.extensions["instance"].database, "dr-other", "clinician")
     decision_id = post_decision(client, tokens["clinician"]).get_json()["decision_id"]
     assert client.get(f"/v1/decisions/{decision_id}", headers=bearer(other)).status_code == 403
@@ -116,20 +116,20 @@ def test_every_endpoint_answers_every_role_as_the_role_rules_say(client, tokens)
 
 
 def test_a_revoked_token_is_refused(client, tokens, app):
-    from service.tokens import revoke_token
+    from service.store.tokens import revoke_token
     revoke_token(app.extensions["instance"].database, "clinician")
     assert post_decision(client, tokens["clinician"]).status_code == 401
 
 
 def test_a_token_revoked_while_in_use_is_refused_at_once_by_this_process(client, tokens, app):
-    from service.tokens import revoke_token
+    from service.store.tokens import revoke_token
     assert post_decision(client, tokens["clinician"]).status_code == 201     # its lookup is now cached
     revoke_token(app.extensions["instance"].database, "clinician")
     assert post_decision(client, tokens["clinician"]).status_code == 401
 
 
 def test_a_token_revoked_from_the_shell_is_refused_within_the_cache_bound(client, tokens, app, database_url):
-    from service.tokens import CACHE_SECONDS
+    from service.store.tokens import CACHE_SECONDS
 
     from .service_process import FORMULARY, service_env
     assert post_decision(client, tokens["clinician"]).status_code == 201     # its lookup is now cached

@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import event, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from service.audit import AuditStore, AuditUnavailable, Filters, _Pending
-from service.db import migrate, open_database, writing
-from service.schema import audit_records, review_cases
+from service.store.audit import AuditStore, AuditUnavailable, Filters, _Pending
+from service.store.database import migrate, open_database, writing
+from service.store.tables import audit_records, review_cases
 
 
 @pytest.fixture

@@ -5,9 +5,9 @@ import time
 
 import pytest
 
-from service.compiler import MAX_EXPRESSIONS, MAX_RULES_PER_RULESET, _expressions, compile_rulebook
-from service.formulary import SHIPPED_RULEBOOK, Formulary
-from service.rulebook import load_rulebook
+from service.rulebook.compiler import MAX_EXPRESSIONS, MAX_RULES_PER_RULESET, _expressions, compile_rulebook
+from service.decide.formulary import SHIPPED_RULEBOOK, Formulary
+from service.rulebook.model import load_rulebook
 
 from .synthetic import write_synthetic_rulebook
 
@@ -87,7 +87,7 @@ def test_durable_rules_refuses_more_than_15_expressions():
 
 
 def test_a_rule_too_complex_for_durable_rules_is_refused_by_name(tmp_path):
-    from service.lint import lint_rulebook
+    from service.rulebook.lint import lint_rulebook
 
     from .conftest import write_rulebook
     from .synthetic import SYNTHETIC_DATA
@@ -120,8 +120,8 @@ def _condition_fields(condition, out: set) -> set:
 
 
 def _random_facts(rng, rulebook):
-    from service.compiler import Facts
-    from service.rulebook import SEVERITIES, SEXES
+    from service.rulebook.compiler import Facts
+    from service.rulebook.model import SEVERITIES, SEXES
 
     def maybe(values):
         return None if rng.random() < 0.3 else rng.choice(values)
@@ -134,7 +134,7 @@ def _random_facts(rng, rulebook):
 
 
 def test_message_json_is_the_message_and_keeps_every_field_its_ruleset_tests(any_rulebook_path):
-    from service.engine import Engine
+    from service.rulebook.engine import Engine
 
     rulebook = load_rulebook(any_rulebook_path)
     compiled = compile_rulebook(rulebook)
@@ -159,7 +159,7 @@ def test_message_json_is_the_message_and_keeps_every_field_its_ruleset_tests(any
 
 
 def test_message_json_escapes_strings_and_refuses_numbers_that_are_not_json(mini_path):
-    from service.compiler import Facts
+    from service.rulebook.compiler import Facts
 
     compiled = compile_rulebook(load_rulebook(mini_path))
     odd = Facts(age_years=3, sex='fe"male\\', product="Gamma ünïcode")

@@ -5,9 +5,9 @@ import re
 
 import pytest
 
-from service import casework
-from service.audit import Filters
-from service.tokens import create_token, revoke_token
+from service.workflow import cases
+from service.store.audit import Filters
+from service.store.tokens import create_token, revoke_token
 
 from .conftest import csrf_token, sign_in
 
@@ -111,9 +111,9 @@ def test_choosing_a_candidate_updates_the_open_case_instead_of_opening_another(a
     code = re.search(r'name="pick_code" value="([^"]+)"', first).group(1)
     post_form(client, "/console/request", {"pick_code": code, "case_id": case_id, "age_years": "40",
                                             "diagnosis_text": "chronic fatigue"}, "/console/request")
-    cases = casework.list_cases(app.extensions["instance"], None)
-    assert [c["id"] for c in cases] == [case_id]
-    assert cases[0]["decision"]["diagnosis"]["code"] == cases[0]["code"] == code
+    listed = cases.list_cases(app.extensions["instance"], None)
+    assert [c["id"] for c in listed] == [case_id]
+    assert listed[0]["decision"]["diagnosis"]["code"] == listed[0]["code"] == code
 
 
 def test_a_misspelt_diagnosis_offers_its_code_with_the_outcome_if_confirmed(app, client, tokens):
@@ -192,7 +192,7 @@ def test_facts_added_on_the_case_page_decide_it_again(app, client, tokens):
     done = post_form(client, f"/console/reviews/{case_id}/facts", {"age_years": "8"}, f"/console/reviews/{case_id}")
     assert done.status_code == 302
     assert "Decided again with the added facts: Off-label" in client.get(done.headers["Location"]).get_data(as_text=True)
-    assert casework.get_case(app.extensions["instance"], case_id)["status"] == "closed_by_rules"
+    assert cases.get_case(app.extensions["instance"], case_id)["status"] == "closed_by_rules"
 
 
 def test_a_clinician_cannot_open_or_add_to_another_clinicians_case(app, client, tokens):

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from service.db import open_database
-from service.tokens import create_token
+from service.store.database import open_database
+from service.store.tokens import create_token
 from tests.service_process import running_service, service_env
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -2,8 +2,8 @@
 import datetime
 import xml.etree.ElementTree as ET
 
-from service.console.chart import MAX_BARS, daily_outcomes_svg
-from service.rulebook import OUTCOMES
+from service.web.console.chart import MAX_BARS, daily_outcomes_svg
+from service.rulebook.model import OUTCOMES
 
 SVG = "{http://www.w3.org/2000/svg}"
 

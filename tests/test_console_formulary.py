@@ -4,7 +4,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from service.rulebook import OUTCOMES
+from service.rulebook.model import OUTCOMES
 
 from .conftest import sign_in
 

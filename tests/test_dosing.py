@@ -3,9 +3,9 @@ import datetime
 
 import pytest
 
-from service.dosing import (MissingFact, check_order, course_grams, course_limits, courses_given, dosing_weight,
+from service.decide.dosing import (MissingFact, check_order, course_grams, course_limits, courses_given, dosing_weight,
                             ideal_body_weight, limits_for)
-from service.rulebook import DosingProfile, Label, LabelDose, Range
+from service.rulebook.model import DosingProfile, Label, LabelDose, Range
 
 IMMUNOMODULATORY = DosingProfile("immunomodulatory", Range(0.4, 2.0), Range(21, None))
 REPLACEMENT = DosingProfile("replacement", Range(0.3, 0.8), Range(21, 28))

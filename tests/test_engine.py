@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from service.formulary import Formulary
+from service.decide.formulary import Formulary
 
 
 
@@ -177,7 +177,7 @@ def test_unmatched_diagnosis_5000_times_neither_crashes_nor_grows(mini):
 def test_closing_frees_the_native_memory_even_after_only_unmatched_posts(mini_path):
     # delete_state on a session that only saw unmatched posts crashed durable-rules in the notes'
     # measurements; the retire event makes it safe, and without delete_state memory leaked.
-    from service.rulebook import load_rulebook
+    from service.rulebook.model import load_rulebook
 
     rulebook = load_rulebook(mini_path)
     unmatched = {"diagnosis": {"code": "G61.9"}, "patient": {"age_years": 30}}
@@ -194,7 +194,7 @@ def test_closing_frees_the_native_memory_even_after_only_unmatched_posts(mini_pa
 
 
 def test_a_closed_engine_refuses_to_decide(mini_path):
-    from service.engine import EngineError
+    from service.rulebook.engine import EngineError
     formulary = Formulary.load(mini_path)
     formulary.close()
     with pytest.raises(EngineError, match="unloaded"):
@@ -239,8 +239,8 @@ def test_the_engine_starts_no_threads(mini_path):
 
 
 def test_an_event_durable_rules_refuses_is_an_engine_error(mini):
-    from service.compiler import Facts
-    from service.engine import EngineError
+    from service.rulebook.compiler import Facts
+    from service.rulebook.engine import EngineError
 
     # Exponent notation is one thing durable-rules' JSON reader refuses (error 204): request.py rounds ages to avoid it.
     with pytest.raises(EngineError, match="refused request"):
@@ -252,8 +252,8 @@ def test_an_event_durable_rules_refuses_is_an_engine_error(mini):
 
 @pytest.mark.parametrize("status", [2, 3, 99])
 def test_an_unexpected_assert_status_is_an_engine_error(mini, monkeypatch, status):
-    from service import engine as engine_module
-    from service.engine import EngineError
+    from service.rulebook import engine as engine_module
+    from service.rulebook.engine import EngineError
 
     real = engine_module._assert_event
     monkeypatch.setattr(engine_module, "_assert_event", lambda handle, event: (status, real(handle, event)[1]))
@@ -264,8 +264,8 @@ def test_an_unexpected_assert_status_is_an_engine_error(mini, monkeypatch, statu
 
 
 def test_a_handled_event_that_starts_no_action_is_an_engine_error(mini, monkeypatch):
-    from service import engine as engine_module
-    from service.engine import EngineError
+    from service.rulebook import engine as engine_module
+    from service.rulebook.engine import EngineError
 
     real, calls = engine_module._start_action_for_state, []
 
@@ -282,8 +282,8 @@ def test_a_handled_event_that_starts_no_action_is_an_engine_error(mini, monkeypa
 def test_an_action_left_pending_by_another_event_is_never_read_as_this_requests(mini):
     import durable_rules_engine
 
-    from service.compiler import Facts
-    from service.engine import EngineError
+    from service.rulebook.compiler import Facts
+    from service.rulebook.engine import EngineError
 
     engine = mini.engine
     ruleset = engine._compiled.routes["G61"]
@@ -302,8 +302,8 @@ def test_an_action_left_pending_by_another_event_is_never_read_as_this_requests(
     (lambda result: result[:-1], "another event"),
 ])
 def test_an_action_for_another_event_or_an_unknown_rule_is_an_engine_error(mini, monkeypatch, change, error):
-    from service import engine as engine_module
-    from service.engine import EngineError
+    from service.rulebook import engine as engine_module
+    from service.rulebook.engine import EngineError
 
     real = engine_module._start_action_for_state
 
@@ -318,8 +318,8 @@ def test_an_action_for_another_event_or_an_unknown_rule_is_an_engine_error(mini,
 
 
 def test_a_second_action_after_the_first_is_an_engine_error(mini, monkeypatch):
-    from service import engine as engine_module
-    from service.engine import EngineError
+    from service.rulebook import engine as engine_module
+    from service.rulebook.engine import EngineError
 
     real, calls = engine_module._complete_and_start_action, []
 
@@ -337,8 +337,8 @@ def test_a_second_action_after_the_first_is_an_engine_error(mini, monkeypatch):
 def test_a_session_that_cannot_be_cleared_makes_the_engine_refuse_every_request(mini, monkeypatch):
     import durable_rules_engine
 
-    from service import engine as engine_module
-    from service.engine import EngineError
+    from service.rulebook import engine as engine_module
+    from service.rulebook.engine import EngineError
 
     def fails(handle, state):
         raise durable_rules_engine.error("Could not complete and start action, error code: 301")
@@ -355,9 +355,9 @@ def test_a_session_that_cannot_be_cleared_makes_the_engine_refuse_every_request(
 def test_events_without_the_fields_a_ruleset_never_tests_decide_exactly_as_full_events(shipped):
     """The engine leaves out of each event the fields its ruleset's conditions never mention; the
     same requests posted with every field (an engine whose plans are all None) decide the same."""
-    from service.compiler import Facts
-    from service.engine import Engine
-    from service.rulebook import SEVERITIES, SEXES
+    from service.rulebook.compiler import Facts
+    from service.rulebook.engine import Engine
+    from service.rulebook.model import SEVERITIES, SEXES
 
     compiled = shipped.engine._compiled
     pruned, full = Engine(compiled, cache_size=0), Engine(compiled, cache_size=0)

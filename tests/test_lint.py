@@ -3,8 +3,8 @@ import copy
 
 import pytest
 
-from service.lint import lint_paths, lint_rulebook
-from service.rulebook import RulebookError, load_rulebook
+from service.rulebook.lint import lint_paths, lint_rulebook
+from service.rulebook.model import RulebookError, load_rulebook
 
 from .conftest import MINI_DIAGNOSES, MINI_RULES, evidence, write_rulebook
 

@@ -4,7 +4,7 @@ import copy
 
 import pytest
 
-from service.formulary import Formulary
+from service.decide.formulary import Formulary
 
 from .conftest import MINI_DATA, MINI_DIAGNOSES, MINI_RULES, evidence, write_rulebook
 from .test_lint import problems_for

@@ -28,11 +28,11 @@ import simple_icd_10_cm as cm
 from hypothesis import HealthCheck, event, example, given, note, settings
 from hypothesis import strategies as st
 
-from service import icd10
-from service.compiler import FACT_FLAGS
-from service.formulary import SHIPPED_RULEBOOK
-from service.request import MAX_REF, MAX_TEXT, RequestError, parse_request
-from service.rulebook import MAX_AGE_YEARS, OUTCOMES, SEVERITIES, SEXES, load_rulebook
+from service.rulebook import icd10
+from service.rulebook.compiler import FACT_FLAGS
+from service.decide.formulary import SHIPPED_RULEBOOK
+from service.decide.request import MAX_REF, MAX_TEXT, RequestError, parse_request
+from service.rulebook.model import MAX_AGE_YEARS, OUTCOMES, SEVERITIES, SEXES, load_rulebook
 
 # The strategies are built from the rulebook the `shipped` fixture loads (the same file).
 RULEBOOK = load_rulebook(SHIPPED_RULEBOOK)

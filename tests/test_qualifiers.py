@@ -4,8 +4,8 @@ lists those words."""
 import pytest
 import yaml
 
-from service.formulary import Formulary
-from service.rulebook import RulebookError
+from service.decide.formulary import Formulary
+from service.rulebook.model import RulebookError
 
 from .conftest import write_rulebook
 

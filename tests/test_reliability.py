@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy
 
-from service.audit import Filters
-from service.instance import Instance
+from service.store.audit import Filters
+from service.store.instance import Instance
 
 from .conftest import POSTGRES_URL
 from .service_process import FORMULARY, admin_token, free_port, kill, running_service, service_env

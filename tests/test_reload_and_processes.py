@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from service.active_rulebook import ActiveRulebook
-from service.app import create_app
+from service.workflow.active_rulebook import ActiveRulebook
+from service.web.app import create_app
 from service.cli import main
-from service.db import migrate, open_database
-from service.rulebook import load_rulebook
+from service.store.database import migrate, open_database
+from service.rulebook.model import load_rulebook
 
 from .conftest import TEST_RULEBOOK, bearer, write_rulebook
 
@@ -41,7 +41,7 @@ def _bump_version(path: Path, version: str):
 
 
 def test_reload_serves_the_new_version_and_records_it(reloadable_app, editable_rulebook):
-    from service.tokens import create_token
+    from service.store.tokens import create_token
     client = reloadable_app.test_client()
     admin = create_token(reloadable_app.extensions["instance"].database, "root", "admin")
     _bump_version(editable_rulebook, "1.1.0")
@@ -53,7 +53,7 @@ def test_reload_serves_the_new_version_and_records_it(reloadable_app, editable_r
 
 
 def test_a_rulebook_failing_lint_is_refused_and_the_old_one_keeps_serving(reloadable_app, editable_rulebook):
-    from service.tokens import create_token
+    from service.store.tokens import create_token
     client = reloadable_app.test_client()
     admin = create_token(reloadable_app.extensions["instance"].database, "root", "admin")
     editable_rulebook.write_text(editable_rulebook.read_text().replace("outcome: not_supported", "outcome: perhaps", 1))
@@ -80,7 +80,7 @@ def test_a_decision_in_flight_finishes_on_the_version_it_started_with(reloadable
 
 
 def test_other_processes_follow_a_reload_within_a_second(reloadable_app, editable_rulebook, tmp_path, database_url, monkeypatch):
-    import service.active_rulebook as module
+    import service.workflow.active_rulebook as module
     monkeypatch.setattr(module, "CHECK_EVERY_SECONDS", 0.0)
     other = ActiveRulebook(editable_rulebook, reloadable_app.extensions["instance"].database, warm=False)
     try:

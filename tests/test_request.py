@@ -1,7 +1,7 @@
 """Bad requests are refused with an error naming the field and the value; nothing is guessed."""
 import pytest
 
-from service.request import RequestError
+from service.decide.request import RequestError
 
 
 @pytest.mark.parametrize("payload, field, code", [
@@ -55,7 +55,7 @@ def test_therapy_synonyms_and_product_case_are_normalised(mini):
 
 
 def test_a_male_patient_is_taken_as_not_pregnant(mini):
-    from service.request import parse_request
+    from service.decide.request import parse_request
     assert parse_request({"diagnosis": {"code": "G61.0"}, "patient": {"sex": "male"}}, mini.vocabulary).facts.pregnant is False
 
 

@@ -43,7 +43,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from service.openapi import DOCUMENT
+from service.web.openapi import DOCUMENT
 
 from .conftest import bearer
 

@@ -13,7 +13,7 @@ Each row: (code, text) typed, then the expected resolution:
 """
 import pytest
 
-from service.request import RequestError
+from service.decide.request import RequestError
 
 TABLE = [
     # Codes, in every spelling; descendants of a rule's code are valid codes too.

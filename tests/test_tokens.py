@@ -12,10 +12,10 @@ import pytest
 import sqlalchemy
 from sqlalchemy import event, update
 
-from service import tokens
-from service.db import migrate, open_database
-from service.schema import api_tokens
-from service.tokens import CACHE_SECONDS, create_token, principal_for, revoke_token
+from service.store import tokens
+from service.store.database import migrate, open_database
+from service.store.tables import api_tokens
+from service.store.tokens import CACHE_SECONDS, create_token, principal_for, revoke_token
 
 from .service_process import FORMULARY, admin_token, running_service, service_env
 

@@ -1,0 +1,133 @@
+"""The decision: a plain data object that the CLI's --json and the HTTP API serialise unchanged."""
+from dataclasses import asdict, dataclass
+
+from service.rulebook import icd10
+from service.rulebook.compiler import Facts, Verdict
+from service.rulebook.engine import EngineError
+from service.rulebook.model import Evidence, Rulebook
+from service.decide.terminology import Candidate, DiagnosisMatch
+
+OUTCOME_WORDS = {
+    "approved": "Approved: an FDA-labelled indication",
+    "off_label_with_evidence": "Off-label, with controlled evidence of benefit",
+    "needs_review": "Needs review by a pharmacist or the committee",
+    "not_supported": "Not supported: no benefit shown, or no evidence",
+}
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: str
+    diagnosis: DiagnosisMatch
+    rule: dict | None                   # {"id", "title"}
+    rulebook: dict                      # {"name", "version", "digest"}
+    rationale: str
+    evidence: tuple[Evidence, ...] = ()
+    missing: tuple[str, ...] = ()
+    labelled_products: tuple[str, ...] = ()
+    candidates: tuple[Candidate, ...] = ()     # diagnoses the text may mean, when it is not clear
+    if_confirmed: dict | None = None    # for a proposed (approximate) diagnosis: {code, outcome, rule} on confirmation
+
+    def to_dict(self) -> dict:
+        return {
+            "outcome": self.outcome,
+            "diagnosis": self.diagnosis.to_dict(),
+            "rule": self.rule,
+            "rulebook": self.rulebook,
+            "rationale": self.rationale,
+            "evidence": [asdict(e) for e in self.evidence],
+            "missing": list(self.missing),
+            "labelled_products": list(self.labelled_products),
+            "candidates": [c.to_dict() for c in self.candidates],
+            "if_confirmed": self.if_confirmed,
+        }
+
+
+def rulebook_ref(rulebook: Rulebook) -> dict:
+    """What a decision was made on: the rulebook version and digest, and the ICD-10-CM release."""
+    return {"name": rulebook.name, "version": rulebook.version, "digest": rulebook.digest, "icd10cm": icd10.RELEASE}
+
+
+def from_verdict(rulebook: Rulebook, diagnosis: DiagnosisMatch, facts: Facts, verdict: Verdict) -> Decision:
+    """The decision of the rule that fired: its outcome, or needs_review for facts it lacks."""
+    rule = verdict.rule
+    ref = {"id": rule.id, "title": rule.title}
+    if verdict.variant == "unknown":
+        known = facts.known()
+        missing = tuple(f for f in verdict.needs if not known[f])
+        if not missing:
+            raise EngineError(f"rule {rule.id} reported missing facts, but the request gives all it needs")
+        return Decision(
+            outcome="needs_review",
+            diagnosis=diagnosis,
+            rule=ref,
+            rulebook=rulebook_ref(rulebook),
+            rationale=(
+                f"Rule '{rule.title}' decides this diagnosis but needs {', '.join(missing)}, which the request "
+                f"does not give. Resubmit with {'it' if len(missing) == 1 else 'them'}, or a pharmacist reviews."
+            ),
+            evidence=rule.evidence,
+            missing=missing,
+        )
+    labelled = ()
+    if rule.labelled_indication:
+        labelled = rulebook.labelled_products(rule.labelled_indication, facts.age_years, facts.product, facts.route)
+        if not labelled:
+            raise EngineError(f"rule {rule.id} approved a request that no product label covers")
+    return Decision(
+        outcome=rule.outcome,
+        diagnosis=diagnosis,
+        rule=ref,
+        rulebook=rulebook_ref(rulebook),
+        rationale=rule.rationale,
+        evidence=rule.evidence,
+        labelled_products=labelled,
+    )
+
+
+def without_rule(rulebook: Rulebook, diagnosis: DiagnosisMatch) -> Decision:
+    """needs_review for a diagnosis no rule covers, or one the request does not make clear."""
+    if diagnosis.problem:
+        reason = diagnosis.problem[0].upper() + diagnosis.problem[1:]
+    else:
+        reason = f"No rule in the rulebook covers {diagnosis.code} ({diagnosis.description})"
+    return Decision(
+        outcome="needs_review",
+        diagnosis=diagnosis,
+        rule=None,
+        rulebook=rulebook_ref(rulebook),
+        rationale=reason + ": a pharmacist or the committee decides.",
+        candidates=diagnosis.candidates,
+    )
+
+
+def proposal(rulebook: Rulebook, diagnosis: DiagnosisMatch, confirmed: Decision) -> Decision:
+    """needs_review for an approximate match: it proposes a code and says what the rules would
+    decide on it, but only the prescriber (or a pharmacist) confirming the code decides.
+
+    When the typed words carry a qualifier the proposed diagnosis lacks ("secondary
+    hypogammaglobulinaemia" read as a primary immunodeficiency code), nothing is offered for
+    confirmation: the words name another condition, and the rules have nothing for it.
+    """
+    proposed = Candidate(diagnosis.code, diagnosis.description, diagnosis.score or 0.0)
+    candidates = (proposed,) + tuple(c for c in diagnosis.candidates if c.code != diagnosis.code)
+    read_as = f"'{diagnosis.input}' was read approximately as {diagnosis.code} {diagnosis.description} " \
+              f"(score {diagnosis.score:g} of 100)"
+    read_as = read_as[0].upper() + read_as[1:]
+    if diagnosis.unmatched_qualifiers:
+        words = ", ".join(f"'{w}'" for w in diagnosis.unmatched_qualifiers)
+        return Decision(
+            outcome="needs_review", diagnosis=diagnosis, rule=None, rulebook=rulebook_ref(rulebook),
+            rationale=(f"{read_as}, but the text says {words}, which that diagnosis does not: "
+                       "it names a different condition, for which the rulebook has no rule. A pharmacist or the "
+                       "committee decides; resubmit with the ICD-10-CM code that says what the words mean."),
+            candidates=candidates,
+        )
+    if_so = confirmed.outcome.replace("_", " ")
+    return Decision(
+        outcome="needs_review", diagnosis=diagnosis, rule=None, rulebook=rulebook_ref(rulebook),
+        rationale=(f"{read_as}. An approximate match does not decide: confirm the code "
+                   f"(resubmit with it) and the rules decide on it; if it is right, the outcome would be {if_so}."),
+        candidates=candidates,
+        if_confirmed={"code": diagnosis.code, "outcome": confirmed.outcome, "rule": confirmed.rule},
+    )

@@ -1,0 +1,68 @@
+"""One loaded rulebook version, and the decision path through it.
+
+request -> validation -> diagnosis normalisation -> facts -> engine -> decision. Each step is
+its own module; this one only strings them together, so the decision logic runs without Flask.
+"""
+import os
+from dataclasses import replace
+from pathlib import Path
+
+from service.rulebook.compiler import compile_rulebook
+from service.decide.decision import Decision, from_verdict, proposal, without_rule
+from service.rulebook.engine import Engine
+from service.rulebook.lint import lint_rulebook
+from service.decide.request import DecisionRequest, Vocabulary, parse_request
+from service.rulebook.model import Rulebook, RulebookError, load_rulebook
+from service.decide.terminology import DiagnosisMatch, Terminology
+
+SHIPPED_RULEBOOK = Path(__file__).resolve().parents[2] / "rules" / "ivig.yaml"
+
+
+def default_rulebook_path() -> Path:
+    """FORMULARY_RULEBOOK if set, else the rulebook shipped in rules/."""
+    return Path(os.environ.get("FORMULARY_RULEBOOK") or SHIPPED_RULEBOOK)
+
+
+class Formulary:
+    """A rulebook that passed lint, compiled into its own engine."""
+
+    def __init__(self, rulebook: Rulebook, cache_size: int = 4096):
+        self.rulebook = rulebook
+        self.vocabulary = Vocabulary(rulebook)
+        self.terminology = Terminology(rulebook)
+        self.engine = Engine(compile_rulebook(rulebook), cache_size=cache_size)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, cache_size: int = 4096) -> "Formulary":
+        """Load, lint and compile a rulebook; a rulebook with any lint problem is refused.
+
+        `cache_size` bounds the engine's memory of answers already given (0: none).
+        """
+        rulebook = load_rulebook(path or default_rulebook_path())
+        problems = lint_rulebook(rulebook)
+        if problems:
+            raise RulebookError(problems)
+        return cls(rulebook, cache_size=cache_size)
+
+    def decide(self, payload) -> Decision:
+        """Decide a request given as the API's JSON body; raises RequestError for bad input."""
+        return self.decide_request(parse_request(payload, self.vocabulary))
+
+    def decide_request(self, request: DecisionRequest) -> Decision:
+        diagnosis = self.terminology.resolve(request.code, request.text)
+        if diagnosis.code is None or diagnosis.problem:
+            return without_rule(self.rulebook, diagnosis)
+        if diagnosis.is_proposal:
+            confirmed = replace(diagnosis, matched_by="code", score=None, candidates=(), unmatched_qualifiers=())
+            return proposal(self.rulebook, diagnosis, self._decide_on(confirmed, request))
+        return self._decide_on(diagnosis, request)
+
+    def _decide_on(self, diagnosis: DiagnosisMatch, request: DecisionRequest) -> Decision:
+        """The rules' decision on a diagnosis the request names exactly."""
+        verdict = self.engine.evaluate(diagnosis.plain_code, request.facts)
+        if verdict is None:
+            return without_rule(self.rulebook, diagnosis)
+        return from_verdict(self.rulebook, diagnosis, request.facts, verdict)
+
+    def close(self):
+        self.engine.close()

@@ -1,0 +1,386 @@
+"""Turning what a prescriber typed into an ICD-10-CM code, and saying how sure we are.
+
+- A code is accepted in any case, with or without its dot, and must exist in the official code
+  set; an invalid code is refused with the nearest valid codes.
+- A text is folded (case, accents, apostrophes, punctuation) and its abbreviations expanded
+  (the rulebook declares them), then matched exactly, in this order: a diagnosis name or synonym
+  of the rulebook ("synonym"); an ICD-10-CM description or inclusion term ("text"); the same two
+  again on the text's key, which also drops a possessive or plural "s" and filler words such as
+  "syndrome", "disease" and "of the" ("alzheimers" = "Alzheimer disease"). An exact match may
+  decide.
+- Anything else is matched approximately, with rapidfuzz ("fuzzy"), and an approximate match
+  never decides: one clear match is a proposal (the decision path sends it to review with what the
+  rules would decide if it is confirmed); several close ones, or a weak one, are candidates.
+  A proposal whose text carries a qualifier the proposed diagnosis lacks ("secondary", "acute",
+  "drug-induced": the rulebook lists them) says so, and nothing is offered for confirmation.
+- A code and a text that name different diagnoses go to review, saying so.
+
+The ICD-10-CM text index is built once per process; the rulebook's part once per rulebook.
+"""
+import heapq
+import re
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
+
+import simple_icd_10_cm as cm
+from rapidfuzz import fuzz, process
+
+from service.rulebook import icd10
+from service.decide.request import RequestError
+from service.rulebook.model import Rulebook
+
+# Approximate matching: a match is used when it scores at least CONFIDENT and no match of
+# another diagnosis comes within MARGIN of its score and CLOSENESS_MARGIN of its closeness;
+# candidates below CANDIDATE are not worth showing.
+CONFIDENT = 88.0
+MARGIN = 5.0
+CLOSENESS_MARGIN = 10.0
+CANDIDATE = 60.0
+MAX_CANDIDATES = 5
+TEXT_CACHE_SIZE = 10_000
+_STOPWORDS = frozenset({"a", "an", "and", "by", "due", "for", "in", "of", "on", "or", "the", "to", "with"})
+
+
+_DROPPED = re.compile(r"['`.\u2019]")
+_POSSESSIVE = re.compile(r"(?<=[a-z0-9])['`\u2019]s\b")
+_SEPARATORS = re.compile(r"[^a-z0-9]+")
+# Words that do not change which diagnosis a text names ("Kawasaki disease" = "Kawasaki").
+FILLER_WORDS = frozenset({"syndrome", "syndromes", "disease", "diseases", "disorder", "disorders", "of", "the", "nos", "unspecified"})
+
+
+def fold(text: str) -> str:
+    """Case, accents, apostrophes, dots and punctuation folded away: "Guillain-Barré" -> "guillain barre"."""
+    text = _POSSESSIVE.sub("", text.lower())
+    if not text.isascii():
+        text = _DROPPED.sub("", text)  # before NFKD, which would turn the curly apostrophe into a space
+        # Other punctuation and spaces (en dash, no-break space) separate words, like their ASCII kin.
+        text = "".join(" " if unicodedata.category(ch)[0] in "PZ" else ch for ch in text)
+        text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return _SEPARATORS.sub(" ", _DROPPED.sub("", text.lower())).strip()
+
+
+def _key_word(word: str) -> str:
+    """A word without a trailing possessive or plural "s" ("alzheimers", "kawasakis", "sclerosis" alike);
+    words of four letters or fewer keep theirs, since short ones are mostly acronyms (APDS is not APD)."""
+    return word[:-1] if len(word) > 4 and word.endswith("s") and not word.endswith("ss") else word
+
+
+def match_key(folded: str) -> str:
+    """The text as exact matching compares it: filler words dropped, a trailing "s" off each word.
+
+    Two texts with one key name the same thing in every way a prescriber means ("Alzheimer's",
+    "alzheimers disease"); the word order and every other word still count.
+    """
+    return " ".join(_key_word(word) for word in folded.split() if word not in FILLER_WORDS)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    code: str               # dotted
+    description: str
+    score: float
+
+    def to_dict(self) -> dict:
+        return {"code": self.code, "description": self.description, "score": self.score}
+
+
+def _candidate(plain: str, score: float) -> Candidate:
+    return Candidate(icd10.dotted(plain), icd10.description(plain), round(score, 1))
+
+
+@dataclass(frozen=True)
+class DiagnosisMatch:
+    code: str | None                    # dotted; None when no single diagnosis was recognised
+    description: str | None
+    matched_by: str | None              # "code", "synonym", "text", "fuzzy"; None when unrecognised
+    input: str                          # what the user typed (the code when both were given)
+    score: float | None = None          # for a fuzzy match
+    candidates: tuple[Candidate, ...] = ()
+    problem: str | None = None          # why the diagnosis cannot be decided on, if it cannot
+    unmatched_qualifiers: tuple[str, ...] = ()    # words of a fuzzy text that the proposed code lacks
+
+    @property
+    def is_proposal(self) -> bool:
+        """An approximate match: it proposes a code, it never decides."""
+        return self.matched_by == "fuzzy"
+
+    @property
+    def plain_code(self) -> str | None:
+        return None if self.code is None else icd10.normalise(self.code)
+
+    def to_dict(self) -> dict:
+        return {"code": self.code, "description": self.description, "matched_by": self.matched_by, "input": self.input}
+
+
+class TextIndex:
+    """Folded texts, each naming a code, searchable exactly and approximately.
+
+    The approximate search first finds, for each query word, the index words within a small edit
+    distance (rapidfuzz over words of similar length), then scores only the texts that contain
+    them. That keeps a misspelt query over the whole code set to milliseconds.
+    """
+
+    def __init__(self, entries: list[tuple[str, str]]):
+        self.texts = [text for text, _ in entries]
+        self.codes = [code for _, code in entries]
+        self.exact_index: dict[str, list[str]] = {}
+        self.key_index: dict[str, list[str]] = {}
+        postings: dict[str, list[int]] = {}
+        for i, (text, code) in enumerate(entries):
+            for index, found in ((self.exact_index, text), (self.key_index, match_key(text))):
+                codes = index.setdefault(found, [])
+                if code not in codes:
+                    codes.append(code)
+            for word in set(text.split()) - _STOPWORDS:
+                postings.setdefault(word, []).append(i)
+        self.postings = postings
+        self.words_by_length: dict[int, list[str]] = {}
+        for word in postings:
+            self.words_by_length.setdefault(len(word), []).append(word)
+
+    def exact(self, text: str) -> list[str]:
+        return self.exact_index.get(text, [])
+
+    def by_key(self, text: str) -> list[str]:
+        """The codes of texts with the same match key as this folded text."""
+        return self.key_index.get(match_key(text), [])
+
+    def _near_words(self, word: str) -> list[str]:
+        nearby = [w for length in range(len(word) - 2, len(word) + 3) for w in self.words_by_length.get(length, ())]
+        cutoff = 100.0 if len(word) <= 3 else 75.0
+        return [w for w, _, _ in process.extract(word, nearby, scorer=fuzz.ratio, score_cutoff=cutoff, limit=6)]
+
+    def fuzzy(self, query: str, pool: int = 1500) -> dict[str, tuple[float, float]]:
+        """code -> (score, closeness) of its best text against the query.
+
+        The score is rapidfuzz's WRatio, which rates a text containing the query highly whatever
+        else it says; closeness is the plain similarity of the whole strings, which prefers the
+        text that adds least to what was typed ("guillain barre" is nearer "guillain barre
+        syndrome" than "sequelae of guillain barre syndrome").
+        """
+        hits: Counter = Counter()
+        for word in set(query.split()) - _STOPWORDS:
+            for near in self._near_words(word):
+                hits.update(self.postings[near])
+        if not hits:
+            return {}
+        # The texts sharing most words with the query, shortest first among equals: for a common
+        # word ("anemia") the plain entry must not lose its place to a thousand longer ones.
+        ranked = heapq.nsmallest(pool, hits.items(), key=lambda hit: (-hit[1], len(self.texts[hit[0]])))
+        choices = {i: self.texts[i] for i, _ in ranked}
+        found: dict[str, tuple[float, float]] = {}
+        for text, score, i in process.extract(query, choices, scorer=fuzz.WRatio, score_cutoff=CANDIDATE, limit=100):
+            code, rank = self.codes[i], (score, fuzz.ratio(query, text))
+            found[code] = max(rank, found.get(code, rank))
+        return found
+
+
+@lru_cache(maxsize=1)
+def icd_text_index() -> TextIndex:
+    """Every valid code's description and inclusion terms (about 110,000 texts), built once."""
+    entries = []
+    for code in cm.get_all_codes(with_dots=False):
+        if cm.is_category_or_subcategory(code) or cm.is_extended_subcategory(code):
+            entries.append((fold(cm.get_description(code)), code))
+            entries += [(fold(term), code) for term in cm.get_inclusion_term(code)]
+    return TextIndex([(text, code) for text, code in entries if text])
+
+
+def _family_head(codes: list[str]) -> str | None:
+    """The ancestor of all the codes, if they form one family (e.g. M31.3 and M31.30)."""
+    head = min(codes, key=len)
+    return head if all(c.startswith(head) for c in codes) else None
+
+
+class Terminology:
+    """The rulebook's names for diagnoses plus the ICD-10-CM code set."""
+
+    def __init__(self, rulebook: Rulebook):
+        self.rulebook = rulebook
+        self.abbreviations = {fold(short): fold(long) for short, long in rulebook.abbreviations.items()}
+        self.qualifiers = frozenset(fold(word) for word in rulebook.qualifiers)
+        self.owner: dict[str, str] = {}          # dotless rulebook code -> diagnosis id
+        for dx in rulebook.diagnoses.values():
+            self.owner.update({icd10.normalise(c): dx.id for c in dx.codes})
+        # Prescribers type the same texts again and again; the answer depends only on the text
+        # and this rulebook, so it is remembered (per Terminology, so a new rulebook starts afresh).
+        self.resolve_text = lru_cache(maxsize=TEXT_CACHE_SIZE)(self._resolve_text)
+
+    @property
+    def icd(self) -> TextIndex:
+        return icd_text_index()
+
+    @cached_property
+    def synonyms(self) -> dict[str, str]:
+        """Folded diagnosis name or synonym -> the dotless code it means (built on first use)."""
+        found = {}
+        for dx in self.rulebook.diagnoses.values():
+            codes = [icd10.normalise(c) for c in dx.codes]
+            for term, pinned in [(dx.name, None)] + [(s.term, s.code) for s in dx.synonyms]:
+                found[fold(term)] = icd10.normalise(pinned) if pinned else self._code_for(fold(term), codes)
+        return found
+
+    @cached_property
+    def rulebook_index(self) -> TextIndex:
+        return TextIndex(list(self.synonyms.items()))
+
+    def warm(self):
+        """Build both text indexes now (a server does this at start-up, not on its first request)."""
+        icd_text_index()
+        self.rulebook_index
+
+    def _code_for(self, folded: str, codes: list[str]) -> str:
+        """The code a diagnosis name means: the ICD-10-CM code with that very text within the
+        diagnosis's codes, else the diagnosis's first code."""
+        inside = [c for c in self.icd.exact(folded) if icd10.covered_by(c, codes)]
+        return inside[0] if inside else codes[0]
+
+    def diagnosis_of(self, plain: str) -> str | None:
+        """The rulebook diagnosis whose most specific code covers this dotless code."""
+        for prefix in reversed(icd10.prefixes(plain)):
+            if prefix in self.owner:
+                return self.owner[prefix]
+        return None
+
+    def expand(self, folded: str) -> str:
+        return " ".join(self.abbreviations.get(word, word) for word in folded.split())
+
+    def resolve(self, code: str | None, text: str | None) -> DiagnosisMatch:
+        if code is None:
+            return self.resolve_text(text)
+        plain = icd10.normalise(code)
+        if not icd10.is_valid(plain):
+            nearest = nearest_codes(plain)
+            listed = "; ".join(f"{c.code} {c.description}" for c in nearest)
+            error = RequestError(
+                "invalid_code",
+                f"diagnosis.code '{code}' is not an ICD-10-CM code" + (f"; nearest valid codes: {listed}" if listed else ""),
+                "diagnosis.code",
+            )
+            error.suggestions = [c.to_dict() for c in nearest]
+            raise error
+        by_code = DiagnosisMatch(icd10.dotted(plain), icd10.description(plain), "code", code)
+        if text is None:
+            return by_code
+        lacking = self.unmatched_qualifiers(self.expand(fold(text)), plain)
+        return self._check_agreement(by_code, self.resolve_text(text), lacking)
+
+    def _check_agreement(self, by_code: DiagnosisMatch, by_text: DiagnosisMatch, lacking: tuple[str, ...]) -> DiagnosisMatch:
+        """A code with a text: fine when the text names the same diagnosis (or nothing known).
+
+        Codes of one family agree only when the rulebook does not file them under different
+        diagnoses (G35.A relapsing-remitting is not G35 progressive MS), and a text whose words
+        carry a qualifier the code lacks (`lacking`: "secondary CVID" with D83.9) never agrees.
+        """
+        if by_text.matched_by is None and not by_text.candidates and not lacking:
+            return by_code
+        named = [by_text.plain_code] if by_text.code else [icd10.normalise(c.code) for c in by_text.candidates]
+        mine = self.diagnosis_of(by_code.plain_code)
+        for other in named if not lacking else ():
+            theirs = self.diagnosis_of(other)
+            family = other.startswith(by_code.plain_code) or by_code.plain_code.startswith(other)
+            if (mine is not None and theirs == mine) or (family and (mine is None or theirs is None)):
+                return by_code
+        text_side = (f"{by_text.code} ({by_text.description})" if by_text.code
+                     else "; ".join(f"{c.code} ({c.description})" for c in by_text.candidates))
+        if lacking:
+            text_side = (text_side or "nothing we recognise") + \
+                f", and it says {', '.join(repr(w) for w in lacking)}, which the code does not"
+        return DiagnosisMatch(
+            by_code.code, by_code.description, "code", by_code.input,
+            candidates=(_candidate(by_code.plain_code, 100.0),) + (
+                (_candidate(by_text.plain_code, by_text.score or 100.0),) if by_text.code else by_text.candidates),
+            problem=(f"the code {by_code.code} ({by_code.description}) and the text '{by_text.input}', which reads "
+                     f"as {text_side}, name different diagnoses"),
+        )
+
+    def _resolve_text(self, text: str) -> DiagnosisMatch:
+        folded = fold(text)
+        if not folded:
+            return _unrecognised(text)
+        queries = tuple(dict.fromkeys((folded, self.expand(folded))))
+        # Exact matches as folded: rulebook names before ICD-10-CM texts.
+        for lookup, matched_by in ((self.rulebook_index.exact, "synonym"), (self.icd.exact, "text")):
+            for query in queries:
+                codes = lookup(query)
+                if codes:
+                    return _exact(text, codes, matched_by)
+        # Then by key, where every text of either kind with that key must name one diagnosis:
+        # "chronic fatigue" keys like "chronic fatigue syndrome" (G93.32) and like R53.82's
+        # "chronic fatigue, unspecified", so it stays ambiguous.
+        for query in queries:
+            named = self.rulebook_index.by_key(query)
+            codes = list(dict.fromkeys(named + self.icd.by_key(query)))
+            if codes:
+                return _exact(text, codes, "synonym" if named and _family_head(codes) in named else "text")
+        return self._approximate(text, queries[-1])
+
+    def _approximate(self, text: str, query: str) -> DiagnosisMatch:
+        """A proposal (one clear approximate match) or candidates; never a match that decides."""
+        scores = self.icd.fuzzy(query)
+        for code, rank in self.rulebook_index.fuzzy(query).items():
+            scores[code] = max(rank, scores.get(code, rank))
+        ranked = sorted(scores.items(), key=lambda item: (-item[1][0], -item[1][1], len(item[0]), item[0]))
+        if not ranked:
+            return _unrecognised(text)
+        best, (best_score, best_closeness) = ranked[0]
+        rivals = [
+            c for c, (score, closeness) in ranked[1:]
+            if score >= best_score - MARGIN and closeness >= best_closeness - CLOSENESS_MARGIN
+            and not (c.startswith(best) or best.startswith(c))
+            and not (self.diagnosis_of(c) is not None and self.diagnosis_of(c) == self.diagnosis_of(best))
+        ]
+        candidates = [_candidate(c, score) for c, (score, _) in ranked[:MAX_CANDIDATES]]
+        if best_score >= CONFIDENT and not rivals:
+            return DiagnosisMatch(icd10.dotted(best), icd10.description(best), "fuzzy", text, score=round(best_score, 1),
+                                  candidates=tuple(candidates), unmatched_qualifiers=self.unmatched_qualifiers(query, best))
+        return _ambiguous(text, candidates)
+
+    def unmatched_qualifiers(self, query: str, plain: str) -> tuple[str, ...]:
+        """Qualifier words of the query ("secondary", "acute") that no name of this code carries."""
+        wanted = [word for word in query.split() if word in self.qualifiers]
+        if not wanted:
+            return ()
+        names = " ".join(self.names_of(plain)).split()
+        return tuple(word for word in wanted if word not in names)
+
+    def names_of(self, plain: str) -> list[str]:
+        """Every folded name of a code: its ICD-10-CM description and inclusion terms, and the
+        rulebook names that mean it."""
+        names = [fold(icd10.description(plain))] + [fold(term) for term in cm.get_inclusion_term(plain)]
+        return names + [term for term, code in self.synonyms.items() if code == plain]
+
+
+def _exact(text: str, codes: list[str], matched_by: str) -> DiagnosisMatch:
+    """An exact match: the one family these codes form, else the candidates."""
+    head = _family_head(codes)
+    if head is None:
+        return _ambiguous(text, [_candidate(c, 100.0) for c in codes])
+    return DiagnosisMatch(icd10.dotted(head), icd10.description(head), matched_by, text)
+
+
+def _unrecognised(text: str) -> DiagnosisMatch:
+    return DiagnosisMatch(None, None, None, text,
+                          problem=f"'{text}' does not name a diagnosis we recognise; resubmit with an ICD-10-CM code")
+
+
+def _ambiguous(text: str, candidates: list[Candidate]) -> DiagnosisMatch:
+    return DiagnosisMatch(None, None, None, text, candidates=tuple(candidates),
+                          problem=f"'{text}' could mean several diagnoses; pick one of the candidates and resubmit with its code")
+
+
+def nearest_codes(plain: str, limit: int = MAX_CANDIDATES) -> list[Candidate]:
+    """Valid codes nearest to an invalid one: within the closest valid ancestor that has at least
+    `limit` codes (so siblings show too), else among similar categories."""
+    family = []
+    for length in range(min(len(plain), icd10.MAX_LENGTH) - 1, icd10.CATEGORY_LENGTH - 1, -1):
+        if icd10.is_valid(plain[:length]):
+            family = [plain[:length]] + [icd10.normalise(c) for c in cm.get_descendants(plain[:length])]
+            if len(family) >= limit:
+                break
+    if not family:
+        family = [c for c in cm.get_all_codes(with_dots=False) if len(c) == icd10.CATEGORY_LENGTH and icd10.is_valid(c)]
+    ranked = process.extract(plain, family, scorer=fuzz.ratio, limit=limit)
+    return [_candidate(code, score) for code, score, _ in ranked]

@@ -1,0 +1,69 @@
+"""Configuration from the environment and the instance folder, shared by the app and the CLI.
+
+FORMULARY_INSTANCE_PATH   folder for the SQLite database, the secret and logs (default ./instance)
+FORMULARY_DATABASE_URL    SQLAlchemy URL (default: SQLite in the instance folder); PostgreSQL as
+                          postgresql+psycopg://user@host/db for several instances behind a balancer
+FORMULARY_SECRET          key for the audit chain and patient identifiers (default: generated once
+                          into <instance>/secret, readable by the owner only)
+FORMULARY_RULEBOOK        the rulebook to serve (default rules/ivig.yaml)
+"""
+import os
+import secrets
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from service.store.audit import AuditStore
+from service.store.database import migrate, open_database
+from service.decide.formulary import default_rulebook_path
+
+
+def _secret(instance_path: Path) -> bytes:
+    """FORMULARY_SECRET, else the instance's secret file, created owner-only on first use."""
+    if os.environ.get("FORMULARY_SECRET"):
+        return os.environ["FORMULARY_SECRET"].encode()
+    path = instance_path / "secret"
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        value = path.read_text().strip()
+        if not value:
+            raise RuntimeError(f"{path} is empty: restore the instance secret or remove the file and the audit log") from None
+        return value.encode()
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(secrets.token_hex(32))
+    return path.read_text().strip().encode()
+
+
+@dataclass
+class Instance:
+    path: Path
+    database_url: str
+    rulebook_path: Path
+    secret: bytes
+
+    @classmethod
+    def from_env(cls, overrides: dict | None = None) -> "Instance":
+        overrides = overrides or {}
+        path = Path(overrides.get("INSTANCE_PATH") or os.environ.get("FORMULARY_INSTANCE_PATH") or "instance").resolve()
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "logs").mkdir(exist_ok=True)
+        url = overrides.get("DATABASE_URL") or os.environ.get("FORMULARY_DATABASE_URL") or f"sqlite:///{path / 'formulary.db'}"
+        rulebook = Path(overrides.get("RULEBOOK") or default_rulebook_path())
+        return cls(path, url, rulebook, _secret(path))
+
+    @cached_property
+    def engine(self):
+        """The database engine; it connects only when used, so a service can start while the
+        database is down and answer 503 until it returns."""
+        return open_database(self.database_url)
+
+    @cached_property
+    def database(self):
+        """The engine, after migrating the database to the newest schema (once it succeeds)."""
+        migrate(self.engine)
+        return self.engine
+
+    @cached_property
+    def audit(self) -> AuditStore:
+        return AuditStore(self.engine, self.secret)

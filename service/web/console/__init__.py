@@ -1,0 +1,99 @@
+"""The pharmacist console: server-rendered pages over the same casework as the JSON API.
+
+Pages call the functions the API calls (casework, preapproval, the audit store), so a decision
+made in the console is the same decision, recorded the same way. People sign in with an API
+token; the session cookie keeps only the token's digest (signed, HTTP-only, Secure by default),
+and every request looks the token up again, so a revoked token ends its sessions. Every form
+carries a CSRF token (Flask-WTF); the JSON API is exempt, as it takes bearer tokens, not cookies.
+"""
+import datetime
+
+from flask import Flask, g, render_template, request
+from flask.sessions import SecureCookieSessionInterface
+from flask_wtf.csrf import CSRFError, CSRFProtect
+
+from service.store.audit import subkey
+
+SESSION_HOURS = 12
+CONSOLE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; "
+                               "base-uri 'none'; object-src 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+csrf = CSRFProtect()
+
+
+def is_console(path: str) -> bool:
+    return path == "/console" or path.startswith("/console/")
+
+
+class ConsoleSessions(SecureCookieSessionInterface):
+    """Only console pages have a session. The JSON API takes bearer tokens, so its requests
+    skip reading and verifying a cookie (about 5% of an audited decision's CPU), and a cookie
+    sent to the API is ignored rather than trusted."""
+
+    def open_session(self, app, request):
+        if not is_console(request.path):
+            return self.null_session_class()
+        return super().open_session(app, request)
+
+
+def register(app: Flask, instance) -> None:
+    """Mount the console on `app`: its session key, cookie settings, CSRF and blueprints."""
+    from service.web.console import audit_pages, auth, formulary_pages, pages
+
+    app.secret_key = subkey(instance.secret, "console-session-v1").hex()
+    app.config.update(
+        SESSION_COOKIE_NAME="formulary_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SECURE=True,           # browsers keep Secure cookies over plain HTTP on localhost only
+        SESSION_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=datetime.timedelta(hours=SESSION_HOURS),
+        WTF_CSRF_TIME_LIMIT=None,           # valid for the session's life: a long form must not expire
+    )
+    app.session_interface = ConsoleSessions()
+    csrf.init_app(app)
+    for blueprint in (auth.blueprint, pages.blueprint, audit_pages.blueprint, formulary_pages.blueprint):
+        app.register_blueprint(blueprint)
+    for name, blueprint in app.blueprints.items():
+        if not name.startswith("console"):
+            csrf.exempt(blueprint)
+    app.add_template_filter(_age, "age")
+
+    @app.after_request
+    def _page_headers(response):
+        """Console pages: nothing from elsewhere, no framing, and no copy left in a shared
+        workstation's cache after sign-out (pages carry patient facts)."""
+        if is_console(request.path):
+            response.headers.update(CONSOLE_HEADERS)
+        return response
+
+    @app.errorhandler(CSRFError)
+    def _stale_form(error: CSRFError):
+        return error_page(400, "csrf_failed", f"the form could not be accepted ({error.description}) It may have come "
+                                              "from another site, or your session ended: reload the page and try again.")
+
+
+def _age(seconds: int) -> str:
+    """A waiting time as people say it: 45 s, 12 min, 3 h 20 min, 2 d 4 h."""
+    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
+    if seconds < 60:
+        return f"{seconds} s"
+    if hours < 1:
+        return f"{minutes} min"
+    if days < 1:
+        return f"{hours} h {minutes % 60} min"
+    return f"{days} d {hours % 24} h"
+
+
+_TITLES = {400: "Not accepted", 401: "Sign in again", 403: "Not for your role", 404: "Not found",
+           409: "Already done", 413: "Too large", 500: "Something went wrong", 503: "Service unavailable"}
+
+
+def error_page(status: int, code: str, message: str):
+    """An error as a console page: a heading, the message, the request id; never a trace."""
+    g.refusal = {"code": code, "message": message}
+    return render_template("console/error.html", title=_TITLES.get(status, "Error"), message=message[:1].upper() + message[1:],
+                           request_id=g.get("request_id") if status >= 500 else None), status

@@ -1,0 +1,84 @@
+"""The formulary page: the active rulebook, every rule with its evidence, searchable.
+
+Everyone who signs in may read it (the API's GET /v1/rulebook is open to every role too). It
+shows the same data as the API (service/listing.py), so the page and the JSON never disagree.
+A decision links here with q=<rule id>; that rule is listed first.
+"""
+from flask import Blueprint, render_template, request
+
+from service.web.api.decisions import active_rulebook
+from service.rulebook.as_data import rulebook_as_data
+from service.rulebook.model import OUTCOMES
+from service.decide.terminology import fold
+from service.web.console.auth import page
+
+blueprint = Blueprint("console_formulary", __name__, url_prefix="/console")
+_cache: tuple[str, dict] | None = None       # (digest, data) of the last rulebook shown
+
+
+def _data(rulebook) -> dict:
+    """The rulebook as data, worked out once a version (a reload changes the digest)."""
+    global _cache
+    cached = _cache
+    if cached is None or cached[0] != rulebook.digest:
+        data = rulebook_as_data(rulebook)
+        for rule in data["rules"]:
+            rule["search_text"] = fold(" ".join((
+                rule["id"], rule["title"], rule["diagnosis"]["name"], *rule["diagnosis"]["codes"],
+                *rule["diagnosis"]["synonyms"], rule["outcome"], rule["outcome"].replace("_", " "))))
+            rule["dose_text"] = _dose(rule["dosing"])
+        cached = _cache = (rulebook.digest, data)
+    return cached[1]
+
+
+def _number(value: float) -> str:
+    return f"{value:g}"
+
+
+def _range(low, high, unit: str) -> str | None:
+    if low is not None and high is not None:
+        return f"{_number(low)} {unit}" if low == high else f"{_number(low)} to {_number(high)} {unit}"
+    if low is not None:
+        return f"at least {_number(low)} {unit}"
+    if high is not None:
+        return f"at most {_number(high)} {unit}"
+    return None
+
+
+def _dose(dosing: dict) -> str:
+    """'0.4 to 2 g/kg, every 21 days or more' from a dosing profile."""
+    grams = _range(dosing["g_per_kg"]["min"], dosing["g_per_kg"]["max"], "g/kg") or "no dose range set"
+    low, high = dosing["interval_days"]["min"], dosing["interval_days"]["max"]
+    if dosing.get("courses"):
+        courses = dosing["courses"]
+        interval = f"a one-off course ({courses} course{'s' if courses > 1 else ''} at most)"
+    elif low is not None and high is not None:
+        interval = f"every {_range(low, high, 'days')}"
+    elif low is not None:
+        interval = f"no more often than every {_number(low)} days"
+    elif high is not None:
+        interval = f"at least every {_number(high)} days"
+    else:
+        interval = "no interval set"
+    return f"{grams}, {interval}"
+
+
+def _matches(rule: dict, terms: list[str]) -> bool:
+    return all(term in rule["search_text"] for term in terms)
+
+
+@blueprint.get("/formulary")
+@page("formulary")
+def formulary():
+    data = _data(active_rulebook().current.rulebook)
+    query = request.args.get("q", "").strip()
+    outcome = request.args.get("outcome", "")
+    outcome = outcome if outcome in OUTCOMES else ""
+    terms = fold(query).split()
+    shown = [r for r in data["rules"] if _matches(r, terms) and (not outcome or r["outcome"] == outcome)]
+    exact = fold(query)
+    shown.sort(key=lambda r: fold(r["id"]) != exact)        # stable: the rule asked for by id first
+    return render_template("console/formulary.html", rulebook=data["rulebook"], sources=data["sources"],
+                           source_titles={s["id"]: s["title"] for s in data["sources"]},
+                           rules=shown, total=len(data["rules"]), query=query, outcome=outcome,
+                           outcomes=OUTCOMES, filtered=bool(terms or outcome))

@@ -1,0 +1,268 @@
+"""Console pages for the daily work: new requests, the review queue, cases and pre-approvals.
+
+Each form posts flat fields (service/order_fields.py), which become the same JSON the API takes and go
+through the same casework functions; a refused form comes back with the API's message beside
+the field and what the user typed still in it.
+"""
+import csv
+import io
+from urllib.parse import quote
+
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+
+from service.workflow import cases
+
+from service.workflow import order_fields
+
+from service.workflow import preapproval
+from service.web.api.decisions import active_rulebook, current_instance
+from service.store.database import utc_today
+from service.decide.decision import OUTCOME_WORDS
+from service.decide.request import RequestError
+from service.rulebook.model import ROUTES, SEVERITIES, SEXES
+from service.web.console.auth import allowed, page
+
+blueprint = Blueprint("console_pages", __name__, url_prefix="/console")
+
+
+def _refused(error: RequestError) -> dict:
+    """Form errors by field name, and the refusal noted for the audit log."""
+    g.refusal = error.to_dict()
+    return {order_fields.name_of(error.field) or "form": error.message}
+
+
+@blueprint.app_context_processor
+def _decision_words():
+    sources = active_rulebook().current.rulebook.sources
+    return {"outcome_words": OUTCOME_WORDS,
+            "source_title": lambda source: sources[source].title if source in sources else source}
+
+
+@blueprint.get("/")
+@page("formulary")
+def home():
+    for name, endpoint in (("request", "console_pages.new_request"), ("reviews", "console_pages.reviews"),
+                           ("audit", "console_audit.audit_log")):
+        if allowed(name):
+            return redirect(url_for(endpoint))
+    return redirect(url_for("console_formulary.formulary"))
+
+
+def _form_fields() -> dict:
+    """The posted form as flat fields: each group of therapy checkboxes as one ';' list, as in a CSV."""
+    fields = request.form.to_dict()
+    for name in ("failed_therapies", "concurrent_therapies"):
+        fields[name] = ";".join(request.form.getlist(name))
+    return fields
+
+
+def _choices() -> dict:
+    """Options for the request and order forms, as (value, label) pairs from the rulebook."""
+    rulebook = active_rulebook().current.rulebook
+    return {"therapies": sorted(rulebook.therapies.values(), key=lambda t: t.name),
+            "products": [(name, name) for name in sorted(rulebook.products)],
+            "sexes": [(sex, sex.capitalize()) for sex in SEXES],
+            "severities": [(severity, severity.capitalize()) for severity in SEVERITIES],
+            "routes": [(route, route.capitalize()) for route in ROUTES]}
+
+
+@blueprint.route("/request", methods=["GET", "POST"])
+@page("request")
+def new_request():
+    values, errors, decision = _form_fields(), {}, None
+    if request.method == "POST":
+        picked = request.form.get("pick_code")
+        if picked:      # a candidate chosen for an unclear text: decide again with its code, the text checked against it
+            values.update(diagnosis_code=picked)
+        try:
+            payload = order_fields.from_fields(values)
+            with active_rulebook().use() as formulary:
+                if picked and request.form.get("case_id"):
+                    case_id = _own_case(request.form["case_id"])["id"]
+                    decision = cases.attach_facts(current_instance(), formulary, case_id,
+                                                     {"diagnosis": {"code": picked, "text": values.get("diagnosis_text") or None}},
+                                                     g.principal[0])
+                else:
+                    decision = cases.record_decision(current_instance(), formulary, payload, g.principal[0])
+        except RequestError as error:
+            errors = _refused(error)
+        except cases.Conflict as conflict:
+            g.refusal = {"code": "conflict", "message": str(conflict)}
+            errors = {"form": str(conflict)}
+    status = (409 if "form" in errors else 400) if errors else 201 if decision else 200
+    return render_template("console/request.html", values=values, errors=errors, decision=decision,
+                           **_choices()), status
+
+
+@blueprint.get("/decisions/<decision_id>")
+@page("decision")
+def decision(decision_id):
+    record = current_instance().audit.decision(decision_id)
+    if record is None:
+        abort(404)
+    if g.principal[1] == "clinician" and record["requester"] != g.principal[0]:
+        abort(403)
+    return render_template("console/decision.html", decision=record["body"]["decision"],
+                           requested=record["body"]["request"], requester=record["requester"])
+
+
+@blueprint.get("/reviews")
+@page("reviews")
+def reviews():
+    instance = current_instance()
+    open_cases = cases.list_cases(instance, "open")
+    pended = [cases.get_case(instance, case["id"]) for case in cases.list_cases(instance, "pending_information")]
+    return render_template("console/reviews.html", open_cases=open_cases, pended=pended)
+
+
+def _own_case(case_id: str) -> dict:
+    """The case, if the signed-in person may see it (a clinician sees only their own)."""
+    try:
+        case = cases.get_case(current_instance(), case_id)
+    except cases.NotFound:
+        abort(404)
+    if g.principal[1] == "clinician" and case["requester"] != g.principal[0]:
+        abort(403)
+    return case
+
+
+def _case_page(case_id: str, errors: dict | None = None, values: dict | None = None, status: int = 200,
+               fact_errors: dict | None = None, facts: dict | None = None):
+    case = _own_case(case_id)
+    requested = current_instance().audit.decision(case["decision"]["decision_id"])["body"]["request"]
+    final = next((r for r in reversed(case["resolutions"]) if r["resolution"] != "more_information"), None)
+    return render_template("console/case.html", case=case, requested=requested, final=final,
+                           errors=errors or {}, values=values or {}, fact_errors=fact_errors or {}, facts=facts or {},
+                           **_choices()), status
+
+
+@blueprint.get("/reviews/<case_id>")
+@page("case")
+def case(case_id):
+    return _case_page(case_id)
+
+
+@blueprint.post("/reviews/<case_id>/facts")
+@page("case")
+def add_facts(case_id):
+    """Decide the case again with what the requester adds (what a pended case asked for)."""
+    _own_case(case_id)
+    facts = _form_fields()
+    try:
+        added = order_fields.from_fields(facts)
+        if not added:
+            raise RequestError("missing_field", "fill in at least one fact to add", "form")
+        if "diagnosis" in added:                 # a code given now replaces the words the request had
+            added["diagnosis"].setdefault("text", None)
+        with active_rulebook().use() as formulary:
+            decision = cases.attach_facts(current_instance(), formulary, case_id, added, g.principal[0])
+    except RequestError as error:
+        return _case_page(case_id, fact_errors=_refused(error), facts=facts, status=400)
+    except cases.Conflict as conflict:
+        g.refusal = {"code": "conflict", "message": str(conflict)}
+        return _case_page(case_id, fact_errors={"form": str(conflict)}, facts=facts, status=409)
+    flash(f"Decided again with the added facts: {OUTCOME_WORDS[decision['outcome']]}.")
+    return redirect(url_for("console_pages.case", case_id=case_id))
+
+
+@blueprint.post("/reviews/<case_id>/resolution")
+@page("resolve")
+def resolve(case_id):
+    _own_case(case_id)
+    values = request.form.to_dict()
+    body = {"resolution": values.get("resolution"), "reason": values.get("reason", "")}
+    if values.get("references"):
+        body["references"] = values["references"]
+    try:
+        if values.get("valid_days", "").strip():
+            try:
+                body["valid_days"] = int(values["valid_days"])
+            except ValueError:
+                raise RequestError("wrong_type", f"valid_days must be a whole number, found {values['valid_days']!r}",
+                                   "valid_days") from None
+        with active_rulebook().use() as formulary:
+            cases.resolve(current_instance(), formulary, case_id, body, g.principal[0])
+    except RequestError as error:
+        return _case_page(case_id, _refused(error), values, 400)
+    except cases.Conflict as conflict:
+        g.refusal = {"code": "conflict", "message": str(conflict)}
+        return _case_page(case_id, {"form": str(conflict)}, values, 409)
+    flash(f"Resolution recorded: {body['resolution'].replace('_', ' ')}.")
+    return redirect(url_for("console_pages.case", case_id=case_id))
+
+
+@blueprint.get("/authorisations")
+@page("authorisations")
+def authorisations():
+    """A patient's authorisations, newest ending first: what may be dispensed, until when."""
+    ref = request.args.get("patient_ref", "").strip()
+    found, errors = None, {}
+    if ref:
+        if len(ref) > 64:
+            errors = _refused(RequestError("too_long", "patient_ref is longer than 64 characters", "patient.ref"))
+        else:
+            instance = current_instance()
+            found = cases.authorisations_for(instance, instance.audit.patient_hash(ref))
+    return render_template("console/authorisations.html", values={"patient_ref": ref}, errors=errors,
+                           authorisations=found), 400 if errors else 200
+
+
+@blueprint.route("/preapproval", methods=["GET", "POST"])
+@page("preapproval")
+def preapproval_order():
+    values, errors, result = _form_fields(), {}, None
+    if request.method == "POST":
+        try:
+            order = order_fields.from_fields(values)
+            with active_rulebook().use() as formulary:
+                result = preapproval.check(current_instance(), formulary, order, g.principal[0], utc_today())
+        except RequestError as error:
+            errors = _refused(error)
+    return render_template("console/preapproval.html", values=values, errors=errors, result=result,
+                           columns=order_fields.NAMES, **_choices()), 400 if errors else 200
+
+
+@blueprint.post("/preapproval/batch")
+@page("preapproval")
+def preapproval_batch():
+    upload = request.files.get("file")
+    try:
+        if upload is None or not upload.filename:
+            raise RequestError("missing_field", "choose the infusion list (a CSV file) to upload", "file")
+        orders = preapproval.limit_batch(preapproval.orders_from_upload(upload), "file")
+    except RequestError as error:
+        return render_template("console/preapproval.html", values={}, errors=_refused(error), result=None,
+                               columns=order_fields.NAMES, **_choices()), 400
+    with active_rulebook().use() as formulary:
+        results = preapproval.check_batch(current_instance(), formulary, orders, g.principal[0], utc_today())
+    # A row that could not be read still shows whose it was (the file read as UTF-8 above).
+    upload.seek(0)
+    refs = {number: (row.get("patient_ref") or "").strip() for number, row in
+            enumerate(csv.DictReader(io.StringIO(upload.read().decode("utf-8-sig"), newline="")), start=2)}
+    rows = [_result_row(result, order, refs.get(number, "")) for result, (number, order) in zip(results, orders)]
+    return render_template("console/preapproval_results.html", rows=rows, filename=upload.filename,
+                           download=_csv_data_uri(rows), dispense=sum(1 for r in rows if r["dispense"] == "yes"))
+
+
+def _result_row(result: dict, order, patient_ref: str) -> dict:
+    """One line of the results table: whose order, dispense yes/no (or error), every reason against."""
+    order = order if isinstance(order, dict) else {}
+    line = {"row": result["row"], "patient": patient_ref,
+            "order": " ".join(filter(None, [*(order.get("diagnosis") or {}).values(), order.get("product")]))}
+    if "error" in result:
+        return {**line, "dispense": "error", "reasons": [result["error"]["message"]], "decision": None}
+    failed = [r["message"] for r in result["reasons"] if not r["ok"]]
+    return {**line, "dispense": "yes" if result["dispense"] else "no",
+            "reasons": failed or ["every check passed"], "decision": result["decision"],
+            "grams": result["dose"]["rounded_grams"] if result["dose"] else None}
+
+
+def _csv_data_uri(rows: list[dict]) -> str:
+    """The results table as a CSV link target, so the download needs no second trip to the server."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(("row", "patient_ref", "order", "dispense", "grams", "decision_id", "reasons"))
+    for row in rows:
+        writer.writerow((row["row"], row["patient"], row["order"], row["dispense"], row.get("grams") or "",
+                         row["decision"]["decision_id"] if row["decision"] else "", "; ".join(row["reasons"])))
+    return "data:text/csv;charset=utf-8," + quote(buffer.getvalue())

@@ -1,0 +1,286 @@
+"""What a decision sets in motion: review cases, their resolutions, and authorisations.
+
+- A needs_review decision opens a review case (or, re-decided with more facts, updates its case).
+- An approved or off_label_with_evidence decision for an identified patient, or an approved
+  review, grants an authorisation for that patient and diagnosis until a date: the rule's period
+  (the rulebook's default otherwise) or the reviewer's `valid_days`. It carries the dosing profile
+  and rulebook version it was granted under; a new rulebook applies at the next continuation.
+- Every step is one audit record, committed in the same transaction as the rows it creates.
+"""
+import copy
+import datetime
+import json
+import uuid
+from dataclasses import asdict
+
+from sqlalchemy import insert, select, update
+
+from service.rulebook import icd10
+from service.store.database import utc_now, utc_today
+from service.decide.formulary import Formulary
+from service.decide.request import RequestError, parse_request
+from service.rulebook.model import DosingProfile, Range
+from service.store.tables import authorisations, review_cases, review_resolutions
+
+POSITIVE = ("approved", "off_label_with_evidence")
+RESOLUTIONS = ("approved", "denied", "more_information")
+OPEN_STATUSES = ("open", "pending_information")
+STATUSES = (*OPEN_STATUSES, "approved", "denied", "closed_by_rules")
+MAX_REASON = 2000
+# Built once: these run inside the audit writer's transaction, where every microsecond holds the lock.
+_INSERT_CASE = insert(review_cases)
+_INSERT_RESOLUTION = insert(review_resolutions)
+_INSERT_AUTHORISATION = insert(authorisations)
+
+
+class Conflict(Exception):
+    """The request contradicts the case's state (e.g. resolving a closed case)."""
+
+
+class NotFound(Exception):
+    """No such case."""
+
+
+def sanitised(payload: dict, patient_hash: str | None) -> dict:
+    """The request as recorded: the patient identifier replaced by its keyed hash."""
+    patient = payload.get("patient")
+    if not isinstance(patient, dict) or "ref" not in patient:
+        return payload
+    patient = {name: value for name, value in patient.items() if name != "ref"}
+    patient["ref_hash"] = patient_hash
+    return {**payload, "patient": patient}   # a new top level and patient; the rest is shared, never changed
+
+
+def _grant(patient_hash, code, diagnosis_id, basis, rule, rulebook, products, valid_days, decision_id=None,
+           case_id=None, today=None) -> dict:
+    """The row of a new authorisation (valid_until is the last valid day)."""
+    start = today or utc_today()
+    profile = rulebook.dosing_for(rule)
+    return {
+        "id": str(uuid.uuid4()), "created_at": utc_now(), "patient_ref_hash": patient_hash, "diagnosis_id": diagnosis_id,
+        "code": code, "basis": basis, "rule_id": rule.id if rule else None, "products": json.dumps(list(products)),
+        "dosing": json.dumps(asdict(profile)), "valid_from": start.isoformat(),
+        "valid_until": (start + datetime.timedelta(days=valid_days - 1)).isoformat(),
+        "decision_id": decision_id, "case_id": case_id,
+        "rulebook_version": rulebook.version, "rulebook_digest": rulebook.digest,
+    }
+
+
+def authorisation_view(row) -> dict:
+    """An authorisation as the API shows it (the dosing profile expanded, the code dotted)."""
+    data = dict(row._mapping) if hasattr(row, "_mapping") else dict(row)
+    data["products"] = json.loads(data["products"])
+    data["dosing"] = json.loads(data["dosing"])
+    data["code"] = icd10.dotted(data["code"])
+    data.pop("patient_ref_hash", None)
+    data["active"] = data["valid_until"] >= utc_today().isoformat()
+    return data
+
+
+def profile_of(authorisation: dict) -> DosingProfile:
+    dosing = authorisation["dosing"]
+    return DosingProfile(dosing["id"], Range(**dosing["g_per_kg"]), Range(**dosing["interval_days"]), dosing.get("note", ""),
+                         dosing.get("courses"), dosing.get("monthly", False))
+
+
+def record_decision(instance, formulary: Formulary, payload, requester: str, case: dict | None = None) -> dict:
+    """Decide, then record the decision with the case or authorisation it creates, atomically.
+
+    Returns the decision as the API answers it: the decision object plus its id, time, and the
+    review case or authorisation it created. Raises RequestError for bad input.
+    """
+    request = parse_request(payload, formulary.vocabulary)
+    decision = formulary.decide_request(request)
+    audit = instance.audit
+    patient_hash = case["patient_ref_hash"] if case else audit.patient_hash(request.patient_ref)
+    code = decision.diagnosis.plain_code
+    decided_at = utc_now()
+    decision_id = str(uuid.uuid4())
+    rule = formulary.rulebook.rule(decision.rule["id"]) if decision.rule else None
+    diagnosis_id = formulary.terminology.diagnosis_of(code) if code else None
+    case_id = (case["id"] if case else str(uuid.uuid4())) if decision.outcome == "needs_review" else None
+    grant = None
+    if decision.outcome in POSITIVE and patient_hash and code:
+        grant = _grant(patient_hash, code, diagnosis_id, decision.outcome, rule, formulary.rulebook,
+                       decision.labelled_products if decision.outcome == "approved" else (),
+                       formulary.rulebook.authorisation_days_for(rule), decision_id=decision_id,
+                       case_id=case["id"] if case else None)
+    response = {"decision_id": decision_id, "decided_at": decided_at, **decision.to_dict(),
+                "review_case_id": case_id, "authorisation_id": grant["id"] if grant else None}
+    recorded_request = sanitised(payload, patient_hash) if not case else payload
+
+    def effects(connection):
+        if case is not None:
+            status = "open" if decision.outcome == "needs_review" else "closed_by_rules"
+            connection.execute(update(review_cases).where(review_cases.c.id == case["id"]).values(
+                status=status, updated_at=decided_at, latest_decision_id=decision_id, code=code,
+                request=json.dumps(recorded_request)))
+        elif case_id is not None:
+            connection.execute(_INSERT_CASE, dict(
+                id=case_id, opened_at=decided_at, updated_at=decided_at, status="open", requester=requester,
+                patient_ref_hash=patient_hash, code=code, opening_decision_id=decision_id,
+                latest_decision_id=decision_id, request=json.dumps(recorded_request)))
+        if grant is not None:
+            connection.execute(_INSERT_AUTHORISATION, grant)
+
+    # Most decisions write only their record; those go in the writer's one executemany, not a savepoint.
+    writes_rows = case is not None or case_id is not None or grant is not None
+    audit.append(
+        "decision",
+        {"request": recorded_request, "decision": response, "case_id": case["id"] if case else case_id,
+         "authorisation": grant},
+        then=effects if writes_rows else None, created_at=decided_at, requester=requester, status=201, decision_id=decision_id,
+        outcome=decision.outcome, rule_id=rule.id if rule else None, code=code,
+        matched_by=decision.diagnosis.matched_by, patient_ref_hash=patient_hash,
+        rulebook_version=decision.rulebook["version"], rulebook_digest=decision.rulebook["digest"],
+    )
+    return response
+
+
+def _case_row(connection, case_id: str):
+    row = connection.execute(select(review_cases).where(review_cases.c.id == case_id)).first()
+    if row is None:
+        raise NotFound(case_id)
+    return dict(row._mapping)
+
+
+def get_case(instance, case_id: str) -> dict:
+    """The case with its opening and latest decisions and every resolution, oldest first."""
+    with instance.engine.connect() as connection:
+        case = _case_row(connection, case_id)
+        resolutions = [dict(r._mapping) for r in connection.execute(
+            select(review_resolutions).where(review_resolutions.c.case_id == case_id).order_by(review_resolutions.c.created_at))]
+    return _case_view(instance, case, resolutions)
+
+
+def _case_view(instance, case: dict, resolutions: list[dict] | None = None) -> dict:
+    latest = instance.audit.decision(case["latest_decision_id"])["body"]["decision"]
+    opened = datetime.datetime.strptime(case["opened_at"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc)
+    view = {
+        "id": case["id"], "status": case["status"], "opened_at": case["opened_at"], "updated_at": case["updated_at"],
+        "age_seconds": int((datetime.datetime.now(datetime.timezone.utc) - opened).total_seconds()),
+        "requester": case["requester"], "code": icd10.dotted(case["code"]) if case["code"] else None,
+        "opening_decision_id": case["opening_decision_id"], "decision": latest,
+        "missing": latest["missing"], "candidates": latest["candidates"],
+    }
+    if resolutions is not None:
+        view["resolutions"] = resolutions
+    return view
+
+
+def list_cases(instance, status: str | None, limit: int = 200) -> list[dict]:
+    """Cases in a status (all when None), oldest first."""
+    query = select(review_cases).order_by(review_cases.c.opened_at, review_cases.c.id).limit(limit)
+    if status is not None:
+        query = query.where(review_cases.c.status == status)
+    with instance.engine.connect() as connection:
+        rows = [dict(r._mapping) for r in connection.execute(query)]
+    return [_case_view(instance, row) for row in rows]
+
+
+def _validate_resolution(body) -> dict:
+    if not isinstance(body, dict):
+        raise RequestError("wrong_type", "the body must be an object", "")
+    for key in body:
+        if key not in ("resolution", "reason", "valid_days", "references"):
+            raise RequestError("unknown_field", f"{key} is not a known field (allowed: resolution, reason, valid_days, references)", key)
+    if body.get("resolution") not in RESOLUTIONS:
+        raise RequestError("unknown_value", f"resolution must be one of {', '.join(RESOLUTIONS)}", "resolution")
+    reason = body.get("reason")
+    if not isinstance(reason, str) or not reason.strip():
+        raise RequestError("missing_field", "a reason is required", "reason")
+    if len(reason) > MAX_REASON:
+        raise RequestError("too_long", f"reason is {len(reason)} characters long; at most {MAX_REASON} are accepted", "reason")
+    days = body.get("valid_days")
+    if days is not None and (isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 3650):
+        raise RequestError("out_of_range", "valid_days must be a whole number from 1 to 3650", "valid_days")
+    if days is not None and body["resolution"] != "approved":
+        raise RequestError("conflicting_values", "valid_days applies only to an approved resolution", "valid_days")
+    references = body.get("references")
+    if references is not None and not isinstance(references, str):
+        raise RequestError("wrong_type", "references must be the id of an earlier resolution", "references")
+    return {"resolution": body["resolution"], "reason": reason.strip(), "valid_days": days, "references": references}
+
+
+def resolve(instance, formulary: Formulary, case_id: str, body, reviewer: str) -> dict:
+    """Close, pend or second-opinion a case; returns the case with its resolutions."""
+    wanted = _validate_resolution(body)
+    with instance.engine.connect() as connection:
+        case = _case_row(connection, case_id)
+        earlier = [dict(r._mapping) for r in connection.execute(
+            select(review_resolutions).where(review_resolutions.c.case_id == case_id))]
+    second_opinion = wanted["references"] is not None
+    if second_opinion and wanted["references"] not in {r["id"] for r in earlier}:
+        raise RequestError("unknown_value", f"resolution {wanted['references']!r} is not a resolution of this case", "references")
+    if not second_opinion and case["status"] not in OPEN_STATUSES:
+        final = next((r["id"] for r in reversed(earlier) if r["resolution"] != "more_information"), None)
+        raise Conflict(f"case {case_id} is already {case['status']}; a second opinion must reference the resolution "
+                       f"it follows (references: {final})")
+    resolution = {"id": str(uuid.uuid4()), "case_id": case_id, "created_at": utc_now(), "resolution": wanted["resolution"],
+                  "reason": wanted["reason"], "valid_days": wanted["valid_days"], "reviewer": reviewer,
+                  "references_id": wanted["references"]}
+    grant = None
+    latest = instance.audit.decision(case["latest_decision_id"])["body"]["decision"]
+    if not second_opinion and wanted["resolution"] == "approved" and case["patient_ref_hash"] and case["code"]:
+        rule = formulary.rulebook.rule(latest["rule"]["id"]) if latest["rule"] else None
+        grant = _grant(case["patient_ref_hash"], case["code"], formulary.terminology.diagnosis_of(case["code"]), "review",
+                       rule, formulary.rulebook, (), wanted["valid_days"] or formulary.rulebook.authorisation_days_for(rule),
+                       case_id=case_id)
+    new_status = {"approved": "approved", "denied": "denied", "more_information": "pending_information"}[wanted["resolution"]]
+
+    def effects(connection):
+        if not second_opinion:
+            changed = connection.execute(update(review_cases).where(
+                review_cases.c.id == case_id, review_cases.c.status.in_(OPEN_STATUSES)).values(
+                status=new_status, updated_at=resolution["created_at"]))
+            if changed.rowcount != 1:
+                raise Conflict(f"case {case_id} was resolved by someone else a moment ago")
+        connection.execute(_INSERT_RESOLUTION, resolution)
+        if grant is not None:
+            connection.execute(_INSERT_AUTHORISATION, grant)
+
+    instance.audit.append("review_resolution", {"resolution": resolution, "authorisation": grant}, then=effects,
+                          requester=reviewer, status=201, code=case["code"], patient_ref_hash=case["patient_ref_hash"],
+                          rulebook_version=formulary.rulebook.version, rulebook_digest=formulary.rulebook.digest)
+    return get_case(instance, case_id)
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    merged = copy.deepcopy(base)
+    for key, value in extra.items():
+        merged[key] = {**merged[key], **value} if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+    return merged
+
+
+def attach_facts(instance, formulary: Formulary, case_id: str, facts, requester: str) -> dict:
+    """Re-decide an open or pended case with more facts; the new decision is recorded on the case."""
+    if not isinstance(facts, dict):
+        raise RequestError("wrong_type", "the body must be an object of request fields to add", "")
+    if isinstance(facts.get("patient"), dict) and ("ref" in facts["patient"] or "ref_hash" in facts["patient"]):
+        raise RequestError("conflicting_values", "a case's patient cannot change; open a new request instead", "patient.ref")
+    with instance.engine.connect() as connection:
+        case = _case_row(connection, case_id)
+    if case["status"] not in OPEN_STATUSES:
+        raise Conflict(f"case {case_id} is {case['status']}; facts can be added only to an open or pended case")
+    stored = json.loads(case["request"])
+    if isinstance(stored.get("patient"), dict):
+        stored["patient"].pop("ref_hash", None)
+    return record_decision(instance, formulary, _merge(stored, facts), requester, case=case)
+
+
+def authorisations_for(instance, patient_hash: str) -> list[dict]:
+    with instance.engine.connect() as connection:
+        rows = connection.execute(select(authorisations).where(authorisations.c.patient_ref_hash == patient_hash)
+                                  .order_by(authorisations.c.valid_until.desc())).all()
+    return [authorisation_view(row) for row in rows]
+
+
+def active_authorisation(instance, patient_hash: str, code: str, diagnosis_id: str | None, today: datetime.date) -> dict | None:
+    """The longest-running valid authorisation for this patient and diagnosis, if any."""
+    for authorisation in authorisations_for(instance, patient_hash):
+        plain = icd10.normalise(authorisation["code"])
+        same = (diagnosis_id is not None and authorisation["diagnosis_id"] == diagnosis_id) or code.startswith(plain)
+        if same and authorisation["valid_from"] <= today.isoformat() <= authorisation["valid_until"]:
+            return authorisation
+    return None
+

@@ -1,0 +1,189 @@
+"""Pharmacy pre-approval: may this order be dispensed? Every reason, for and against.
+
+An order is a decision request plus `last_infusion_date`, with the patient identifier, the
+product and the dose required. The check finds a valid authorisation for the patient and
+diagnosis, or makes (and records) the decision that would create one; then checks the product
+against the authorisation and its label, the dose and interval against the authorisation's
+dosing profile, and computes the dose-determining weight and the grams to give. The result is
+one audit record.
+"""
+import csv
+import datetime
+import io
+
+from service.decide import dosing
+
+from service.workflow import order_fields
+from service.workflow.cases import active_authorisation, profile_of, record_decision, sanitised
+from service.decide.formulary import Formulary
+from service.decide.request import RequestError, parse_request
+
+MAX_BATCH = 1000         # orders in one HTTP batch or console upload
+ORDER_FIELDS = ("patient", "diagnosis", "product", "route", "dose", "last_infusion_date", "therapies", "severity")
+
+
+def _reason(check: str, ok: bool, message: str) -> dict:
+    return {"check": check, "ok": ok, "message": message}
+
+
+def _last_infusion(order: dict, today: datetime.date) -> datetime.date | None:
+    value = order.get("last_infusion_date")
+    if value is None:
+        return None
+    try:
+        return datetime.date.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise RequestError("invalid_value", f"last_infusion_date must be an ISO 8601 date (YYYY-MM-DD), found {value!r}",
+                           "last_infusion_date") from None
+
+
+def check(instance, formulary: Formulary, order, requester: str, today: datetime.date) -> dict:
+    """The pre-approval result for one order; raises RequestError for an order that is malformed."""
+    if not isinstance(order, dict):
+        raise RequestError("wrong_type", "an order must be an object", "")
+    for key in order:
+        if key not in ORDER_FIELDS:
+            raise RequestError("unknown_field", f"{key} is not an order field (allowed: {', '.join(ORDER_FIELDS)})", key)
+    last_infusion = _last_infusion(order, today)
+    payload = {k: v for k, v in order.items() if k != "last_infusion_date"}
+    request = parse_request(payload, formulary.vocabulary)
+    for needed, present in (("patient.ref", request.patient_ref), ("product", request.facts.product)):
+        if present is None:
+            raise RequestError("missing_field", f"an order needs {needed}", needed)
+    patient_hash = instance.audit.patient_hash(request.patient_ref)
+    diagnosis = formulary.terminology.resolve(request.code, request.text)
+    code = diagnosis.plain_code
+    recognised = code is not None and not diagnosis.problem and not diagnosis.is_proposal
+    diagnosis_id = formulary.terminology.diagnosis_of(code) if recognised else None
+
+    reasons, decision = [], None
+    authorisation = active_authorisation(instance, patient_hash, code, diagnosis_id, today) if recognised else None
+    if authorisation is None:
+        decision = record_decision(instance, formulary, payload, requester)
+        if decision["authorisation_id"]:
+            authorisation = active_authorisation(instance, patient_hash, code, diagnosis_id, today)
+    if authorisation:
+        reasons.append(_reason("authorisation", True, f"authorisation {authorisation['id']} ({authorisation['basis']}, "
+                                                      f"{authorisation['code']}) is valid until {authorisation['valid_until']}"))
+    else:
+        case = f"; review case {decision['review_case_id']}" if decision and decision["review_case_id"] else ""
+        reasons.append(_reason("authorisation", False,
+                               f"no valid authorisation for this patient and diagnosis; the decision for this order is "
+                               f"{decision['outcome']}{case}"))
+
+    rulebook, product, route = formulary.rulebook, request.facts.product, request.facts.route
+    unverified = "" if rulebook.products[product].verified else " (its label is not verified, so no use of it is labelled here)"
+    reasons.append(_reason("formulary", True, f"{product} is on the formulary{unverified}"))
+    rule = rulebook.rule(authorisation["rule_id"]) if authorisation and authorisation["rule_id"] else None
+    label = None
+    if rule and rule.labelled_indication:
+        covered = product in rulebook.labelled_products(rule.labelled_indication, request.facts.age_years, product, route)
+        reasons.append(_reason("label", covered, f"{product}'s label {'covers' if covered else 'does not cover'} "
+                                                 f"{rulebook.indications[rule.labelled_indication]} for this patient "
+                                                 f"({route}){'' if covered else '; the order needs review'}"))
+        label = rulebook.label_of(product, rule.labelled_indication, route) if covered else None
+    if authorisation and authorisation["products"] and product not in authorisation["products"]:
+        reasons.append(_reason("authorised_product", False, f"the authorisation is on label for "
+                                                            f"{', '.join(authorisation['products'])}; {product} is not among them"))
+
+    profile = dosing.limits_for(profile_of(authorisation) if authorisation else rulebook.dosing_for(rule), label, product)
+    g_per_kg = request.dose.g_per_kg if request.dose else None
+    interval = request.dose.interval_days if request.dose else None
+    reasons += [f.to_dict() for f in dosing.check_order(profile, g_per_kg, interval, last_infusion, today)]
+    used = dosing.courses_given(profile, last_infusion,
+                                datetime.date.fromisoformat(authorisation["valid_from"]) if authorisation else None)
+    if used:
+        reasons.append(used.to_dict())
+
+    weight = course = None
+    try:
+        weight = dosing.dosing_weight(request.weight_kg, request.height_cm, request.facts.age_years,
+                                      request.facts.sex, request.facts.pregnant)
+        reasons.append(_reason("weight", True, f"dosing weight {weight.dosing_kg:g} kg ({weight.basis})"))
+    except dosing.MissingFact as missing:
+        reasons.append(_reason("weight", False, f"the dosing weight needs {missing}"))
+    if weight and g_per_kg:
+        limits = dosing.course_limits(profile, interval)
+        course = dosing.course_grams(g_per_kg, weight.dosing_kg, limits, rulebook.products[product].vial_sizes_g)
+        if course.rounded_grams is None:
+            reasons.append(_reason("vials", False, f"{course.grams:g} g {course.rounding}; a pharmacist decides the amount"))
+        else:
+            made_of = " + ".join(f"{count} x {size:g} g" for size, count in course.vials)
+            reasons.append(_reason("vials", True, f"{course.rounded_grams:g} g ({made_of}) for the exact dose of "
+                                                  f"{course.grams:g} g"))
+        if limits.max is not None and g_per_kg > limits.max + 1e-9:
+            extra = round(course.grams - limits.max * weight.dosing_kg, 2)
+            reasons.append(_reason("dose_amount", False, f"the order is {course.grams:g} g for this patient, {extra:g} g above "
+                                                         f"the maximum ({profile.id}); a pharmacist or the committee reviews it"))
+
+    result = {
+        "dispense": all(r["ok"] for r in reasons),
+        "reasons": reasons,
+        "authorisation": authorisation,
+        "decision": decision,
+        "dosing_profile": {"id": profile.id, "g_per_kg": vars(profile.g_per_kg), "interval_days": vars(profile.interval_days),
+                           "courses": profile.courses, "monthly": profile.monthly},
+        "weight": weight.to_dict() if weight else None,
+        "dose": course.to_dict() if course else None,
+    }
+    instance.audit.append("preapproval", {"order": sanitised(order, patient_hash), "result": result},
+                          requester=requester, status=200, code=code, patient_ref_hash=patient_hash,
+                          outcome=decision["outcome"] if decision else None,
+                          rule_id=authorisation["rule_id"] if authorisation else None,
+                          rulebook_version=formulary.rulebook.version, rulebook_digest=formulary.rulebook.digest)
+    return result
+
+
+def orders_from_upload(upload) -> list[tuple[int, dict | RequestError]]:
+    """orders_from_csv for an uploaded file (a multipart `file` field), which must be UTF-8."""
+    try:
+        text = upload.read().decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise RequestError("invalid_csv", "the uploaded file is not UTF-8 text; export the list as CSV (UTF-8)", "file") from None
+    return orders_from_csv(text)
+
+
+def orders_from_csv(text: str) -> list[tuple[int, dict | RequestError]]:
+    """(row number, order or the error that row has) for each data row of an infusion list."""
+    reader = csv.DictReader(io.StringIO(text, newline=""))     # any line endings, as csv expects
+    try:
+        return _read_orders(reader)
+    except csv.Error as error:
+        raise RequestError("invalid_csv", f"the CSV cannot be read: {error}", "file") from None
+
+
+def _read_orders(reader: csv.DictReader) -> list[tuple[int, dict | RequestError]]:
+    unknown = [c for c in reader.fieldnames or [] if c not in order_fields.NAMES]
+    if unknown or not reader.fieldnames:
+        raise RequestError("invalid_csv", f"unknown or missing columns {unknown}; the columns are {', '.join(order_fields.NAMES)}",
+                           "file")
+    orders = []
+    for number, row in enumerate(reader, start=2):          # row 1 is the header
+        try:
+            orders.append((number, order_fields.from_fields({k: v for k, v in row.items() if k}, number)))
+        except RequestError as error:
+            orders.append((number, error))
+    return orders
+
+
+def limit_batch(orders: list, field: str) -> list:
+    """The orders of one HTTP batch, refused whole past MAX_BATCH (the CLI takes any length)."""
+    if len(orders) > MAX_BATCH:
+        raise RequestError("too_long", f"{len(orders)} orders; at most {MAX_BATCH} a batch", field)
+    return orders
+
+
+def check_batch(instance, formulary: Formulary, orders, requester: str, today: datetime.date, progress=None) -> list[dict]:
+    """One result per order, in order; a bad order gives a row-numbered error, not a failed batch."""
+    results = []
+    for number, order in orders:
+        if isinstance(order, RequestError):
+            results.append({"row": number, "error": order.to_dict()})
+        else:
+            try:
+                results.append({"row": number, **check(instance, formulary, order, requester, today)})
+            except RequestError as error:
+                results.append({"row": number, "error": error.to_dict()})
+        if progress:
+            progress(1)
+    return results
