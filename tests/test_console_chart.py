@@ -1,15 +1,36 @@
-"""The decisions-per-day chart: an SVG read back as XML, so the tests check what it says, not its bytes."""
+"""The decisions-per-day chart: computed by chart.py, drawn by the console's template, and read
+back as XML, so the tests check what the chart says and how it is laid out, not its bytes."""
 import datetime
+import re
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
-from service.web.console.chart import MAX_BARS, daily_outcomes_svg
+from flask import Flask, render_template
+
+import service.web
 from service.rulebook.model import OUTCOMES
+from service.web.console.chart import MAX_BARS, daily_outcomes_chart
+
+from .conftest import csrf_token, sign_in
 
 SVG = "{http://www.w3.org/2000/svg}"
+# The service's templates under Flask's own autoescape policy, which the service keeps.
+PAGES = Flask(__name__, template_folder=Path(service.web.__file__).parent / "templates")
+
+
+def draw(counts, outcomes=OUTCOMES, chart_id="daily-outcomes") -> str:
+    with PAGES.app_context():
+        return render_template("console/_chart.svg.html",
+                               chart=daily_outcomes_chart(counts, outcomes, chart_id=chart_id))
+
+
+def close(a: float, b: float) -> bool:
+    """Equal to the two decimals the chart's coordinates keep."""
+    return abs(a - b) < 0.02
 
 
 def parse(counts, outcomes=OUTCOMES):
-    return ET.fromstring(daily_outcomes_svg(counts, outcomes))
+    return ET.fromstring(draw(counts, outcomes))
 
 
 def bars(svg):
@@ -26,7 +47,7 @@ def tooltips(svg):
 
 def test_the_chart_is_one_image_with_a_title_and_a_description():
     svg = parse({"2026-11-22": {"approved": 2, "needs_review": 3}})
-    assert svg.get("role") == "img"
+    assert svg.get("role") == "img" and svg.get("class") == "chart"
     title, desc = svg[0], svg[1]
     assert title.tag == f"{SVG}title" and desc.tag == f"{SVG}desc"
     assert svg.get("aria-labelledby").split() == [title.get("id"), desc.get("id")]
@@ -41,17 +62,29 @@ def test_each_segment_says_its_day_count_and_outcome():
 def test_segments_are_coloured_by_outcome_classes_and_stacked_in_outcome_order():
     svg = parse({"2026-11-22": {"not_supported": 1, "approved": 2, "off_label_with_evidence": 1}})
     rects = segments(bars(svg)[0])
-    assert [r.get("class").split()[-1] for r in rects] == [
-        "seg-approved", "seg-off_label_with_evidence", "seg-not_supported"]
+    assert [r.get("class").split() for r in rects] == [
+        ["seg", "seg-approved"], ["seg", "seg-off_label_with_evidence"], ["seg", "seg-not_supported"]]
     # Each segment sits on the one before it: the first starts at the axis and they go up.
+    axis = float(svg.find(f"{SVG}line[@class='axis']").get("y1"))
+    assert close(float(rects[0].get("y")) + float(rects[0].get("height")), axis)
     for lower, upper in zip(rects, rects[1:]):
-        assert float(upper.get("y")) + float(upper.get("height")) == float(lower.get("y"))
+        assert close(float(upper.get("y")) + float(upper.get("height")), float(lower.get("y")))
 
 
-def test_taller_days_have_taller_bars():
-    svg = parse({"2026-11-20": {"approved": 1}, "2026-11-21": {"approved": 4}})
-    small, big = (float(segments(b)[0].get("height")) for b in bars(svg))
-    assert big == 4 * small
+def test_bar_heights_are_proportional_to_the_counts():
+    svg = parse({"2026-11-20": {"approved": 1}, "2026-11-21": {"approved": 4}, "2026-11-22": {"approved": 3}})
+    one, four, three = (float(segments(b)[0].get("height")) for b in bars(svg))
+    assert close(four, 4 * one) and close(three, 3 * one)
+
+
+def test_bars_share_one_width_and_stay_inside_the_plot():
+    svg = parse({"2026-11-20": {"approved": 1}, "2026-11-29": {"needs_review": 2}})
+    axis = svg.find(f"{SVG}line[@class='axis']")
+    left, right = float(axis.get("x1")), float(axis.get("x2"))
+    rects = [rect for bar in bars(svg) for rect in segments(bar)]
+    assert len({rect.get("width") for rect in rects}) == 1
+    for rect in rects:
+        assert left <= float(rect.get("x")) and float(rect.get("x")) + float(rect.get("width")) <= right
 
 
 def test_days_without_decisions_show_as_empty_bars():
@@ -80,6 +113,17 @@ def test_the_legend_names_every_outcome_in_text_beside_its_colour():
     assert [k.find(f"{SVG}rect").get("class").split()[-1] for k in keys] == [f"seg-{o}" for o in OUTCOMES]
     assert [k.find(f"{SVG}text").text for k in keys] == [
         "approved (1)", "off label with evidence (0)", "needs review (0)", "not supported (0)"]
+
+
+def test_a_legend_too_wide_for_one_row_wraps_and_the_chart_grows_to_hold_it():
+    many = {f"outcome_number_{i}_with_a_long_name": 1 for i in range(8)}
+    short, wrapped = parse({"2026-11-20": {"approved": 1}}), parse({"2026-11-20": many})
+    rows = {key.find(f"{SVG}rect").get("y") for key in wrapped.find(f"{SVG}g[@class='legend']")}
+    assert len(rows) > 1
+    width = float(wrapped.get("width"))
+    for key in wrapped.find(f"{SVG}g[@class='legend']"):
+        assert float(key.find(f"{SVG}rect").get("x")) < width
+    assert float(wrapped.get("height")) > float(short.get("height"))
 
 
 def test_the_y_axis_has_round_ticks_from_zero_past_the_tallest_day():
@@ -119,11 +163,13 @@ def test_a_period_of_exactly_the_limit_is_still_shown_by_day():
     assert len(bars(svg)) == MAX_BARS
 
 
-def test_no_decisions_says_so():
+def test_an_empty_period_says_so_in_its_title_and_in_text():
     for counts in ({}, {"2026-11-22": {"approved": 0}}):
         svg = parse(counts)
-        assert svg.get("role") == "img"
-        assert svg.find(f"{SVG}title").text == "No decisions in this period"
+        assert svg.get("role") == "img" and svg.get("class").split() == ["chart", "chart-empty"]
+        title = svg.find(f"{SVG}title")
+        assert svg.get("aria-labelledby") == title.get("id")
+        assert title.text == svg.find(f"{SVG}text").text == "No decisions in this period"
         assert svg.find(f"{SVG}g[@class='bars']") is None
 
 
@@ -133,11 +179,24 @@ def test_an_outcome_the_chart_was_not_told_about_is_drawn_not_dropped():
     assert "2 withdrawn" in svg.find(f"{SVG}desc").text
 
 
-def test_text_is_escaped():
-    odd = 'x<y&z"\''
-    markup = daily_outcomes_svg({"2026-11-22": {odd: 1}}, (odd,), chart_id='a"b<c')
+def test_hostile_outcomes_and_ids_come_out_escaped():
+    hostile = '"><script>alert(1)</script>&'
+    markup = draw({"2026-11-22": {hostile: 1}}, (hostile,), chart_id='x" onload="alert(1)')
+    assert "<script>" not in markup and 'onload="' not in markup
     svg = ET.fromstring(markup)                         # well-formed despite the markup characters
-    assert tooltips(svg) == [f"2026-11-22: 1 {odd}"]
-    assert odd in svg.find(f"{SVG}desc").text
-    assert svg.find(f"{SVG}title").get("id") == 'a"b<c-title'
-    assert "<y" not in markup
+    assert tooltips(svg) == [f"2026-11-22: 1 {hostile}"]
+    assert hostile in svg.find(f"{SVG}desc").text
+    assert segments(bars(svg)[0])[0].get("class") == f"seg seg-{hostile}"
+    assert svg.find(f"{SVG}title").get("id") == 'x" onload="alert(1)-title'
+
+
+def test_the_audit_page_draws_the_chart_of_the_decisions_on_record(client, tokens):
+    sign_in(client, tokens["clinician"])
+    client.post("/console/request", data={"diagnosis_code": "G61.0", "age_years": "8",
+                                          "csrf_token": csrf_token(client, "/console/request")})
+    client.post("/console/sign-out", data={"csrf_token": csrf_token(client, "/console/request")})
+    sign_in(client, tokens["auditor"])
+    page = client.get("/console/audit").get_data(as_text=True)
+    svg = ET.fromstring(re.search(r'<svg[^>]* class="chart".*?</svg>', page, re.S).group(0))
+    assert svg.get("role") == "img"
+    assert [tip.split(": ", 1)[1] for tip in tooltips(svg)] == ["1 off label with evidence"]

@@ -6,14 +6,13 @@ same query show the same records.
 import datetime
 
 from flask import Blueprint, render_template, request, url_for
-from markupsafe import Markup
 
 from service.rulebook import icd10
 from service.web.api.decisions import audit_csv_download, audit_filters, current_instance
 from service.decide.request import RequestError
 from service.rulebook.model import OUTCOMES
 from service.web.console.auth import page
-from service.web.console.chart import daily_outcomes_svg
+from service.web.console.chart import daily_outcomes_chart
 
 blueprint = Blueprint("console_audit", __name__, url_prefix="/console")
 PAGE_SIZE = 50
@@ -43,7 +42,7 @@ def audit_log():
         filters, before = audit_filters(given), None
     records, next_cursor = audit.page(filters, PAGE_SIZE, before, with_body=False)
     charted = filters if filters.since else audit_filters({**given, "since": _days_ago(CHART_DAYS)})
-    chart = Markup(daily_outcomes_svg(audit.daily_counts(charted), OUTCOMES))
+    chart = daily_outcomes_chart(audit.daily_counts(charted), OUTCOMES)
     verification = audit.verify() if request.args.get("verify") else None
     return render_template(
         "console/audit.html", records=[{**r, "code": icd10.dotted(r["code"]) if r["code"] else None} for r in records],
