@@ -2,8 +2,8 @@
 
 A process remembers a valid token's (name, role) for at most tokens.CACHE_SECONDS. A revocation
 in the same process (revoke_token) is honoured at once; one from another process (the CLI,
-another worker or host) within CACHE_SECONDS of its commit. Unknown or revoked tokens are never
-remembered.
+another worker or host) within the second the README promises. Unknown or revoked tokens are
+never remembered.
 """
 import subprocess
 import time
@@ -15,11 +15,12 @@ from sqlalchemy import event, update
 from service.store import tokens
 from service.store.database import migrate, open_database
 from service.store.tables import api_tokens
-from service.store.tokens import CACHE_SECONDS, create_token, principal_for, revoke_token
+from service.store.tokens import create_token, principal_for, revoke_token
 
 from .service_process import FORMULARY, admin_token, running_service, service_env
 
-MARGIN = 0.75   # scheduling slack on a busy machine, on top of the documented bound
+PROMISED_SECONDS = 1.0   # README: a revoked token is refused by every process within 1 second
+MARGIN = 0.75   # scheduling slack on a busy machine, on top of the promise
 
 
 def count_queries(engine) -> list:
@@ -34,10 +35,6 @@ def revoke_elsewhere(database_url: str, name: str):
     with other.begin() as connection:
         connection.execute(update(api_tokens).where(api_tokens.c.name == name).values(revoked_at="2026-01-01T00:00:00.000000Z"))
     other.dispose()
-
-
-def test_the_bound_is_short():
-    assert 0 < CACHE_SECONDS <= 2
 
 
 def test_a_valid_token_is_looked_up_once_then_remembered(engine):
@@ -69,13 +66,13 @@ def test_a_revocation_in_this_process_is_honoured_at_once(engine):
     assert principal_for(engine, token) is None
 
 
-def test_a_revocation_by_another_process_is_honoured_within_the_bound(engine, database_url):
+def test_a_revocation_by_another_process_is_honoured_within_the_promised_second(engine, database_url):
     token = create_token(engine, "ward-7", "clinician")
     assert principal_for(engine, token) == ("ward-7", "clinician")     # now cached
     revoke_elsewhere(database_url, "ward-7")
     revoked_at = time.monotonic()
     while principal_for(engine, token) is not None:
-        assert time.monotonic() - revoked_at < CACHE_SECONDS + MARGIN, "a revoked token was accepted past the bound"
+        assert time.monotonic() - revoked_at < PROMISED_SECONDS + MARGIN, "a revoked token was accepted past the promise"
         time.sleep(0.02)
     assert principal_for(engine, token) is None
 
@@ -118,7 +115,7 @@ def test_the_cli_revoking_a_token_stops_every_worker_of_a_running_service_within
         for _ in range(20):                          # used on both workers, so cached in both
             assert service.call("POST", "/v1/decisions", token, body)[0] == 201
         subprocess.run([str(FORMULARY), "tokens", "revoke", "ward-7"], env=env, check=True, capture_output=True)
-        time.sleep(CACHE_SECONDS + MARGIN)           # the bound, counted from the CLI's commit (earlier still)
+        time.sleep(PROMISED_SECONDS + MARGIN)        # the promise, counted from the CLI's commit (earlier still)
         statuses = [service.call("POST", "/v1/decisions", token, body)[0] for _ in range(20)]
         assert statuses == [401] * 20
         assert service.call("GET", "/v1/audit?limit=1", admin)[0] == 200   # other tokens still work
