@@ -850,7 +850,7 @@ def measure_loads() -> dict:
     from service.rulebook.engine import Engine
     from service.decide.formulary import default_rulebook_path
     from service.rulebook.lint import lint_rulebook
-    from service.rulebook.model import load_rulebook
+    from service.rulebook.reader import load_rulebook
 
     t0 = time.perf_counter()
     rulebook = load_rulebook(default_rulebook_path())

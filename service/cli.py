@@ -18,7 +18,8 @@ from service.workflow.preapproval import check_batch, orders_from_csv
 from service.rulebook.lint import lint_paths, lint_rulebook
 from service.rulebook.as_data import rulebook_as_data, rules_table
 from service.decide.request import RequestError, Vocabulary, parse_request
-from service.rulebook.model import RulebookError, load_rulebook
+from service.rulebook.model import RulebookError
+from service.rulebook.reader import load_rulebook
 from service.decide.terminology import Terminology
 from service.store.tokens import ROLES, TokenError, any_token, create_token, list_tokens, revoke_token
 

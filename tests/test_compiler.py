@@ -7,7 +7,7 @@ import pytest
 
 from service.rulebook.compiler import MAX_EXPRESSIONS, MAX_RULES_PER_RULESET, _expressions, compile_rulebook
 from service.decide.formulary import SHIPPED_RULEBOOK, Formulary
-from service.rulebook.model import load_rulebook
+from service.rulebook.reader import load_rulebook
 
 from .synthetic import write_synthetic_rulebook
 

@@ -177,7 +177,7 @@ def test_unmatched_diagnosis_5000_times_neither_crashes_nor_grows(mini):
 def test_closing_frees_the_native_memory_even_after_only_unmatched_posts(mini_path):
     # delete_state on a session that only saw unmatched posts crashed durable-rules in the notes'
     # measurements; the retire event makes it safe, and without delete_state memory leaked.
-    from service.rulebook.model import load_rulebook
+    from service.rulebook.reader import load_rulebook
 
     rulebook = load_rulebook(mini_path)
     unmatched = {"diagnosis": {"code": "G61.9"}, "patient": {"age_years": 30}}

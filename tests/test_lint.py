@@ -4,7 +4,8 @@ import copy
 import pytest
 
 from service.rulebook.lint import lint_paths, lint_rulebook
-from service.rulebook.model import RulebookError, load_rulebook
+from service.rulebook.model import RulebookError
+from service.rulebook.reader import load_rulebook
 
 from .conftest import MINI_DIAGNOSES, MINI_RULES, evidence, write_rulebook
 

@@ -32,7 +32,8 @@ from service.rulebook import icd10
 from service.rulebook.compiler import FACT_FLAGS
 from service.decide.formulary import SHIPPED_RULEBOOK
 from service.decide.request import MAX_REF, MAX_TEXT, RequestError, parse_request
-from service.rulebook.model import MAX_AGE_YEARS, OUTCOMES, SEVERITIES, SEXES, load_rulebook
+from service.rulebook.model import MAX_AGE_YEARS, OUTCOMES, SEVERITIES, SEXES
+from service.rulebook.reader import load_rulebook
 
 # The strategies are built from the rulebook the `shipped` fixture loads (the same file).
 RULEBOOK = load_rulebook(SHIPPED_RULEBOOK)

@@ -10,7 +10,7 @@ from service.workflow.active_rulebook import ActiveRulebook
 from service.web.app import create_app
 from service.cli import main
 from service.store.database import migrate, open_database
-from service.rulebook.model import load_rulebook
+from service.rulebook.reader import load_rulebook
 
 from .conftest import TEST_RULEBOOK, bearer, write_rulebook
 

@@ -10,7 +10,7 @@ import pytest
 from service.rulebook import icd10
 from service.decide.formulary import Formulary
 from service.rulebook.lint import lint_paths
-from service.rulebook.model import read_yaml
+from service.rulebook.reader import read_yaml
 
 RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
 CASE_FILES = sorted(RULES_DIR.glob("*.tests.yaml"))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from service.rulebook.model import load_rulebook
+from service.rulebook.reader import load_rulebook
 
 from .conftest import TEST_RULEBOOK
 from .service_process import FORMULARY, admin_token, running_service, service_env

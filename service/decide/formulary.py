@@ -12,7 +12,8 @@ from service.decide.decision import Decision, from_verdict, proposal, without_ru
 from service.rulebook.engine import Engine
 from service.rulebook.lint import lint_rulebook
 from service.decide.request import DecisionRequest, Vocabulary, parse_request
-from service.rulebook.model import Rulebook, RulebookError, load_rulebook
+from service.rulebook.model import Rulebook, RulebookError
+from service.rulebook.reader import load_rulebook
 from service.decide.terminology import DiagnosisMatch, Terminology
 
 SHIPPED_RULEBOOK = Path(__file__).resolve().parents[2] / "rules" / "ivig.yaml"

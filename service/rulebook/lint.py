@@ -1,6 +1,6 @@
 """Checks that make a committee's edit safe to load: `formulary lint` and every (re)load run them.
 
-Loading (service.rulebook.model) already refuses schema errors, undefined sources, therapies, products
+Loading (service.rulebook.reader) already refuses schema errors, undefined sources, therapies, products
 and indications. Lint adds what needs the whole rulebook: codes that do not exist, a code claimed
 by two diagnoses, a synonym that names two diagnoses, rules that can clash with no precedence,
 labelled indications that no rule approves or names the products of, diagnoses no rule uses, and rulesets too large for
@@ -12,7 +12,8 @@ from service.rulebook import icd10
 
 from service.rulebook import precedence
 from service.rulebook.compiler import CompileError, compile_rulebook, rules_by_code
-from service.rulebook.model import Rulebook, RulebookError, load_rulebook, read_yaml
+from service.rulebook.model import Rulebook, RulebookError
+from service.rulebook.reader import load_rulebook, read_yaml
 from service.decide.terminology import fold
 
 

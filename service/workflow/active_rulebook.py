@@ -16,7 +16,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from service.store.database import utc_now, writing
 from service.decide.formulary import Formulary
 from service.rulebook.lint import lint_rulebook
-from service.rulebook.model import RulebookError, load_rulebook
+from service.rulebook.model import RulebookError
+from service.rulebook.reader import load_rulebook
 from service.store.tables import rulebook_activations
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,583 @@
+"""Reading a rulebook and its reference data from YAML into the checked model (`service.rulebook.model`).
+
+Every problem is reported with the file, the rule (or diagnosis, product, ...) and the field it
+concerns, and all problems are collected before failing, so a committee member fixing an edit
+sees the whole list at once. Only structure and references are checked here; the clinical
+consistency checks (codes, overlaps, coverage) live in `service.rulebook.lint`.
+"""
+import datetime
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from service.rulebook.model import (EFFECTS, MAX_AGE_YEARS, OUTCOMES, ROUTES, SEVERITIES, SEXES, STRENGTHS, Conditions,
+                                    Diagnosis, DosingProfile, Evidence, Label, LabelDose, PrescribingInformation, Product,
+                                    Range, Rule, Rulebook, RulebookError, Source, Synonym, Therapy)
+
+REFERENCE_FILES = ("products.yaml", "therapies.yaml", "sources.yaml")
+_EFFECT_NEEDED = ("controlled", "limited")       # the strengths whose findings report an effect
+_RULE_ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+
+
+class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """Safe YAML loading (libyaml's, where built) that refuses a key given twice.
+
+    PyYAML silently keeps the last of two equal keys, which would let a pasted diagnosis
+    replace another without a word.
+    """
+
+
+def _mapping_without_duplicates(loader, node, deep=False):
+    seen = set()
+    for key_node, _ in node.value:
+        if isinstance(key_node, yaml.ScalarNode):
+            if key_node.value in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key_node.value!r} appears twice", key_node.start_mark
+                )
+            seen.add(key_node.value)
+    return loader.construct_mapping(node, deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
+def read_yaml(path: Path):
+    """Parse one YAML file safely; a syntax error becomes a RulebookError naming the file."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return yaml.load(handle, Loader=_UniqueKeyLoader)
+    except FileNotFoundError:
+        raise RulebookError([f"{path}: file not found"]) from None
+    except yaml.YAMLError as error:
+        raise RulebookError([f"{path}: not valid YAML: {error}"]) from None
+
+
+class _Checker:
+    """Collects problems while reading nested YAML, each prefixed by where it was found."""
+
+    def __init__(self):
+        self.problems: list[str] = []
+
+    def fail(self, where: str, message: str):
+        self.problems.append(f"{where}: {message}")
+
+    def mapping(self, value, where: str, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict | None:
+        if not isinstance(value, dict):
+            self.fail(where, f"must be a mapping, found {type(value).__name__}")
+            return None
+        for key in required:
+            if key not in value:
+                self.fail(where, f"missing required field '{key}'")
+        for key in value:
+            if key not in required and key not in optional:
+                allowed = ", ".join(required + optional)
+                self.fail(where, f"unknown field '{key}' (allowed: {allowed})")
+        return value
+
+    def text(self, value, where: str, required: bool = True) -> str:
+        if value is None and not required:
+            return ""
+        if isinstance(value, (datetime.date, int, float)) and not isinstance(value, bool):
+            return str(value)
+        if not isinstance(value, str) or not value.strip():
+            self.fail(where, "must be non-empty text")
+            return ""
+        return value.strip()
+
+    def texts(self, value, where: str) -> tuple[str, ...]:
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            self.fail(where, "must be a list")
+            return ()
+        return tuple(self.text(item, f"{where}[{i}]") for i, item in enumerate(value))
+
+    def number(self, value, where: str, low: float, high: float) -> float | None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.fail(where, f"must be a number, found {value!r}")
+            return None
+        if not low <= value <= high:
+            self.fail(where, f"must be between {low:g} and {high:g}, found {value!r}")
+            return None
+        return float(value)
+
+    def choices(self, value, where: str, allowed) -> frozenset[str] | None:
+        items = self.texts(value, where)
+        for item in items:
+            if item not in allowed:
+                self.fail(where, f"'{item}' is not one of: {', '.join(sorted(allowed))}")
+        if value is not None and not items:
+            self.fail(where, "must list at least one value")
+        return frozenset(items) if items else None
+
+
+def load_rulebook(path: str | Path) -> Rulebook:
+    """Read a rulebook and its reference data; raise RulebookError listing every problem."""
+    path = Path(path)
+    raw = read_yaml(path)
+    check = _Checker()
+    top = check.mapping(raw, str(path), ("rulebook", "diagnoses", "rules"),
+                        ("abbreviations", "qualifiers", "dosing"))
+    if top is None:
+        raise RulebookError(check.problems)
+    meta = check.mapping(top.get("rulebook", {}), f"{path}: rulebook", ("name", "version", "effective", "reference_data"),
+                         ("authorisation_days",)) or {}
+    data_dir = (path.parent / str(meta.get("reference_data", ""))).resolve()
+    products, indications = _read_products(data_dir, check)
+    therapies = _read_therapies(data_dir, check)
+    sources = _read_sources(data_dir, check)
+    diagnoses = _read_diagnoses(top.get("diagnoses"), f"{path}: diagnoses", check)
+    profiles, default_dosing = _read_dosing(top.get("dosing"), f"{path}: dosing", check)
+    references = References(diagnoses, products, indications, therapies, sources, profiles)
+    rules = _read_rules(top.get("rules"), path, check, references)
+    abbreviations = _read_abbreviations(top.get("abbreviations"), f"{path}: abbreviations", check)
+    qualifiers = _read_qualifiers(top.get("qualifiers"), f"{path}: qualifiers", check)
+    authorisation_days = _days(meta.get("authorisation_days", 180), f"{path}: rulebook.authorisation_days", check)
+    if check.problems:
+        raise RulebookError(check.problems)
+    cited = tuple(sorted({e.source for r in rules for e in r.evidence}))
+    return Rulebook(
+        name=check.text(meta.get("name"), f"{path}: rulebook.name"),
+        version=check.text(meta.get("version"), f"{path}: rulebook.version"),
+        effective=check.text(meta.get("effective"), f"{path}: rulebook.effective"),
+        path=path,
+        digest=_digest([path] + [data_dir / name for name in REFERENCE_FILES]),
+        diagnoses=diagnoses,
+        rules=rules,
+        products=products,
+        indications=indications,
+        therapies=therapies,
+        sources=sources,
+        cited_sources=cited,
+        abbreviations=abbreviations,
+        qualifiers=qualifiers,
+        dosing_profiles=profiles,
+        default_dosing=default_dosing,
+        authorisation_days=authorisation_days,
+    )
+
+
+def _days(value, where: str, check: _Checker) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 3650:
+        check.fail(where, f"must be a whole number of days from 1 to 3650, found {value!r}")
+        return 180
+    return value
+
+
+def _range(raw, where: str, check: _Checker, low: float, high: float) -> Range:
+    raw = check.mapping(raw, where, (), ("min", "max")) or {}
+    if not raw:
+        check.fail(where, "give min, max or both")
+    bounds = {k: check.number(raw[k], f"{where}.{k}", low, high) for k in ("min", "max") if k in raw}
+    if bounds.get("min") is not None and bounds.get("max") is not None and bounds["min"] > bounds["max"]:
+        check.fail(where, "min is above max")
+    return Range(bounds.get("min"), bounds.get("max"))
+
+
+def _read_dosing(raw, where: str, check: _Checker) -> tuple[dict[str, DosingProfile], str | None]:
+    """Dosing profiles (g/kg per course, days between courses) and the default for uncovered cases."""
+    if raw is None:
+        check.fail(where, "missing: give dosing profiles and a default (see README, Dosing)")
+        return {}, None
+    raw = check.mapping(raw, where, ("default", "profiles")) or {}
+    profiles = {}
+    for profile_id, item in (raw.get("profiles") or {}).items():
+        at = f"{where}.profiles.{profile_id}"
+        item = check.mapping(item, at, ("g_per_kg",), ("interval_days", "courses", "monthly", "note")) or {}
+        courses = item.get("courses")
+        if courses is not None and (isinstance(courses, bool) or not isinstance(courses, int) or not 1 <= courses <= 10):
+            check.fail(f"{at}.courses", f"must be a whole number of courses from 1 to 10, found {courses!r}")
+        if ("interval_days" in item) == (courses is not None):
+            check.fail(at, "give interval_days for repeated courses, or courses for a one-off (acute) course, not both")
+        profiles[str(profile_id)] = DosingProfile(
+            str(profile_id),
+            _range(item.get("g_per_kg"), f"{at}.g_per_kg", check, 0.01, 5),
+            _range(item["interval_days"], f"{at}.interval_days", check, 1, 365) if "interval_days" in item else Range(),
+            check.text(item.get("note"), f"{at}.note", required=False),
+            courses,
+            _flag(item.get("monthly", False), f"{at}.monthly", check),
+        )
+    default = raw.get("default")
+    if default is not None and default not in profiles:
+        check.fail(f"{where}.default", f"'{default}' is not one of the profiles")
+    return profiles, default
+
+
+def _read_abbreviations(raw, where: str, check: _Checker) -> dict[str, str]:
+    """Abbreviation -> what it stands for, expanded inside free-text diagnoses (GBS, CIDP, ...)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        check.fail(where, "must be a mapping of abbreviation to its expansion")
+        return {}
+    found = {}
+    for short, expansion in raw.items():
+        short = check.text(short, f"{where}: key")
+        if short and len(short.split()) != 1:
+            check.fail(f"{where}.{short}", "an abbreviation is one word")
+        found[short] = check.text(expansion, f"{where}.{short}")
+    return found
+
+
+def _read_qualifiers(raw, where: str, check: _Checker) -> tuple[str, ...]:
+    """Words that change which condition a text names; each must be one word, as texts are matched word by word."""
+    qualifiers = check.texts(raw, where)
+    for word in qualifiers:
+        if len(word.replace("-", " ").split()) != 1:
+            check.fail(where, f"'{word}' is not one word; list each word on its own")
+    return qualifiers
+
+
+def _digest(paths: list[Path]) -> str:
+    """SHA-256 over the exact bytes of the rulebook and its reference data, in a fixed order."""
+    digest = hashlib.sha256()
+    for file in paths:
+        content = file.read_bytes()
+        digest.update(f"{file.name}\0{len(content)}\0".encode())
+        digest.update(content)
+    return digest.hexdigest()
+
+
+def _read_reference(data_dir: Path, name: str, key: str, check: _Checker):
+    path = data_dir / name
+    try:
+        raw = read_yaml(path)
+    except RulebookError as error:
+        check.problems.extend(error.problems)
+        return str(path), {}
+    top = check.mapping(raw, str(path), (key,), ("indications", "unverified_products") if name == "products.yaml" else ()) or {}
+    return str(path), top
+
+
+def _read_products(data_dir: Path, check: _Checker) -> tuple[dict[str, Product], dict[str, str]]:
+    """Formulary products: verified ones with their labels, and ones whose label we could not confirm.
+
+    A verified product must name its prescribing information and that document's revision date;
+    an unverified one has no labels, so no request for it is ever approved.
+    """
+    where, top = _read_reference(data_dir, "products.yaml", "products", check)
+    indications = {}
+    for ind_id, name in (top.get("indications") or {}).items():
+        indications[str(ind_id)] = check.text(name, f"{where}: indications.{ind_id}")
+    products = {}
+    for verified, key in ((True, "products"), (False, "unverified_products")):
+        for i, raw in enumerate(top.get(key) or []):
+            name = raw.get("name") if isinstance(raw, dict) else None
+            at = f"{where}: product {name}" if name else f"{where}: {key}[{i}]"
+            product = _read_product(raw, at, check, indications, verified)
+            if product.name in products:
+                check.fail(at, "product listed twice")
+            products[product.name] = product
+    return products, indications
+
+
+_PRODUCT_FIELDS = ("manufacturer", "concentration", "routes", "vial_sizes_g", "note")
+
+
+def _read_product(raw, at: str, check: _Checker, indications, verified: bool) -> Product:
+    if verified:
+        item = check.mapping(raw, at, ("name", "manufacturer", "routes", "vial_sizes_g", "prescribing_information", "labels"),
+                             ("concentration", "note")) or {}
+    else:
+        item = check.mapping(raw, at, ("name", "note"), _PRODUCT_FIELDS) or {}
+    routes = check.choices(item.get("routes"), f"{at}.routes", ROUTES) or frozenset({"intravenous"})
+    vials = tuple(check.number(v, f"{at}.vial_sizes_g[{j}]", 0.1, 200) or 0.0 for j, v in enumerate(item.get("vial_sizes_g") or []))
+    if verified and not vials:
+        check.fail(f"{at}.vial_sizes_g", "list the vial sizes in grams")
+    info = _read_prescribing_information(item.get("prescribing_information"), f"{at}.prescribing_information",
+                                         check) if verified else None
+    labels = tuple(_read_label(raw_label, f"{at}: labels[{j}]", check, indications, routes)
+                   for j, raw_label in enumerate(item.get("labels") or []))
+    if verified and not labels:
+        check.fail(f"{at}.labels", "a verified product lists at least one labelled indication")
+    return Product(
+        name=check.text(item.get("name"), f"{at}.name"), labels=labels,
+        manufacturer=check.text(item.get("manufacturer"), f"{at}.manufacturer", required=verified),
+        concentration=check.text(item.get("concentration"), f"{at}.concentration", required=False),
+        routes=routes, vial_sizes_g=vials, prescribing_information=info, verified=verified,
+        note=check.text(item.get("note"), f"{at}.note", required=not verified),
+    )
+
+
+def _read_prescribing_information(raw, where: str, check: _Checker) -> PrescribingInformation:
+    """The document a verified product's label facts were read from, and its revision date."""
+    pi = check.mapping(raw, where, ("source", "revised"), ("checked", "note")) or {}
+    revised = check.text(pi.get("revised"), f"{where}.revised")
+    if revised and not re.fullmatch(r"\d{4}-\d{2}(-\d{2})?", revised):
+        check.fail(f"{where}.revised", f"must be the label's revision date as YYYY-MM, found {revised!r}")
+    return PrescribingInformation(check.text(pi.get("source"), f"{where}.source"), revised,
+                                  check.text(pi.get("checked"), f"{where}.checked", required=False),
+                                  check.text(pi.get("note"), f"{where}.note", required=False))
+
+
+def _read_label(raw, at: str, check: _Checker, indications, product_routes) -> Label:
+    lab = check.mapping(raw, at, ("indication",), ("age_years", "routes", "dose", "note")) or {}
+    indication = check.text(lab.get("indication"), f"{at}.indication")
+    if indication and indication not in indications:
+        check.fail(f"{at}.indication", f"'{indication}' is not defined under indications")
+    age_at_least, age_under = _age_limits(lab.get("age_years"), f"{at}.age_years", check)
+    routes = check.choices(lab.get("routes"), f"{at}.routes", ROUTES) or frozenset({"intravenous"})
+    if not routes <= product_routes:
+        check.fail(f"{at}.routes", "a label cannot name a route the product is not given by")
+    dose = None
+    if lab.get("dose") is not None:
+        raw_dose = check.mapping(lab["dose"], f"{at}.dose", ("g_per_kg",), ("interval_days", "monthly", "note")) or {}
+        dose = LabelDose(
+            _range(raw_dose.get("g_per_kg"), f"{at}.dose.g_per_kg", check, 0.01, 5),
+            _range(raw_dose["interval_days"], f"{at}.dose.interval_days", check, 1, 365) if "interval_days" in raw_dose else None,
+            check.text(raw_dose.get("note"), f"{at}.dose.note", required=False),
+            _flag(raw_dose.get("monthly", False), f"{at}.dose.monthly", check),
+        )
+    return Label(indication, age_at_least, age_under, routes, dose, check.text(lab.get("note"), f"{at}.note", required=False))
+
+
+def _flag(value, where: str, check: _Checker) -> bool:
+    if not isinstance(value, bool):
+        check.fail(where, f"must be true or false, found {value!r}")
+        return False
+    return value
+
+
+def _age_limits(raw, where: str, check: _Checker) -> tuple[float | None, float | None]:
+    """`{at_least: N, under: M}` as rules and labels write an age range; both optional."""
+    if raw is None:
+        return None, None
+    age = check.mapping(raw, where, (), ("under", "at_least")) or {}
+    if not age:
+        check.fail(where, "give under, at_least or both")
+    under = check.number(age["under"], f"{where}.under", 0, MAX_AGE_YEARS) if "under" in age else None
+    at_least = check.number(age["at_least"], f"{where}.at_least", 0, MAX_AGE_YEARS) if "at_least" in age else None
+    if under is not None and at_least is not None and at_least >= under:
+        check.fail(where, "at_least must be below under, or no age can match")
+    return at_least, under
+
+
+def _read_therapies(data_dir: Path, check: _Checker) -> dict[str, Therapy]:
+    where, top = _read_reference(data_dir, "therapies.yaml", "therapies", check)
+    therapies = {}
+    for therapy_id, raw in (top.get("therapies") or {}).items():
+        at = f"{where}: therapy {therapy_id}"
+        item = check.mapping(raw, at, ("name",), ("synonyms",)) or {}
+        therapies[str(therapy_id)] = Therapy(
+            str(therapy_id), check.text(item.get("name"), f"{at}.name"), check.texts(item.get("synonyms"), f"{at}.synonyms")
+        )
+    return therapies
+
+
+def _read_sources(data_dir: Path, check: _Checker) -> dict[str, Source]:
+    where, top = _read_reference(data_dir, "sources.yaml", "sources", check)
+    sources = {}
+    for source_id, raw in (top.get("sources") or {}).items():
+        at = f"{where}: source {source_id}"
+        item = check.mapping(raw, at, ("title", "publisher", "date"), ("note",)) or {}
+        sources[str(source_id)] = Source(
+            str(source_id),
+            check.text(item.get("title"), f"{at}.title"),
+            check.text(item.get("publisher"), f"{at}.publisher"),
+            check.text(item.get("date"), f"{at}.date"),
+            check.text(item.get("note"), f"{at}.note", required=False),
+        )
+    return sources
+
+
+def _read_diagnoses(raw, where: str, check: _Checker) -> dict[str, Diagnosis]:
+    if not isinstance(raw, dict):
+        check.fail(where, "must be a mapping of diagnosis id to diagnosis")
+        return {}
+    diagnoses = {}
+    for dx_id, item in raw.items():
+        at = f"{where}.{dx_id}"
+        item = check.mapping(item, at, ("name", "codes"), ("synonyms", "coding_note")) or {}
+        codes = check.texts(item.get("codes"), f"{at}.codes")
+        if not codes:
+            check.fail(f"{at}.codes", "must list at least one ICD-10-CM code")
+        diagnoses[str(dx_id)] = Diagnosis(
+            str(dx_id),
+            check.text(item.get("name"), f"{at}.name"),
+            codes,
+            _read_synonyms(item.get("synonyms"), f"{at}.synonyms", check),
+            check.text(item.get("coding_note"), f"{at}.coding_note", required=False),
+        )
+    return diagnoses
+
+
+def _read_synonyms(raw, where: str, check: _Checker) -> tuple[Synonym, ...]:
+    """Each synonym is a text, or {term, code} where it means one code of the diagnosis."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        check.fail(where, "must be a list")
+        return ()
+    synonyms = []
+    for i, item in enumerate(raw):
+        if isinstance(item, dict):
+            item = check.mapping(item, f"{where}[{i}]", ("term", "code")) or {}
+            synonyms.append(Synonym(check.text(item.get("term"), f"{where}[{i}].term"),
+                                    check.text(item.get("code"), f"{where}[{i}].code")))
+        else:
+            synonyms.append(Synonym(check.text(item, f"{where}[{i}]")))
+    return tuple(synonyms)
+
+
+_RULE_REQUIRED = ("id", "title", "diagnosis", "outcome", "rationale", "evidence")
+_RULE_OPTIONAL = ("when", "priority", "labelled_indication", "conflict", "dosing", "authorisation_days")
+
+
+@dataclass(frozen=True)
+class References:
+    """What a rule may refer to by id, read before the rules so each reference can be checked."""
+
+    diagnoses: dict[str, Diagnosis]
+    products: dict[str, Product]
+    indications: dict[str, str]
+    therapies: dict[str, Therapy]
+    sources: dict[str, Source]
+    dosing_profiles: dict[str, DosingProfile]
+
+
+def _read_rules(raw, path: Path, check: _Checker, references: References) -> tuple[Rule, ...]:
+    if not isinstance(raw, list) or not raw:
+        check.fail(f"{path}: rules", "must be a non-empty list of rules")
+        return ()
+    rules, seen_ids = [], set()
+    for position, item in enumerate(raw):
+        rule_id = item.get("id") if isinstance(item, dict) else None
+        at = f"{path}: rule {rule_id}" if rule_id else f"{path}: rules[{position}]"
+        rules.append(_read_rule(item, at, position, check, references, seen_ids))
+    return tuple(rules)
+
+
+def _read_rule(raw, at: str, position: int, check: _Checker, references: References, seen_ids: set[str]) -> Rule:
+    item = check.mapping(raw, at, _RULE_REQUIRED, _RULE_OPTIONAL) or {}
+    rule_id = _read_rule_id(item.get("id"), f"{at}.id", check, seen_ids)
+    diagnosis = check.text(item.get("diagnosis"), f"{at}.diagnosis")
+    if diagnosis and diagnosis not in references.diagnoses:
+        check.fail(f"{at}.diagnosis", f"'{diagnosis}' is not defined under diagnoses")
+    outcome = check.text(item.get("outcome"), f"{at}.outcome")
+    if outcome and outcome not in OUTCOMES:
+        check.fail(f"{at}.outcome", f"'{outcome}' is not one of: {', '.join(OUTCOMES)}")
+    evidence = _read_evidence(item.get("evidence"), f"{at}.evidence", check, references.sources)
+    indication = item.get("labelled_indication")
+    if indication is not None and indication not in references.indications:
+        check.fail(f"{at}.labelled_indication", f"'{indication}' is not an indication in products.yaml")
+    _check_outcome_basis(outcome, indication, evidence, at, check)
+    dosing = item.get("dosing")
+    if dosing is not None and dosing not in references.dosing_profiles:
+        check.fail(f"{at}.dosing", f"'{dosing}' is not a dosing profile")
+    authorisation_days = item.get("authorisation_days")
+    if authorisation_days is not None:
+        authorisation_days = _days(authorisation_days, f"{at}.authorisation_days", check)
+    priority = _priority(item.get("priority", 0), f"{at}.priority", check)
+    return Rule(
+        id=rule_id,
+        title=check.text(item.get("title"), f"{at}.title"),
+        diagnosis=diagnosis,
+        outcome=outcome,
+        rationale=check.text(item.get("rationale"), f"{at}.rationale"),
+        evidence=evidence,
+        when=_read_conditions(item.get("when"), f"{at}.when", check, references.products, references.therapies),
+        priority=priority,
+        labelled_indication=indication,
+        conflict=check.text(item.get("conflict"), f"{at}.conflict", required=False),
+        position=position,
+        dosing=dosing,
+        authorisation_days=authorisation_days,
+    )
+
+
+def _read_rule_id(raw, where: str, check: _Checker, seen_ids: set[str]) -> str:
+    rule_id = check.text(raw, where)
+    if rule_id and not _RULE_ID.match(rule_id):
+        check.fail(where, "use lower-case letters, digits and hyphens")
+    if rule_id in seen_ids:
+        check.fail(where, "another rule has the same id")
+    seen_ids.add(rule_id)
+    return rule_id
+
+
+def _check_outcome_basis(outcome: str, indication: str | None, evidence: tuple[Evidence, ...], at: str, check: _Checker):
+    """The outcome scale's strict lines: approval rests on a label, off-label use on a controlled
+    finding of benefit, a refusal on a controlled finding of no benefit or a review that found nothing."""
+    if (outcome == "approved") != (indication is not None):
+        check.fail(at, "an approved rule needs labelled_indication, and only an approved rule may have one")
+    if outcome == "off_label_with_evidence" and not any(e.shows("benefit") for e in evidence):
+        check.fail(f"{at}.evidence", "off_label_with_evidence needs a controlled finding of benefit "
+                                     "(strength controlled, effect benefit)")
+    if outcome == "not_supported" and not any(e.shows("no_benefit") or e.strength == "none_found" for e in evidence):
+        check.fail(f"{at}.evidence", "not_supported needs controlled studies reporting no benefit (strength "
+                                     "controlled, effect no_benefit) or a review that found no evidence (none_found); "
+                                     "limited, mixed or absent evidence is needs_review")
+
+
+def _priority(value, where: str, check: _Checker) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
+        check.fail(where, f"must be a whole number from 0 to 100, found {value!r}")
+        return 0
+    return value
+
+
+def _read_evidence(raw, where: str, check: _Checker, sources) -> tuple[Evidence, ...]:
+    if not isinstance(raw, list) or not raw:
+        check.fail(where, "must list at least one evidence entry (source, finding, strength)")
+        return ()
+    entries = []
+    for i, item in enumerate(raw):
+        at = f"{where}[{i}]"
+        item = check.mapping(item, at, ("source", "finding", "strength"), ("effect",)) or {}
+        source = check.text(item.get("source"), f"{at}.source")
+        if source and source not in sources:
+            check.fail(f"{at}.source", f"'{source}' is not defined in sources.yaml")
+        strength = check.text(item.get("strength"), f"{at}.strength")
+        if strength and strength not in STRENGTHS:
+            check.fail(f"{at}.strength", f"'{strength}' is not one of: {', '.join(STRENGTHS)}")
+        effect = item.get("effect")
+        if effect is not None and effect not in EFFECTS:
+            check.fail(f"{at}.effect", f"'{effect}' is not one of: {', '.join(EFFECTS)}")
+        if (effect is None) == (strength in _EFFECT_NEEDED):
+            check.fail(f"{at}.effect", f"a {strength} finding needs an effect ({', '.join(EFFECTS)})" if effect is None
+                       else f"a {strength} finding reports no effect: only controlled and limited findings take one")
+        entries.append(Evidence(source, check.text(item.get("finding"), f"{at}.finding"), strength, effect))
+    return tuple(entries)
+
+
+def _read_conditions(raw, where: str, check: _Checker, products, therapies) -> Conditions:
+    if raw is None:
+        return Conditions()
+    fields = ("age_years", "sex", "pregnant", "severity", "failed_therapies", "concurrent_therapies", "product")
+    raw = check.mapping(raw, where, (), fields) or {}
+    age_at_least, age_under = _age_limits(raw.get("age_years"), f"{where}.age_years", check)
+    pregnant = None if raw.get("pregnant") is None else _flag(raw["pregnant"], f"{where}.pregnant", check)
+
+    def therapy_list(block: str, key: str) -> frozenset[str]:
+        at = f"{where}.{block}.{key}"
+        names = check.texts(raw[block].get(key), at) if isinstance(raw.get(block), dict) else ()
+        for name in names:
+            if name not in therapies:
+                check.fail(at, f"'{name}' is not a therapy in therapies.yaml")
+        return frozenset(names)
+
+    if "failed_therapies" in raw:
+        check.mapping(raw["failed_therapies"], f"{where}.failed_therapies", ("includes",))
+    if "concurrent_therapies" in raw:
+        block = check.mapping(raw["concurrent_therapies"], f"{where}.concurrent_therapies", (), ("includes", "excludes"))
+        if block is not None and not block:
+            check.fail(f"{where}.concurrent_therapies", "give includes, excludes or both")
+    conditions = Conditions(
+        age_under=age_under,
+        age_at_least=age_at_least,
+        sex=check.choices(raw.get("sex"), f"{where}.sex", SEXES),
+        pregnant=pregnant,
+        severity=check.choices(raw.get("severity"), f"{where}.severity", SEVERITIES),
+        failed_includes=therapy_list("failed_therapies", "includes"),
+        concurrent_includes=therapy_list("concurrent_therapies", "includes"),
+        concurrent_excludes=therapy_list("concurrent_therapies", "excludes"),
+        product=check.choices(raw.get("product"), f"{where}.product", products),
+    )
+    both = conditions.concurrent_includes & conditions.concurrent_excludes
+    if both:
+        check.fail(f"{where}.concurrent_therapies", f"{', '.join(sorted(both))} both included and excluded")
+    return conditions
