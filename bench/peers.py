@@ -684,7 +684,7 @@ def targeted_cases(formulary, generated, seed: int, per_code: int = 60) -> list[
     import simple_icd_10_cm as cm
 
     from service.rulebook import icd10
-    from service.rulebook.compiler import Facts
+    from service.rulebook.facts import Facts
     from service.rulebook.model import SEVERITIES, SEXES
 
     rng = random.Random(seed)

@@ -120,7 +120,7 @@ def _condition_fields(condition, out: set) -> set:
 
 
 def _random_facts(rng, rulebook):
-    from service.rulebook.compiler import Facts
+    from service.rulebook.facts import Facts
     from service.rulebook.model import SEVERITIES, SEXES
 
     def maybe(values):
@@ -159,7 +159,7 @@ def test_message_json_is_the_message_and_keeps_every_field_its_ruleset_tests(any
 
 
 def test_message_json_escapes_strings_and_refuses_numbers_that_are_not_json(mini_path):
-    from service.rulebook.compiler import Facts
+    from service.rulebook.facts import Facts
 
     compiled = compile_rulebook(load_rulebook(mini_path))
     odd = Facts(age_years=3, sex='fe"male\\', product="Gamma ünïcode")

@@ -2,7 +2,7 @@
 from dataclasses import asdict, dataclass
 
 from service.rulebook import icd10
-from service.rulebook.compiler import Facts, Verdict
+from service.rulebook.facts import Facts, Verdict
 from service.rulebook.engine import EngineError
 from service.rulebook.model import Evidence, Rulebook
 from service.decide.terminology import Candidate, DiagnosisMatch

@@ -6,7 +6,7 @@ names the field and the value; nothing is guessed.
 """
 from dataclasses import dataclass
 
-from service.rulebook.compiler import Facts
+from service.rulebook.facts import Facts
 from service.rulebook.model import MAX_AGE_YEARS, ROUTES, SEVERITIES, SEXES, Rulebook
 
 MAX_TEXT = 200

@@ -7,7 +7,7 @@ Layout (see ../shared/notes/durable-rules.md for why):
   so a decision costs the same whatever the size of the rulebook.
 - Inside a ruleset each compiled rule first tests one code prefix (dx3..dx7 = the request code's
   first 3..7 characters) and durable-rules' `pri` encodes the whole precedence: more specific
-  codes first, then the order from `service.rulebook.model.precedence`. `post` fires only the lowest `pri`, so
+  codes first, then the order from `service.rulebook.precedence`. `post` fires only the lowest `pri`, so
   one post gives the decision.
 - A rule whose conditions need a fact compiles to `match` rules (every condition holds) and,
   right after them, `unknown` rules (no condition is contradicted, but a fact it needs is
@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from service.rulebook import icd10
 
 from service.rulebook import precedence
+from service.rulebook.facts import Facts, Verdict
 from service.rulebook.model import Conditions, Rule, Rulebook
 
 MAX_RULES_PER_RULESET = 120
@@ -43,39 +44,6 @@ FACT_FLAGS = {
     "therapies.failed": "known_failed",
     "therapies.concurrent": "known_concurrent",
 }
-
-
-@dataclass(frozen=True)
-class Facts:
-    """The request facts the rules may test, typed and normalised; None means not given."""
-
-    age_years: float | None = None
-    sex: str | None = None
-    pregnant: bool | None = None
-    severity: str | None = None
-    failed: frozenset[str] | None = None
-    concurrent: frozenset[str] | None = None
-    product: str | None = None
-    route: str = "intravenous"          # how the dose is given; the formulary's default is intravenous
-
-    def known(self) -> dict[str, bool]:
-        return {
-            "patient.age_years": self.age_years is not None,
-            "patient.sex": self.sex is not None,
-            "patient.pregnant": self.pregnant is not None,
-            "severity": self.severity is not None,
-            "therapies.failed": self.failed is not None,
-            "therapies.concurrent": self.concurrent is not None,
-        }
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """What one compiled rule means when it fires."""
-
-    rule: Rule
-    variant: str                        # "match" or "unknown"
-    needs: tuple[str, ...] = ()         # facts the rule needs (for an "unknown" verdict, the candidates for `missing`)
 
 
 @dataclass

@@ -32,7 +32,8 @@ from collections import OrderedDict
 
 import durable_rules_engine
 
-from service.rulebook.compiler import CompiledRulebook, Facts, MessagePlan, Verdict
+from service.rulebook.compiler import CompiledRulebook, MessagePlan
+from service.rulebook.facts import Facts, Verdict
 
 _ENGINE_LOCK = threading.Lock()
 _RETIRE = "retire"          # the rule, and the event field, that only Engine.close() uses
