@@ -10,7 +10,7 @@ import string
 
 import pytest
 
-from service.decide.terminology import fold
+from service.rulebook.text_keys import fold
 
 def one_edit_typos(term: str, rng: random.Random, per_kind: int = 4) -> set[str]:
     """Every deletion and adjacent swap, and a few substitutions and insertions, of a term."""

@@ -14,7 +14,7 @@ from service.rulebook import precedence
 from service.rulebook.compiler import CompileError, compile_rulebook, rules_by_code
 from service.rulebook.model import Rulebook, RulebookError
 from service.rulebook.reader import load_rulebook, read_yaml
-from service.decide.terminology import fold
+from service.rulebook.text_keys import fold
 
 
 def lint_rulebook(rulebook: Rulebook) -> list[str]:

@@ -9,7 +9,7 @@ from flask import Blueprint, render_template, request
 from service.web.api.decisions import active_rulebook
 from service.rulebook.as_data import rulebook_as_data
 from service.rulebook.model import OUTCOMES
-from service.decide.terminology import fold
+from service.rulebook.text_keys import fold
 from service.web.console.auth import page
 
 blueprint = Blueprint("console_formulary", __name__, url_prefix="/console")
