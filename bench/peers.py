@@ -371,7 +371,7 @@ def _dump_model(model: dict) -> str:
 
 def generate(formulary) -> dict:
     """Translate our compiled rulebook into ZEN models and Rego policies, in both layouts; write them out."""
-    from service.decide.decision import rulebook_ref
+    from service.rulebook.as_data import rulebook_ref
 
     compiled = formulary.engine._compiled
     ref = rulebook_ref(formulary.rulebook)

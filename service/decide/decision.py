@@ -1,9 +1,9 @@
 """The decision: a plain data object that the CLI's --json and the HTTP API serialise unchanged."""
 from dataclasses import asdict, dataclass
 
-from service.rulebook import icd10
-from service.rulebook.facts import Facts, Verdict
+from service.rulebook.as_data import rulebook_ref
 from service.rulebook.engine import EngineError
+from service.rulebook.facts import Facts, Verdict
 from service.rulebook.model import Evidence, Rulebook
 from service.decide.terminology import Candidate, DiagnosisMatch
 
@@ -41,11 +41,6 @@ class Decision:
             "candidates": [c.to_dict() for c in self.candidates],
             "if_confirmed": self.if_confirmed,
         }
-
-
-def rulebook_ref(rulebook: Rulebook) -> dict:
-    """What a decision was made on: the rulebook version and digest, and the ICD-10-CM release."""
-    return {"name": rulebook.name, "version": rulebook.version, "digest": rulebook.digest, "icd10cm": icd10.RELEASE}
 
 
 def from_verdict(rulebook: Rulebook, diagnosis: DiagnosisMatch, facts: Facts, verdict: Verdict) -> Decision:

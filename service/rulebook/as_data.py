@@ -1,8 +1,13 @@
 """The formulary as data: what `formulary rules` prints and the HTTP API will return."""
 from dataclasses import asdict
 
-from service.decide.decision import rulebook_ref
+from service.rulebook import icd10
 from service.rulebook.model import Label, Rule, Rulebook
+
+
+def rulebook_ref(rulebook: Rulebook) -> dict:
+    """What a decision was made on: the rulebook version and digest, and the ICD-10-CM release."""
+    return {"name": rulebook.name, "version": rulebook.version, "digest": rulebook.digest, "icd10cm": icd10.RELEASE}
 
 
 def rule_as_data(rulebook: Rulebook, rule: Rule) -> dict:

@@ -14,7 +14,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request, stream_
 from service.rulebook import icd10
 from service.store.audit import Filters
 from service.workflow.cases import record_decision
-from service.decide.decision import rulebook_ref
+from service.rulebook.as_data import rulebook_ref
 from service.web.console import is_console
 from service.web.errors import error_response
 from service.rulebook.as_data import rule_as_data, rulebook_as_data
