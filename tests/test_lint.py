@@ -3,7 +3,7 @@ import copy
 
 import pytest
 
-from service.rulebook.lint import lint_paths, lint_rulebook
+from service.rulebook.lint import lint_paths, load_checked
 from service.rulebook.model import RulebookError
 from service.rulebook.reader import load_rulebook
 
@@ -11,11 +11,13 @@ from .conftest import MINI_DIAGNOSES, MINI_RULES, evidence, write_rulebook
 
 
 def problems_for(tmp_path, rules=None, diagnoses=None, data=None) -> list[str]:
+    """What load_checked refuses the rulebook for: reading and lint problems alike."""
     path = write_rulebook(tmp_path, rules=rules, diagnoses=diagnoses, data=data)
     try:
-        return lint_rulebook(load_rulebook(path))
+        load_checked(path)
     except RulebookError as error:
         return error.problems
+    return []
 
 
 def edited_rules(rule_id, **changes):

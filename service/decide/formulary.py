@@ -10,10 +10,9 @@ from pathlib import Path
 from service.rulebook.compiler import compile_rulebook
 from service.decide.decision import Decision, from_verdict, proposal, without_rule
 from service.rulebook.engine import Engine
-from service.rulebook.lint import lint_rulebook
+from service.rulebook.lint import load_checked
 from service.decide.request import DecisionRequest, Vocabulary, parse_request
-from service.rulebook.model import Rulebook, RulebookError
-from service.rulebook.reader import load_rulebook
+from service.rulebook.model import Rulebook
 from service.decide.terminology import DiagnosisMatch, Terminology
 
 SHIPPED_RULEBOOK = Path(__file__).resolve().parents[2] / "rules" / "ivig.yaml"
@@ -39,11 +38,7 @@ class Formulary:
 
         `cache_size` bounds the engine's memory of answers already given (0: none).
         """
-        rulebook = load_rulebook(path or default_rulebook_path())
-        problems = lint_rulebook(rulebook)
-        if problems:
-            raise RulebookError(problems)
-        return cls(rulebook, cache_size=cache_size)
+        return cls(load_checked(path or default_rulebook_path()), cache_size=cache_size)
 
     def decide(self, payload) -> Decision:
         """Decide a request given as the API's JSON body; raises RequestError for bad input."""
