@@ -103,7 +103,8 @@ def test_every_endpoint_answers_every_role_as_the_role_rules_say(client, tokens)
     # The decision to read belongs to the clinician, so every role that may read one can read it.
     decision_id = post_decision(client, tokens["clinician"]).get_json()["decision_id"]
     # Every role a token can carry, then callers without a valid token.
-    callers = [*((role, bearer(tokens[role])) for role in ROLES), ("nobody", {}), ("bad token", bearer("ivig_not-a-token"))]
+    callers = [*((role, bearer(tokens[role])) for role in ROLES),
+               ("nobody", {}), ("bad token", bearer("ivig_not-a-token"))]
     for method, path, allowed, success in ENDPOINTS:
         path = path.replace("{id}", decision_id)
         body = {"json": GBS_CHILD} if path == "/v1/decisions" else {}
