@@ -88,11 +88,13 @@ class Service:
 @contextmanager
 def running_service(env: dict, workers: int = 2, command_prefix: Sequence[str] = ()):
     """Start `formulary serve` on a free port (after `command_prefix`, e.g. setpriv); yields a
-    Service; kills the process group after."""
+    Service; kills the process group and closes its output pipe after (an unclosed pipe is a
+    ResourceWarning, an error under the suite's warning filter)."""
     port = free_port()
     process = subprocess.Popen([*command_prefix, str(FORMULARY), "serve", "--port", str(port), "--workers", str(workers)], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     banner = ""
+    drain = None
     try:
         # The token banner (first start only) comes before granian's own start-up lines.
         while "Listening at" not in banner:
@@ -100,12 +102,17 @@ def running_service(env: dict, workers: int = 2, command_prefix: Sequence[str] =
             if not line:
                 raise RuntimeError(f"formulary serve stopped:\n{banner}")
             banner += line
-        threading.Thread(target=process.stdout.read, daemon=True).start()   # keep the pipe drained
+        drain = threading.Thread(target=process.stdout.read, daemon=True)   # keep the pipe drained
+        drain.start()
         service = Service(process, port, banner)
         service.wait_healthy()
         yield service
     finally:
         kill(process)
+        if drain is not None:
+            drain.join(30)          # the pipe ends once every process of the group has exited
+        if drain is None or not drain.is_alive():   # closing under a blocked reader would hang
+            process.stdout.close()
 
 
 def kill(process: subprocess.Popen, sig=signal.SIGTERM):
