@@ -27,7 +27,7 @@ OUTCOMES = ["approved", "off_label_with_evidence", "needs_review", "not_supporte
 
 def build_chain(app, count: int):
     audit = app.extensions["instance"].audit
-    database = app.extensions["instance"].engine.url.database
+    database = app.extensions["instance"].sql_engine.url.database
     rng = random.Random(1)
     start = datetime.datetime(2025, 11, 22, tzinfo=datetime.timezone.utc)
     connection = sqlite3.connect(database)
@@ -84,7 +84,7 @@ def main():
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         app = create_app({"INSTANCE_PATH": folder, "WARM": False})
-        token = create_token(app.extensions["instance"].engine, "auditor", "auditor")
+        token = create_token(app.extensions["instance"].sql_engine, "auditor", "auditor")
         headers = {"Authorization": f"Bearer {token}"}
         timed(f"build a signed chain of {args.records:,} records", lambda: build_chain(app, args.records))
         client = app.test_client()

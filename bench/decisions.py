@@ -64,7 +64,7 @@ def summary(name: str, seconds: list[float]) -> str:
 
 
 class _QuietHost(Host):
-    """durable-rules' Host without its background dispatch timers (see the notes)."""
+    """durable-rules' Host without its background dispatch timers (docs/DURABLE_RULES.md, hazard 1)."""
 
     def _run(self):
         pass

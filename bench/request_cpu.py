@@ -76,8 +76,8 @@ def main():
 
     results = {}
     count = args.count
-    assert principal_for(instance.engine, token) == ("bench", "pharmacist")
-    results["token"] = in_threads(1, count, lambda i: principal_for(instance.engine, token))
+    assert principal_for(instance.sql_engine, token) == ("bench", "pharmacist")
+    results["token"] = in_threads(1, count, lambda i: principal_for(instance.sql_engine, token))
 
     record = json.loads(client.post("/v1/decisions", json=BODIES[0], headers=headers).data)
     audit = instance.audit

@@ -11,8 +11,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from service.decide.decision import OUTCOME_WORDS, Decision
 from service.decide.formulary import Formulary, default_rulebook_path
-from service.workflow.active_rulebook import record_activation
-from service.store.database import describe, utc_today
+from service.workflow.active_rulebook import activate
+from service import clock
+from service.store.database import describe
 from service.store.instance import Instance
 from service.workflow.preapproval import check_batch, orders_from_csv
 from service.rulebook.lint import lint_paths, lint_rulebook
@@ -40,7 +41,7 @@ def _instance() -> Instance:
     try:
         instance.database
     except SQLAlchemyError as error:
-        url = instance.engine.url.render_as_string(hide_password=True)
+        url = instance.sql_engine.url.render_as_string(hide_password=True)
         raise click.ClickException(f"the database {url} cannot be opened and migrated: {describe(error)}") from None
     return instance
 
@@ -90,7 +91,8 @@ def check(code, text, age, sex, pregnant, failed, no_failed, concurrent, no_conc
         decision = formulary.decide(payload)
     except RequestError as error:
         option = {"diagnosis": "--code or --text", "diagnosis.code": "--code", "diagnosis.text": "--text"}
-        raise click.UsageError(f"{error.message} ({option.get(error.field, error.field)})") from None
+        flag = option.get(error.field or "", error.field)
+        raise click.UsageError(f"{error.message} ({flag})") from None
     finally:
         formulary.close()
     click.echo(json.dumps(decision.to_dict(), indent=2, ensure_ascii=False) if as_json else _explain(decision))
@@ -277,18 +279,10 @@ def reload():
     """Lint the rulebook and make it the version every running service serves (within a second)."""
     instance = _instance()
     try:
-        rulebook = load_rulebook(instance.rulebook_path)
-        problems = lint_rulebook(rulebook)
+        summary = activate(instance.database, instance.audit, instance.rulebook_path, requested_by="cli")
     except RulebookError as error:
-        problems = error.problems
-    if problems:
-        instance.audit.append("rulebook_reload", {"refused": True, "problems": problems}, requester="cli", status=422)
-        raise click.ClickException("refused; the running services keep their version:\n" + "\n".join(problems))
-    record_activation(instance.database, rulebook, "cli")
-    summary = {"name": rulebook.name, "version": rulebook.version, "digest": rulebook.digest}
-    instance.audit.append("rulebook_reload", summary, requester="cli", status=200,
-                          rulebook_version=rulebook.version, rulebook_digest=rulebook.digest)
-    click.echo(f"activated {rulebook.name} {rulebook.version} ({rulebook.digest[:12]})")
+        raise click.ClickException("refused; the running services keep their version:\n" + "\n".join(error.problems)) from None
+    click.echo(f"activated {summary['name']} {summary['version']} ({summary['digest'][:12]})")
 
 
 @main.command()
@@ -307,7 +301,7 @@ def preapprove(orders, output, requester):
         raise click.ClickException(getattr(error, "message", str(error))) from None
     try:
         with click.progressbar(length=len(rows), label="checking orders", file=sys.stderr) as bar:
-            results = check_batch(instance, formulary, rows, requester, utc_today(), progress=bar.update)
+            results = check_batch(instance, formulary, rows, requester, clock.utc_today(), progress=bar.update)
     finally:
         formulary.close()
     writer = csv.writer(output) if output else None

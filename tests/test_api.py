@@ -69,7 +69,7 @@ REFUSE_HEAD_WRITES = {
 
 
 def test_healthz_is_503_while_the_audit_log_cannot_be_written_though_reads_work(app, client, tokens):
-    engine = app.extensions["instance"].engine
+    engine = app.extensions["instance"].sql_engine
     with engine.begin() as connection:
         for statement in REFUSE_HEAD_WRITES[engine.dialect.name]:
             connection.exec_driver_sql(statement)

@@ -175,7 +175,7 @@ def test_unmatched_diagnosis_5000_times_neither_crashes_nor_grows(mini):
 
 
 def test_closing_frees_the_native_memory_even_after_only_unmatched_posts(mini_path):
-    # delete_state on a session that only saw unmatched posts crashed durable-rules in the notes'
+    # delete_state on a session that only saw unmatched posts crashed durable-rules in docs/DURABLE_RULES.md's
     # measurements; the retire event makes it safe, and without delete_state memory leaked.
     from service.rulebook.reader import load_rulebook
 

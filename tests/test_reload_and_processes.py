@@ -9,6 +9,7 @@ from click.testing import CliRunner
 from service.workflow.active_rulebook import ActiveRulebook
 from service.web.app import create_app
 from service.cli import main
+from service.store.audit import AuditStore
 from service.store.database import migrate, open_database
 from service.rulebook.reader import load_rulebook
 
@@ -70,7 +71,7 @@ def test_a_decision_in_flight_finishes_on_the_version_it_started_with(reloadable
     active = reloadable_app.extensions["active_rulebook"]
     with active.use() as started_on:
         _bump_version(editable_rulebook, "1.1.0")
-        active.reload("test")
+        active.reload(reloadable_app.extensions["instance"].audit, "test")
         assert active.current.rulebook.version == "1.1.0"
         # The old version still decides, on its own engine, until the request lets go of it.
         decision = started_on.decide({"diagnosis": {"code": "G61.0"}, "patient": {"age_years": 3}})
@@ -85,7 +86,7 @@ def test_other_processes_follow_a_reload_within_a_second(reloadable_app, editabl
     other = ActiveRulebook(editable_rulebook, reloadable_app.extensions["instance"].database, warm=False)
     try:
         _bump_version(editable_rulebook, "1.1.0")
-        reloadable_app.extensions["active_rulebook"].reload("admin")
+        reloadable_app.extensions["active_rulebook"].reload(reloadable_app.extensions["instance"].audit, "admin")
         with other.use() as formulary:
             assert formulary.rulebook.version == "1.1.0"
     finally:
@@ -104,12 +105,13 @@ def test_memory_stays_flat_over_1000_reloads(tmp_path):
     database = open_database(f"sqlite:///{tmp_path / 'reloads.db'}")
     migrate(database)
     active = ActiveRulebook(path, database, warm=True)
+    audit = AuditStore(database, b"memory-test-secret")
     original = path.read_text()
     try:
         def cycle(count):
             for i in range(count):
                 path.write_text(original.replace("version: '1.0'", f"version: '1.{i % 2 + 1}'"))
-                active.reload("test")
+                active.reload(audit, "test")
                 with active.use() as formulary:
                     formulary.decide({"diagnosis": {"code": "G61.0"}, "patient": {"age_years": 3}})
         cycle(100)                 # let caches and allocator pools settle

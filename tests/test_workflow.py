@@ -5,7 +5,7 @@ import io
 import pytest
 from click.testing import CliRunner
 
-from service.web.api import workflow as api_workflow
+from service import clock
 from service.cli import main
 
 from .conftest import bearer
@@ -20,8 +20,7 @@ ORDER = {"patient": {"ref": "MRN-0042", "age_years": 50, "sex": "male", "weight_
 @pytest.fixture
 def today(monkeypatch):
     day = datetime.date(2026, 11, 22)
-    monkeypatch.setattr(api_workflow, "utc_today", lambda: day)
-    monkeypatch.setattr("service.workflow.cases.utc_today", lambda: day)
+    monkeypatch.setattr(clock, "utc_today", lambda: day)
     return day
 
 
@@ -140,8 +139,7 @@ def test_an_authorisation_is_valid_through_its_last_day_and_not_after(client, to
                 headers=bearer(tokens["clinician"]))
     order = ORDER | {"last_infusion_date": None}
     for day, dispensed in ((datetime.date(2027, 5, 20), True), (datetime.date(2027, 5, 21), False)):
-        monkeypatch.setattr(api_workflow, "utc_today", lambda day=day: day)
-        monkeypatch.setattr("service.workflow.cases.utc_today", lambda day=day: day)
+        monkeypatch.setattr(clock, "utc_today", lambda day=day: day)
         result = client.post("/v1/preapprovals", json={k: v for k, v in order.items() if v is not None},
                              headers=bearer(tokens["pharmacist"])).get_json()
         reason = next(r for r in result["reasons"] if r["check"] == "authorisation")

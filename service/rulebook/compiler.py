@@ -1,6 +1,6 @@
 """Compiling a rulebook into durable-rules JSON rulesets, and facts into the messages posted to them.
 
-Layout (see ../shared/notes/durable-rules.md for why):
+Layout (docs/DURABLE_RULES.md says why):
 - Rules are grouped by ICD-10-CM category (first three characters) and categories are packed into
   rulesets of at most MAX_RULES_PER_RULESET compiled rules, far below the 512-distinct-test compile
   hang and the 4,096-rule limit. Python routes a request to the one ruleset holding its category,

@@ -1,6 +1,6 @@
 """Running compiled rulesets in durable-rules 2.0.28, with every measured hazard designed out.
 
-See ../shared/notes/durable-rules.md. In short:
+The hazards, measured: docs/DURABLE_RULES.md. In short:
 - No durable-rules `Host`: the engine calls durable-rules' C extension (`durable_rules_engine`,
   which durable/engine.py wraps) directly. So there are no background dispatch timers (their
   threads steal results and crash), and none of the Host's per-post Python work (JSON-decoding

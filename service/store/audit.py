@@ -14,14 +14,17 @@ import hmac
 import json
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import overload
 
 from sqlalchemy import bindparam, func, insert, select, update
-from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from service.store import json_text
-from service.store.database import utc_now, writing
+from service import clock
+from service.store.database import writing
 from service.store.tables import GENESIS_HASH, audit_head, audit_records
 
 BATCH = 5000
@@ -61,7 +64,7 @@ class Filters:
 class _Pending:
     fields: dict
     body: dict
-    then: object
+    then: Callable[[Connection], None] | None
     record: dict | None = None
     error: BaseException | None = None
     done: threading.Event = field(default_factory=threading.Event)
@@ -79,7 +82,7 @@ class _GroupWriter:
         self._commit_batch, self._max_batch = commit_batch, max_batch
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._start = threading.Lock()
-        self._thread = None
+        self._thread: threading.Thread | None = None
 
     def submit(self, item: "_Pending") -> dict:
         if self._thread is None:
@@ -91,6 +94,7 @@ class _GroupWriter:
         item.done.wait()
         if item.error is not None:
             raise _unavailable(item.error) if isinstance(item.error, SQLAlchemyError) else item.error
+        assert item.record is not None   # set with the commit that `done` announces
         return item.record
 
     def _run(self):
@@ -175,6 +179,13 @@ class AuditStore:
         self._writer = _GroupWriter(self._commit_batch)
         self._statements: _Statements | None = None   # compiled on the first commit, for the engine's dialect
 
+    @overload
+    def patient_hash(self, ref: str) -> str: ...
+    @overload
+    def patient_hash(self, ref: None) -> None: ...
+    @overload
+    def patient_hash(self, ref: str | None) -> str | None: ...
+
     def patient_hash(self, ref: str | None) -> str | None:
         """The keyed hash that stands for a patient identifier everywhere we store one."""
         return None if ref is None else hmac.new(self._patient_key, ref.encode(), hashlib.sha256).hexdigest()
@@ -192,7 +203,7 @@ class AuditStore:
         """
         fields = {name: indexed.get(name) for name in INDEXED}
         fields["kind"] = kind
-        fields["created_at"] = indexed.get("created_at") or utc_now()
+        fields["created_at"] = indexed.get("created_at") or clock.utc_now()
         return self._writer.submit(_Pending(fields, body, then))
 
     def _commit_batch(self, batch: list["_Pending"]):

@@ -1,5 +1,4 @@
 """Opening the database (SQLite by default, PostgreSQL by URL) and migrating it to the latest schema."""
-import datetime
 import fcntl
 import os
 import sqlite3
@@ -13,15 +12,6 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-
-
-def utc_now() -> str:
-    """Now, as fixed-width ISO 8601 UTC text ("2026-11-22T21:04:05.123456Z")."""
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def utc_today() -> datetime.date:
-    return datetime.datetime.now(datetime.timezone.utc).date()
 
 
 def open_database(url: str) -> Engine:

@@ -53,7 +53,7 @@ class Instance:
         return cls(path, url, rulebook, _secret(path))
 
     @cached_property
-    def engine(self):
+    def sql_engine(self):
         """The database engine; it connects only when used, so a service can start while the
         database is down and answer 503 until it returns."""
         return open_database(self.database_url)
@@ -61,9 +61,9 @@ class Instance:
     @cached_property
     def database(self):
         """The engine, after migrating the database to the newest schema (once it succeeds)."""
-        migrate(self.engine)
-        return self.engine
+        migrate(self.sql_engine)
+        return self.sql_engine
 
     @cached_property
     def audit(self) -> AuditStore:
-        return AuditStore(self.engine, self.secret)
+        return AuditStore(self.sql_engine, self.secret)

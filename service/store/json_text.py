@@ -9,7 +9,6 @@ still does. Text is compact and UTF-8; parsing either form gives the same value.
 import json
 
 import orjson
-from flask.json.provider import DefaultJSONProvider
 
 _PASS_TO_DEFAULT = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
@@ -22,12 +21,3 @@ def dumps(value, sort_keys: bool = False, default=None) -> str:
     except TypeError:   # orjson.JSONEncodeError is a TypeError
         return json.dumps(value, default=default, sort_keys=sort_keys, separators=(",", ":"), ensure_ascii=True)
 
-
-class JSONProvider(DefaultJSONProvider):
-    """Flask's JSON (jsonify, sessions, templates) through `dumps` when it asks for compact
-    text, which is every response outside debug mode; anything else (indentation) as Flask does."""
-
-    def dumps(self, obj, **kwargs) -> str:
-        if kwargs != {"separators": (",", ":")}:
-            return super().dumps(obj, **kwargs)
-        return dumps(obj, sort_keys=self.sort_keys, default=self.default)

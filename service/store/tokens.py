@@ -18,12 +18,14 @@ import secrets
 import threading
 import time
 import weakref
+from typing import NamedTuple
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from service.store.database import utc_now, writing
+from service import clock
+from service.store.database import writing
 from service.store.tables import api_tokens
 
 ROLES = ("clinician", "pharmacist", "auditor", "admin")
@@ -32,6 +34,12 @@ CACHE_SECONDS = 1.0    # the longest a process keeps accepting a token revoked b
 _MAX_CACHED = 4096     # valid tokens remembered per database at most (only valid ones are kept)
 _LOOKUP = select(api_tokens.c.name, api_tokens.c.role).where(
     api_tokens.c.token_hash == bindparam("token_hash"), api_tokens.c.revoked_at.is_(None))
+
+
+class Principal(NamedTuple):
+    """Who a valid token speaks for: the name recorded as requester, and the role that says what they may do."""
+    name: str
+    role: str
 
 
 class TokenError(ValueError):
@@ -52,7 +60,7 @@ def create_token(engine: Engine, name: str, role: str) -> str:
     try:
         with writing(engine) as connection:
             connection.execute(insert(api_tokens).values(
-                name=name, role=role, token_hash=digest(token), created_at=utc_now()))
+                name=name, role=role, token_hash=digest(token), created_at=clock.utc_now()))
     except IntegrityError:
         raise TokenError(f"a token named {name!r} exists already; revoke it first or pick another name") from None
     return token
@@ -61,20 +69,20 @@ def create_token(engine: Engine, name: str, role: str) -> str:
 def revoke_token(engine: Engine, name: str) -> None:
     with writing(engine) as connection:
         result = connection.execute(update(api_tokens).where(
-            api_tokens.c.name == name, api_tokens.c.revoked_at.is_(None)).values(revoked_at=utc_now()))
+            api_tokens.c.name == name, api_tokens.c.revoked_at.is_(None)).values(revoked_at=clock.utc_now()))
     forget_cached_principals()  # after the commit: this process refuses the token from now on
     if result.rowcount == 0:
         raise TokenError(f"no active token named {name!r}")
 
 
 # engine -> {token digest: (monotonic time the answer expires, (name, role))}
-_cache: "weakref.WeakKeyDictionary[Engine, dict[str, tuple[float, tuple[str, str]]]]" = weakref.WeakKeyDictionary()
+_cache: "weakref.WeakKeyDictionary[Engine, dict[str, tuple[float, Principal]]]" = weakref.WeakKeyDictionary()
 _cache_lock = threading.Lock()
 _generation = 0        # bumped by every revocation in this process; a lookup that spans one is not kept
 
 
-def principal_for(engine: Engine, token: str) -> tuple[str, str] | None:
-    """(name, role) of the active token, or None for an unknown or revoked one.
+def principal_for(engine: Engine, token: str) -> Principal | None:
+    """The Principal of the active token, or None for an unknown or revoked one.
 
     A valid token's answer is remembered for CACHE_SECONDS (1 s), counted from before the query
     that found it: a revocation by another process takes effect here within 1 s, one by this
@@ -106,11 +114,11 @@ def forget_cached_principals() -> None:
         _cache.clear()
 
 
-def principal_for_digest(engine: Engine, token_digest: str) -> tuple[str, str] | None:
+def principal_for_digest(engine: Engine, token_digest: str) -> Principal | None:
     """As principal_for, from the digest the console's session keeps instead of the token."""
     with engine.connect() as connection:
         row = connection.execute(_LOOKUP, {"token_hash": token_digest}).first()
-    return None if row is None else (row.name, row.role)
+    return None if row is None else Principal(row.name, row.role)
 
 
 def any_token(engine: Engine) -> bool:

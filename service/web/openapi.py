@@ -6,7 +6,7 @@ tests can validate real responses against them and the document stays true.
 from flask import Blueprint, jsonify
 
 from service.rulebook.model import EFFECTS, OUTCOMES, ROUTES, SEVERITIES, SEXES, STRENGTHS
-from service.store.tokens import ROLES
+from service.web import roles
 
 blueprint = Blueprint("openapi", __name__)
 
@@ -193,10 +193,6 @@ def _errors(*statuses: int) -> dict:
     return {str(s): _json("Error", words[s]) for s in statuses}
 
 
-def _roles(*roles: str) -> str:
-    return "Roles: " + ", ".join(roles) + "."
-
-
 _FILTERS = [
     {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
     for name, schema, description in (
@@ -214,57 +210,57 @@ _PAGING = [
     {"name": "cursor", "in": "query", "required": False, "schema": _TEXT,
      "description": "next_cursor of the previous page"},
 ]
-_SECURED = [{"bearer": []}]
+_SECURED: list[dict[str, list[str]]] = [{"bearer": []}]
 
 PATHS = {
     "/v1/decisions": {"post": {
         "summary": "Decide a prior-authorisation request; recorded in the audit log before it is returned",
-        "description": _roles("clinician", "pharmacist", "admin"),
+        "description": roles.described("decide"),
         "security": _SECURED,
         "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("DecisionRequest")}}},
         "responses": {"201": _json("Decision", "the decision, as recorded"), **_errors(400, 401, 403, 413, 415, 503)},
     }},
     "/v1/decisions/{decision_id}": {"get": {
         "summary": "A recorded decision",
-        "description": _roles("clinician (own decisions)", "pharmacist", "auditor", "admin"),
+        "description": roles.described("read_decision"),
         "security": _SECURED,
         "parameters": [{"name": "decision_id", "in": "path", "required": True, "schema": _TEXT}],
         "responses": {"200": _json("Decision", "the decision"), **_errors(401, 403, 404, 503)},
     }},
     "/v1/rulebook": {"get": {
         "summary": "The formulary: every rule with its outcome, conditions, evidence and sources",
-        "description": _roles(*ROLES), "security": _SECURED,
+        "description": roles.described("read_rulebook"), "security": _SECURED,
         "responses": {"200": _json("Rulebook", "the rulebook being served"), **_errors(401)},
     }},
     "/v1/rulebook/rules/{rule_id}": {"get": {
-        "summary": "One rule", "description": _roles(*ROLES), "security": _SECURED,
+        "summary": "One rule", "description": roles.described("read_rulebook"), "security": _SECURED,
         "parameters": [{"name": "rule_id", "in": "path", "required": True, "schema": _TEXT}],
         "responses": {"200": _json("Rule", "the rule"), **_errors(401, 404)},
     }},
     "/v1/rulebook/reload": {"post": {
         "summary": "Load the rulebook file again and serve it, if it passes lint",
-        "description": _roles("admin"), "security": _SECURED,
+        "description": roles.described("reload_rulebook"), "security": _SECURED,
         "responses": {"200": _json("ReloadResult", "the version now served"), **_errors(401, 403, 422, 503)},
     }},
     "/v1/audit": {"get": {
         "summary": "Audit records, newest first, filtered, a page at a time",
-        "description": _roles("auditor", "admin"), "security": _SECURED,
+        "description": roles.described("read_audit"), "security": _SECURED,
         "parameters": _FILTERS + _PAGING,
         "responses": {"200": _json("AuditPage", "one page"), **_errors(400, 401, 403)},
     }},
     "/v1/audit.csv": {"get": {
         "summary": "The same selection as CSV, streamed",
-        "description": _roles("auditor", "admin"), "security": _SECURED, "parameters": _FILTERS,
+        "description": roles.described("read_audit"), "security": _SECURED, "parameters": _FILTERS,
         "responses": {"200": {"description": "CSV with a header row", "content": {"text/csv": {"schema": _TEXT}}},
                       **_errors(400, 401, 403)},
     }},
     "/v1/audit/verify": {"get": {
         "summary": "Check the whole signed chain of audit records",
-        "description": _roles("auditor", "admin"), "security": _SECURED,
+        "description": roles.described("read_audit"), "security": _SECURED,
         "responses": {"200": _json("Verification", "the result"), **_errors(401, 403)},
     }},
     "/v1/reviews": {"get": {
-        "summary": "Review cases, oldest first, with their age", "description": _roles("pharmacist", "admin"),
+        "summary": "Review cases, oldest first, with their age", "description": roles.described("list_reviews"),
         "security": _SECURED,
         "parameters": [{"name": "status", "in": "query", "required": False, "schema": {
             "enum": ["open", "pending_information", "approved", "denied", "closed_by_rules", "all"]}}],
@@ -273,13 +269,13 @@ PATHS = {
     }},
     "/v1/reviews/{case_id}": {"get": {
         "summary": "A case with its decision, missing facts or candidate diagnoses, and resolutions",
-        "description": _roles("clinician (own)", "pharmacist", "admin"), "security": _SECURED,
+        "description": roles.described("read_case"), "security": _SECURED,
         "parameters": [{"name": "case_id", "in": "path", "required": True, "schema": _TEXT}],
         "responses": {"200": _json("ReviewCase", "the case"), **_errors(401, 403, 404)},
     }},
     "/v1/reviews/{case_id}/resolution": {"post": {
         "summary": "Approve, deny or ask for more information; or give a second opinion on a resolution",
-        "description": _roles("pharmacist", "admin") + " The reviewer is the token's principal; the reason is required.",
+        "description": roles.described("resolve_case") + " The reviewer is the token's principal; the reason is required.",
         "security": _SECURED,
         "parameters": [{"name": "case_id", "in": "path", "required": True, "schema": _TEXT}],
         "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("ResolutionRequest")}}},
@@ -288,27 +284,27 @@ PATHS = {
     }},
     "/v1/reviews/{case_id}/facts": {"post": {
         "summary": "Add facts to an open or pended case and decide it again; the decision is recorded on the case",
-        "description": _roles("clinician (own)", "pharmacist", "admin"), "security": _SECURED,
+        "description": roles.described("add_facts"), "security": _SECURED,
         "parameters": [{"name": "case_id", "in": "path", "required": True, "schema": _TEXT}],
         "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
         "responses": {"201": _json("Decision", "the new decision"), "409": _json("Error", "the case is closed"),
                       **_errors(400, 401, 403, 404, 415, 503)},
     }},
     "/v1/authorisations": {"get": {
-        "summary": "A patient's authorisations with their expiry", "description": _roles(*ROLES), "security": _SECURED,
+        "summary": "A patient's authorisations with their expiry", "description": roles.described("read_authorisations"), "security": _SECURED,
         "parameters": [{"name": "patient_ref", "in": "query", "required": True, "schema": _TEXT}],
         "responses": {"200": {"description": "newest expiry first", "content": {"application/json": {"schema": _object(
             {"authorisations": {"type": "array", "items": _ref("Authorisation")}})}}}, **_errors(400, 401)},
     }},
     "/v1/preapprovals": {"post": {
         "summary": "May this order be dispensed? Every reason, the dosing weight and the grams",
-        "description": _roles("pharmacist", "admin"), "security": _SECURED,
+        "description": roles.described("preapprove"), "security": _SECURED,
         "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("Order")}}},
         "responses": {"200": _json("Preapproval", "the check"), **_errors(400, 401, 403, 413, 415, 503)},
     }},
     "/v1/preapprovals/batch": {"post": {
         "summary": "A day's infusion list: a JSON list of orders, or CSV (text/csv body or multipart field 'file')",
-        "description": _roles("pharmacist", "admin") + " A bad row gets a row-numbered error; the rest are checked.",
+        "description": roles.described("preapprove") + " A bad row gets a row-numbered error; the rest are checked.",
         "security": _SECURED,
         "requestBody": {"required": True, "content": {
             "application/json": {"schema": {"type": "array", "items": _ref("Order")}},

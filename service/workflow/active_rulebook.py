@@ -13,11 +13,11 @@ from contextlib import contextmanager
 from sqlalchemy import insert, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from service.store.database import utc_now, writing
+from service import clock
+from service.store.database import writing
 from service.decide.formulary import Formulary
-from service.rulebook.lint import lint_rulebook
+from service.rulebook.lint import load_checked
 from service.rulebook.model import RulebookError
-from service.rulebook.reader import load_rulebook
 from service.store.tables import rulebook_activations
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ class ActiveRulebook:
         try:
             newest = self._newest_activation()
             if newest is None or newest.digest != self._current.rulebook.digest:
-                self._record_activation(self._current, "service start")
+                record_activation(self._database, self._current.rulebook, "service start")
         except SQLAlchemyError:  # serve the file's version; activations are followed once the database answers
             log.exception("could not read or record the rulebook activation at start")
 
@@ -76,20 +76,20 @@ class ActiveRulebook:
                 del self._retired[key]
                 self._users.pop(key, None)
 
-    def reload(self, requested_by: str) -> dict:
-        """Load, lint and serve the rulebook file again; raises RulebookError and keeps the old
-        version when it has any problem."""
-        rulebook = load_rulebook(self._path)
-        problems = lint_rulebook(rulebook)
-        if problems:
-            raise RulebookError(problems)
+    def reload(self, audit, requested_by: str) -> dict:
+        """Load, lint and serve the rulebook file again, on the record; raises RulebookError and
+        keeps the old version when it has any problem."""
+        rulebook = _checked_or_recorded(self._path, audit, requested_by)
         previous = self._current.rulebook
         if rulebook.digest == previous.digest:
-            return self._summary(previous, changed=False)
-        formulary = self._build(Formulary(rulebook))
-        self._record_activation(formulary, requested_by)
-        self._swap(formulary)
-        return self._summary(rulebook, changed=True, previous=previous)
+            summary = self._summary(previous, changed=False)
+        else:
+            formulary = self._build(Formulary(rulebook))
+            record_activation(self._database, rulebook, requested_by)
+            self._swap(formulary)
+            summary = self._summary(rulebook, changed=True, previous=previous)
+        _record_reload(audit, requested_by, summary)
+        return summary
 
     @staticmethod
     def _summary(rulebook, changed: bool, previous=None) -> dict:
@@ -97,9 +97,6 @@ class ActiveRulebook:
         if previous is not None:
             summary["previous"] = {"version": previous.version, "digest": previous.digest}
         return summary
-
-    def _record_activation(self, formulary: Formulary, by: str):
-        record_activation(self._database, formulary.rulebook, by)
 
     def _newest_activation(self):
         with self._database.connect() as connection:
@@ -116,8 +113,8 @@ class ActiveRulebook:
             newest = self._newest_activation()
             if newest is None or newest.digest == self._current.rulebook.digest:
                 return
-            rulebook = load_rulebook(self._path)
-            if rulebook.digest != newest.digest or lint_rulebook(rulebook):
+            rulebook = load_checked(self._path)
+            if rulebook.digest != newest.digest:
                 log.error("rulebook %s was activated elsewhere but the file here is %s; still serving %s",
                           newest.digest[:12], rulebook.digest[:12], self._current.rulebook.digest[:12])
                 return
@@ -137,4 +134,28 @@ def record_activation(database, rulebook, by: str):
     """Make `rulebook` the version every service process on this database should serve."""
     with writing(database) as connection:
         connection.execute(insert(rulebook_activations).values(
-            name=rulebook.name, version=rulebook.version, digest=rulebook.digest, activated_at=utc_now(), activated_by=by))
+            name=rulebook.name, version=rulebook.version, digest=rulebook.digest, activated_at=clock.utc_now(), activated_by=by))
+
+
+def activate(database, audit, path, requested_by: str) -> dict:
+    """Make the rulebook file the version every running service serves (each follows within
+    CHECK_EVERY_SECONDS), on the record; raises RulebookError, recorded, when it has any problem."""
+    rulebook = _checked_or_recorded(path, audit, requested_by)
+    record_activation(database, rulebook, requested_by)
+    summary = {"name": rulebook.name, "version": rulebook.version, "digest": rulebook.digest}
+    _record_reload(audit, requested_by, summary)
+    return summary
+
+
+def _checked_or_recorded(path, audit, requested_by: str):
+    """The rulebook file, loaded and linted; a refused one is an audit record before the error goes on."""
+    try:
+        return load_checked(path)
+    except RulebookError as error:
+        audit.append("rulebook_reload", {"refused": True, "problems": error.problems}, requester=requested_by, status=422)
+        raise
+
+
+def _record_reload(audit, requested_by: str, summary: dict):
+    audit.append("rulebook_reload", summary, requester=requested_by, status=200,
+                 rulebook_version=summary["version"], rulebook_digest=summary["digest"])

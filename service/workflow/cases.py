@@ -1,4 +1,5 @@
-"""What a decision sets in motion: review cases, their resolutions, and authorisations.
+"""What a decision sets in motion: review cases and their resolutions, and the authorisations
+they grant (service/workflow/authorisations.py).
 
 - A needs_review decision opens a review case (or, re-decided with more facts, updates its case).
 - An approved or off_label_with_evidence decision for an identified patient, or an approved
@@ -8,21 +9,18 @@
 - Every step is one audit record, committed in the same transaction as the rows it creates.
 """
 import copy
-import datetime
 import json
 import uuid
-from dataclasses import asdict
 
 from sqlalchemy import insert, select, update
 
 from service.rulebook import icd10
-from service.store.database import utc_now, utc_today
+from service import clock
 from service.decide.formulary import Formulary
 from service.decide.request import RequestError, parse_request
-from service.rulebook.model import DosingProfile, Range
-from service.store.tables import authorisations, review_cases, review_resolutions
+from service.store.tables import review_cases, review_resolutions
+from service.workflow import authorisations
 
-POSITIVE = ("approved", "off_label_with_evidence")
 RESOLUTIONS = ("approved", "denied", "more_information")
 OPEN_STATUSES = ("open", "pending_information")
 STATUSES = (*OPEN_STATUSES, "approved", "denied", "closed_by_rules")
@@ -30,14 +28,13 @@ MAX_REASON = 2000
 # Built once: these run inside the audit writer's transaction, where every microsecond holds the lock.
 _INSERT_CASE = insert(review_cases)
 _INSERT_RESOLUTION = insert(review_resolutions)
-_INSERT_AUTHORISATION = insert(authorisations)
 
 
 class Conflict(Exception):
     """The request contradicts the case's state (e.g. resolving a closed case)."""
 
 
-class NotFound(Exception):
+class NoSuchCase(Exception):
     """No such case."""
 
 
@@ -51,38 +48,6 @@ def sanitised(payload: dict, patient_hash: str | None) -> dict:
     return {**payload, "patient": patient}   # a new top level and patient; the rest is shared, never changed
 
 
-def _grant(patient_hash, code, diagnosis_id, basis, rule, rulebook, products, valid_days, decision_id=None,
-           case_id=None, today=None) -> dict:
-    """The row of a new authorisation (valid_until is the last valid day)."""
-    start = today or utc_today()
-    profile = rulebook.dosing_for(rule)
-    return {
-        "id": str(uuid.uuid4()), "created_at": utc_now(), "patient_ref_hash": patient_hash, "diagnosis_id": diagnosis_id,
-        "code": code, "basis": basis, "rule_id": rule.id if rule else None, "products": json.dumps(list(products)),
-        "dosing": json.dumps(asdict(profile)), "valid_from": start.isoformat(),
-        "valid_until": (start + datetime.timedelta(days=valid_days - 1)).isoformat(),
-        "decision_id": decision_id, "case_id": case_id,
-        "rulebook_version": rulebook.version, "rulebook_digest": rulebook.digest,
-    }
-
-
-def authorisation_view(row) -> dict:
-    """An authorisation as the API shows it (the dosing profile expanded, the code dotted)."""
-    data = dict(row._mapping) if hasattr(row, "_mapping") else dict(row)
-    data["products"] = json.loads(data["products"])
-    data["dosing"] = json.loads(data["dosing"])
-    data["code"] = icd10.dotted(data["code"])
-    data.pop("patient_ref_hash", None)
-    data["active"] = data["valid_until"] >= utc_today().isoformat()
-    return data
-
-
-def profile_of(authorisation: dict) -> DosingProfile:
-    dosing = authorisation["dosing"]
-    return DosingProfile(dosing["id"], Range(**dosing["g_per_kg"]), Range(**dosing["interval_days"]), dosing.get("note", ""),
-                         dosing.get("courses"), dosing.get("monthly", False))
-
-
 def record_decision(instance, formulary: Formulary, payload, requester: str, case: dict | None = None) -> dict:
     """Decide, then record the decision with the case or authorisation it creates, atomically.
 
@@ -94,14 +59,14 @@ def record_decision(instance, formulary: Formulary, payload, requester: str, cas
     audit = instance.audit
     patient_hash = case["patient_ref_hash"] if case else audit.patient_hash(request.patient_ref)
     code = decision.diagnosis.plain_code
-    decided_at = utc_now()
+    decided_at = clock.utc_now()
     decision_id = str(uuid.uuid4())
     rule = formulary.rulebook.rule(decision.rule["id"]) if decision.rule else None
     diagnosis_id = formulary.terminology.diagnosis_of(code) if code else None
     case_id = (case["id"] if case else str(uuid.uuid4())) if decision.outcome == "needs_review" else None
     grant = None
-    if decision.outcome in POSITIVE and patient_hash and code:
-        grant = _grant(patient_hash, code, diagnosis_id, decision.outcome, rule, formulary.rulebook,
+    if formulary.rulebook.grants_authorisation(decision.outcome) and patient_hash and code:
+        grant = authorisations.grant(patient_hash, code, diagnosis_id, decision.outcome, rule, formulary.rulebook,
                        decision.labelled_products if decision.outcome == "approved" else (),
                        formulary.rulebook.authorisation_days_for(rule), decision_id=decision_id,
                        case_id=case["id"] if case else None)
@@ -121,7 +86,7 @@ def record_decision(instance, formulary: Formulary, payload, requester: str, cas
                 patient_ref_hash=patient_hash, code=code, opening_decision_id=decision_id,
                 latest_decision_id=decision_id, request=json.dumps(recorded_request)))
         if grant is not None:
-            connection.execute(_INSERT_AUTHORISATION, grant)
+            connection.execute(authorisations.INSERT, grant)
 
     # Most decisions write only their record; those go in the writer's one executemany, not a savepoint.
     writes_rows = case is not None or case_id is not None or grant is not None
@@ -140,13 +105,13 @@ def record_decision(instance, formulary: Formulary, payload, requester: str, cas
 def _case_row(connection, case_id: str):
     row = connection.execute(select(review_cases).where(review_cases.c.id == case_id)).first()
     if row is None:
-        raise NotFound(case_id)
+        raise NoSuchCase(case_id)
     return dict(row._mapping)
 
 
 def get_case(instance, case_id: str) -> dict:
     """The case with its opening and latest decisions and every resolution, oldest first."""
-    with instance.engine.connect() as connection:
+    with instance.sql_engine.connect() as connection:
         case = _case_row(connection, case_id)
         resolutions = [dict(r._mapping) for r in connection.execute(
             select(review_resolutions).where(review_resolutions.c.case_id == case_id).order_by(review_resolutions.c.created_at))]
@@ -155,10 +120,9 @@ def get_case(instance, case_id: str) -> dict:
 
 def _case_view(instance, case: dict, resolutions: list[dict] | None = None) -> dict:
     latest = instance.audit.decision(case["latest_decision_id"])["body"]["decision"]
-    opened = datetime.datetime.strptime(case["opened_at"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc)
     view = {
         "id": case["id"], "status": case["status"], "opened_at": case["opened_at"], "updated_at": case["updated_at"],
-        "age_seconds": int((datetime.datetime.now(datetime.timezone.utc) - opened).total_seconds()),
+        "age_seconds": clock.seconds_since(case["opened_at"]),
         "requester": case["requester"], "code": icd10.dotted(case["code"]) if case["code"] else None,
         "opening_decision_id": case["opening_decision_id"], "decision": latest,
         "missing": latest["missing"], "candidates": latest["candidates"],
@@ -173,7 +137,7 @@ def list_cases(instance, status: str | None, limit: int = 200) -> list[dict]:
     query = select(review_cases).order_by(review_cases.c.opened_at, review_cases.c.id).limit(limit)
     if status is not None:
         query = query.where(review_cases.c.status == status)
-    with instance.engine.connect() as connection:
+    with instance.sql_engine.connect() as connection:
         rows = [dict(r._mapping) for r in connection.execute(query)]
     return [_case_view(instance, row) for row in rows]
 
@@ -205,7 +169,7 @@ def _validate_resolution(body) -> dict:
 def resolve(instance, formulary: Formulary, case_id: str, body, reviewer: str) -> dict:
     """Close, pend or second-opinion a case; returns the case with its resolutions."""
     wanted = _validate_resolution(body)
-    with instance.engine.connect() as connection:
+    with instance.sql_engine.connect() as connection:
         case = _case_row(connection, case_id)
         earlier = [dict(r._mapping) for r in connection.execute(
             select(review_resolutions).where(review_resolutions.c.case_id == case_id))]
@@ -216,14 +180,14 @@ def resolve(instance, formulary: Formulary, case_id: str, body, reviewer: str) -
         final = next((r["id"] for r in reversed(earlier) if r["resolution"] != "more_information"), None)
         raise Conflict(f"case {case_id} is already {case['status']}; a second opinion must reference the resolution "
                        f"it follows (references: {final})")
-    resolution = {"id": str(uuid.uuid4()), "case_id": case_id, "created_at": utc_now(), "resolution": wanted["resolution"],
+    resolution = {"id": str(uuid.uuid4()), "case_id": case_id, "created_at": clock.utc_now(), "resolution": wanted["resolution"],
                   "reason": wanted["reason"], "valid_days": wanted["valid_days"], "reviewer": reviewer,
                   "references_id": wanted["references"]}
     grant = None
     latest = instance.audit.decision(case["latest_decision_id"])["body"]["decision"]
     if not second_opinion and wanted["resolution"] == "approved" and case["patient_ref_hash"] and case["code"]:
         rule = formulary.rulebook.rule(latest["rule"]["id"]) if latest["rule"] else None
-        grant = _grant(case["patient_ref_hash"], case["code"], formulary.terminology.diagnosis_of(case["code"]), "review",
+        grant = authorisations.grant(case["patient_ref_hash"], case["code"], formulary.terminology.diagnosis_of(case["code"]), "review",
                        rule, formulary.rulebook, (), wanted["valid_days"] or formulary.rulebook.authorisation_days_for(rule),
                        case_id=case_id)
     new_status = {"approved": "approved", "denied": "denied", "more_information": "pending_information"}[wanted["resolution"]]
@@ -237,7 +201,7 @@ def resolve(instance, formulary: Formulary, case_id: str, body, reviewer: str) -
                 raise Conflict(f"case {case_id} was resolved by someone else a moment ago")
         connection.execute(_INSERT_RESOLUTION, resolution)
         if grant is not None:
-            connection.execute(_INSERT_AUTHORISATION, grant)
+            connection.execute(authorisations.INSERT, grant)
 
     instance.audit.append("review_resolution", {"resolution": resolution, "authorisation": grant}, then=effects,
                           requester=reviewer, status=201, code=case["code"], patient_ref_hash=case["patient_ref_hash"],
@@ -258,7 +222,7 @@ def attach_facts(instance, formulary: Formulary, case_id: str, facts, requester:
         raise RequestError("wrong_type", "the body must be an object of request fields to add", "")
     if isinstance(facts.get("patient"), dict) and ("ref" in facts["patient"] or "ref_hash" in facts["patient"]):
         raise RequestError("conflicting_values", "a case's patient cannot change; open a new request instead", "patient.ref")
-    with instance.engine.connect() as connection:
+    with instance.sql_engine.connect() as connection:
         case = _case_row(connection, case_id)
     if case["status"] not in OPEN_STATUSES:
         raise Conflict(f"case {case_id} is {case['status']}; facts can be added only to an open or pended case")
@@ -266,21 +230,3 @@ def attach_facts(instance, formulary: Formulary, case_id: str, facts, requester:
     if isinstance(stored.get("patient"), dict):
         stored["patient"].pop("ref_hash", None)
     return record_decision(instance, formulary, _merge(stored, facts), requester, case=case)
-
-
-def authorisations_for(instance, patient_hash: str) -> list[dict]:
-    with instance.engine.connect() as connection:
-        rows = connection.execute(select(authorisations).where(authorisations.c.patient_ref_hash == patient_hash)
-                                  .order_by(authorisations.c.valid_until.desc())).all()
-    return [authorisation_view(row) for row in rows]
-
-
-def active_authorisation(instance, patient_hash: str, code: str, diagnosis_id: str | None, today: datetime.date) -> dict | None:
-    """The longest-running valid authorisation for this patient and diagnosis, if any."""
-    for authorisation in authorisations_for(instance, patient_hash):
-        plain = icd10.normalise(authorisation["code"])
-        same = (diagnosis_id is not None and authorisation["diagnosis_id"] == diagnosis_id) or code.startswith(plain)
-        if same and authorisation["valid_from"] <= today.isoformat() <= authorisation["valid_until"]:
-            return authorisation
-    return None
-

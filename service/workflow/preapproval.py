@@ -14,7 +14,8 @@ import io
 from service.decide import dosing
 
 from service.workflow import order_fields
-from service.workflow.cases import active_authorisation, profile_of, record_decision, sanitised
+from service.workflow.authorisations import active_authorisation, profile_of
+from service.workflow.cases import record_decision, sanitised
 from service.decide.formulary import Formulary
 from service.decide.request import RequestError, parse_request
 

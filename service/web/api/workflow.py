@@ -1,29 +1,18 @@
-"""The v1 API for what follows a decision: review cases, authorisations, pharmacy pre-approvals."""
-from flask import Blueprint, g, jsonify, request
+"""What follows a decision: review cases, authorisations, pharmacy pre-approvals."""
+from flask import Blueprint, jsonify, request
 
-from service.workflow import cases
-
-from service.workflow import preapproval
-from service.web.api.decisions import active_rulebook, current_instance, json_body, requires
-from service.store.database import utc_today
-from service.web.errors import error_response
+from service import clock
 from service.decide.request import RequestError
+from service.web import roles
+from service.web.api.guard import requires
+from service.web.context import active_rulebook, current_instance, current_principal, json_body
+from service.workflow import authorisations, cases, preapproval
 
-blueprint = Blueprint("workflow", __name__)
-
-
-@blueprint.app_errorhandler(cases.Conflict)
-def _conflict(error):
-    return error_response(409, "conflict", str(error))
-
-
-@blueprint.app_errorhandler(cases.NotFound)
-def _no_case(error):
-    return error_response(404, "not_found", f"no review case {error}")
+blueprint = Blueprint("api_workflow", __name__)
 
 
 @blueprint.get("/v1/reviews")
-@requires("pharmacist", "admin")
+@requires("list_reviews")
 def list_reviews():
     status = request.args.get("status", "open")
     if status not in (*cases.STATUSES, "all"):
@@ -32,55 +21,53 @@ def list_reviews():
 
 
 @blueprint.get("/v1/reviews/<case_id>")
-@requires("clinician", "pharmacist", "admin")
+@requires("read_case")
 def get_review(case_id):
     case = cases.get_case(current_instance(), case_id)
-    if g.principal[1] == "clinician" and case["requester"] != g.principal[0]:
-        return error_response(403, "forbidden", "a clinician may read only the cases of their own requests")
+    roles.check_owner(current_principal(), "read_case", case["requester"])
     return jsonify(case)
 
 
 @blueprint.post("/v1/reviews/<case_id>/resolution")
-@requires("pharmacist", "admin")
+@requires("resolve_case")
 def resolve_review(case_id):
     body = json_body()
     with active_rulebook().use() as formulary:
-        case = cases.resolve(current_instance(), formulary, case_id, body, g.principal[0])
+        case = cases.resolve(current_instance(), formulary, case_id, body, current_principal().name)
     return jsonify(case), 201
 
 
 @blueprint.post("/v1/reviews/<case_id>/facts")
-@requires("clinician", "pharmacist", "admin")
+@requires("add_facts")
 def add_facts(case_id):
     body = json_body()
-    if g.principal[1] == "clinician" and cases.get_case(current_instance(), case_id)["requester"] != g.principal[0]:
-        return error_response(403, "forbidden", "a clinician may add facts only to the cases of their own requests")
+    roles.check_owner(current_principal(), "add_facts", cases.get_case(current_instance(), case_id)["requester"])
     with active_rulebook().use() as formulary:
-        decision = cases.attach_facts(current_instance(), formulary, case_id, body, g.principal[0])
+        decision = cases.attach_facts(current_instance(), formulary, case_id, body, current_principal().name)
     return jsonify(decision), 201
 
 
 @blueprint.get("/v1/authorisations")
-@requires("clinician", "pharmacist", "auditor", "admin")
+@requires("read_authorisations")
 def list_authorisations():
     ref = request.args.get("patient_ref")
     if not ref:
         raise RequestError("missing_field", "give patient_ref: authorisations are listed one patient at a time", "patient_ref")
-    audit = current_instance().audit
-    return jsonify({"authorisations": cases.authorisations_for(current_instance(), audit.patient_hash(ref))})
+    instance = current_instance()
+    return jsonify({"authorisations": authorisations.authorisations_for(instance, instance.audit.patient_hash(ref))})
 
 
 @blueprint.post("/v1/preapprovals")
-@requires("pharmacist", "admin")
+@requires("preapprove")
 def preapprove():
     order = json_body()
     with active_rulebook().use() as formulary:
-        result = preapproval.check(current_instance(), formulary, order, g.principal[0], utc_today())
+        result = preapproval.check(current_instance(), formulary, order, current_principal().name, clock.utc_today())
     return jsonify(result)
 
 
 @blueprint.post("/v1/preapprovals/batch")
-@requires("pharmacist", "admin")
+@requires("preapprove")
 def preapprove_batch():
     """A JSON list of orders, or a CSV infusion list (text/csv body, or a multipart `file`)."""
     if request.mimetype == "text/csv":
@@ -97,8 +84,9 @@ def preapprove_batch():
         orders = list(enumerate(body, start=1))
     preapproval.limit_batch(orders, "")
     with active_rulebook().use() as formulary:
-        results = preapproval.check_batch(current_instance(), formulary, orders, g.principal[0], utc_today())
-    dispensable = sum(1 for r in results if r.get("dispense"))
-    return jsonify({"results": results, "summary": {"orders": len(results), "dispense": dispensable,
+        results = preapproval.check_batch(current_instance(), formulary, orders, current_principal().name,
+                                          clock.utc_today())
+    return jsonify({"results": results, "summary": {"orders": len(results),
+                                                    "dispense": sum(1 for r in results if r.get("dispense")),
                                                     "hold": sum(1 for r in results if r.get("dispense") is False),
                                                     "errors": sum(1 for r in results if "error" in r)}})

@@ -8,11 +8,13 @@ carries a CSRF token (Flask-WTF); the JSON API is exempt, as it takes bearer tok
 """
 import datetime
 
-from flask import Flask, g, render_template, request
+from flask import Flask, request
 from flask.sessions import SecureCookieSessionInterface
-from flask_wtf.csrf import CSRFError, CSRFProtect
+from flask_wtf.csrf import CSRFProtect
 
 from service.store.audit import subkey
+from service.web.console import audit_pages, auth, formulary_pages, pages
+from service.web.errors import is_console
 
 SESSION_HOURS = 12
 CONSOLE_HEADERS = {
@@ -23,10 +25,6 @@ CONSOLE_HEADERS = {
     "Cache-Control": "no-store",
 }
 csrf = CSRFProtect()
-
-
-def is_console(path: str) -> bool:
-    return path == "/console" or path.startswith("/console/")
 
 
 class ConsoleSessions(SecureCookieSessionInterface):
@@ -42,8 +40,6 @@ class ConsoleSessions(SecureCookieSessionInterface):
 
 def register(app: Flask, instance) -> None:
     """Mount the console on `app`: its session key, cookie settings, CSRF and blueprints."""
-    from service.web.console import audit_pages, auth, formulary_pages, pages
-
     app.secret_key = subkey(instance.secret, "console-session-v1").hex()
     app.config.update(
         SESSION_COOKIE_NAME="formulary_session",
@@ -55,8 +51,8 @@ def register(app: Flask, instance) -> None:
     )
     app.session_interface = ConsoleSessions()
     csrf.init_app(app)
-    for blueprint in (auth.blueprint, pages.blueprint, audit_pages.blueprint, formulary_pages.blueprint):
-        app.register_blueprint(blueprint)
+    for page_blueprint in (auth.blueprint, pages.blueprint, audit_pages.blueprint, formulary_pages.blueprint):
+        app.register_blueprint(page_blueprint)
     for name, blueprint in app.blueprints.items():
         if not name.startswith("console"):
             csrf.exempt(blueprint)
@@ -70,11 +66,6 @@ def register(app: Flask, instance) -> None:
             response.headers.update(CONSOLE_HEADERS)
         return response
 
-    @app.errorhandler(CSRFError)
-    def _stale_form(error: CSRFError):
-        return error_page(400, "csrf_failed", f"the form could not be accepted ({error.description}) It may have come "
-                                              "from another site, or your session ended: reload the page and try again.")
-
 
 def _age(seconds: int) -> str:
     """A waiting time as people say it: 45 s, 12 min, 3 h 20 min, 2 d 4 h."""
@@ -87,13 +78,3 @@ def _age(seconds: int) -> str:
         return f"{hours} h {minutes % 60} min"
     return f"{days} d {hours % 24} h"
 
-
-_TITLES = {400: "Not accepted", 401: "Sign in again", 403: "Not for your role", 404: "Not found",
-           409: "Already done", 413: "Too large", 500: "Something went wrong", 503: "Service unavailable"}
-
-
-def error_page(status: int, code: str, message: str):
-    """An error as a console page: a heading, the message, the request id; never a trace."""
-    g.refusal = {"code": code, "message": message}
-    return render_template("console/error.html", title=_TITLES.get(status, "Error"), message=message[:1].upper() + message[1:],
-                           request_id=g.get("request_id") if status >= 500 else None), status

@@ -1,14 +1,15 @@
 """The console's audit log: filters, paging, CSV export, chain verification and a daily chart.
 
-Filters are the API's (service/api.py audit_filters), so a page and `GET /v1/audit` with the
+Filters are the API's (service/web/audit_queries.py), so a page and `GET /v1/audit` with the
 same query show the same records.
 """
 import datetime
 
 from flask import Blueprint, render_template, request, url_for
 
-from service.rulebook import icd10
-from service.web.api.decisions import audit_csv_download, audit_filters, current_instance
+from service import clock
+from service.web.audit_queries import FILTERS, audit_csv_download, audit_filters, shown
+from service.web.context import current_instance
 from service.decide.request import RequestError
 from service.rulebook.model import OUTCOMES
 from service.web.console.auth import page
@@ -17,7 +18,6 @@ from service.web.console.chart import daily_outcomes_chart
 blueprint = Blueprint("console_audit", __name__, url_prefix="/console")
 PAGE_SIZE = 50
 CHART_DAYS = 30
-FILTERS = ("outcome", "code", "rule", "requester", "patient_ref", "since", "until")
 
 
 def _given() -> dict:
@@ -26,7 +26,7 @@ def _given() -> dict:
 
 
 @blueprint.get("/audit")
-@page("audit")
+@page("read_audit")
 def audit_log():
     audit = current_instance().audit
     given, errors = _given(), {}
@@ -45,7 +45,7 @@ def audit_log():
     chart = daily_outcomes_chart(audit.daily_counts(charted), OUTCOMES)
     verification = audit.verify() if request.args.get("verify") else None
     return render_template(
-        "console/audit.html", records=[{**r, "code": icd10.dotted(r["code"]) if r["code"] else None} for r in records],
+        "console/audit.html", records=[shown(r) for r in records],
         values=given, errors=errors, outcomes=[(o, o.replace("_", " ")) for o in OUTCOMES], chart=chart, chart_days=None if filters.since else CHART_DAYS,
         next_url=url_for("console_audit.audit_log", **given, cursor=next_cursor) if next_cursor else None,
         newest_url=url_for("console_audit.audit_log", **given) if before else None,
@@ -54,10 +54,10 @@ def audit_log():
 
 
 @blueprint.get("/audit.csv")
-@page("audit")
+@page("read_audit")
 def audit_csv():
     return audit_csv_download(audit_filters(_given()))
 
 
 def _days_ago(days: int) -> str:
-    return (datetime.datetime.now(datetime.timezone.utc).date() - datetime.timedelta(days=days - 1)).isoformat()
+    return (clock.utc_today() - datetime.timedelta(days=days - 1)).isoformat()

@@ -6,7 +6,7 @@ A decision links here with q=<rule id>; that rule is listed first.
 """
 from flask import Blueprint, render_template, request
 
-from service.web.api.decisions import active_rulebook
+from service.web.context import active_rulebook
 from service.rulebook.as_data import rulebook_as_data
 from service.rulebook.model import OUTCOMES
 from service.rulebook.text_keys import fold
@@ -68,7 +68,7 @@ def _matches(rule: dict, terms: list[str]) -> bool:
 
 
 @blueprint.get("/formulary")
-@page("formulary")
+@page("read_rulebook")
 def formulary():
     data = _data(active_rulebook().current.rulebook)
     query = request.args.get("q", "").strip()

@@ -11,12 +11,14 @@ from urllib.parse import quote
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
 from service.workflow import cases
+from service.workflow.authorisations import authorisations_for
 
 from service.workflow import order_fields
 
 from service.workflow import preapproval
-from service.web.api.decisions import active_rulebook, current_instance
-from service.store.database import utc_today
+from service.web import roles
+from service.web.context import active_rulebook, current_instance, current_principal
+from service import clock
 from service.decide.decision import OUTCOME_WORDS
 from service.decide.request import RequestError
 from service.rulebook.model import ROUTES, SEVERITIES, SEXES
@@ -39,11 +41,11 @@ def _decision_words():
 
 
 @blueprint.get("/")
-@page("formulary")
+@page("read_rulebook")
 def home():
-    for name, endpoint in (("request", "console_pages.new_request"), ("reviews", "console_pages.reviews"),
-                           ("audit", "console_audit.audit_log")):
-        if allowed(name):
+    for action, endpoint in (("decide", "console_pages.new_request"), ("list_reviews", "console_pages.reviews"),
+                             ("read_audit", "console_audit.audit_log")):
+        if allowed(action):
             return redirect(url_for(endpoint))
     return redirect(url_for("console_formulary.formulary"))
 
@@ -67,7 +69,7 @@ def _choices() -> dict:
 
 
 @blueprint.route("/request", methods=["GET", "POST"])
-@page("request")
+@page("decide")
 def new_request():
     values, errors, decision = _form_fields(), {}, None
     if request.method == "POST":
@@ -78,12 +80,12 @@ def new_request():
             payload = order_fields.from_fields(values)
             with active_rulebook().use() as formulary:
                 if picked and request.form.get("case_id"):
-                    case_id = _own_case(request.form["case_id"])["id"]
+                    case_id = _own_case(request.form["case_id"], "add_facts")["id"]
                     decision = cases.attach_facts(current_instance(), formulary, case_id,
                                                      {"diagnosis": {"code": picked, "text": values.get("diagnosis_text") or None}},
-                                                     g.principal[0])
+                                                     current_principal().name)
                 else:
-                    decision = cases.record_decision(current_instance(), formulary, payload, g.principal[0])
+                    decision = cases.record_decision(current_instance(), formulary, payload, current_principal().name)
         except RequestError as error:
             errors = _refused(error)
         except cases.Conflict as conflict:
@@ -95,19 +97,16 @@ def new_request():
 
 
 @blueprint.get("/decisions/<decision_id>")
-@page("decision")
+@page("read_decision")
 def decision(decision_id):
-    record = current_instance().audit.decision(decision_id)
-    if record is None:
-        abort(404)
-    if g.principal[1] == "clinician" and record["requester"] != g.principal[0]:
-        abort(403)
+    record = _recorded(decision_id)
+    roles.check_owner(current_principal(), "read_decision", record["requester"])
     return render_template("console/decision.html", decision=record["body"]["decision"],
                            requested=record["body"]["request"], requester=record["requester"])
 
 
 @blueprint.get("/reviews")
-@page("reviews")
+@page("list_reviews")
 def reviews():
     instance = current_instance()
     open_cases = cases.list_cases(instance, "open")
@@ -115,21 +114,25 @@ def reviews():
     return render_template("console/reviews.html", open_cases=open_cases, pended=pended)
 
 
-def _own_case(case_id: str) -> dict:
-    """The case, if the signed-in person may see it (a clinician sees only their own)."""
-    try:
-        case = cases.get_case(current_instance(), case_id)
-    except cases.NotFound:
+def _recorded(decision_id: str) -> dict:
+    """The decision's audit record, or the page's 404."""
+    record = current_instance().audit.decision(decision_id)
+    if record is None:
         abort(404)
-    if g.principal[1] == "clinician" and case["requester"] != g.principal[0]:
-        abort(403)
+    return record
+
+
+def _own_case(case_id: str, action: str = "read_case") -> dict:
+    """The case, if the signed-in person may see it (a clinician sees only their own)."""
+    case = cases.get_case(current_instance(), case_id)
+    roles.check_owner(current_principal(), action, case["requester"])
     return case
 
 
 def _case_page(case_id: str, errors: dict | None = None, values: dict | None = None, status: int = 200,
                fact_errors: dict | None = None, facts: dict | None = None):
     case = _own_case(case_id)
-    requested = current_instance().audit.decision(case["decision"]["decision_id"])["body"]["request"]
+    requested = _recorded(case["decision"]["decision_id"])["body"]["request"]
     final = next((r for r in reversed(case["resolutions"]) if r["resolution"] != "more_information"), None)
     return render_template("console/case.html", case=case, requested=requested, final=final,
                            errors=errors or {}, values=values or {}, fact_errors=fact_errors or {}, facts=facts or {},
@@ -137,16 +140,16 @@ def _case_page(case_id: str, errors: dict | None = None, values: dict | None = N
 
 
 @blueprint.get("/reviews/<case_id>")
-@page("case")
+@page("read_case")
 def case(case_id):
     return _case_page(case_id)
 
 
 @blueprint.post("/reviews/<case_id>/facts")
-@page("case")
+@page("add_facts")
 def add_facts(case_id):
     """Decide the case again with what the requester adds (what a pended case asked for)."""
-    _own_case(case_id)
+    _own_case(case_id, "add_facts")
     facts = _form_fields()
     try:
         added = order_fields.from_fields(facts)
@@ -155,7 +158,7 @@ def add_facts(case_id):
         if "diagnosis" in added:                 # a code given now replaces the words the request had
             added["diagnosis"].setdefault("text", None)
         with active_rulebook().use() as formulary:
-            decision = cases.attach_facts(current_instance(), formulary, case_id, added, g.principal[0])
+            decision = cases.attach_facts(current_instance(), formulary, case_id, added, current_principal().name)
     except RequestError as error:
         return _case_page(case_id, fact_errors=_refused(error), facts=facts, status=400)
     except cases.Conflict as conflict:
@@ -166,11 +169,11 @@ def add_facts(case_id):
 
 
 @blueprint.post("/reviews/<case_id>/resolution")
-@page("resolve")
+@page("resolve_case")
 def resolve(case_id):
     _own_case(case_id)
     values = request.form.to_dict()
-    body = {"resolution": values.get("resolution"), "reason": values.get("reason", "")}
+    body: dict = {"resolution": values.get("resolution"), "reason": values.get("reason", "")}
     if values.get("references"):
         body["references"] = values["references"]
     try:
@@ -181,7 +184,7 @@ def resolve(case_id):
                 raise RequestError("wrong_type", f"valid_days must be a whole number, found {values['valid_days']!r}",
                                    "valid_days") from None
         with active_rulebook().use() as formulary:
-            cases.resolve(current_instance(), formulary, case_id, body, g.principal[0])
+            cases.resolve(current_instance(), formulary, case_id, body, current_principal().name)
     except RequestError as error:
         return _case_page(case_id, _refused(error), values, 400)
     except cases.Conflict as conflict:
@@ -192,7 +195,7 @@ def resolve(case_id):
 
 
 @blueprint.get("/authorisations")
-@page("authorisations")
+@page("read_authorisations")
 def authorisations():
     """A patient's authorisations, newest ending first: what may be dispensed, until when."""
     ref = request.args.get("patient_ref", "").strip()
@@ -202,20 +205,20 @@ def authorisations():
             errors = _refused(RequestError("too_long", "patient_ref is longer than 64 characters", "patient.ref"))
         else:
             instance = current_instance()
-            found = cases.authorisations_for(instance, instance.audit.patient_hash(ref))
+            found = authorisations_for(instance, instance.audit.patient_hash(ref))
     return render_template("console/authorisations.html", values={"patient_ref": ref}, errors=errors,
                            authorisations=found), 400 if errors else 200
 
 
 @blueprint.route("/preapproval", methods=["GET", "POST"])
-@page("preapproval")
+@page("preapprove")
 def preapproval_order():
     values, errors, result = _form_fields(), {}, None
     if request.method == "POST":
         try:
             order = order_fields.from_fields(values)
             with active_rulebook().use() as formulary:
-                result = preapproval.check(current_instance(), formulary, order, g.principal[0], utc_today())
+                result = preapproval.check(current_instance(), formulary, order, current_principal().name, clock.utc_today())
         except RequestError as error:
             errors = _refused(error)
     return render_template("console/preapproval.html", values=values, errors=errors, result=result,
@@ -223,7 +226,7 @@ def preapproval_order():
 
 
 @blueprint.post("/preapproval/batch")
-@page("preapproval")
+@page("preapprove")
 def preapproval_batch():
     upload = request.files.get("file")
     try:
@@ -234,7 +237,7 @@ def preapproval_batch():
         return render_template("console/preapproval.html", values={}, errors=_refused(error), result=None,
                                columns=order_fields.NAMES, **_choices()), 400
     with active_rulebook().use() as formulary:
-        results = preapproval.check_batch(current_instance(), formulary, orders, g.principal[0], utc_today())
+        results = preapproval.check_batch(current_instance(), formulary, orders, current_principal().name, clock.utc_today())
     # A row that could not be read still shows whose it was (the file read as UTF-8 above).
     upload.seek(0)
     refs = {number: (row.get("patient_ref") or "").strip() for number, row in

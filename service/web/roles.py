@@ -1,0 +1,55 @@
+"""Who may do what: the one role table that the API's guards, the console's menu and guards, and
+the OpenAPI document all read.
+
+The role names are the ones a token can carry (service/store/tokens.py). An action may limit a
+role to what that person requested themselves (a clinician sees only their own decisions and
+cases); `check_owner` enforces that once the record's requester is known.
+"""
+from dataclasses import dataclass
+
+from service.store.tokens import ROLES, Principal
+from service.web.errors import Refusal
+
+
+@dataclass(frozen=True)
+class Permission:
+    roles: tuple[str, ...]
+    own_only: tuple[str, ...] = ()      # roles that may act only on what they requested themselves
+    own_words: str = "own"              # how the API description says so: "clinician (own decisions)"
+    not_own: str = ""                   # the refusal when such a role reaches for someone else's record
+
+
+PERMISSIONS: dict[str, Permission] = {
+    "decide": Permission(("clinician", "pharmacist", "admin")),
+    "read_decision": Permission(("clinician", "pharmacist", "auditor", "admin"), own_only=("clinician",),
+                                own_words="own decisions", not_own="a clinician may read only the decisions they submitted"),
+    "read_rulebook": Permission(ROLES),
+    "reload_rulebook": Permission(("admin",)),
+    "read_audit": Permission(("auditor", "admin")),
+    "list_reviews": Permission(("pharmacist", "admin")),
+    "read_case": Permission(("clinician", "pharmacist", "admin"), own_only=("clinician",),
+                            not_own="a clinician may read only the cases of their own requests"),
+    "add_facts": Permission(("clinician", "pharmacist", "admin"), own_only=("clinician",),
+                            not_own="a clinician may add facts only to the cases of their own requests"),
+    "resolve_case": Permission(("pharmacist", "admin")),
+    "read_authorisations": Permission(ROLES),
+    "preapprove": Permission(("pharmacist", "admin")),
+}
+
+
+def may(principal: Principal | None, action: str) -> bool:
+    return principal is not None and principal.role in PERMISSIONS[action].roles
+
+
+def check_owner(principal: Principal, action: str, requester: str) -> None:
+    """Refuse (403) a role limited to its own records reaching for a record someone else requested."""
+    permission = PERMISSIONS[action]
+    if principal.role in permission.own_only and requester != principal.name:
+        raise Refusal(403, "forbidden", permission.not_own)
+
+
+def described(action: str) -> str:
+    """The roles as the API document lists them: 'Roles: clinician (own decisions), pharmacist.'"""
+    permission = PERMISSIONS[action]
+    names = [f"{role} ({permission.own_words})" if role in permission.own_only else role for role in permission.roles]
+    return "Roles: " + ", ".join(names) + "."

@@ -1,0 +1,71 @@
+"""Authorisations: permission to give IVIG to one patient for one diagnosis until a date.
+
+A positive decision for an identified patient, or an approved review, grants one (see
+service/workflow/cases.py). It carries the dosing profile and the rulebook version it was
+granted under, so a new rulebook applies at the next continuation, not to an authorisation
+already given. Pre-approval looks up the valid one for an order.
+"""
+import datetime
+import json
+import uuid
+from dataclasses import asdict
+
+from sqlalchemy import insert, select
+
+from service import clock
+from service.rulebook import icd10
+from service.rulebook.model import DosingProfile, Range
+from service.store.tables import authorisations
+
+# Built once: it runs inside the audit writer's transaction, where every microsecond holds the lock.
+INSERT = insert(authorisations)
+
+
+def grant(patient_hash, code, diagnosis_id, basis, rule, rulebook, products, valid_days, decision_id=None,
+           case_id=None, today=None) -> dict:
+    """The row of a new authorisation (valid_until is the last valid day)."""
+    start = today or clock.utc_today()
+    profile = rulebook.dosing_for(rule)
+    return {
+        "id": str(uuid.uuid4()), "created_at": clock.utc_now(), "patient_ref_hash": patient_hash, "diagnosis_id": diagnosis_id,
+        "code": code, "basis": basis, "rule_id": rule.id if rule else None, "products": json.dumps(list(products)),
+        "dosing": json.dumps(asdict(profile)), "valid_from": start.isoformat(),
+        "valid_until": (start + datetime.timedelta(days=valid_days - 1)).isoformat(),
+        "decision_id": decision_id, "case_id": case_id,
+        "rulebook_version": rulebook.version, "rulebook_digest": rulebook.digest,
+    }
+
+
+def authorisation_view(row) -> dict:
+    """An authorisation as the API shows it (the dosing profile expanded, the code dotted)."""
+    data = dict(row._mapping) if hasattr(row, "_mapping") else dict(row)
+    data["products"] = json.loads(data["products"])
+    data["dosing"] = json.loads(data["dosing"])
+    data["code"] = icd10.dotted(data["code"])
+    data.pop("patient_ref_hash", None)
+    data["active"] = data["valid_until"] >= clock.utc_today().isoformat()
+    return data
+
+
+def profile_of(authorisation: dict) -> DosingProfile:
+    dosing = authorisation["dosing"]
+    return DosingProfile(dosing["id"], Range(**dosing["g_per_kg"]), Range(**dosing["interval_days"]), dosing.get("note", ""),
+                         dosing.get("courses"), dosing.get("monthly", False))
+
+
+def authorisations_for(instance, patient_hash: str) -> list[dict]:
+    with instance.sql_engine.connect() as connection:
+        rows = connection.execute(select(authorisations).where(authorisations.c.patient_ref_hash == patient_hash)
+                                  .order_by(authorisations.c.valid_until.desc())).all()
+    return [authorisation_view(row) for row in rows]
+
+
+def active_authorisation(instance, patient_hash: str, code: str, diagnosis_id: str | None, today: datetime.date) -> dict | None:
+    """The longest-running valid authorisation for this patient and diagnosis, if any."""
+    for authorisation in authorisations_for(instance, patient_hash):
+        plain = icd10.normalise(authorisation["code"])
+        same = (diagnosis_id is not None and authorisation["diagnosis_id"] == diagnosis_id) or code.startswith(plain)
+        if same and authorisation["valid_from"] <= today.isoformat() <= authorisation["valid_until"]:
+            return authorisation
+    return None
+
