@@ -848,7 +848,7 @@ def measure_loads() -> dict:
     """Our own load, step by step (a second, throw-away instance; the timed one is separate)."""
     from service.rulebook.compiler import compile_rulebook
     from service.rulebook.engine import Engine
-    from service.decide.formulary import default_rulebook_path
+    from service.rulebook.shipped import default_rulebook_path
     from service.rulebook.lint import lint_rulebook
     from service.rulebook.reader import load_rulebook
 

@@ -20,7 +20,7 @@ import simple_icd_10_cm  # noqa: E402,F401  (the code set loads at import)
 code_set_seconds = time.perf_counter() - started
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from service.decide.formulary import default_rulebook_path  # noqa: E402
+from service.rulebook.shipped import default_rulebook_path  # noqa: E402
 from service.rulebook.reader import load_rulebook  # noqa: E402
 from service.decide.terminology import Terminology, icd_text_index  # noqa: E402
 

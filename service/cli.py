@@ -10,7 +10,8 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from service.decide.decision import OUTCOME_WORDS, Decision
-from service.decide.formulary import Formulary, default_rulebook_path
+from service.decide.formulary import Formulary
+from service.rulebook.shipped import default_rulebook_path
 from service.workflow.active_rulebook import activate
 from service import clock
 from service.store.database import describe

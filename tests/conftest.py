@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from service.decide.formulary import SHIPPED_RULEBOOK, Formulary
+from service.decide.formulary import Formulary
+from service.rulebook.shipped import SHIPPED_RULEBOOK
 
 # The rulebook the service, console, CLI, workflow and terminology tests decide on.
 TEST_RULEBOOK = Path(__file__).resolve().parent / "rulebook" / "ivig-test.yaml"

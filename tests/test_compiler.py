@@ -6,7 +6,8 @@ import time
 import pytest
 
 from service.rulebook.compiler import MAX_EXPRESSIONS, MAX_RULES_PER_RULESET, _expressions, compile_rulebook
-from service.decide.formulary import SHIPPED_RULEBOOK, Formulary
+from service.decide.formulary import Formulary
+from service.rulebook.shipped import SHIPPED_RULEBOOK
 from service.rulebook.reader import load_rulebook
 
 from .synthetic import write_synthetic_rulebook

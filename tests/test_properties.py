@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 from service.rulebook import icd10
 from service.rulebook.compiler import FACT_FLAGS
-from service.decide.formulary import SHIPPED_RULEBOOK
+from service.rulebook.shipped import SHIPPED_RULEBOOK
 from service.decide.request import MAX_REF, MAX_TEXT, RequestError, parse_request
 from service.rulebook.model import MAX_AGE_YEARS, OUTCOMES, SEVERITIES, SEXES
 from service.rulebook.reader import load_rulebook

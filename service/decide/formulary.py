@@ -3,7 +3,6 @@
 request -> validation -> diagnosis normalisation -> facts -> engine -> decision. Each step is
 its own module; this one only strings them together, so the decision logic runs without Flask.
 """
-import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,15 +12,8 @@ from service.rulebook.engine import Engine
 from service.rulebook.lint import load_checked
 from service.decide.request import DecisionRequest, Vocabulary, parse_request
 from service.rulebook.model import Rulebook
+from service.rulebook.shipped import default_rulebook_path
 from service.decide.terminology import DiagnosisMatch, Terminology
-
-SHIPPED_RULEBOOK = Path(__file__).resolve().parents[2] / "rules" / "ivig.yaml"
-
-
-def default_rulebook_path() -> Path:
-    """FORMULARY_RULEBOOK if set, else the rulebook shipped in rules/."""
-    return Path(os.environ.get("FORMULARY_RULEBOOK") or SHIPPED_RULEBOOK)
-
 
 class Formulary:
     """A rulebook that passed lint, compiled into its own engine."""

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from service.store.audit import AuditStore
 from service.store.database import migrate, open_database
-from service.decide.formulary import default_rulebook_path
+from service.rulebook.shipped import default_rulebook_path
 
 
 def _secret(instance_path: Path) -> bytes:
