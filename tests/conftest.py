@@ -97,6 +97,12 @@ MINI_RULES = [
 
 MINI_DOSING = {
     "default": "immunomodulatory",
+    "weight": {
+        "source": "The weight rule of rules/ivig.yaml", "ideal_kg_at_five_feet": {"male": 50, "female": 45.5},
+        "ideal_kg_per_inch_over_five_feet": 2.3, "other_sexes_use": "female", "adjustment_factor": 0.4,
+        "actual_weight_for": {"under_age_years": 18, "under_height_cm": 152, "pregnant": True},
+    },
+    "rounding": {"source": "The rounding rule of rules/ivig.yaml", "tolerance": 0.1},
     "profiles": {
         "replacement": {"g_per_kg": {"min": 0.3, "max": 0.8}, "interval_days": {"min": 21, "max": 28}},
         "immunomodulatory": {"g_per_kg": {"min": 0.4, "max": 2.0}, "interval_days": {"min": 21}},
@@ -113,6 +119,7 @@ def write_rulebook(folder: Path, rules=None, diagnoses=None, data=None, name="mi
     path = folder / name
     path.write_text(yaml.safe_dump({
         "rulebook": {"name": "Mini", "version": "1.0", "effective": "2026-01-01", "reference_data": "data"},
+        "authorisations": {"granted_by": ["approved", "off_label_with_evidence"], "days": 180},
         "dosing": MINI_DOSING,
         "diagnoses": MINI_DIAGNOSES if diagnoses is None else diagnoses,
         "rules": MINI_RULES if rules is None else rules,

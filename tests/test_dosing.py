@@ -1,15 +1,22 @@
 """Dose-determining weight, grams and range checks: every rule, exemption and boundary."""
 import datetime
+from dataclasses import replace
 
 import pytest
 
 from service.decide.dosing import (MissingFact, check_order, course_grams, course_limits, courses_given, dosing_weight,
-                            ideal_body_weight, limits_for)
-from service.rulebook.model import DosingProfile, Label, LabelDose, Range
+                                   ideal_body_weight, limits_for)
+from service.rulebook.model import DosingProfile, Label, LabelDose, Range, RoundingRule, WeightRule
 
 IMMUNOMODULATORY = DosingProfile("immunomodulatory", Range(0.4, 2.0), Range(21, None))
 REPLACEMENT = DosingProfile("replacement", Range(0.3, 0.8), Range(21, 28))
 TODAY = datetime.date(2026, 11, 22)
+# The weight and rounding rules as rules/ivig.yaml states them.
+WEIGHT_RULE = WeightRule(source="test", ideal_kg_at_five_feet={"male": 50.0, "female": 45.5},
+                         ideal_kg_per_inch_over_five_feet=2.3, other_sexes_use="female", adjustment_factor=0.4,
+                         actual_weight_under_age_years=18, actual_weight_under_height_cm=152,
+                         actual_weight_when_pregnant=True)
+WITHIN_10_PERCENT = RoundingRule(source="test", tolerance=0.10)
 
 
 @pytest.mark.parametrize("height_cm, sex, expected", [
@@ -19,11 +26,11 @@ TODAY = datetime.date(2026, 11, 22)
     (165.1, "female", 57.0),            # 65 inches: 45.5 + 2.3 x 5
 ])
 def test_ideal_body_weight_is_devine(height_cm, sex, expected):
-    assert ideal_body_weight(height_cm, sex)[0] == expected
+    assert ideal_body_weight(height_cm, sex, WEIGHT_RULE)[0] == expected
 
 
 def test_an_adult_above_the_adjusted_weight_is_dosed_on_the_adjusted_weight():
-    weight = dosing_weight(120, 177.8, 45, "male", False)
+    weight = dosing_weight(120, 177.8, 45, "male", False, WEIGHT_RULE)
     assert (weight.ideal_kg, weight.adjusted_kg, weight.dosing_kg) == (73.0, 91.8, 91.8)   # 73 + 0.4 x 47
     assert weight.basis == "adjusted weight"
 
@@ -35,23 +42,23 @@ def test_an_adult_above_the_adjusted_weight_is_dosed_on_the_adjusted_weight():
     (30, 151.9, False, "actual weight: under 152 cm"),
 ])
 def test_exemptions_dose_on_the_actual_weight(age, height, pregnant, basis):
-    weight = dosing_weight(120, height, age, "female", pregnant)
+    weight = dosing_weight(120, height, age, "female", pregnant, WEIGHT_RULE)
     assert (weight.dosing_kg, weight.basis) == (120, basis)
 
 
 def test_the_exemptions_end_at_their_boundaries():
-    assert dosing_weight(120, 177.8, 18, "female", False).basis == "adjusted weight"
-    assert dosing_weight(120, 152, 30, "female", False).basis == "adjusted weight"
+    assert dosing_weight(120, 177.8, 18, "female", False, WEIGHT_RULE).basis == "adjusted weight"
+    assert dosing_weight(120, 152, 30, "female", False, WEIGHT_RULE).basis == "adjusted weight"
 
 
 def test_an_actual_weight_below_the_adjusted_weight_is_used_as_is():
     # Lighter than ideal: adjusted = 73 + 0.4 x (60 - 73) = 67.8, above the actual 60.
-    weight = dosing_weight(60, 177.8, 40, "male", False)
+    weight = dosing_weight(60, 177.8, 40, "male", False, WEIGHT_RULE)
     assert (weight.dosing_kg, weight.adjusted_kg, weight.basis) == (60, 67.8, "actual weight: below the adjusted weight")
 
 
 def test_a_sex_without_a_devine_base_uses_the_female_base_and_says_so():
-    weight = dosing_weight(100, 165.1, 40, "unknown", False)
+    weight = dosing_weight(100, 165.1, 40, "unknown", False, WEIGHT_RULE)
     assert weight.ideal_kg == 57.0 and "female base" in weight.basis
 
 
@@ -63,11 +70,31 @@ def test_a_sex_without_a_devine_base_uses_the_female_base_and_says_so():
 ])
 def test_a_missing_fact_is_named(args, missing):
     with pytest.raises(MissingFact, match=missing):
-        dosing_weight(*args)
+        dosing_weight(*args, WEIGHT_RULE)
 
 
 def test_a_child_needs_no_height():
-    assert dosing_weight(24.5, None, 8, None, None).dosing_kg == 24.5
+    assert dosing_weight(24.5, None, 8, None, None, WEIGHT_RULE).dosing_kg == 24.5
+
+
+def test_the_weight_rules_numbers_are_the_rulebooks():
+    heavier = replace(WEIGHT_RULE, ideal_kg_at_five_feet={"male": 52.0, "female": 49.0},
+                      ideal_kg_per_inch_over_five_feet=1.9, adjustment_factor=0.5)
+    weight = dosing_weight(120, 177.8, 45, "male", False, heavier)
+    assert (weight.ideal_kg, weight.adjusted_kg) == (71.0, 95.5)                          # 52 + 1.9 x 10; 71 + 0.5 x 49
+    assert dosing_weight(120, 177.8, 16, "male", False, replace(heavier, actual_weight_under_age_years=16)).basis == \
+        "adjusted weight"
+
+
+def test_a_rule_that_does_not_exempt_pregnancy_doses_a_pregnant_patient_on_the_adjusted_weight():
+    no_pregnancy_exemption = replace(WEIGHT_RULE, actual_weight_when_pregnant=False)
+    assert dosing_weight(120, 177.8, 30, "female", True, no_pregnancy_exemption).basis == "adjusted weight"
+    assert dosing_weight(120, 177.8, 30, "female", None, no_pregnancy_exemption).basis == "adjusted weight"
+
+
+def test_a_sex_without_a_base_uses_the_one_the_rule_names():
+    weight = dosing_weight(100, 165.1, 40, "other", False, replace(WEIGHT_RULE, other_sexes_use="male"))
+    assert weight.ideal_kg == 61.5 and weight.basis.endswith("(male base: no Devine base for this sex)")
 
 
 PRIVIGEN_VIALS = (5, 10, 20, 40)
@@ -85,27 +112,34 @@ GAMUNEX_VIALS = (1, 2.5, 5, 10, 20, 40)
 ])
 def test_grams_are_the_nearest_amount_the_products_vials_make_never_above_the_maximum(
         g_per_kg, weight, vials, exact, rounded, made_of):
-    course = course_grams(g_per_kg, weight, IMMUNOMODULATORY.g_per_kg, vials)
+    course = course_grams(g_per_kg, weight, IMMUNOMODULATORY.g_per_kg, vials, WITHIN_10_PERCENT)
     assert (course.grams, course.rounded_grams, course.vials) == (exact, rounded, made_of)
     assert course.rounded_grams <= IMMUNOMODULATORY.g_per_kg.max * weight
     assert abs(course.rounded_grams - exact) <= 0.10 * exact
 
 
 def test_no_vial_combination_within_ten_percent_is_not_rounded_and_says_what_is_near():
-    course = course_grams(0.4, 15, IMMUNOMODULATORY.g_per_kg, (10,))          # 6 g from 10 g vials only
+    course = course_grams(0.4, 15, IMMUNOMODULATORY.g_per_kg, (10,), WITHIN_10_PERCENT)      # 6 g from 10 g vials only
     assert course.rounded_grams is None and course.vials == ()
     assert course.rounding == ("not rounded: no combination of the vials is within 10% of 6 g and within the dose range "
                                "for this weight (6-30 g); the vials make 10 g")
 
 
+def test_the_rounding_tolerance_is_the_rulebooks():
+    # 22 g from Privigen's vials: 20 g is 9% below, so within 10% but not within 5%.
+    assert course_grams(1.0, 22.0, IMMUNOMODULATORY.g_per_kg, PRIVIGEN_VIALS, WITHIN_10_PERCENT).rounded_grams == 20.0
+    course = course_grams(1.0, 22.0, IMMUNOMODULATORY.g_per_kg, PRIVIGEN_VIALS, RoundingRule("test", 0.05))
+    assert course.rounded_grams is None and "within 5% of 22 g" in course.rounding
+
+
 def test_rounding_never_goes_below_the_minimum_dose():
     # 0.3 g/kg x 70 kg = 21 g: 20 g would be 0.286 g/kg, below the minimum; 25 g is more than 10% above.
-    course = course_grams(0.3, 70, REPLACEMENT.g_per_kg, PRIVIGEN_VIALS)
+    course = course_grams(0.3, 70, REPLACEMENT.g_per_kg, PRIVIGEN_VIALS, WITHIN_10_PERCENT)
     assert course.rounded_grams is None and "(21-56 g)" in course.rounding and "the vials make 20 g or 25 g" in course.rounding
 
 
 def test_a_product_without_recorded_vial_sizes_is_not_rounded():
-    assert course_grams(1.0, 50, IMMUNOMODULATORY.g_per_kg, ()).rounded_grams is None
+    assert course_grams(1.0, 50, IMMUNOMODULATORY.g_per_kg, (), WITHIN_10_PERCENT).rounded_grams is None
 
 
 def test_the_labels_dose_wins_over_the_rules_profile_and_keeps_the_profiles_interval_where_it_gives_none():

@@ -1,19 +1,19 @@
 """Dose-determining weight, the dose in grams, and checks of an order against a dosing profile.
 
-The rulebook carries the numbers (g/kg per course, days between courses); this module only
-computes. The weight rule is the one Australia's national Ig criteria use from July 2026:
-- ideal body weight (Devine): 50 kg for men, 45.5 kg for women, plus 2.3 kg per inch over 5 feet;
-- adjusted weight = ideal + 0.4 x (actual - ideal);
-- the actual weight is used for patients under 18, under 152 cm tall, pregnant, or whose actual
-  weight is below the adjusted weight; otherwise the adjusted weight.
-Sexes other than male and female have no Devine base: the female base is used (the lower dose)
-and the result says so.
+The rulebook carries the numbers (g/kg per course, days between courses, the weight rule and the
+rounding tolerance, each with its source: README, Dosing); this module only computes, so the
+committee changes a number without changing code. The dose-determining weight:
+- ideal body weight: the base at five feet for the patient's sex, plus a weight per inch above it;
+- adjusted weight = ideal + adjustment factor x (actual - ideal);
+- the actual weight is used for the patients the rule names (by age, height, pregnancy) and for
+  those whose actual weight is below the adjusted weight; otherwise the adjusted weight.
+A sex without a base uses the base the rule names for other sexes, and the result says so.
 
-Rounding (hospital practice): the dose in grams becomes the amount the product's own vials can
-make (its vial sizes in data/products.yaml) that is nearest the exact dose, within ROUNDING_TOLERANCE
-of it and within the dose range (min to max g/kg) for the dosing weight; ties go to the smaller
-amount, and the fewest vials make it up. When no combination is that close, nothing is rounded and the order goes to
-a pharmacist, with the amounts the vials can make on either side.
+Rounding: the dose in grams becomes the amount the product's own vials can make (its vial sizes
+in data/products.yaml) that is nearest the exact dose, within the rule's tolerance of it and
+within the dose range (min to max g/kg) for the dosing weight; ties go to the smaller amount,
+and the fewest vials make it up. When no combination is that close, nothing is rounded and the
+order goes to a pharmacist, with the amounts the vials can make on either side.
 
 The dose limits are the label's for the product and indication when the label gives a dose (a
 labelled use), otherwise the rule's dosing profile.
@@ -22,16 +22,10 @@ import datetime
 import math
 from dataclasses import dataclass
 
-from service.rulebook.model import DosingProfile, Label, Range
+from service.rulebook.model import DosingProfile, Label, Range, RoundingRule, WeightRule
 
 CM_PER_INCH = 2.54
 FIVE_FEET_INCHES = 60
-KG_PER_INCH = 2.3
-DEVINE_BASE_KG = {"male": 50.0, "female": 45.5}
-ADJUSTMENT_FACTOR = 0.4
-ADULT_AGE = 18
-SHORT_STATURE_CM = 152
-ROUNDING_TOLERANCE = 0.10              # the rounded amount is within 10% of the exact dose
 _TENTHS = 10                           # vial sizes are whole tenths of a gram
 
 
@@ -52,32 +46,33 @@ class MissingFact(ValueError):
     """The dosing weight needs a fact the order does not give; the message names it."""
 
 
-def ideal_body_weight(height_cm: float, sex: str | None) -> tuple[float, str]:
-    base = DEVINE_BASE_KG.get(sex or "", DEVINE_BASE_KG["female"])
-    note = "" if sex in DEVINE_BASE_KG else " (female base: no Devine base for this sex)"
+def ideal_body_weight(height_cm: float, sex: str | None, rule: WeightRule) -> tuple[float, str]:
+    bases = rule.ideal_kg_at_five_feet
+    base = bases.get(sex or "", bases[rule.other_sexes_use])
+    note = "" if sex in bases else f" ({rule.other_sexes_use} base: no Devine base for this sex)"
     inches_over = height_cm / CM_PER_INCH - FIVE_FEET_INCHES
-    return round(base + KG_PER_INCH * inches_over, 1), note
+    return round(base + rule.ideal_kg_per_inch_over_five_feet * inches_over, 1), note
 
 
 def dosing_weight(actual_kg: float | None, height_cm: float | None, age_years: float | None,
-                  sex: str | None, pregnant: bool | None) -> Weight:
+                  sex: str | None, pregnant: bool | None, rule: WeightRule) -> Weight:
     """The weight to dose on, with the reason; raises MissingFact naming what it needs."""
     if actual_kg is None:
         raise MissingFact("patient.weight_kg")
-    if age_years is not None and age_years < ADULT_AGE:
-        return Weight(actual_kg, actual_kg, f"actual weight: under {ADULT_AGE}")
-    if pregnant:
+    if age_years is not None and age_years < rule.actual_weight_under_age_years:
+        return Weight(actual_kg, actual_kg, f"actual weight: under {rule.actual_weight_under_age_years:g}")
+    if pregnant and rule.actual_weight_when_pregnant:
         return Weight(actual_kg, actual_kg, "actual weight: pregnant")
-    if height_cm is not None and height_cm < SHORT_STATURE_CM:
-        return Weight(actual_kg, actual_kg, f"actual weight: under {SHORT_STATURE_CM} cm")
+    if height_cm is not None and height_cm < rule.actual_weight_under_height_cm:
+        return Weight(actual_kg, actual_kg, f"actual weight: under {rule.actual_weight_under_height_cm:g} cm")
     if age_years is None:
         raise MissingFact("patient.age_years")
     if height_cm is None:
         raise MissingFact("patient.height_cm")
-    if pregnant is None and sex != "male":
+    if pregnant is None and sex != "male" and rule.actual_weight_when_pregnant:
         raise MissingFact("patient.pregnant")
-    ideal, note = ideal_body_weight(height_cm, sex)
-    adjusted = round(ideal + ADJUSTMENT_FACTOR * (actual_kg - ideal), 1)
+    ideal, note = ideal_body_weight(height_cm, sex, rule)
+    adjusted = round(ideal + rule.adjustment_factor * (actual_kg - ideal), 1)
     if actual_kg < adjusted:
         return Weight(actual_kg, actual_kg, "actual weight: below the adjusted weight" + note, ideal, adjusted)
     return Weight(actual_kg, adjusted, "adjusted weight" + note, ideal, adjusted)
@@ -121,21 +116,23 @@ def _fewest_vials(sizes: tuple[int, ...], limit: int) -> list[tuple[int, ...] | 
     return best
 
 
-def course_grams(g_per_kg: float, weight_kg: float, limits: Range, vial_sizes_g: tuple[float, ...]) -> Course:
+def course_grams(g_per_kg: float, weight_kg: float, limits: Range, vial_sizes_g: tuple[float, ...],
+                 rounding: RoundingRule) -> Course:
     """One course for this weight, rounded to the product's vials (see the module docstring)."""
+    tolerance = rounding.tolerance
     exact = round(g_per_kg * weight_kg, 2)
     if not vial_sizes_g:
         return Course(g_per_kg, exact, None, (), "not rounded: the product's vial sizes are not recorded")
     sizes = tuple(sorted({round(v * _TENTHS) for v in vial_sizes_g}, reverse=True))
     ceiling = limits.max * weight_kg if limits.max is not None else math.inf
     floor = limits.min * weight_kg if limits.min is not None else 0.0
-    low = math.ceil(max(exact * (1 - ROUNDING_TOLERANCE), floor) * _TENTHS - 1e-6)
-    high = math.floor(min(exact * (1 + ROUNDING_TOLERANCE), ceiling) * _TENTHS + 1e-6)
-    reach = math.ceil(exact * (1 + ROUNDING_TOLERANCE) * _TENTHS) + max(sizes)
+    low = math.ceil(max(exact * (1 - tolerance), floor) * _TENTHS - 1e-6)
+    high = math.floor(min(exact * (1 + tolerance), ceiling) * _TENTHS + 1e-6)
+    reach = math.ceil(exact * (1 + tolerance) * _TENTHS) + max(sizes)
     combos = _fewest_vials(sizes, reach)
     fits = [t for t in range(max(low, 1), high + 1) if combos[t] is not None]
     rule = (f"nearest amount the vials ({', '.join(f'{v:g} g' for v in sorted(vial_sizes_g))}) make, within "
-            f"{ROUNDING_TOLERANCE:.0%} of the exact dose and within the dose range for this weight")
+            f"{tolerance:.0%} of the exact dose and within the dose range for this weight")
     if not fits:
         exact_tenths = round(exact * _TENTHS)
         below = next((t for t in range(min(exact_tenths, reach), 0, -1) if combos[t] is not None), None)
@@ -143,7 +140,7 @@ def course_grams(g_per_kg: float, weight_kg: float, limits: Range, vial_sizes_g:
         near = " or ".join(f"{t / _TENTHS:g} g" for t in dict.fromkeys((below, above)) if t is not None)
         bounds = f"{floor:g}-{ceiling:g} g" if ceiling != math.inf else f"at least {floor:g} g"
         return Course(g_per_kg, exact, None, (), f"not rounded: no combination of the vials is within "
-                                                 f"{ROUNDING_TOLERANCE:.0%} of {exact:g} g and within the dose range "
+                                                 f"{tolerance:.0%} of {exact:g} g and within the dose range "
                                                  f"for this weight ({bounds}); the vials make {near}")
     chosen = min(fits, key=lambda t: (abs(t - exact * _TENTHS), t))
     counts: dict[int, int] = {}

@@ -34,7 +34,8 @@ def lint_rulebook(rulebook: Rulebook) -> list[str]:
     problems = _diagnosis_problems(rulebook, where)
     if problems:
         return problems  # the checks below assume every code is valid and owned once
-    problems = _unused_diagnoses(rulebook, where) + _uncovered_indications(rulebook, where) + _ambiguous_rules(rulebook, where)
+    problems = (_unused_diagnoses(rulebook, where) + _uncovered_indications(rulebook, where)
+                + _ambiguous_rules(rulebook, where))
     return problems or _compile_problems(rulebook, where)
 
 

@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 OUTCOMES = ("approved", "off_label_with_evidence", "needs_review", "not_supported")
+# The outcomes that say yes: only these may grant an authorisation, and the rulebook's
+# `authorisations.granted_by` says which of them do.
+POSITIVE_OUTCOMES = ("approved", "off_label_with_evidence")
 STRENGTHS = ("controlled", "limited", "mixed", "none_found", "guideline_listed", "case_experience", "not_addressed")
 # What a controlled or limited finding reports; the outcome scale (README) is checked against it.
 EFFECTS = ("benefit", "no_benefit", "unclear")
@@ -119,6 +122,40 @@ class DosingProfile:
 
 
 @dataclass(frozen=True)
+class WeightRule:
+    """The dose-determining weight that g/kg multiplies: an ideal weight from height and sex, an
+    adjusted weight between it and the actual one, and the patients dosed on their actual weight.
+
+    The clinical numbers come from the rulebook (`dosing.weight`); service.decide.dosing computes.
+    """
+
+    source: str
+    ideal_kg_at_five_feet: dict[str, float]         # by sex
+    ideal_kg_per_inch_over_five_feet: float
+    other_sexes_use: str                            # whose base a sex without one uses
+    adjustment_factor: float                        # adjusted = ideal + factor x (actual - ideal)
+    actual_weight_under_age_years: float
+    actual_weight_under_height_cm: float
+    actual_weight_when_pregnant: bool
+
+
+@dataclass(frozen=True)
+class RoundingRule:
+    """How near the exact dose the amount a product's vials make must be to be given instead."""
+
+    source: str
+    tolerance: float                                # a share of the exact dose: 0.1 is within 10%
+
+
+@dataclass(frozen=True)
+class Authorisations:
+    """What a decision grants: the outcomes that grant an authorisation, and for how many days."""
+
+    granted_by: frozenset[str]                      # a subset of POSITIVE_OUTCOMES
+    days: int                                       # unless a rule sets its own authorisation_days
+
+
+@dataclass(frozen=True)
 class Rule:
     id: str
     title: str
@@ -212,19 +249,26 @@ class Rulebook:
     indications: dict[str, str]
     therapies: dict[str, Therapy]
     sources: dict[str, Source]
+    authorisations: Authorisations
+    weight_rule: WeightRule
+    rounding_rule: RoundingRule
     cited_sources: tuple[str, ...] = field(default=())
     abbreviations: dict[str, str] = field(default_factory=dict)
     qualifiers: tuple[str, ...] = ()            # words that change which condition a text names
     dosing_profiles: dict[str, DosingProfile] = field(default_factory=dict)
     default_dosing: str | None = None
-    authorisation_days: int = 180
 
     def dosing_for(self, rule: Rule | None) -> DosingProfile:
         """The dose range a rule (or, for a case no rule covers, the rulebook) sets."""
         return self.dosing_profiles[(rule.dosing if rule and rule.dosing else None) or self.default_dosing]
 
+    def grants_authorisation(self, outcome: str) -> bool:
+        """Whether a decision with this outcome grants the patient an authorisation."""
+        return outcome in self.authorisations.granted_by
+
     def authorisation_days_for(self, rule: Rule | None) -> int:
-        return (rule.authorisation_days if rule and rule.authorisation_days else None) or self.authorisation_days
+        """How long an authorisation lasts: the rule's period, else the rulebook's."""
+        return rule.authorisation_days if rule and rule.authorisation_days else self.authorisations.days
 
     def rule(self, rule_id: str) -> Rule | None:
         return next((r for r in self.rules if r.id == rule_id), None)

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import yaml
 
-from service.rulebook.model import (EFFECTS, MAX_AGE_YEARS, OUTCOMES, ROUTES, SEVERITIES, SEXES, STRENGTHS, Conditions,
-                                    Diagnosis, DosingProfile, Evidence, Label, LabelDose, PrescribingInformation, Product,
-                                    Range, Rule, Rulebook, RulebookError, Source, Synonym, Therapy)
+from service.rulebook.model import (EFFECTS, MAX_AGE_YEARS, OUTCOMES, POSITIVE_OUTCOMES, ROUTES, SEVERITIES, SEXES,
+                                    STRENGTHS, Authorisations, Conditions, Diagnosis, DosingProfile, Evidence, Label,
+                                    LabelDose, PrescribingInformation, Product, Range, RoundingRule, Rule, Rulebook,
+                                    RulebookError, Source, Synonym, Therapy, WeightRule)
 
 REFERENCE_FILES = ("products.yaml", "therapies.yaml", "sources.yaml")
 _EFFECT_NEEDED = ("controlled", "limited")       # the strengths whose findings report an effect
@@ -121,24 +122,25 @@ def load_rulebook(path: str | Path) -> Rulebook:
     raw = read_yaml(path)
     check = _Checker()
     top = check.mapping(raw, str(path), ("rulebook", "diagnoses", "rules"),
-                        ("abbreviations", "qualifiers", "dosing"))
+                        ("abbreviations", "qualifiers", "dosing", "authorisations"))
     if top is None:
         raise RulebookError(check.problems)
-    meta = check.mapping(top.get("rulebook", {}), f"{path}: rulebook", ("name", "version", "effective", "reference_data"),
-                         ("authorisation_days",)) or {}
+    meta = check.mapping(top.get("rulebook", {}), f"{path}: rulebook",
+                         ("name", "version", "effective", "reference_data")) or {}
     data_dir = (path.parent / str(meta.get("reference_data", ""))).resolve()
     products, indications = _read_products(data_dir, check)
     therapies = _read_therapies(data_dir, check)
     sources = _read_sources(data_dir, check)
     diagnoses = _read_diagnoses(top.get("diagnoses"), f"{path}: diagnoses", check)
     profiles, default_dosing = _read_dosing(top.get("dosing"), f"{path}: dosing", check)
+    weight_rule, rounding_rule = _read_dose_rules(top.get("dosing"), f"{path}: dosing", check)
     references = References(diagnoses, products, indications, therapies, sources, profiles)
     rules = _read_rules(top.get("rules"), path, check, references)
     abbreviations = _read_abbreviations(top.get("abbreviations"), f"{path}: abbreviations", check)
     qualifiers = _read_qualifiers(top.get("qualifiers"), f"{path}: qualifiers", check)
-    authorisation_days = _days(meta.get("authorisation_days", 180), f"{path}: rulebook.authorisation_days", check)
-    if check.problems:
-        raise RulebookError(check.problems)
+    authorisations = _read_authorisations(top.get("authorisations"), f"{path}: authorisations", check)
+    if check.problems or authorisations is None or weight_rule is None or rounding_rule is None:
+        raise RulebookError(check.problems)     # a block that is missing is one of the problems
     cited = tuple(sorted({e.source for r in rules for e in r.evidence}))
     return Rulebook(
         name=check.text(meta.get("name"), f"{path}: rulebook.name"),
@@ -152,20 +154,39 @@ def load_rulebook(path: str | Path) -> Rulebook:
         indications=indications,
         therapies=therapies,
         sources=sources,
+        authorisations=authorisations,
+        weight_rule=weight_rule,
+        rounding_rule=rounding_rule,
         cited_sources=cited,
         abbreviations=abbreviations,
         qualifiers=qualifiers,
         dosing_profiles=profiles,
         default_dosing=default_dosing,
-        authorisation_days=authorisation_days,
     )
 
 
-def _days(value, where: str, check: _Checker) -> int:
+def _days(value, where: str, check: _Checker) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 3650:
         check.fail(where, f"must be a whole number of days from 1 to 3650, found {value!r}")
-        return 180
+        return None
     return value
+
+
+def _read_authorisations(raw, where: str, check: _Checker) -> Authorisations | None:
+    """The outcomes that grant an authorisation, and for how long. Only a positive outcome may
+    grant one: a needs_review or not_supported decision never authorises a dose."""
+    if raw is None:
+        check.fail(where, "missing: give granted_by (the outcomes that grant an authorisation) and days "
+                          "(see README, The rulebook format)")
+        return None
+    raw = check.mapping(raw, where, ("granted_by", "days")) or {}
+    granted_by = check.choices(raw.get("granted_by"), f"{where}.granted_by", OUTCOMES) or frozenset()
+    if "granted_by" in raw and raw["granted_by"] is None:
+        check.fail(f"{where}.granted_by", "must list at least one value")
+    for outcome in sorted(granted_by - set(POSITIVE_OUTCOMES)):
+        check.fail(f"{where}.granted_by", f"'{outcome}' can never grant an authorisation: only "
+                                          f"{' and '.join(POSITIVE_OUTCOMES)} can")
+    return Authorisations(granted_by, _days(raw.get("days"), f"{where}.days", check) or 0)
 
 
 def _range(raw, where: str, check: _Checker, low: float, high: float) -> Range:
@@ -181,9 +202,10 @@ def _range(raw, where: str, check: _Checker, low: float, high: float) -> Range:
 def _read_dosing(raw, where: str, check: _Checker) -> tuple[dict[str, DosingProfile], str | None]:
     """Dosing profiles (g/kg per course, days between courses) and the default for uncovered cases."""
     if raw is None:
-        check.fail(where, "missing: give dosing profiles and a default (see README, Dosing)")
+        check.fail(where, "missing: give dosing profiles, a default, the weight rule and the rounding rule "
+                          "(see README, Dosing)")
         return {}, None
-    raw = check.mapping(raw, where, ("default", "profiles")) or {}
+    raw = check.mapping(raw, where, ("default", "profiles", "weight", "rounding")) or {}
     profiles = {}
     for profile_id, item in (raw.get("profiles") or {}).items():
         at = f"{where}.profiles.{profile_id}"
@@ -205,6 +227,57 @@ def _read_dosing(raw, where: str, check: _Checker) -> tuple[dict[str, DosingProf
     if default is not None and default not in profiles:
         check.fail(f"{where}.default", f"'{default}' is not one of the profiles")
     return profiles, default
+
+
+def _read_dose_rules(raw, where: str, check: _Checker) -> tuple[WeightRule | None, RoundingRule | None]:
+    """The dosing block's weight and rounding rules; a missing block or rule is reported by _read_dosing."""
+    raw = raw if isinstance(raw, dict) else {}
+    weight = _read_weight_rule(raw["weight"], f"{where}.weight", check) if "weight" in raw else None
+    rounding = _read_rounding_rule(raw["rounding"], f"{where}.rounding", check) if "rounding" in raw else None
+    return weight, rounding
+
+
+_WEIGHT_FIELDS = ("source", "ideal_kg_at_five_feet", "ideal_kg_per_inch_over_five_feet", "other_sexes_use",
+                  "adjustment_factor", "actual_weight_for")
+
+
+def _read_weight_rule(raw, where: str, check: _Checker) -> WeightRule:
+    """The dose-determining weight (README, Dosing). Every number is required: none has a default in Python."""
+    raw = check.mapping(raw, where, _WEIGHT_FIELDS) or {}
+    bases = _read_ideal_bases(raw.get("ideal_kg_at_five_feet"), f"{where}.ideal_kg_at_five_feet", check)
+    other_sexes_use = check.text(raw.get("other_sexes_use"), f"{where}.other_sexes_use")
+    if other_sexes_use and other_sexes_use not in bases:
+        check.fail(f"{where}.other_sexes_use", f"'{other_sexes_use}' has no base under ideal_kg_at_five_feet")
+    actual = check.mapping(raw.get("actual_weight_for"), f"{where}.actual_weight_for",
+                           ("under_age_years", "under_height_cm", "pregnant")) or {}
+    return WeightRule(
+        source=check.text(raw.get("source"), f"{where}.source"),
+        ideal_kg_at_five_feet=bases,
+        ideal_kg_per_inch_over_five_feet=check.number(raw.get("ideal_kg_per_inch_over_five_feet"),
+                                                      f"{where}.ideal_kg_per_inch_over_five_feet", 0, 10) or 0.0,
+        other_sexes_use=other_sexes_use,
+        adjustment_factor=check.number(raw.get("adjustment_factor"), f"{where}.adjustment_factor", 0, 1) or 0.0,
+        actual_weight_under_age_years=check.number(actual.get("under_age_years"),
+                                                   f"{where}.actual_weight_for.under_age_years", 0,
+                                                   MAX_AGE_YEARS) or 0.0,
+        actual_weight_under_height_cm=check.number(actual.get("under_height_cm"),
+                                                   f"{where}.actual_weight_for.under_height_cm", 0, 300) or 0.0,
+        actual_weight_when_pregnant=_flag(actual.get("pregnant"), f"{where}.actual_weight_for.pregnant", check),
+    )
+
+
+def _read_ideal_bases(raw, where: str, check: _Checker) -> dict[str, float]:
+    """The ideal weight at five feet, by sex."""
+    bases = check.mapping(raw, where, (), SEXES)
+    if bases == {}:
+        check.fail(where, "give the base of at least one sex")
+    return {str(sex): check.number(kg, f"{where}.{sex}", 1, 200) or 0.0 for sex, kg in (bases or {}).items()}
+
+
+def _read_rounding_rule(raw, where: str, check: _Checker) -> RoundingRule:
+    raw = check.mapping(raw, where, ("source", "tolerance")) or {}
+    return RoundingRule(check.text(raw.get("source"), f"{where}.source"),
+                        check.number(raw.get("tolerance"), f"{where}.tolerance", 0, 0.5) or 0.0)
 
 
 def _read_abbreviations(raw, where: str, check: _Checker) -> dict[str, str]:
@@ -443,7 +516,8 @@ def _read_rules(raw, path: Path, check: _Checker, references: References) -> tup
     if not isinstance(raw, list) or not raw:
         check.fail(f"{path}: rules", "must be a non-empty list of rules")
         return ()
-    rules, seen_ids = [], set()
+    rules = []
+    seen_ids: set[str] = set()
     for position, item in enumerate(raw):
         rule_id = item.get("id") if isinstance(item, dict) else None
         at = f"{path}: rule {rule_id}" if rule_id else f"{path}: rules[{position}]"

@@ -99,13 +99,14 @@ def check(instance, formulary: Formulary, order, requester: str, today: datetime
     weight = course = None
     try:
         weight = dosing.dosing_weight(request.weight_kg, request.height_cm, request.facts.age_years,
-                                      request.facts.sex, request.facts.pregnant)
+                                      request.facts.sex, request.facts.pregnant, rulebook.weight_rule)
         reasons.append(_reason("weight", True, f"dosing weight {weight.dosing_kg:g} kg ({weight.basis})"))
     except dosing.MissingFact as missing:
         reasons.append(_reason("weight", False, f"the dosing weight needs {missing}"))
     if weight and g_per_kg:
         limits = dosing.course_limits(profile, interval)
-        course = dosing.course_grams(g_per_kg, weight.dosing_kg, limits, rulebook.products[product].vial_sizes_g)
+        course = dosing.course_grams(g_per_kg, weight.dosing_kg, limits, rulebook.products[product].vial_sizes_g,
+                                     rulebook.rounding_rule)
         if course.rounded_grams is None:
             reasons.append(_reason("vials", False, f"{course.grams:g} g {course.rounding}; a pharmacist decides the amount"))
         else:
