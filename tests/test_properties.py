@@ -237,7 +237,9 @@ payloads = st.one_of(
 
 def _put(payload: dict, fact: str, value) -> dict:
     parent, key, _ = FACTS_TO_ADD[fact]
-    (payload.setdefault(parent, {}) if parent else payload)[key] = value
+    if parent and not payload.get(parent):     # "patient": null or [] is accepted as no facts given
+        payload[parent] = {}
+    (payload[parent] if parent else payload)[key] = value
     return payload
 
 
