@@ -5,10 +5,10 @@ import time
 
 import pytest
 
-from service.rulebook.compiler import MAX_EXPRESSIONS, MAX_RULES_PER_RULESET, _expressions, compile_rulebook
 from service.decide.formulary import Formulary
-from service.rulebook.shipped import SHIPPED_RULEBOOK
+from service.rulebook.compiler import MAX_EXPRESSIONS, MAX_RULES_PER_RULESET, _expressions, compile_rulebook
 from service.rulebook.reader import load_rulebook
+from service.rulebook.shipped import SHIPPED_RULEBOOK
 
 from .synthetic import write_synthetic_rulebook
 

@@ -4,8 +4,16 @@ from dataclasses import replace
 
 import pytest
 
-from service.decide.dosing import (MissingFact, check_order, course_grams, course_limits, courses_given, dosing_weight,
-                                   ideal_body_weight, limits_for)
+from service.decide.dosing import (
+    MissingFact,
+    check_order,
+    course_grams,
+    course_limits,
+    courses_given,
+    dosing_weight,
+    ideal_body_weight,
+    limits_for,
+)
 from service.rulebook.model import DosingProfile, Label, LabelDose, Range, RoundingRule, WeightRule
 
 IMMUNOMODULATORY = DosingProfile("immunomodulatory", Range(0.4, 2.0), Range(21, None))

@@ -8,7 +8,6 @@ import pytest
 from service.decide.formulary import Formulary
 
 
-
 def decide(formulary, code, **extra):
     return formulary.decide({"diagnosis": {"code": code}, **extra})
 
@@ -239,8 +238,8 @@ def test_the_engine_starts_no_threads(mini_path):
 
 
 def test_an_event_durable_rules_refuses_is_an_engine_error(mini):
-    from service.rulebook.facts import Facts
     from service.rulebook.engine import EngineError
+    from service.rulebook.facts import Facts
 
     # Exponent notation is one thing durable-rules' JSON reader refuses (error 204): request.py rounds ages to avoid it.
     with pytest.raises(EngineError, match="refused request"):
@@ -282,8 +281,8 @@ def test_a_handled_event_that_starts_no_action_is_an_engine_error(mini, monkeypa
 def test_an_action_left_pending_by_another_event_is_never_read_as_this_requests(mini):
     import durable_rules_engine
 
-    from service.rulebook.facts import Facts
     from service.rulebook.engine import EngineError
+    from service.rulebook.facts import Facts
 
     engine = mini.engine
     ruleset = engine._compiled.routes["G61"]
@@ -355,8 +354,8 @@ def test_a_session_that_cannot_be_cleared_makes_the_engine_refuse_every_request(
 def test_events_without_the_fields_a_ruleset_never_tests_decide_exactly_as_full_events(shipped):
     """The engine leaves out of each event the fields its ruleset's conditions never mention; the
     same requests posted with every field (an engine whose plans are all None) decide the same."""
-    from service.rulebook.facts import Facts
     from service.rulebook.engine import Engine
+    from service.rulebook.facts import Facts
     from service.rulebook.model import SEVERITIES, SEXES
 
     compiled = shipped.engine._compiled

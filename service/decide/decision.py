@@ -1,11 +1,11 @@
 """The decision: a plain data object that the CLI's --json and the HTTP API serialise unchanged."""
 from dataclasses import asdict, dataclass
 
+from service.decide.terminology import Candidate, DiagnosisMatch
 from service.rulebook.as_data import rulebook_ref
 from service.rulebook.engine import EngineError
 from service.rulebook.facts import Facts, Verdict
 from service.rulebook.model import Evidence, Rulebook
-from service.decide.terminology import Candidate, DiagnosisMatch
 
 OUTCOME_WORDS = {
     "approved": "Approved: an FDA-labelled indication",

@@ -6,14 +6,15 @@ its own module; this one only strings them together, so the decision logic runs 
 from dataclasses import replace
 from pathlib import Path
 
-from service.rulebook.compiler import compile_rulebook
 from service.decide.decision import Decision, from_verdict, proposal, without_rule
+from service.decide.request import DecisionRequest, Vocabulary, parse_request
+from service.decide.terminology import DiagnosisMatch, Terminology
+from service.rulebook.compiler import compile_rulebook
 from service.rulebook.engine import Engine
 from service.rulebook.lint import load_checked
-from service.decide.request import DecisionRequest, Vocabulary, parse_request
 from service.rulebook.model import Rulebook
 from service.rulebook.shipped import default_rulebook_path
-from service.decide.terminology import DiagnosisMatch, Terminology
+
 
 class Formulary:
     """A rulebook that passed lint, compiled into its own engine."""

@@ -25,8 +25,8 @@ from functools import cached_property, lru_cache
 import simple_icd_10_cm as cm
 from rapidfuzz import fuzz, process
 
-from service.rulebook import icd10
 from service.decide.request import RequestError
+from service.rulebook import icd10
 from service.rulebook.model import Rulebook
 from service.rulebook.text_keys import fold, match_key
 

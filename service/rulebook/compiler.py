@@ -25,9 +25,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from service.rulebook import icd10
-
-from service.rulebook import precedence
+from service.rulebook import icd10, precedence
 from service.rulebook.facts import Facts, Verdict
 from service.rulebook.model import Conditions, Rule, Rulebook
 

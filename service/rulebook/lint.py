@@ -8,9 +8,7 @@ durable-rules.
 """
 from pathlib import Path
 
-from service.rulebook import icd10
-
-from service.rulebook import precedence
+from service.rulebook import icd10, precedence
 from service.rulebook.compiler import CompileError, compile_rulebook, rules_by_code
 from service.rulebook.model import Diagnosis, Rulebook, RulebookError
 from service.rulebook.reader import load_rulebook, read_yaml

@@ -13,10 +13,34 @@ from pathlib import Path
 
 import yaml
 
-from service.rulebook.model import (EFFECTS, MAX_AGE_YEARS, OUTCOMES, POSITIVE_OUTCOMES, ROUTES, SEVERITIES, SEXES,
-                                    STRENGTHS, Authorisations, Conditions, Diagnosis, DosingProfile, Evidence, Label,
-                                    LabelDose, PrescribingInformation, Product, Range, RoundingRule, Rule, Rulebook,
-                                    RulebookError, Source, Synonym, Therapy, WeightRule)
+from service.rulebook.model import (
+    EFFECTS,
+    MAX_AGE_YEARS,
+    OUTCOMES,
+    POSITIVE_OUTCOMES,
+    ROUTES,
+    SEVERITIES,
+    SEXES,
+    STRENGTHS,
+    Authorisations,
+    Conditions,
+    Diagnosis,
+    DosingProfile,
+    Evidence,
+    Label,
+    LabelDose,
+    PrescribingInformation,
+    Product,
+    Range,
+    RoundingRule,
+    Rule,
+    Rulebook,
+    RulebookError,
+    Source,
+    Synonym,
+    Therapy,
+    WeightRule,
+)
 
 REFERENCE_FILES = ("products.yaml", "therapies.yaml", "sources.yaml")
 _EFFECT_NEEDED = ("controlled", "limited")       # the strengths whose findings report an effect
