@@ -10,6 +10,7 @@ one audit record.
 import csv
 import datetime
 import io
+from dataclasses import dataclass
 
 from service.decide import dosing
 
@@ -18,6 +19,7 @@ from service.workflow.authorisations import active_authorisation, profile_of
 from service.workflow.cases import record_decision, sanitised
 from service.decide.formulary import Formulary
 from service.decide.request import RequestError, parse_request
+from service.rulebook.model import DosingProfile, Label, Rule, Rulebook
 
 MAX_BATCH = 1000         # orders in one HTTP batch or console upload
 ORDER_FIELDS = ("patient", "diagnosis", "product", "route", "dose", "last_infusion_date", "therapies", "severity")
@@ -27,7 +29,7 @@ def _reason(check: str, ok: bool, message: str) -> dict:
     return {"check": check, "ok": ok, "message": message}
 
 
-def _last_infusion(order: dict, today: datetime.date) -> datetime.date | None:
+def _last_infusion(order: dict) -> datetime.date | None:
     value = order.get("last_infusion_date")
     if value is None:
         return None
@@ -38,43 +40,99 @@ def _last_infusion(order: dict, today: datetime.date) -> datetime.date | None:
                            "last_infusion_date") from None
 
 
+@dataclass
+class _Cover:
+    """What the order is dispensed under: a valid authorisation, or the decision made for it now."""
+    code: str | None
+    authorisation: dict | None
+    decision: dict | None
+
+    def reason(self) -> dict:
+        if self.authorisation:
+            a = self.authorisation
+            return _reason("authorisation", True, f"authorisation {a['id']} ({a['basis']}, {a['code']}) is valid until "
+                                                  f"{a['valid_until']}")
+        decision = self.decision or {}
+        case = f"; review case {decision['review_case_id']}" if decision.get("review_case_id") else ""
+        return _reason("authorisation", False, f"no valid authorisation for this patient and diagnosis; the decision for "
+                                               f"this order is {decision.get('outcome')}{case}")
+
+
 def check(instance, formulary: Formulary, order, requester: str, today: datetime.date) -> dict:
     """The pre-approval result for one order; raises RequestError for an order that is malformed."""
-    if not isinstance(order, dict):
-        raise RequestError("wrong_type", "an order must be an object", "")
-    for key in order:
-        if key not in ORDER_FIELDS:
-            raise RequestError("unknown_field", f"{key} is not an order field (allowed: {', '.join(ORDER_FIELDS)})", key)
-    last_infusion = _last_infusion(order, today)
-    payload = {k: v for k, v in order.items() if k != "last_infusion_date"}
+    payload, last_infusion = _read_order(order)
     request = parse_request(payload, formulary.vocabulary)
     for needed, present in (("patient.ref", request.patient_ref), ("product", request.facts.product)):
         if present is None:
             raise RequestError("missing_field", f"an order needs {needed}", needed)
     patient_hash = instance.audit.patient_hash(request.patient_ref)
+    cover = _cover(instance, formulary, request, payload, patient_hash, requester, today)
+    rule, label, product_reasons = _product_checks(formulary.rulebook, request, cover.authorisation)
+    authorisation = cover.authorisation
+    profile = dosing.limits_for(profile_of(authorisation) if authorisation else formulary.rulebook.dosing_for(rule),
+                                label, request.facts.product)
+    g_per_kg = request.dose.g_per_kg if request.dose else None
+    interval = request.dose.interval_days if request.dose else None
+    timing = [f.to_dict() for f in dosing.check_order(profile, g_per_kg, interval, last_infusion, today)]
+    used = dosing.courses_given(profile, last_infusion,
+                                datetime.date.fromisoformat(authorisation["valid_from"]) if authorisation else None)
+    weight, course, amount_reasons = _amount(formulary.rulebook, request, profile, g_per_kg, interval)
+    reasons = [cover.reason(), *product_reasons, *timing, *([used.to_dict()] if used else []), *amount_reasons]
+    result = {
+        "dispense": all(r["ok"] for r in reasons),
+        "reasons": reasons,
+        "authorisation": authorisation,
+        "decision": cover.decision,
+        "dosing_profile": {"id": profile.id, "g_per_kg": vars(profile.g_per_kg), "interval_days": vars(profile.interval_days),
+                           "courses": profile.courses, "monthly": profile.monthly},
+        "weight": weight.to_dict() if weight else None,
+        "dose": course.to_dict() if course else None,
+    }
+    instance.audit.append("preapproval", {"order": sanitised(order, patient_hash), "result": result},
+                          requester=requester, status=200, code=cover.code, patient_ref_hash=patient_hash,
+                          outcome=cover.decision["outcome"] if cover.decision else None,
+                          rule_id=authorisation["rule_id"] if authorisation else None,
+                          rulebook_version=formulary.rulebook.version, rulebook_digest=formulary.rulebook.digest)
+    return result
+
+
+def _read_order(order) -> tuple[dict, datetime.date | None]:
+    """The decision request an order carries, and its last infusion date; refuses a malformed order."""
+    if not isinstance(order, dict):
+        raise RequestError("wrong_type", "an order must be an object", "")
+    for key in order:
+        if key not in ORDER_FIELDS:
+            raise RequestError("unknown_field", f"{key} is not an order field (allowed: {', '.join(ORDER_FIELDS)})", key)
+    return {k: v for k, v in order.items() if k != "last_infusion_date"}, _last_infusion(order)
+
+
+def _cover(instance, formulary: Formulary, request, payload: dict, patient_hash: str, requester: str,
+           today: datetime.date) -> _Cover:
+    """The patient's valid authorisation for the diagnosis, or else the decision (recorded) that
+    may grant one. A diagnosis matched only approximately never finds an authorisation."""
     diagnosis = formulary.terminology.resolve(request.code, request.text)
     code = diagnosis.plain_code
     recognised = code is not None and not diagnosis.problem and not diagnosis.is_proposal
-    diagnosis_id = formulary.terminology.diagnosis_of(code) if recognised else None
 
-    reasons, decision = [], None
-    authorisation = active_authorisation(instance, patient_hash, code, diagnosis_id, today) if recognised else None
+    def valid_authorisation():
+        if not recognised:
+            return None
+        return active_authorisation(instance, patient_hash, code, formulary.terminology.diagnosis_of(code), today)
+
+    authorisation, decision = valid_authorisation(), None
     if authorisation is None:
         decision = record_decision(instance, formulary, payload, requester)
         if decision["authorisation_id"]:
-            authorisation = active_authorisation(instance, patient_hash, code, diagnosis_id, today)
-    if authorisation:
-        reasons.append(_reason("authorisation", True, f"authorisation {authorisation['id']} ({authorisation['basis']}, "
-                                                      f"{authorisation['code']}) is valid until {authorisation['valid_until']}"))
-    else:
-        case = f"; review case {decision['review_case_id']}" if decision and decision["review_case_id"] else ""
-        reasons.append(_reason("authorisation", False,
-                               f"no valid authorisation for this patient and diagnosis; the decision for this order is "
-                               f"{decision['outcome']}{case}"))
+            authorisation = valid_authorisation()
+    return _Cover(code, authorisation, decision)
 
-    rulebook, product, route = formulary.rulebook, request.facts.product, request.facts.route
+
+def _product_checks(rulebook: Rulebook, request, authorisation: dict | None) -> tuple[Rule | None, Label | None, list[dict]]:
+    """The product against the formulary, the label (for this patient and route) and the
+    authorisation; with the authorisation's rule and the label whose dose applies, if any."""
+    product, route = request.facts.product, request.facts.route
     unverified = "" if rulebook.products[product].verified else " (its label is not verified, so no use of it is labelled here)"
-    reasons.append(_reason("formulary", True, f"{product} is on the formulary{unverified}"))
+    reasons = [_reason("formulary", True, f"{product} is on the formulary{unverified}")]
     rule = rulebook.rule(authorisation["rule_id"]) if authorisation and authorisation["rule_id"] else None
     label = None
     if rule and rule.labelled_indication:
@@ -86,17 +144,14 @@ def check(instance, formulary: Formulary, order, requester: str, today: datetime
     if authorisation and authorisation["products"] and product not in authorisation["products"]:
         reasons.append(_reason("authorised_product", False, f"the authorisation is on label for "
                                                             f"{', '.join(authorisation['products'])}; {product} is not among them"))
+    return rule, label, reasons
 
-    profile = dosing.limits_for(profile_of(authorisation) if authorisation else rulebook.dosing_for(rule), label, product)
-    g_per_kg = request.dose.g_per_kg if request.dose else None
-    interval = request.dose.interval_days if request.dose else None
-    reasons += [f.to_dict() for f in dosing.check_order(profile, g_per_kg, interval, last_infusion, today)]
-    used = dosing.courses_given(profile, last_infusion,
-                                datetime.date.fromisoformat(authorisation["valid_from"]) if authorisation else None)
-    if used:
-        reasons.append(used.to_dict())
 
+def _amount(rulebook: Rulebook, request, profile: DosingProfile, g_per_kg: float | None, interval: int | None):
+    """The dose-determining weight, the grams in the product's vials, and the dose against the
+    profile's maximum: (weight, course, reasons)."""
     weight = course = None
+    reasons = []
     try:
         weight = dosing.dosing_weight(request.weight_kg, request.height_cm, request.facts.age_years,
                                       request.facts.sex, request.facts.pregnant, rulebook.weight_rule)
@@ -105,7 +160,7 @@ def check(instance, formulary: Formulary, order, requester: str, today: datetime
         reasons.append(_reason("weight", False, f"the dosing weight needs {missing}"))
     if weight and g_per_kg:
         limits = dosing.course_limits(profile, interval)
-        course = dosing.course_grams(g_per_kg, weight.dosing_kg, limits, rulebook.products[product].vial_sizes_g,
+        course = dosing.course_grams(g_per_kg, weight.dosing_kg, limits, rulebook.products[request.facts.product].vial_sizes_g,
                                      rulebook.rounding_rule)
         if course.rounded_grams is None:
             reasons.append(_reason("vials", False, f"{course.grams:g} g {course.rounding}; a pharmacist decides the amount"))
@@ -117,23 +172,7 @@ def check(instance, formulary: Formulary, order, requester: str, today: datetime
             extra = round(course.grams - limits.max * weight.dosing_kg, 2)
             reasons.append(_reason("dose_amount", False, f"the order is {course.grams:g} g for this patient, {extra:g} g above "
                                                          f"the maximum ({profile.id}); a pharmacist or the committee reviews it"))
-
-    result = {
-        "dispense": all(r["ok"] for r in reasons),
-        "reasons": reasons,
-        "authorisation": authorisation,
-        "decision": decision,
-        "dosing_profile": {"id": profile.id, "g_per_kg": vars(profile.g_per_kg), "interval_days": vars(profile.interval_days),
-                           "courses": profile.courses, "monthly": profile.monthly},
-        "weight": weight.to_dict() if weight else None,
-        "dose": course.to_dict() if course else None,
-    }
-    instance.audit.append("preapproval", {"order": sanitised(order, patient_hash), "result": result},
-                          requester=requester, status=200, code=code, patient_ref_hash=patient_hash,
-                          outcome=decision["outcome"] if decision else None,
-                          rule_id=authorisation["rule_id"] if authorisation else None,
-                          rulebook_version=formulary.rulebook.version, rulebook_digest=formulary.rulebook.digest)
-    return result
+    return weight, course, reasons
 
 
 def orders_from_upload(upload) -> list[tuple[int, dict | RequestError]]:
