@@ -64,7 +64,7 @@ def from_verdict(rulebook: Rulebook, diagnosis: DiagnosisMatch, facts: Facts, ve
             evidence=rule.evidence,
             missing=missing,
         )
-    labelled = ()
+    labelled: tuple[str, ...] = ()
     if rule.labelled_indication:
         labelled = rulebook.labelled_products(rule.labelled_indication, facts.age_years, facts.product, facts.route)
         if not labelled:
@@ -104,6 +104,7 @@ def proposal(rulebook: Rulebook, diagnosis: DiagnosisMatch, confirmed: Decision)
     hypogammaglobulinaemia" read as a primary immunodeficiency code), nothing is offered for
     confirmation: the words name another condition, and the rules have nothing for it.
     """
+    assert diagnosis.code is not None and diagnosis.description is not None   # a proposal names its code
     proposed = Candidate(diagnosis.code, diagnosis.description, diagnosis.score or 0.0)
     candidates = (proposed,) + tuple(c for c in diagnosis.candidates if c.code != diagnosis.code)
     read_as = f"'{diagnosis.input}' was read approximately as {diagnosis.code} {diagnosis.description} " \

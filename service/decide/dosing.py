@@ -109,10 +109,12 @@ def _fewest_vials(sizes: tuple[int, ...], limit: int) -> list[tuple[int, ...] | 
     best[0] = ()
     for amount in range(1, limit + 1):
         for size in sizes:
-            if size <= amount and best[amount - size] is not None:
-                candidate = best[amount - size] + (size,)
-                if best[amount] is None or len(candidate) < len(best[amount]):
-                    best[amount] = candidate
+            previous = best[amount - size] if size <= amount else None
+            if previous is None:
+                continue
+            candidate, current = previous + (size,), best[amount]
+            if current is None or len(candidate) < len(current):
+                best[amount] = candidate
     return best
 
 
@@ -144,7 +146,7 @@ def course_grams(g_per_kg: float, weight_kg: float, limits: Range, vial_sizes_g:
                                                  f"for this weight ({bounds}); the vials make {near}")
     chosen = min(fits, key=lambda t: (abs(t - exact * _TENTHS), t))
     counts: dict[int, int] = {}
-    for size in combos[chosen]:
+    for size in combos[chosen] or ():       # every amount in `fits` has its vials
         counts[size] = counts.get(size, 0) + 1
     vials = tuple((size / _TENTHS, counts[size]) for size in sorted(counts, reverse=True))
     return Course(g_per_kg, exact, chosen / _TENTHS, vials, rule)

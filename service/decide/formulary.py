@@ -48,7 +48,9 @@ class Formulary:
 
     def _decide_on(self, diagnosis: DiagnosisMatch, request: DecisionRequest) -> Decision:
         """The rules' decision on a diagnosis the request names exactly."""
-        verdict = self.engine.evaluate(diagnosis.plain_code, request.facts)
+        code = diagnosis.plain_code
+        assert code is not None   # decide_request answers a request without a code itself
+        verdict = self.engine.evaluate(code, request.facts)
         if verdict is None:
             return without_rule(self.rulebook, diagnosis)
         return from_verdict(self.rulebook, diagnosis, request.facts, verdict)

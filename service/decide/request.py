@@ -17,9 +17,10 @@ MAX_REF = 64
 class RequestError(ValueError):
     """A request the service refuses; `code` is machine-readable, `field` the dotted path."""
 
-    def __init__(self, code: str, message: str, field: str | None = None):
+    def __init__(self, code: str, message: str, field: str | None = None, suggestions: list[dict] | None = None):
         super().__init__(message)
         self.code, self.message, self.field = code, message, field
+        self.suggestions = suggestions or []      # for a code that does not exist: the nearest valid ones
 
     def to_dict(self) -> dict:
         return {"code": self.code, "message": self.message, "field": self.field}
@@ -166,10 +167,8 @@ def parse_request(payload, vocabulary: Vocabulary) -> DecisionRequest:
     dose = None
     if body.get("dose") is not None:
         raw = _object(body["dose"], "dose", ("g_per_kg", "interval_days"))
-        dose = Dose(
-            _number(raw.get("g_per_kg"), "dose.g_per_kg", 0.01, 5.0),
-            _number(raw.get("interval_days"), "dose.interval_days", 1, 365, whole=True),
-        )
+        interval = _number(raw.get("interval_days"), "dose.interval_days", 1, 365, whole=True)
+        dose = Dose(_number(raw.get("g_per_kg"), "dose.g_per_kg", 0.01, 5.0), None if interval is None else int(interval))
 
     age = _number(patient.get("age_years"), "patient.age_years", 0, MAX_AGE_YEARS)
     if age is not None:

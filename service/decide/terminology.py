@@ -220,13 +220,12 @@ class Terminology:
         if not icd10.is_valid(plain):
             nearest = nearest_codes(plain)
             listed = "; ".join(f"{c.code} {c.description}" for c in nearest)
-            error = RequestError(
+            raise RequestError(
                 "invalid_code",
                 f"diagnosis.code '{code}' is not an ICD-10-CM code" + (f"; nearest valid codes: {listed}" if listed else ""),
                 "diagnosis.code",
+                suggestions=[c.to_dict() for c in nearest],
             )
-            error.suggestions = [c.to_dict() for c in nearest]
-            raise error
         by_code = DiagnosisMatch(icd10.dotted(plain), icd10.description(plain), "code", code)
         if text is None:
             return by_code
@@ -242,11 +241,13 @@ class Terminology:
         """
         if by_text.matched_by is None and not by_text.candidates and not lacking:
             return by_code
-        named = [by_text.plain_code] if by_text.code else [icd10.normalise(c.code) for c in by_text.candidates]
-        mine = self.diagnosis_of(by_code.plain_code)
+        code = by_code.plain_code
+        assert code is not None   # by_code came from a valid code
+        named = [icd10.normalise(c.code) for c in by_text.candidates] if by_text.code is None else [icd10.normalise(by_text.code)]
+        mine = self.diagnosis_of(code)
         for other in named if not lacking else ():
             theirs = self.diagnosis_of(other)
-            family = other.startswith(by_code.plain_code) or by_code.plain_code.startswith(other)
+            family = other.startswith(code) or code.startswith(other)
             if (mine is not None and theirs == mine) or (family and (mine is None or theirs is None)):
                 return by_code
         text_side = (f"{by_text.code} ({by_text.description})" if by_text.code
@@ -256,8 +257,8 @@ class Terminology:
                 f", and it says {', '.join(repr(w) for w in lacking)}, which the code does not"
         return DiagnosisMatch(
             by_code.code, by_code.description, "code", by_code.input,
-            candidates=(_candidate(by_code.plain_code, 100.0),) + (
-                (_candidate(by_text.plain_code, by_text.score or 100.0),) if by_text.code else by_text.candidates),
+            candidates=(_candidate(code, 100.0),) + (
+                (_candidate(named[0], by_text.score or 100.0),) if by_text.code else by_text.candidates),
             problem=(f"the code {by_code.code} ({by_code.description}) and the text '{by_text.input}', which reads "
                      f"as {text_side}, name different diagnoses"),
         )

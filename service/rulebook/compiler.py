@@ -61,7 +61,7 @@ class CompiledRulebook:
 
     def message(self, rid: int, code: str, facts: Facts) -> dict:
         """The event posted for one request: a request id, the code prefixes and the typed facts."""
-        msg = {"rid": rid}
+        msg: dict[str, object] = {"rid": rid}
         for prefix in icd10.prefixes(code):
             msg[f"dx{len(prefix)}"] = prefix
         _put(msg, "age", "known_age", facts.age_years)
@@ -158,8 +158,11 @@ class MessagePlan:
         def used(name: str) -> bool:
             return definition is None or _encode_string(name) in definition
 
+        def field_key(name: str) -> str:
+            return f",{_encode_string(name)}:"
+
         def key(name: str) -> str | None:
-            return f",{_encode_string(name)}:" if used(name) else None
+            return field_key(name) if used(name) else None
 
         if definition is not None and any(int(n) > MAX_CODE_LENGTH for n in re.findall(r'"dx(\d+)"', definition)):
             raise CompileError(f"a compiled condition tests a code prefix longer than {MAX_CODE_LENGTH} characters")
@@ -172,13 +175,13 @@ class MessagePlan:
         for kind in _THERAPY_KINDS:
             names = [(therapy, _therapy_field(kind, therapy)) for field_kind, therapy in sorted(therapy_fields)
                      if field_kind == kind]
-            keys = tuple((therapy, key(name)) for therapy, name in names if used(name))
+            keys = tuple((therapy, field_key(name)) for therapy, name in names if used(name))
             if used(f"known_{kind}") or keys:
                 therapies.append((kind, key(f"known_{kind}"), keys))
         self.therapies = tuple(therapies)
         # The fields written besides rid (None: all), for tests and benchmarks.
         self.fields = None if definition is None else frozenset(
-            [f"dx{n}" for n in self.dx]
+            [f"dx{n}" for n in self.dx or ()]
             + [name for _, flag, value, _ in _SCALARS for name in (flag, value) if used(name)]
             + [f"known_{kind}" for kind, flag, _ in self.therapies if flag]
             + [_therapy_field(kind, therapy) for kind, _, keys in self.therapies for therapy, _ in keys])
@@ -240,7 +243,7 @@ def _atoms(when: Conditions) -> list[_Atom]:
     return atoms
 
 
-def _label_clauses(rulebook: Rulebook, rule: Rule) -> list[list[_Atom]]:
+def _label_clauses(rulebook: Rulebook, indication: str) -> list[list[_Atom]]:
     """The label condition of an approved rule as alternatives, one per kind of label coverage.
 
     Labels that cover the same ages by the same routes form one alternative: it holds when the
@@ -250,7 +253,7 @@ def _label_clauses(rulebook: Rulebook, rule: Rule) -> list[list[_Atom]]:
     `$and`/`$or` nodes.
     """
     by_coverage: dict[tuple, list[str]] = {}
-    for name, label in rulebook.labels_for(rule.labelled_indication):
+    for name, label in rulebook.labels_for(indication):
         by_coverage.setdefault((label.age_at_least, label.age_under, tuple(sorted(label.routes))), []).append(name)
     clauses = []
     for (at_least, under, routes), names in sorted(by_coverage.items(), key=lambda item: repr(item[0])):
@@ -285,7 +288,7 @@ def _compile_rule(rulebook: Rulebook, rule: Rule, code_test: dict) -> list[tuple
     actually missing ("unknown").
     """
     atoms = _atoms(rule.when)
-    clauses = [atoms + extra for extra in _label_clauses(rulebook, rule)] if rule.labelled_indication else [atoms]
+    clauses = [atoms + extra for extra in _label_clauses(rulebook, rule.labelled_indication)] if rule.labelled_indication else [atoms]
     needs = tuple(dict.fromkeys(a.fact for clause in clauses for a in clause if a.fact))
     compiled = []
     for clause in clauses:
@@ -339,8 +342,10 @@ def compile_rulebook(rulebook: Rulebook) -> CompiledRulebook:
         compiled_by_category[category] = out
 
     rulesets: dict[str, dict[str, dict]] = {}
-    routes, verdicts = {}, {}
-    current, name = None, None
+    routes: dict[str, str] = {}
+    verdicts: dict[str, Verdict] = {}
+    current: dict[str, dict] | None = None
+    name = ""
     for category in sorted(compiled_by_category):
         out = compiled_by_category[category]
         if current is None or len(current) + len(out) > MAX_RULES_PER_RULESET:

@@ -260,7 +260,10 @@ class Rulebook:
 
     def dosing_for(self, rule: Rule | None) -> DosingProfile:
         """The dose range a rule (or, for a case no rule covers, the rulebook) sets."""
-        return self.dosing_profiles[(rule.dosing if rule and rule.dosing else None) or self.default_dosing]
+        name = (rule.dosing if rule and rule.dosing else None) or self.default_dosing
+        if name is None:
+            raise KeyError("the rulebook names no default dosing profile")   # the reader requires one
+        return self.dosing_profiles[name]
 
     def grants_authorisation(self, outcome: str) -> bool:
         """Whether a decision with this outcome grants the patient an authorisation."""

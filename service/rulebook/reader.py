@@ -13,6 +13,11 @@ from pathlib import Path
 
 import yaml
 
+try:                                   # libyaml's loader where it was built, else the pure-Python one
+    from yaml import CSafeLoader as _SafeLoader
+except ImportError:  # pragma: no cover
+    from yaml import SafeLoader as _SafeLoader  # type: ignore[assignment]
+
 from service.rulebook.model import (
     EFFECTS,
     MAX_AGE_YEARS,
@@ -47,7 +52,7 @@ _EFFECT_NEEDED = ("controlled", "limited")       # the strengths whose findings 
 _RULE_ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 
-class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+class _UniqueKeyLoader(_SafeLoader):
     """Safe YAML loading (libyaml's, where built) that refuses a key given twice.
 
     PyYAML silently keeps the last of two equal keys, which would let a pasted diagnosis
@@ -218,9 +223,10 @@ def _range(raw, where: str, check: _Checker, low: float, high: float) -> Range:
     if not raw:
         check.fail(where, "give min, max or both")
     bounds = {k: check.number(raw[k], f"{where}.{k}", low, high) for k in ("min", "max") if k in raw}
-    if bounds.get("min") is not None and bounds.get("max") is not None and bounds["min"] > bounds["max"]:
+    low_bound, high_bound = bounds.get("min"), bounds.get("max")
+    if low_bound is not None and high_bound is not None and low_bound > high_bound:
         check.fail(where, "min is above max")
-    return Range(bounds.get("min"), bounds.get("max"))
+    return Range(low_bound, high_bound)
 
 
 def _read_dosing(raw, where: str, check: _Checker) -> tuple[dict[str, DosingProfile], str | None]:

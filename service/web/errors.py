@@ -67,8 +67,9 @@ def register(app: Flask, max_body_bytes: int) -> None:
 
     @app.errorhandler(RequestError)
     def _bad_request(error: RequestError):
-        extra = {"suggestions": error.suggestions} if getattr(error, "suggestions", None) else {}
-        return _answer(400, error.code, error.message, error.field, **extra)
+        if error.suggestions:
+            return _answer(400, error.code, error.message, error.field, suggestions=error.suggestions)
+        return _answer(400, error.code, error.message, error.field)
 
     @app.errorhandler(Conflict)
     def _conflict(error: Conflict):

@@ -112,10 +112,10 @@ def _cover(instance, formulary: Formulary, request, payload: dict, patient_hash:
     may grant one. A diagnosis matched only approximately never finds an authorisation."""
     diagnosis = formulary.terminology.resolve(request.code, request.text)
     code = diagnosis.plain_code
-    recognised = code is not None and not diagnosis.problem and not diagnosis.is_proposal
+    recognised = not diagnosis.problem and not diagnosis.is_proposal
 
-    def valid_authorisation():
-        if not recognised:
+    def valid_authorisation() -> dict | None:
+        if code is None or not recognised:
             return None
         return active_authorisation(instance, patient_hash, code, formulary.terminology.diagnosis_of(code), today)
 
@@ -198,7 +198,7 @@ def _read_orders(reader: csv.DictReader) -> list[tuple[int, dict | RequestError]
     if unknown or not reader.fieldnames:
         raise RequestError("invalid_csv", f"unknown or missing columns {unknown}; the columns are {', '.join(order_fields.NAMES)}",
                            "file")
-    orders = []
+    orders: list[tuple[int, dict | RequestError]] = []
     for number, row in enumerate(reader, start=2):          # row 1 is the header
         try:
             orders.append((number, order_fields.from_fields({k: v for k, v in row.items() if k}, number)))
