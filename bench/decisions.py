@@ -13,6 +13,7 @@ Prints median and p99 microseconds per decision for:
 - dict:   a plain-Python dict lookup of a precomputed answer (the floor).
 The five run interleaved over the same requests, so machine noise hits them alike.
 """
+
 import argparse
 import itertools
 import platform
@@ -27,9 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import durable_rules_engine  # noqa: E402
 from durable.engine import Host, MessageNotHandledException  # noqa: E402
 
-from service.rulebook.engine import _ENGINE_LOCK, Engine  # noqa: E402
 from service.decide.formulary import Formulary  # noqa: E402
 from service.decide.request import parse_request  # noqa: E402
+from service.rulebook.engine import _ENGINE_LOCK, Engine  # noqa: E402
 
 AGES = [1, 8, 17, 18, 45, 80, None]
 
@@ -46,8 +47,10 @@ def request_mix(formulary: Formulary, count: int, seed: int = 1) -> list[dict]:
         if age is not None:
             payload["patient"] = {"age_years": age, "sex": rng.choice(["female", "male"])}
         if rng.random() < 0.5:
-            payload["therapies"] = {"concurrent": rng.sample(therapies, rng.randrange(0, 3)),
-                                    "failed": rng.sample(therapies, rng.randrange(0, 2))}
+            payload["therapies"] = {
+                "concurrent": rng.sample(therapies, rng.randrange(0, 3)),
+                "failed": rng.sample(therapies, rng.randrange(0, 2)),
+            }
         if rng.random() < 0.3:
             payload["severity"] = rng.choice(["mild", "moderate", "severe"])
         if rng.random() < 0.3:
@@ -85,8 +88,12 @@ def main():
     engine = Engine(compiled, cache_size=0)
     with _ENGINE_LOCK:
         host = _QuietHost()
-        host.register_rulesets({name: {rule: dict(body, run=_no_op) for rule, body in rules.items()}
-                                for name, rules in compiled.rulesets.items()})
+        host.register_rulesets(
+            {
+                name: {rule: dict(body, run=_no_op) for rule, body in rules.items()}
+                for name, rules in compiled.rulesets.items()
+            }
+        )
     payloads = request_mix(formulary, args.count)
     parsed = [parse_request(p, formulary.vocabulary) for p in payloads]
     routed = []
@@ -146,11 +153,15 @@ def main():
             samples[name].append(t1 - t0 if inner is None else inner)
     full, ours, raw, stock, floor = (samples[name] for name in names)
 
-    print(f"machine: {platform.processor() or platform.machine()}, Python {platform.python_version()}, "
-          f"{len(formulary.rulebook.rules)} rules in {len(compiled.rulesets)} rulesets, "
-          f"rulebook load+lint+compile {load_seconds * 1000:.0f} ms")
-    print(f"{args.count:,} decisions, request mix over {len({m[1] for m in routed})} distinct codes; "
-          f"{len(ours):,} reach durable-rules")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, Python {platform.python_version()}, "
+        f"{len(formulary.rulebook.rules)} rules in {len(compiled.rulesets)} rulesets, "
+        f"rulebook load+lint+compile {load_seconds * 1000:.0f} ms"
+    )
+    print(
+        f"{args.count:,} decisions, request mix over {len({m[1] for m in routed})} distinct codes; "
+        f"{len(ours):,} reach durable-rules"
+    )
     print(summary("full", full))
     print(summary("engine", ours))
     print(summary("raw", raw))

@@ -46,6 +46,7 @@ re-executes itself inside it. A full run takes about two minutes on 2 cores.
    Wall clock and thread CPU time; "cold" = N distinct requests with our answer and text caches
    emptied and off, "warm" = 50 requests repeated to N with the caches on; load/compile times. Prints the tables and writes bench/peers/last-run.json.
 """
+
 import argparse
 import gc
 import hashlib
@@ -73,6 +74,7 @@ WARM_DISTINCT = 50
 
 
 # --------------------------------------------------------------------------- the peers' venv
+
 
 def _wanted_stamp() -> str:
     digest = hashlib.sha256()
@@ -103,6 +105,7 @@ def ensure_peer_venv(argv: list[str]):
 
 
 # --------------------------------------------------------------------------- condition trees
+
 
 class Untranslatable(Exception):
     """A compiled condition uses something this translator does not map exactly."""
@@ -137,7 +140,7 @@ def parse_condition(condition):
         elif key in COMPARISONS:
             if not isinstance(value, dict) or len(value) != 1:
                 raise Untranslatable(f"{key} {value!r}")
-            (name, literal), = value.items()
+            ((name, literal),) = value.items()
             parts.append(("atom", (name, COMPARISONS[key], _literal(literal))))
         elif key.startswith("$"):
             raise Untranslatable(f"operator {key}")
@@ -154,7 +157,9 @@ def _merge_equalities(children):
             by_field.setdefault(child[1][0], []).append(child[1][2])
         else:
             rest.append(child)
-    merged = [("atom", (f, "==", vs[0])) if len(vs) == 1 else ("atom", (f, "in", tuple(vs))) for f, vs in by_field.items()]
+    merged = [
+        ("atom", (f, "==", vs[0])) if len(vs) == 1 else ("atom", (f, "in", tuple(vs))) for f, vs in by_field.items()
+    ]
     merged += rest
     return merged[0] if len(merged) == 1 else ("or", merged)
 
@@ -243,11 +248,18 @@ def zen_model(ruleset: str, rules, header: dict) -> tuple[dict, int]:
         "_generated": header,
         "nodes": [
             {"id": "request", "type": "inputNode", "name": "Request", "position": {"x": 0, "y": 0}},
-            {"id": "rules", "type": "decisionTableNode", "name": f"IVIG {ruleset}", "position": {"x": 250, "y": 0},
-             "content": {"hitPolicy": "first",
-                         "inputs": [{"id": column[f], "name": f, "type": "expression", "field": f} for f in fields],
-                         "outputs": [{"id": "out_rule", "name": "rule", "type": "expression", "field": "rule"}],
-                         "rules": table_rules}},
+            {
+                "id": "rules",
+                "type": "decisionTableNode",
+                "name": f"IVIG {ruleset}",
+                "position": {"x": 250, "y": 0},
+                "content": {
+                    "hitPolicy": "first",
+                    "inputs": [{"id": column[f], "name": f, "type": "expression", "field": f} for f in fields],
+                    "outputs": [{"id": "out_rule", "name": "rule", "type": "expression", "field": "rule"}],
+                    "rules": table_rules,
+                },
+            },
             {"id": "response", "type": "outputNode", "name": "Response", "position": {"x": 500, "y": 0}},
         ],
         "edges": [
@@ -259,6 +271,7 @@ def zen_model(ruleset: str, rules, header: dict) -> tuple[dict, int]:
 
 
 # --------------------------------------------------------------------------- Rego
+
 
 def _rego_ref(field: str) -> str:
     return f"input.{field}" if IDENTIFIER.match(field) else f"input[{json.dumps(field)}]"
@@ -288,7 +301,7 @@ class _RegoWriter:
         branches = tuple(tuple(self.body(child)) for child in content)
         if branches not in self._names:
             name = self._names[branches] = f"or_{len(self._names)}"
-            for lines in branches:         # one definition per branch: Rego's "or"
+            for lines in branches:  # one definition per branch: Rego's "or"
                 self.helpers.append(_rego_rule(name, None, list(lines)))
         return [self._names[branches]]
 
@@ -313,15 +326,22 @@ def rego_policy(package: str, rules, header: str) -> str:
     for start in range(0, len(rules), REGO_PART):
         part = f"part_{start // REGO_PART}"
         chain = []
-        for i, (name, condition) in enumerate(rules[start:start + REGO_PART]):
-            chain.append(_rego_rule(part if i == 0 else "", name, writer.body(condition), keyword="" if i == 0 else "else"))
-        parts.append((part, start, start + len(chain) - 1, " ".join(chain)))   # `} else := "x" if {` continues
-    decision = " ".join(f"{'decision' if k == 0 else 'else'} := {part} if {{\n\t{part}\n}}"
-                        for k, (part, *_) in enumerate(parts))
-    return (f"{header}\npackage {package}\n\nimport rego.v1\n\n"
-            f"# The first compiled rule (in durable-rules `pri` order) whose condition holds.\n{decision}\n\n"
-            + "\n\n".join(f"# compiled rules {first}..{last} (pri)\n{chain}" for _, first, last, chain in parts)
-            + "\n\n# `$or` nodes: one definition per branch.\n" + "\n\n".join(writer.helpers) + "\n")
+        for i, (name, condition) in enumerate(rules[start : start + REGO_PART]):
+            chain.append(
+                _rego_rule(part if i == 0 else "", name, writer.body(condition), keyword="" if i == 0 else "else")
+            )
+        parts.append((part, start, start + len(chain) - 1, " ".join(chain)))  # `} else := "x" if {` continues
+    decision = " ".join(
+        f"{'decision' if k == 0 else 'else'} := {part} if {{\n\t{part}\n}}" for k, (part, *_) in enumerate(parts)
+    )
+    return (
+        f"{header}\npackage {package}\n\nimport rego.v1\n\n"
+        f"# The first compiled rule (in durable-rules `pri` order) whose condition holds.\n{decision}\n\n"
+        + "\n\n".join(f"# compiled rules {first}..{last} (pri)\n{chain}" for _, first, last, chain in parts)
+        + "\n\n# `$or` nodes: one definition per branch.\n"
+        + "\n\n".join(writer.helpers)
+        + "\n"
+    )
 
 
 # --------------------------------------------------------------------------- generation
@@ -363,8 +383,10 @@ def layouts(compiled) -> dict[str, dict[str, list]]:
 def _dump_model(model: dict) -> str:
     """A JDM file as the editor would read it, one table row per line (diffable, compact)."""
     table = model["nodes"][1]["content"]
-    shell = {**model, "nodes": [model["nodes"][0], {**model["nodes"][1], "content": {**table, "rules": "ROWS"}},
-                                model["nodes"][2]]}
+    shell = {
+        **model,
+        "nodes": [model["nodes"][0], {**model["nodes"][1], "content": {**table, "rules": "ROWS"}}, model["nodes"][2]],
+    }
     rows = ",\n".join("     " + json.dumps(row, separators=(",", ":")) for row in table["rules"])
     return json.dumps(shell, indent=1).replace('"ROWS"', "[\n" + rows + "\n    ]") + "\n"
 
@@ -378,10 +400,18 @@ def generate(formulary) -> dict:
     started = time.perf_counter()
     cut = layouts(compiled)
     header = {"from": "rules/ivig.yaml via service/compiler.py", "by": "bench/peers.py", "do_not_edit": True, **ref}
-    rego_header = (f"# Generated by bench/peers.py from rules/ivig.yaml {ref['version']} "
-                   f"(digest {ref['digest']}) via service/compiler.py. Do not edit.")
-    out = {"rulebook": ref, "parts": {}, "zen_models": {}, "zen_rows": {}, "rego_policies": {},
-           "conditions": list(cut["ruleset"].values())}
+    rego_header = (
+        f"# Generated by bench/peers.py from rules/ivig.yaml {ref['version']} "
+        f"(digest {ref['digest']}) via service/compiler.py. Do not edit."
+    )
+    out = {
+        "rulebook": ref,
+        "parts": {},
+        "zen_models": {},
+        "zen_rows": {},
+        "rego_policies": {},
+        "conditions": list(cut["ruleset"].values()),
+    }
     for layout, parts in cut.items():
         out["parts"][layout] = list(parts)
         models, rows, policies = {}, {}, {}
@@ -392,7 +422,10 @@ def generate(formulary) -> dict:
     out["translate_seconds"] = time.perf_counter() - started
 
     for layout in LAYOUTS:
-        for kind, suffix, content in (("zen", ".json", out["zen_models"][layout]), ("rego", ".rego", out["rego_policies"][layout])):
+        for kind, suffix, content in (
+            ("zen", ".json", out["zen_models"][layout]),
+            ("rego", ".rego", out["rego_policies"][layout]),
+        ):
             folder = GENERATED / f"{kind}-by-{layout}"
             folder.mkdir(parents=True, exist_ok=True)
             for old in folder.glob(f"*{suffix}"):
@@ -403,6 +436,7 @@ def generate(formulary) -> dict:
 
 
 # --------------------------------------------------------------------------- the engines
+
 
 class Peers:
     """Every engine behind one interface: (code, facts) -> compiled rule name (or our Verdict) or None.
@@ -461,7 +495,8 @@ class Peers:
             # Regorus RVM: the same policies compiled once to one VM program.
             t0 = time.perf_counter()
             program = regorus.Program.compile_from_modules(
-                "{}", [(f"{part}.rego", policies[part]) for part in parts], list(paths.values()))
+                "{}", [(f"{part}.rego", policies[part]) for part in parts], list(paths.values())
+            )
             vm = regorus.Rvm()
             vm.load_program(program)
             vm.set_data_json("{}")
@@ -482,23 +517,26 @@ class Peers:
                 # (compact, without the fields the category's ruleset never tests).
                 plans, ruleset_of = formulary.engine._plans, compiled.routes
 
-                def rvm_text(code, facts, route=route, vm=vm, paths=paths):
+                def rvm_text(code, facts, route=route, vm=vm, paths=paths, plans=plans, ruleset_of=ruleset_of):
                     part = route(code[:3])
                     if part is None:
                         return None
                     vm.set_input_json(message_json(0, code, facts, plans[ruleset_of[part]]))
                     out = vm.execute_entry_point(paths[part])
                     return None if out == undefined else loads(out)
+
                 fns["rvm_category_text"] = rvm_text
-                self.load["rvm_category_text"] = self.load["rvm_category"]      # the same program and VM
+                self.load["rvm_category_text"] = self.load["rvm_category"]  # the same program and VM
 
         # ZEN as "create the decision once, then evaluate it": ZenDecision.evaluate. Measured
         # here (zen-engine 2.1.3), each such call starts and stops two threads and an epoll
         # instance (strace: clone3 x2, epoll_create1 per call): a fixed cost of ~200 us.
         t0 = time.perf_counter()
         decision_engine = zen.ZenEngine()
-        decisions = {part: decision_engine.create_decision(json.dumps(generated["zen_models"]["ruleset"][part]))
-                     for part in generated["parts"]["ruleset"]}
+        decisions = {
+            part: decision_engine.create_decision(json.dumps(generated["zen_models"]["ruleset"][part]))
+            for part in generated["parts"]["ruleset"]
+        }
         self.load["zen_decision"] = time.perf_counter() - t0
         ruleset_route = compiled.routes.get
 
@@ -532,6 +570,7 @@ class Peers:
 
 # --------------------------------------------------------------------------- requests
 
+
 def _typo(rng: random.Random, text: str) -> str:
     letters = [i for i, ch in enumerate(text) if ch.isalpha()][1:-1]
     if len(letters) < 4:
@@ -539,11 +578,11 @@ def _typo(rng: random.Random, text: str) -> str:
     i = rng.choice(letters)
     kind = rng.randrange(3)
     if kind == 0:
-        out = text[:i] + text[i + 1:]                      # a letter dropped
+        out = text[:i] + text[i + 1 :]  # a letter dropped
     elif kind == 1:
-        out = text[:i] + text[i + 1] + text[i] + text[i + 2:]  # two letters swapped
+        out = text[:i] + text[i + 1] + text[i] + text[i + 2 :]  # two letters swapped
     else:
-        out = text[:i] + text[i] + text[i:]                # a letter doubled
+        out = text[:i] + text[i] + text[i:]  # a letter doubled
     return out.lower()
 
 
@@ -552,6 +591,7 @@ class RequestPool:
 
     def __init__(self, formulary, seed: int):
         import simple_icd_10_cm as cm
+
         from service.rulebook import icd10
 
         rng = random.Random(seed)
@@ -571,8 +611,10 @@ class RequestPool:
         self.below = below
         self.uncovered = uncovered
         self.unrouted = rng.sample(unrouted, min(400, len(unrouted)))
-        names = sorted({dx.name for dx in rulebook.diagnoses.values()}
-                       | {s.term for dx in rulebook.diagnoses.values() for s in dx.synonyms})
+        names = sorted(
+            {dx.name for dx in rulebook.diagnoses.values()}
+            | {s.term for dx in rulebook.diagnoses.values() for s in dx.synonyms}
+        )
         self.texts = {
             "name": names,
             "typo": [_typo(rng, t) for t in rng.sample(names, min(60, len(names))) if len(t) > 6],
@@ -645,6 +687,7 @@ def prepare(formulary, payloads) -> list[Item]:
 
 # --------------------------------------------------------------------------- agreement
 
+
 def check_agreement(formulary, peers: Peers, items: list[Item]) -> tuple[dict, list[dict]]:
     counts = {"requests": len(items), "no_code": 0, "unrouted": 0, "engine_match": 0, "engine_no_match": 0}
     problems, fired = [], set()
@@ -653,8 +696,13 @@ def check_agreement(formulary, peers: Peers, items: list[Item]) -> tuple[dict, l
         if item.code is None:
             counts["no_code"] += 1
             if decision.rule is not None:
-                problems.append({"request": item.payload, "why": "no diagnosis code, yet Formulary.decide named a rule",
-                                 "full_path_rule": decision.rule["id"]})
+                problems.append(
+                    {
+                        "request": item.payload,
+                        "why": "no diagnosis code, yet Formulary.decide named a rule",
+                        "full_path_rule": decision.rule["id"],
+                    }
+                )
             continue
         counts["unrouted"] += not item.routed
         answers = {name: fn(item.code, item.facts) for name, fn in peers.answers.items()}
@@ -665,9 +713,15 @@ def check_agreement(formulary, peers: Peers, items: list[Item]) -> tuple[dict, l
         ours = answers["ours"]
         ours_rule = formulary.engine._compiled.verdicts[ours].rule.id if ours else None
         if len(set(answers.values())) != 1 or full_rule != ours_rule:
-            problems.append({"request": item.payload, "code": item.code,
-                             "message": peers.compiled.message(0, item.code, item.facts) if item.routed else None,
-                             "answers": answers, "full_path_rule": full_rule})
+            problems.append(
+                {
+                    "request": item.payload,
+                    "code": item.code,
+                    "message": peers.compiled.message(0, item.code, item.facts) if item.routed else None,
+                    "answers": answers,
+                    "full_path_rule": full_rule,
+                }
+            )
         counts["engine_match" if ours else "engine_no_match"] += 1
         if ours:
             variant = formulary.engine._compiled.verdicts[ours].variant
@@ -689,8 +743,14 @@ def targeted_cases(formulary, generated, seed: int, per_code: int = 60) -> list[
 
     rng = random.Random(seed)
     rulebook = formulary.rulebook
-    limits = {value for rules in generated["conditions"] for _, condition in rules
-              for term in dnf(condition) for field, op, value in term if field == "age" and op != "in"}
+    limits = {
+        value
+        for rules in generated["conditions"]
+        for _, condition in rules
+        for term in dnf(condition)
+        for field, op, value in term
+        if field == "age" and op != "in"
+    }
     ages = sorted({0, 50, 90} | {a + d for a in limits for d in (-1, -0.5, 0, 0.5) if a + d >= 0})
     therapies = sorted(rulebook.therapies)
     products = sorted(rulebook.products)
@@ -711,18 +771,45 @@ def targeted_cases(formulary, generated, seed: int, per_code: int = 60) -> list[
                 sex = maybe(list(SEXES))
                 if pregnant and sex == "male":
                     sex = "female"
-                cases.append((target, Facts(age_years=maybe(ages, 0.2), sex=sex, pregnant=pregnant,
-                                            severity=maybe(list(SEVERITIES), 0.5), failed=therapy_set(),
-                                            concurrent=therapy_set(), product=maybe(products, 0.3))))
+                cases.append(
+                    (
+                        target,
+                        Facts(
+                            age_years=maybe(ages, 0.2),
+                            sex=sex,
+                            pregnant=pregnant,
+                            severity=maybe(list(SEVERITIES), 0.5),
+                            failed=therapy_set(),
+                            concurrent=therapy_set(),
+                            product=maybe(products, 0.3),
+                        ),
+                    )
+                )
     # Label alternatives (one per label age limit) and their missing-age variants fire only for
     # one product group at the right age: sweep product x age on the codes whose rules test a product.
-    product_codes = sorted({_code_test(name, condition) for rules in generated["conditions"] for name, condition in rules
-                            if any(field == "product" for term in dnf(condition) for field, _, _ in term)})
+    product_codes = sorted(
+        {
+            _code_test(name, condition)
+            for rules in generated["conditions"]
+            for name, condition in rules
+            if any(field == "product" for term in dnf(condition) for field, _, _ in term)
+        }
+    )
     for code in product_codes:
         for product in [None] + products:
             for age in [None] + ages:
-                cases.append((code, Facts(age_years=age, product=product, sex=maybe(list(SEXES)),
-                                          failed=therapy_set(), concurrent=therapy_set())))
+                cases.append(
+                    (
+                        code,
+                        Facts(
+                            age_years=age,
+                            product=product,
+                            sex=maybe(list(SEXES)),
+                            failed=therapy_set(),
+                            concurrent=therapy_set(),
+                        ),
+                    )
+                )
     return cases
 
 
@@ -732,8 +819,14 @@ def check_targeted(formulary, peers: Peers, cases) -> tuple[dict, list[dict]]:
     for code, facts in cases:
         answers = {name: fn(code, facts) for name, fn in peers.answers.items()}
         if len(set(answers.values())) != 1:
-            problems.append({"code": code, "facts": repr(facts), "message": peers.compiled.message(0, code, facts),
-                             "answers": answers})
+            problems.append(
+                {
+                    "code": code,
+                    "facts": repr(facts),
+                    "message": peers.compiled.message(0, code, facts),
+                    "answers": answers,
+                }
+            )
         ours = answers["ours"]
         key = f"fired_{verdicts[ours].variant}" if ours else "no_match"
         counts[key] = counts.get(key, 0) + 1
@@ -844,13 +937,14 @@ def summarise(ns: list[int]) -> dict:
 
 # --------------------------------------------------------------------------- load times
 
+
 def measure_loads() -> dict:
     """Our own load, step by step (a second, throw-away instance; the timed one is separate)."""
     from service.rulebook.compiler import compile_rulebook
     from service.rulebook.engine import Engine
-    from service.rulebook.shipped import default_rulebook_path
     from service.rulebook.lint import lint_rulebook
     from service.rulebook.reader import load_rulebook
+    from service.rulebook.shipped import default_rulebook_path
 
     t0 = time.perf_counter()
     rulebook = load_rulebook(default_rulebook_path())
@@ -877,8 +971,10 @@ def first_calls(peers: Peers, item: Item) -> dict:
 
 # --------------------------------------------------------------------------- main
 
+
 def _versions() -> dict:
     from importlib.metadata import version
+
     return {name: version(name) for name in ("zen-engine", "gordon-to-regorus", "durable-rules")}
 
 
@@ -905,7 +1001,7 @@ def main():
     peers = Peers(formulary, generated)
 
     t0 = time.perf_counter()
-    formulary.terminology.warm()      # both text indexes, as a server warms them
+    formulary.terminology.warm()  # both text indexes, as a server warms them
     terminology_warm = time.perf_counter() - t0
 
     pool = RequestPool(formulary, args.seed)
@@ -917,23 +1013,27 @@ def main():
     first = first_calls(peers, next(i for i in warmup if i.routed))
 
     counts, problems = check_agreement(formulary, peers, cold + warmup)
-    print(f"agreement: {counts['requests']:,} requests; {counts['engine_match']:,} matched a rule, "
-          f"{counts['engine_no_match']:,} matched none ({counts['unrouted']:,} of them in a category no rule touches), "
-          f"{counts['no_code']:,} had no usable diagnosis code; fired: {counts.get('fired_match', 0):,} match and "
-          f"{counts.get('fired_unknown', 0):,} missing-fact variants, {counts['distinct_compiled_rules_fired']} of "
-          f"{len(compiled.verdicts)} compiled rules; disagreements: {len(problems)}")
+    print(
+        f"agreement: {counts['requests']:,} requests; {counts['engine_match']:,} matched a rule, "
+        f"{counts['engine_no_match']:,} matched none ({counts['unrouted']:,} of them in a category no rule touches), "
+        f"{counts['no_code']:,} had no usable diagnosis code; fired: {counts.get('fired_match', 0):,} match and "
+        f"{counts.get('fired_unknown', 0):,} missing-fact variants, {counts['distinct_compiled_rules_fired']} of "
+        f"{len(compiled.verdicts)} compiled rules; disagreements: {len(problems)}"
+    )
     targeted, targeted_problems = check_targeted(formulary, peers, targeted_cases(formulary, generated, args.seed))
-    print(f"agreement, targeted (engine level, not timed): {targeted['cases']:,} cases on every rule code and a code "
-          f"below it; fired: {targeted.get('fired_match', 0):,} match, {targeted.get('fired_unknown', 0):,} missing-fact "
-          f"variants, {targeted.get('no_match', 0):,} no match; {targeted['distinct_compiled_rules_fired']} of "
-          f"{len(compiled.verdicts)} compiled rules; disagreements: {len(targeted_problems)}")
+    print(
+        f"agreement, targeted (engine level, not timed): {targeted['cases']:,} cases on every rule code and a code "
+        f"below it; fired: {targeted.get('fired_match', 0):,} match, {targeted.get('fired_unknown', 0):,} missing-fact "
+        f"variants, {targeted.get('no_match', 0):,} no match; {targeted['distinct_compiled_rules_fired']} of "
+        f"{len(compiled.verdicts)} compiled rules; disagreements: {len(targeted_problems)}"
+    )
     if problems or targeted_problems:
         for p in (problems + targeted_problems)[:5]:
             print("DISAGREEMENT:", json.dumps(p, default=str))
         sys.exit(1)
 
     load_before = os.getloadavg()
-    time_run(formulary, peers, warmup)          # warm-up pass, not reported
+    time_run(formulary, peers, warmup)  # warm-up pass, not reported
     results = {}
     for run, items in (("cold", cold), ("warm", warm)):
         # Cold: nothing remembered (our answer cache emptied and off, the text cache emptied);
@@ -951,26 +1051,38 @@ def main():
     versions = _versions()
     kinds = {"code": sum(i.kind == "code" for i in cold), "text": sum(i.kind == "text" for i in cold)}
     rows = generated["zen_rows"]
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, CPython {platform.python_version()}; "
-          f"zen-engine {versions['zen-engine']}, gordon-to-regorus {versions['gordon-to-regorus']}, "
-          f"durable-rules {versions['durable-rules']}")
-    print(f"rulebook {generated['rulebook']['version']}: {len(formulary.rulebook.rules)} rules -> "
-          f"{len(compiled.verdicts)} compiled rules in {len(compiled.rulesets)} rulesets / {len(compiled.routes)} categories; "
-          f"ZEN {sum(rows['ruleset'].values())} table rows (largest table: {max(rows['ruleset'].values())} rows by ruleset, "
-          f"{max(rows['category'].values())} by category)")
-    print(f"cold: {args.count:,} distinct requests ({kinds['code']:,} by code, {kinds['text']:,} by text), "
-          f"{results['cold']['engine']['n']:,} reach an engine; warm: {WARM_DISTINCT} requests repeated to "
-          f"{args.count:,} ({results['warm']['engine']['n']:,} engine calls); calls interleaved (but * : its own pass "
-          f"after them); GC off while timing")
-    print(f"load average (1 min) before/after timing: {load_before[0]:.2f} / {load_after[0]:.2f} on {os.cpu_count()} "
-          f"cores: other work on the machine shifts absolute times; the interleaved ratios hold up better\n")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, CPython {platform.python_version()}; "
+        f"zen-engine {versions['zen-engine']}, gordon-to-regorus {versions['gordon-to-regorus']}, "
+        f"durable-rules {versions['durable-rules']}"
+    )
+    print(
+        f"rulebook {generated['rulebook']['version']}: {len(formulary.rulebook.rules)} rules -> "
+        f"{len(compiled.verdicts)} compiled rules in {len(compiled.rulesets)} rulesets / {len(compiled.routes)} categories; "
+        f"ZEN {sum(rows['ruleset'].values())} table rows (largest table: {max(rows['ruleset'].values())} rows by ruleset, "
+        f"{max(rows['category'].values())} by category)"
+    )
+    print(
+        f"cold: {args.count:,} distinct requests ({kinds['code']:,} by code, {kinds['text']:,} by text), "
+        f"{results['cold']['engine']['n']:,} reach an engine; warm: {WARM_DISTINCT} requests repeated to "
+        f"{args.count:,} ({results['warm']['engine']['n']:,} engine calls); calls interleaved (but * : its own pass "
+        f"after them); GC off while timing"
+    )
+    print(
+        f"load average (1 min) before/after timing: {load_before[0]:.2f} / {load_after[0]:.2f} on {os.cpu_count()} "
+        f"cores: other work on the machine shifts absolute times; the interleaved ratios hold up better\n"
+    )
 
     print(f"{'':40} {'cold':>35}   {'warm':>35}")
-    print(f"{'':40} {'median us':>10} {'p99 us':>10} {'decisions/s':>13}   {'median us':>10} {'p99 us':>10} {'decisions/s':>13}")
+    print(
+        f"{'':40} {'median us':>10} {'p99 us':>10} {'decisions/s':>13}   {'median us':>10} {'p99 us':>10} {'decisions/s':>13}"
+    )
     for key in ROWS:
         c, w = results["cold"][key], results["warm"][key]
-        print(f"{LABELS[key]:40} {c['median_us']:10.1f} {c['p99_us']:10.1f} {c['decisions_per_s']:13,.0f}   "
-              f"{w['median_us']:10.1f} {w['p99_us']:10.1f} {w['decisions_per_s']:13,.0f}")
+        print(
+            f"{LABELS[key]:40} {c['median_us']:10.1f} {c['p99_us']:10.1f} {c['decisions_per_s']:13,.0f}   "
+            f"{w['median_us']:10.1f} {w['p99_us']:10.1f} {w['decisions_per_s']:13,.0f}"
+        )
     print("(wall clock; decisions/s = calls / their total wall time on one thread, so it reflects the mean)\n")
     print("the same calls in thread CPU time (leaves out time the OS gave to other processes; * also leaves out its")
     print("own helper threads), and how many wall-clock samples exceeded 1 ms:")
@@ -978,30 +1090,42 @@ def main():
     print(f"{'':40} {'median us':>10} {'p99 us':>10} {'>1 ms':>9}   {'median us':>10} {'p99 us':>10} {'>1 ms':>9}")
     for key in ROWS:
         c, w = results["cold"][key], results["warm"][key]
-        print(f"{LABELS[key]:40} {c['cpu_median_us']:10.1f} {c['cpu_p99_us']:10.1f} {c['over_1ms_wall']:9,}   "
-              f"{w['cpu_median_us']:10.1f} {w['cpu_p99_us']:10.1f} {w['over_1ms_wall']:9,}")
+        print(
+            f"{LABELS[key]:40} {c['cpu_median_us']:10.1f} {c['cpu_p99_us']:10.1f} {c['over_1ms_wall']:9,}   "
+            f"{w['cpu_median_us']:10.1f} {w['cpu_p99_us']:10.1f} {w['over_1ms_wall']:9,}"
+        )
     print()
 
     ratios = {}
     for run in ("cold", "warm"):
         ours = results[run]["engine"]
-        ratios[run] = {peer: {"median": results[run][peer]["median_us"] / ours["median_us"],
-                              "p99": results[run][peer]["p99_us"] / ours["p99_us"],
-                              "throughput": ours["decisions_per_s"] / results[run][peer]["decisions_per_s"],
-                              "cpu_median": results[run][peer]["cpu_median_us"] / ours["cpu_median_us"],
-                              "cpu_p99": results[run][peer]["cpu_p99_us"] / ours["cpu_p99_us"]}
-                       for peer in PEER_ROWS}
+        ratios[run] = {
+            peer: {
+                "median": results[run][peer]["median_us"] / ours["median_us"],
+                "p99": results[run][peer]["p99_us"] / ours["p99_us"],
+                "throughput": ours["decisions_per_s"] / results[run][peer]["decisions_per_s"],
+                "cpu_median": results[run][peer]["cpu_median_us"] / ours["cpu_median_us"],
+                "cpu_p99": results[run][peer]["cpu_p99_us"] / ours["cpu_p99_us"],
+            }
+            for peer in PEER_ROWS
+        }
     print("peer time / our engine.evaluate time (above 1: ours is faster; below 1: the peer is faster)")
-    print(f"{'':40} {'cold: median':>12} {'p99':>6} {'mean':>6} {'cpu p99':>8}   {'warm: median':>12} {'p99':>6} {'mean':>6} {'cpu p99':>8}")
+    print(
+        f"{'':40} {'cold: median':>12} {'p99':>6} {'mean':>6} {'cpu p99':>8}   {'warm: median':>12} {'p99':>6} {'mean':>6} {'cpu p99':>8}"
+    )
     for peer in PEER_ROWS:
         c, w = ratios["cold"][peer], ratios["warm"][peer]
-        print(f"{LABELS[peer]:40} {c['median']:12.2f} {c['p99']:6.2f} {c['throughput']:6.2f} {c['cpu_p99']:8.2f}   "
-              f"{w['median']:12.2f} {w['p99']:6.2f} {w['throughput']:6.2f} {w['cpu_p99']:8.2f}")
+        print(
+            f"{LABELS[peer]:40} {c['median']:12.2f} {c['p99']:6.2f} {c['throughput']:6.2f} {c['cpu_p99']:8.2f}   "
+            f"{w['median']:12.2f} {w['p99']:6.2f} {w['throughput']:6.2f} {w['cpu_p99']:8.2f}"
+        )
 
     print("\nload/compile, ms (first decision after load in brackets):")
-    print(f"  ours: Formulary.load {ours_total * 1e3:.1f} = YAML {ours_steps['load_yaml_s'] * 1e3:.1f} + lint "
-          f"{ours_steps['lint_s'] * 1e3:.1f} + compile {ours_steps['compile_s'] * 1e3:.1f} + durable-rules load "
-          f"{ours_steps['engine_load_s'] * 1e3:.1f} (+ other) [{first['engine'] * 1e3:.2f}]")
+    print(
+        f"  ours: Formulary.load {ours_total * 1e3:.1f} = YAML {ours_steps['load_yaml_s'] * 1e3:.1f} + lint "
+        f"{ours_steps['lint_s'] * 1e3:.1f} + compile {ours_steps['compile_s'] * 1e3:.1f} + durable-rules load "
+        f"{ours_steps['engine_load_s'] * 1e3:.1f} (+ other) [{first['engine'] * 1e3:.2f}]"
+    )
     print(f"  translating our compiled rules to ZEN and Rego, both layouts: {generated['translate_seconds'] * 1e3:.1f}")
     for key in PEER_ROWS:
         print(f"  {LABELS[key]:40} load {peers.load[key] * 1e3:7.1f} [{first[key] * 1e3:.2f}]")
@@ -1010,24 +1134,40 @@ def main():
     report = {
         "command": " ".join(["bench/.venv-peers/bin/python", "bench/peers.py"] + sys.argv[1:]),
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": {"arch": platform.machine(), "cores": os.cpu_count(), "python": platform.python_version(),
-                    "loadavg_before_after": [load_before, load_after]},
+        "machine": {
+            "arch": platform.machine(),
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+            "loadavg_before_after": [load_before, load_after],
+        },
         "versions": versions,
         "rulebook": generated["rulebook"],
-        "sizes": {"rules": len(formulary.rulebook.rules), "compiled_rules": len(compiled.verdicts),
-                  "rulesets": len(compiled.rulesets), "categories": len(compiled.routes),
-                  "zen_rows": {k: sum(v.values()) for k, v in rows.items()},
-                  "zen_largest_table": {k: max(v.values()) for k, v in rows.items()}},
-        "requests": {"count": args.count, "seed": args.seed, "warm_distinct": WARM_DISTINCT, **kinds,
-                     "agreement": counts, "agreement_targeted": targeted,
-                     "disagreements": len(problems) + len(targeted_problems)},
+        "sizes": {
+            "rules": len(formulary.rulebook.rules),
+            "compiled_rules": len(compiled.verdicts),
+            "rulesets": len(compiled.rulesets),
+            "categories": len(compiled.routes),
+            "zen_rows": {k: sum(v.values()) for k, v in rows.items()},
+            "zen_largest_table": {k: max(v.values()) for k, v in rows.items()},
+        },
+        "requests": {
+            "count": args.count,
+            "seed": args.seed,
+            "warm_distinct": WARM_DISTINCT,
+            **kinds,
+            "agreement": counts,
+            "agreement_targeted": targeted,
+            "disagreements": len(problems) + len(targeted_problems),
+        },
         "labels": LABELS,
         "timings_us": results,
         "ratios_peer_over_ours_engine": ratios,
-        "loads_s": {"ours": {"Formulary.load": ours_total, **ours_steps, "first_decision": first["engine"]},
-                    "translate_both_layouts": generated["translate_seconds"],
-                    **{k: {"load": peers.load[k], "first_decision": first[k]} for k in PEER_ROWS},
-                    "terminology_indexes": terminology_warm},
+        "loads_s": {
+            "ours": {"Formulary.load": ours_total, **ours_steps, "first_decision": first["engine"]},
+            "translate_both_layouts": generated["translate_seconds"],
+            **{k: {"load": peers.load[k], "first_decision": first[k]} for k in PEER_ROWS},
+            "terminology_indexes": terminology_warm,
+        },
     }
     (PEERS / "last-run.json").write_text(json.dumps(report, indent=1) + "\n")
     print(f"\nwrote {(PEERS / 'last-run.json').relative_to(ROOT)} and {GENERATED.relative_to(ROOT)}/")

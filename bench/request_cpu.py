@@ -14,6 +14,7 @@ The server's own logging goes to stderr as in `formulary serve`; send it to /dev
 To compare two versions of the service, run this script once per version, alternately, with
 PYTHONPATH pointing at each tree.
 """
+
 import argparse
 import cProfile
 import json
@@ -41,9 +42,11 @@ BODIES = [
 
 def in_threads(threads: int, count: int, work) -> float:
     """Run work(i) for i in range(count) spread over `threads` threads; CPU seconds per call."""
+
     def run(start):
         for i in range(start, count, threads):
             work(i)
+
     workers = [threading.Thread(target=run, args=(t,)) for t in range(threads)]
     cpu = time.process_time()
     for worker in workers:
@@ -62,8 +65,8 @@ def main():
     os.environ.pop("FORMULARY_DATABASE_URL", None)
     os.environ.pop("FORMULARY_SECRET", None)
 
-    from service.web.app import create_app
     from service.store.tokens import create_token, principal_for
+    from service.web.app import create_app
 
     folder = tempfile.mkdtemp()
     app = create_app({"INSTANCE_PATH": folder + "/instance"})
@@ -71,7 +74,7 @@ def main():
     token = create_token(instance.database, "bench", "pharmacist")
     client = app.test_client()
     headers = {"Authorization": f"Bearer {token}"}
-    for body in BODIES * 4:   # warm: caches, compiled statements, the writer thread
+    for body in BODIES * 4:  # warm: caches, compiled statements, the writer thread
         assert client.post("/v1/decisions", json=body, headers=headers).status_code == 201
 
     results = {}
@@ -81,14 +84,26 @@ def main():
 
     record = json.loads(client.post("/v1/decisions", json=BODIES[0], headers=headers).data)
     audit = instance.audit
-    results["append"] = in_threads(args.threads, count, lambda i: audit.append(
-        "decision", {"request": BODIES[i % 8], "decision": record}, then=lambda connection: None,
-        requester="bench", status=201, decision_id=f"bench-{i}", outcome=record["outcome"], code="G610"))
+    results["append"] = in_threads(
+        args.threads,
+        count,
+        lambda i: audit.append(
+            "decision",
+            {"request": BODIES[i % 8], "decision": record},
+            then=lambda connection: None,
+            requester="bench",
+            status=201,
+            decision_id=f"bench-{i}",
+            outcome=record["outcome"],
+            code="G610",
+        ),
+    )
 
     def post(i):
         response = client.post("/v1/decisions", json=BODIES[i % 8], headers=headers)
         assert response.status_code == 201, response.data
-    if args.profile:   # in this thread, one request at a time (cProfile sees one thread)
+
+    if args.profile:  # in this thread, one request at a time (cProfile sees one thread)
         profiler = cProfile.Profile()
         cpu = time.process_time()
         profiler.enable()
@@ -102,9 +117,11 @@ def main():
     verified = instance.audit.verify()
     assert verified["ok"], verified
 
-    print(f"python {sys.version.split()[0]}; {os.cpu_count()} cores; SQLite (WAL, synchronous=FULL); "
-          f"{count} operations each, {args.threads} threads for append and request; "
-          f"service from {Path(sys.modules['service'].__file__).parent}")
+    print(
+        f"python {sys.version.split()[0]}; {os.cpu_count()} cores; SQLite (WAL, synchronous=FULL); "
+        f"{count} operations each, {args.threads} threads for append and request; "
+        f"service from {Path(sys.modules['service'].__file__).parent}"
+    )
     for name, seconds in results.items():
         print(f"{name:<8} {seconds * 1e6:9.0f} us CPU per call   ({1 / seconds:8,.0f} per CPU second)")
     print(f"chain verified: {verified['records']} records")

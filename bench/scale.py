@@ -5,6 +5,7 @@
 Synthetic rulebooks put two age-split rules on each of many real ICD-10-CM codes spread over
 every category (tests/synthetic.py); requests hit random codes of the rulebook at hand.
 """
+
 import argparse
 import random
 import statistics
@@ -32,8 +33,10 @@ def measure(label: str, path, codes: list[str], count: int):
         timings.append(time.perf_counter() - t0)
     timings.sort()
     rulesets = len(formulary.engine._compiled.rulesets)
-    print(f"{label:<22} {len(formulary.rulebook.rules):>6} rules {rulesets:>4} rulesets   load+lint+compile {load:6.2f} s   "
-          f"decision median {statistics.median(timings) * 1e6:6.1f} us  p99 {timings[int(count * 0.99)] * 1e6:6.1f} us")
+    print(
+        f"{label:<22} {len(formulary.rulebook.rules):>6} rules {rulesets:>4} rulesets   load+lint+compile {load:6.2f} s   "
+        f"decision median {statistics.median(timings) * 1e6:6.1f} us  p99 {timings[int(count * 0.99)] * 1e6:6.1f} us"
+    )
     formulary.close()
 
 

@@ -8,6 +8,7 @@ p99 microseconds): a code, an exact text (a rulebook synonym and an ICD-10-CM de
 a misspelt text matched approximately over the whole code set; "cold" clears the text cache
 before every call, "warm" is the same text asked again.
 """
+
 import argparse
 import statistics
 import sys
@@ -20,16 +21,26 @@ import simple_icd_10_cm  # noqa: E402,F401  (the code set loads at import)
 code_set_seconds = time.perf_counter() - started
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from service.rulebook.shipped import default_rulebook_path  # noqa: E402
-from service.rulebook.reader import load_rulebook  # noqa: E402
 from service.decide.terminology import Terminology, icd_text_index  # noqa: E402
+from service.rulebook.reader import load_rulebook  # noqa: E402
+from service.rulebook.shipped import default_rulebook_path  # noqa: E402
 
 KINDS = {
     "code": [("G61.0", None), ("m3130", None), ("D69.3", None), ("T86.11", None)],
-    "exact text": [(None, "GBS"), (None, "Wegener's granulomatosis"), (None, "Essential (primary) hypertension"),
-                   (None, "Plaque psoriasis")],
-    "misspelt text": [(None, "guillian bare syndrom"), (None, "kawasaky disease"), (None, "multiple sclerosys"),
-                      (None, "bullous pemphigoyd"), (None, "chronic fatigue"), (None, "asdf qwerty")],
+    "exact text": [
+        (None, "GBS"),
+        (None, "Wegener's granulomatosis"),
+        (None, "Essential (primary) hypertension"),
+        (None, "Plaque psoriasis"),
+    ],
+    "misspelt text": [
+        (None, "guillian bare syndrom"),
+        (None, "kawasaky disease"),
+        (None, "multiple sclerosys"),
+        (None, "bullous pemphigoyd"),
+        (None, "chronic fatigue"),
+        (None, "asdf qwerty"),
+    ],
 }
 
 
@@ -43,8 +54,10 @@ def main():
     terminology = Terminology(load_rulebook(default_rulebook_path()))
     terminology.warm()
     t2 = time.perf_counter()
-    print(f"start-up: ICD-10-CM code set import {code_set_seconds * 1000:.0f} ms; text index over "
-          f"{len(index.texts):,} texts {(t1 - t0) * 1000:.0f} ms; rulebook synonyms {(t2 - t1) * 1000:.0f} ms")
+    print(
+        f"start-up: ICD-10-CM code set import {code_set_seconds * 1000:.0f} ms; text index over "
+        f"{len(index.texts):,} texts {(t1 - t0) * 1000:.0f} ms; rulebook synonyms {(t2 - t1) * 1000:.0f} ms"
+    )
     for kind, inputs in KINDS.items():
         for warmth in ("cold", "warm"):
             timings = []
@@ -56,8 +69,10 @@ def main():
                     terminology.resolve(code, text)
                     timings.append(time.perf_counter() - start)
             timings.sort()
-            print(f"{kind:<14} {warmth}  median {statistics.median(timings) * 1e6:9.1f} us   "
-                  f"p99 {timings[int(len(timings) * 0.99)] * 1e6:9.1f} us   ({len(inputs)} inputs x {args.repeat})")
+            print(
+                f"{kind:<14} {warmth}  median {statistics.median(timings) * 1e6:9.1f} us   "
+                f"p99 {timings[int(len(timings) * 0.99)] * 1e6:9.1f} us   ({len(inputs)} inputs x {args.repeat})"
+            )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """The `formulary` command: ask for a decision, list the formulary, lint a rulebook."""
+
 import csv
 import json
 import os
@@ -9,24 +10,26 @@ from pathlib import Path
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
+from service import clock
 from service.decide.decision import OUTCOME_WORDS, Decision
 from service.decide.formulary import Formulary
-from service.rulebook.shipped import default_rulebook_path
-from service.workflow.active_rulebook import activate
-from service import clock
-from service.store.database import describe
-from service.store.instance import Instance
-from service.workflow.preapproval import check_batch, orders_from_csv
-from service.rulebook.lint import lint_paths, lint_rulebook
-from service.rulebook.as_data import rulebook_as_data, rules_table
 from service.decide.request import RequestError, Vocabulary, parse_request
+from service.decide.terminology import Terminology
+from service.rulebook.as_data import rulebook_as_data, rules_table
+from service.rulebook.lint import lint_paths
 from service.rulebook.model import RulebookError
 from service.rulebook.reader import load_rulebook
-from service.decide.terminology import Terminology
+from service.rulebook.shipped import default_rulebook_path
+from service.store.database import describe
+from service.store.instance import Instance
 from service.store.tokens import ROLES, TokenError, any_token, create_token, list_tokens, revoke_token
+from service.workflow.active_rulebook import activate
+from service.workflow.preapproval import check_batch, orders_from_csv
 
 rulebook_option = click.option(
-    "--rulebook", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    "--rulebook",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
     help="Rulebook file (default: $FORMULARY_RULEBOOK, else rules/ivig.yaml).",
 )
 
@@ -40,7 +43,7 @@ def _instance() -> Instance:
     """The instance from the environment, its database created and migrated if need be."""
     instance = Instance.from_env()
     try:
-        instance.database
+        _ = instance.database  # migrates it, once
     except SQLAlchemyError as error:
         url = instance.sql_engine.url.render_as_string(hide_password=True)
         raise click.ClickException(f"the database {url} cannot be opened and migrated: {describe(error)}") from None
@@ -66,11 +69,27 @@ def _load(path: Path | None) -> Formulary:
 @click.option("--no-concurrent", is_flag=True, help="State that no other therapy is given alongside.")
 @click.option("--severity", type=click.Choice(["mild", "moderate", "severe"]))
 @click.option("--product", help="The IVIG product requested.")
-@click.option("--route", type=click.Choice(["intravenous", "subcutaneous"]), help="How it is given (default intravenous).")
+@click.option(
+    "--route", type=click.Choice(["intravenous", "subcutaneous"]), help="How it is given (default intravenous)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
 @rulebook_option
-def check(code, text, age, sex, pregnant, failed, no_failed, concurrent, no_concurrent, severity, product, route, as_json,
-          rulebook):
+def check(
+    code,
+    text,
+    age,
+    sex,
+    pregnant,
+    failed,
+    no_failed,
+    concurrent,
+    no_concurrent,
+    severity,
+    product,
+    route,
+    as_json,
+    rulebook,
+):
     """Decide one request and explain the decision."""
     payload = {"diagnosis": {k: v for k, v in (("code", code), ("text", text)) if v is not None}}
     patient = {k: v for k, v in (("age_years", age), ("sex", sex), ("pregnant", pregnant)) if v is not None}
@@ -139,16 +158,27 @@ def diagnose(text, code, as_json, rulebook):
         raise click.UsageError("give a diagnosis TEXT, --code, or both")
     try:
         book = load_rulebook(rulebook or default_rulebook_path())
-        request = parse_request({"diagnosis": {k: v for k, v in (("code", code), ("text", text)) if v is not None}},
-                                Vocabulary(book))
+        request = parse_request(
+            {"diagnosis": {k: v for k, v in (("code", code), ("text", text)) if v is not None}}, Vocabulary(book)
+        )
         match = Terminology(book).resolve(request.code, request.text)
     except RulebookError as error:
         raise click.ClickException("the rulebook cannot be loaded:\n" + "\n".join(error.problems)) from None
     except RequestError as error:
         raise click.UsageError(error.message) from None
     if as_json:
-        click.echo(json.dumps({**match.to_dict(), "score": match.score, "problem": match.problem,
-                               "candidates": [c.to_dict() for c in match.candidates]}, indent=2, ensure_ascii=False))
+        click.echo(
+            json.dumps(
+                {
+                    **match.to_dict(),
+                    "score": match.score,
+                    "problem": match.problem,
+                    "candidates": [c.to_dict() for c in match.candidates],
+                },
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
         return
     click.echo(f"Input:      {match.input!r}")
     if match.code:
@@ -176,9 +206,11 @@ def rules(as_json, rulebook):
         return
     rows = rules_table(book)
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    click.echo(f"{book.name} {book.version}, effective {book.effective}, sha256 {book.digest[:12]}: {len(book.rules)} rules")
+    click.echo(
+        f"{book.name} {book.version}, effective {book.effective}, sha256 {book.digest[:12]}: {len(book.rules)} rules"
+    )
     for row in rows:
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
 @main.command()
@@ -198,8 +230,13 @@ def lint(paths):
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=2, show_default=True, type=int)
-@click.option("--threads", default=32, show_default=True, type=int,
-              help="Threads per worker. Most wait on the audit log's commit, so many share each one.")
+@click.option(
+    "--threads",
+    default=32,
+    show_default=True,
+    type=int,
+    help="Threads per worker. Most wait on the audit log's commit, so many share each one.",
+)
 def serve(host, port, workers, threads):
     """Run the HTTP service with granian (creates and migrates the database first)."""
     instance = _instance()  # create and migrate before the workers start
@@ -209,12 +246,34 @@ def serve(host, port, workers, threads):
         click.echo(f"    {token}\n")
         click.echo("Try it:\n")
         click.echo(f"    curl -s -X POST http://{host}:{port}/v1/decisions -H 'Authorization: Bearer {token}' \\")
-        click.echo("         -H 'Content-Type: application/json' -d '{\"diagnosis\": {\"code\": \"G61.0\"}, \"patient\": {\"age_years\": 8}}'\n")
-    os.execvp(sys.executable, [
-        sys.executable, "-m", "granian", "--interface", "wsgi", "--host", host, "--port", str(port),
-        "--workers", str(workers), "--blocking-threads", str(threads), "--respawn-failed-workers",
-        "--respawn-interval", "1", "--workers-kill-timeout", "20", "--factory", "service.web.app:create_served_app",
-    ])
+        click.echo(
+            '         -H \'Content-Type: application/json\' -d \'{"diagnosis": {"code": "G61.0"}, "patient": {"age_years": 8}}\'\n'
+        )
+    os.execvp(
+        sys.executable,
+        [
+            sys.executable,
+            "-m",
+            "granian",
+            "--interface",
+            "wsgi",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--blocking-threads",
+            str(threads),
+            "--respawn-failed-workers",
+            "--respawn-interval",
+            "1",
+            "--workers-kill-timeout",
+            "20",
+            "--factory",
+            "service.web.app:create_served_app",
+        ],
+    )
 
 
 @main.group()
@@ -250,8 +309,10 @@ def tokens_revoke(name):
 def tokens_list():
     """Token names, roles and dates (never the tokens)."""
     for row in list_tokens(_instance().database):
-        click.echo(f"{row['name']:<24} {row['role']:<11} created {row['created_at']}"
-                   + (f"  revoked {row['revoked_at']}" if row["revoked_at"] else ""))
+        click.echo(
+            f"{row['name']:<24} {row['role']:<11} created {row['created_at']}"
+            + (f"  revoked {row['revoked_at']}" if row["revoked_at"] else "")
+        )
 
 
 @main.group()
@@ -282,7 +343,9 @@ def reload():
     try:
         summary = activate(instance.database, instance.audit, instance.rulebook_path, requested_by="cli")
     except RulebookError as error:
-        raise click.ClickException("refused; the running services keep their version:\n" + "\n".join(error.problems)) from None
+        raise click.ClickException(
+            "refused; the running services keep their version:\n" + "\n".join(error.problems)
+        ) from None
     click.echo(f"activated {summary['name']} {summary['version']} ({summary['digest'][:12]})")
 
 
@@ -314,7 +377,8 @@ def preapprove(orders, output, requester):
         else:
             verdict = "dispense" if result["dispense"] else "HOLD"
             detail = "; ".join(r["message"] for r in result["reasons"] if not r["ok"]) or (
-                f"{result['dose']['rounded_grams']:g} g" if result["dose"] else "")
+                f"{result['dose']['rounded_grams']:g} g" if result["dose"] else ""
+            )
         click.echo(f"row {result['row']:>4}  {verdict:<8} {detail}")
         if writer:
             writer.writerow([result["row"], verdict, detail])

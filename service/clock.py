@@ -4,13 +4,14 @@ Times are UTC. Stored times are fixed-width ISO 8601 text ("2026-11-22T21:04:05.
 they sort and compare as text alike on SQLite and PostgreSQL. Tests move the clock by replacing
 `now` in this module, and every reader follows.
 """
+
 import datetime
 
 STAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 def now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 def utc_now() -> str:
@@ -24,10 +25,10 @@ def utc_today() -> datetime.date:
 
 def stamp(moment: datetime.datetime) -> str:
     """A moment with an offset as stored text, in UTC."""
-    return moment.astimezone(datetime.timezone.utc).strftime(STAMP_FORMAT)
+    return moment.astimezone(datetime.UTC).strftime(STAMP_FORMAT)
 
 
 def seconds_since(stored: str) -> int:
     """Whole seconds from a stored time to now."""
-    then = datetime.datetime.strptime(stored, STAMP_FORMAT).replace(tzinfo=datetime.timezone.utc)
+    then = datetime.datetime.strptime(stored, STAMP_FORMAT).replace(tzinfo=datetime.UTC)
     return int((now() - then).total_seconds())

@@ -1,4 +1,5 @@
 """The decision: a plain data object that the CLI's --json and the HTTP API serialise unchanged."""
+
 from dataclasses import asdict, dataclass
 
 from service.decide.terminology import Candidate, DiagnosisMatch
@@ -19,14 +20,14 @@ OUTCOME_WORDS = {
 class Decision:
     outcome: str
     diagnosis: DiagnosisMatch
-    rule: dict | None                   # {"id", "title"}
-    rulebook: dict                      # {"name", "version", "digest"}
+    rule: dict | None  # {"id", "title"}
+    rulebook: dict  # {"name", "version", "digest"}
     rationale: str
     evidence: tuple[Evidence, ...] = ()
     missing: tuple[str, ...] = ()
     labelled_products: tuple[str, ...] = ()
-    candidates: tuple[Candidate, ...] = ()     # diagnoses the text may mean, when it is not clear
-    if_confirmed: dict | None = None    # for a proposed (approximate) diagnosis: {code, outcome, rule} on confirmation
+    candidates: tuple[Candidate, ...] = ()  # diagnoses the text may mean, when it is not clear
+    if_confirmed: dict | None = None  # for a proposed (approximate) diagnosis: {code, outcome, rule} on confirmation
 
     def to_dict(self) -> dict:
         return {
@@ -104,26 +105,38 @@ def proposal(rulebook: Rulebook, diagnosis: DiagnosisMatch, confirmed: Decision)
     hypogammaglobulinaemia" read as a primary immunodeficiency code), nothing is offered for
     confirmation: the words name another condition, and the rules have nothing for it.
     """
-    assert diagnosis.code is not None and diagnosis.description is not None   # a proposal names its code
+    assert diagnosis.code is not None and diagnosis.description is not None  # a proposal names its code
     proposed = Candidate(diagnosis.code, diagnosis.description, diagnosis.score or 0.0)
     candidates = (proposed,) + tuple(c for c in diagnosis.candidates if c.code != diagnosis.code)
-    read_as = f"'{diagnosis.input}' was read approximately as {diagnosis.code} {diagnosis.description} " \
-              f"(score {diagnosis.score:g} of 100)"
+    read_as = (
+        f"'{diagnosis.input}' was read approximately as {diagnosis.code} {diagnosis.description} "
+        f"(score {diagnosis.score:g} of 100)"
+    )
     read_as = read_as[0].upper() + read_as[1:]
     if diagnosis.unmatched_qualifiers:
         words = ", ".join(f"'{w}'" for w in diagnosis.unmatched_qualifiers)
         return Decision(
-            outcome="needs_review", diagnosis=diagnosis, rule=None, rulebook=rulebook_ref(rulebook),
-            rationale=(f"{read_as}, but the text says {words}, which that diagnosis does not: "
-                       "it names a different condition, for which the rulebook has no rule. A pharmacist or the "
-                       "committee decides; resubmit with the ICD-10-CM code that says what the words mean."),
+            outcome="needs_review",
+            diagnosis=diagnosis,
+            rule=None,
+            rulebook=rulebook_ref(rulebook),
+            rationale=(
+                f"{read_as}, but the text says {words}, which that diagnosis does not: "
+                "it names a different condition, for which the rulebook has no rule. A pharmacist or the "
+                "committee decides; resubmit with the ICD-10-CM code that says what the words mean."
+            ),
             candidates=candidates,
         )
     if_so = confirmed.outcome.replace("_", " ")
     return Decision(
-        outcome="needs_review", diagnosis=diagnosis, rule=None, rulebook=rulebook_ref(rulebook),
-        rationale=(f"{read_as}. An approximate match does not decide: confirm the code "
-                   f"(resubmit with it) and the rules decide on it; if it is right, the outcome would be {if_so}."),
+        outcome="needs_review",
+        diagnosis=diagnosis,
+        rule=None,
+        rulebook=rulebook_ref(rulebook),
+        rationale=(
+            f"{read_as}. An approximate match does not decide: confirm the code "
+            f"(resubmit with it) and the rules decide on it; if it is right, the outcome would be {if_so}."
+        ),
         candidates=candidates,
         if_confirmed={"code": diagnosis.code, "outcome": confirmed.outcome, "rule": confirmed.rule},
     )

@@ -18,6 +18,7 @@ order goes to a pharmacist, with the amounts the vials can make on either side.
 The dose limits are the label's for the product and indication when the label gives a dose (a
 labelled use), otherwise the rule's dosing profile.
 """
+
 import datetime
 import math
 from dataclasses import dataclass
@@ -26,20 +27,25 @@ from service.rulebook.model import DosingProfile, Label, Range, RoundingRule, We
 
 CM_PER_INCH = 2.54
 FIVE_FEET_INCHES = 60
-_TENTHS = 10                           # vial sizes are whole tenths of a gram
+_TENTHS = 10  # vial sizes are whole tenths of a gram
 
 
 @dataclass(frozen=True)
 class Weight:
     actual_kg: float
     dosing_kg: float
-    basis: str                          # why this weight is the dosing weight
+    basis: str  # why this weight is the dosing weight
     ideal_kg: float | None = None
     adjusted_kg: float | None = None
 
     def to_dict(self) -> dict:
-        return {"actual_kg": self.actual_kg, "ideal_kg": self.ideal_kg, "adjusted_kg": self.adjusted_kg,
-                "dosing_kg": self.dosing_kg, "basis": self.basis}
+        return {
+            "actual_kg": self.actual_kg,
+            "ideal_kg": self.ideal_kg,
+            "adjusted_kg": self.adjusted_kg,
+            "dosing_kg": self.dosing_kg,
+            "basis": self.basis,
+        }
 
 
 class MissingFact(ValueError):
@@ -54,8 +60,14 @@ def ideal_body_weight(height_cm: float, sex: str | None, rule: WeightRule) -> tu
     return round(base + rule.ideal_kg_per_inch_over_five_feet * inches_over, 1), note
 
 
-def dosing_weight(actual_kg: float | None, height_cm: float | None, age_years: float | None,
-                  sex: str | None, pregnant: bool | None, rule: WeightRule) -> Weight:
+def dosing_weight(
+    actual_kg: float | None,
+    height_cm: float | None,
+    age_years: float | None,
+    sex: str | None,
+    pregnant: bool | None,
+    rule: WeightRule,
+) -> Weight:
     """The weight to dose on, with the reason; raises MissingFact naming what it needs."""
     if actual_kg is None:
         raise MissingFact("patient.weight_kg")
@@ -80,7 +92,7 @@ def dosing_weight(actual_kg: float | None, height_cm: float | None, age_years: f
 
 @dataclass(frozen=True)
 class Finding:
-    check: str          # what was checked
+    check: str  # what was checked
     ok: bool
     message: str
 
@@ -95,12 +107,17 @@ class Course:
     g_per_kg: float
     grams: float
     rounded_grams: float | None
-    vials: tuple[tuple[float, int], ...]       # (vial size in g, count), largest first
-    rounding: str                              # the rounding rule, or why nothing was rounded
+    vials: tuple[tuple[float, int], ...]  # (vial size in g, count), largest first
+    rounding: str  # the rounding rule, or why nothing was rounded
 
     def to_dict(self) -> dict:
-        return {"g_per_kg": self.g_per_kg, "grams": self.grams, "rounded_grams": self.rounded_grams,
-                "vials": [{"size_g": size, "count": count} for size, count in self.vials], "rounding": self.rounding}
+        return {
+            "g_per_kg": self.g_per_kg,
+            "grams": self.grams,
+            "rounded_grams": self.rounded_grams,
+            "vials": [{"size_g": size, "count": count} for size, count in self.vials],
+            "rounding": self.rounding,
+        }
 
 
 def _fewest_vials(sizes: tuple[int, ...], limit: int) -> list[tuple[int, ...] | None]:
@@ -118,8 +135,9 @@ def _fewest_vials(sizes: tuple[int, ...], limit: int) -> list[tuple[int, ...] | 
     return best
 
 
-def course_grams(g_per_kg: float, weight_kg: float, limits: Range, vial_sizes_g: tuple[float, ...],
-                 rounding: RoundingRule) -> Course:
+def course_grams(
+    g_per_kg: float, weight_kg: float, limits: Range, vial_sizes_g: tuple[float, ...], rounding: RoundingRule
+) -> Course:
     """One course for this weight, rounded to the product's vials (see the module docstring)."""
     tolerance = rounding.tolerance
     exact = round(g_per_kg * weight_kg, 2)
@@ -133,20 +151,28 @@ def course_grams(g_per_kg: float, weight_kg: float, limits: Range, vial_sizes_g:
     reach = math.ceil(exact * (1 + tolerance) * _TENTHS) + max(sizes)
     combos = _fewest_vials(sizes, reach)
     fits = [t for t in range(max(low, 1), high + 1) if combos[t] is not None]
-    rule = (f"nearest amount the vials ({', '.join(f'{v:g} g' for v in sorted(vial_sizes_g))}) make, within "
-            f"{tolerance:.0%} of the exact dose and within the dose range for this weight")
+    rule = (
+        f"nearest amount the vials ({', '.join(f'{v:g} g' for v in sorted(vial_sizes_g))}) make, within "
+        f"{tolerance:.0%} of the exact dose and within the dose range for this weight"
+    )
     if not fits:
         exact_tenths = round(exact * _TENTHS)
         below = next((t for t in range(min(exact_tenths, reach), 0, -1) if combos[t] is not None), None)
         above = next((t for t in range(max(exact_tenths, 1), reach + 1) if combos[t] is not None), None)
         near = " or ".join(f"{t / _TENTHS:g} g" for t in dict.fromkeys((below, above)) if t is not None)
         bounds = f"{floor:g}-{ceiling:g} g" if ceiling != math.inf else f"at least {floor:g} g"
-        return Course(g_per_kg, exact, None, (), f"not rounded: no combination of the vials is within "
-                                                 f"{tolerance:.0%} of {exact:g} g and within the dose range "
-                                                 f"for this weight ({bounds}); the vials make {near}")
+        return Course(
+            g_per_kg,
+            exact,
+            None,
+            (),
+            f"not rounded: no combination of the vials is within "
+            f"{tolerance:.0%} of {exact:g} g and within the dose range "
+            f"for this weight ({bounds}); the vials make {near}",
+        )
     chosen = min(fits, key=lambda t: (abs(t - exact * _TENTHS), t))
     counts: dict[int, int] = {}
-    for size in combos[chosen] or ():       # every amount in `fits` has its vials
+    for size in combos[chosen] or ():  # every amount in `fits` has its vials
         counts[size] = counts.get(size, 0) + 1
     vials = tuple((size / _TENTHS, counts[size]) for size in sorted(counts, reverse=True))
     return Course(g_per_kg, exact, chosen / _TENTHS, vials, rule)
@@ -181,8 +207,9 @@ def course_limits(profile: DosingProfile, interval_days: int | None) -> Range:
     return Range(None if low is None else round(low * share, 4), None if high is None else round(high * share, 4))
 
 
-def courses_given(profile: DosingProfile, last_infusion: datetime.date | None,
-                  authorised_from: datetime.date | None) -> Finding | None:
+def courses_given(
+    profile: DosingProfile, last_infusion: datetime.date | None, authorised_from: datetime.date | None
+) -> Finding | None:
     """For a one-off course: whether the authorisation has already been used.
 
     Without a record of what was given (that needs administrations), only one fact is known: a
@@ -192,41 +219,75 @@ def courses_given(profile: DosingProfile, last_infusion: datetime.date | None,
     if profile.courses is None or last_infusion is None or authorised_from is None or last_infusion < authorised_from:
         return None
     if profile.courses == 1:
-        return Finding("courses", False, f"a one-off course: a course was already given under this authorisation "
-                                         f"(last infusion {last_infusion}); another course needs review")
-    return Finding("courses", True, f"a course was given under this authorisation (last infusion {last_infusion}); at most "
-                                    f"{profile.courses} courses are allowed: the pharmacist confirms how many were given")
+        return Finding(
+            "courses",
+            False,
+            f"a one-off course: a course was already given under this authorisation "
+            f"(last infusion {last_infusion}); another course needs review",
+        )
+    return Finding(
+        "courses",
+        True,
+        f"a course was given under this authorisation (last infusion {last_infusion}); at most "
+        f"{profile.courses} courses are allowed: the pharmacist confirms how many were given",
+    )
 
 
 def _against(value: float, limits, unit: str, what: str, check: str) -> Finding:
     if limits.min is not None and value < limits.min:
         short = limits.min - value
-        return Finding(check, False, f"{what} {value:g} {unit} is below the minimum {limits.min:g} {unit} "
-                                     f"by {short:g} {unit} ({short / limits.min:.0%})")
+        return Finding(
+            check,
+            False,
+            f"{what} {value:g} {unit} is below the minimum {limits.min:g} {unit} "
+            f"by {short:g} {unit} ({short / limits.min:.0%})",
+        )
     if limits.max is not None and value > limits.max:
         over = value - limits.max
-        return Finding(check, False, f"{what} {value:g} {unit} exceeds the maximum {limits.max:g} {unit} "
-                                     f"by {over:g} {unit} ({over / limits.max:.0%})")
+        return Finding(
+            check,
+            False,
+            f"{what} {value:g} {unit} exceeds the maximum {limits.max:g} {unit} "
+            f"by {over:g} {unit} ({over / limits.max:.0%})",
+        )
     if limits.max is None:
         return Finding(check, True, f"{what} {value:g} {unit} meets the minimum of {limits.min:g} {unit}")
     return Finding(check, True, f"{what} {value:g} {unit} is within {limits.min or 0:g}-{limits.max:g} {unit}")
 
 
-def check_order(profile: DosingProfile, g_per_kg: float | None, interval_days: int | None,
-                last_infusion: datetime.date | None, today: datetime.date) -> list[Finding]:
+def check_order(
+    profile: DosingProfile,
+    g_per_kg: float | None,
+    interval_days: int | None,
+    last_infusion: datetime.date | None,
+    today: datetime.date,
+) -> list[Finding]:
     """Every dose and timing finding for an order; nothing outside the range passes silently."""
     findings = []
     if g_per_kg is None:
         findings.append(Finding("dose", False, "the order gives no dose (dose.g_per_kg)"))
     elif profile.monthly and interval_days:
         monthly = round(g_per_kg * MONTH_DAYS / interval_days, 4)
-        findings.append(_against(monthly, profile.g_per_kg, "g/kg a month", f"dose {g_per_kg:g} g/kg every {interval_days} "
-                                                                             f"days, that is", "dose"))
+        findings.append(
+            _against(
+                monthly,
+                profile.g_per_kg,
+                "g/kg a month",
+                f"dose {g_per_kg:g} g/kg every {interval_days} days, that is",
+                "dose",
+            )
+        )
     else:
         findings.append(_against(g_per_kg, profile.g_per_kg, "g/kg", "dose", "dose"))
     if profile.courses is not None:
-        findings.append(Finding("interval", True, f"a one-off course: no interval between courses applies "
-                                                  f"(at most {profile.courses} course{'s' if profile.courses > 1 else ''})"))
+        findings.append(
+            Finding(
+                "interval",
+                True,
+                f"a one-off course: no interval between courses applies "
+                f"(at most {profile.courses} course{'s' if profile.courses > 1 else ''})",
+            )
+        )
     elif interval_days is None:
         findings.append(Finding("interval", False, "the order gives no interval (dose.interval_days)"))
     else:
@@ -235,11 +296,20 @@ def check_order(profile: DosingProfile, g_per_kg: float | None, interval_days: i
         since = (today - last_infusion).days
         minimum = profile.interval_days.min
         if since < 0:
-            findings.append(Finding("since_last_infusion", False, f"the last infusion date {last_infusion} is in the future"))
+            findings.append(
+                Finding("since_last_infusion", False, f"the last infusion date {last_infusion} is in the future")
+            )
         elif minimum is not None and since < minimum:
-            findings.append(Finding("since_last_infusion", False,
-                                    f"only {since} days since the last infusion on {last_infusion}; the minimum interval "
-                                    f"is {minimum:g} days, {minimum - since:g} days to go"))
+            findings.append(
+                Finding(
+                    "since_last_infusion",
+                    False,
+                    f"only {since} days since the last infusion on {last_infusion}; the minimum interval "
+                    f"is {minimum:g} days, {minimum - since:g} days to go",
+                )
+            )
         else:
-            findings.append(Finding("since_last_infusion", True, f"{since} days since the last infusion on {last_infusion}"))
+            findings.append(
+                Finding("since_last_infusion", True, f"{since} days since the last infusion on {last_infusion}")
+            )
     return findings

@@ -3,6 +3,7 @@
 request -> validation -> diagnosis normalisation -> facts -> engine -> decision. Each step is
 its own module; this one only strings them together, so the decision logic runs without Flask.
 """
+
 from dataclasses import replace
 from pathlib import Path
 
@@ -49,7 +50,7 @@ class Formulary:
     def _decide_on(self, diagnosis: DiagnosisMatch, request: DecisionRequest) -> Decision:
         """The rules' decision on a diagnosis the request names exactly."""
         code = diagnosis.plain_code
-        assert code is not None   # decide_request answers a request without a code itself
+        assert code is not None  # decide_request answers a request without a code itself
         verdict = self.engine.evaluate(code, request.facts)
         if verdict is None:
             return without_rule(self.rulebook, diagnosis)

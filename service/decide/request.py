@@ -4,6 +4,7 @@ Everything that reaches the engine is checked and typed here, because durable-ru
 silently ("5" compares as a number, "true" as true). A bad value is refused with an error that
 names the field and the value; nothing is guessed.
 """
+
 from dataclasses import dataclass
 
 from service.rulebook.facts import Facts
@@ -20,7 +21,7 @@ class RequestError(ValueError):
     def __init__(self, code: str, message: str, field: str | None = None, suggestions: list[dict] | None = None):
         super().__init__(message)
         self.code, self.message, self.field = code, message, field
-        self.suggestions = suggestions or []      # for a code that does not exist: the nearest valid ones
+        self.suggestions = suggestions or []  # for a code that does not exist: the nearest valid ones
 
     def to_dict(self) -> dict:
         return {"code": self.code, "message": self.message, "field": self.field}
@@ -49,7 +50,9 @@ def _object(value, field: str, allowed: tuple[str, ...]) -> dict:
     for key in value:
         if key not in allowed:
             raise RequestError(
-                "unknown_field", f"{_join(field, key)} is not a known field (allowed: {', '.join(allowed)})", _join(field, key)
+                "unknown_field",
+                f"{_join(field, key)} is not a known field (allowed: {', '.join(allowed)})",
+                _join(field, key),
             )
     return value
 
@@ -69,8 +72,10 @@ def _number(value, field: str, low: float, high: float, whole: bool = False) -> 
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (whole and not isinstance(value, int)):
         kind = "a whole number" if whole else "a number"
         raise RequestError("wrong_type", f"{field} must be {kind}, found {_shown(value)}", field)
-    if not low <= value <= high:   # NaN fails this too
-        raise RequestError("out_of_range", f"{field} must be between {low:g} and {high:g}, found {_shown(value)}", field)
+    if not low <= value <= high:  # NaN fails this too
+        raise RequestError(
+            "out_of_range", f"{field} must be between {low:g} and {high:g}, found {_shown(value)}", field
+        )
     return value
 
 
@@ -91,7 +96,9 @@ def _choice(value, field: str, allowed: tuple[str, ...]) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or value.strip().lower() not in allowed:
-        raise RequestError("unknown_value", f"{field} must be one of {', '.join(allowed)}, found {_shown(value)}", field)
+        raise RequestError(
+            "unknown_value", f"{field} must be one of {', '.join(allowed)}, found {_shown(value)}", field
+        )
     return value.strip().lower()
 
 
@@ -146,7 +153,9 @@ def parse_request(payload, vocabulary: Vocabulary) -> DecisionRequest:
     if code is None and text is None:
         raise RequestError("missing_field", "diagnosis needs a code or a text", "diagnosis")
 
-    patient = _object(body.get("patient") or {}, "patient", ("age_years", "sex", "pregnant", "weight_kg", "height_cm", "ref"))
+    patient = _object(
+        body.get("patient") or {}, "patient", ("age_years", "sex", "pregnant", "weight_kg", "height_cm", "ref")
+    )
     sex = _choice(patient.get("sex"), "patient.sex", SEXES)
     pregnant = _bool(patient.get("pregnant"), "patient.pregnant")
     if pregnant and sex == "male":
@@ -159,16 +168,22 @@ def parse_request(payload, vocabulary: Vocabulary) -> DecisionRequest:
     for kind in ("failed", "concurrent"):
         value = therapies.get(kind)
         if value is not None and not isinstance(value, list):
-            raise RequestError("wrong_type", f"therapies.{kind} must be a list, found {_shown(value)}", f"therapies.{kind}")
-        lists[kind] = None if value is None else frozenset(
-            vocabulary.therapy(item, f"therapies.{kind}[{i}]") for i, item in enumerate(value)
+            raise RequestError(
+                "wrong_type", f"therapies.{kind} must be a list, found {_shown(value)}", f"therapies.{kind}"
+            )
+        lists[kind] = (
+            None
+            if value is None
+            else frozenset(vocabulary.therapy(item, f"therapies.{kind}[{i}]") for i, item in enumerate(value))
         )
 
     dose = None
     if body.get("dose") is not None:
         raw = _object(body["dose"], "dose", ("g_per_kg", "interval_days"))
         interval = _number(raw.get("interval_days"), "dose.interval_days", 1, 365, whole=True)
-        dose = Dose(_number(raw.get("g_per_kg"), "dose.g_per_kg", 0.01, 5.0), None if interval is None else int(interval))
+        dose = Dose(
+            _number(raw.get("g_per_kg"), "dose.g_per_kg", 0.01, 5.0), None if interval is None else int(interval)
+        )
 
     age = _number(patient.get("age_years"), "patient.age_years", 0, MAX_AGE_YEARS)
     if age is not None:

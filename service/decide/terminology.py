@@ -17,6 +17,7 @@
 
 The ICD-10-CM text index is built once per process; the rulebook's part once per rulebook.
 """
+
 import heapq
 from collections import Counter
 from dataclasses import dataclass
@@ -44,7 +45,7 @@ _STOPWORDS = frozenset({"a", "an", "and", "by", "due", "for", "in", "of", "on", 
 
 @dataclass(frozen=True)
 class Candidate:
-    code: str               # dotted
+    code: str  # dotted
     description: str
     score: float
 
@@ -58,14 +59,14 @@ def _candidate(plain: str, score: float) -> Candidate:
 
 @dataclass(frozen=True)
 class DiagnosisMatch:
-    code: str | None                    # dotted; None when no single diagnosis was recognised
+    code: str | None  # dotted; None when no single diagnosis was recognised
     description: str | None
-    matched_by: str | None              # "code", "synonym", "text", "fuzzy"; None when unrecognised
-    input: str                          # what the user typed (the code when both were given)
-    score: float | None = None          # for a fuzzy match
+    matched_by: str | None  # "code", "synonym", "text", "fuzzy"; None when unrecognised
+    input: str  # what the user typed (the code when both were given)
+    score: float | None = None  # for a fuzzy match
     candidates: tuple[Candidate, ...] = ()
-    problem: str | None = None          # why the diagnosis cannot be decided on, if it cannot
-    unmatched_qualifiers: tuple[str, ...] = ()    # words of a fuzzy text that the proposed code lacks
+    problem: str | None = None  # why the diagnosis cannot be decided on, if it cannot
+    unmatched_qualifiers: tuple[str, ...] = ()  # words of a fuzzy text that the proposed code lacks
 
     @property
     def is_proposal(self) -> bool:
@@ -167,7 +168,7 @@ class Terminology:
         self.rulebook = rulebook
         self.abbreviations = {fold(short): fold(long) for short, long in rulebook.abbreviations.items()}
         self.qualifiers = frozenset(fold(word) for word in rulebook.qualifiers)
-        self.owner: dict[str, str] = {}          # dotless rulebook code -> diagnosis id
+        self.owner: dict[str, str] = {}  # dotless rulebook code -> diagnosis id
         for dx in rulebook.diagnoses.values():
             self.owner.update({icd10.normalise(c): dx.id for c in dx.codes})
         # Prescribers type the same texts again and again; the answer depends only on the text
@@ -195,7 +196,7 @@ class Terminology:
     def warm(self):
         """Build both text indexes now (a server does this at start-up, not on its first request)."""
         icd_text_index()
-        self.rulebook_index
+        _ = self.rulebook_index
 
     def _code_for(self, folded: str, codes: list[str]) -> str:
         """The code a diagnosis name means: the ICD-10-CM code with that very text within the
@@ -222,7 +223,8 @@ class Terminology:
             listed = "; ".join(f"{c.code} {c.description}" for c in nearest)
             raise RequestError(
                 "invalid_code",
-                f"diagnosis.code '{code}' is not an ICD-10-CM code" + (f"; nearest valid codes: {listed}" if listed else ""),
+                f"diagnosis.code '{code}' is not an ICD-10-CM code"
+                + (f"; nearest valid codes: {listed}" if listed else ""),
                 "diagnosis.code",
                 suggestions=[c.to_dict() for c in nearest],
             )
@@ -232,7 +234,9 @@ class Terminology:
         lacking = self.unmatched_qualifiers(self.expand(fold(text)), plain)
         return self._check_agreement(by_code, self.resolve_text(text), lacking)
 
-    def _check_agreement(self, by_code: DiagnosisMatch, by_text: DiagnosisMatch, lacking: tuple[str, ...]) -> DiagnosisMatch:
+    def _check_agreement(
+        self, by_code: DiagnosisMatch, by_text: DiagnosisMatch, lacking: tuple[str, ...]
+    ) -> DiagnosisMatch:
         """A code with a text: fine when the text names the same diagnosis (or nothing known).
 
         Codes of one family agree only when the rulebook does not file them under different
@@ -242,25 +246,38 @@ class Terminology:
         if by_text.matched_by is None and not by_text.candidates and not lacking:
             return by_code
         code = by_code.plain_code
-        assert code is not None   # by_code came from a valid code
-        named = [icd10.normalise(c.code) for c in by_text.candidates] if by_text.code is None else [icd10.normalise(by_text.code)]
+        assert code is not None  # by_code came from a valid code
+        named = (
+            [icd10.normalise(c.code) for c in by_text.candidates]
+            if by_text.code is None
+            else [icd10.normalise(by_text.code)]
+        )
         mine = self.diagnosis_of(code)
         for other in named if not lacking else ():
             theirs = self.diagnosis_of(other)
             family = other.startswith(code) or code.startswith(other)
             if (mine is not None and theirs == mine) or (family and (mine is None or theirs is None)):
                 return by_code
-        text_side = (f"{by_text.code} ({by_text.description})" if by_text.code
-                     else "; ".join(f"{c.code} ({c.description})" for c in by_text.candidates))
+        text_side = (
+            f"{by_text.code} ({by_text.description})"
+            if by_text.code
+            else "; ".join(f"{c.code} ({c.description})" for c in by_text.candidates)
+        )
         if lacking:
-            text_side = (text_side or "nothing we recognise") + \
-                f", and it says {', '.join(repr(w) for w in lacking)}, which the code does not"
+            text_side = (
+                text_side or "nothing we recognise"
+            ) + f", and it says {', '.join(repr(w) for w in lacking)}, which the code does not"
         return DiagnosisMatch(
-            by_code.code, by_code.description, "code", by_code.input,
-            candidates=(_candidate(code, 100.0),) + (
-                (_candidate(named[0], by_text.score or 100.0),) if by_text.code else by_text.candidates),
-            problem=(f"the code {by_code.code} ({by_code.description}) and the text '{by_text.input}', which reads "
-                     f"as {text_side}, name different diagnoses"),
+            by_code.code,
+            by_code.description,
+            "code",
+            by_code.input,
+            candidates=(_candidate(code, 100.0),)
+            + ((_candidate(named[0], by_text.score or 100.0),) if by_text.code else by_text.candidates),
+            problem=(
+                f"the code {by_code.code} ({by_code.description}) and the text '{by_text.input}', which reads "
+                f"as {text_side}, name different diagnoses"
+            ),
         )
 
     def _resolve_text(self, text: str) -> DiagnosisMatch:
@@ -294,15 +311,24 @@ class Terminology:
             return _unrecognised(text)
         best, (best_score, best_closeness) = ranked[0]
         rivals = [
-            c for c, (score, closeness) in ranked[1:]
-            if score >= best_score - MARGIN and closeness >= best_closeness - CLOSENESS_MARGIN
+            c
+            for c, (score, closeness) in ranked[1:]
+            if score >= best_score - MARGIN
+            and closeness >= best_closeness - CLOSENESS_MARGIN
             and not (c.startswith(best) or best.startswith(c))
             and not (self.diagnosis_of(c) is not None and self.diagnosis_of(c) == self.diagnosis_of(best))
         ]
         candidates = [_candidate(c, score) for c, (score, _) in ranked[:MAX_CANDIDATES]]
         if best_score >= CONFIDENT and not rivals:
-            return DiagnosisMatch(icd10.dotted(best), icd10.description(best), "fuzzy", text, score=round(best_score, 1),
-                                  candidates=tuple(candidates), unmatched_qualifiers=self.unmatched_qualifiers(query, best))
+            return DiagnosisMatch(
+                icd10.dotted(best),
+                icd10.description(best),
+                "fuzzy",
+                text,
+                score=round(best_score, 1),
+                candidates=tuple(candidates),
+                unmatched_qualifiers=self.unmatched_qualifiers(query, best),
+            )
         return _ambiguous(text, candidates)
 
     def unmatched_qualifiers(self, query: str, plain: str) -> tuple[str, ...]:
@@ -329,13 +355,24 @@ def _exact(text: str, codes: list[str], matched_by: str) -> DiagnosisMatch:
 
 
 def _unrecognised(text: str) -> DiagnosisMatch:
-    return DiagnosisMatch(None, None, None, text,
-                          problem=f"'{text}' does not name a diagnosis we recognise; resubmit with an ICD-10-CM code")
+    return DiagnosisMatch(
+        None,
+        None,
+        None,
+        text,
+        problem=f"'{text}' does not name a diagnosis we recognise; resubmit with an ICD-10-CM code",
+    )
 
 
 def _ambiguous(text: str, candidates: list[Candidate]) -> DiagnosisMatch:
-    return DiagnosisMatch(None, None, None, text, candidates=tuple(candidates),
-                          problem=f"'{text}' could mean several diagnoses; pick one of the candidates and resubmit with its code")
+    return DiagnosisMatch(
+        None,
+        None,
+        None,
+        text,
+        candidates=tuple(candidates),
+        problem=f"'{text}' could mean several diagnoses; pick one of the candidates and resubmit with its code",
+    )
 
 
 def nearest_codes(plain: str, limit: int = MAX_CANDIDATES) -> list[Candidate]:

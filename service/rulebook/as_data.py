@@ -1,4 +1,5 @@
 """The formulary as data: what `formulary rules` prints and the HTTP API will return."""
+
 from dataclasses import asdict
 
 from service.rulebook import icd10
@@ -15,14 +16,22 @@ def rule_as_data(rulebook: Rulebook, rule: Rule) -> dict:
     return {
         "id": rule.id,
         "title": rule.title,
-        "diagnosis": {"id": diagnosis.id, "name": diagnosis.name, "codes": list(diagnosis.codes),
-                      "synonyms": [s.term for s in diagnosis.synonyms], "coding_note": diagnosis.coding_note},
+        "diagnosis": {
+            "id": diagnosis.id,
+            "name": diagnosis.name,
+            "codes": list(diagnosis.codes),
+            "synonyms": [s.term for s in diagnosis.synonyms],
+            "coding_note": diagnosis.coding_note,
+        },
         "when": rule.when.describe(),
         "outcome": rule.outcome,
         "priority": rule.priority,
         "labelled_indication": rule.labelled_indication,
-        "labels": [label_as_data(rulebook, name, label)
-                   for name, label in rulebook.labels_for(rule.labelled_indication)] if rule.labelled_indication else [],
+        "labels": [
+            label_as_data(rulebook, name, label) for name, label in rulebook.labels_for(rule.labelled_indication)
+        ]
+        if rule.labelled_indication
+        else [],
         "dosing": asdict(rulebook.dosing_for(rule)),
         "authorisation_days": rulebook.authorisation_days_for(rule),
         "rationale": rule.rationale,
@@ -35,9 +44,14 @@ def rule_as_data(rulebook: Rulebook, rule: Rule) -> dict:
 def label_as_data(rulebook: Rulebook, product: str, label: Label) -> dict:
     """One product's label for an indication, with the document it was read from."""
     info = rulebook.products[product].prescribing_information
-    return {"product": product, "age_years": {"at_least": label.age_at_least, "under": label.age_under},
-            "routes": sorted(label.routes), "note": label.note or None,
-            "source": info.source if info else None, "revised": info.revised if info else None}
+    return {
+        "product": product,
+        "age_years": {"at_least": label.age_at_least, "under": label.age_under},
+        "routes": sorted(label.routes),
+        "note": label.note or None,
+        "source": info.source if info else None,
+        "revised": info.revised if info else None,
+    }
 
 
 def rulebook_as_data(rulebook: Rulebook) -> dict:
@@ -52,13 +66,15 @@ def rules_table(rulebook: Rulebook) -> list[list[str]]:
     """One row a rule: id, codes, conditions, outcome, sources (with a header row)."""
     rows = [["RULE", "CODES", "WHEN", "OUTCOME", "SOURCES"]]
     for rule in rulebook.rules:
-        rows.append([
-            rule.id,
-            _codes_cell(rulebook.diagnoses[rule.diagnosis].codes),
-            rule.when.describe() + (f"; label: {rule.labelled_indication}" if rule.labelled_indication else ""),
-            rule.outcome,
-            ", ".join(sorted({e.source for e in rule.evidence})),
-        ])
+        rows.append(
+            [
+                rule.id,
+                _codes_cell(rulebook.diagnoses[rule.diagnosis].codes),
+                rule.when.describe() + (f"; label: {rule.labelled_indication}" if rule.labelled_indication else ""),
+                rule.outcome,
+                ", ".join(sorted({e.source for e in rule.evidence})),
+            ]
+        )
     return rows
 
 

@@ -20,6 +20,7 @@ Layout (docs/DURABLE_RULES.md says why):
   mention (see MessagePlan): they cannot change which rule fires, and each costs durable-rules
   work on every post. `message` is the full event as a dict, for tools and tests.
 """
+
 import json
 import math
 import re
@@ -30,7 +31,7 @@ from service.rulebook.facts import Facts, Verdict
 from service.rulebook.model import Conditions, Rule, Rulebook
 
 MAX_RULES_PER_RULESET = 120
-MAX_CODE_LENGTH = 7                  # an ICD-10-CM code has at most 7 characters (3 category + 4)
+MAX_CODE_LENGTH = 7  # an ICD-10-CM code has at most 7 characters (3 category + 4)
 MAX_RULES_PER_CATEGORY = 400
 
 # Fact name (as the request spells it, and as `missing` reports it) -> the engine's flag field.
@@ -46,9 +47,9 @@ FACT_FLAGS = {
 
 @dataclass
 class CompiledRulebook:
-    rulesets: dict[str, dict[str, dict]]          # ruleset name -> compiled rule name -> {"all": ..., "pri": ...}
-    routes: dict[str, str]                        # ICD-10-CM category -> ruleset name
-    verdicts: dict[str, Verdict]                  # compiled rule name -> verdict
+    rulesets: dict[str, dict[str, dict]]  # ruleset name -> compiled rule name -> {"all": ..., "pri": ...}
+    routes: dict[str, str]  # ICD-10-CM category -> ruleset name
+    verdicts: dict[str, Verdict]  # compiled rule name -> verdict
     therapy_fields: frozenset[tuple[str, str]] = field(default_factory=frozenset)
     _every_field: "MessagePlan" = field(init=False, repr=False, compare=False)
 
@@ -89,7 +90,7 @@ class CompiledRulebook:
         plan = self._every_field if plan is None else plan
         enc = _encode_string
         parts = [f'{{"rid":{int.__index__(rid)}']
-        for length in (range(icd10.CATEGORY_LENGTH, len(code) + 1) if plan.dx is None else plan.dx):
+        for length in range(icd10.CATEGORY_LENGTH, len(code) + 1) if plan.dx is None else plan.dx:
             if length <= len(code):
                 parts.append(f',"dx{length}":{enc(code[:length])}')
         for attribute, flag, key, encode in plan.scalars:
@@ -141,7 +142,7 @@ _SCALARS = (
     ("product", "known_product", "product", _encode_string),
     ("route", "known_route", "route", _encode_string),
 )
-_THERAPY_KINDS = ("failed", "concurrent")      # Facts attributes, and the prefixes of their fields
+_THERAPY_KINDS = ("failed", "concurrent")  # Facts attributes, and the prefixes of their fields
 
 
 class MessagePlan:
@@ -167,24 +168,38 @@ class MessagePlan:
         if definition is not None and any(int(n) > MAX_CODE_LENGTH for n in re.findall(r'"dx(\d+)"', definition)):
             raise CompileError(f"a compiled condition tests a code prefix longer than {MAX_CODE_LENGTH} characters")
         # None: every prefix of the code, as `message` writes them.
-        self.dx = None if definition is None else tuple(
-            n for n in range(icd10.CATEGORY_LENGTH, MAX_CODE_LENGTH + 1) if used(f"dx{n}"))
-        self.scalars = tuple((attribute, key(flag), key(name), encode) for attribute, flag, name, encode in _SCALARS
-                             if used(flag) or used(name))
+        self.dx = (
+            None
+            if definition is None
+            else tuple(n for n in range(icd10.CATEGORY_LENGTH, MAX_CODE_LENGTH + 1) if used(f"dx{n}"))
+        )
+        self.scalars = tuple(
+            (attribute, key(flag), key(name), encode)
+            for attribute, flag, name, encode in _SCALARS
+            if used(flag) or used(name)
+        )
         therapies = []
         for kind in _THERAPY_KINDS:
-            names = [(therapy, _therapy_field(kind, therapy)) for field_kind, therapy in sorted(therapy_fields)
-                     if field_kind == kind]
+            names = [
+                (therapy, _therapy_field(kind, therapy))
+                for field_kind, therapy in sorted(therapy_fields)
+                if field_kind == kind
+            ]
             keys = tuple((therapy, field_key(name)) for therapy, name in names if used(name))
             if used(f"known_{kind}") or keys:
                 therapies.append((kind, key(f"known_{kind}"), keys))
         self.therapies = tuple(therapies)
         # The fields written besides rid (None: all), for tests and benchmarks.
-        self.fields = None if definition is None else frozenset(
-            [f"dx{n}" for n in self.dx or ()]
-            + [name for _, flag, value, _ in _SCALARS for name in (flag, value) if used(name)]
-            + [f"known_{kind}" for kind, flag, _ in self.therapies if flag]
-            + [_therapy_field(kind, therapy) for kind, _, keys in self.therapies for therapy, _ in keys])
+        self.fields = (
+            None
+            if definition is None
+            else frozenset(
+                [f"dx{n}" for n in self.dx or ()]
+                + [name for _, flag, value, _ in _SCALARS for name in (flag, value) if used(name)]
+                + [f"known_{kind}" for kind, flag, _ in self.therapies if flag]
+                + [_therapy_field(kind, therapy) for kind, _, keys in self.therapies for therapy, _ in keys]
+            )
+        )
 
 
 def _put(msg: dict, name: str, flag: str, value):
@@ -288,7 +303,11 @@ def _compile_rule(rulebook: Rulebook, rule: Rule, code_test: dict) -> list[tuple
     actually missing ("unknown").
     """
     atoms = _atoms(rule.when)
-    clauses = [atoms + extra for extra in _label_clauses(rulebook, rule.labelled_indication)] if rule.labelled_indication else [atoms]
+    clauses = (
+        [atoms + extra for extra in _label_clauses(rulebook, rule.labelled_indication)]
+        if rule.labelled_indication
+        else [atoms]
+    )
     needs = tuple(dict.fromkeys(a.fact for clause in clauses for a in clause if a.fact))
     compiled = []
     for clause in clauses:

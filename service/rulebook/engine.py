@@ -25,6 +25,7 @@ The hazards, measured: docs/DURABLE_RULES.md. In short:
   rule, and closing posts a retire event to each ruleset (initialising its session through a
   fired and completed action), then deletes the session state, then the ruleset.
 """
+
 import itertools
 import json
 import threading
@@ -36,13 +37,13 @@ from service.rulebook.compiler import CompiledRulebook, MessagePlan
 from service.rulebook.facts import Facts, Verdict
 
 _ENGINE_LOCK = threading.Lock()
-_RETIRE = "retire"          # the rule, and the event field, that only Engine.close() uses
-_SESSION = "0"              # the one session id every ruleset uses (durable-rules' default)
+_RETIRE = "retire"  # the rule, and the event field, that only Engine.close() uses
+_SESSION = "0"  # the one session id every ruleset uses (durable-rules' default)
 
 # durable-rules 2.0.28 (src/rules/rules.h): what assert_event answers besides raising.
-_HANDLED = 0                # a rule matched; its action waits in the session
-_NOT_HANDLED = 1            # no rule matched (MessageNotHandledException in durable/engine.py)
-_MAX_DRAIN = 1000           # pending actions completed after a failure before giving up
+_HANDLED = 0  # a rule matched; its action waits in the session
+_NOT_HANDLED = 1  # no rule matched (MessageNotHandledException in durable/engine.py)
+_MAX_DRAIN = 1000  # pending actions completed after a failure before giving up
 
 # The C calls of one decision, looked up once (module globals, so tests can substitute them).
 _assert_event = durable_rules_engine.assert_event
@@ -128,7 +129,9 @@ class Engine:
             raise EngineError(f"request {rid} cannot be posted to durable-rules: {error}") from error
         fired = self._fire(self._handles[ruleset], ruleset, rid, event)
         if fired is not None and fired not in self._verdicts:
-            raise EngineError(f"durable-rules fired {fired!r} for request {rid} in {ruleset}, which is no compiled rule")
+            raise EngineError(
+                f"durable-rules fired {fired!r} for request {rid} in {ruleset}, which is no compiled rule"
+            )
         return fired
 
     def _fire(self, handle: int, ruleset: str, rid: int, event: str) -> str | None:
@@ -149,7 +152,9 @@ class Engine:
                 more = _complete_and_start_action(handle, state)
         except Exception as error:
             self._drain(handle, state, lease=started is not None)
-            raise EngineError(f"durable-rules failed running the action for request {rid} in {ruleset}: {error}") from error
+            raise EngineError(
+                f"durable-rules failed running the action for request {rid} in {ruleset}: {error}"
+            ) from error
         if started is None:
             self._drain(handle, state, lease=False)
             raise EngineError(f"durable-rules handled request {rid} in {ruleset} but started no action")
@@ -159,8 +164,10 @@ class Engine:
         result = started[1]
         tail = '":{"m":' + event + "}}"
         if not (result.startswith('{"') and result.endswith(tail)):
-            raise EngineError(f"durable-rules answered request {rid} in {ruleset} with another event's action: {result[:300]}")
-        return result[2:-len(tail)]
+            raise EngineError(
+                f"durable-rules answered request {rid} in {ruleset} with another event's action: {result[:300]}"
+            )
+        return result[2 : -len(tail)]
 
     def _drain(self, handle: int, state: int, lease: bool):
         """Complete every action still pending in a session after a failure, so that no later
@@ -179,7 +186,9 @@ class Engine:
                     return
                 pending = _complete_and_start_action(handle, state)
         except Exception as error:
-            self._broken = f"durable-rules could not clear a failed decision from its session ({error}); reload the rulebook"
+            self._broken = (
+                f"durable-rules could not clear a failed decision from its session ({error}); reload the rulebook"
+            )
             return
         self._broken = f"durable-rules kept more than {_MAX_DRAIN} actions pending; reload the rulebook"
 
@@ -194,7 +203,7 @@ class Engine:
                     retired = self._fire(handle, ruleset, -1, f'{{"rid":-1,"{_RETIRE}":1}}') == _RETIRE
                 except EngineError:
                     retired = False
-                if retired:         # only a session initialised through a completed action is safe to delete
+                if retired:  # only a session initialised through a completed action is safe to delete
                     durable_rules_engine.delete_state(handle, _SESSION)
                 durable_rules_engine.delete_ruleset(handle)
             self._handles.clear()

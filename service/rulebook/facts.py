@@ -4,6 +4,7 @@ the rule that fired.
 They are domain types, not durable-rules ones: request validation builds Facts and the decision
 reads a Verdict without importing the compiler that turns them into durable-rules messages.
 """
+
 from dataclasses import dataclass
 
 from service.rulebook.model import Rule
@@ -20,7 +21,7 @@ class Facts:
     failed: frozenset[str] | None = None
     concurrent: frozenset[str] | None = None
     product: str | None = None
-    route: str = "intravenous"          # how the dose is given; the formulary's default is intravenous
+    route: str = "intravenous"  # how the dose is given; the formulary's default is intravenous
 
     def known(self) -> dict[str, bool]:
         return {
@@ -38,5 +39,5 @@ class Verdict:
     """What one compiled rule means when it fires."""
 
     rule: Rule
-    variant: str                        # "match" or "unknown"
-    needs: tuple[str, ...] = ()         # facts the rule needs (for an "unknown" verdict, the candidates for `missing`)
+    variant: str  # "match" or "unknown"
+    needs: tuple[str, ...] = ()  # facts the rule needs (for an "unknown" verdict, the candidates for `missing`)

@@ -3,6 +3,7 @@
 Codes are kept dotless and upper-case inside the engine (`G610`), because a code covers its
 descendants exactly when it is a prefix of them; they are shown dotted (`G61.0`).
 """
+
 import re
 from importlib.metadata import version
 
@@ -35,8 +36,10 @@ def is_valid(code: str) -> bool:
     Chapters and blocks ("M30-M36") are not codes a prescriber or a rule can use.
     """
     plain = normalise(code)
-    return bool(_CODE_SHAPE.match(plain)) and cm.is_valid_item(plain) and (
-        cm.is_category_or_subcategory(plain) or cm.is_extended_subcategory(plain)
+    return (
+        bool(_CODE_SHAPE.match(plain))
+        and cm.is_valid_item(plain)
+        and (cm.is_category_or_subcategory(plain) or cm.is_extended_subcategory(plain))
     )
 
 

@@ -6,6 +6,7 @@ by two diagnoses, a synonym that names two diagnoses, rules that can clash with 
 labelled indications that no rule approves or names the products of, diagnoses no rule uses, and rulesets too large for
 durable-rules.
 """
+
 from pathlib import Path
 
 from service.rulebook import icd10, precedence
@@ -32,16 +33,17 @@ def lint_rulebook(rulebook: Rulebook) -> list[str]:
     problems = _diagnosis_problems(rulebook, where)
     if problems:
         return problems  # the checks below assume every code is valid and owned once
-    problems = (_unused_diagnoses(rulebook, where) + _uncovered_indications(rulebook, where)
-                + _ambiguous_rules(rulebook, where))
+    problems = (
+        _unused_diagnoses(rulebook, where) + _uncovered_indications(rulebook, where) + _ambiguous_rules(rulebook, where)
+    )
     return problems or _compile_problems(rulebook, where)
 
 
 def _diagnosis_problems(rulebook: Rulebook, where: str) -> list[str]:
     """Each diagnosis's codes, spellings and pinned synonym codes, in the rulebook's order."""
     problems = []
-    owner: dict[str, str] = {}          # plain code -> the diagnosis that claimed it first
-    spellings: dict[str, str] = {}      # folded name or synonym -> its diagnosis
+    owner: dict[str, str] = {}  # plain code -> the diagnosis that claimed it first
+    spellings: dict[str, str] = {}  # folded name or synonym -> its diagnosis
     for dx in rulebook.diagnoses.values():
         problems += _code_problems(dx, owner, where)
         problems += _spelling_problems(dx, spellings, where)
@@ -153,4 +155,3 @@ def lint_paths(paths: list[Path]) -> tuple[list[Path], list[str]]:
         except RulebookError as error:
             problems += error.problems
     return files, problems
-

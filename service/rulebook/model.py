@@ -4,6 +4,7 @@ The vocabularies (outcomes, evidence strengths, sexes, ...) are defined here onc
 the compiler, request validation and the OpenAPI document all check against the same words.
 Reading and checking YAML lives in `service.rulebook.reader`.
 """
+
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,7 +43,7 @@ class Evidence:
     source: str
     finding: str
     strength: str
-    effect: str | None = None           # benefit, no_benefit or unclear: required for controlled and limited findings
+    effect: str | None = None  # benefit, no_benefit or unclear: required for controlled and limited findings
 
     def shows(self, effect: str) -> bool:
         """A controlled finding of this effect: what off_label_with_evidence and not_supported rest on."""
@@ -115,10 +116,10 @@ class DosingProfile:
 
     id: str
     g_per_kg: Range
-    interval_days: Range                    # Range() for a one-off course: no interval applies
+    interval_days: Range  # Range() for a one-off course: no interval applies
     note: str = ""
-    courses: int | None = None              # a one-off (acute) course: how many courses one request allows
-    monthly: bool = False                   # g_per_kg is a total over 28 days (MMN), not per course
+    courses: int | None = None  # a one-off (acute) course: how many courses one request allows
+    monthly: bool = False  # g_per_kg is a total over 28 days (MMN), not per course
 
 
 @dataclass(frozen=True)
@@ -130,10 +131,10 @@ class WeightRule:
     """
 
     source: str
-    ideal_kg_at_five_feet: dict[str, float]         # by sex
+    ideal_kg_at_five_feet: dict[str, float]  # by sex
     ideal_kg_per_inch_over_five_feet: float
-    other_sexes_use: str                            # whose base a sex without one uses
-    adjustment_factor: float                        # adjusted = ideal + factor x (actual - ideal)
+    other_sexes_use: str  # whose base a sex without one uses
+    adjustment_factor: float  # adjusted = ideal + factor x (actual - ideal)
     actual_weight_under_age_years: float
     actual_weight_under_height_cm: float
     actual_weight_when_pregnant: bool
@@ -144,15 +145,15 @@ class RoundingRule:
     """How near the exact dose the amount a product's vials make must be to be given instead."""
 
     source: str
-    tolerance: float                                # a share of the exact dose: 0.1 is within 10%
+    tolerance: float  # a share of the exact dose: 0.1 is within 10%
 
 
 @dataclass(frozen=True)
 class Authorisations:
     """What a decision grants: the outcomes that grant an authorisation, and for how many days."""
 
-    granted_by: frozenset[str]                      # a subset of POSITIVE_OUTCOMES
-    days: int                                       # unless a rule sets its own authorisation_days
+    granted_by: frozenset[str]  # a subset of POSITIVE_OUTCOMES
+    days: int  # unless a rule sets its own authorisation_days
 
 
 @dataclass(frozen=True)
@@ -168,8 +169,8 @@ class Rule:
     labelled_indication: str | None = None
     conflict: str = ""
     position: int = 0
-    dosing: str | None = None                   # a dosing profile id; None: the rulebook's default
-    authorisation_days: int | None = None       # None: the rulebook's default
+    dosing: str | None = None  # a dosing profile id; None: the rulebook's default
+    authorisation_days: int | None = None  # None: the rulebook's default
 
 
 @dataclass(frozen=True)
@@ -177,9 +178,9 @@ class LabelDose:
     """The dose a label gives for one indication: g/kg per course and the days between courses."""
 
     g_per_kg: Range
-    interval_days: Range | None = None      # None: the label gives no interval (a one-off course)
+    interval_days: Range | None = None  # None: the label gives no interval (a one-off course)
     note: str = ""
-    monthly: bool = False                   # g_per_kg is a total over 28 days, however it is divided
+    monthly: bool = False  # g_per_kg is a total over 28 days, however it is divided
 
 
 @dataclass(frozen=True)
@@ -187,8 +188,8 @@ class Label:
     """One labelled indication of a product, with the patients and routes the label covers."""
 
     indication: str
-    age_at_least: float | None = None       # inclusive: 2 means from the second birthday
-    age_under: float | None = None          # exclusive: 18 means before the eighteenth birthday
+    age_at_least: float | None = None  # inclusive: 2 means from the second birthday
+    age_under: float | None = None  # exclusive: 18 means before the eighteenth birthday
     routes: frozenset[str] = frozenset({"intravenous"})
     dose: LabelDose | None = None
     note: str = ""
@@ -200,7 +201,8 @@ class Label:
         if age_years is None:
             return False
         return (self.age_at_least is None or age_years >= self.age_at_least) and (
-            self.age_under is None or age_years < self.age_under)
+            self.age_under is None or age_years < self.age_under
+        )
 
     def covers(self, age_years: float | None, route: str) -> bool:
         return route in self.routes and self.covers_age(age_years)
@@ -225,7 +227,7 @@ class Product:
     routes: frozenset[str] = frozenset({"intravenous"})
     vial_sizes_g: tuple[float, ...] = ()
     prescribing_information: PrescribingInformation | None = None
-    verified: bool = True                   # False: label facts not confirmed; never approves
+    verified: bool = True  # False: label facts not confirmed; never approves
     note: str = ""
 
 
@@ -254,7 +256,7 @@ class Rulebook:
     rounding_rule: RoundingRule
     cited_sources: tuple[str, ...] = field(default=())
     abbreviations: dict[str, str] = field(default_factory=dict)
-    qualifiers: tuple[str, ...] = ()            # words that change which condition a text names
+    qualifiers: tuple[str, ...] = ()  # words that change which condition a text names
     dosing_profiles: dict[str, DosingProfile] = field(default_factory=dict)
     default_dosing: str | None = None
 
@@ -262,7 +264,7 @@ class Rulebook:
         """The dose range a rule (or, for a case no rule covers, the rulebook) sets."""
         name = (rule.dosing if rule and rule.dosing else None) or self.default_dosing
         if name is None:
-            raise KeyError("the rulebook names no default dosing profile")   # the reader requires one
+            raise KeyError("the rulebook names no default dosing profile")  # the reader requires one
         return self.dosing_profiles[name]
 
     def grants_authorisation(self, outcome: str) -> bool:
@@ -280,17 +282,23 @@ class Rulebook:
         """(product name, label) for every formulary product labelled for this indication."""
         return [(p.name, label) for p in self.products.values() for label in p.labels if label.indication == indication]
 
-    def labelled_products(self, indication: str, age_years: float | None, product: str | None,
-                          route: str = "intravenous") -> tuple[str, ...]:
+    def labelled_products(
+        self, indication: str, age_years: float | None, product: str | None, route: str = "intravenous"
+    ) -> tuple[str, ...]:
         """Formulary products whose label covers this indication for this patient, product and route."""
-        return tuple(dict.fromkeys(
-            name for name, label in self.labels_for(indication)
-            if product in (None, name) and label.covers(age_years, route)
-        ))
+        return tuple(
+            dict.fromkeys(
+                name
+                for name, label in self.labels_for(indication)
+                if product in (None, name) and label.covers(age_years, route)
+            )
+        )
 
     def label_of(self, product: str | None, indication: str | None, route: str = "intravenous") -> Label | None:
         """The named product's label for this indication and route, if it has one."""
         item = self.products.get(product or "")
-        return next((label for label in item.labels if label.indication == indication and route in label.routes),
-                    None) if item else None
-
+        return (
+            next((label for label in item.labels if label.indication == indication and route in label.routes), None)
+            if item
+            else None
+        )

@@ -6,6 +6,7 @@ one is narrower when its region lies inside the other's. The order (README, "Pre
 higher priority, then labelled approvals, then narrower rules, then file order. The compiler
 turns this order into durable-rules priorities; lint refuses overlaps it cannot order.
 """
+
 import math
 from dataclasses import dataclass
 
@@ -16,12 +17,12 @@ _BOTH = frozenset({True, False})
 
 @dataclass(frozen=True)
 class Region:
-    age: tuple[float, float]                      # [low, high)
+    age: tuple[float, float]  # [low, high)
     sex: frozenset[str]
     pregnant: frozenset[bool]
     severity: frozenset[str]
-    therapies: dict[tuple[str, str], frozenset[bool]]   # ("failed"|"concurrent", therapy) -> allowed
-    product: frozenset[str] | None               # None: any product, or none named
+    therapies: dict[tuple[str, str], frozenset[bool]]  # ("failed"|"concurrent", therapy) -> allowed
+    product: frozenset[str] | None  # None: any product, or none named
 
     def _therapy(self, key) -> frozenset[bool]:
         return self.therapies.get(key, _BOTH)
@@ -40,7 +41,8 @@ class Region:
     def within(self, other: "Region") -> bool:
         keys = self.therapies.keys() | other.therapies.keys()
         return (
-            other.age[0] <= self.age[0] and self.age[1] <= other.age[1]
+            other.age[0] <= self.age[0]
+            and self.age[1] <= other.age[1]
             and self.sex <= other.sex
             and self.pregnant <= other.pregnant
             and self.severity <= other.severity
@@ -62,7 +64,13 @@ class Region:
             allowed = self._therapy((kind, therapy)) & other._therapy((kind, therapy))
             if allowed != _BOTH:
                 parts.append(f"{kind} {therapy}: {'yes' if True in allowed else 'no'}")
-        products = self.product if other.product is None else other.product if self.product is None else self.product & other.product
+        products = (
+            self.product
+            if other.product is None
+            else other.product
+            if self.product is None
+            else self.product & other.product
+        )
         if products:
             parts.append(f"product {sorted(products)[0]}")
         return ", ".join(parts) or "any request"
@@ -103,8 +111,7 @@ def order(rules: list[Rule]) -> list[Rule]:
         while waiting:
             # The earliest rule that no waiting rule is narrower than goes next.
             pick = next(
-                r for r in waiting
-                if not any(o is not r and _narrower(regions[o.id], regions[r.id]) for o in waiting)
+                r for r in waiting if not any(o is not r and _narrower(regions[o.id], regions[r.id]) for o in waiting)
             )
             ordered.append(pick)
             waiting.remove(pick)
@@ -123,7 +130,7 @@ def ambiguities(rules: list[Rule]) -> list[tuple[Rule, Rule, str]]:
     regions = {r.id: region(r.when) for r in rules}
     clashes = []
     for i, a in enumerate(rules):
-        for b in rules[i + 1:]:
+        for b in rules[i + 1 :]:
             ra, rb = regions[a.id], regions[b.id]
             if (
                 a.outcome != b.outcome

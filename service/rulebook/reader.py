@@ -5,6 +5,7 @@ concerns, and all problems are collected before failing, so a committee member f
 sees the whole list at once. Only structure and references are checked here; the clinical
 consistency checks (codes, overlaps, coverage) live in `service.rulebook.lint`.
 """
+
 import datetime
 import hashlib
 import re
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-try:                                   # libyaml's loader where it was built, else the pure-Python one
+try:  # libyaml's loader where it was built, else the pure-Python one
     from yaml import CSafeLoader as _SafeLoader
 except ImportError:  # pragma: no cover
     from yaml import SafeLoader as _SafeLoader  # type: ignore[assignment]
@@ -48,7 +49,7 @@ from service.rulebook.model import (
 )
 
 REFERENCE_FILES = ("products.yaml", "therapies.yaml", "sources.yaml")
-_EFFECT_NEEDED = ("controlled", "limited")       # the strengths whose findings report an effect
+_EFFECT_NEEDED = ("controlled", "limited")  # the strengths whose findings report an effect
 _RULE_ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 
@@ -150,12 +151,15 @@ def load_rulebook(path: str | Path) -> Rulebook:
     path = Path(path)
     raw = read_yaml(path)
     check = _Checker()
-    top = check.mapping(raw, str(path), ("rulebook", "diagnoses", "rules"),
-                        ("abbreviations", "qualifiers", "dosing", "authorisations"))
+    top = check.mapping(
+        raw, str(path), ("rulebook", "diagnoses", "rules"), ("abbreviations", "qualifiers", "dosing", "authorisations")
+    )
     if top is None:
         raise RulebookError(check.problems)
-    meta = check.mapping(top.get("rulebook", {}), f"{path}: rulebook",
-                         ("name", "version", "effective", "reference_data")) or {}
+    meta = (
+        check.mapping(top.get("rulebook", {}), f"{path}: rulebook", ("name", "version", "effective", "reference_data"))
+        or {}
+    )
     data_dir = (path.parent / str(meta.get("reference_data", ""))).resolve()
     products, indications = _read_products(data_dir, check)
     therapies = _read_therapies(data_dir, check)
@@ -169,7 +173,7 @@ def load_rulebook(path: str | Path) -> Rulebook:
     qualifiers = _read_qualifiers(top.get("qualifiers"), f"{path}: qualifiers", check)
     authorisations = _read_authorisations(top.get("authorisations"), f"{path}: authorisations", check)
     if check.problems or authorisations is None or weight_rule is None or rounding_rule is None:
-        raise RulebookError(check.problems)     # a block that is missing is one of the problems
+        raise RulebookError(check.problems)  # a block that is missing is one of the problems
     cited = tuple(sorted({e.source for r in rules for e in r.evidence}))
     return Rulebook(
         name=check.text(meta.get("name"), f"{path}: rulebook.name"),
@@ -205,16 +209,21 @@ def _read_authorisations(raw, where: str, check: _Checker) -> Authorisations | N
     """The outcomes that grant an authorisation, and for how long. Only a positive outcome may
     grant one: a needs_review or not_supported decision never authorises a dose."""
     if raw is None:
-        check.fail(where, "missing: give granted_by (the outcomes that grant an authorisation) and days "
-                          "(see README, The rulebook format)")
+        check.fail(
+            where,
+            "missing: give granted_by (the outcomes that grant an authorisation) and days "
+            "(see README, The rulebook format)",
+        )
         return None
     raw = check.mapping(raw, where, ("granted_by", "days")) or {}
     granted_by = check.choices(raw.get("granted_by"), f"{where}.granted_by", OUTCOMES) or frozenset()
     if "granted_by" in raw and raw["granted_by"] is None:
         check.fail(f"{where}.granted_by", "must list at least one value")
     for outcome in sorted(granted_by - set(POSITIVE_OUTCOMES)):
-        check.fail(f"{where}.granted_by", f"'{outcome}' can never grant an authorisation: only "
-                                          f"{' and '.join(POSITIVE_OUTCOMES)} can")
+        check.fail(
+            f"{where}.granted_by",
+            f"'{outcome}' can never grant an authorisation: only {' and '.join(POSITIVE_OUTCOMES)} can",
+        )
     return Authorisations(granted_by, _days(raw.get("days"), f"{where}.days", check) or 0)
 
 
@@ -232,8 +241,10 @@ def _range(raw, where: str, check: _Checker, low: float, high: float) -> Range:
 def _read_dosing(raw, where: str, check: _Checker) -> tuple[dict[str, DosingProfile], str | None]:
     """Dosing profiles (g/kg per course, days between courses) and the default for uncovered cases."""
     if raw is None:
-        check.fail(where, "missing: give dosing profiles, a default, the weight rule and the rounding rule "
-                          "(see README, Dosing)")
+        check.fail(
+            where,
+            "missing: give dosing profiles, a default, the weight rule and the rounding rule (see README, Dosing)",
+        )
         return {}, None
     raw = check.mapping(raw, where, ("default", "profiles", "weight", "rounding")) or {}
     profiles = {}
@@ -241,7 +252,9 @@ def _read_dosing(raw, where: str, check: _Checker) -> tuple[dict[str, DosingProf
         at = f"{where}.profiles.{profile_id}"
         item = check.mapping(item, at, ("g_per_kg",), ("interval_days", "courses", "monthly", "note")) or {}
         courses = item.get("courses")
-        if courses is not None and (isinstance(courses, bool) or not isinstance(courses, int) or not 1 <= courses <= 10):
+        if courses is not None and (
+            isinstance(courses, bool) or not isinstance(courses, int) or not 1 <= courses <= 10
+        ):
             check.fail(f"{at}.courses", f"must be a whole number of courses from 1 to 10, found {courses!r}")
         if ("interval_days" in item) == (courses is not None):
             check.fail(at, "give interval_days for repeated courses, or courses for a one-off (acute) course, not both")
@@ -267,8 +280,14 @@ def _read_dose_rules(raw, where: str, check: _Checker) -> tuple[WeightRule | Non
     return weight, rounding
 
 
-_WEIGHT_FIELDS = ("source", "ideal_kg_at_five_feet", "ideal_kg_per_inch_over_five_feet", "other_sexes_use",
-                  "adjustment_factor", "actual_weight_for")
+_WEIGHT_FIELDS = (
+    "source",
+    "ideal_kg_at_five_feet",
+    "ideal_kg_per_inch_over_five_feet",
+    "other_sexes_use",
+    "adjustment_factor",
+    "actual_weight_for",
+)
 
 
 def _read_weight_rule(raw, where: str, check: _Checker) -> WeightRule:
@@ -278,20 +297,31 @@ def _read_weight_rule(raw, where: str, check: _Checker) -> WeightRule:
     other_sexes_use = check.text(raw.get("other_sexes_use"), f"{where}.other_sexes_use")
     if other_sexes_use and other_sexes_use not in bases:
         check.fail(f"{where}.other_sexes_use", f"'{other_sexes_use}' has no base under ideal_kg_at_five_feet")
-    actual = check.mapping(raw.get("actual_weight_for"), f"{where}.actual_weight_for",
-                           ("under_age_years", "under_height_cm", "pregnant")) or {}
+    actual = (
+        check.mapping(
+            raw.get("actual_weight_for"),
+            f"{where}.actual_weight_for",
+            ("under_age_years", "under_height_cm", "pregnant"),
+        )
+        or {}
+    )
     return WeightRule(
         source=check.text(raw.get("source"), f"{where}.source"),
         ideal_kg_at_five_feet=bases,
-        ideal_kg_per_inch_over_five_feet=check.number(raw.get("ideal_kg_per_inch_over_five_feet"),
-                                                      f"{where}.ideal_kg_per_inch_over_five_feet", 0, 10) or 0.0,
+        ideal_kg_per_inch_over_five_feet=check.number(
+            raw.get("ideal_kg_per_inch_over_five_feet"), f"{where}.ideal_kg_per_inch_over_five_feet", 0, 10
+        )
+        or 0.0,
         other_sexes_use=other_sexes_use,
         adjustment_factor=check.number(raw.get("adjustment_factor"), f"{where}.adjustment_factor", 0, 1) or 0.0,
-        actual_weight_under_age_years=check.number(actual.get("under_age_years"),
-                                                   f"{where}.actual_weight_for.under_age_years", 0,
-                                                   MAX_AGE_YEARS) or 0.0,
-        actual_weight_under_height_cm=check.number(actual.get("under_height_cm"),
-                                                   f"{where}.actual_weight_for.under_height_cm", 0, 300) or 0.0,
+        actual_weight_under_age_years=check.number(
+            actual.get("under_age_years"), f"{where}.actual_weight_for.under_age_years", 0, MAX_AGE_YEARS
+        )
+        or 0.0,
+        actual_weight_under_height_cm=check.number(
+            actual.get("under_height_cm"), f"{where}.actual_weight_for.under_height_cm", 0, 300
+        )
+        or 0.0,
         actual_weight_when_pregnant=_flag(actual.get("pregnant"), f"{where}.actual_weight_for.pregnant", check),
     )
 
@@ -306,8 +336,10 @@ def _read_ideal_bases(raw, where: str, check: _Checker) -> dict[str, float]:
 
 def _read_rounding_rule(raw, where: str, check: _Checker) -> RoundingRule:
     raw = check.mapping(raw, where, ("source", "tolerance")) or {}
-    return RoundingRule(check.text(raw.get("source"), f"{where}.source"),
-                        check.number(raw.get("tolerance"), f"{where}.tolerance", 0, 0.5) or 0.0)
+    return RoundingRule(
+        check.text(raw.get("source"), f"{where}.source"),
+        check.number(raw.get("tolerance"), f"{where}.tolerance", 0, 0.5) or 0.0,
+    )
 
 
 def _read_abbreviations(raw, where: str, check: _Checker) -> dict[str, str]:
@@ -352,7 +384,10 @@ def _read_reference(data_dir: Path, name: str, key: str, check: _Checker):
     except RulebookError as error:
         check.problems.extend(error.problems)
         return str(path), {}
-    top = check.mapping(raw, str(path), (key,), ("indications", "unverified_products") if name == "products.yaml" else ()) or {}
+    top = (
+        check.mapping(raw, str(path), (key,), ("indications", "unverified_products") if name == "products.yaml" else ())
+        or {}
+    )
     return str(path), top
 
 
@@ -383,25 +418,44 @@ _PRODUCT_FIELDS = ("manufacturer", "concentration", "routes", "vial_sizes_g", "n
 
 def _read_product(raw, at: str, check: _Checker, indications, verified: bool) -> Product:
     if verified:
-        item = check.mapping(raw, at, ("name", "manufacturer", "routes", "vial_sizes_g", "prescribing_information", "labels"),
-                             ("concentration", "note")) or {}
+        item = (
+            check.mapping(
+                raw,
+                at,
+                ("name", "manufacturer", "routes", "vial_sizes_g", "prescribing_information", "labels"),
+                ("concentration", "note"),
+            )
+            or {}
+        )
     else:
         item = check.mapping(raw, at, ("name", "note"), _PRODUCT_FIELDS) or {}
     routes = check.choices(item.get("routes"), f"{at}.routes", ROUTES) or frozenset({"intravenous"})
-    vials = tuple(check.number(v, f"{at}.vial_sizes_g[{j}]", 0.1, 200) or 0.0 for j, v in enumerate(item.get("vial_sizes_g") or []))
+    vials = tuple(
+        check.number(v, f"{at}.vial_sizes_g[{j}]", 0.1, 200) or 0.0
+        for j, v in enumerate(item.get("vial_sizes_g") or [])
+    )
     if verified and not vials:
         check.fail(f"{at}.vial_sizes_g", "list the vial sizes in grams")
-    info = _read_prescribing_information(item.get("prescribing_information"), f"{at}.prescribing_information",
-                                         check) if verified else None
-    labels = tuple(_read_label(raw_label, f"{at}: labels[{j}]", check, indications, routes)
-                   for j, raw_label in enumerate(item.get("labels") or []))
+    info = (
+        _read_prescribing_information(item.get("prescribing_information"), f"{at}.prescribing_information", check)
+        if verified
+        else None
+    )
+    labels = tuple(
+        _read_label(raw_label, f"{at}: labels[{j}]", check, indications, routes)
+        for j, raw_label in enumerate(item.get("labels") or [])
+    )
     if verified and not labels:
         check.fail(f"{at}.labels", "a verified product lists at least one labelled indication")
     return Product(
-        name=check.text(item.get("name"), f"{at}.name"), labels=labels,
+        name=check.text(item.get("name"), f"{at}.name"),
+        labels=labels,
         manufacturer=check.text(item.get("manufacturer"), f"{at}.manufacturer", required=verified),
         concentration=check.text(item.get("concentration"), f"{at}.concentration", required=False),
-        routes=routes, vial_sizes_g=vials, prescribing_information=info, verified=verified,
+        routes=routes,
+        vial_sizes_g=vials,
+        prescribing_information=info,
+        verified=verified,
         note=check.text(item.get("note"), f"{at}.note", required=not verified),
     )
 
@@ -412,9 +466,12 @@ def _read_prescribing_information(raw, where: str, check: _Checker) -> Prescribi
     revised = check.text(pi.get("revised"), f"{where}.revised")
     if revised and not re.fullmatch(r"\d{4}-\d{2}(-\d{2})?", revised):
         check.fail(f"{where}.revised", f"must be the label's revision date as YYYY-MM, found {revised!r}")
-    return PrescribingInformation(check.text(pi.get("source"), f"{where}.source"), revised,
-                                  check.text(pi.get("checked"), f"{where}.checked", required=False),
-                                  check.text(pi.get("note"), f"{where}.note", required=False))
+    return PrescribingInformation(
+        check.text(pi.get("source"), f"{where}.source"),
+        revised,
+        check.text(pi.get("checked"), f"{where}.checked", required=False),
+        check.text(pi.get("note"), f"{where}.note", required=False),
+    )
 
 
 def _read_label(raw, at: str, check: _Checker, indications, product_routes) -> Label:
@@ -431,11 +488,15 @@ def _read_label(raw, at: str, check: _Checker, indications, product_routes) -> L
         raw_dose = check.mapping(lab["dose"], f"{at}.dose", ("g_per_kg",), ("interval_days", "monthly", "note")) or {}
         dose = LabelDose(
             _range(raw_dose.get("g_per_kg"), f"{at}.dose.g_per_kg", check, 0.01, 5),
-            _range(raw_dose["interval_days"], f"{at}.dose.interval_days", check, 1, 365) if "interval_days" in raw_dose else None,
+            _range(raw_dose["interval_days"], f"{at}.dose.interval_days", check, 1, 365)
+            if "interval_days" in raw_dose
+            else None,
             check.text(raw_dose.get("note"), f"{at}.dose.note", required=False),
             _flag(raw_dose.get("monthly", False), f"{at}.dose.monthly", check),
         )
-    return Label(indication, age_at_least, age_under, routes, dose, check.text(lab.get("note"), f"{at}.note", required=False))
+    return Label(
+        indication, age_at_least, age_under, routes, dose, check.text(lab.get("note"), f"{at}.note", required=False)
+    )
 
 
 def _flag(value, where: str, check: _Checker) -> bool:
@@ -466,7 +527,9 @@ def _read_therapies(data_dir: Path, check: _Checker) -> dict[str, Therapy]:
         at = f"{where}: therapy {therapy_id}"
         item = check.mapping(raw, at, ("name",), ("synonyms",)) or {}
         therapies[str(therapy_id)] = Therapy(
-            str(therapy_id), check.text(item.get("name"), f"{at}.name"), check.texts(item.get("synonyms"), f"{at}.synonyms")
+            str(therapy_id),
+            check.text(item.get("name"), f"{at}.name"),
+            check.texts(item.get("synonyms"), f"{at}.synonyms"),
         )
     return therapies
 
@@ -519,8 +582,12 @@ def _read_synonyms(raw, where: str, check: _Checker) -> tuple[Synonym, ...]:
     for i, item in enumerate(raw):
         if isinstance(item, dict):
             item = check.mapping(item, f"{where}[{i}]", ("term", "code")) or {}
-            synonyms.append(Synonym(check.text(item.get("term"), f"{where}[{i}].term"),
-                                    check.text(item.get("code"), f"{where}[{i}].code")))
+            synonyms.append(
+                Synonym(
+                    check.text(item.get("term"), f"{where}[{i}].term"),
+                    check.text(item.get("code"), f"{where}[{i}].code"),
+                )
+            )
         else:
             synonyms.append(Synonym(check.text(item, f"{where}[{i}]")))
     return tuple(synonyms)
@@ -603,18 +670,25 @@ def _read_rule_id(raw, where: str, check: _Checker, seen_ids: set[str]) -> str:
     return rule_id
 
 
-def _check_outcome_basis(outcome: str, indication: str | None, evidence: tuple[Evidence, ...], at: str, check: _Checker):
+def _check_outcome_basis(
+    outcome: str, indication: str | None, evidence: tuple[Evidence, ...], at: str, check: _Checker
+):
     """The outcome scale's strict lines: approval rests on a label, off-label use on a controlled
     finding of benefit, a refusal on a controlled finding of no benefit or a review that found nothing."""
     if (outcome == "approved") != (indication is not None):
         check.fail(at, "an approved rule needs labelled_indication, and only an approved rule may have one")
     if outcome == "off_label_with_evidence" and not any(e.shows("benefit") for e in evidence):
-        check.fail(f"{at}.evidence", "off_label_with_evidence needs a controlled finding of benefit "
-                                     "(strength controlled, effect benefit)")
+        check.fail(
+            f"{at}.evidence",
+            "off_label_with_evidence needs a controlled finding of benefit (strength controlled, effect benefit)",
+        )
     if outcome == "not_supported" and not any(e.shows("no_benefit") or e.strength == "none_found" for e in evidence):
-        check.fail(f"{at}.evidence", "not_supported needs controlled studies reporting no benefit (strength "
-                                     "controlled, effect no_benefit) or a review that found no evidence (none_found); "
-                                     "limited, mixed or absent evidence is needs_review")
+        check.fail(
+            f"{at}.evidence",
+            "not_supported needs controlled studies reporting no benefit (strength "
+            "controlled, effect no_benefit) or a review that found no evidence (none_found); "
+            "limited, mixed or absent evidence is needs_review",
+        )
 
 
 def _priority(value, where: str, check: _Checker) -> int:
@@ -642,8 +716,12 @@ def _read_evidence(raw, where: str, check: _Checker, sources) -> tuple[Evidence,
         if effect is not None and effect not in EFFECTS:
             check.fail(f"{at}.effect", f"'{effect}' is not one of: {', '.join(EFFECTS)}")
         if (effect is None) == (strength in _EFFECT_NEEDED):
-            check.fail(f"{at}.effect", f"a {strength} finding needs an effect ({', '.join(EFFECTS)})" if effect is None
-                       else f"a {strength} finding reports no effect: only controlled and limited findings take one")
+            check.fail(
+                f"{at}.effect",
+                f"a {strength} finding needs an effect ({', '.join(EFFECTS)})"
+                if effect is None
+                else f"a {strength} finding reports no effect: only controlled and limited findings take one",
+            )
         entries.append(Evidence(source, check.text(item.get("finding"), f"{at}.finding"), strength, effect))
     return tuple(entries)
 
@@ -667,7 +745,9 @@ def _read_conditions(raw, where: str, check: _Checker, products, therapies) -> C
     if "failed_therapies" in raw:
         check.mapping(raw["failed_therapies"], f"{where}.failed_therapies", ("includes",))
     if "concurrent_therapies" in raw:
-        block = check.mapping(raw["concurrent_therapies"], f"{where}.concurrent_therapies", (), ("includes", "excludes"))
+        block = check.mapping(
+            raw["concurrent_therapies"], f"{where}.concurrent_therapies", (), ("includes", "excludes")
+        )
         if block is not None and not block:
             check.fail(f"{where}.concurrent_therapies", "give includes, excludes or both")
     conditions = Conditions(

@@ -2,6 +2,7 @@
 
 The service's instance, the CLI and the tests all start from here, so they agree on it.
 """
+
 import os
 from pathlib import Path
 

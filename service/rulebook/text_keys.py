@@ -4,6 +4,7 @@ what a prescriber types when a request is decided.
 Both must fold a text the same way, or lint would pass two synonyms that the service then reads
 as one diagnosis; so the folding lives here, below the rulebook's checks and the decision path.
 """
+
 import re
 import unicodedata
 
@@ -11,7 +12,9 @@ _DROPPED = re.compile(r"['`.\u2019]")
 _POSSESSIVE = re.compile(r"(?<=[a-z0-9])['`\u2019]s\b")
 _SEPARATORS = re.compile(r"[^a-z0-9]+")
 # Words that do not change which diagnosis a text names ("Kawasaki disease" = "Kawasaki").
-FILLER_WORDS = frozenset({"syndrome", "syndromes", "disease", "diseases", "disorder", "disorders", "of", "the", "nos", "unspecified"})
+FILLER_WORDS = frozenset(
+    {"syndrome", "syndromes", "disease", "diseases", "disorder", "disorders", "of", "the", "nos", "unspecified"}
+)
 
 
 def fold(text: str) -> str:

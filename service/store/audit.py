@@ -9,6 +9,7 @@ record's id and hash (`head`) can be copied elsewhere, so cutting records off th
 Appends lock the one-row chain head, so several processes (or hosts on one PostgreSQL) extend a
 single chain in turn. Patient identifiers are stored only as a keyed hash.
 """
+
 import hashlib
 import hmac
 import json
@@ -22,17 +23,29 @@ from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from service.store import json_text
 from service import clock
+from service.store import json_text
 from service.store.database import writing
 from service.store.tables import GENESIS_HASH, audit_head, audit_records
 
 BATCH = 5000
-MAX_GROUP = 64         # records committed together at most
+MAX_GROUP = 64  # records committed together at most
 # The indexed columns of a record, each copied from its signed content; verify checks they agree.
-INDEXED = ("kind", "created_at", "requester", "status", "decision_id", "outcome", "rule_id", "code",
-           "matched_by", "patient_ref_hash", "rulebook_version", "rulebook_digest")
-COLUMNS = ("id", *INDEXED, "content", "prev_hash", "hash")   # every column of a record, as the writer inserts them
+INDEXED = (
+    "kind",
+    "created_at",
+    "requester",
+    "status",
+    "decision_id",
+    "outcome",
+    "rule_id",
+    "code",
+    "matched_by",
+    "patient_ref_hash",
+    "rulebook_version",
+    "rulebook_digest",
+)
+COLUMNS = ("id", *INDEXED, "content", "prev_hash", "hash")  # every column of a record, as the writer inserts them
 
 
 class AuditUnavailable(RuntimeError):
@@ -52,12 +65,12 @@ def subkey(secret: bytes, purpose: str) -> bytes:
 @dataclass(frozen=True)
 class Filters:
     outcome: str | None = None
-    code: str | None = None            # dotless; matches descendants
+    code: str | None = None  # dotless; matches descendants
     rule: str | None = None
     requester: str | None = None
-    patient_ref: str | None = None     # in clear; hashed before it reaches the database
-    since: str | None = None           # ISO 8601 UTC text, inclusive
-    until: str | None = None           # exclusive
+    patient_ref: str | None = None  # in clear; hashed before it reaches the database
+    since: str | None = None  # ISO 8601 UTC text, inclusive
+    until: str | None = None  # exclusive
 
 
 @dataclass
@@ -94,7 +107,7 @@ class _GroupWriter:
         item.done.wait()
         if item.error is not None:
             raise _unavailable(item.error) if isinstance(item.error, SQLAlchemyError) else item.error
-        assert item.record is not None   # set with the commit that `done` announces
+        assert item.record is not None  # set with the commit that `done` announces
         return item.record
 
     def _run(self):
@@ -111,7 +124,9 @@ class _GroupWriter:
                 for item in batch:
                     cause = item.error or error
                     item.record = None
-                    item.error = cause if isinstance(cause, (SQLAlchemyError, AuditUnavailable)) else _unavailable(cause)
+                    item.error = (
+                        cause if isinstance(cause, (SQLAlchemyError, AuditUnavailable)) else _unavailable(cause)
+                    )
             for item in batch:
                 item.done.set()
 
@@ -137,7 +152,9 @@ class _Statements:
         self.dialect = dialect
         self.dbapi_error = dialect.loaded_dbapi.Error
         head = audit_head.c.id == bindparam("head")
-        self.read_head = self._compile(select(audit_head.c.last_id, audit_head.c.last_hash).where(head).with_for_update())
+        self.read_head = self._compile(
+            select(audit_head.c.last_id, audit_head.c.last_hash).where(head).with_for_update()
+        )
         self.insert_record = self._compile(insert(audit_records), COLUMNS)
         self.write_head = self._compile(update(audit_head).where(head), ("last_id", "last_hash"))
 
@@ -167,8 +184,9 @@ class _Statements:
             else:
                 method(sql, params)
         except self.dbapi_error as error:
-            raise DBAPIError.instance(sql, params, error, self.dbapi_error, hide_parameters=True,
-                                      dialect=self.dialect, ismulti=many) from error
+            raise DBAPIError.instance(
+                sql, params, error, self.dbapi_error, hide_parameters=True, dialect=self.dialect, ismulti=many
+            ) from error
 
 
 class AuditStore:
@@ -177,7 +195,7 @@ class AuditStore:
         self._chain_key = subkey(secret, "audit-chain-v1")
         self._patient_key = subkey(secret, "patient-ref-v1")
         self._writer = _GroupWriter(self._commit_batch)
-        self._statements: _Statements | None = None   # compiled on the first commit, for the engine's dialect
+        self._statements: _Statements | None = None  # compiled on the first commit, for the engine's dialect
 
     @overload
     def patient_hash(self, ref: str) -> str: ...
@@ -225,7 +243,13 @@ class AuditStore:
                     record_id = last_id + 1
                     content = canonical({"id": record_id, **item.fields, "body": item.body})
                     record_hash = self._hash(last_hash, content)
-                    values = {**item.fields, "id": record_id, "content": content, "prev_hash": last_hash, "hash": record_hash}
+                    values = {
+                        **item.fields,
+                        "id": record_id,
+                        "content": content,
+                        "prev_hash": last_hash,
+                        "hash": record_hash,
+                    }
                     if item.then is None:
                         plain.append(values)
                     else:
@@ -274,8 +298,9 @@ class AuditStore:
             conditions.append(c.created_at < filters.until)
         return conditions
 
-    def page(self, filters: Filters, limit: int, before: int | None = None,
-             with_body: bool = True) -> tuple[list[dict], int | None]:
+    def page(
+        self, filters: Filters, limit: int, before: int | None = None, with_body: bool = True
+    ) -> tuple[list[dict], int | None]:
         """Records matching the filters, newest first, and the cursor for the next page (or None)."""
         c = audit_records.c
         columns = [c.id, *(c[name] for name in INDEXED), c.hash] + ([c.content] if with_body else [])
@@ -300,8 +325,11 @@ class AuditStore:
         """Decisions a day (UTC) by outcome, for the records matching the filters."""
         c = audit_records.c
         day = func.substr(c.created_at, 1, 10)
-        query = (select(day.label("day"), c.outcome, func.count().label("n"))
-                 .where(c.kind == "decision", *self._conditions(filters)).group_by(day, c.outcome))
+        query = (
+            select(day.label("day"), c.outcome, func.count().label("n"))
+            .where(c.kind == "decision", *self._conditions(filters))
+            .group_by(day, c.outcome)
+        )
         counts: dict[str, dict[str, int]] = {}
         with self.engine.connect() as connection:
             for row in connection.execute(query):
@@ -335,8 +363,7 @@ class AuditStore:
         with self.engine.connect() as connection:
             after = 0
             while True:
-                rows = connection.execute(
-                    select(audit_records).where(c.id > after).order_by(c.id).limit(BATCH)).all()
+                rows = connection.execute(select(audit_records).where(c.id > after).order_by(c.id).limit(BATCH)).all()
                 if not rows:
                     break
                 for row in rows:
@@ -347,9 +374,13 @@ class AuditStore:
                 after = rows[-1].id
             head = connection.execute(select(audit_head).where(audit_head.c.id == 1)).one()
         if (head.last_id, head.last_hash) != (expected_id - 1, expected_prev):
-            return {"ok": False, "records": count, "first_broken": expected_id,
-                    "reason": f"the chain head names record {head.last_id}, but the chain ends at record "
-                              f"{expected_id - 1}: records at the end were removed or the head was altered"}
+            return {
+                "ok": False,
+                "records": count,
+                "first_broken": expected_id,
+                "reason": f"the chain head names record {head.last_id}, but the chain ends at record "
+                f"{expected_id - 1}: records at the end were removed or the head was altered",
+            }
         return {"ok": True, "records": count, "first_broken": None, "reason": None}
 
     def _check(self, row, expected_id: int, expected_prev: str) -> tuple[int, str] | None:

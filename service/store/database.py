@@ -1,4 +1,5 @@
 """Opening the database (SQLite by default, PostgreSQL by URL) and migrating it to the latest schema."""
+
 import fcntl
 import os
 import sqlite3
@@ -90,13 +91,13 @@ def _writer_queue(engine: Engine):
 def _flock(path: str):
     try:
         descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError as error:   # a database that cannot be written, reported as every caller expects one
+    except OSError as error:  # a database that cannot be written, reported as every caller expects one
         raise OperationalError(f"open {path}", None, error) from error
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX)
         yield
     finally:
-        os.close(descriptor)   # releases the lock
+        os.close(descriptor)  # releases the lock
 
 
 def describe(error: BaseException | None) -> str:

@@ -7,15 +7,16 @@ FORMULARY_SECRET          key for the audit chain and patient identifiers (defau
                           into <instance>/secret, readable by the owner only)
 FORMULARY_RULEBOOK        the rulebook to serve (default rules/ivig.yaml)
 """
+
 import os
 import secrets
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from service.rulebook.shipped import default_rulebook_path
 from service.store.audit import AuditStore
 from service.store.database import migrate, open_database
-from service.rulebook.shipped import default_rulebook_path
 
 
 def _secret(instance_path: Path) -> bytes:
@@ -28,7 +29,9 @@ def _secret(instance_path: Path) -> bytes:
     except FileExistsError:
         value = path.read_text().strip()
         if not value:
-            raise RuntimeError(f"{path} is empty: restore the instance secret or remove the file and the audit log") from None
+            raise RuntimeError(
+                f"{path} is empty: restore the instance secret or remove the file and the audit log"
+            ) from None
         return value.encode()
     with os.fdopen(descriptor, "w") as handle:
         handle.write(secrets.token_hex(32))
@@ -48,7 +51,11 @@ class Instance:
         path = Path(overrides.get("INSTANCE_PATH") or os.environ.get("FORMULARY_INSTANCE_PATH") or "instance").resolve()
         path.mkdir(parents=True, exist_ok=True)
         (path / "logs").mkdir(exist_ok=True)
-        url = overrides.get("DATABASE_URL") or os.environ.get("FORMULARY_DATABASE_URL") or f"sqlite:///{path / 'formulary.db'}"
+        url = (
+            overrides.get("DATABASE_URL")
+            or os.environ.get("FORMULARY_DATABASE_URL")
+            or f"sqlite:///{path / 'formulary.db'}"
+        )
         rulebook = Path(overrides.get("RULEBOOK") or default_rulebook_path())
         return cls(path, url, rulebook, _secret(path))
 

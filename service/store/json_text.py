@@ -6,6 +6,7 @@ refuses (unpaired surrogates, integers beyond 64 bits, keys that are not strings
 standard library, which writes it with ASCII escapes, so every value that serialised before
 still does. Text is compact and UTF-8; parsing either form gives the same value.
 """
+
 import json
 
 import orjson
@@ -18,6 +19,5 @@ def dumps(value, sort_keys: bool = False, default=None) -> str:
     try:
         option = _PASS_TO_DEFAULT | (orjson.OPT_SORT_KEYS if sort_keys else 0)
         return orjson.dumps(value, default=default, option=option).decode()
-    except TypeError:   # orjson.JSONEncodeError is a TypeError
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
         return json.dumps(value, default=default, sort_keys=sort_keys, separators=(",", ":"), ensure_ascii=True)
-

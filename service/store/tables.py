@@ -3,30 +3,32 @@
 Times are stored as ISO 8601 UTC text with a fixed width, so they sort and compare as text the
 same way on SQLite and PostgreSQL.
 """
+
 from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text
 
 metadata = MetaData()
 
 audit_records = Table(
-    "audit_records", metadata,
-    Column("id", BigInteger, primary_key=True, autoincrement=False),   # 1, 2, 3, ...: the chain order
+    "audit_records",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False),  # 1, 2, 3, ...: the chain order
     Column("created_at", String(32), nullable=False),
-    Column("kind", String(32), nullable=False),                       # decision, refusal, rulebook_reload
+    Column("kind", String(32), nullable=False),  # decision, refusal, rulebook_reload
     Column("requester", String(128)),
     Column("status", Integer),
     Column("decision_id", String(36), unique=True),
     Column("outcome", String(32)),
     Column("rule_id", String(128)),
-    Column("code", String(16)),                                       # dotless, so a prefix finds descendants
+    Column("code", String(16)),  # dotless, so a prefix finds descendants
     Column("matched_by", String(16)),
     Column("patient_ref_hash", String(64)),
     Column("rulebook_version", String(64)),
     Column("rulebook_digest", String(64)),
-    Column("content", Text, nullable=False),                          # canonical JSON, signed
+    Column("content", Text, nullable=False),  # canonical JSON, signed
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
     Index("ix_audit_created_at", "created_at"),
-    Index("ix_audit_code", "code", "id"),            # (column, id): filtered pages read newest first off the index
+    Index("ix_audit_code", "code", "id"),  # (column, id): filtered pages read newest first off the index
     Index("ix_audit_rule", "rule_id", "id"),
     Index("ix_audit_requester", "requester", "id"),
     Index("ix_audit_patient", "patient_ref_hash", "id"),
@@ -36,14 +38,16 @@ audit_records = Table(
 # One row: the latest record's id and hash. Appends lock it, so writers on several processes or
 # hosts extend one chain in turn.
 audit_head = Table(
-    "audit_head", metadata,
+    "audit_head",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("last_id", BigInteger, nullable=False),
     Column("last_hash", String(64), nullable=False),
 )
 
 api_tokens = Table(
-    "api_tokens", metadata,
+    "api_tokens",
+    metadata,
     Column("id", Integer, primary_key=True),
     Column("name", String(64), nullable=False, unique=True),
     Column("role", String(16), nullable=False),
@@ -54,7 +58,8 @@ api_tokens = Table(
 
 # Which rulebook version every service process should serve; the newest row wins.
 rulebook_activations = Table(
-    "rulebook_activations", metadata,
+    "rulebook_activations",
+    metadata,
     Column("id", Integer, primary_key=True),
     Column("name", String(128), nullable=False),
     Column("version", String(64), nullable=False),
@@ -67,47 +72,50 @@ GENESIS_HASH = "0" * 64
 
 # A needs_review decision opens a case; resolutions and re-decisions attach to it.
 review_cases = Table(
-    "review_cases", metadata,
+    "review_cases",
+    metadata,
     Column("id", String(36), primary_key=True),
     Column("opened_at", String(32), nullable=False),
     Column("updated_at", String(32), nullable=False),
-    Column("status", String(24), nullable=False),        # open, pending_information, approved, denied, closed_by_rules
+    Column("status", String(24), nullable=False),  # open, pending_information, approved, denied, closed_by_rules
     Column("requester", String(128), nullable=False),
     Column("patient_ref_hash", String(64)),
     Column("code", String(16)),
     Column("opening_decision_id", String(36), nullable=False),
     Column("latest_decision_id", String(36), nullable=False),
-    Column("request", Text, nullable=False),              # the request as recorded (no clear identifier)
+    Column("request", Text, nullable=False),  # the request as recorded (no clear identifier)
     Index("ix_review_status", "status", "opened_at"),
 )
 
 review_resolutions = Table(
-    "review_resolutions", metadata,
+    "review_resolutions",
+    metadata,
     Column("id", String(36), primary_key=True),
     Column("case_id", String(36), nullable=False),
     Column("created_at", String(32), nullable=False),
-    Column("resolution", String(24), nullable=False),    # approved, denied, more_information
+    Column("resolution", String(24), nullable=False),  # approved, denied, more_information
     Column("reason", Text, nullable=False),
     Column("valid_days", Integer),
     Column("reviewer", String(128), nullable=False),
-    Column("references_id", String(36)),                 # a second opinion names the resolution it follows
+    Column("references_id", String(36)),  # a second opinion names the resolution it follows
     Index("ix_resolution_case", "case_id"),
 )
 
 # Permission to give IVIG to one patient for one diagnosis until a date.
 authorisations = Table(
-    "authorisations", metadata,
+    "authorisations",
+    metadata,
     Column("id", String(36), primary_key=True),
     Column("created_at", String(32), nullable=False),
     Column("patient_ref_hash", String(64), nullable=False),
     Column("diagnosis_id", String(128)),
     Column("code", String(16), nullable=False),
-    Column("basis", String(24), nullable=False),          # approved, off_label_with_evidence, review
+    Column("basis", String(24), nullable=False),  # approved, off_label_with_evidence, review
     Column("rule_id", String(128)),
-    Column("products", Text, nullable=False),             # JSON list; empty: any formulary product
-    Column("dosing", Text, nullable=False),               # JSON: the dosing profile when it was granted
+    Column("products", Text, nullable=False),  # JSON list; empty: any formulary product
+    Column("dosing", Text, nullable=False),  # JSON: the dosing profile when it was granted
     Column("valid_from", String(10), nullable=False),
-    Column("valid_until", String(10), nullable=False),    # last valid day, inclusive
+    Column("valid_until", String(10), nullable=False),  # last valid day, inclusive
     Column("decision_id", String(36)),
     Column("case_id", String(36)),
     Column("rulebook_version", String(64), nullable=False),

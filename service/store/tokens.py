@@ -12,6 +12,7 @@ name and role in the process for at most CACHE_SECONDS (1 s), so a request costs
 - Unknown and revoked tokens are never remembered: each such request asks the database.
 `principal_for_digest` (the console's session check) always asks the database.
 """
+
 import hashlib
 import re
 import secrets
@@ -30,14 +31,16 @@ from service.store.tables import api_tokens
 
 ROLES = ("clinician", "pharmacist", "auditor", "admin")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
-CACHE_SECONDS = 1.0    # the longest a process keeps accepting a token revoked by another process
-_MAX_CACHED = 4096     # valid tokens remembered per database at most (only valid ones are kept)
+CACHE_SECONDS = 1.0  # the longest a process keeps accepting a token revoked by another process
+_MAX_CACHED = 4096  # valid tokens remembered per database at most (only valid ones are kept)
 _LOOKUP = select(api_tokens.c.name, api_tokens.c.role).where(
-    api_tokens.c.token_hash == bindparam("token_hash"), api_tokens.c.revoked_at.is_(None))
+    api_tokens.c.token_hash == bindparam("token_hash"), api_tokens.c.revoked_at.is_(None)
+)
 
 
 class Principal(NamedTuple):
     """Who a valid token speaks for: the name recorded as requester, and the role that says what they may do."""
+
     name: str
     role: str
 
@@ -59,8 +62,9 @@ def create_token(engine: Engine, name: str, role: str) -> str:
     token = "ivig_" + secrets.token_urlsafe(32)
     try:
         with writing(engine) as connection:
-            connection.execute(insert(api_tokens).values(
-                name=name, role=role, token_hash=digest(token), created_at=clock.utc_now()))
+            connection.execute(
+                insert(api_tokens).values(name=name, role=role, token_hash=digest(token), created_at=clock.utc_now())
+            )
     except IntegrityError:
         raise TokenError(f"a token named {name!r} exists already; revoke it first or pick another name") from None
     return token
@@ -68,8 +72,11 @@ def create_token(engine: Engine, name: str, role: str) -> str:
 
 def revoke_token(engine: Engine, name: str) -> None:
     with writing(engine) as connection:
-        result = connection.execute(update(api_tokens).where(
-            api_tokens.c.name == name, api_tokens.c.revoked_at.is_(None)).values(revoked_at=clock.utc_now()))
+        result = connection.execute(
+            update(api_tokens)
+            .where(api_tokens.c.name == name, api_tokens.c.revoked_at.is_(None))
+            .values(revoked_at=clock.utc_now())
+        )
     forget_cached_principals()  # after the commit: this process refuses the token from now on
     if result.rowcount == 0:
         raise TokenError(f"no active token named {name!r}")
@@ -78,7 +85,7 @@ def revoke_token(engine: Engine, name: str) -> None:
 # engine -> {token digest: (monotonic time the answer expires, (name, role))}
 _cache: "weakref.WeakKeyDictionary[Engine, dict[str, tuple[float, Principal]]]" = weakref.WeakKeyDictionary()
 _cache_lock = threading.Lock()
-_generation = 0        # bumped by every revocation in this process; a lookup that spans one is not kept
+_generation = 0  # bumped by every revocation in this process; a lookup that spans one is not kept
 
 
 def principal_for(engine: Engine, token: str) -> Principal | None:

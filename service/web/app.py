@@ -1,4 +1,5 @@
 """The Flask application factory: configuration, logging, the error mapping, middleware and the blueprints."""
+
 import ctypes
 import logging
 import multiprocessing
@@ -17,7 +18,7 @@ from service.web.openapi import blueprint as openapi_blueprint
 from service.workflow.active_rulebook import ActiveRulebook
 
 MAX_BODY_BYTES = 64 * 1024
-PR_SET_PDEATHSIG = 1   # prctl(2): the signal a process gets when its parent dies (Linux)
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies (Linux)
 log = logging.getLogger("service")
 
 
@@ -31,11 +32,12 @@ def create_app(test_config: dict | None = None) -> Flask:
     _configure_logging(app, instance)
     app.extensions["instance"] = instance
     try:
-        instance.database  # migrate now if the database answers; `formulary serve` already did
+        _ = instance.database  # migrate now if the database answers; `formulary serve` already did
     except SQLAlchemyError as error:
         log.error("database unavailable at start (%s): answering 503 until it returns", describe(error))
     app.extensions["active_rulebook"] = ActiveRulebook(
-        instance.rulebook_path, instance.sql_engine, warm=config.get("WARM", True))
+        instance.rulebook_path, instance.sql_engine, warm=config.get("WARM", True)
+    )
 
     for blueprint in (*BLUEPRINTS, openapi_blueprint):
         app.register_blueprint(blueprint)
@@ -62,7 +64,7 @@ def create_served_app() -> Flask:
     server = multiprocessing.parent_process()
     if server is not None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() != server.pid:   # the server died before that took effect
+        if os.getppid() != server.pid:  # the server died before that took effect
             os.kill(os.getpid(), signal.SIGTERM)
     return create_app()
 
@@ -72,7 +74,6 @@ def _configure_logging(app: Flask, instance: Instance):
         return
     handler = logging.FileHandler(instance.path / "logs" / "service.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s %(message)s"))
-    log.addHandler(handler)               # every service.* logger propagates here
+    log.addHandler(handler)  # every service.* logger propagates here
     log.setLevel(logging.INFO)
     log.addHandler(logging.StreamHandler())
-

@@ -1,6 +1,7 @@
 """Reading the audit log over the web: the filters in a query string, checked, and the CSV
 download. The API (`GET /v1/audit`) and the console's audit page read the same filters, so the
 same query shows the same records in both."""
+
 import csv
 import datetime
 import io
@@ -15,8 +16,22 @@ from service.store.audit import Filters
 from service.web.context import current_instance
 
 FILTERS = ("outcome", "code", "rule", "requester", "patient_ref", "since", "until")
-CSV_COLUMNS = ("id", "created_at", "kind", "requester", "status", "decision_id", "outcome", "rule_id", "code",
-               "matched_by", "rulebook_version", "rulebook_digest", "patient_ref_hash", "hash")
+CSV_COLUMNS = (
+    "id",
+    "created_at",
+    "kind",
+    "requester",
+    "status",
+    "decision_id",
+    "outcome",
+    "rule_id",
+    "code",
+    "matched_by",
+    "rulebook_version",
+    "rulebook_digest",
+    "patient_ref_hash",
+    "hash",
+)
 
 
 def audit_filters(args) -> Filters:
@@ -33,9 +48,15 @@ def audit_filters(args) -> Filters:
         code = icd10.normalise(code)
         if not icd10.is_valid(code):
             raise RequestError("invalid_code", f"code '{args['code']}' is not an ICD-10-CM code", "code")
-    return Filters(outcome=outcome, code=code, rule=args.get("rule"), requester=args.get("requester"),
-                   patient_ref=args.get("patient_ref"), since=_instant(args.get("since"), "since"),
-                   until=_instant(args.get("until"), "until"))
+    return Filters(
+        outcome=outcome,
+        code=code,
+        rule=args.get("rule"),
+        requester=args.get("requester"),
+        patient_ref=args.get("patient_ref"),
+        since=_instant(args.get("since"), "since"),
+        until=_instant(args.get("until"), "until"),
+    )
 
 
 def _instant(value: str | None, field: str) -> str | None:
@@ -45,13 +66,17 @@ def _instant(value: str | None, field: str) -> str | None:
     try:
         moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise RequestError("invalid_value", f"{field} must be an ISO 8601 date or date-time, found {value!r}", field) from None
+        raise RequestError(
+            "invalid_value", f"{field} must be an ISO 8601 date or date-time, found {value!r}", field
+        ) from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.timezone.utc)
+        moment = moment.replace(tzinfo=datetime.UTC)
     try:
         return clock.stamp(moment)
     except OverflowError:
-        raise RequestError("out_of_range", f"{field} {value!r} is outside the calendar once moved to UTC", field) from None
+        raise RequestError(
+            "out_of_range", f"{field} {value!r} is outside the calendar once moved to UTC", field
+        ) from None
 
 
 def shown(record: dict) -> dict:
@@ -76,5 +101,8 @@ def audit_csv_download(filters: Filters) -> Response:
                 buffer.truncate()
         yield buffer.getvalue()
 
-    return Response(stream_with_context(rows()), mimetype="text/csv",
-                    headers={"Content-Disposition": "attachment; filename=audit.csv"})
+    return Response(
+        stream_with_context(rows()),
+        mimetype="text/csv",
+        headers={"Content-Disposition": "attachment; filename=audit.csv"},
+    )

@@ -1,5 +1,6 @@
 """What a request handler reaches for: the app's instance and served rulebook, who is asking,
 and the JSON body, read once and checked."""
+
 import json
 
 from flask import current_app, g, request
@@ -34,10 +35,13 @@ def json_body():
         raise Refusal(400, "invalid_json", "the request body is not valid JSON")
     body = request.get_data(cache=True)
     if body.isascii() and b"\\u" not in body:
-        return payload   # no escapes and no bytes beyond ASCII: no unpaired surrogate can be in it
+        return payload  # no escapes and no bytes beyond ASCII: no unpaired surrogate can be in it
     try:
         json.dumps(payload, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
-        raise Refusal(400, "invalid_json", "the request body contains text that is not valid Unicode "
-                                           "(an unpaired surrogate escape)") from None
+        raise Refusal(
+            400,
+            "invalid_json",
+            "the request body contains text that is not valid Unicode (an unpaired surrogate escape)",
+        ) from None
     return payload

@@ -4,6 +4,7 @@ the API, or as a console page for the console (same status, same code, same mess
 A refusal shown as a page is noted in `g.refusal`, so the audit log records why it was refused,
 as it records the JSON error of an API refusal.
 """
+
 import logging
 
 from flask import Flask, g, jsonify, render_template, request
@@ -18,23 +19,33 @@ from service.workflow.cases import Conflict, NoSuchCase
 
 log = logging.getLogger("service")
 CONSOLE_PREFIX = "/console"
-_PAGE_TITLES = {400: "Not accepted", 401: "Sign in again", 403: "Not for your role", 404: "Not found",
-                409: "Already done", 413: "Too large", 500: "Something went wrong", 503: "Service unavailable"}
+_PAGE_TITLES = {
+    400: "Not accepted",
+    401: "Sign in again",
+    403: "Not for your role",
+    404: "Not found",
+    409: "Already done",
+    413: "Too large",
+    500: "Something went wrong",
+    503: "Service unavailable",
+}
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large", 415: "unsupported_media_type"}
 
 
 class Refusal(Exception):
     """A request the web layer refuses: the status, an error code, the message and the field."""
 
-    def __init__(self, status: int, code: str, message: str, field: str | None = None, headers: dict | None = None,
-                 **extra):
+    def __init__(
+        self, status: int, code: str, message: str, field: str | None = None, headers: dict | None = None, **extra
+    ):
         super().__init__(message)
         self.status, self.code, self.message, self.field = status, code, message, field
         self.headers, self.extra = headers or {}, extra
 
 
-def error_response(status: int, code: str, message: str, field: str | None = None, headers: dict | None = None,
-                   **extra):
+def error_response(
+    status: int, code: str, message: str, field: str | None = None, headers: dict | None = None, **extra
+):
     """`{"error": {"code", "message", "field", ...}}` with the status, as a Flask view return value."""
     return jsonify({"error": {"code": code, "message": message, "field": field, **extra}}), status, headers or {}
 
@@ -42,9 +53,12 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
 def error_page(status: int, code: str, message: str, field: str | None = None):
     """An error as a console page: a heading, the message, the request id; never a trace."""
     g.refusal = {"code": code, "message": message, **({"field": field} if field else {})}
-    return render_template("console/error.html", title=_PAGE_TITLES.get(status, "Error"),
-                           message=message[:1].upper() + message[1:],
-                           request_id=g.get("request_id") if status >= 500 else None), status
+    return render_template(
+        "console/error.html",
+        title=_PAGE_TITLES.get(status, "Error"),
+        message=message[:1].upper() + message[1:],
+        request_id=g.get("request_id") if status >= 500 else None,
+    ), status
 
 
 def is_console(path: str) -> bool:
@@ -81,8 +95,12 @@ def register(app: Flask, max_body_bytes: int) -> None:
 
     @app.errorhandler(CSRFError)
     def _stale_form(error: CSRFError):
-        return _answer(400, "csrf_failed", f"the form could not be accepted ({error.description}) It may have come "
-                                           "from another site, or your session ended: reload the page and try again.")
+        return _answer(
+            400,
+            "csrf_failed",
+            f"the form could not be accepted ({error.description}) It may have come "
+            "from another site, or your session ended: reload the page and try again.",
+        )
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException):
@@ -96,15 +114,22 @@ def register(app: Flask, max_body_bytes: int) -> None:
     @app.errorhandler(AuditUnavailable)
     def _audit_down(error: AuditUnavailable):
         log.error("audit log unavailable: %s: %s request=%s", error, describe(error.__cause__), g.get("request_id"))
-        return _answer(503, "audit_unavailable", "the audit log cannot be written, so no decision is given; try again shortly")
+        return _answer(
+            503, "audit_unavailable", "the audit log cannot be written, so no decision is given; try again shortly"
+        )
 
     @app.errorhandler(SQLAlchemyError)
     def _database_down(error: SQLAlchemyError):
         log.error("database unavailable: %s request=%s", describe(error), g.get("request_id"))
-        return _answer(503, "database_unavailable",
-                       "the database does not answer, so nothing was decided or recorded; try again shortly")
+        return _answer(
+            503,
+            "database_unavailable",
+            "the database does not answer, so nothing was decided or recorded; try again shortly",
+        )
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception):
         log.exception("unhandled error request=%s", g.get("request_id"))
-        return _answer(500, "internal_error", f"an internal error occurred; quote request id {g.get('request_id')} to support")
+        return _answer(
+            500, "internal_error", f"an internal error occurred; quote request id {g.get('request_id')} to support"
+        )

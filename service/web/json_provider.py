@@ -1,4 +1,5 @@
 """Flask's JSON through the store's fast serialiser, so responses and audit records are written alike."""
+
 from flask.json.provider import DefaultJSONProvider
 
 from service.store import json_text

@@ -3,6 +3,7 @@
 Every refused request (4xx) to the API or the console is an audit record, with its reason and
 never the token; if that record cannot be written, the caller gets 503 instead.
 """
+
 import logging
 import re
 import secrets
@@ -13,7 +14,7 @@ from flask import Flask, current_app, g, request
 from service.web.context import current_instance
 from service.web.errors import error_response, is_console
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")   # a caller's id is logged only if it is plainly safe
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")  # a caller's id is logged only if it is plainly safe
 log = logging.getLogger("service")
 
 
@@ -45,7 +46,8 @@ def _record_refusal(response):
             )
         except Exception:
             return current_app.make_response(
-                error_response(503, "audit_unavailable", "the audit log cannot be written; try again shortly"))
+                error_response(503, "audit_unavailable", "the audit log cannot be written; try again shortly")
+            )
     return response
 
 
@@ -53,7 +55,13 @@ def _finish(response):
     response.headers["X-Request-Id"] = g.get("request_id", "")
     principal = g.get("principal")
     # The path only: query strings may carry patient identifiers.
-    log.info("%s %s %s %.1fms by=%s request=%s", request.method, request.path, response.status_code,
-             (time.perf_counter() - g.get("started", time.perf_counter())) * 1000,
-             principal.name if principal else "-", g.get("request_id"))
+    log.info(
+        "%s %s %s %.1fms by=%s request=%s",
+        request.method,
+        request.path,
+        response.status_code,
+        (time.perf_counter() - g.get("started", time.perf_counter())) * 1000,
+        principal.name if principal else "-",
+        g.get("request_id"),
+    )
     return response

@@ -3,6 +3,7 @@
 Its schemas are JSON Schema 2020-12 (as OpenAPI 3.1 allows), strict about unknown fields, so the
 tests can validate real responses against them and the document stays true.
 """
+
 from flask import Blueprint, jsonify
 
 from service.rulebook.model import EFFECTS, OUTCOMES, ROUTES, SEVERITIES, SEXES, STRENGTHS
@@ -16,8 +17,12 @@ def _ref(name: str) -> dict:
 
 
 def _object(properties: dict, required=None, extra=False) -> dict:
-    return {"type": "object", "properties": properties, "required": list(required if required is not None else properties),
-            "additionalProperties": extra}
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(required if required is not None else properties),
+        "additionalProperties": extra,
+    }
 
 
 _TEXT = {"type": "string"}
@@ -26,158 +31,386 @@ _TIME = {"type": "string", "format": "date-time"}
 _THERAPIES = {"type": "array", "items": {"type": "string"}}
 
 SCHEMAS = {
-    "DecisionRequest": _object({
-        "diagnosis": _object({"code": {"type": "string", "maxLength": 16}, "text": {"type": "string", "maxLength": 200}},
-                             required=[]),
-        "patient": _object({
-            "age_years": {"type": "number", "minimum": 0, "maximum": 130},
-            "sex": {"enum": list(SEXES)},
-            "pregnant": {"type": "boolean"},
-            "weight_kg": {"type": "number", "minimum": 0.3, "maximum": 500},
-            "height_cm": {"type": "number", "minimum": 20, "maximum": 260},
-            "ref": {"type": "string", "maxLength": 64, "description": "patient identifier; stored only as a keyed hash"},
-        }, required=[]),
-        "therapies": _object({"failed": _THERAPIES, "concurrent": _THERAPIES}, required=[]),
-        "severity": {"enum": list(SEVERITIES)},
-        "product": _TEXT,
-        "route": {"enum": list(ROUTES), "description": "how the dose is given; intravenous when omitted"},
-        "dose": _object({"g_per_kg": {"type": "number", "minimum": 0.01, "maximum": 5},
-                         "interval_days": {"type": "integer", "minimum": 1, "maximum": 365}}, required=[]),
-    }, required=["diagnosis"]),
-    "Candidate": _object({"code": _TEXT, "description": _TEXT, "score": {"type": "number"}}),
-    "Decision": _object({
-        "decision_id": {"type": "string", "format": "uuid"},
-        "decided_at": _TIME,
-        "outcome": {"enum": list(OUTCOMES)},
-        "diagnosis": _object({"code": _NULLABLE_TEXT, "description": _NULLABLE_TEXT,
-                              "matched_by": {"enum": ["code", "synonym", "text", "fuzzy", None]}, "input": _TEXT}),
-        "rule": {"oneOf": [{"type": "null"}, _object({"id": _TEXT, "title": _TEXT})]},
-        "rulebook": _object({"name": _TEXT, "version": _TEXT, "digest": _TEXT, "icd10cm": _TEXT}),
-        "rationale": _TEXT,
-        "evidence": {"type": "array", "items": _object({"source": _TEXT, "finding": _TEXT, "strength": {"enum": list(STRENGTHS)}, "effect": {"enum": [*EFFECTS, None]}})},
-        "missing": {"type": "array", "items": _TEXT},
-        "labelled_products": {"type": "array", "items": _TEXT},
-        "candidates": {"type": "array", "items": _ref("Candidate")},
-        "if_confirmed": {"oneOf": [{"type": "null"}, _object({
-            "code": _TEXT, "outcome": {"enum": list(OUTCOMES)},
-            "rule": {"oneOf": [{"type": "null"}, _object({"id": _TEXT, "title": _TEXT})]}})],
-            "description": "for a diagnosis matched only approximately: what the rules would decide on the proposed code"},
-        "review_case_id": {**_NULLABLE_TEXT, "description": "the review case a needs_review decision opened"},
-        "authorisation_id": {**_NULLABLE_TEXT, "description": "the authorisation a positive decision for a patient granted"},
-    }),
-    "Error": _object({"error": _object({
-        "code": _TEXT, "message": _TEXT, "field": _NULLABLE_TEXT,
-        "suggestions": {"type": "array", "items": _ref("Candidate")},
-        "problems": {"type": "array", "items": _TEXT},
-    }, required=["code", "message", "field"])}),
-    "Rule": _object({
-        "id": _TEXT, "title": _TEXT,
-        "diagnosis": _object({"id": _TEXT, "name": _TEXT, "codes": {"type": "array", "items": _TEXT},
-                              "synonyms": {"type": "array", "items": _TEXT}, "coding_note": _TEXT}),
-        "when": _TEXT, "outcome": {"enum": list(OUTCOMES)}, "priority": {"type": "integer"},
-        "labelled_indication": _NULLABLE_TEXT,
-        "labels": {"type": "array", "items": _object({
+    "DecisionRequest": _object(
+        {
+            "diagnosis": _object(
+                {"code": {"type": "string", "maxLength": 16}, "text": {"type": "string", "maxLength": 200}}, required=[]
+            ),
+            "patient": _object(
+                {
+                    "age_years": {"type": "number", "minimum": 0, "maximum": 130},
+                    "sex": {"enum": list(SEXES)},
+                    "pregnant": {"type": "boolean"},
+                    "weight_kg": {"type": "number", "minimum": 0.3, "maximum": 500},
+                    "height_cm": {"type": "number", "minimum": 20, "maximum": 260},
+                    "ref": {
+                        "type": "string",
+                        "maxLength": 64,
+                        "description": "patient identifier; stored only as a keyed hash",
+                    },
+                },
+                required=[],
+            ),
+            "therapies": _object({"failed": _THERAPIES, "concurrent": _THERAPIES}, required=[]),
+            "severity": {"enum": list(SEVERITIES)},
             "product": _TEXT,
-            "age_years": _object({"at_least": {"type": ["number", "null"]}, "under": {"type": ["number", "null"]}}),
-            "routes": {"type": "array", "items": {"enum": list(ROUTES)}}, "note": _NULLABLE_TEXT,
-            "source": _NULLABLE_TEXT, "revised": _NULLABLE_TEXT})},
-        "dosing": _ref("DosingProfile"), "authorisation_days": {"type": "integer"},
-        "rationale": _TEXT, "conflict": _NULLABLE_TEXT,
-        "evidence": {"type": "array", "items": _object({"source": _TEXT, "finding": _TEXT, "strength": {"enum": list(STRENGTHS)}, "effect": {"enum": [*EFFECTS, None]}})},
-        "sources": {"type": "array", "items": _TEXT},
-    }),
-    "DosingProfile": _object({
-        "id": _TEXT,
-        "g_per_kg": _object({"min": {"type": ["number", "null"]}, "max": {"type": ["number", "null"]}}),
-        "interval_days": _object({"min": {"type": ["number", "null"]}, "max": {"type": ["number", "null"]}}),
-        "note": _TEXT,
-        "courses": {"type": ["integer", "null"], "description": "a one-off course: how many courses a request allows"},
-        "monthly": {"type": "boolean", "description": "g_per_kg is a total over 28 days, whatever the interval"},
-    }, required=["id", "g_per_kg", "interval_days"]),
-    "Resolution": _object({
-        "id": _TEXT, "case_id": _TEXT, "created_at": _TIME, "resolution": {"enum": ["approved", "denied", "more_information"]},
-        "reason": _TEXT, "valid_days": {"type": ["integer", "null"]}, "reviewer": _TEXT, "references_id": _NULLABLE_TEXT,
-    }),
-    "ReviewCase": _object({
-        "id": _TEXT, "status": {"enum": ["open", "pending_information", "approved", "denied", "closed_by_rules"]},
-        "opened_at": _TIME, "updated_at": _TIME, "age_seconds": {"type": "integer"}, "requester": _TEXT,
-        "code": _NULLABLE_TEXT, "opening_decision_id": _TEXT, "decision": _ref("Decision"),
-        "missing": {"type": "array", "items": _TEXT}, "candidates": {"type": "array", "items": _ref("Candidate")},
-        "resolutions": {"type": "array", "items": _ref("Resolution")},
-    }, required=["id", "status", "opened_at", "updated_at", "age_seconds", "requester", "code", "opening_decision_id",
-                 "decision", "missing", "candidates"]),
-    "ResolutionRequest": _object({
-        "resolution": {"enum": ["approved", "denied", "more_information"]}, "reason": {"type": "string", "maxLength": 2000},
-        "valid_days": {"type": "integer", "minimum": 1, "maximum": 3650},
-        "references": {"type": "string", "description": "for a second opinion: the resolution it follows"},
-    }, required=["resolution", "reason"]),
-    "Authorisation": _object({
-        "id": _TEXT, "created_at": _TIME, "diagnosis_id": _NULLABLE_TEXT, "code": _TEXT,
-        "basis": {"enum": ["approved", "off_label_with_evidence", "review"]}, "rule_id": _NULLABLE_TEXT,
-        "products": {"type": "array", "items": _TEXT}, "dosing": _ref("DosingProfile"),
-        "valid_from": {"type": "string", "format": "date"}, "valid_until": {"type": "string", "format": "date"},
-        "decision_id": _NULLABLE_TEXT, "case_id": _NULLABLE_TEXT, "rulebook_version": _TEXT, "rulebook_digest": _TEXT,
-        "active": {"type": "boolean"},
-    }),
-    "Order": _object({
-        "patient": {"$ref": "#/components/schemas/DecisionRequest/properties/patient"},
-        "diagnosis": {"$ref": "#/components/schemas/DecisionRequest/properties/diagnosis"},
-        "therapies": {"$ref": "#/components/schemas/DecisionRequest/properties/therapies"},
-        "severity": {"enum": list(SEVERITIES)}, "product": _TEXT, "route": {"enum": list(ROUTES)},
-        "dose": {"$ref": "#/components/schemas/DecisionRequest/properties/dose"},
-        "last_infusion_date": {"type": "string", "format": "date"},
-    }, required=["patient", "diagnosis", "product"]),
+            "route": {"enum": list(ROUTES), "description": "how the dose is given; intravenous when omitted"},
+            "dose": _object(
+                {
+                    "g_per_kg": {"type": "number", "minimum": 0.01, "maximum": 5},
+                    "interval_days": {"type": "integer", "minimum": 1, "maximum": 365},
+                },
+                required=[],
+            ),
+        },
+        required=["diagnosis"],
+    ),
+    "Candidate": _object({"code": _TEXT, "description": _TEXT, "score": {"type": "number"}}),
+    "Decision": _object(
+        {
+            "decision_id": {"type": "string", "format": "uuid"},
+            "decided_at": _TIME,
+            "outcome": {"enum": list(OUTCOMES)},
+            "diagnosis": _object(
+                {
+                    "code": _NULLABLE_TEXT,
+                    "description": _NULLABLE_TEXT,
+                    "matched_by": {"enum": ["code", "synonym", "text", "fuzzy", None]},
+                    "input": _TEXT,
+                }
+            ),
+            "rule": {"oneOf": [{"type": "null"}, _object({"id": _TEXT, "title": _TEXT})]},
+            "rulebook": _object({"name": _TEXT, "version": _TEXT, "digest": _TEXT, "icd10cm": _TEXT}),
+            "rationale": _TEXT,
+            "evidence": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "source": _TEXT,
+                        "finding": _TEXT,
+                        "strength": {"enum": list(STRENGTHS)},
+                        "effect": {"enum": [*EFFECTS, None]},
+                    }
+                ),
+            },
+            "missing": {"type": "array", "items": _TEXT},
+            "labelled_products": {"type": "array", "items": _TEXT},
+            "candidates": {"type": "array", "items": _ref("Candidate")},
+            "if_confirmed": {
+                "oneOf": [
+                    {"type": "null"},
+                    _object(
+                        {
+                            "code": _TEXT,
+                            "outcome": {"enum": list(OUTCOMES)},
+                            "rule": {"oneOf": [{"type": "null"}, _object({"id": _TEXT, "title": _TEXT})]},
+                        }
+                    ),
+                ],
+                "description": "for a diagnosis matched only approximately: what the rules would decide on the proposed code",
+            },
+            "review_case_id": {**_NULLABLE_TEXT, "description": "the review case a needs_review decision opened"},
+            "authorisation_id": {
+                **_NULLABLE_TEXT,
+                "description": "the authorisation a positive decision for a patient granted",
+            },
+        }
+    ),
+    "Error": _object(
+        {
+            "error": _object(
+                {
+                    "code": _TEXT,
+                    "message": _TEXT,
+                    "field": _NULLABLE_TEXT,
+                    "suggestions": {"type": "array", "items": _ref("Candidate")},
+                    "problems": {"type": "array", "items": _TEXT},
+                },
+                required=["code", "message", "field"],
+            )
+        }
+    ),
+    "Rule": _object(
+        {
+            "id": _TEXT,
+            "title": _TEXT,
+            "diagnosis": _object(
+                {
+                    "id": _TEXT,
+                    "name": _TEXT,
+                    "codes": {"type": "array", "items": _TEXT},
+                    "synonyms": {"type": "array", "items": _TEXT},
+                    "coding_note": _TEXT,
+                }
+            ),
+            "when": _TEXT,
+            "outcome": {"enum": list(OUTCOMES)},
+            "priority": {"type": "integer"},
+            "labelled_indication": _NULLABLE_TEXT,
+            "labels": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "product": _TEXT,
+                        "age_years": _object(
+                            {"at_least": {"type": ["number", "null"]}, "under": {"type": ["number", "null"]}}
+                        ),
+                        "routes": {"type": "array", "items": {"enum": list(ROUTES)}},
+                        "note": _NULLABLE_TEXT,
+                        "source": _NULLABLE_TEXT,
+                        "revised": _NULLABLE_TEXT,
+                    }
+                ),
+            },
+            "dosing": _ref("DosingProfile"),
+            "authorisation_days": {"type": "integer"},
+            "rationale": _TEXT,
+            "conflict": _NULLABLE_TEXT,
+            "evidence": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "source": _TEXT,
+                        "finding": _TEXT,
+                        "strength": {"enum": list(STRENGTHS)},
+                        "effect": {"enum": [*EFFECTS, None]},
+                    }
+                ),
+            },
+            "sources": {"type": "array", "items": _TEXT},
+        }
+    ),
+    "DosingProfile": _object(
+        {
+            "id": _TEXT,
+            "g_per_kg": _object({"min": {"type": ["number", "null"]}, "max": {"type": ["number", "null"]}}),
+            "interval_days": _object({"min": {"type": ["number", "null"]}, "max": {"type": ["number", "null"]}}),
+            "note": _TEXT,
+            "courses": {
+                "type": ["integer", "null"],
+                "description": "a one-off course: how many courses a request allows",
+            },
+            "monthly": {"type": "boolean", "description": "g_per_kg is a total over 28 days, whatever the interval"},
+        },
+        required=["id", "g_per_kg", "interval_days"],
+    ),
+    "Resolution": _object(
+        {
+            "id": _TEXT,
+            "case_id": _TEXT,
+            "created_at": _TIME,
+            "resolution": {"enum": ["approved", "denied", "more_information"]},
+            "reason": _TEXT,
+            "valid_days": {"type": ["integer", "null"]},
+            "reviewer": _TEXT,
+            "references_id": _NULLABLE_TEXT,
+        }
+    ),
+    "ReviewCase": _object(
+        {
+            "id": _TEXT,
+            "status": {"enum": ["open", "pending_information", "approved", "denied", "closed_by_rules"]},
+            "opened_at": _TIME,
+            "updated_at": _TIME,
+            "age_seconds": {"type": "integer"},
+            "requester": _TEXT,
+            "code": _NULLABLE_TEXT,
+            "opening_decision_id": _TEXT,
+            "decision": _ref("Decision"),
+            "missing": {"type": "array", "items": _TEXT},
+            "candidates": {"type": "array", "items": _ref("Candidate")},
+            "resolutions": {"type": "array", "items": _ref("Resolution")},
+        },
+        required=[
+            "id",
+            "status",
+            "opened_at",
+            "updated_at",
+            "age_seconds",
+            "requester",
+            "code",
+            "opening_decision_id",
+            "decision",
+            "missing",
+            "candidates",
+        ],
+    ),
+    "ResolutionRequest": _object(
+        {
+            "resolution": {"enum": ["approved", "denied", "more_information"]},
+            "reason": {"type": "string", "maxLength": 2000},
+            "valid_days": {"type": "integer", "minimum": 1, "maximum": 3650},
+            "references": {"type": "string", "description": "for a second opinion: the resolution it follows"},
+        },
+        required=["resolution", "reason"],
+    ),
+    "Authorisation": _object(
+        {
+            "id": _TEXT,
+            "created_at": _TIME,
+            "diagnosis_id": _NULLABLE_TEXT,
+            "code": _TEXT,
+            "basis": {"enum": ["approved", "off_label_with_evidence", "review"]},
+            "rule_id": _NULLABLE_TEXT,
+            "products": {"type": "array", "items": _TEXT},
+            "dosing": _ref("DosingProfile"),
+            "valid_from": {"type": "string", "format": "date"},
+            "valid_until": {"type": "string", "format": "date"},
+            "decision_id": _NULLABLE_TEXT,
+            "case_id": _NULLABLE_TEXT,
+            "rulebook_version": _TEXT,
+            "rulebook_digest": _TEXT,
+            "active": {"type": "boolean"},
+        }
+    ),
+    "Order": _object(
+        {
+            "patient": {"$ref": "#/components/schemas/DecisionRequest/properties/patient"},
+            "diagnosis": {"$ref": "#/components/schemas/DecisionRequest/properties/diagnosis"},
+            "therapies": {"$ref": "#/components/schemas/DecisionRequest/properties/therapies"},
+            "severity": {"enum": list(SEVERITIES)},
+            "product": _TEXT,
+            "route": {"enum": list(ROUTES)},
+            "dose": {"$ref": "#/components/schemas/DecisionRequest/properties/dose"},
+            "last_infusion_date": {"type": "string", "format": "date"},
+        },
+        required=["patient", "diagnosis", "product"],
+    ),
     "Reason": _object({"check": _TEXT, "ok": {"type": "boolean"}, "message": _TEXT}),
-    "Preapproval": _object({
-        "dispense": {"type": "boolean"}, "reasons": {"type": "array", "items": _ref("Reason")},
-        "authorisation": {"oneOf": [{"type": "null"}, _ref("Authorisation")]},
-        "decision": {"oneOf": [{"type": "null"}, _ref("Decision")]},
-        "dosing_profile": {"type": "object"},
-        "weight": {"oneOf": [{"type": "null"}, _object({
-            "actual_kg": {"type": "number"}, "ideal_kg": {"type": ["number", "null"]},
-            "adjusted_kg": {"type": ["number", "null"]}, "dosing_kg": {"type": "number"}, "basis": _TEXT})]},
-        "dose": {"oneOf": [{"type": "null"}, _object({
-            "g_per_kg": {"type": "number"}, "grams": {"type": "number"},
-            "rounded_grams": {"type": ["number", "null"], "description": "null when no combination of vials fits"},
-            "vials": {"type": "array", "items": _object({"size_g": {"type": "number"}, "count": {"type": "integer"}})},
-            "rounding": _TEXT})]},
-        "row": {"type": "integer"},
-    }, required=["dispense", "reasons", "authorisation", "decision", "dosing_profile", "weight", "dose"]),
-    "BatchResult": _object({
-        "results": {"type": "array", "items": {"oneOf": [
-            _ref("Preapproval"),
-            _object({"row": {"type": "integer"}, "error": {"$ref": "#/components/schemas/Error/properties/error"}}),
-        ]}},
-        "summary": _object({"orders": {"type": "integer"}, "dispense": {"type": "integer"}, "hold": {"type": "integer"},
-                            "errors": {"type": "integer"}}),
-    }),
-    "Rulebook": _object({
-        "rulebook": _object({"name": _TEXT, "version": _TEXT, "digest": _TEXT, "effective": _TEXT, "icd10cm": _TEXT}),
-        "sources": {"type": "array", "items": _object({"id": _TEXT, "title": _TEXT, "publisher": _TEXT, "date": _TEXT, "note": _TEXT})},
-        "rules": {"type": "array", "items": _ref("Rule")},
-    }),
-    "ReloadResult": _object({
-        "name": _TEXT, "version": _TEXT, "digest": _TEXT, "changed": {"type": "boolean"},
-        "previous": _object({"version": _TEXT, "digest": _TEXT}),
-    }, required=["name", "version", "digest", "changed"]),
-    "AuditRecord": _object({
-        "id": {"type": "integer"}, "created_at": _TIME,
-        "kind": {"enum": ["decision", "refusal", "rulebook_reload", "review_resolution", "preapproval"]},
-        "requester": _NULLABLE_TEXT, "status": {"type": ["integer", "null"]}, "decision_id": _NULLABLE_TEXT,
-        "outcome": {"enum": [*OUTCOMES, None]}, "rule_id": _NULLABLE_TEXT, "code": _NULLABLE_TEXT,
-        "matched_by": _NULLABLE_TEXT, "patient_ref_hash": _NULLABLE_TEXT, "rulebook_version": _NULLABLE_TEXT,
-        "rulebook_digest": _NULLABLE_TEXT, "hash": _TEXT,
-        "body": {"type": "object", "description": "the signed record body: for a decision, the request (patient "
-                                                  "identifier replaced by its hash) and the decision"},
-    }),
+    "Preapproval": _object(
+        {
+            "dispense": {"type": "boolean"},
+            "reasons": {"type": "array", "items": _ref("Reason")},
+            "authorisation": {"oneOf": [{"type": "null"}, _ref("Authorisation")]},
+            "decision": {"oneOf": [{"type": "null"}, _ref("Decision")]},
+            "dosing_profile": {"type": "object"},
+            "weight": {
+                "oneOf": [
+                    {"type": "null"},
+                    _object(
+                        {
+                            "actual_kg": {"type": "number"},
+                            "ideal_kg": {"type": ["number", "null"]},
+                            "adjusted_kg": {"type": ["number", "null"]},
+                            "dosing_kg": {"type": "number"},
+                            "basis": _TEXT,
+                        }
+                    ),
+                ]
+            },
+            "dose": {
+                "oneOf": [
+                    {"type": "null"},
+                    _object(
+                        {
+                            "g_per_kg": {"type": "number"},
+                            "grams": {"type": "number"},
+                            "rounded_grams": {
+                                "type": ["number", "null"],
+                                "description": "null when no combination of vials fits",
+                            },
+                            "vials": {
+                                "type": "array",
+                                "items": _object({"size_g": {"type": "number"}, "count": {"type": "integer"}}),
+                            },
+                            "rounding": _TEXT,
+                        }
+                    ),
+                ]
+            },
+            "row": {"type": "integer"},
+        },
+        required=["dispense", "reasons", "authorisation", "decision", "dosing_profile", "weight", "dose"],
+    ),
+    "BatchResult": _object(
+        {
+            "results": {
+                "type": "array",
+                "items": {
+                    "oneOf": [
+                        _ref("Preapproval"),
+                        _object(
+                            {
+                                "row": {"type": "integer"},
+                                "error": {"$ref": "#/components/schemas/Error/properties/error"},
+                            }
+                        ),
+                    ]
+                },
+            },
+            "summary": _object(
+                {
+                    "orders": {"type": "integer"},
+                    "dispense": {"type": "integer"},
+                    "hold": {"type": "integer"},
+                    "errors": {"type": "integer"},
+                }
+            ),
+        }
+    ),
+    "Rulebook": _object(
+        {
+            "rulebook": _object(
+                {"name": _TEXT, "version": _TEXT, "digest": _TEXT, "effective": _TEXT, "icd10cm": _TEXT}
+            ),
+            "sources": {
+                "type": "array",
+                "items": _object({"id": _TEXT, "title": _TEXT, "publisher": _TEXT, "date": _TEXT, "note": _TEXT}),
+            },
+            "rules": {"type": "array", "items": _ref("Rule")},
+        }
+    ),
+    "ReloadResult": _object(
+        {
+            "name": _TEXT,
+            "version": _TEXT,
+            "digest": _TEXT,
+            "changed": {"type": "boolean"},
+            "previous": _object({"version": _TEXT, "digest": _TEXT}),
+        },
+        required=["name", "version", "digest", "changed"],
+    ),
+    "AuditRecord": _object(
+        {
+            "id": {"type": "integer"},
+            "created_at": _TIME,
+            "kind": {"enum": ["decision", "refusal", "rulebook_reload", "review_resolution", "preapproval"]},
+            "requester": _NULLABLE_TEXT,
+            "status": {"type": ["integer", "null"]},
+            "decision_id": _NULLABLE_TEXT,
+            "outcome": {"enum": [*OUTCOMES, None]},
+            "rule_id": _NULLABLE_TEXT,
+            "code": _NULLABLE_TEXT,
+            "matched_by": _NULLABLE_TEXT,
+            "patient_ref_hash": _NULLABLE_TEXT,
+            "rulebook_version": _NULLABLE_TEXT,
+            "rulebook_digest": _NULLABLE_TEXT,
+            "hash": _TEXT,
+            "body": {
+                "type": "object",
+                "description": "the signed record body: for a decision, the request (patient "
+                "identifier replaced by its hash) and the decision",
+            },
+        }
+    ),
     "AuditPage": _object({"records": {"type": "array", "items": _ref("AuditRecord")}, "next_cursor": _NULLABLE_TEXT}),
-    "Verification": _object({"ok": {"type": "boolean"}, "records": {"type": "integer"},
-                             "first_broken": {"type": ["integer", "null"]}, "reason": _NULLABLE_TEXT}),
-    "Health": _object({
-        "status": {"enum": ["ok", "unavailable"]},
-        "rulebook": _object({"name": _TEXT, "version": _TEXT, "digest": _TEXT, "icd10cm": _TEXT}),
-        "audit_records": {"type": "integer"}, "reason": _TEXT,
-    }, required=["status"]),
+    "Verification": _object(
+        {
+            "ok": {"type": "boolean"},
+            "records": {"type": "integer"},
+            "first_broken": {"type": ["integer", "null"]},
+            "reason": _NULLABLE_TEXT,
+        }
+    ),
+    "Health": _object(
+        {
+            "status": {"enum": ["ok", "unavailable"]},
+            "rulebook": _object({"name": _TEXT, "version": _TEXT, "digest": _TEXT, "icd10cm": _TEXT}),
+            "audit_records": {"type": "integer"},
+            "reason": _TEXT,
+        },
+        required=["status"],
+    ),
 }
 
 
@@ -186,10 +419,16 @@ def _json(schema_name: str, description: str) -> dict:
 
 
 def _errors(*statuses: int) -> dict:
-    words = {400: "invalid request (the error names the field)", 401: "missing, unknown or revoked token",
-             403: "the token's role may not do this", 404: "not found", 413: "body over 64 KiB",
-             415: "body is not JSON", 422: "the rulebook fails lint; the old version keeps serving",
-             503: "the audit log or the database is unavailable; nothing was decided or recorded"}
+    words = {
+        400: "invalid request (the error names the field)",
+        401: "missing, unknown or revoked token",
+        403: "the token's role may not do this",
+        404: "not found",
+        413: "body over 64 KiB",
+        415: "body is not JSON",
+        422: "the rulebook fails lint; the old version keeps serving",
+        503: "the audit log or the database is unavailable; nothing was decided or recorded",
+    }
     return {str(s): _json("Error", words[s]) for s in statuses}
 
 
@@ -207,131 +446,236 @@ _FILTERS = [
 ]
 _PAGING = [
     {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
-    {"name": "cursor", "in": "query", "required": False, "schema": _TEXT,
-     "description": "next_cursor of the previous page"},
+    {
+        "name": "cursor",
+        "in": "query",
+        "required": False,
+        "schema": _TEXT,
+        "description": "next_cursor of the previous page",
+    },
 ]
 _SECURED: list[dict[str, list[str]]] = [{"bearer": []}]
 
 PATHS = {
-    "/v1/decisions": {"post": {
-        "summary": "Decide a prior-authorisation request; recorded in the audit log before it is returned",
-        "description": roles.described("decide"),
-        "security": _SECURED,
-        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("DecisionRequest")}}},
-        "responses": {"201": _json("Decision", "the decision, as recorded"), **_errors(400, 401, 403, 413, 415, 503)},
-    }},
-    "/v1/decisions/{decision_id}": {"get": {
-        "summary": "A recorded decision",
-        "description": roles.described("read_decision"),
-        "security": _SECURED,
-        "parameters": [{"name": "decision_id", "in": "path", "required": True, "schema": _TEXT}],
-        "responses": {"200": _json("Decision", "the decision"), **_errors(401, 403, 404, 503)},
-    }},
-    "/v1/rulebook": {"get": {
-        "summary": "The formulary: every rule with its outcome, conditions, evidence and sources",
-        "description": roles.described("read_rulebook"), "security": _SECURED,
-        "responses": {"200": _json("Rulebook", "the rulebook being served"), **_errors(401)},
-    }},
-    "/v1/rulebook/rules/{rule_id}": {"get": {
-        "summary": "One rule", "description": roles.described("read_rulebook"), "security": _SECURED,
-        "parameters": [{"name": "rule_id", "in": "path", "required": True, "schema": _TEXT}],
-        "responses": {"200": _json("Rule", "the rule"), **_errors(401, 404)},
-    }},
-    "/v1/rulebook/reload": {"post": {
-        "summary": "Load the rulebook file again and serve it, if it passes lint",
-        "description": roles.described("reload_rulebook"), "security": _SECURED,
-        "responses": {"200": _json("ReloadResult", "the version now served"), **_errors(401, 403, 422, 503)},
-    }},
-    "/v1/audit": {"get": {
-        "summary": "Audit records, newest first, filtered, a page at a time",
-        "description": roles.described("read_audit"), "security": _SECURED,
-        "parameters": _FILTERS + _PAGING,
-        "responses": {"200": _json("AuditPage", "one page"), **_errors(400, 401, 403)},
-    }},
-    "/v1/audit.csv": {"get": {
-        "summary": "The same selection as CSV, streamed",
-        "description": roles.described("read_audit"), "security": _SECURED, "parameters": _FILTERS,
-        "responses": {"200": {"description": "CSV with a header row", "content": {"text/csv": {"schema": _TEXT}}},
-                      **_errors(400, 401, 403)},
-    }},
-    "/v1/audit/verify": {"get": {
-        "summary": "Check the whole signed chain of audit records",
-        "description": roles.described("read_audit"), "security": _SECURED,
-        "responses": {"200": _json("Verification", "the result"), **_errors(401, 403)},
-    }},
-    "/v1/reviews": {"get": {
-        "summary": "Review cases, oldest first, with their age", "description": roles.described("list_reviews"),
-        "security": _SECURED,
-        "parameters": [{"name": "status", "in": "query", "required": False, "schema": {
-            "enum": ["open", "pending_information", "approved", "denied", "closed_by_rules", "all"]}}],
-        "responses": {"200": {"description": "the cases", "content": {"application/json": {"schema": _object(
-            {"cases": {"type": "array", "items": _ref("ReviewCase")}})}}}, **_errors(400, 401, 403)},
-    }},
-    "/v1/reviews/{case_id}": {"get": {
-        "summary": "A case with its decision, missing facts or candidate diagnoses, and resolutions",
-        "description": roles.described("read_case"), "security": _SECURED,
-        "parameters": [{"name": "case_id", "in": "path", "required": True, "schema": _TEXT}],
-        "responses": {"200": _json("ReviewCase", "the case"), **_errors(401, 403, 404)},
-    }},
-    "/v1/reviews/{case_id}/resolution": {"post": {
-        "summary": "Approve, deny or ask for more information; or give a second opinion on a resolution",
-        "description": roles.described("resolve_case") + " The reviewer is the token's principal; the reason is required.",
-        "security": _SECURED,
-        "parameters": [{"name": "case_id", "in": "path", "required": True, "schema": _TEXT}],
-        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("ResolutionRequest")}}},
-        "responses": {"201": _json("ReviewCase", "the case with its resolutions"),
-                      "409": _json("Error", "the case is already resolved"), **_errors(400, 401, 403, 404, 415, 503)},
-    }},
-    "/v1/reviews/{case_id}/facts": {"post": {
-        "summary": "Add facts to an open or pended case and decide it again; the decision is recorded on the case",
-        "description": roles.described("add_facts"), "security": _SECURED,
-        "parameters": [{"name": "case_id", "in": "path", "required": True, "schema": _TEXT}],
-        "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
-        "responses": {"201": _json("Decision", "the new decision"), "409": _json("Error", "the case is closed"),
-                      **_errors(400, 401, 403, 404, 415, 503)},
-    }},
-    "/v1/authorisations": {"get": {
-        "summary": "A patient's authorisations with their expiry", "description": roles.described("read_authorisations"), "security": _SECURED,
-        "parameters": [{"name": "patient_ref", "in": "query", "required": True, "schema": _TEXT}],
-        "responses": {"200": {"description": "newest expiry first", "content": {"application/json": {"schema": _object(
-            {"authorisations": {"type": "array", "items": _ref("Authorisation")}})}}}, **_errors(400, 401)},
-    }},
-    "/v1/preapprovals": {"post": {
-        "summary": "May this order be dispensed? Every reason, the dosing weight and the grams",
-        "description": roles.described("preapprove"), "security": _SECURED,
-        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("Order")}}},
-        "responses": {"200": _json("Preapproval", "the check"), **_errors(400, 401, 403, 413, 415, 503)},
-    }},
-    "/v1/preapprovals/batch": {"post": {
-        "summary": "A day's infusion list: a JSON list of orders, or CSV (text/csv body or multipart field 'file')",
-        "description": roles.described("preapprove") + " A bad row gets a row-numbered error; the rest are checked.",
-        "security": _SECURED,
-        "requestBody": {"required": True, "content": {
-            "application/json": {"schema": {"type": "array", "items": _ref("Order")}},
-            "text/csv": {"schema": _TEXT},
-            "multipart/form-data": {"schema": _object({"file": {"type": "string", "format": "binary"}})}}},
-        "responses": {"200": _json("BatchResult", "one result a row"), **_errors(400, 401, 403, 413, 415, 503)},
-    }},
-    "/healthz": {"get": {
-        "summary": "Liveness and the rulebook version served (no token needed)",
-        "responses": {"200": _json("Health", "serving"), "503": _json("Health", "the database does not answer or cannot be written")},
-    }},
-    "/openapi.json": {"get": {
-        "summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1",
-                                                          "content": {"application/json": {"schema": {"type": "object"}}}}},
-    }},
+    "/v1/decisions": {
+        "post": {
+            "summary": "Decide a prior-authorisation request; recorded in the audit log before it is returned",
+            "description": roles.described("decide"),
+            "security": _SECURED,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("DecisionRequest")}}},
+            "responses": {
+                "201": _json("Decision", "the decision, as recorded"),
+                **_errors(400, 401, 403, 413, 415, 503),
+            },
+        }
+    },
+    "/v1/decisions/{decision_id}": {
+        "get": {
+            "summary": "A recorded decision",
+            "description": roles.described("read_decision"),
+            "security": _SECURED,
+            "parameters": [{"name": "decision_id", "in": "path", "required": True, "schema": _TEXT}],
+            "responses": {"200": _json("Decision", "the decision"), **_errors(401, 403, 404, 503)},
+        }
+    },
+    "/v1/rulebook": {
+        "get": {
+            "summary": "The formulary: every rule with its outcome, conditions, evidence and sources",
+            "description": roles.described("read_rulebook"),
+            "security": _SECURED,
+            "responses": {"200": _json("Rulebook", "the rulebook being served"), **_errors(401)},
+        }
+    },
+    "/v1/rulebook/rules/{rule_id}": {
+        "get": {
+            "summary": "One rule",
+            "description": roles.described("read_rulebook"),
+            "security": _SECURED,
+            "parameters": [{"name": "rule_id", "in": "path", "required": True, "schema": _TEXT}],
+            "responses": {"200": _json("Rule", "the rule"), **_errors(401, 404)},
+        }
+    },
+    "/v1/rulebook/reload": {
+        "post": {
+            "summary": "Load the rulebook file again and serve it, if it passes lint",
+            "description": roles.described("reload_rulebook"),
+            "security": _SECURED,
+            "responses": {"200": _json("ReloadResult", "the version now served"), **_errors(401, 403, 422, 503)},
+        }
+    },
+    "/v1/audit": {
+        "get": {
+            "summary": "Audit records, newest first, filtered, a page at a time",
+            "description": roles.described("read_audit"),
+            "security": _SECURED,
+            "parameters": _FILTERS + _PAGING,
+            "responses": {"200": _json("AuditPage", "one page"), **_errors(400, 401, 403)},
+        }
+    },
+    "/v1/audit.csv": {
+        "get": {
+            "summary": "The same selection as CSV, streamed",
+            "description": roles.described("read_audit"),
+            "security": _SECURED,
+            "parameters": _FILTERS,
+            "responses": {
+                "200": {"description": "CSV with a header row", "content": {"text/csv": {"schema": _TEXT}}},
+                **_errors(400, 401, 403),
+            },
+        }
+    },
+    "/v1/audit/verify": {
+        "get": {
+            "summary": "Check the whole signed chain of audit records",
+            "description": roles.described("read_audit"),
+            "security": _SECURED,
+            "responses": {"200": _json("Verification", "the result"), **_errors(401, 403)},
+        }
+    },
+    "/v1/reviews": {
+        "get": {
+            "summary": "Review cases, oldest first, with their age",
+            "description": roles.described("list_reviews"),
+            "security": _SECURED,
+            "parameters": [
+                {
+                    "name": "status",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"enum": ["open", "pending_information", "approved", "denied", "closed_by_rules", "all"]},
+                }
+            ],
+            "responses": {
+                "200": {
+                    "description": "the cases",
+                    "content": {
+                        "application/json": {
+                            "schema": _object({"cases": {"type": "array", "items": _ref("ReviewCase")}})
+                        }
+                    },
+                },
+                **_errors(400, 401, 403),
+            },
+        }
+    },
+    "/v1/reviews/{case_id}": {
+        "get": {
+            "summary": "A case with its decision, missing facts or candidate diagnoses, and resolutions",
+            "description": roles.described("read_case"),
+            "security": _SECURED,
+            "parameters": [{"name": "case_id", "in": "path", "required": True, "schema": _TEXT}],
+            "responses": {"200": _json("ReviewCase", "the case"), **_errors(401, 403, 404)},
+        }
+    },
+    "/v1/reviews/{case_id}/resolution": {
+        "post": {
+            "summary": "Approve, deny or ask for more information; or give a second opinion on a resolution",
+            "description": roles.described("resolve_case")
+            + " The reviewer is the token's principal; the reason is required.",
+            "security": _SECURED,
+            "parameters": [{"name": "case_id", "in": "path", "required": True, "schema": _TEXT}],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("ResolutionRequest")}}},
+            "responses": {
+                "201": _json("ReviewCase", "the case with its resolutions"),
+                "409": _json("Error", "the case is already resolved"),
+                **_errors(400, 401, 403, 404, 415, 503),
+            },
+        }
+    },
+    "/v1/reviews/{case_id}/facts": {
+        "post": {
+            "summary": "Add facts to an open or pended case and decide it again; the decision is recorded on the case",
+            "description": roles.described("add_facts"),
+            "security": _SECURED,
+            "parameters": [{"name": "case_id", "in": "path", "required": True, "schema": _TEXT}],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+            "responses": {
+                "201": _json("Decision", "the new decision"),
+                "409": _json("Error", "the case is closed"),
+                **_errors(400, 401, 403, 404, 415, 503),
+            },
+        }
+    },
+    "/v1/authorisations": {
+        "get": {
+            "summary": "A patient's authorisations with their expiry",
+            "description": roles.described("read_authorisations"),
+            "security": _SECURED,
+            "parameters": [{"name": "patient_ref", "in": "query", "required": True, "schema": _TEXT}],
+            "responses": {
+                "200": {
+                    "description": "newest expiry first",
+                    "content": {
+                        "application/json": {
+                            "schema": _object({"authorisations": {"type": "array", "items": _ref("Authorisation")}})
+                        }
+                    },
+                },
+                **_errors(400, 401),
+            },
+        }
+    },
+    "/v1/preapprovals": {
+        "post": {
+            "summary": "May this order be dispensed? Every reason, the dosing weight and the grams",
+            "description": roles.described("preapprove"),
+            "security": _SECURED,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("Order")}}},
+            "responses": {"200": _json("Preapproval", "the check"), **_errors(400, 401, 403, 413, 415, 503)},
+        }
+    },
+    "/v1/preapprovals/batch": {
+        "post": {
+            "summary": "A day's infusion list: a JSON list of orders, or CSV (text/csv body or multipart field 'file')",
+            "description": roles.described("preapprove")
+            + " A bad row gets a row-numbered error; the rest are checked.",
+            "security": _SECURED,
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"type": "array", "items": _ref("Order")}},
+                    "text/csv": {"schema": _TEXT},
+                    "multipart/form-data": {"schema": _object({"file": {"type": "string", "format": "binary"}})},
+                },
+            },
+            "responses": {"200": _json("BatchResult", "one result a row"), **_errors(400, 401, 403, 413, 415, 503)},
+        }
+    },
+    "/healthz": {
+        "get": {
+            "summary": "Liveness and the rulebook version served (no token needed)",
+            "responses": {
+                "200": _json("Health", "serving"),
+                "503": _json("Health", "the database does not answer or cannot be written"),
+            },
+        }
+    },
+    "/openapi.json": {
+        "get": {
+            "summary": "This document",
+            "responses": {
+                "200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}
+            },
+        }
+    },
 }
 
 DOCUMENT = {
     "openapi": "3.1.0",
-    "info": {"title": "IVIG formulary prior-authorisation API", "version": "1",
-             "description": "Decisions on intravenous immunoglobulin requests from a declarative rulebook, "
-                            "each recorded in a tamper-evident audit log before it is returned."},
+    "info": {
+        "title": "IVIG formulary prior-authorisation API",
+        "version": "1",
+        "description": "Decisions on intravenous immunoglobulin requests from a declarative rulebook, "
+        "each recorded in a tamper-evident audit log before it is returned.",
+    },
     "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
     "paths": PATHS,
-    "components": {"schemas": SCHEMAS,
-                   "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                                  "description": "a token from `formulary tokens create`"}}},
+    "components": {
+        "schemas": SCHEMAS,
+        "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer", "description": "a token from `formulary tokens create`"}
+        },
+    },
 }
 
 

@@ -5,6 +5,7 @@ The role names are the ones a token can carry (service/store/tokens.py). An acti
 role to what that person requested themselves (a clinician sees only their own decisions and
 cases); `check_owner` enforces that once the record's requester is known.
 """
+
 from dataclasses import dataclass
 
 from service.store.tokens import ROLES, Principal
@@ -14,23 +15,33 @@ from service.web.errors import Refusal
 @dataclass(frozen=True)
 class Permission:
     roles: tuple[str, ...]
-    own_only: tuple[str, ...] = ()      # roles that may act only on what they requested themselves
-    own_words: str = "own"              # how the API description says so: "clinician (own decisions)"
-    not_own: str = ""                   # the refusal when such a role reaches for someone else's record
+    own_only: tuple[str, ...] = ()  # roles that may act only on what they requested themselves
+    own_words: str = "own"  # how the API description says so: "clinician (own decisions)"
+    not_own: str = ""  # the refusal when such a role reaches for someone else's record
 
 
 PERMISSIONS: dict[str, Permission] = {
     "decide": Permission(("clinician", "pharmacist", "admin")),
-    "read_decision": Permission(("clinician", "pharmacist", "auditor", "admin"), own_only=("clinician",),
-                                own_words="own decisions", not_own="a clinician may read only the decisions they submitted"),
+    "read_decision": Permission(
+        ("clinician", "pharmacist", "auditor", "admin"),
+        own_only=("clinician",),
+        own_words="own decisions",
+        not_own="a clinician may read only the decisions they submitted",
+    ),
     "read_rulebook": Permission(ROLES),
     "reload_rulebook": Permission(("admin",)),
     "read_audit": Permission(("auditor", "admin")),
     "list_reviews": Permission(("pharmacist", "admin")),
-    "read_case": Permission(("clinician", "pharmacist", "admin"), own_only=("clinician",),
-                            not_own="a clinician may read only the cases of their own requests"),
-    "add_facts": Permission(("clinician", "pharmacist", "admin"), own_only=("clinician",),
-                            not_own="a clinician may add facts only to the cases of their own requests"),
+    "read_case": Permission(
+        ("clinician", "pharmacist", "admin"),
+        own_only=("clinician",),
+        not_own="a clinician may read only the cases of their own requests",
+    ),
+    "add_facts": Permission(
+        ("clinician", "pharmacist", "admin"),
+        own_only=("clinician",),
+        not_own="a clinician may add facts only to the cases of their own requests",
+    ),
     "resolve_case": Permission(("pharmacist", "admin")),
     "read_authorisations": Permission(ROLES),
     "preapprove": Permission(("pharmacist", "admin")),

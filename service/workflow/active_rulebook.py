@@ -5,6 +5,7 @@ the rules under a decision in flight; the replaced version's native rulesets are
 its last request finishes. Reloads are recorded in the database, and every process checks for
 a newer activation at most once a second, so all workers and hosts converge on one version.
 """
+
 import logging
 import threading
 import time
@@ -14,10 +15,10 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from service import clock
-from service.store.database import writing
 from service.decide.formulary import Formulary
 from service.rulebook.lint import load_checked
 from service.rulebook.model import RulebookError
+from service.store.database import writing
 from service.store.tables import rulebook_activations
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,8 @@ class ActiveRulebook:
     def _newest_activation(self):
         with self._database.connect() as connection:
             return connection.execute(
-                select(rulebook_activations).order_by(rulebook_activations.c.id.desc()).limit(1)).first()
+                select(rulebook_activations).order_by(rulebook_activations.c.id.desc()).limit(1)
+            ).first()
 
     def _follow_activations(self):
         """Serve the version another process activated, if the rulebook file on disk is that version."""
@@ -115,8 +117,12 @@ class ActiveRulebook:
                 return
             rulebook = load_checked(self._path)
             if rulebook.digest != newest.digest:
-                log.error("rulebook %s was activated elsewhere but the file here is %s; still serving %s",
-                          newest.digest[:12], rulebook.digest[:12], self._current.rulebook.digest[:12])
+                log.error(
+                    "rulebook %s was activated elsewhere but the file here is %s; still serving %s",
+                    newest.digest[:12],
+                    rulebook.digest[:12],
+                    self._current.rulebook.digest[:12],
+                )
                 return
             self._swap(self._build(Formulary(rulebook)))
             log.info("now serving rulebook %s %s", rulebook.version, rulebook.digest[:12])
@@ -133,8 +139,15 @@ class ActiveRulebook:
 def record_activation(database, rulebook, by: str):
     """Make `rulebook` the version every service process on this database should serve."""
     with writing(database) as connection:
-        connection.execute(insert(rulebook_activations).values(
-            name=rulebook.name, version=rulebook.version, digest=rulebook.digest, activated_at=clock.utc_now(), activated_by=by))
+        connection.execute(
+            insert(rulebook_activations).values(
+                name=rulebook.name,
+                version=rulebook.version,
+                digest=rulebook.digest,
+                activated_at=clock.utc_now(),
+                activated_by=by,
+            )
+        )
 
 
 def activate(database, audit, path, requested_by: str) -> dict:
@@ -152,10 +165,18 @@ def _checked_or_recorded(path, audit, requested_by: str):
     try:
         return load_checked(path)
     except RulebookError as error:
-        audit.append("rulebook_reload", {"refused": True, "problems": error.problems}, requester=requested_by, status=422)
+        audit.append(
+            "rulebook_reload", {"refused": True, "problems": error.problems}, requester=requested_by, status=422
+        )
         raise
 
 
 def _record_reload(audit, requested_by: str, summary: dict):
-    audit.append("rulebook_reload", summary, requester=requested_by, status=200,
-                 rulebook_version=summary["version"], rulebook_digest=summary["digest"])
+    audit.append(
+        "rulebook_reload",
+        summary,
+        requester=requested_by,
+        status=200,
+        rulebook_version=summary["version"],
+        rulebook_digest=summary["digest"],
+    )

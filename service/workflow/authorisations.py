@@ -5,6 +5,7 @@ service/workflow/cases.py). It carries the dosing profile and the rulebook versi
 granted under, so a new rulebook applies at the next continuation, not to an authorisation
 already given. Pre-approval looks up the valid one for an order.
 """
+
 import datetime
 import json
 import uuid
@@ -21,18 +22,38 @@ from service.store.tables import authorisations
 INSERT = insert(authorisations)
 
 
-def grant(patient_hash, code, diagnosis_id, basis, rule, rulebook, products, valid_days, decision_id=None,
-           case_id=None, today=None) -> dict:
+def grant(
+    patient_hash,
+    code,
+    diagnosis_id,
+    basis,
+    rule,
+    rulebook,
+    products,
+    valid_days,
+    decision_id=None,
+    case_id=None,
+    today=None,
+) -> dict:
     """The row of a new authorisation (valid_until is the last valid day)."""
     start = today or clock.utc_today()
     profile = rulebook.dosing_for(rule)
     return {
-        "id": str(uuid.uuid4()), "created_at": clock.utc_now(), "patient_ref_hash": patient_hash, "diagnosis_id": diagnosis_id,
-        "code": code, "basis": basis, "rule_id": rule.id if rule else None, "products": json.dumps(list(products)),
-        "dosing": json.dumps(asdict(profile)), "valid_from": start.isoformat(),
+        "id": str(uuid.uuid4()),
+        "created_at": clock.utc_now(),
+        "patient_ref_hash": patient_hash,
+        "diagnosis_id": diagnosis_id,
+        "code": code,
+        "basis": basis,
+        "rule_id": rule.id if rule else None,
+        "products": json.dumps(list(products)),
+        "dosing": json.dumps(asdict(profile)),
+        "valid_from": start.isoformat(),
         "valid_until": (start + datetime.timedelta(days=valid_days - 1)).isoformat(),
-        "decision_id": decision_id, "case_id": case_id,
-        "rulebook_version": rulebook.version, "rulebook_digest": rulebook.digest,
+        "decision_id": decision_id,
+        "case_id": case_id,
+        "rulebook_version": rulebook.version,
+        "rulebook_digest": rulebook.digest,
     }
 
 
@@ -49,18 +70,29 @@ def authorisation_view(row) -> dict:
 
 def profile_of(authorisation: dict) -> DosingProfile:
     dosing = authorisation["dosing"]
-    return DosingProfile(dosing["id"], Range(**dosing["g_per_kg"]), Range(**dosing["interval_days"]), dosing.get("note", ""),
-                         dosing.get("courses"), dosing.get("monthly", False))
+    return DosingProfile(
+        dosing["id"],
+        Range(**dosing["g_per_kg"]),
+        Range(**dosing["interval_days"]),
+        dosing.get("note", ""),
+        dosing.get("courses"),
+        dosing.get("monthly", False),
+    )
 
 
 def authorisations_for(instance, patient_hash: str) -> list[dict]:
     with instance.sql_engine.connect() as connection:
-        rows = connection.execute(select(authorisations).where(authorisations.c.patient_ref_hash == patient_hash)
-                                  .order_by(authorisations.c.valid_until.desc())).all()
+        rows = connection.execute(
+            select(authorisations)
+            .where(authorisations.c.patient_ref_hash == patient_hash)
+            .order_by(authorisations.c.valid_until.desc())
+        ).all()
     return [authorisation_view(row) for row in rows]
 
 
-def active_authorisation(instance, patient_hash: str, code: str, diagnosis_id: str | None, today: datetime.date) -> dict | None:
+def active_authorisation(
+    instance, patient_hash: str, code: str, diagnosis_id: str | None, today: datetime.date
+) -> dict | None:
     """The longest-running valid authorisation for this patient and diagnosis, if any."""
     for authorisation in authorisations_for(instance, patient_hash):
         plain = icd10.normalise(authorisation["code"])
@@ -68,4 +100,3 @@ def active_authorisation(instance, patient_hash: str, code: str, diagnosis_id: s
         if same and authorisation["valid_from"] <= today.isoformat() <= authorisation["valid_until"]:
             return authorisation
     return None
-

@@ -8,16 +8,17 @@ they grant (service/workflow/authorisations.py).
   and rulebook version it was granted under; a new rulebook applies at the next continuation.
 - Every step is one audit record, committed in the same transaction as the rows it creates.
 """
+
 import copy
 import json
 import uuid
 
 from sqlalchemy import insert, select, update
 
-from service.rulebook import icd10
 from service import clock
 from service.decide.formulary import Formulary
 from service.decide.request import RequestError, parse_request
+from service.rulebook import icd10
 from service.store.tables import review_cases, review_resolutions
 from service.workflow import authorisations
 
@@ -45,7 +46,7 @@ def sanitised(payload: dict, patient_hash: str | None) -> dict:
         return payload
     patient = {name: value for name, value in patient.items() if name != "ref"}
     patient["ref_hash"] = patient_hash
-    return {**payload, "patient": patient}   # a new top level and patient; the rest is shared, never changed
+    return {**payload, "patient": patient}  # a new top level and patient; the rest is shared, never changed
 
 
 def record_decision(instance, formulary: Formulary, payload, requester: str, case: dict | None = None) -> dict:
@@ -66,25 +67,57 @@ def record_decision(instance, formulary: Formulary, payload, requester: str, cas
     case_id = (case["id"] if case else str(uuid.uuid4())) if decision.outcome == "needs_review" else None
     grant = None
     if formulary.rulebook.grants_authorisation(decision.outcome) and patient_hash and code:
-        grant = authorisations.grant(patient_hash, code, diagnosis_id, decision.outcome, rule, formulary.rulebook,
-                       decision.labelled_products if decision.outcome == "approved" else (),
-                       formulary.rulebook.authorisation_days_for(rule), decision_id=decision_id,
-                       case_id=case["id"] if case else None)
-    response = {"decision_id": decision_id, "decided_at": decided_at, **decision.to_dict(),
-                "review_case_id": case_id, "authorisation_id": grant["id"] if grant else None}
+        grant = authorisations.grant(
+            patient_hash,
+            code,
+            diagnosis_id,
+            decision.outcome,
+            rule,
+            formulary.rulebook,
+            decision.labelled_products if decision.outcome == "approved" else (),
+            formulary.rulebook.authorisation_days_for(rule),
+            decision_id=decision_id,
+            case_id=case["id"] if case else None,
+        )
+    response = {
+        "decision_id": decision_id,
+        "decided_at": decided_at,
+        **decision.to_dict(),
+        "review_case_id": case_id,
+        "authorisation_id": grant["id"] if grant else None,
+    }
     recorded_request = sanitised(payload, patient_hash) if not case else payload
 
     def effects(connection):
         if case is not None:
             status = "open" if decision.outcome == "needs_review" else "closed_by_rules"
-            connection.execute(update(review_cases).where(review_cases.c.id == case["id"]).values(
-                status=status, updated_at=decided_at, latest_decision_id=decision_id, code=code,
-                request=json.dumps(recorded_request)))
+            connection.execute(
+                update(review_cases)
+                .where(review_cases.c.id == case["id"])
+                .values(
+                    status=status,
+                    updated_at=decided_at,
+                    latest_decision_id=decision_id,
+                    code=code,
+                    request=json.dumps(recorded_request),
+                )
+            )
         elif case_id is not None:
-            connection.execute(_INSERT_CASE, dict(
-                id=case_id, opened_at=decided_at, updated_at=decided_at, status="open", requester=requester,
-                patient_ref_hash=patient_hash, code=code, opening_decision_id=decision_id,
-                latest_decision_id=decision_id, request=json.dumps(recorded_request)))
+            connection.execute(
+                _INSERT_CASE,
+                dict(
+                    id=case_id,
+                    opened_at=decided_at,
+                    updated_at=decided_at,
+                    status="open",
+                    requester=requester,
+                    patient_ref_hash=patient_hash,
+                    code=code,
+                    opening_decision_id=decision_id,
+                    latest_decision_id=decision_id,
+                    request=json.dumps(recorded_request),
+                ),
+            )
         if grant is not None:
             connection.execute(authorisations.INSERT, grant)
 
@@ -92,12 +125,24 @@ def record_decision(instance, formulary: Formulary, payload, requester: str, cas
     writes_rows = case is not None or case_id is not None or grant is not None
     audit.append(
         "decision",
-        {"request": recorded_request, "decision": response, "case_id": case["id"] if case else case_id,
-         "authorisation": grant},
-        then=effects if writes_rows else None, created_at=decided_at, requester=requester, status=201, decision_id=decision_id,
-        outcome=decision.outcome, rule_id=rule.id if rule else None, code=code,
-        matched_by=decision.diagnosis.matched_by, patient_ref_hash=patient_hash,
-        rulebook_version=decision.rulebook["version"], rulebook_digest=decision.rulebook["digest"],
+        {
+            "request": recorded_request,
+            "decision": response,
+            "case_id": case["id"] if case else case_id,
+            "authorisation": grant,
+        },
+        then=effects if writes_rows else None,
+        created_at=decided_at,
+        requester=requester,
+        status=201,
+        decision_id=decision_id,
+        outcome=decision.outcome,
+        rule_id=rule.id if rule else None,
+        code=code,
+        matched_by=decision.diagnosis.matched_by,
+        patient_ref_hash=patient_hash,
+        rulebook_version=decision.rulebook["version"],
+        rulebook_digest=decision.rulebook["digest"],
     )
     return response
 
@@ -113,19 +158,31 @@ def get_case(instance, case_id: str) -> dict:
     """The case with its opening and latest decisions and every resolution, oldest first."""
     with instance.sql_engine.connect() as connection:
         case = _case_row(connection, case_id)
-        resolutions = [dict(r._mapping) for r in connection.execute(
-            select(review_resolutions).where(review_resolutions.c.case_id == case_id).order_by(review_resolutions.c.created_at))]
+        resolutions = [
+            dict(r._mapping)
+            for r in connection.execute(
+                select(review_resolutions)
+                .where(review_resolutions.c.case_id == case_id)
+                .order_by(review_resolutions.c.created_at)
+            )
+        ]
     return _case_view(instance, case, resolutions)
 
 
 def _case_view(instance, case: dict, resolutions: list[dict] | None = None) -> dict:
     latest = instance.audit.decision(case["latest_decision_id"])["body"]["decision"]
     view = {
-        "id": case["id"], "status": case["status"], "opened_at": case["opened_at"], "updated_at": case["updated_at"],
+        "id": case["id"],
+        "status": case["status"],
+        "opened_at": case["opened_at"],
+        "updated_at": case["updated_at"],
         "age_seconds": clock.seconds_since(case["opened_at"]),
-        "requester": case["requester"], "code": icd10.dotted(case["code"]) if case["code"] else None,
-        "opening_decision_id": case["opening_decision_id"], "decision": latest,
-        "missing": latest["missing"], "candidates": latest["candidates"],
+        "requester": case["requester"],
+        "code": icd10.dotted(case["code"]) if case["code"] else None,
+        "opening_decision_id": case["opening_decision_id"],
+        "decision": latest,
+        "missing": latest["missing"],
+        "candidates": latest["candidates"],
     }
     if resolutions is not None:
         view["resolutions"] = resolutions
@@ -147,14 +204,20 @@ def _validate_resolution(body) -> dict:
         raise RequestError("wrong_type", "the body must be an object", "")
     for key in body:
         if key not in ("resolution", "reason", "valid_days", "references"):
-            raise RequestError("unknown_field", f"{key} is not a known field (allowed: resolution, reason, valid_days, references)", key)
+            raise RequestError(
+                "unknown_field",
+                f"{key} is not a known field (allowed: resolution, reason, valid_days, references)",
+                key,
+            )
     if body.get("resolution") not in RESOLUTIONS:
         raise RequestError("unknown_value", f"resolution must be one of {', '.join(RESOLUTIONS)}", "resolution")
     reason = body.get("reason")
     if not isinstance(reason, str) or not reason.strip():
         raise RequestError("missing_field", "a reason is required", "reason")
     if len(reason) > MAX_REASON:
-        raise RequestError("too_long", f"reason is {len(reason)} characters long; at most {MAX_REASON} are accepted", "reason")
+        raise RequestError(
+            "too_long", f"reason is {len(reason)} characters long; at most {MAX_REASON} are accepted", "reason"
+        )
     days = body.get("valid_days")
     if days is not None and (isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 3650):
         raise RequestError("out_of_range", "valid_days must be a whole number from 1 to 3650", "valid_days")
@@ -171,48 +234,83 @@ def resolve(instance, formulary: Formulary, case_id: str, body, reviewer: str) -
     wanted = _validate_resolution(body)
     with instance.sql_engine.connect() as connection:
         case = _case_row(connection, case_id)
-        earlier = [dict(r._mapping) for r in connection.execute(
-            select(review_resolutions).where(review_resolutions.c.case_id == case_id))]
+        earlier = [
+            dict(r._mapping)
+            for r in connection.execute(select(review_resolutions).where(review_resolutions.c.case_id == case_id))
+        ]
     second_opinion = wanted["references"] is not None
     if second_opinion and wanted["references"] not in {r["id"] for r in earlier}:
-        raise RequestError("unknown_value", f"resolution {wanted['references']!r} is not a resolution of this case", "references")
+        raise RequestError(
+            "unknown_value", f"resolution {wanted['references']!r} is not a resolution of this case", "references"
+        )
     if not second_opinion and case["status"] not in OPEN_STATUSES:
         final = next((r["id"] for r in reversed(earlier) if r["resolution"] != "more_information"), None)
-        raise Conflict(f"case {case_id} is already {case['status']}; a second opinion must reference the resolution "
-                       f"it follows (references: {final})")
-    resolution = {"id": str(uuid.uuid4()), "case_id": case_id, "created_at": clock.utc_now(), "resolution": wanted["resolution"],
-                  "reason": wanted["reason"], "valid_days": wanted["valid_days"], "reviewer": reviewer,
-                  "references_id": wanted["references"]}
+        raise Conflict(
+            f"case {case_id} is already {case['status']}; a second opinion must reference the resolution "
+            f"it follows (references: {final})"
+        )
+    resolution = {
+        "id": str(uuid.uuid4()),
+        "case_id": case_id,
+        "created_at": clock.utc_now(),
+        "resolution": wanted["resolution"],
+        "reason": wanted["reason"],
+        "valid_days": wanted["valid_days"],
+        "reviewer": reviewer,
+        "references_id": wanted["references"],
+    }
     grant = None
     latest = instance.audit.decision(case["latest_decision_id"])["body"]["decision"]
     if not second_opinion and wanted["resolution"] == "approved" and case["patient_ref_hash"] and case["code"]:
         rule = formulary.rulebook.rule(latest["rule"]["id"]) if latest["rule"] else None
-        grant = authorisations.grant(case["patient_ref_hash"], case["code"], formulary.terminology.diagnosis_of(case["code"]), "review",
-                       rule, formulary.rulebook, (), wanted["valid_days"] or formulary.rulebook.authorisation_days_for(rule),
-                       case_id=case_id)
-    new_status = {"approved": "approved", "denied": "denied", "more_information": "pending_information"}[wanted["resolution"]]
+        grant = authorisations.grant(
+            case["patient_ref_hash"],
+            case["code"],
+            formulary.terminology.diagnosis_of(case["code"]),
+            "review",
+            rule,
+            formulary.rulebook,
+            (),
+            wanted["valid_days"] or formulary.rulebook.authorisation_days_for(rule),
+            case_id=case_id,
+        )
+    new_status = {"approved": "approved", "denied": "denied", "more_information": "pending_information"}[
+        wanted["resolution"]
+    ]
 
     def effects(connection):
         if not second_opinion:
-            changed = connection.execute(update(review_cases).where(
-                review_cases.c.id == case_id, review_cases.c.status.in_(OPEN_STATUSES)).values(
-                status=new_status, updated_at=resolution["created_at"]))
+            changed = connection.execute(
+                update(review_cases)
+                .where(review_cases.c.id == case_id, review_cases.c.status.in_(OPEN_STATUSES))
+                .values(status=new_status, updated_at=resolution["created_at"])
+            )
             if changed.rowcount != 1:
                 raise Conflict(f"case {case_id} was resolved by someone else a moment ago")
         connection.execute(_INSERT_RESOLUTION, resolution)
         if grant is not None:
             connection.execute(authorisations.INSERT, grant)
 
-    instance.audit.append("review_resolution", {"resolution": resolution, "authorisation": grant}, then=effects,
-                          requester=reviewer, status=201, code=case["code"], patient_ref_hash=case["patient_ref_hash"],
-                          rulebook_version=formulary.rulebook.version, rulebook_digest=formulary.rulebook.digest)
+    instance.audit.append(
+        "review_resolution",
+        {"resolution": resolution, "authorisation": grant},
+        then=effects,
+        requester=reviewer,
+        status=201,
+        code=case["code"],
+        patient_ref_hash=case["patient_ref_hash"],
+        rulebook_version=formulary.rulebook.version,
+        rulebook_digest=formulary.rulebook.digest,
+    )
     return get_case(instance, case_id)
 
 
 def _merge(base: dict, extra: dict) -> dict:
     merged = copy.deepcopy(base)
     for key, value in extra.items():
-        merged[key] = {**merged[key], **value} if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        merged[key] = (
+            {**merged[key], **value} if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        )
     return merged
 
 
@@ -221,7 +319,9 @@ def attach_facts(instance, formulary: Formulary, case_id: str, facts, requester:
     if not isinstance(facts, dict):
         raise RequestError("wrong_type", "the body must be an object of request fields to add", "")
     if isinstance(facts.get("patient"), dict) and ("ref" in facts["patient"] or "ref_hash" in facts["patient"]):
-        raise RequestError("conflicting_values", "a case's patient cannot change; open a new request instead", "patient.ref")
+        raise RequestError(
+            "conflicting_values", "a case's patient cannot change; open a new request instead", "patient.ref"
+        )
     with instance.sql_engine.connect() as connection:
         case = _case_row(connection, case_id)
     if case["status"] not in OPEN_STATUSES:

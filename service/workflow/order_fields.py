@@ -2,6 +2,7 @@
 fields of the console's forms. One table maps each flat name to its place in the JSON request,
 so a CSV row, a form and the API are read alike, and an API error names the form field.
 """
+
 import re
 
 from service.decide.request import RequestError
@@ -45,8 +46,11 @@ def from_fields(fields: dict, row: int | None = None) -> dict:
             try:
                 value = int(value) if kind == "whole" else float(value)
             except ValueError:
-                raise RequestError("wrong_type", f"{where}{name} must be a {'whole number' if kind == 'whole' else 'number'}, "
-                                                 f"found {value!r}", name) from None
+                raise RequestError(
+                    "wrong_type",
+                    f"{where}{name} must be a {'whole number' if kind == 'whole' else 'number'}, found {value!r}",
+                    name,
+                ) from None
         elif kind == "yes_no":
             if value.lower() not in ("true", "false", "yes", "no"):
                 raise RequestError("wrong_type", f"{where}{name} must be true or false (yes or no)", name)

@@ -7,21 +7,21 @@ against the authorisation and its label, the dose and interval against the autho
 dosing profile, and computes the dose-determining weight and the grams to give. The result is
 one audit record.
 """
+
 import csv
 import datetime
 import io
 from dataclasses import dataclass
 
 from service.decide import dosing
-
-from service.workflow import order_fields
-from service.workflow.authorisations import active_authorisation, profile_of
-from service.workflow.cases import record_decision, sanitised
 from service.decide.formulary import Formulary
 from service.decide.request import RequestError, parse_request
 from service.rulebook.model import DosingProfile, Label, Rule, Rulebook
+from service.workflow import order_fields
+from service.workflow.authorisations import active_authorisation, profile_of
+from service.workflow.cases import record_decision, sanitised
 
-MAX_BATCH = 1000         # orders in one HTTP batch or console upload
+MAX_BATCH = 1000  # orders in one HTTP batch or console upload
 ORDER_FIELDS = ("patient", "diagnosis", "product", "route", "dose", "last_infusion_date", "therapies", "severity")
 
 
@@ -36,13 +36,17 @@ def _last_infusion(order: dict) -> datetime.date | None:
     try:
         return datetime.date.fromisoformat(value)
     except (TypeError, ValueError):
-        raise RequestError("invalid_value", f"last_infusion_date must be an ISO 8601 date (YYYY-MM-DD), found {value!r}",
-                           "last_infusion_date") from None
+        raise RequestError(
+            "invalid_value",
+            f"last_infusion_date must be an ISO 8601 date (YYYY-MM-DD), found {value!r}",
+            "last_infusion_date",
+        ) from None
 
 
 @dataclass
 class _Cover:
     """What the order is dispensed under: a valid authorisation, or the decision made for it now."""
+
     code: str | None
     authorisation: dict | None
     decision: dict | None
@@ -50,12 +54,19 @@ class _Cover:
     def reason(self) -> dict:
         if self.authorisation:
             a = self.authorisation
-            return _reason("authorisation", True, f"authorisation {a['id']} ({a['basis']}, {a['code']}) is valid until "
-                                                  f"{a['valid_until']}")
+            return _reason(
+                "authorisation",
+                True,
+                f"authorisation {a['id']} ({a['basis']}, {a['code']}) is valid until {a['valid_until']}",
+            )
         decision = self.decision or {}
         case = f"; review case {decision['review_case_id']}" if decision.get("review_case_id") else ""
-        return _reason("authorisation", False, f"no valid authorisation for this patient and diagnosis; the decision for "
-                                               f"this order is {decision.get('outcome')}{case}")
+        return _reason(
+            "authorisation",
+            False,
+            f"no valid authorisation for this patient and diagnosis; the decision for "
+            f"this order is {decision.get('outcome')}{case}",
+        )
 
 
 def check(instance, formulary: Formulary, order, requester: str, today: datetime.date) -> dict:
@@ -69,13 +80,17 @@ def check(instance, formulary: Formulary, order, requester: str, today: datetime
     cover = _cover(instance, formulary, request, payload, patient_hash, requester, today)
     rule, label, product_reasons = _product_checks(formulary.rulebook, request, cover.authorisation)
     authorisation = cover.authorisation
-    profile = dosing.limits_for(profile_of(authorisation) if authorisation else formulary.rulebook.dosing_for(rule),
-                                label, request.facts.product)
+    profile = dosing.limits_for(
+        profile_of(authorisation) if authorisation else formulary.rulebook.dosing_for(rule),
+        label,
+        request.facts.product,
+    )
     g_per_kg = request.dose.g_per_kg if request.dose else None
     interval = request.dose.interval_days if request.dose else None
     timing = [f.to_dict() for f in dosing.check_order(profile, g_per_kg, interval, last_infusion, today)]
-    used = dosing.courses_given(profile, last_infusion,
-                                datetime.date.fromisoformat(authorisation["valid_from"]) if authorisation else None)
+    used = dosing.courses_given(
+        profile, last_infusion, datetime.date.fromisoformat(authorisation["valid_from"]) if authorisation else None
+    )
     weight, course, amount_reasons = _amount(formulary.rulebook, request, profile, g_per_kg, interval)
     reasons = [cover.reason(), *product_reasons, *timing, *([used.to_dict()] if used else []), *amount_reasons]
     result = {
@@ -83,16 +98,28 @@ def check(instance, formulary: Formulary, order, requester: str, today: datetime
         "reasons": reasons,
         "authorisation": authorisation,
         "decision": cover.decision,
-        "dosing_profile": {"id": profile.id, "g_per_kg": vars(profile.g_per_kg), "interval_days": vars(profile.interval_days),
-                           "courses": profile.courses, "monthly": profile.monthly},
+        "dosing_profile": {
+            "id": profile.id,
+            "g_per_kg": vars(profile.g_per_kg),
+            "interval_days": vars(profile.interval_days),
+            "courses": profile.courses,
+            "monthly": profile.monthly,
+        },
         "weight": weight.to_dict() if weight else None,
         "dose": course.to_dict() if course else None,
     }
-    instance.audit.append("preapproval", {"order": sanitised(order, patient_hash), "result": result},
-                          requester=requester, status=200, code=cover.code, patient_ref_hash=patient_hash,
-                          outcome=cover.decision["outcome"] if cover.decision else None,
-                          rule_id=authorisation["rule_id"] if authorisation else None,
-                          rulebook_version=formulary.rulebook.version, rulebook_digest=formulary.rulebook.digest)
+    instance.audit.append(
+        "preapproval",
+        {"order": sanitised(order, patient_hash), "result": result},
+        requester=requester,
+        status=200,
+        code=cover.code,
+        patient_ref_hash=patient_hash,
+        outcome=cover.decision["outcome"] if cover.decision else None,
+        rule_id=authorisation["rule_id"] if authorisation else None,
+        rulebook_version=formulary.rulebook.version,
+        rulebook_digest=formulary.rulebook.digest,
+    )
     return result
 
 
@@ -102,12 +129,15 @@ def _read_order(order) -> tuple[dict, datetime.date | None]:
         raise RequestError("wrong_type", "an order must be an object", "")
     for key in order:
         if key not in ORDER_FIELDS:
-            raise RequestError("unknown_field", f"{key} is not an order field (allowed: {', '.join(ORDER_FIELDS)})", key)
+            raise RequestError(
+                "unknown_field", f"{key} is not an order field (allowed: {', '.join(ORDER_FIELDS)})", key
+            )
     return {k: v for k, v in order.items() if k != "last_infusion_date"}, _last_infusion(order)
 
 
-def _cover(instance, formulary: Formulary, request, payload: dict, patient_hash: str, requester: str,
-           today: datetime.date) -> _Cover:
+def _cover(
+    instance, formulary: Formulary, request, payload: dict, patient_hash: str, requester: str, today: datetime.date
+) -> _Cover:
     """The patient's valid authorisation for the diagnosis, or else the decision (recorded) that
     may grant one. A diagnosis matched only approximately never finds an authorisation."""
     diagnosis = formulary.terminology.resolve(request.code, request.text)
@@ -127,23 +157,41 @@ def _cover(instance, formulary: Formulary, request, payload: dict, patient_hash:
     return _Cover(code, authorisation, decision)
 
 
-def _product_checks(rulebook: Rulebook, request, authorisation: dict | None) -> tuple[Rule | None, Label | None, list[dict]]:
+def _product_checks(
+    rulebook: Rulebook, request, authorisation: dict | None
+) -> tuple[Rule | None, Label | None, list[dict]]:
     """The product against the formulary, the label (for this patient and route) and the
     authorisation; with the authorisation's rule and the label whose dose applies, if any."""
     product, route = request.facts.product, request.facts.route
-    unverified = "" if rulebook.products[product].verified else " (its label is not verified, so no use of it is labelled here)"
+    unverified = (
+        "" if rulebook.products[product].verified else " (its label is not verified, so no use of it is labelled here)"
+    )
     reasons = [_reason("formulary", True, f"{product} is on the formulary{unverified}")]
     rule = rulebook.rule(authorisation["rule_id"]) if authorisation and authorisation["rule_id"] else None
     label = None
     if rule and rule.labelled_indication:
-        covered = product in rulebook.labelled_products(rule.labelled_indication, request.facts.age_years, product, route)
-        reasons.append(_reason("label", covered, f"{product}'s label {'covers' if covered else 'does not cover'} "
-                                                 f"{rulebook.indications[rule.labelled_indication]} for this patient "
-                                                 f"({route}){'' if covered else '; the order needs review'}"))
+        covered = product in rulebook.labelled_products(
+            rule.labelled_indication, request.facts.age_years, product, route
+        )
+        reasons.append(
+            _reason(
+                "label",
+                covered,
+                f"{product}'s label {'covers' if covered else 'does not cover'} "
+                f"{rulebook.indications[rule.labelled_indication]} for this patient "
+                f"({route}){'' if covered else '; the order needs review'}",
+            )
+        )
         label = rulebook.label_of(product, rule.labelled_indication, route) if covered else None
     if authorisation and authorisation["products"] and product not in authorisation["products"]:
-        reasons.append(_reason("authorised_product", False, f"the authorisation is on label for "
-                                                            f"{', '.join(authorisation['products'])}; {product} is not among them"))
+        reasons.append(
+            _reason(
+                "authorised_product",
+                False,
+                f"the authorisation is on label for "
+                f"{', '.join(authorisation['products'])}; {product} is not among them",
+            )
+        )
     return rule, label, reasons
 
 
@@ -153,25 +201,47 @@ def _amount(rulebook: Rulebook, request, profile: DosingProfile, g_per_kg: float
     weight = course = None
     reasons = []
     try:
-        weight = dosing.dosing_weight(request.weight_kg, request.height_cm, request.facts.age_years,
-                                      request.facts.sex, request.facts.pregnant, rulebook.weight_rule)
+        weight = dosing.dosing_weight(
+            request.weight_kg,
+            request.height_cm,
+            request.facts.age_years,
+            request.facts.sex,
+            request.facts.pregnant,
+            rulebook.weight_rule,
+        )
         reasons.append(_reason("weight", True, f"dosing weight {weight.dosing_kg:g} kg ({weight.basis})"))
     except dosing.MissingFact as missing:
         reasons.append(_reason("weight", False, f"the dosing weight needs {missing}"))
     if weight and g_per_kg:
         limits = dosing.course_limits(profile, interval)
-        course = dosing.course_grams(g_per_kg, weight.dosing_kg, limits, rulebook.products[request.facts.product].vial_sizes_g,
-                                     rulebook.rounding_rule)
+        course = dosing.course_grams(
+            g_per_kg,
+            weight.dosing_kg,
+            limits,
+            rulebook.products[request.facts.product].vial_sizes_g,
+            rulebook.rounding_rule,
+        )
         if course.rounded_grams is None:
-            reasons.append(_reason("vials", False, f"{course.grams:g} g {course.rounding}; a pharmacist decides the amount"))
+            reasons.append(
+                _reason("vials", False, f"{course.grams:g} g {course.rounding}; a pharmacist decides the amount")
+            )
         else:
             made_of = " + ".join(f"{count} x {size:g} g" for size, count in course.vials)
-            reasons.append(_reason("vials", True, f"{course.rounded_grams:g} g ({made_of}) for the exact dose of "
-                                                  f"{course.grams:g} g"))
+            reasons.append(
+                _reason(
+                    "vials", True, f"{course.rounded_grams:g} g ({made_of}) for the exact dose of {course.grams:g} g"
+                )
+            )
         if limits.max is not None and g_per_kg > limits.max + 1e-9:
             extra = round(course.grams - limits.max * weight.dosing_kg, 2)
-            reasons.append(_reason("dose_amount", False, f"the order is {course.grams:g} g for this patient, {extra:g} g above "
-                                                         f"the maximum ({profile.id}); a pharmacist or the committee reviews it"))
+            reasons.append(
+                _reason(
+                    "dose_amount",
+                    False,
+                    f"the order is {course.grams:g} g for this patient, {extra:g} g above "
+                    f"the maximum ({profile.id}); a pharmacist or the committee reviews it",
+                )
+            )
     return weight, course, reasons
 
 
@@ -180,13 +250,15 @@ def orders_from_upload(upload) -> list[tuple[int, dict | RequestError]]:
     try:
         text = upload.read().decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise RequestError("invalid_csv", "the uploaded file is not UTF-8 text; export the list as CSV (UTF-8)", "file") from None
+        raise RequestError(
+            "invalid_csv", "the uploaded file is not UTF-8 text; export the list as CSV (UTF-8)", "file"
+        ) from None
     return orders_from_csv(text)
 
 
 def orders_from_csv(text: str) -> list[tuple[int, dict | RequestError]]:
     """(row number, order or the error that row has) for each data row of an infusion list."""
-    reader = csv.DictReader(io.StringIO(text, newline=""))     # any line endings, as csv expects
+    reader = csv.DictReader(io.StringIO(text, newline=""))  # any line endings, as csv expects
     try:
         return _read_orders(reader)
     except csv.Error as error:
@@ -196,10 +268,13 @@ def orders_from_csv(text: str) -> list[tuple[int, dict | RequestError]]:
 def _read_orders(reader: csv.DictReader) -> list[tuple[int, dict | RequestError]]:
     unknown = [c for c in reader.fieldnames or [] if c not in order_fields.NAMES]
     if unknown or not reader.fieldnames:
-        raise RequestError("invalid_csv", f"unknown or missing columns {unknown}; the columns are {', '.join(order_fields.NAMES)}",
-                           "file")
+        raise RequestError(
+            "invalid_csv",
+            f"unknown or missing columns {unknown}; the columns are {', '.join(order_fields.NAMES)}",
+            "file",
+        )
     orders: list[tuple[int, dict | RequestError]] = []
-    for number, row in enumerate(reader, start=2):          # row 1 is the header
+    for number, row in enumerate(reader, start=2):  # row 1 is the header
         try:
             orders.append((number, order_fields.from_fields({k: v for k, v in row.items() if k}, number)))
         except RequestError as error:
@@ -214,7 +289,9 @@ def limit_batch(orders: list, field: str) -> list:
     return orders
 
 
-def check_batch(instance, formulary: Formulary, orders, requester: str, today: datetime.date, progress=None) -> list[dict]:
+def check_batch(
+    instance, formulary: Formulary, orders, requester: str, today: datetime.date, progress=None
+) -> list[dict]:
     """One result per order, in order; a bad order gives a row-numbered error, not a failed batch."""
     results = []
     for number, order in orders:

@@ -1,4 +1,5 @@
 """Alembic environment: migrations run on the connection the service hands over."""
+
 from alembic import context
 
 from service.store.tables import metadata

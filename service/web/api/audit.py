@@ -1,4 +1,5 @@
 """The audit log for auditors: filtered pages, the CSV export and the chain's verification."""
+
 from flask import Blueprint, jsonify, request
 
 from service.decide.request import RequestError
@@ -15,11 +16,12 @@ def _paging(args) -> tuple[int, int | None]:
         limit = int(args.get("limit", 50))
         cursor = int(args["cursor"]) if "cursor" in args else None
     except ValueError:
-        raise RequestError("wrong_type", "limit and cursor must be whole numbers",
-                           "limit" if "limit" in args else "cursor") from None
+        raise RequestError(
+            "wrong_type", "limit and cursor must be whole numbers", "limit" if "limit" in args else "cursor"
+        ) from None
     if not 1 <= limit <= MAX_PAGE:
         raise RequestError("out_of_range", f"limit must be between 1 and {MAX_PAGE}", "limit")
-    if cursor is not None and not 0 <= cursor < 2 ** 63:
+    if cursor is not None and not 0 <= cursor < 2**63:
         raise RequestError("out_of_range", "cursor is not one this service gave", "cursor")
     return limit, cursor
 
@@ -30,8 +32,9 @@ def audit_log():
     filters = audit_filters(request.args)
     limit, cursor = _paging(request.args)
     records, next_cursor = current_instance().audit.page(filters, limit, cursor)
-    return jsonify({"records": [shown(r) for r in records],
-                    "next_cursor": None if next_cursor is None else str(next_cursor)})
+    return jsonify(
+        {"records": [shown(r) for r in records], "next_cursor": None if next_cursor is None else str(next_cursor)}
+    )
 
 
 @blueprint.get("/v1/audit.csv")

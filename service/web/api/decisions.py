@@ -1,5 +1,6 @@
 """Decisions: submit a request and get the rules' decision, recorded in the audit log before the
 caller sees it; read a recorded decision back."""
+
 from flask import Blueprint, jsonify
 
 from service.web import roles

@@ -1,4 +1,5 @@
 """The API's guard: a bearer token whose role the role table allows for the endpoint's action."""
+
 from functools import wraps
 
 from flask import g, request
@@ -11,19 +12,30 @@ from service.web.errors import Refusal
 
 def requires(action: str):
     """Only a valid bearer token whose role may do `action` may call the endpoint (401 / 403)."""
+
     def decorate(view):
         @wraps(view)
         def guarded(*args, **kwargs):
             scheme, _, token = request.headers.get("Authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
-                raise Refusal(401, "unauthenticated", "send an API token as 'Authorization: Bearer <token>'",
-                              headers={"WWW-Authenticate": "Bearer"})
+                raise Refusal(
+                    401,
+                    "unauthenticated",
+                    "send an API token as 'Authorization: Bearer <token>'",
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
             g.principal = principal_for(current_instance().sql_engine, token.strip())
             if g.principal is None:
-                raise Refusal(401, "invalid_token", "the API token is unknown or revoked",
-                              headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+                raise Refusal(
+                    401,
+                    "invalid_token",
+                    "the API token is unknown or revoked",
+                    headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+                )
             if not roles.may(g.principal, action):
                 raise Refusal(403, "forbidden", f"the role '{g.principal.role}' may not do this")
             return view(*args, **kwargs)
+
         return guarded
+
     return decorate

@@ -1,4 +1,5 @@
 """Liveness for load balancers and the engineer on call: no token, no patient data."""
+
 from flask import Blueprint, jsonify
 
 from service.rulebook.as_data import rulebook_ref

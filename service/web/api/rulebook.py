@@ -1,4 +1,5 @@
 """The formulary as the service serves it: the rulebook, one rule, and reloading the file."""
+
 from flask import Blueprint, jsonify
 
 from service.rulebook.as_data import rule_as_data, rulebook_as_data
@@ -33,7 +34,10 @@ def reload_rulebook():
         summary = active_rulebook().reload(current_instance().audit, requested_by=current_principal().name)
     except RulebookError as error:
         current = active_rulebook().current.rulebook
-        raise Refusal(422, "rulebook_invalid",
-                      f"the rulebook has {len(error.problems)} problem(s); still serving {current.version}",
-                      problems=error.problems) from None
+        raise Refusal(
+            422,
+            "rulebook_invalid",
+            f"the rulebook has {len(error.problems)} problem(s); still serving {current.version}",
+            problems=error.problems,
+        ) from None
     return jsonify(summary)

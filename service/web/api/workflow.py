@@ -1,4 +1,5 @@
 """What follows a decision: review cases, authorisations, pharmacy pre-approvals."""
+
 from flask import Blueprint, jsonify, request
 
 from service import clock
@@ -52,7 +53,9 @@ def add_facts(case_id):
 def list_authorisations():
     ref = request.args.get("patient_ref")
     if not ref:
-        raise RequestError("missing_field", "give patient_ref: authorisations are listed one patient at a time", "patient_ref")
+        raise RequestError(
+            "missing_field", "give patient_ref: authorisations are listed one patient at a time", "patient_ref"
+        )
     instance = current_instance()
     return jsonify({"authorisations": authorisations.authorisations_for(instance, instance.audit.patient_hash(ref))})
 
@@ -84,9 +87,17 @@ def preapprove_batch():
         orders = list(enumerate(body, start=1))
     preapproval.limit_batch(orders, "")
     with active_rulebook().use() as formulary:
-        results = preapproval.check_batch(current_instance(), formulary, orders, current_principal().name,
-                                          clock.utc_today())
-    return jsonify({"results": results, "summary": {"orders": len(results),
-                                                    "dispense": sum(1 for r in results if r.get("dispense")),
-                                                    "hold": sum(1 for r in results if r.get("dispense") is False),
-                                                    "errors": sum(1 for r in results if "error" in r)}})
+        results = preapproval.check_batch(
+            current_instance(), formulary, orders, current_principal().name, clock.utc_today()
+        )
+    return jsonify(
+        {
+            "results": results,
+            "summary": {
+                "orders": len(results),
+                "dispense": sum(1 for r in results if r.get("dispense")),
+                "hold": sum(1 for r in results if r.get("dispense") is False),
+                "errors": sum(1 for r in results if "error" in r),
+            },
+        }
+    )

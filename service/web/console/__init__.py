@@ -6,6 +6,7 @@ token; the session cookie keeps only the token's digest (signed, HTTP-only, Secu
 and every request looks the token up again, so a revoked token ends its sessions. Every form
 carries a CSRF token (Flask-WTF); the JSON API is exempt, as it takes bearer tokens, not cookies.
 """
+
 import datetime
 
 from flask import Flask, request
@@ -19,7 +20,7 @@ from service.web.errors import is_console
 SESSION_HOURS = 12
 CONSOLE_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; "
-                               "base-uri 'none'; object-src 'none'",
+    "base-uri 'none'; object-src 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
@@ -44,10 +45,10 @@ def register(app: Flask, instance) -> None:
     app.config.update(
         SESSION_COOKIE_NAME="formulary_session",
         SESSION_COOKIE_HTTPONLY=True,
-        SESSION_COOKIE_SECURE=True,           # browsers keep Secure cookies over plain HTTP on localhost only
+        SESSION_COOKIE_SECURE=True,  # browsers keep Secure cookies over plain HTTP on localhost only
         SESSION_COOKIE_SAMESITE="Lax",
         PERMANENT_SESSION_LIFETIME=datetime.timedelta(hours=SESSION_HOURS),
-        WTF_CSRF_TIME_LIMIT=None,           # valid for the session's life: a long form must not expire
+        WTF_CSRF_TIME_LIMIT=None,  # valid for the session's life: a long form must not expire
     )
     app.session_interface = ConsoleSessions()
     csrf.init_app(app)
@@ -77,4 +78,3 @@ def _age(seconds: int) -> str:
     if days < 1:
         return f"{hours} h {minutes % 60} min"
     return f"{days} d {hours % 24} h"
-

@@ -3,17 +3,18 @@
 Filters are the API's (service/web/audit_queries.py), so a page and `GET /v1/audit` with the
 same query show the same records.
 """
+
 import datetime
 
 from flask import Blueprint, render_template, request, url_for
 
 from service import clock
-from service.web.audit_queries import FILTERS, audit_csv_download, audit_filters, shown
-from service.web.context import current_instance
 from service.decide.request import RequestError
 from service.rulebook.model import OUTCOMES
+from service.web.audit_queries import FILTERS, audit_csv_download, audit_filters, shown
 from service.web.console.auth import page
 from service.web.console.chart import daily_outcomes_chart
+from service.web.context import current_instance
 
 blueprint = Blueprint("console_audit", __name__, url_prefix="/console")
 PAGE_SIZE = 50
@@ -45,12 +46,20 @@ def audit_log():
     chart = daily_outcomes_chart(audit.daily_counts(charted), OUTCOMES)
     verification = audit.verify() if request.args.get("verify") else None
     return render_template(
-        "console/audit.html", records=[shown(r) for r in records],
-        values=given, errors=errors, outcomes=[(o, o.replace("_", " ")) for o in OUTCOMES], chart=chart, chart_days=None if filters.since else CHART_DAYS,
+        "console/audit.html",
+        records=[shown(r) for r in records],
+        values=given,
+        errors=errors,
+        outcomes=[(o, o.replace("_", " ")) for o in OUTCOMES],
+        chart=chart,
+        chart_days=None if filters.since else CHART_DAYS,
         next_url=url_for("console_audit.audit_log", **given, cursor=next_cursor) if next_cursor else None,
         newest_url=url_for("console_audit.audit_log", **given) if before else None,
-        csv_url=url_for("console_audit.audit_csv", **given), verify_url=url_for("console_audit.audit_log", **given, verify=1),
-        verification=verification, head=audit.head()), 400 if errors else 200
+        csv_url=url_for("console_audit.audit_csv", **given),
+        verify_url=url_for("console_audit.audit_log", **given, verify=1),
+        verification=verification,
+        head=audit.head(),
+    ), 400 if errors else 200
 
 
 @blueprint.get("/audit.csv")

@@ -1,5 +1,6 @@
 """Console sign-in: an API token in, its digest in the session cookie; what a role may open is the
 role table's (service/web/roles.py), as for the API."""
+
 from functools import wraps
 
 from flask import Blueprint, current_app, g, redirect, render_template, request, session, url_for
@@ -27,6 +28,7 @@ def _principal() -> Principal | None:
 
 def page(action: str):
     """Open the view to the roles the role table allows for `action`; others sign in, or see 403."""
+
     def decorate(view):
         @wraps(view)
         def guarded(*args, **kwargs):
@@ -37,7 +39,9 @@ def page(action: str):
                 g.refusal = {"code": "forbidden", "message": f"the role '{g.principal.role}' may not open this page"}
                 return render_template("console/forbidden.html"), 403
             return view(*args, **kwargs)
+
         return guarded
+
     return decorate
 
 
@@ -54,7 +58,7 @@ def _navigation():
 @blueprint.route("/sign-in", methods=["GET", "POST"])
 def sign_in():
     target = request.values.get("next", "")
-    if not target.startswith("/console/"):          # only back into the console, never off-site
+    if not target.startswith("/console/"):  # only back into the console, never off-site
         target = url_for("console_pages.home")
     if request.method == "GET":
         return render_template("console/sign_in.html", next=target, error=None)
@@ -62,8 +66,11 @@ def sign_in():
     token_digest = digest(token)
     principal = principal_for_digest(current_instance().sql_engine, token_digest) if token else None
     if principal is None:
-        g.refusal = {"code": "invalid_token", "message": "console sign-in with an unknown or revoked token",
-                     "field": "token"}
+        g.refusal = {
+            "code": "invalid_token",
+            "message": "console sign-in with an unknown or revoked token",
+            "field": "token",
+        }
         message = "Enter your API token." if not token else "That token is unknown or has been revoked."
         return render_template("console/sign_in.html", next=target, error=message), 401
     session.clear()

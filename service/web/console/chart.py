@@ -12,28 +12,30 @@ The chart is accessible without colour: the SVG is one image (`role="img"`) whos
 every bar segment carries a tooltip with its day, count and outcome. Colours come from the
 stylesheet through `seg-<outcome>` classes, so the chart follows the console's palette.
 """
+
 import datetime
 import math
 from dataclasses import dataclass
 
-MAX_BARS = 90                 # more days than this are grouped by ISO week
+MAX_BARS = 90  # more days than this are grouped by ISO week
 WIDTH, PLOT_HEIGHT = 720, 200
 LEFT, RIGHT, TOP = 48, 12, 12
 PLOT_WIDTH, BASELINE = WIDTH - LEFT - RIGHT, TOP + PLOT_HEIGHT
 X_LABELS_HEIGHT = 28
 LEGEND_ROW_HEIGHT = 20
-LABEL_WIDTH = 76              # room for one x label ("2026-11-22"), so labels never overlap
-MAX_BAR_WIDTH = 48            # a short period still looks like bars, not a wall
-SWATCH_SIZE, SWATCH_GAP = 12, 6    # a legend key's colour square, and the space before its text
+LABEL_WIDTH = 76  # room for one x label ("2026-11-22"), so labels never overlap
+MAX_BAR_WIDTH = 48  # a short period still looks like bars, not a wall
+SWATCH_SIZE, SWATCH_GAP = 12, 6  # a legend key's colour square, and the space before its text
 EMPTY_HEIGHT, EMPTY_TEXT_Y = 40, 24
 NO_DECISIONS = "No decisions in this period"
 
-Bin = tuple[str, dict[str, int], str]    # a day or an ISO week: (label, counts by outcome, tooltip prefix)
+Bin = tuple[str, dict[str, int], str]  # a day or an ISO week: (label, counts by outcome, tooltip prefix)
 
 
 @dataclass(frozen=True)
 class Tick:
     """A y-axis value and the height of its grid line."""
+
     value: int
     y: float
 
@@ -41,6 +43,7 @@ class Tick:
 @dataclass(frozen=True)
 class Segment:
     """One outcome's part of a bar, with the tooltip that names its period, count and outcome."""
+
     outcome: str
     x: float
     y: float
@@ -52,6 +55,7 @@ class Segment:
 @dataclass(frozen=True)
 class Bar:
     """One day (or ISO week): its segments stacked from the axis up, none on a quiet day."""
+
     period: str
     segments: tuple[Segment, ...]
 
@@ -59,6 +63,7 @@ class Bar:
 @dataclass(frozen=True)
 class Label:
     """Text placed at a point: an x-axis period, or the message of an empty chart."""
+
     text: str
     x: float
     y: float
@@ -67,6 +72,7 @@ class Label:
 @dataclass(frozen=True)
 class LegendKey:
     """An outcome's colour swatch with its name and total beside it."""
+
     outcome: str
     text: str
     x: int
@@ -79,6 +85,7 @@ class LegendKey:
 @dataclass(frozen=True)
 class Plot:
     """Everything drawn when there are decisions: axes, bars, period labels and the legend."""
+
     left: int
     right: int
     baseline: int
@@ -92,6 +99,7 @@ class Plot:
 @dataclass(frozen=True)
 class Chart:
     """One chart for the template, in SVG user units: a plot, or (no decisions) a message."""
+
     id: str
     title: str
     description: str
@@ -101,8 +109,9 @@ class Chart:
     message: Label | None = None
 
 
-def daily_outcomes_chart(counts: dict[str, dict[str, int]], outcomes: tuple[str, ...],
-                         *, chart_id: str = "daily-outcomes") -> Chart:
+def daily_outcomes_chart(
+    counts: dict[str, dict[str, int]], outcomes: tuple[str, ...], *, chart_id: str = "daily-outcomes"
+) -> Chart:
     """A stacked bar chart of decisions per day (or per ISO week, past MAX_BARS days) by outcome.
 
     `counts` maps 'YYYY-MM-DD' to {outcome: n}; days missing between the first and the last
@@ -115,8 +124,14 @@ def daily_outcomes_chart(counts: dict[str, dict[str, int]], outcomes: tuple[str,
     order = tuple(outcomes) + tuple(extra)
     totals = {o: sum(by_outcome.get(o, 0) for by_outcome in days.values()) for o in order}
     if not days or sum(totals.values()) == 0:
-        return Chart(id=chart_id, title=NO_DECISIONS, description="", width=WIDTH, height=EMPTY_HEIGHT,
-                     message=Label(NO_DECISIONS, LEFT, EMPTY_TEXT_Y))
+        return Chart(
+            id=chart_id,
+            title=NO_DECISIONS,
+            description="",
+            width=WIDTH,
+            height=EMPTY_HEIGHT,
+            message=Label(NO_DECISIONS, LEFT, EMPTY_TEXT_Y),
+        )
 
     first, last = min(days), max(days)
     span = (last - first).days + 1
@@ -125,23 +140,32 @@ def daily_outcomes_chart(counts: dict[str, dict[str, int]], outcomes: tuple[str,
     legend = _legend(order, totals, top=BASELINE + X_LABELS_HEIGHT + 4)
     rows = len({key.y for key in legend})
     return Chart(
-        id=chart_id, title=_title(first, last, span, weekly), description=_description(order, totals),
-        width=WIDTH, height=BASELINE + X_LABELS_HEIGHT + LEGEND_ROW_HEIGHT * rows + 8,
-        plot=_plot(bins, order, legend))
+        id=chart_id,
+        title=_title(first, last, span, weekly),
+        description=_description(order, totals),
+        width=WIDTH,
+        height=BASELINE + X_LABELS_HEIGHT + LEGEND_ROW_HEIGHT * rows + 8,
+        plot=_plot(bins, order, legend),
+    )
 
 
 def _title(first: datetime.date, last: datetime.date, span: int, weekly: bool) -> str:
     period = f"{first.isoformat()} to {last.isoformat()}" if first != last else first.isoformat()
     if weekly:
-        return (f"Decisions per ISO week by outcome, {period} "
-                f"({span} days, grouped by week: at most {MAX_BARS} days are shown one bar a day)")
+        return (
+            f"Decisions per ISO week by outcome, {period} "
+            f"({span} days, grouped by week: at most {MAX_BARS} days are shown one bar a day)"
+        )
     return f"Decisions per day by outcome, {period}"
 
 
 def _description(order: tuple[str, ...], totals: dict[str, int]) -> str:
     grand = sum(totals.values())
-    return (f"{grand} decision{'s' if grand != 1 else ''} in total: "
-            + ", ".join(f"{totals[o]} {_words(o)}" for o in order) + ".")
+    return (
+        f"{grand} decision{'s' if grand != 1 else ''} in total: "
+        + ", ".join(f"{totals[o]} {_words(o)}" for o in order)
+        + "."
+    )
 
 
 def _plot(bins: list[Bin], order: tuple[str, ...], legend: tuple[LegendKey, ...]) -> Plot:
@@ -149,9 +173,16 @@ def _plot(bins: list[Bin], order: tuple[str, ...], legend: tuple[LegendKey, ...]
     top_tick, tick_values = _ticks(max(sum(by_outcome.values()) for _, by_outcome, _ in bins))
     scale = PLOT_HEIGHT / top_tick
     slot = PLOT_WIDTH / len(bins)
-    return Plot(left=LEFT, right=WIDTH - RIGHT, baseline=BASELINE, tick_label_x=LEFT - 6,
-                ticks=tuple(Tick(value, _coordinate(BASELINE - value * scale)) for value in tick_values),
-                bars=_bars(bins, order, scale, slot), x_labels=_x_labels(bins, slot), legend=legend)
+    return Plot(
+        left=LEFT,
+        right=WIDTH - RIGHT,
+        baseline=BASELINE,
+        tick_label_x=LEFT - 6,
+        ticks=tuple(Tick(value, _coordinate(BASELINE - value * scale)) for value in tick_values),
+        bars=_bars(bins, order, scale, slot),
+        x_labels=_x_labels(bins, slot),
+        legend=legend,
+    )
 
 
 def _bars(bins: list[Bin], order: tuple[str, ...], scale: float, slot: float) -> tuple[Bar, ...]:
@@ -167,8 +198,16 @@ def _bars(bins: list[Bin], order: tuple[str, ...], scale: float, slot: float) ->
             if not n:
                 continue
             y -= n * scale
-            segments.append(Segment(outcome, _coordinate(x), _coordinate(y), _coordinate(width),
-                                    _coordinate(n * scale), f"{tip}: {n} {_words(outcome)}"))
+            segments.append(
+                Segment(
+                    outcome,
+                    _coordinate(x),
+                    _coordinate(y),
+                    _coordinate(width),
+                    _coordinate(n * scale),
+                    f"{tip}: {n} {_words(outcome)}",
+                )
+            )
         bars.append(Bar(period, tuple(segments)))
     return tuple(bars)
 
@@ -177,9 +216,11 @@ def _x_labels(bins: list[Bin], slot: float) -> tuple[Label, ...]:
     """Period labels under their bars, thinned to one every so many bars so that none overlap."""
     every = max(1, math.ceil(len(bins) / max(1, int(PLOT_WIDTH // LABEL_WIDTH))))
     return tuple(
-        Label(bins[index][0], _coordinate(min(LEFT + index * slot + slot / 2, WIDTH - LABEL_WIDTH / 2)),
-              BASELINE + 16)                                        # min(): the last label stays inside
-        for index in range(0, len(bins), every))
+        Label(
+            bins[index][0], _coordinate(min(LEFT + index * slot + slot / 2, WIDTH - LABEL_WIDTH / 2)), BASELINE + 16
+        )  # min(): the last label stays inside
+        for index in range(0, len(bins), every)
+    )
 
 
 def _words(outcome: str) -> str:
@@ -234,10 +275,13 @@ def _legend(order: tuple[str, ...], totals: dict[str, int], *, top: int) -> tupl
     x, y = LEFT, top
     for outcome in order:
         text = f"{_words(outcome)} ({totals[outcome]})"
-        width = SWATCH_SIZE + SWATCH_GAP + round(6.5 * len(text)) + 16   # text at about 6.5 px a character
+        width = SWATCH_SIZE + SWATCH_GAP + round(6.5 * len(text)) + 16  # text at about 6.5 px a character
         if x > LEFT and x + width > WIDTH - RIGHT:
             x, y = LEFT, y + LEGEND_ROW_HEIGHT
-        keys.append(LegendKey(outcome, text, x, y, SWATCH_SIZE,
-                              text_x=x + SWATCH_SIZE + SWATCH_GAP, text_y=y + SWATCH_SIZE // 2))
+        keys.append(
+            LegendKey(
+                outcome, text, x, y, SWATCH_SIZE, text_x=x + SWATCH_SIZE + SWATCH_GAP, text_y=y + SWATCH_SIZE // 2
+            )
+        )
         x += width
     return tuple(keys)

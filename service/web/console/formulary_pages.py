@@ -4,16 +4,17 @@ Everyone who signs in may read it (the API's GET /v1/rulebook is open to every r
 shows the same data as the API (service/listing.py), so the page and the JSON never disagree.
 A decision links here with q=<rule id>; that rule is listed first.
 """
+
 from flask import Blueprint, render_template, request
 
-from service.web.context import active_rulebook
 from service.rulebook.as_data import rulebook_as_data
 from service.rulebook.model import OUTCOMES
 from service.rulebook.text_keys import fold
 from service.web.console.auth import page
+from service.web.context import active_rulebook
 
 blueprint = Blueprint("console_formulary", __name__, url_prefix="/console")
-_cache: tuple[str, dict] | None = None       # (digest, data) of the last rulebook shown
+_cache: tuple[str, dict] | None = None  # (digest, data) of the last rulebook shown
 
 
 def _data(rulebook) -> dict:
@@ -23,9 +24,19 @@ def _data(rulebook) -> dict:
     if cached is None or cached[0] != rulebook.digest:
         data = rulebook_as_data(rulebook)
         for rule in data["rules"]:
-            rule["search_text"] = fold(" ".join((
-                rule["id"], rule["title"], rule["diagnosis"]["name"], *rule["diagnosis"]["codes"],
-                *rule["diagnosis"]["synonyms"], rule["outcome"], rule["outcome"].replace("_", " "))))
+            rule["search_text"] = fold(
+                " ".join(
+                    (
+                        rule["id"],
+                        rule["title"],
+                        rule["diagnosis"]["name"],
+                        *rule["diagnosis"]["codes"],
+                        *rule["diagnosis"]["synonyms"],
+                        rule["outcome"],
+                        rule["outcome"].replace("_", " "),
+                    )
+                )
+            )
             rule["dose_text"] = _dose(rule["dosing"])
         cached = _cache = (rulebook.digest, data)
     return cached[1]
@@ -77,8 +88,16 @@ def formulary():
     terms = fold(query).split()
     shown = [r for r in data["rules"] if _matches(r, terms) and (not outcome or r["outcome"] == outcome)]
     exact = fold(query)
-    shown.sort(key=lambda r: fold(r["id"]) != exact)        # stable: the rule asked for by id first
-    return render_template("console/formulary.html", rulebook=data["rulebook"], sources=data["sources"],
-                           source_titles={s["id"]: s["title"] for s in data["sources"]},
-                           rules=shown, total=len(data["rules"]), query=query, outcome=outcome,
-                           outcomes=OUTCOMES, filtered=bool(terms or outcome))
+    shown.sort(key=lambda r: fold(r["id"]) != exact)  # stable: the rule asked for by id first
+    return render_template(
+        "console/formulary.html",
+        rulebook=data["rulebook"],
+        sources=data["sources"],
+        source_titles={s["id"]: s["title"] for s in data["sources"]},
+        rules=shown,
+        total=len(data["rules"]),
+        query=query,
+        outcome=outcome,
+        outcomes=OUTCOMES,
+        filtered=bool(terms or outcome),
+    )

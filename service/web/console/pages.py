@@ -4,25 +4,22 @@ Each form posts flat fields (service/order_fields.py), which become the same JSO
 through the same casework functions; a refused form comes back with the API's message beside
 the field and what the user typed still in it.
 """
+
 import csv
 import io
 from urllib.parse import quote
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
-from service.workflow import cases
-from service.workflow.authorisations import authorisations_for
-
-from service.workflow import order_fields
-
-from service.workflow import preapproval
-from service.web import roles
-from service.web.context import active_rulebook, current_instance, current_principal
 from service import clock
 from service.decide.decision import OUTCOME_WORDS
 from service.decide.request import RequestError
 from service.rulebook.model import ROUTES, SEVERITIES, SEXES
+from service.web import roles
 from service.web.console.auth import allowed, page
+from service.web.context import active_rulebook, current_instance, current_principal
+from service.workflow import cases, order_fields, preapproval
+from service.workflow.authorisations import authorisations_for
 
 blueprint = Blueprint("console_pages", __name__, url_prefix="/console")
 
@@ -36,15 +33,20 @@ def _refused(error: RequestError) -> dict:
 @blueprint.app_context_processor
 def _decision_words():
     sources = active_rulebook().current.rulebook.sources
-    return {"outcome_words": OUTCOME_WORDS,
-            "source_title": lambda source: sources[source].title if source in sources else source}
+    return {
+        "outcome_words": OUTCOME_WORDS,
+        "source_title": lambda source: sources[source].title if source in sources else source,
+    }
 
 
 @blueprint.get("/")
 @page("read_rulebook")
 def home():
-    for action, endpoint in (("decide", "console_pages.new_request"), ("list_reviews", "console_pages.reviews"),
-                             ("read_audit", "console_audit.audit_log")):
+    for action, endpoint in (
+        ("decide", "console_pages.new_request"),
+        ("list_reviews", "console_pages.reviews"),
+        ("read_audit", "console_audit.audit_log"),
+    ):
         if allowed(action):
             return redirect(url_for(endpoint))
     return redirect(url_for("console_formulary.formulary"))
@@ -61,11 +63,13 @@ def _form_fields() -> dict:
 def _choices() -> dict:
     """Options for the request and order forms, as (value, label) pairs from the rulebook."""
     rulebook = active_rulebook().current.rulebook
-    return {"therapies": sorted(rulebook.therapies.values(), key=lambda t: t.name),
-            "products": [(name, name) for name in sorted(rulebook.products)],
-            "sexes": [(sex, sex.capitalize()) for sex in SEXES],
-            "severities": [(severity, severity.capitalize()) for severity in SEVERITIES],
-            "routes": [(route, route.capitalize()) for route in ROUTES]}
+    return {
+        "therapies": sorted(rulebook.therapies.values(), key=lambda t: t.name),
+        "products": [(name, name) for name in sorted(rulebook.products)],
+        "sexes": [(sex, sex.capitalize()) for sex in SEXES],
+        "severities": [(severity, severity.capitalize()) for severity in SEVERITIES],
+        "routes": [(route, route.capitalize()) for route in ROUTES],
+    }
 
 
 @blueprint.route("/request", methods=["GET", "POST"])
@@ -74,16 +78,20 @@ def new_request():
     values, errors, decision = _form_fields(), {}, None
     if request.method == "POST":
         picked = request.form.get("pick_code")
-        if picked:      # a candidate chosen for an unclear text: decide again with its code, the text checked against it
+        if picked:  # a candidate chosen for an unclear text: decide again with its code, the text checked against it
             values.update(diagnosis_code=picked)
         try:
             payload = order_fields.from_fields(values)
             with active_rulebook().use() as formulary:
                 if picked and request.form.get("case_id"):
                     case_id = _own_case(request.form["case_id"], "add_facts")["id"]
-                    decision = cases.attach_facts(current_instance(), formulary, case_id,
-                                                     {"diagnosis": {"code": picked, "text": values.get("diagnosis_text") or None}},
-                                                     current_principal().name)
+                    decision = cases.attach_facts(
+                        current_instance(),
+                        formulary,
+                        case_id,
+                        {"diagnosis": {"code": picked, "text": values.get("diagnosis_text") or None}},
+                        current_principal().name,
+                    )
                 else:
                     decision = cases.record_decision(current_instance(), formulary, payload, current_principal().name)
         except RequestError as error:
@@ -92,8 +100,9 @@ def new_request():
             g.refusal = {"code": "conflict", "message": str(conflict)}
             errors = {"form": str(conflict)}
     status = (409 if "form" in errors else 400) if errors else 201 if decision else 200
-    return render_template("console/request.html", values=values, errors=errors, decision=decision,
-                           **_choices()), status
+    return render_template(
+        "console/request.html", values=values, errors=errors, decision=decision, **_choices()
+    ), status
 
 
 @blueprint.get("/decisions/<decision_id>")
@@ -101,8 +110,12 @@ def new_request():
 def decision(decision_id):
     record = _recorded(decision_id)
     roles.check_owner(current_principal(), "read_decision", record["requester"])
-    return render_template("console/decision.html", decision=record["body"]["decision"],
-                           requested=record["body"]["request"], requester=record["requester"])
+    return render_template(
+        "console/decision.html",
+        decision=record["body"]["decision"],
+        requested=record["body"]["request"],
+        requester=record["requester"],
+    )
 
 
 @blueprint.get("/reviews")
@@ -129,14 +142,28 @@ def _own_case(case_id: str, action: str = "read_case") -> dict:
     return case
 
 
-def _case_page(case_id: str, errors: dict | None = None, values: dict | None = None, status: int = 200,
-               fact_errors: dict | None = None, facts: dict | None = None):
+def _case_page(
+    case_id: str,
+    errors: dict | None = None,
+    values: dict | None = None,
+    status: int = 200,
+    fact_errors: dict | None = None,
+    facts: dict | None = None,
+):
     case = _own_case(case_id)
     requested = _recorded(case["decision"]["decision_id"])["body"]["request"]
     final = next((r for r in reversed(case["resolutions"]) if r["resolution"] != "more_information"), None)
-    return render_template("console/case.html", case=case, requested=requested, final=final,
-                           errors=errors or {}, values=values or {}, fact_errors=fact_errors or {}, facts=facts or {},
-                           **_choices()), status
+    return render_template(
+        "console/case.html",
+        case=case,
+        requested=requested,
+        final=final,
+        errors=errors or {},
+        values=values or {},
+        fact_errors=fact_errors or {},
+        facts=facts or {},
+        **_choices(),
+    ), status
 
 
 @blueprint.get("/reviews/<case_id>")
@@ -155,7 +182,7 @@ def add_facts(case_id):
         added = order_fields.from_fields(facts)
         if not added:
             raise RequestError("missing_field", "fill in at least one fact to add", "form")
-        if "diagnosis" in added:                 # a code given now replaces the words the request had
+        if "diagnosis" in added:  # a code given now replaces the words the request had
             added["diagnosis"].setdefault("text", None)
         with active_rulebook().use() as formulary:
             decision = cases.attach_facts(current_instance(), formulary, case_id, added, current_principal().name)
@@ -181,8 +208,9 @@ def resolve(case_id):
             try:
                 body["valid_days"] = int(values["valid_days"])
             except ValueError:
-                raise RequestError("wrong_type", f"valid_days must be a whole number, found {values['valid_days']!r}",
-                                   "valid_days") from None
+                raise RequestError(
+                    "wrong_type", f"valid_days must be a whole number, found {values['valid_days']!r}", "valid_days"
+                ) from None
         with active_rulebook().use() as formulary:
             cases.resolve(current_instance(), formulary, case_id, body, current_principal().name)
     except RequestError as error:
@@ -206,8 +234,9 @@ def authorisations():
         else:
             instance = current_instance()
             found = authorisations_for(instance, instance.audit.patient_hash(ref))
-    return render_template("console/authorisations.html", values={"patient_ref": ref}, errors=errors,
-                           authorisations=found), 400 if errors else 200
+    return render_template(
+        "console/authorisations.html", values={"patient_ref": ref}, errors=errors, authorisations=found
+    ), 400 if errors else 200
 
 
 @blueprint.route("/preapproval", methods=["GET", "POST"])
@@ -218,11 +247,19 @@ def preapproval_order():
         try:
             order = order_fields.from_fields(values)
             with active_rulebook().use() as formulary:
-                result = preapproval.check(current_instance(), formulary, order, current_principal().name, clock.utc_today())
+                result = preapproval.check(
+                    current_instance(), formulary, order, current_principal().name, clock.utc_today()
+                )
         except RequestError as error:
             errors = _refused(error)
-    return render_template("console/preapproval.html", values=values, errors=errors, result=result,
-                           columns=order_fields.NAMES, **_choices()), 400 if errors else 200
+    return render_template(
+        "console/preapproval.html",
+        values=values,
+        errors=errors,
+        result=result,
+        columns=order_fields.NAMES,
+        **_choices(),
+    ), 400 if errors else 200
 
 
 @blueprint.post("/preapproval/batch")
@@ -234,30 +271,57 @@ def preapproval_batch():
             raise RequestError("missing_field", "choose the infusion list (a CSV file) to upload", "file")
         orders = preapproval.limit_batch(preapproval.orders_from_upload(upload), "file")
     except RequestError as error:
-        return render_template("console/preapproval.html", values={}, errors=_refused(error), result=None,
-                               columns=order_fields.NAMES, **_choices()), 400
+        return render_template(
+            "console/preapproval.html",
+            values={},
+            errors=_refused(error),
+            result=None,
+            columns=order_fields.NAMES,
+            **_choices(),
+        ), 400
     with active_rulebook().use() as formulary:
-        results = preapproval.check_batch(current_instance(), formulary, orders, current_principal().name, clock.utc_today())
+        results = preapproval.check_batch(
+            current_instance(), formulary, orders, current_principal().name, clock.utc_today()
+        )
     # A row that could not be read still shows whose it was (the file read as UTF-8 above).
     upload.seek(0)
-    refs = {number: (row.get("patient_ref") or "").strip() for number, row in
-            enumerate(csv.DictReader(io.StringIO(upload.read().decode("utf-8-sig"), newline="")), start=2)}
-    rows = [_result_row(result, order, refs.get(number, "")) for result, (number, order) in zip(results, orders)]
-    return render_template("console/preapproval_results.html", rows=rows, filename=upload.filename,
-                           download=_csv_data_uri(rows), dispense=sum(1 for r in rows if r["dispense"] == "yes"))
+    refs = {
+        number: (row.get("patient_ref") or "").strip()
+        for number, row in enumerate(
+            csv.DictReader(io.StringIO(upload.read().decode("utf-8-sig"), newline="")), start=2
+        )
+    }
+    rows = [
+        _result_row(result, order, refs.get(number, ""))
+        for result, (number, order) in zip(results, orders, strict=True)
+    ]
+    return render_template(
+        "console/preapproval_results.html",
+        rows=rows,
+        filename=upload.filename,
+        download=_csv_data_uri(rows),
+        dispense=sum(1 for r in rows if r["dispense"] == "yes"),
+    )
 
 
 def _result_row(result: dict, order, patient_ref: str) -> dict:
     """One line of the results table: whose order, dispense yes/no (or error), every reason against."""
     order = order if isinstance(order, dict) else {}
-    line = {"row": result["row"], "patient": patient_ref,
-            "order": " ".join(filter(None, [*(order.get("diagnosis") or {}).values(), order.get("product")]))}
+    line = {
+        "row": result["row"],
+        "patient": patient_ref,
+        "order": " ".join(filter(None, [*(order.get("diagnosis") or {}).values(), order.get("product")])),
+    }
     if "error" in result:
         return {**line, "dispense": "error", "reasons": [result["error"]["message"]], "decision": None}
     failed = [r["message"] for r in result["reasons"] if not r["ok"]]
-    return {**line, "dispense": "yes" if result["dispense"] else "no",
-            "reasons": failed or ["every check passed"], "decision": result["decision"],
-            "grams": result["dose"]["rounded_grams"] if result["dose"] else None}
+    return {
+        **line,
+        "dispense": "yes" if result["dispense"] else "no",
+        "reasons": failed or ["every check passed"],
+        "decision": result["decision"],
+        "grams": result["dose"]["rounded_grams"] if result["dose"] else None,
+    }
 
 
 def _csv_data_uri(rows: list[dict]) -> str:
@@ -266,6 +330,15 @@ def _csv_data_uri(rows: list[dict]) -> str:
     writer = csv.writer(buffer)
     writer.writerow(("row", "patient_ref", "order", "dispense", "grams", "decision_id", "reasons"))
     for row in rows:
-        writer.writerow((row["row"], row["patient"], row["order"], row["dispense"], row.get("grams") or "",
-                         row["decision"]["decision_id"] if row["decision"] else "", "; ".join(row["reasons"])))
+        writer.writerow(
+            (
+                row["row"],
+                row["patient"],
+                row["order"],
+                row["dispense"],
+                row.get("grams") or "",
+                row["decision"]["decision_id"] if row["decision"] else "",
+                "; ".join(row["reasons"]),
+            )
+        )
     return "data:text/csv;charset=utf-8," + quote(buffer.getvalue())
