@@ -5,6 +5,7 @@ Code tests decide on the test rulebook in tests/rulebook/ (a fixture, not clinic
 the committee's edits to rules/ivig.yaml and data/ never break them; what the shipped rulebook
 decides is tested only by its own cases (rules/ivig.tests.yaml, tests/test_rulebook_cases.py).
 """
+
 from pathlib import Path
 
 import pytest
@@ -23,10 +24,13 @@ def _decide_on_the_test_rulebook(monkeypatch):
     default rulebook (the CLI, Instance.from_env) never reads the shipped one by accident."""
     monkeypatch.setenv("FORMULARY_RULEBOOK", str(TEST_RULEBOOK))
 
+
 # What every verified product states besides its labels: who makes it, how it is given, its vials
 # and the prescribing information its label facts were read from.
 PRODUCT_FACTS = {
-    "manufacturer": "A manufacturer", "routes": ["intravenous"], "vial_sizes_g": [5, 10],
+    "manufacturer": "A manufacturer",
+    "routes": ["intravenous"],
+    "vial_sizes_g": [5, 10],
     "prescribing_information": {"source": "Test prescribing information", "revised": "2026-01"},
 }
 
@@ -34,8 +38,11 @@ MINI_DATA = {
     "products.yaml": {
         "indications": {"cidp": "Chronic inflammatory demyelinating polyneuropathy", "pi": "Primary immunodeficiency"},
         "products": [
-            {"name": "Alpha", **PRODUCT_FACTS,
-             "labels": [{"indication": "cidp", "age_years": {"at_least": 18}}, {"indication": "pi"}]},
+            {
+                "name": "Alpha",
+                **PRODUCT_FACTS,
+                "labels": [{"indication": "cidp", "age_years": {"at_least": 18}}, {"indication": "pi"}],
+            },
             {"name": "Beta", **PRODUCT_FACTS, "labels": [{"indication": "pi", "age_years": {"at_least": 2}}]},
             {"name": "Gamma", **PRODUCT_FACTS, "labels": [{"indication": "pi", "age_years": {"at_least": 12}}]},
         ],
@@ -71,35 +78,96 @@ def evidence(strength="controlled", source="review", effect="benefit"):
 
 
 MINI_RULES = [
-    {"id": "gbs-children", "title": "GBS in children", "diagnosis": "gbs", "when": {"age_years": {"under": 18}},
-     "outcome": "off_label_with_evidence", "rationale": "r", "evidence": evidence()},
-    {"id": "gbs-adults", "title": "GBS in adults", "diagnosis": "gbs", "when": {"age_years": {"at_least": 18}},
-     "outcome": "needs_review", "rationale": "r", "evidence": evidence("limited")},
-    {"id": "cidp-labelled", "title": "CIDP, labelled", "diagnosis": "cidp", "outcome": "approved",
-     "labelled_indication": "cidp", "rationale": "r", "evidence": evidence(source="labels")},
-    {"id": "cidp-evidence", "title": "CIDP, unlabelled", "diagnosis": "cidp", "outcome": "needs_review",
-     "rationale": "r", "evidence": evidence("mixed")},
-    {"id": "pi-labelled", "title": "PI", "diagnosis": "pi", "outcome": "approved", "labelled_indication": "pi",
-     "rationale": "r", "evidence": evidence(source="labels")},
-    {"id": "pi-other", "title": "PI, unlabelled product", "diagnosis": "pi", "outcome": "needs_review",
-     "rationale": "r", "evidence": evidence("limited")},
-    {"id": "myositis-with-steroids", "title": "Myositis with steroids", "diagnosis": "myositis",
-     "when": {"concurrent_therapies": {"includes": ["corticosteroids"]}}, "outcome": "off_label_with_evidence",
-     "rationale": "r", "evidence": evidence()},
-    {"id": "myositis-without-steroids", "title": "Myositis without steroids", "diagnosis": "myositis",
-     "when": {"concurrent_therapies": {"excludes": ["corticosteroids"]}}, "outcome": "not_supported",
-     "rationale": "r", "evidence": evidence(effect="no_benefit")},
-    {"id": "polymyositis-severe", "title": "Severe polymyositis after steroids", "diagnosis": "polymyositis",
-     "when": {"severity": ["severe"], "failed_therapies": {"includes": ["corticosteroids"]}},
-     "outcome": "needs_review", "rationale": "r", "evidence": evidence("limited")},
+    {
+        "id": "gbs-children",
+        "title": "GBS in children",
+        "diagnosis": "gbs",
+        "when": {"age_years": {"under": 18}},
+        "outcome": "off_label_with_evidence",
+        "rationale": "r",
+        "evidence": evidence(),
+    },
+    {
+        "id": "gbs-adults",
+        "title": "GBS in adults",
+        "diagnosis": "gbs",
+        "when": {"age_years": {"at_least": 18}},
+        "outcome": "needs_review",
+        "rationale": "r",
+        "evidence": evidence("limited"),
+    },
+    {
+        "id": "cidp-labelled",
+        "title": "CIDP, labelled",
+        "diagnosis": "cidp",
+        "outcome": "approved",
+        "labelled_indication": "cidp",
+        "rationale": "r",
+        "evidence": evidence(source="labels"),
+    },
+    {
+        "id": "cidp-evidence",
+        "title": "CIDP, unlabelled",
+        "diagnosis": "cidp",
+        "outcome": "needs_review",
+        "rationale": "r",
+        "evidence": evidence("mixed"),
+    },
+    {
+        "id": "pi-labelled",
+        "title": "PI",
+        "diagnosis": "pi",
+        "outcome": "approved",
+        "labelled_indication": "pi",
+        "rationale": "r",
+        "evidence": evidence(source="labels"),
+    },
+    {
+        "id": "pi-other",
+        "title": "PI, unlabelled product",
+        "diagnosis": "pi",
+        "outcome": "needs_review",
+        "rationale": "r",
+        "evidence": evidence("limited"),
+    },
+    {
+        "id": "myositis-with-steroids",
+        "title": "Myositis with steroids",
+        "diagnosis": "myositis",
+        "when": {"concurrent_therapies": {"includes": ["corticosteroids"]}},
+        "outcome": "off_label_with_evidence",
+        "rationale": "r",
+        "evidence": evidence(),
+    },
+    {
+        "id": "myositis-without-steroids",
+        "title": "Myositis without steroids",
+        "diagnosis": "myositis",
+        "when": {"concurrent_therapies": {"excludes": ["corticosteroids"]}},
+        "outcome": "not_supported",
+        "rationale": "r",
+        "evidence": evidence(effect="no_benefit"),
+    },
+    {
+        "id": "polymyositis-severe",
+        "title": "Severe polymyositis after steroids",
+        "diagnosis": "polymyositis",
+        "when": {"severity": ["severe"], "failed_therapies": {"includes": ["corticosteroids"]}},
+        "outcome": "needs_review",
+        "rationale": "r",
+        "evidence": evidence("limited"),
+    },
 ]
 
 
 MINI_DOSING = {
     "default": "immunomodulatory",
     "weight": {
-        "source": "The weight rule of rules/ivig.yaml", "ideal_kg_at_five_feet": {"male": 50, "female": 45.5},
-        "ideal_kg_per_inch_over_five_feet": 2.3, "other_sexes_use": "female", "adjustment_factor": 0.4,
+        "source": "The weight rule of rules/ivig.yaml",
+        "ideal_kg_at_five_feet": {"male": 50, "female": 45.5},
+        "ideal_kg_per_inch_over_five_feet": 2.3,
+        "other_sexes_use": "female",
+        "adjustment_factor": 0.4,
         "actual_weight_for": {"under_age_years": 18, "under_height_cm": 152, "pregnant": True},
     },
     "rounding": {"source": "The rounding rule of rules/ivig.yaml", "tolerance": 0.1},
@@ -117,13 +185,19 @@ def write_rulebook(folder: Path, rules=None, diagnoses=None, data=None, name="mi
     for file, content in (data or MINI_DATA).items():
         (data_dir / file).write_text(yaml.safe_dump(content, sort_keys=False, allow_unicode=True))
     path = folder / name
-    path.write_text(yaml.safe_dump({
-        "rulebook": {"name": "Mini", "version": "1.0", "effective": "2026-01-01", "reference_data": "data"},
-        "authorisations": {"granted_by": ["approved", "off_label_with_evidence"], "days": 180},
-        "dosing": MINI_DOSING,
-        "diagnoses": MINI_DIAGNOSES if diagnoses is None else diagnoses,
-        "rules": MINI_RULES if rules is None else rules,
-    }, sort_keys=False, allow_unicode=True))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "rulebook": {"name": "Mini", "version": "1.0", "effective": "2026-01-01", "reference_data": "data"},
+                "authorisations": {"granted_by": ["approved", "off_label_with_evidence"], "days": 180},
+                "dosing": MINI_DOSING,
+                "diagnoses": MINI_DIAGNOSES if diagnoses is None else diagnoses,
+                "rules": MINI_RULES if rules is None else rules,
+            },
+            sort_keys=False,
+            allow_unicode=True,
+        )
+    )
     return path
 
 
@@ -163,9 +237,9 @@ import uuid  # noqa: E402
 
 import sqlalchemy  # noqa: E402
 
-from service.web.app import create_app  # noqa: E402
 from service.store.database import migrate, open_database  # noqa: E402
 from service.store.tokens import ROLES, create_token  # noqa: E402
+from service.web.app import create_app  # noqa: E402
 
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
@@ -206,8 +280,14 @@ def engine(database_url):
 @pytest.fixture
 def app(tmp_path, database_url, monkeypatch):
     monkeypatch.delenv("FORMULARY_SECRET", raising=False)
-    application = create_app({"INSTANCE_PATH": str(tmp_path / "instance"), "DATABASE_URL": database_url,
-                              "RULEBOOK": str(TEST_RULEBOOK), "WARM": False})
+    application = create_app(
+        {
+            "INSTANCE_PATH": str(tmp_path / "instance"),
+            "DATABASE_URL": database_url,
+            "RULEBOOK": str(TEST_RULEBOOK),
+            "WARM": False,
+        }
+    )
     yield application
     application.extensions["active_rulebook"].close()
     application.extensions["instance"].database.dispose()

@@ -1,4 +1,5 @@
 """Running `formulary serve` as a real process (granian workers) for end-to-end tests."""
+
 import json
 import os
 import re
@@ -72,7 +73,7 @@ class Service:
         runs as many workers as before."""
         deadline = time.time() + seconds
         while True:
-            current = set(self.worker_pids()) - {killed}   # a killed worker shows until it is reaped
+            current = set(self.worker_pids()) - {killed}  # a killed worker shows until it is reaped
             new = current - set(workers)
             if new and len(current) == len(workers):
                 return new.pop()
@@ -91,8 +92,14 @@ def running_service(env: dict, workers: int = 2, command_prefix: Sequence[str] =
     Service; kills the process group and closes its output pipe after (an unclosed pipe is a
     ResourceWarning, an error under the suite's warning filter)."""
     port = free_port()
-    process = subprocess.Popen([*command_prefix, str(FORMULARY), "serve", "--port", str(port), "--workers", str(workers)], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    process = subprocess.Popen(
+        [*command_prefix, str(FORMULARY), "serve", "--port", str(port), "--workers", str(workers)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     banner = ""
     drain = None
     try:
@@ -102,7 +109,7 @@ def running_service(env: dict, workers: int = 2, command_prefix: Sequence[str] =
             if not line:
                 raise RuntimeError(f"formulary serve stopped:\n{banner}")
             banner += line
-        drain = threading.Thread(target=process.stdout.read, daemon=True)   # keep the pipe drained
+        drain = threading.Thread(target=process.stdout.read, daemon=True)  # keep the pipe drained
         drain.start()
         service = Service(process, port, banner)
         service.wait_healthy()
@@ -110,8 +117,8 @@ def running_service(env: dict, workers: int = 2, command_prefix: Sequence[str] =
     finally:
         kill(process)
         if drain is not None:
-            drain.join(30)          # the pipe ends once every process of the group has exited
-        if drain is None or not drain.is_alive():   # closing under a blocked reader would hang
+            drain.join(30)  # the pipe ends once every process of the group has exited
+        if drain is None or not drain.is_alive():  # closing under a blocked reader would hang
             process.stdout.close()
 
 

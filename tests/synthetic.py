@@ -1,4 +1,5 @@
 """Synthetic rulebooks of any size on real ICD-10-CM codes, for scale tests and benchmarks."""
+
 from pathlib import Path
 
 import simple_icd_10_cm as cm
@@ -35,11 +36,29 @@ def write_synthetic_rulebook(folder: Path, rule_count: int) -> tuple[Path, list[
     diagnoses = {f"dx{i}": {"name": f"Synthetic diagnosis {i}", "codes": [code]} for i, code in enumerate(codes)}
     rules = []
     for i in range(len(codes)):
-        rules.append({"id": f"dx{i}-children", "title": f"Synthetic {i}, children", "diagnosis": f"dx{i}",
-                      "when": {"age_years": {"under": 18}}, "outcome": "off_label_with_evidence",
-                      "rationale": "synthetic", "evidence": evidence()})
-        rules.append({"id": f"dx{i}-adults", "title": f"Synthetic {i}, adults", "diagnosis": f"dx{i}",
-                      "when": {"age_years": {"at_least": 18}}, "outcome": "not_supported",
-                      "rationale": "synthetic", "evidence": evidence(effect="no_benefit")})
-    path = write_rulebook(folder, rules=rules, diagnoses=diagnoses, data=SYNTHETIC_DATA, name=f"synthetic-{rule_count}.yaml")
+        rules.append(
+            {
+                "id": f"dx{i}-children",
+                "title": f"Synthetic {i}, children",
+                "diagnosis": f"dx{i}",
+                "when": {"age_years": {"under": 18}},
+                "outcome": "off_label_with_evidence",
+                "rationale": "synthetic",
+                "evidence": evidence(),
+            }
+        )
+        rules.append(
+            {
+                "id": f"dx{i}-adults",
+                "title": f"Synthetic {i}, adults",
+                "diagnosis": f"dx{i}",
+                "when": {"age_years": {"at_least": 18}},
+                "outcome": "not_supported",
+                "rationale": "synthetic",
+                "evidence": evidence(effect="no_benefit"),
+            }
+        )
+    path = write_rulebook(
+        folder, rules=rules, diagnoses=diagnoses, data=SYNTHETIC_DATA, name=f"synthetic-{rule_count}.yaml"
+    )
     return path, codes

@@ -1,4 +1,5 @@
 """The HTTP service: decisions on the record before the caller sees them, roles, errors, audit."""
+
 import csv
 import io
 import json
@@ -22,6 +23,7 @@ def post_decision(client, token, body=GBS_CHILD):
 
 def records(app, **filters):
     from service.store.audit import Filters
+
     return list(app.extensions["instance"].audit.stream(Filters(**filters)))
 
 
@@ -36,11 +38,15 @@ def test_decision_is_recorded_before_it_is_returned(app, client, tokens):
     assert record["decision_id"] == decision["decision_id"] and record["requester"] == "clinician"
     assert record["body"]["decision"] == decision
     assert record["rulebook_digest"] == decision["rulebook"]["digest"] and record["matched_by"] == "code"
-    assert client.get(f"/v1/decisions/{decision['decision_id']}", headers=bearer(tokens["clinician"])).get_json() == decision
+    assert (
+        client.get(f"/v1/decisions/{decision['decision_id']}", headers=bearer(tokens["clinician"])).get_json()
+        == decision
+    )
 
 
 def test_a_clinician_reads_only_their_own_decisions(client, tokens, app):
     from service.store.tokens import create_token
+
     other = create_token(app.extensions["instance"].database, "dr-other", "clinician")
     decision_id = post_decision(client, tokens["clinician"]).get_json()["decision_id"]
     assert client.get(f"/v1/decisions/{decision_id}", headers=bearer(other)).status_code == 403
@@ -50,6 +56,7 @@ def test_a_clinician_reads_only_their_own_decisions(client, tokens, app):
 def test_the_audit_write_failing_gives_503_and_no_decision(client, tokens, app, monkeypatch):
     def fail(*args, **kwargs):
         raise AuditUnavailable("disk full")
+
     monkeypatch.setattr(app.extensions["instance"].audit, "append", fail)
     response = post_decision(client, tokens["clinician"])
     assert response.status_code == 503
@@ -59,12 +66,16 @@ def test_the_audit_write_failing_gives_503_and_no_decision(client, tokens, app, 
 
 # A database that answers reads but refuses writes to the chain head, as a read-only one does.
 REFUSE_HEAD_WRITES = {
-    "sqlite": ["CREATE TRIGGER refuse_head_writes BEFORE UPDATE ON audit_head "
-               "BEGIN SELECT RAISE(ABORT, 'the database is read-only'); END"],
-    "postgresql": ["CREATE FUNCTION refuse_head_writes() RETURNS trigger LANGUAGE plpgsql "
-                   "AS $$ BEGIN RAISE EXCEPTION 'the database is read-only'; END $$",
-                   "CREATE TRIGGER refuse_head_writes BEFORE UPDATE ON audit_head "
-                   "FOR EACH ROW EXECUTE FUNCTION refuse_head_writes()"],
+    "sqlite": [
+        "CREATE TRIGGER refuse_head_writes BEFORE UPDATE ON audit_head "
+        "BEGIN SELECT RAISE(ABORT, 'the database is read-only'); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION refuse_head_writes() RETURNS trigger LANGUAGE plpgsql "
+        "AS $$ BEGIN RAISE EXCEPTION 'the database is read-only'; END $$",
+        "CREATE TRIGGER refuse_head_writes BEFORE UPDATE ON audit_head "
+        "FOR EACH ROW EXECUTE FUNCTION refuse_head_writes()",
+    ],
 }
 
 
@@ -80,7 +91,9 @@ def test_healthz_is_503_while_the_audit_log_cannot_be_written_though_reads_work(
     assert refused.status_code == 503 and refused.get_json()["error"]["code"] == "audit_unavailable"
     assert client.get("/v1/audit?limit=1", headers=bearer(tokens["auditor"])).status_code == 200
     with engine.begin() as connection:
-        connection.exec_driver_sql("DROP TRIGGER refuse_head_writes" + (" ON audit_head" if engine.dialect.name == "postgresql" else ""))
+        connection.exec_driver_sql(
+            "DROP TRIGGER refuse_head_writes" + (" ON audit_head" if engine.dialect.name == "postgresql" else "")
+        )
     assert client.get("/healthz").status_code == 200
     assert post_decision(client, tokens["clinician"]).status_code == 201
 
@@ -103,8 +116,11 @@ def test_every_endpoint_answers_every_role_as_the_role_rules_say(client, tokens)
     # The decision to read belongs to the clinician, so every role that may read one can read it.
     decision_id = post_decision(client, tokens["clinician"]).get_json()["decision_id"]
     # Every role a token can carry, then callers without a valid token.
-    callers = [*((role, bearer(tokens[role])) for role in ROLES),
-               ("nobody", {}), ("bad token", bearer("ivig_not-a-token"))]
+    callers = [
+        *((role, bearer(tokens[role])) for role in ROLES),
+        ("nobody", {}),
+        ("bad token", bearer("ivig_not-a-token")),
+    ]
     for method, path, allowed, success in ENDPOINTS:
         path = path.replace("{id}", decision_id)
         body = {"json": GBS_CHILD} if path == "/v1/decisions" else {}
@@ -117,13 +133,15 @@ def test_every_endpoint_answers_every_role_as_the_role_rules_say(client, tokens)
 
 def test_a_revoked_token_is_refused(client, tokens, app):
     from service.store.tokens import revoke_token
+
     revoke_token(app.extensions["instance"].database, "clinician")
     assert post_decision(client, tokens["clinician"]).status_code == 401
 
 
 def test_a_token_revoked_while_in_use_is_refused_at_once_by_this_process(client, tokens, app):
     from service.store.tokens import revoke_token
-    assert post_decision(client, tokens["clinician"]).status_code == 201     # its lookup is now cached
+
+    assert post_decision(client, tokens["clinician"]).status_code == 201  # its lookup is now cached
     revoke_token(app.extensions["instance"].database, "clinician")
     assert post_decision(client, tokens["clinician"]).status_code == 401
 
@@ -132,29 +150,38 @@ def test_a_token_revoked_from_the_shell_is_refused_within_the_cache_bound(client
     from service.store.tokens import CACHE_SECONDS
 
     from .service_process import FORMULARY, service_env
-    assert post_decision(client, tokens["clinician"]).status_code == 201     # its lookup is now cached
+
+    assert post_decision(client, tokens["clinician"]).status_code == 201  # its lookup is now cached
     env = service_env(app.extensions["instance"].path, database_url)
     subprocess.run([str(FORMULARY), "tokens", "revoke", "clinician"], env=env, check=True, capture_output=True)
-    time.sleep(CACHE_SECONDS + 0.75)      # the documented bound (from the CLI's commit, earlier still), plus slack
+    time.sleep(CACHE_SECONDS + 0.75)  # the documented bound (from the CLI's commit, earlier still), plus slack
     assert post_decision(client, tokens["clinician"]).status_code == 401
     assert post_decision(client, tokens["pharmacist"]).status_code == 201
 
 
 # --- Errors: clear, JSON, naming the field; never a stack trace. ---
 
-@pytest.mark.parametrize("body, field, code", [
-    ({"diagnosis": {"code": "G61.0"}, "patient": {"age_years": "8"}}, "patient.age_years", "wrong_type"),
-    ({"diagnosis": {"code": "G61.0"}, "patient": {"age_years": 131}}, "patient.age_years", "out_of_range"),
-    ({"diagnosis": {"code": "G61.0"}, "patient": {"age_years": -1}}, "patient.age_years", "out_of_range"),
-    ({"diagnosis": {"code": "G61.0"}, "patient": {"weight_kg": 0}}, "patient.weight_kg", "out_of_range"),
-    ({"diagnosis": {"code": "G61.0"}, "dose": {"g_per_kg": 50}}, "dose.g_per_kg", "out_of_range"),
-    ({"diagnosis": {"code": "G61.0"}, "therapies": {"failed": ["unicorn dust"]}}, "therapies.failed[0]", "unknown_therapy"),
-    ({"diagnosis": {"code": "G61.0"}, "product": "Imaginol"}, "product", "unknown_product"),
-    ({"diagnosis": {"code": "G61.99"}}, "diagnosis.code", "invalid_code"),
-    ({"diagnosis": {"code": "G61.0"}, "favourite_colour": "blue"}, "favourite_colour", "unknown_field"),
-    ({"patient": {"age_years": 8}}, "diagnosis", "missing_field"),
-    ([1, 2, 3], "", "wrong_type"),
-])
+
+@pytest.mark.parametrize(
+    "body, field, code",
+    [
+        ({"diagnosis": {"code": "G61.0"}, "patient": {"age_years": "8"}}, "patient.age_years", "wrong_type"),
+        ({"diagnosis": {"code": "G61.0"}, "patient": {"age_years": 131}}, "patient.age_years", "out_of_range"),
+        ({"diagnosis": {"code": "G61.0"}, "patient": {"age_years": -1}}, "patient.age_years", "out_of_range"),
+        ({"diagnosis": {"code": "G61.0"}, "patient": {"weight_kg": 0}}, "patient.weight_kg", "out_of_range"),
+        ({"diagnosis": {"code": "G61.0"}, "dose": {"g_per_kg": 50}}, "dose.g_per_kg", "out_of_range"),
+        (
+            {"diagnosis": {"code": "G61.0"}, "therapies": {"failed": ["unicorn dust"]}},
+            "therapies.failed[0]",
+            "unknown_therapy",
+        ),
+        ({"diagnosis": {"code": "G61.0"}, "product": "Imaginol"}, "product", "unknown_product"),
+        ({"diagnosis": {"code": "G61.99"}}, "diagnosis.code", "invalid_code"),
+        ({"diagnosis": {"code": "G61.0"}, "favourite_colour": "blue"}, "favourite_colour", "unknown_field"),
+        ({"patient": {"age_years": 8}}, "diagnosis", "missing_field"),
+        ([1, 2, 3], "", "wrong_type"),
+    ],
+)
 def test_bad_input_is_a_400_naming_the_field(client, tokens, body, field, code):
     response = client.post("/v1/decisions", json=body, headers=bearer(tokens["pharmacist"]))
     assert response.status_code == 400
@@ -174,33 +201,46 @@ def test_malformed_json_non_json_big_bodies_and_unknown_routes_get_json_errors(c
     assert (bad.status_code, bad.get_json()["error"]["code"]) == (400, "invalid_json")
     form = client.post("/v1/decisions", data="code=G61.0", headers={**headers, "Content-Type": "text/plain"})
     assert form.status_code == 415 and form.get_json()["error"]["code"] == "unsupported_media_type"
-    big = client.post("/v1/decisions", data=json.dumps({"diagnosis": {"text": "x" * 70_000}}),
-                      headers={**headers, "Content-Type": "application/json"})
+    big = client.post(
+        "/v1/decisions",
+        data=json.dumps({"diagnosis": {"text": "x" * 70_000}}),
+        headers={**headers, "Content-Type": "application/json"},
+    )
     assert big.status_code == 413 and big.get_json()["error"]["code"] == "body_too_large"
     missing = client.get("/v1/nothing-here", headers=headers)
     assert missing.status_code == 404 and missing.get_json()["error"]["code"] == "not_found"
 
 
-@pytest.mark.parametrize("body", [
-    b'{"diagnosis": {"text": "\\ud800"}}',                           # an escaped lone surrogate
-    b'{"diagnosis": {"code": "G61.0"}, "patient": {"ref": "MRN-\\uDC00"}}',
-    '{"diagnosis": {"text": "Guillain\u2013Barr\u00e9 \ud800"}}'.encode("utf-8", "surrogatepass"),  # raw bytes
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"diagnosis": {"text": "\\ud800"}}',  # an escaped lone surrogate
+        b'{"diagnosis": {"code": "G61.0"}, "patient": {"ref": "MRN-\\uDC00"}}',
+        '{"diagnosis": {"text": "Guillain\u2013Barr\u00e9 \ud800"}}'.encode("utf-8", "surrogatepass"),  # raw bytes
+    ],
+)
 def test_text_that_is_not_valid_unicode_is_refused(client, tokens, body):
-    response = client.post("/v1/decisions", data=body, headers={**bearer(tokens["admin"]), "Content-Type": "application/json"})
+    response = client.post(
+        "/v1/decisions", data=body, headers={**bearer(tokens["admin"]), "Content-Type": "application/json"}
+    )
     assert response.status_code == 400
-    assert response.get_json()["error"]["code"] == "invalid_json" and "surrogate" in response.get_json()["error"]["message"]
+    assert (
+        response.get_json()["error"]["code"] == "invalid_json"
+        and "surrogate" in response.get_json()["error"]["message"]
+    )
 
 
 def test_escaped_and_accented_text_is_accepted(client, tokens):
     body = '{"diagnosis": {"text": "Guillain-Barr\\u00e9 syndrome"}, "patient": {"age_years": 8}}'
-    response = client.post("/v1/decisions", data=body, headers={**bearer(tokens["admin"]), "Content-Type": "application/json"})
+    response = client.post(
+        "/v1/decisions", data=body, headers={**bearer(tokens["admin"]), "Content-Type": "application/json"}
+    )
     assert response.status_code == 201 and response.get_json()["diagnosis"]["code"].startswith("G61.0")
 
 
 def test_the_api_neither_reads_nor_sets_a_session_cookie(client, tokens):
-    sign_in(client, tokens["admin"])                          # the browser now holds a console session
-    assert client.post("/v1/decisions", json=GBS_CHILD).status_code == 401   # the cookie is no credential here
+    sign_in(client, tokens["admin"])  # the browser now holds a console session
+    assert client.post("/v1/decisions", json=GBS_CHILD).status_code == 401  # the cookie is no credential here
     response = post_decision(client, tokens["admin"])
     assert response.status_code == 201 and "Set-Cookie" not in response.headers
 
@@ -227,13 +267,23 @@ def test_refused_requests_are_on_the_record_without_the_token(client, tokens, ap
 
 # --- The audit log: filters, paging, CSV, verification, patient identifiers. ---
 
+
 def _fill(client, tokens):
     requests = [
         ("clinician", {"diagnosis": {"code": "G61.0"}, "patient": {"age_years": 8, "ref": "MRN-0042"}}),
-        ("clinician", {"diagnosis": {"code": "M33.20"}, "patient": {"age_years": 50, "ref": "MRN-0042"},
-                       "therapies": {"concurrent": ["corticosteroids"]}}),
+        (
+            "clinician",
+            {
+                "diagnosis": {"code": "M33.20"},
+                "patient": {"age_years": 50, "ref": "MRN-0042"},
+                "therapies": {"concurrent": ["corticosteroids"]},
+            },
+        ),
         ("pharmacist", {"diagnosis": {"code": "G30.9"}, "patient": {"age_years": 80, "ref": "MRN-0099"}}),
-        ("pharmacist", {"diagnosis": {"code": "M33.22"}, "patient": {"age_years": 60}, "therapies": {"concurrent": []}}),
+        (
+            "pharmacist",
+            {"diagnosis": {"code": "M33.22"}, "patient": {"age_years": 60}, "therapies": {"concurrent": []}},
+        ),
     ]
     return [post_decision(client, tokens[who], body).get_json() for who, body in requests]
 
@@ -248,9 +298,11 @@ def test_audit_filters_find_what_they_name(client, tokens):
         return [r["decision_id"] for r in response.get_json()["records"] if r["kind"] == "decision"]
 
     assert ids("patient_ref=MRN-0042") == [decisions[1]["decision_id"], decisions[0]["decision_id"]]
-    assert ids("code=M33.2") == [decisions[3]["decision_id"], decisions[1]["decision_id"]]   # descendants too
+    assert ids("code=M33.2") == [decisions[3]["decision_id"], decisions[1]["decision_id"]]  # descendants too
     assert ids("code=m3322") == [decisions[3]["decision_id"]]
-    assert ids("outcome=not_supported") == [d["decision_id"] for d in decisions[2:][::-1] if d["outcome"] == "not_supported"]
+    assert ids("outcome=not_supported") == [
+        d["decision_id"] for d in decisions[2:][::-1] if d["outcome"] == "not_supported"
+    ]
     assert ids("rule=gbs-children") == [decisions[0]["decision_id"]]
     assert ids("requester=pharmacist") == [decisions[3]["decision_id"], decisions[2]["decision_id"]]
     assert ids(f"since={decisions[2]['decided_at']}") == [decisions[3]["decision_id"], decisions[2]["decision_id"]]
@@ -268,11 +320,22 @@ def test_audit_pages_newest_first_with_a_cursor(client, tokens):
         if cursor is None:
             break
     assert [r["id"] for r in seen] == sorted((r["id"] for r in seen), reverse=True)
-    assert [r["decision_id"] for r in seen if r["kind"] == "decision"] == [d["decision_id"] for d in reversed(decisions)]
+    assert [r["decision_id"] for r in seen if r["kind"] == "decision"] == [
+        d["decision_id"] for d in reversed(decisions)
+    ]
 
 
-@pytest.mark.parametrize("query, field", [("outcome=maybe", "outcome"), ("code=G61.99", "code"), ("since=yesterday", "since"),
-                                          ("limit=0", "limit"), ("limit=x", "limit"), ("colour=red", "colour")])
+@pytest.mark.parametrize(
+    "query, field",
+    [
+        ("outcome=maybe", "outcome"),
+        ("code=G61.99", "code"),
+        ("since=yesterday", "since"),
+        ("limit=0", "limit"),
+        ("limit=x", "limit"),
+        ("colour=red", "colour"),
+    ],
+)
 def test_bad_audit_filters_are_400s(client, tokens, query, field):
     response = client.get(f"/v1/audit?{query}", headers=bearer(tokens["auditor"]))
     assert response.status_code == 400 and response.get_json()["error"]["field"] == field
@@ -299,14 +362,25 @@ def _tamper(app, statements: str):
             connection.execute(text(statement))
 
 
-@pytest.mark.parametrize("statement, first_broken, reason", [
-    ("UPDATE audit_records SET content = replace(content, 'off_label_with_evidence', 'approved') WHERE id = 1", 1, "altered"),
-    ("UPDATE audit_records SET outcome = 'approved' WHERE id = 2", 2, "searchable fields differ"),
-    ("DELETE FROM audit_records WHERE id = 2", 2, "missing"),
-    ("UPDATE audit_records SET id = -2 WHERE id = 2; UPDATE audit_records SET id = 2 WHERE id = 3;"
-     "UPDATE audit_records SET id = 3 WHERE id = -2", 2, "does not follow"),
-    ("DELETE FROM audit_records WHERE id = 4", 4, "records at the end were removed"),
-])
+@pytest.mark.parametrize(
+    "statement, first_broken, reason",
+    [
+        (
+            "UPDATE audit_records SET content = replace(content, 'off_label_with_evidence', 'approved') WHERE id = 1",
+            1,
+            "altered",
+        ),
+        ("UPDATE audit_records SET outcome = 'approved' WHERE id = 2", 2, "searchable fields differ"),
+        ("DELETE FROM audit_records WHERE id = 2", 2, "missing"),
+        (
+            "UPDATE audit_records SET id = -2 WHERE id = 2; UPDATE audit_records SET id = 2 WHERE id = 3;"
+            "UPDATE audit_records SET id = 3 WHERE id = -2",
+            2,
+            "does not follow",
+        ),
+        ("DELETE FROM audit_records WHERE id = 4", 4, "records at the end were removed"),
+    ],
+)
 def test_verify_names_the_first_broken_record(client, tokens, app, statement, first_broken, reason):
     _fill(client, tokens)
     _tamper(app, statement)
@@ -317,10 +391,15 @@ def test_verify_names_the_first_broken_record(client, tokens, app, statement, fi
 def test_patient_identifiers_are_never_stored_or_logged_in_clear(client, tokens, app, tmp_path):
     _fill(client, tokens)
     client.get("/v1/audit?patient_ref=MRN-0042", headers=bearer(tokens["auditor"]))
-    client.get("/v1/audit?patient_ref=MRN-0042", headers=bearer(tokens["clinician"]))   # refused, on the record
+    client.get("/v1/audit?patient_ref=MRN-0042", headers=bearer(tokens["clinician"]))  # refused, on the record
     with app.extensions["instance"].database.connect() as connection:
-        dumped = json.dumps([list(map(str, row)) for table in ("audit_records", "api_tokens", "rulebook_activations")
-                             for row in connection.execute(text(f"SELECT * FROM {table}"))])
+        dumped = json.dumps(
+            [
+                list(map(str, row))
+                for table in ("audit_records", "api_tokens", "rulebook_activations")
+                for row in connection.execute(text(f"SELECT * FROM {table}"))
+            ]
+        )
     assert "MRN-0042" not in dumped and "MRN-0099" not in dumped and len(dumped) > 1000
     for file in (tmp_path / "instance").rglob("*"):
         if file.is_file():
@@ -329,10 +408,13 @@ def test_patient_identifiers_are_never_stored_or_logged_in_clear(client, tokens,
 
 # --- The formulary as data, and reloading it. ---
 
+
 def test_rulebook_endpoints_serve_the_formulary(app, client, tokens):
     data = client.get("/v1/rulebook", headers=bearer(tokens["clinician"])).get_json()
     served = app.extensions["active_rulebook"].current.rulebook
-    assert data["rulebook"]["version"] == served.version and [r["id"] for r in data["rules"]] == [r.id for r in served.rules]
+    assert data["rulebook"]["version"] == served.version and [r["id"] for r in data["rules"]] == [
+        r.id for r in served.rules
+    ]
     rule = client.get("/v1/rulebook/rules/gbs-children", headers=bearer(tokens["clinician"])).get_json()
     assert rule["outcome"] == "off_label_with_evidence" and rule["evidence"]
     assert client.get("/v1/rulebook/rules/nope", headers=bearer(tokens["clinician"])).status_code == 404

@@ -2,6 +2,7 @@
 
 Each test runs on SQLite and, when it is reachable, on PostgreSQL.
 """
+
 import threading
 import time
 import uuid
@@ -21,15 +22,40 @@ def audit(engine):
 
 
 def pending(then=None, **indexed) -> _Pending:
-    fields = {name: None for name in ("kind", "created_at", "requester", "status", "decision_id", "outcome", "rule_id",
-                                      "code", "matched_by", "patient_ref_hash", "rulebook_version", "rulebook_digest")}
+    fields = {
+        name: None
+        for name in (
+            "kind",
+            "created_at",
+            "requester",
+            "status",
+            "decision_id",
+            "outcome",
+            "rule_id",
+            "code",
+            "matched_by",
+            "patient_ref_hash",
+            "rulebook_version",
+            "rulebook_digest",
+        )
+    }
     fields.update(kind="decision", created_at="2026-11-23T00:00:00.000000Z", decision_id=str(uuid.uuid4()), **indexed)
     return _Pending(fields, {"request": {"diagnosis": {"code": "G61.0"}}, "note": "é ☃ \ud800"}, then)
 
 
 def case_row(case_id: str) -> dict:
-    return dict(id=case_id, opened_at="t", updated_at="t", status="open", requester="r", patient_ref_hash=None,
-                code="G610", opening_decision_id="d", latest_decision_id="d", request="{}")
+    return dict(
+        id=case_id,
+        opened_at="t",
+        updated_at="t",
+        status="open",
+        requester="r",
+        patient_ref_hash=None,
+        code="G610",
+        opening_decision_id="d",
+        latest_decision_id="d",
+        request="{}",
+    )
 
 
 def insert_case(case_id: str):
@@ -49,7 +75,7 @@ def test_a_group_is_chained_in_order_and_verifies(audit, engine):
     rows = stored(engine)
     assert [row["id"] for row in rows] == [1, 2, 3, 4]
     assert [row["decision_id"] for row in rows] == [item.fields["decision_id"] for item in batch]
-    assert all(row["hash"] == item.record["hash"] for row, item in zip(rows, batch))
+    assert all(row["hash"] == item.record["hash"] for row, item in zip(rows, batch, strict=True))
     assert audit.head() == {"id": 4, "hash": rows[-1]["hash"]}
     assert audit.verify() == {"ok": True, "records": 4, "first_broken": None, "reason": None}
     assert [r["body"]["note"] for r in audit.stream(Filters())] == ["é ☃ \ud800"] * 4
@@ -57,13 +83,13 @@ def test_a_group_is_chained_in_order_and_verifies(audit, engine):
 
 def test_failing_effects_leave_out_only_their_own_record(audit, engine):
     def refuse(connection):
-        connection.execute(insert(review_cases).values(**case_row("c2")))   # written, then undone with its record
+        connection.execute(insert(review_cases).values(**case_row("c2")))  # written, then undone with its record
         raise ValueError("case already closed")
 
     batch = [pending(then=insert_case("c1")), pending(then=refuse), pending(), pending(then=insert_case("c3"))]
     audit._commit_batch(batch)
     assert isinstance(batch[1].error, ValueError) and batch[1].record is None
-    assert [item.record["id"] for item in (batch[0], batch[2], batch[3])] == [1, 2, 3]   # no gap where it failed
+    assert [item.record["id"] for item in (batch[0], batch[2], batch[3])] == [1, 2, 3]  # no gap where it failed
     with engine.connect() as connection:
         assert sorted(connection.execute(select(review_cases.c.id)).scalars()) == ["c1", "c3"]
     assert [row["decision_id"] for row in stored(engine)] == [batch[i].fields["decision_id"] for i in (0, 2, 3)]
@@ -83,9 +109,9 @@ def test_a_database_error_in_effects_fails_that_record_and_the_transaction_goes_
 
 def test_a_record_the_database_refuses_is_an_audit_failure_not_a_crash(audit, engine):
     taken = audit.append("decision", {"n": 1}, decision_id="same")["decision_id"]
-    with pytest.raises(AuditUnavailable):                        # a plain record: the whole group fails
+    with pytest.raises(AuditUnavailable):  # a plain record: the whole group fails
         audit.append("decision", {"n": 2}, decision_id=taken)
-    with pytest.raises(AuditUnavailable):                        # with effects: its savepoint fails
+    with pytest.raises(AuditUnavailable):  # with effects: its savepoint fails
         audit.append("decision", {"n": 3}, then=lambda connection: None, decision_id=taken)
     assert audit.append("decision", {"n": 4}, decision_id="other")["id"] == 2
     assert audit.verify() == {"ok": True, "records": 2, "first_broken": None, "reason": None}
@@ -111,7 +137,7 @@ def test_concurrent_appends_share_commits_and_every_one_is_on_file(audit, engine
         thread.join()
     assert errors == []
     assert sorted(results) == list(range(1, 201))
-    assert len(commits) < 200                                    # appends were grouped
+    assert len(commits) < 200  # appends were grouped
     assert audit.verify() == {"ok": True, "records": 200, "first_broken": None, "reason": None}
 
 

@@ -1,4 +1,5 @@
 """The `formulary` command as a pharmacist uses it from the shell."""
+
 import json
 
 from click.testing import CliRunner
@@ -20,8 +21,18 @@ def test_check_explains_the_decision(mini_path):
 
 
 def test_check_json_is_the_decision_object(mini_path):
-    result = run("check", "--code", "M33.10", "--age", "50", "--concurrent", "corticosteroids", "--json",
-                 "--rulebook", str(mini_path))
+    result = run(
+        "check",
+        "--code",
+        "M33.10",
+        "--age",
+        "50",
+        "--concurrent",
+        "corticosteroids",
+        "--json",
+        "--rulebook",
+        str(mini_path),
+    )
     data = json.loads(result.output)
     assert data["outcome"] == "off_label_with_evidence" and data["rule"]["id"] == "myositis-with-steroids"
 
@@ -52,9 +63,16 @@ def test_rules_prints_one_row_a_rule(mini_path):
 def test_rules_json_lists_rules_and_sources(mini_path):
     data = json.loads(run("rules", "--json", "--rulebook", str(mini_path)).output)
     assert [s["id"] for s in data["sources"]] == ["labels", "review"]
-    assert data["rules"][2]["labels"] == [{"product": "Alpha", "age_years": {"at_least": 18.0, "under": None},
-                                           "routes": ["intravenous"], "note": None,
-                                           "source": "Test prescribing information", "revised": "2026-01"}]
+    assert data["rules"][2]["labels"] == [
+        {
+            "product": "Alpha",
+            "age_years": {"at_least": 18.0, "under": None},
+            "routes": ["intravenous"],
+            "note": None,
+            "source": "Test prescribing information",
+            "revised": "2026-01",
+        }
+    ]
 
 
 def test_lint_exits_non_zero_on_a_problem(tmp_path, mini_path):
@@ -74,6 +92,7 @@ def test_without_rulebook_the_commands_use_FORMULARY_RULEBOOK(monkeypatch, mini_
 
 # The commands below decide on the test rulebook (tests/rulebook/), named with --rulebook.
 
+
 def test_diagnose_shows_candidates_with_scores_without_deciding():
     result = run("diagnose", "chronic fatigue", "--rulebook", str(TEST_RULEBOOK))
     assert result.exit_code == 0 and "could mean several diagnoses" in result.output
@@ -87,6 +106,8 @@ def test_diagnose_resolves_a_typo_and_says_how():
 
 
 def test_check_accepts_a_text_diagnosis():
-    result = run("check", "--text", "wegeners granulomatosis", "--age", "52", "--json", "--rulebook", str(TEST_RULEBOOK))
+    result = run(
+        "check", "--text", "wegeners granulomatosis", "--age", "52", "--json", "--rulebook", str(TEST_RULEBOOK)
+    )
     data = json.loads(result.output)
     assert data["diagnosis"]["code"] == "M31.3" and data["diagnosis"]["matched_by"] == "synonym"

@@ -1,4 +1,5 @@
 """The compiled rulesets stay inside what durable-rules 2.0.28 handles safely."""
+
 import json
 import random
 import time
@@ -16,7 +17,7 @@ from .synthetic import write_synthetic_rulebook
 def _leaf_tests(condition) -> set[str]:
     """The distinct leaf tests of a durable-rules condition, as canonical JSON."""
     if isinstance(condition, dict) and len(condition) == 1:
-        (key, value), = condition.items()
+        ((key, value),) = condition.items()
         if key in ("$and", "$or"):
             return set().union(*(_leaf_tests(c) for c in value))
     return {json.dumps(condition, sort_keys=True)}
@@ -33,11 +34,11 @@ def test_compiled_rulesets_avoid_nex_and_keep_pri_and_size_in_bounds(any_ruleboo
     assert "$nex" not in text and '"$in"' not in text
     for name, rules in compiled.rulesets.items():
         categories = [category for category, ruleset in compiled.routes.items() if ruleset == name]
-        assert len(rules) <= MAX_RULES_PER_RULESET or len(categories) == 1   # one large category fills a ruleset alone
+        assert len(rules) <= MAX_RULES_PER_RULESET or len(categories) == 1  # one large category fills a ruleset alone
         pris = [rule["pri"] for rule in rules.values()]
-        assert pris == list(range(len(pris)))            # integers 0..n-1: no 16-bit wrap, no ties
+        assert pris == list(range(len(pris)))  # integers 0..n-1: no 16-bit wrap, no ties
         distinct = set().union(*(_leaf_tests(r["all"][0]["m"]) for r in rules.values()))
-        assert len(distinct) < 512 // 2                  # the compile hang starts past 512 per node
+        assert len(distinct) < 512 // 2  # the compile hang starts past 512 per node
         assert max(_expressions(r["all"][0]["m"]) for r in rules.values()) <= MAX_EXPRESSIONS
 
 
@@ -75,7 +76,9 @@ def test_durable_rules_refuses_more_than_15_expressions():
 
     def compiles(condition):
         try:
-            handle = durable_rules_engine.create_ruleset("probe", json.dumps({"r": {"all": [{"m": condition}], "pri": 0}}))
+            handle = durable_rules_engine.create_ruleset(
+                "probe", json.dumps({"r": {"all": [{"m": condition}], "pri": 0}})
+            )
         except Exception:
             return False
         durable_rules_engine.delete_ruleset(handle)
@@ -95,15 +98,27 @@ def test_a_rule_too_complex_for_durable_rules_is_refused_by_name(tmp_path):
 
     therapies = [f"therapy{i}" for i in range(14)]
     data = {**SYNTHETIC_DATA, "therapies.yaml": {"therapies": {t: {"name": t} for t in therapies}}}
-    rules = [{"id": "busy", "title": "Busy", "diagnosis": "gbs", "outcome": "needs_review", "rationale": "r",
-              "evidence": [{"source": "review", "finding": "f", "strength": "limited", "effect": "unclear"}],
-              "when": {"failed_therapies": {"includes": therapies[:8]},
-                       "concurrent_therapies": {"includes": therapies[8:]}}}]
+    rules = [
+        {
+            "id": "busy",
+            "title": "Busy",
+            "diagnosis": "gbs",
+            "outcome": "needs_review",
+            "rationale": "r",
+            "evidence": [{"source": "review", "finding": "f", "strength": "limited", "effect": "unclear"}],
+            "when": {
+                "failed_therapies": {"includes": therapies[:8]},
+                "concurrent_therapies": {"includes": therapies[8:]},
+            },
+        }
+    ]
     path = write_rulebook(tmp_path, rules=rules, diagnoses={"gbs": {"name": "GBS", "codes": ["G61.0"]}}, data=data)
     problems = lint_rulebook(load_rulebook(path))
     # 14 therapy tests, each "or unknown", inside one $and, plus "some fact missing": 16 nodes.
-    assert problems == [f"{path}: rule busy: its conditions need 16 and/or expressions, more than the "
-                        "15 durable-rules compiles; split it into narrower rules"]
+    assert problems == [
+        f"{path}: rule busy: its conditions need 16 and/or expressions, more than the "
+        "15 durable-rules compiles; split it into narrower rules"
+    ]
 
 
 def _condition_fields(condition, out: set) -> set:
@@ -129,9 +144,16 @@ def _random_facts(rng, rulebook):
 
     def therapies():
         return None if rng.random() < 0.3 else frozenset(rng.sample(sorted(rulebook.therapies), rng.randrange(0, 3)))
-    return Facts(age_years=maybe([0.0, 1.5, 17.9999, 18.0, 42.0, 130.0, 7]), sex=maybe(sorted(SEXES)),
-                 pregnant=maybe([True, False]), severity=maybe(sorted(SEVERITIES)), failed=therapies(),
-                 concurrent=therapies(), product=maybe(sorted(rulebook.products)))
+
+    return Facts(
+        age_years=maybe([0.0, 1.5, 17.9999, 18.0, 42.0, 130.0, 7]),
+        sex=maybe(sorted(SEXES)),
+        pregnant=maybe([True, False]),
+        severity=maybe(sorted(SEVERITIES)),
+        failed=therapies(),
+        concurrent=therapies(),
+        product=maybe(sorted(rulebook.products)),
+    )
 
 
 def test_message_json_is_the_message_and_keeps_every_field_its_ruleset_tests(any_rulebook_path):
@@ -152,7 +174,7 @@ def test_message_json_is_the_message_and_keeps_every_field_its_ruleset_tests(any
             message = compiled.message(rid, code, facts)
             text = compiled.message_json(rid, code, facts)
             assert json.loads(text) == message
-            for name, plan in plans.items():
+            for _name, plan in plans.items():
                 posted = json.loads(compiled.message_json(rid, code, facts, plan))
                 assert posted == {k: v for k, v in message.items() if k == "rid" or k in plan.fields}
     finally:

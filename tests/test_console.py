@@ -1,13 +1,14 @@
 """The console's pages through Flask's test client: sign-in, roles, CSRF, forms and errors.
 The browser journey is in test_console_browser.py."""
+
 import io
 import re
 
 import pytest
 
-from service.workflow import cases
 from service.store.audit import Filters
 from service.store.tokens import create_token, revoke_token
+from service.workflow import cases
 
 from .conftest import csrf_token, sign_in
 
@@ -70,11 +71,20 @@ def test_revoking_the_token_ends_its_console_sessions(app, client, tokens):
     assert client.get("/console/reviews").status_code == 302
 
 
-@pytest.mark.parametrize("role, path, status", [
-    ("clinician", "/console/reviews", 403), ("clinician", "/console/audit", 403), ("clinician", "/console/preapproval", 403),
-    ("auditor", "/console/request", 403), ("auditor", "/console/audit", 200), ("pharmacist", "/console/audit", 403),
-    ("pharmacist", "/console/preapproval", 200), ("admin", "/console/audit", 200), ("clinician", "/console/formulary", 200),
-])
+@pytest.mark.parametrize(
+    "role, path, status",
+    [
+        ("clinician", "/console/reviews", 403),
+        ("clinician", "/console/audit", 403),
+        ("clinician", "/console/preapproval", 403),
+        ("auditor", "/console/request", 403),
+        ("auditor", "/console/audit", 200),
+        ("pharmacist", "/console/audit", 403),
+        ("pharmacist", "/console/preapproval", 200),
+        ("admin", "/console/audit", 200),
+        ("clinician", "/console/formulary", 200),
+    ],
+)
 def test_pages_follow_the_api_role_rules(client, tokens, role, path, status):
     sign_in(client, tokens[role])
     assert client.get(path).status_code == status
@@ -106,11 +116,17 @@ def test_bad_input_is_shown_beside_its_field_and_kept(client, tokens):
 
 def test_choosing_a_candidate_updates_the_open_case_instead_of_opening_another(app, client, tokens):
     sign_in(client, tokens["pharmacist"])
-    first = post_form(client, "/console/request", {"diagnosis_text": "chronic fatigue", "age_years": "40"}).get_data(as_text=True)
+    first = post_form(client, "/console/request", {"diagnosis_text": "chronic fatigue", "age_years": "40"}).get_data(
+        as_text=True
+    )
     case_id = re.search(r'name="case_id" value="([^"]+)"', first).group(1)
     code = re.search(r'name="pick_code" value="([^"]+)"', first).group(1)
-    post_form(client, "/console/request", {"pick_code": code, "case_id": case_id, "age_years": "40",
-                                            "diagnosis_text": "chronic fatigue"}, "/console/request")
+    post_form(
+        client,
+        "/console/request",
+        {"pick_code": code, "case_id": case_id, "age_years": "40", "diagnosis_text": "chronic fatigue"},
+        "/console/request",
+    )
     listed = cases.list_cases(app.extensions["instance"], None)
     assert [c["id"] for c in listed] == [case_id]
     assert listed[0]["decision"]["diagnosis"]["code"] == listed[0]["code"] == code
@@ -118,12 +134,18 @@ def test_choosing_a_candidate_updates_the_open_case_instead_of_opening_another(a
 
 def test_a_misspelt_diagnosis_offers_its_code_with_the_outcome_if_confirmed(app, client, tokens):
     sign_in(client, tokens["clinician"])
-    page = post_form(client, "/console/request", {"diagnosis_text": "guillian bare syndrom", "age_years": "8"}).get_data(as_text=True)
+    page = post_form(
+        client, "/console/request", {"diagnosis_text": "guillian bare syndrom", "age_years": "8"}
+    ).get_data(as_text=True)
     assert "Needs review" in page and "matched only approximately" in page
     assert 'name="pick_code" value="G61.0"' in page and "If so: Off-label, with controlled evidence of benefit" in page
     case_id = re.search(r'name="case_id" value="([^"]+)"', page).group(1)
-    confirmed = post_form(client, "/console/request", {"pick_code": "G61.0", "case_id": case_id, "age_years": "8",
-                                                       "diagnosis_text": "guillian bare syndrom"}, "/console/request")
+    confirmed = post_form(
+        client,
+        "/console/request",
+        {"pick_code": "G61.0", "case_id": case_id, "age_years": "8", "diagnosis_text": "guillian bare syndrom"},
+        "/console/request",
+    )
     assert "Off-label, with controlled evidence of benefit" in confirmed.get_data(as_text=True)
 
 
@@ -140,18 +162,31 @@ def test_the_request_form_takes_the_route(client, tokens):
 
 def test_a_resolution_without_a_reason_shows_the_api_message(client, tokens):
     sign_in(client, tokens["pharmacist"])
-    page = post_form(client, "/console/request", {"diagnosis_code": "D80.2", "age_years": "30",
-                                                  "patient_ref": "MRN-1"}).get_data(as_text=True)
+    page = post_form(
+        client, "/console/request", {"diagnosis_code": "D80.2", "age_years": "30", "patient_ref": "MRN-1"}
+    ).get_data(as_text=True)
     case_id = re.search(r"/console/reviews/([0-9a-f-]{36})", page).group(1)
-    response = post_form(client, f"/console/reviews/{case_id}/resolution", {"resolution": "approved", "reason": " "},
-                         f"/console/reviews/{case_id}")
+    response = post_form(
+        client,
+        f"/console/reviews/{case_id}/resolution",
+        {"resolution": "approved", "reason": " "},
+        f"/console/reviews/{case_id}",
+    )
     assert response.status_code == 400
     assert 'id="reason-error">a reason is required' in response.get_data(as_text=True)
-    done = post_form(client, f"/console/reviews/{case_id}/resolution", {"resolution": "denied", "reason": "no evidence"},
-                     f"/console/reviews/{case_id}")
+    done = post_form(
+        client,
+        f"/console/reviews/{case_id}/resolution",
+        {"resolution": "denied", "reason": "no evidence"},
+        f"/console/reviews/{case_id}",
+    )
     assert done.status_code == 302
-    again = post_form(client, f"/console/reviews/{case_id}/resolution", {"resolution": "approved", "reason": "oops"},
-                      f"/console/reviews/{case_id}")
+    again = post_form(
+        client,
+        f"/console/reviews/{case_id}/resolution",
+        {"resolution": "approved", "reason": "oops"},
+        f"/console/reviews/{case_id}",
+    )
     assert again.status_code == 409 and "already denied" in again.get_data(as_text=True)
 
 
@@ -163,8 +198,14 @@ def test_an_unknown_case_is_a_page_not_json(client, tokens):
 
 def test_an_upload_that_is_not_utf8_is_refused_beside_the_file_field(client, tokens):
     sign_in(client, tokens["pharmacist"])
-    response = client.post("/console/preapproval/batch", content_type="multipart/form-data", data={
-        "csrf_token": csrf_token(client, "/console/preapproval"), "file": (io.BytesIO(b"\xff\xfe\x00"), "list.csv")})
+    response = client.post(
+        "/console/preapproval/batch",
+        content_type="multipart/form-data",
+        data={
+            "csrf_token": csrf_token(client, "/console/preapproval"),
+            "file": (io.BytesIO(b"\xff\xfe\x00"), "list.csv"),
+        },
+    )
     assert response.status_code == 400
     assert 'id="file-error">the uploaded file is not UTF-8 text' in response.get_data(as_text=True)
 
@@ -176,7 +217,7 @@ def test_the_audit_page_filters_pages_and_exports(client, tokens):
     post_form(client, "/console/sign-out", {}, "/console/request")
     sign_in(client, tokens["auditor"])
     page = client.get("/console/audit?outcome=off_label_with_evidence&code=G61").get_data(as_text=True)
-    assert page.count("<tr>") == 1 + 3          # the header row and three decisions
+    assert page.count("<tr>") == 1 + 3  # the header row and three decisions
     export = client.get("/console/audit.csv?outcome=off_label_with_evidence&code=G61").get_data(as_text=True)
     assert len(export.strip().splitlines()) == 1 + 3
     bad = client.get("/console/audit?since=yesterday")
@@ -185,13 +226,17 @@ def test_the_audit_page_filters_pages_and_exports(client, tokens):
 
 def test_facts_added_on_the_case_page_decide_it_again(app, client, tokens):
     sign_in(client, tokens["clinician"])
-    page = post_form(client, "/console/request", {"diagnosis_code": "G61.0", "patient_ref": "MRN-7"}).get_data(as_text=True)
+    page = post_form(client, "/console/request", {"diagnosis_code": "G61.0", "patient_ref": "MRN-7"}).get_data(
+        as_text=True
+    )
     case_id = re.search(r"/console/reviews/([0-9a-f-]{36})", page).group(1)
     empty = post_form(client, f"/console/reviews/{case_id}/facts", {}, f"/console/reviews/{case_id}")
     assert empty.status_code == 400 and "fill in at least one fact" in empty.get_data(as_text=True)
     done = post_form(client, f"/console/reviews/{case_id}/facts", {"age_years": "8"}, f"/console/reviews/{case_id}")
     assert done.status_code == 302
-    assert "Decided again with the added facts: Off-label" in client.get(done.headers["Location"]).get_data(as_text=True)
+    assert "Decided again with the added facts: Off-label" in client.get(done.headers["Location"]).get_data(
+        as_text=True
+    )
     assert cases.get_case(app.extensions["instance"], case_id)["status"] == "closed_by_rules"
 
 
@@ -202,7 +247,10 @@ def test_a_clinician_cannot_open_or_add_to_another_clinicians_case(app, client, 
     post_form(client, "/console/sign-out", {}, "/console/request")
     sign_in(client, create_token(app.extensions["instance"].database, "other.clinician", "clinician"))
     assert client.get(f"/console/reviews/{case_id}").status_code == 403
-    assert post_form(client, f"/console/reviews/{case_id}/facts", {"age_years": "8"}, "/console/request").status_code == 403
+    assert (
+        post_form(client, f"/console/reviews/{case_id}/facts", {"age_years": "8"}, "/console/request").status_code
+        == 403
+    )
     assert post_form(client, "/console/request", {"pick_code": "G61.0", "case_id": case_id}).status_code == 403
 
 
@@ -210,10 +258,16 @@ def test_choosing_a_candidate_for_a_closed_case_says_so(client, tokens):
     sign_in(client, tokens["pharmacist"])
     page = post_form(client, "/console/request", {"diagnosis_text": "chronic fatigue"}).get_data(as_text=True)
     case_id = re.search(r'name="case_id" value="([^"]+)"', page).group(1)
-    post_form(client, f"/console/reviews/{case_id}/resolution", {"resolution": "denied", "reason": "unclear"},
-              f"/console/reviews/{case_id}")
+    post_form(
+        client,
+        f"/console/reviews/{case_id}/resolution",
+        {"resolution": "denied", "reason": "unclear"},
+        f"/console/reviews/{case_id}",
+    )
     again = post_form(client, "/console/request", {"pick_code": "G61.0", "case_id": case_id})
-    assert again.status_code == 409 and "facts can be added only to an open or pended case" in again.get_data(as_text=True)
+    assert again.status_code == 409 and "facts can be added only to an open or pended case" in again.get_data(
+        as_text=True
+    )
 
 
 def test_a_patients_authorisations_are_listed_by_their_reference(client, tokens):
@@ -221,4 +275,6 @@ def test_a_patients_authorisations_are_listed_by_their_reference(client, tokens)
     post_form(client, "/console/request", {"diagnosis_code": "D83.9", "age_years": "30", "patient_ref": "MRN-55"})
     page = client.get("/console/authorisations?patient_ref=MRN-55").get_data(as_text=True)
     assert "1 authorisation for MRN-55" in page and "D83.9" in page and "Active" in page
-    assert "No authorisation is on record" in client.get("/console/authorisations?patient_ref=MRN-56").get_data(as_text=True)
+    assert "No authorisation is on record" in client.get("/console/authorisations?patient_ref=MRN-56").get_data(
+        as_text=True
+    )

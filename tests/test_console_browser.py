@@ -5,10 +5,12 @@ auditor's CSV export, with a screenshot of each page.
 Screenshots go to $FORMULARY_SCREENSHOTS when set (`make screenshots` sets docs/screenshots),
 else to the test's temporary folder.
 """
+
 import csv
 import io
 import os
 import re
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -20,8 +22,16 @@ from tests.service_process import running_service, service_env
 
 CHROMIUM = Path("/usr/bin/chromium")
 # As root in a closed network: no sandbox, no GPU, and none of Chromium's calls home.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
 PATIENT = "MRN-4471"
 # The journey's patient as the request and order forms ask for her (a 15-year-old with chronic ITP).
 PATIENT_FACTS = {"Age in years": "15", "Sex": "female", "Weight (kg)": "52", "Height (cm)": "160"}
@@ -47,7 +57,9 @@ def service(tmp_path_factory):
     instance = tmp_path_factory.mktemp("console") / "instance"
     with running_service(service_env(instance)) as running:
         engine = open_database(f"sqlite:///{instance / 'formulary.db'}")
-        running.tokens = {role: create_token(engine, f"{role}.one", role) for role in ("clinician", "pharmacist", "auditor", "admin")}
+        running.tokens = {
+            role: create_token(engine, f"{role}.one", role) for role in ("clinician", "pharmacist", "auditor", "admin")
+        }
         engine.dispose()
         yield running
 
@@ -120,7 +132,7 @@ def test_request_review_preapproval_and_audit_journey(page, service, shots):
     page.get_by_role("button", name="Decide").click()
     card = page.locator("section.card").first
     expect(card).to_contain_text("Needs review")
-    assert card.locator("svg.icon").count() == 1            # an icon beside the colour and the words
+    assert card.locator("svg.icon").count() == 1  # an icon beside the colour and the words
     case_link = card.get_by_role("link", name=re.compile("review case"))
     case_id = case_link.get_attribute("href").rsplit("/", 1)[1]
     snap(page, shots, "03-request-needs-review")
@@ -142,7 +154,7 @@ def test_request_review_preapproval_and_audit_journey(page, service, shots):
     snap(page, shots, "05-review-queue-case")
     page.get_by_label("Approve").check()
     page.get_by_role("button", name="Record resolution").click()
-    expect(page.locator("#reason-error")).to_have_text("a reason is required")     # the API's message, beside the field
+    expect(page.locator("#reason-error")).to_have_text("a reason is required")  # the API's message, beside the field
     page.get_by_label("Approve").check()
     page.get_by_label("Reason").fill("Chronic ITP confirmed: platelets under 30 for 14 months despite steroids.")
     page.get_by_role("button", name="Record resolution").click()
@@ -152,20 +164,32 @@ def test_request_review_preapproval_and_audit_journey(page, service, shots):
 
     # Pre-approval of the order for that patient: one order, then a day's list.
     page.get_by_role("link", name="Pre-approval").click()
-    fill(page, {"Patient reference (MRN)": PATIENT, **PATIENT_FACTS, "ICD-10-CM code": "D69.3", "Product": "Privigen",
-                "Dose (g/kg a course)": "1", "Interval (days)": "28"})
+    fill(
+        page,
+        {
+            "Patient reference (MRN)": PATIENT,
+            **PATIENT_FACTS,
+            "ICD-10-CM code": "D69.3",
+            "Product": "Privigen",
+            "Dose (g/kg a course)": "1",
+            "Interval (days)": "28",
+        },
+    )
     page.get_by_role("button", name="Check order").click()
     result = page.locator("section.card").first
     expect(result).to_contain_text("Dispense")
     expect(result).not_to_contain_text("Do not dispense")
     snap(page, shots, "07-preapproval-order")
 
-    infusion_list = ("patient_ref,age_years,sex,weight_kg,height_cm,diagnosis_code,product,g_per_kg,interval_days\n"
-                     f"{PATIENT},15,female,52,160,D69.3,Privigen,1,28\n"
-                     "MRN-9000,40,male,80,180,G61.0,Privigen,3,28\n"
-                     "MRN-9001,abc,male,80,180,G61.0,Privigen,1,28\n")
+    infusion_list = (
+        "patient_ref,age_years,sex,weight_kg,height_cm,diagnosis_code,product,g_per_kg,interval_days\n"
+        f"{PATIENT},15,female,52,160,D69.3,Privigen,1,28\n"
+        "MRN-9000,40,male,80,180,G61.0,Privigen,3,28\n"
+        "MRN-9001,abc,male,80,180,G61.0,Privigen,1,28\n"
+    )
     page.get_by_label("Infusion list (CSV)").set_input_files(
-        files=[{"name": "infusions.csv", "mimeType": "text/csv", "buffer": infusion_list.encode()}])
+        files=[{"name": "infusions.csv", "mimeType": "text/csv", "buffer": infusion_list.encode()}]
+    )
     page.get_by_role("button", name="Check the list").click()
     rows = page.locator("table.results tbody tr")
     expect(rows).to_have_count(3)
@@ -174,7 +198,10 @@ def test_request_review_preapproval_and_audit_journey(page, service, shots):
         page.get_by_role("link", name="Download the results (CSV)").click()
     downloaded = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
     assert [(row["patient_ref"], row["dispense"]) for row in downloaded] == [
-        (PATIENT, "yes"), ("MRN-9000", "no"), ("MRN-9001", "error")]
+        (PATIENT, "yes"),
+        ("MRN-9000", "no"),
+        ("MRN-9001", "error"),
+    ]
     snap(page, shots, "08-preapproval-list")
 
     page.get_by_role("link", name="Authorisations").click()
@@ -212,14 +239,14 @@ def test_request_review_preapproval_and_audit_journey(page, service, shots):
 
 def test_console_works_from_the_keyboard_alone(page, service):
     page.goto(f"{service.url}/console/sign-in")
-    page.wait_for_function("document.activeElement.id === 'token'")     # the token field takes the focus
+    page.wait_for_function("document.activeElement.id === 'token'")  # the token field takes the focus
     page.keyboard.type(service.tokens["pharmacist"])
     page.keyboard.press("Enter")
     page.wait_for_url(re.compile(r"/console/request"))
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.textContent") == "Skip to content"
     page.keyboard.press("Enter")
-    for _ in range(20):                                          # on through the menu to the first field
+    for _ in range(20):  # on through the menu to the first field
         page.keyboard.press("Tab")
         if page.evaluate("document.activeElement.id") == "diagnosis_code":
             break
@@ -233,14 +260,25 @@ def test_every_page_has_ordered_headings_and_labelled_fields(page, service):
     page.get_by_label("ICD-10-CM code").fill("D80.2")
     page.get_by_role("button", name="Decide").click()
     case = page.get_by_role("link", name=re.compile("review case")).get_attribute("href")
-    for path in ("/console/request", "/console/reviews", case, "/console/preapproval", "/console/audit",
-                 "/console/formulary", "/console/authorisations?patient_ref=MRN-1"):
+    for path in (
+        "/console/request",
+        "/console/reviews",
+        case,
+        "/console/preapproval",
+        "/console/audit",
+        "/console/formulary",
+        "/console/authorisations?patient_ref=MRN-1",
+    ):
         page.goto(service.url + path)
-        levels = [int(tag[1]) for tag in page.eval_on_selector_all("main h1, main h2, main h3", "els => els.map(e => e.tagName)")]
-        assert levels[0] == 1 and all(b - a <= 1 for a, b in zip(levels, levels[1:])), (path, levels)
+        levels = [
+            int(tag[1])
+            for tag in page.eval_on_selector_all("main h1, main h2, main h3", "els => els.map(e => e.tagName)")
+        ]
+        assert levels[0] == 1 and all(b - a <= 1 for a, b in pairwise(levels)), (path, levels)
         unlabelled = page.eval_on_selector_all(
             "main input:not([type=hidden]), main select, main textarea",
-            "els => els.filter(e => !(e.labels && e.labels.length)).map(e => e.name)")
+            "els => els.filter(e => !(e.labels && e.labels.length)).map(e => e.name)",
+        )
         assert unlabelled == [], (path, unlabelled)
 
 

@@ -1,8 +1,10 @@
 """The decisions-per-day chart: computed by chart.py, drawn by the console's template, and read
 back as XML, so the tests check what the chart says and how it is laid out, not its bytes."""
+
 import datetime
 import re
 import xml.etree.ElementTree as ET
+from itertools import pairwise
 from pathlib import Path
 
 from flask import Flask, render_template
@@ -20,8 +22,9 @@ PAGES = Flask(__name__, template_folder=Path(service.web.__file__).parent / "tem
 
 def draw(counts, outcomes=OUTCOMES, chart_id="daily-outcomes") -> str:
     with PAGES.app_context():
-        return render_template("console/_chart.svg.html",
-                               chart=daily_outcomes_chart(counts, outcomes, chart_id=chart_id))
+        return render_template(
+            "console/_chart.svg.html", chart=daily_outcomes_chart(counts, outcomes, chart_id=chart_id)
+        )
 
 
 def close(a: float, b: float) -> bool:
@@ -63,11 +66,14 @@ def test_segments_are_coloured_by_outcome_classes_and_stacked_in_outcome_order()
     svg = parse({"2026-11-22": {"not_supported": 1, "approved": 2, "off_label_with_evidence": 1}})
     rects = segments(bars(svg)[0])
     assert [r.get("class").split() for r in rects] == [
-        ["seg", "seg-approved"], ["seg", "seg-off_label_with_evidence"], ["seg", "seg-not_supported"]]
+        ["seg", "seg-approved"],
+        ["seg", "seg-off_label_with_evidence"],
+        ["seg", "seg-not_supported"],
+    ]
     # Each segment sits on the one before it: the first starts at the axis and they go up.
     axis = float(svg.find(f"{SVG}line[@class='axis']").get("y1"))
     assert close(float(rects[0].get("y")) + float(rects[0].get("height")), axis)
-    for lower, upper in zip(rects, rects[1:]):
+    for lower, upper in pairwise(rects):
         assert close(float(upper.get("y")) + float(upper.get("height")), float(lower.get("y")))
 
 
@@ -112,7 +118,11 @@ def test_the_legend_names_every_outcome_in_text_beside_its_colour():
     keys = svg.find(f"{SVG}g[@class='legend']").findall(f"{SVG}g[@class='key']")
     assert [k.find(f"{SVG}rect").get("class").split()[-1] for k in keys] == [f"seg-{o}" for o in OUTCOMES]
     assert [k.find(f"{SVG}text").text for k in keys] == [
-        "approved (1)", "off label with evidence (0)", "needs review (0)", "not supported (0)"]
+        "approved (1)",
+        "off label with evidence (0)",
+        "needs review (0)",
+        "not supported (0)",
+    ]
 
 
 def test_a_legend_too_wide_for_one_row_wraps_and_the_chart_grows_to_hold_it():
@@ -132,7 +142,7 @@ def test_the_y_axis_has_round_ticks_from_zero_past_the_tallest_day():
     assert ticks[0] == 0 and ticks[-1] >= 37
     step = ticks[1] - ticks[0]
     assert step in (1, 2, 5, 10, 20, 50) and 3 <= len(ticks) - 1 <= 8
-    assert all(b - a == step for a, b in zip(ticks, ticks[1:]))
+    assert all(b - a == step for a, b in pairwise(ticks))
 
 
 def test_x_labels_are_thinned_when_there_are_many_days():
@@ -145,21 +155,25 @@ def test_x_labels_are_thinned_when_there_are_many_days():
 
 
 def test_long_periods_are_grouped_by_week():
-    start = datetime.date(2026, 1, 1)                    # a Thursday, in ISO week 2026-W01
+    start = datetime.date(2026, 1, 1)  # a Thursday, in ISO week 2026-W01
     counts = {(start + datetime.timedelta(days=i)).isoformat(): {"needs_review": 1} for i in range(MAX_BARS + 30)}
     svg = parse(counts)
     assert "week" in svg.find(f"{SVG}title").text
     periods = [bar.get("data-period") for bar in bars(svg)]
     assert periods[0] == "2026-W01" and len(periods) == 18
-    assert tooltips(svg)[0] == "2026-W01 (week of 2025-12-29): 4 needs review"   # Thursday to Sunday
+    assert tooltips(svg)[0] == "2026-W01 (week of 2025-12-29): 4 needs review"  # Thursday to Sunday
     assert tooltips(svg)[1] == "2026-W02 (week of 2026-01-05): 7 needs review"
     assert "120 decisions" in svg.find(f"{SVG}desc").text
 
 
 def test_a_period_of_exactly_the_limit_is_still_shown_by_day():
     start = datetime.date(2026, 1, 1)
-    svg = parse({start.isoformat(): {"approved": 1},
-                 (start + datetime.timedelta(days=MAX_BARS - 1)).isoformat(): {"approved": 1}})
+    svg = parse(
+        {
+            start.isoformat(): {"approved": 1},
+            (start + datetime.timedelta(days=MAX_BARS - 1)).isoformat(): {"approved": 1},
+        }
+    )
     assert len(bars(svg)) == MAX_BARS
 
 
@@ -183,7 +197,7 @@ def test_hostile_outcomes_and_ids_come_out_escaped():
     hostile = '"><script>alert(1)</script>&'
     markup = draw({"2026-11-22": {hostile: 1}}, (hostile,), chart_id='x" onload="alert(1)')
     assert "<script>" not in markup and 'onload="' not in markup
-    svg = ET.fromstring(markup)                         # well-formed despite the markup characters
+    svg = ET.fromstring(markup)  # well-formed despite the markup characters
     assert tooltips(svg) == [f"2026-11-22: 1 {hostile}"]
     assert hostile in svg.find(f"{SVG}desc").text
     assert segments(bars(svg)[0])[0].get("class") == f"seg seg-{hostile}"
@@ -192,8 +206,10 @@ def test_hostile_outcomes_and_ids_come_out_escaped():
 
 def test_the_audit_page_draws_the_chart_of_the_decisions_on_record(client, tokens):
     sign_in(client, tokens["clinician"])
-    client.post("/console/request", data={"diagnosis_code": "G61.0", "age_years": "8",
-                                          "csrf_token": csrf_token(client, "/console/request")})
+    client.post(
+        "/console/request",
+        data={"diagnosis_code": "G61.0", "age_years": "8", "csrf_token": csrf_token(client, "/console/request")},
+    )
     client.post("/console/sign-out", data={"csrf_token": csrf_token(client, "/console/request")})
     sign_in(client, tokens["auditor"])
     page = client.get("/console/audit").get_data(as_text=True)

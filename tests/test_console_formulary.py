@@ -1,6 +1,8 @@
 """The console's formulary page: the active rulebook, searchable, for everyone who signs in."""
+
 import re
 from html.parser import HTMLParser
+from itertools import pairwise
 
 import pytest
 
@@ -81,6 +83,7 @@ def test_searching_a_rule_id_shows_that_rule_first(signed_in):
 def test_the_decision_cards_link_finds_its_rule(app, signed_in):
     with app.test_request_context():
         from flask import url_for
+
         link = url_for("console_formulary.formulary", q="cidp-labelled")
     assert Page(signed_in.get(link).get_data(as_text=True)).rules[0] == "cidp-labelled"
 
@@ -110,16 +113,24 @@ def test_the_search_is_shown_back_escaped(signed_in):
 
 def test_a_rule_shows_its_diagnosis_conditions_dose_and_evidence(signed_in):
     html = formulary(signed_in, q="gbs-children")
-    for shown in ("Guillain-Barré syndrome", "G61.0", "age &lt; 18", "0.4 to 2 g/kg", "a one-off course",
-                  "180 days", "outcome-off_label_with_evidence", "Off-Label Use of Intravenous Immunoglobulin",
-                  "paediatric Guillain-Barré syndrome"):
+    for shown in (
+        "Guillain-Barré syndrome",
+        "G61.0",
+        "age &lt; 18",
+        "0.4 to 2 g/kg",
+        "a one-off course",
+        "180 days",
+        "outcome-off_label_with_evidence",
+        "Off-Label Use of Intravenous Immunoglobulin",
+        "paediatric Guillain-Barré syndrome",
+    ):
         assert shown in html, shown
 
 
 def test_headings_are_in_order_and_every_field_has_a_label(signed_in):
     page = Page(formulary(signed_in, q="gbs"))
     assert page.headings[0] == 1 and page.headings.count(1) == 1
-    assert all(b <= a + 1 for a, b in zip(page.headings, page.headings[1:]))
+    assert all(b <= a + 1 for a, b in pairwise(page.headings))
     assert page.headings.count(3) == len(page.rules) > 0
     assert page.fields and all(field in page.labels for field in page.fields)
 

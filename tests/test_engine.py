@@ -1,4 +1,5 @@
 """The engine decides through durable-rules, and stays correct under load (no Flask needed)."""
+
 import random
 import resource
 import threading
@@ -17,7 +18,9 @@ def test_paediatric_gbs_is_off_label_with_evidence(mini):
     assert (decision.outcome, decision.rule["id"]) == ("off_label_with_evidence", "gbs-children")
 
 
-@pytest.mark.parametrize("age, rule", [(17, "gbs-children"), (17.99, "gbs-children"), (18, "gbs-adults"), (80, "gbs-adults")])
+@pytest.mark.parametrize(
+    "age, rule", [(17, "gbs-children"), (17.99, "gbs-children"), (18, "gbs-adults"), (80, "gbs-adults")]
+)
 def test_age_boundary_picks_the_rule_for_that_side(mini, age, rule):
     assert decide(mini, "g610", patient={"age_years": age}).rule["id"] == rule
 
@@ -61,12 +64,15 @@ def test_named_product_with_the_label_is_approved_for_that_product_only(mini):
     assert decide(mini, "D80.0", patient={"age_years": 11}, product="Gamma").rule["id"] == "pi-other"
 
 
-@pytest.mark.parametrize("concurrent, outcome", [
-    (["corticosteroids"], "off_label_with_evidence"),
-    (["prednisone", "rituximab"], "off_label_with_evidence"),
-    (["rituximab"], "not_supported"),
-    ([], "not_supported"),
-])
+@pytest.mark.parametrize(
+    "concurrent, outcome",
+    [
+        (["corticosteroids"], "off_label_with_evidence"),
+        (["prednisone", "rituximab"], "off_label_with_evidence"),
+        (["rituximab"], "not_supported"),
+        ([], "not_supported"),
+    ],
+)
 def test_concurrent_therapy_decides_myositis(mini, concurrent, outcome):
     assert decide(mini, "M33.10", therapies={"concurrent": concurrent}).outcome == outcome
 
@@ -97,13 +103,30 @@ def test_code_without_rule_is_needs_review_without_rule(mini):
 
 def test_decision_json_has_the_agreed_names(mini):
     data = decide(mini, "G61.0", patient={"age_years": 8}).to_dict()
-    assert list(data) == ["outcome", "diagnosis", "rule", "rulebook", "rationale", "evidence", "missing", "labelled_products",
-                          "candidates", "if_confirmed"]
-    assert data["diagnosis"] == {"code": "G61.0", "description": "Guillain-Barre syndrome", "matched_by": "code", "input": "G61.0"}
+    assert list(data) == [
+        "outcome",
+        "diagnosis",
+        "rule",
+        "rulebook",
+        "rationale",
+        "evidence",
+        "missing",
+        "labelled_products",
+        "candidates",
+        "if_confirmed",
+    ]
+    assert data["diagnosis"] == {
+        "code": "G61.0",
+        "description": "Guillain-Barre syndrome",
+        "matched_by": "code",
+        "input": "G61.0",
+    }
     assert data["rule"] == {"id": "gbs-children", "title": "GBS in children"}
     assert set(data["rulebook"]) == {"name", "version", "digest", "icd10cm"} and len(data["rulebook"]["digest"]) == 64
     assert data["rulebook"]["icd10cm"] == "ICD-10-CM as shipped by simple-icd-10-cm 1.5.0"
-    assert data["evidence"] == [{"source": "review", "finding": "a finding", "strength": "controlled", "effect": "benefit"}]
+    assert data["evidence"] == [
+        {"source": "review", "finding": "a finding", "strength": "controlled", "effect": "benefit"}
+    ]
 
 
 def _random_request(rng):
@@ -111,7 +134,10 @@ def _random_request(rng):
     kind = rng.randrange(4)
     if kind == 0:
         age = rng.randrange(0, 100)
-        return {"diagnosis": {"code": "G61.0"}, "patient": {"age_years": age}}, "gbs-children" if age < 18 else "gbs-adults"
+        return {
+            "diagnosis": {"code": "G61.0"},
+            "patient": {"age_years": age},
+        }, "gbs-children" if age < 18 else "gbs-adults"
     if kind == 1:
         with_steroids = rng.random() < 0.5
         concurrent = ["corticosteroids"] if with_steroids else ["rituximab"]
@@ -119,7 +145,10 @@ def _random_request(rng):
         return {"diagnosis": {"code": "M33.1"}, "therapies": {"concurrent": concurrent}}, rule
     if kind == 2:
         age = rng.randrange(0, 100)
-        return {"diagnosis": {"code": "G61.81"}, "patient": {"age_years": age}}, "cidp-labelled" if age >= 18 else "cidp-evidence"
+        return {
+            "diagnosis": {"code": "G61.81"},
+            "patient": {"age_years": age},
+        }, "cidp-labelled" if age >= 18 else "cidp-evidence"
     return {"diagnosis": {"code": "M34.0"}}, None
 
 
@@ -186,6 +215,7 @@ def test_closing_frees_the_native_memory_even_after_only_unmatched_posts(mini_pa
             formulary = Formulary(rulebook)
             assert formulary.decide(unmatched).rule is None
             formulary.close()
+
     cycle(50)
     before = _rss_kb()
     cycle(300)
@@ -194,6 +224,7 @@ def test_closing_frees_the_native_memory_even_after_only_unmatched_posts(mini_pa
 
 def test_a_closed_engine_refuses_to_decide(mini_path):
     from service.rulebook.engine import EngineError
+
     formulary = Formulary.load(mini_path)
     formulary.close()
     with pytest.raises(EngineError, match="unloaded"):
@@ -205,7 +236,7 @@ def test_the_answer_cache_gives_exactly_what_durable_rules_gives(mini_path):
     uncached = Formulary.load(mini_path, cache_size=0)
     try:
         rng = random.Random(11)
-        for _ in range(3_000):                      # few distinct requests: mostly cache hits, some evictions
+        for _ in range(3_000):  # few distinct requests: mostly cache hits, some evictions
             request, _ = _random_request(rng)
             assert cached.decide(request).to_dict() == uncached.decide(request).to_dict()
         assert 0 < len(cached.engine._cache) <= 64
@@ -259,7 +290,7 @@ def test_an_unexpected_assert_status_is_an_engine_error(mini, monkeypatch, statu
     with pytest.raises(EngineError, match=f"status {status}"):
         mini.decide(GBS_CHILD)
     monkeypatch.undo()
-    _decides_right_again(mini)      # the action the real assert left pending was cleared
+    _decides_right_again(mini)  # the action the real assert left pending was cleared
 
 
 def test_a_handled_event_that_starts_no_action_is_an_engine_error(mini, monkeypatch):
@@ -271,6 +302,7 @@ def test_a_handled_event_that_starts_no_action_is_an_engine_error(mini, monkeypa
     def first_call_finds_nothing(handle, state):
         calls.append(state)
         return None if len(calls) == 1 else real(handle, state)
+
     monkeypatch.setattr(engine_module, "_start_action_for_state", first_call_finds_nothing)
     with pytest.raises(EngineError, match="started no action"):
         mini.decide(GBS_CHILD)
@@ -295,11 +327,14 @@ def test_an_action_left_pending_by_another_event_is_never_read_as_this_requests(
     _decides_right_again(mini)
 
 
-@pytest.mark.parametrize("change, error", [
-    (lambda result: result.replace('"rid":', '"rid":1', 1), "another event"),
-    (lambda result: result.replace("gbs-children", "gbs-children-x", 1), "no compiled rule"),
-    (lambda result: result[:-1], "another event"),
-])
+@pytest.mark.parametrize(
+    "change, error",
+    [
+        (lambda result: result.replace('"rid":', '"rid":1', 1), "another event"),
+        (lambda result: result.replace("gbs-children", "gbs-children-x", 1), "no compiled rule"),
+        (lambda result: result[:-1], "another event"),
+    ],
+)
 def test_an_action_for_another_event_or_an_unknown_rule_is_an_engine_error(mini, monkeypatch, change, error):
     from service.rulebook import engine as engine_module
     from service.rulebook.engine import EngineError
@@ -309,6 +344,7 @@ def test_an_action_for_another_event_or_an_unknown_rule_is_an_engine_error(mini,
     def altered(handle, state):
         started = real(handle, state)
         return None if started is None else (started[0], change(started[1]))
+
     monkeypatch.setattr(engine_module, "_start_action_for_state", altered)
     with pytest.raises(EngineError, match=error):
         mini.decide(GBS_CHILD)
@@ -326,6 +362,7 @@ def test_a_second_action_after_the_first_is_an_engine_error(mini, monkeypatch):
         calls.append(state)
         answer = real(handle, state)
         return '{"gbs-adults@G610#match0":{"m":{}}}' if len(calls) == 1 else answer
+
     monkeypatch.setattr(engine_module, "_complete_and_start_action", reports_another)
     with pytest.raises(EngineError, match="more than one action"):
         mini.decide(GBS_CHILD)
@@ -341,6 +378,7 @@ def test_a_session_that_cannot_be_cleared_makes_the_engine_refuse_every_request(
 
     def fails(handle, state):
         raise durable_rules_engine.error("Could not complete and start action, error code: 301")
+
     monkeypatch.setattr(engine_module, "_complete_and_start_action", fails)
     with pytest.raises(EngineError, match="failed running the action"):
         mini.decide(GBS_CHILD)
@@ -348,7 +386,7 @@ def test_a_session_that_cannot_be_cleared_makes_the_engine_refuse_every_request(
     for request in (GBS_CHILD, {"diagnosis": {"code": "M33.10"}}):
         with pytest.raises(EngineError, match="could not clear"):
             mini.decide(request)
-    mini.close()                    # and closing it neither crashes nor raises
+    mini.close()  # and closing it neither crashes nor raises
 
 
 def test_events_without_the_fields_a_ruleset_never_tests_decide_exactly_as_full_events(shipped):
@@ -367,8 +405,12 @@ def test_events_without_the_fields_a_ruleset_never_tests_decide_exactly_as_full_
     therapies, products = sorted(rulebook.therapies), sorted(rulebook.products)
     codes = sorted({c.replace(".", "") for dx in rulebook.diagnoses.values() for c in dx.codes})
     limits = {limit for rule in rulebook.rules for limit in (rule.when.age_at_least, rule.when.age_under)}
-    limits |= {limit for product in rulebook.products.values() for label in product.labels
-               for limit in (label.age_at_least, label.age_under)}
+    limits |= {
+        limit
+        for product in rulebook.products.values()
+        for label in product.labels
+        for limit in (label.age_at_least, label.age_under)
+    }
     ages = sorted({40.0} | {a + d for a in limits - {None} for d in (-0.5, 0, 0.5) if a + d >= 0})
 
     def maybe(values, missing=0.3):
@@ -380,17 +422,29 @@ def test_events_without_the_fields_a_ruleset_never_tests_decide_exactly_as_full_
     try:
         fired = set()
         for code in codes:
-            for i in range(40):
-                facts = Facts(age_years=maybe(ages, 0.2), sex=maybe(sorted(SEXES)), pregnant=maybe([True, False]),
-                              severity=maybe(sorted(SEVERITIES)), failed=therapy_set(), concurrent=therapy_set(),
-                              product=maybe(products))
+            for _ in range(40):
+                facts = Facts(
+                    age_years=maybe(ages, 0.2),
+                    sex=maybe(sorted(SEXES)),
+                    pregnant=maybe([True, False]),
+                    severity=maybe(sorted(SEVERITIES)),
+                    failed=therapy_set(),
+                    concurrent=therapy_set(),
+                    product=maybe(products),
+                )
                 target = code + rng.choice(["", "", "9", "0"]) if len(code) < 7 else code
                 answer = pruned.evaluate(target, facts)
                 assert answer == full.evaluate(target, facts), (target, facts)
-                fired.add(id(answer))       # equal verdicts of one rule on several codes: count each compiled rule
+                fired.add(id(answer))  # equal verdicts of one rule on several codes: count each compiled rule
         # Label alternatives fire only for one product group at the right age: sweep them.
-        labelled = sorted({c.replace(".", "") for rule in rulebook.rules if rule.labelled_indication
-                           for c in rulebook.diagnoses[rule.diagnosis].codes})
+        labelled = sorted(
+            {
+                c.replace(".", "")
+                for rule in rulebook.rules
+                if rule.labelled_indication
+                for c in rulebook.diagnoses[rule.diagnosis].codes
+            }
+        )
         for code in labelled:
             for product in [None] + products:
                 for age in [None] + ages:
@@ -399,7 +453,9 @@ def test_events_without_the_fields_a_ruleset_never_tests_decide_exactly_as_full_
                     assert answer == full.evaluate(code, facts), (code, facts)
                     fired.add(id(answer))
         # A share, not a count: the committee may add or remove rules (355 of 426 fired at 2026.12.0).
-        assert len(fired) >= 0.75 * len(compiled.verdicts), f"{len(fired)} of {len(compiled.verdicts)} compiled rules fired"
+        assert len(fired) >= 0.75 * len(compiled.verdicts), (
+            f"{len(fired)} of {len(compiled.verdicts)} compiled rules fired"
+        )
     finally:
         pruned.close()
         full.close()

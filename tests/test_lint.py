@@ -1,4 +1,5 @@
 """`formulary lint` refuses every kind of unsafe rulebook, naming the file, rule and field."""
+
 import copy
 
 import pytest
@@ -35,26 +36,32 @@ def test_the_mini_rulebook_is_clean(tmp_path):
     assert problems_for(tmp_path) == []
 
 
-@pytest.mark.parametrize("changes, expected", [
-    ({"outcome": "maybe"}, "rule gbs-children.outcome: 'maybe' is not one of"),
-    ({"rationale": None}, "rule gbs-children: missing required field 'rationale'"),
-    ({"colour": "red"}, "rule gbs-children: unknown field 'colour'"),
-    ({"when": {"age_years": {"under": "eighteen"}}}, "rule gbs-children.when.age_years.under: must be a number"),
-    ({"when": {"age_years": {"under": 10, "at_least": 12}}}, "at_least must be below under"),
-    ({"when": {"pregnant": "yes"}}, "rule gbs-children.when.pregnant: must be true or false"),
-    ({"when": {"sex": ["woman"]}}, "rule gbs-children.when.sex: 'woman' is not one of"),
-    ({"priority": 1000}, "rule gbs-children.priority: must be a whole number from 0 to 100"),
-    ({"id": "GBS Kids"}, "rule GBS Kids.id: use lower-case letters"),
-    ({"diagnosis": "guillain"}, "rule gbs-children.diagnosis: 'guillain' is not defined under diagnoses"),
-    ({"evidence": []}, "rule gbs-children.evidence: must list at least one evidence entry"),
-    ({"evidence": evidence(source="nowhere")}, "rule gbs-children.evidence[0].source: 'nowhere' is not defined in sources.yaml"),
-    ({"evidence": evidence(strength="strong")}, "rule gbs-children.evidence[0].strength: 'strong' is not one of"),
-    ({"evidence": evidence(strength="limited")}, "off_label_with_evidence needs a controlled finding of benefit"),
-    ({"when": {"concurrent_therapies": {"includes": ["aspirin"]}}}, "'aspirin' is not a therapy in therapies.yaml"),
-    ({"when": {"product": ["Omega"]}}, "rule gbs-children.when.product: 'Omega' is not one of"),
-    ({"outcome": "approved"}, "an approved rule needs labelled_indication"),
-    ({"labelled_indication": "asthma", "outcome": "approved"}, "'asthma' is not an indication in products.yaml"),
-])
+@pytest.mark.parametrize(
+    "changes, expected",
+    [
+        ({"outcome": "maybe"}, "rule gbs-children.outcome: 'maybe' is not one of"),
+        ({"rationale": None}, "rule gbs-children: missing required field 'rationale'"),
+        ({"colour": "red"}, "rule gbs-children: unknown field 'colour'"),
+        ({"when": {"age_years": {"under": "eighteen"}}}, "rule gbs-children.when.age_years.under: must be a number"),
+        ({"when": {"age_years": {"under": 10, "at_least": 12}}}, "at_least must be below under"),
+        ({"when": {"pregnant": "yes"}}, "rule gbs-children.when.pregnant: must be true or false"),
+        ({"when": {"sex": ["woman"]}}, "rule gbs-children.when.sex: 'woman' is not one of"),
+        ({"priority": 1000}, "rule gbs-children.priority: must be a whole number from 0 to 100"),
+        ({"id": "GBS Kids"}, "rule GBS Kids.id: use lower-case letters"),
+        ({"diagnosis": "guillain"}, "rule gbs-children.diagnosis: 'guillain' is not defined under diagnoses"),
+        ({"evidence": []}, "rule gbs-children.evidence: must list at least one evidence entry"),
+        (
+            {"evidence": evidence(source="nowhere")},
+            "rule gbs-children.evidence[0].source: 'nowhere' is not defined in sources.yaml",
+        ),
+        ({"evidence": evidence(strength="strong")}, "rule gbs-children.evidence[0].strength: 'strong' is not one of"),
+        ({"evidence": evidence(strength="limited")}, "off_label_with_evidence needs a controlled finding of benefit"),
+        ({"when": {"concurrent_therapies": {"includes": ["aspirin"]}}}, "'aspirin' is not a therapy in therapies.yaml"),
+        ({"when": {"product": ["Omega"]}}, "rule gbs-children.when.product: 'Omega' is not one of"),
+        ({"outcome": "approved"}, "an approved rule needs labelled_indication"),
+        ({"labelled_indication": "asthma", "outcome": "approved"}, "'asthma' is not an indication in products.yaml"),
+    ],
+)
 def test_schema_problems_name_the_rule_and_field(tmp_path, changes, expected):
     problems = problems_for(tmp_path, rules=edited_rules("gbs-children", **changes))
     assert any(expected in p and "mini.yaml" in p for p in problems), problems
@@ -67,7 +74,10 @@ def test_every_problem_is_reported_at_once(tmp_path):
 
 def test_unknown_icd_code_is_refused(tmp_path):
     diagnoses = {**MINI_DIAGNOSES, "gbs": {"name": "GBS", "codes": ["G61.99"]}}
-    assert any("diagnosis gbs: codes: 'G61.99' is not an ICD-10-CM code" in p for p in problems_for(tmp_path, diagnoses=diagnoses))
+    assert any(
+        "diagnosis gbs: codes: 'G61.99' is not an ICD-10-CM code" in p
+        for p in problems_for(tmp_path, diagnoses=diagnoses)
+    )
 
 
 def test_a_code_claimed_by_two_diagnoses_is_refused(tmp_path):
@@ -83,7 +93,9 @@ def test_a_synonym_naming_two_diagnoses_is_refused(tmp_path):
 def test_overlapping_rules_with_different_outcomes_and_no_precedence_are_refused(tmp_path):
     rules = edited_rules("gbs-adults", when={"age_years": {"at_least": 16}})
     problems = problems_for(tmp_path, rules=rules)
-    assert any("rule gbs-adults: can match the same request as rule gbs-children on G61.0 (e.g. age 16)" in p for p in problems), problems
+    assert any(
+        "rule gbs-adults: can match the same request as rule gbs-children on G61.0 (e.g. age 16)" in p for p in problems
+    ), problems
 
 
 def test_priority_resolves_an_overlap(tmp_path):
@@ -92,9 +104,17 @@ def test_priority_resolves_an_overlap(tmp_path):
 
 
 def test_a_narrower_rule_needs_no_priority(tmp_path):
-    rules = copy.deepcopy(MINI_RULES) + [{
-        "id": "gbs-infants", "title": "GBS in infants", "diagnosis": "gbs", "when": {"age_years": {"under": 2}},
-        "outcome": "needs_review", "rationale": "r", "evidence": evidence("limited")}]
+    rules = copy.deepcopy(MINI_RULES) + [
+        {
+            "id": "gbs-infants",
+            "title": "GBS in infants",
+            "diagnosis": "gbs",
+            "when": {"age_years": {"under": 2}},
+            "outcome": "needs_review",
+            "rationale": "r",
+            "evidence": evidence("limited"),
+        }
+    ]
     assert problems_for(tmp_path, rules=rules) == []
 
 
@@ -105,15 +125,26 @@ def test_a_diagnosis_without_rules_is_refused(tmp_path):
 
 def test_a_labelled_indication_no_rule_approves_is_refused(tmp_path):
     rules = [r for r in MINI_RULES if r["id"] != "pi-labelled"]
-    assert any("indication pi: products are labelled for it but no approved rule uses it and no rule names Alpha, Beta, Gamma" in p
-               for p in problems_for(tmp_path, rules=rules))
+    assert any(
+        "indication pi: products are labelled for it but no approved rule uses it and no rule names Alpha, Beta, Gamma"
+        in p
+        for p in problems_for(tmp_path, rules=rules)
+    )
 
 
 def test_a_labelled_indication_whose_products_a_rule_names_is_covered(tmp_path):
-    rules = [r for r in copy.deepcopy(MINI_RULES) if r["id"] != "pi-labelled"]   # edited below: never the shared rules
+    rules = [r for r in copy.deepcopy(MINI_RULES) if r["id"] != "pi-labelled"]  # edited below: never the shared rules
     next(r for r in rules if r["id"] == "pi-other")["when"] = {"product": ["Alpha", "Beta", "Gamma"]}
-    rules.append({"id": "pi-any", "title": "PI", "diagnosis": "pi", "outcome": "needs_review",
-                  "rationale": "r", "evidence": evidence("limited")})
+    rules.append(
+        {
+            "id": "pi-any",
+            "title": "PI",
+            "diagnosis": "pi",
+            "outcome": "needs_review",
+            "rationale": "r",
+            "evidence": evidence("limited"),
+        }
+    )
     assert problems_for(tmp_path, rules=rules) == []
 
 
@@ -133,9 +164,14 @@ def test_lint_paths_finds_rulebooks_in_a_folder_and_skips_test_files(tmp_path):
 
 
 def test_a_synonym_pinned_to_a_code_outside_its_diagnosis_is_refused(tmp_path):
-    diagnoses = {**MINI_DIAGNOSES, "gbs": {"name": "GBS", "codes": ["G61.0"], "synonyms": [{"term": "AIDP", "code": "G61.1"}]}}
-    assert any("synonym 'AIDP': code G61.1 is not an ICD-10-CM code covered by the diagnosis's codes" in p
-               for p in problems_for(tmp_path, diagnoses=diagnoses))
+    diagnoses = {
+        **MINI_DIAGNOSES,
+        "gbs": {"name": "GBS", "codes": ["G61.0"], "synonyms": [{"term": "AIDP", "code": "G61.1"}]},
+    }
+    assert any(
+        "synonym 'AIDP': code G61.1 is not an ICD-10-CM code covered by the diagnosis's codes" in p
+        for p in problems_for(tmp_path, diagnoses=diagnoses)
+    )
 
 
 def test_an_abbreviation_of_several_words_is_refused(tmp_path):

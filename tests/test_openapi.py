@@ -1,4 +1,5 @@
 """The OpenAPI document describes every endpoint, and real responses match it."""
+
 import jsonschema
 import pytest
 
@@ -25,7 +26,7 @@ def test_every_api_route_is_documented(app, client):
     document = client.get("/openapi.json").get_json()
     assert document["openapi"].startswith("3.1")
     for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static" or rule.endpoint.startswith("console_"):     # HTML pages, not the API
+        if rule.endpoint == "static" or rule.endpoint.startswith("console_"):  # HTML pages, not the API
             continue
         path = rule.rule.replace("<", "{").replace(">", "}")
         for method in rule.methods - {"HEAD", "OPTIONS"}:
@@ -36,19 +37,34 @@ def test_every_api_route_is_documented(app, client):
 def test_real_responses_match_the_document(client, tokens):
     document = client.get("/openapi.json").get_json()
     admin, clinician = bearer(tokens["admin"]), bearer(tokens["clinician"])
-    ok = client.post("/v1/decisions", json={"diagnosis": {"code": "G61.0"}, "patient": {"age_years": 8, "ref": "MRN-1"}},
-                     headers=clinician)
+    ok = client.post(
+        "/v1/decisions",
+        json={"diagnosis": {"code": "G61.0"}, "patient": {"age_years": 8, "ref": "MRN-1"}},
+        headers=clinician,
+    )
     decision_id = ok.get_json()["decision_id"]
-    review = client.post("/v1/decisions", json={"diagnosis": {"code": "G61.0"}, "patient": {"ref": "MRN-2"}},
-                         headers=admin).get_json()
+    review = client.post(
+        "/v1/decisions", json={"diagnosis": {"code": "G61.0"}, "patient": {"ref": "MRN-2"}}, headers=admin
+    ).get_json()
     calls = [
         ("/v1/decisions", "post", ok),
-        ("/v1/decisions", "post", client.post("/v1/decisions", json={"diagnosis": {"text": "chronic fatigue"}}, headers=admin)),
+        (
+            "/v1/decisions",
+            "post",
+            client.post("/v1/decisions", json={"diagnosis": {"text": "chronic fatigue"}}, headers=admin),
+        ),
         ("/v1/decisions", "post", client.post("/v1/decisions", json={"diagnosis": {"code": "G61.99"}}, headers=admin)),
         ("/v1/decisions", "post", client.post("/v1/decisions", json={"diagnosis": {"code": "G61.0"}}, headers={})),
-        ("/v1/decisions", "post", client.post("/v1/decisions", json={"diagnosis": {"code": "G61.0"}},
-                                              headers=bearer(tokens["auditor"]))),
-        ("/v1/decisions", "post", client.post("/v1/decisions", data="x", headers={**admin, "Content-Type": "text/plain"})),
+        (
+            "/v1/decisions",
+            "post",
+            client.post("/v1/decisions", json={"diagnosis": {"code": "G61.0"}}, headers=bearer(tokens["auditor"])),
+        ),
+        (
+            "/v1/decisions",
+            "post",
+            client.post("/v1/decisions", data="x", headers={**admin, "Content-Type": "text/plain"}),
+        ),
         ("/v1/decisions/{decision_id}", "get", client.get(f"/v1/decisions/{decision_id}", headers=clinician)),
         ("/v1/decisions/{decision_id}", "get", client.get("/v1/decisions/none", headers=admin)),
         ("/v1/rulebook", "get", client.get("/v1/rulebook", headers=clinician)),
@@ -61,28 +77,66 @@ def test_real_responses_match_the_document(client, tokens):
         ("/v1/audit/verify", "get", client.get("/v1/audit/verify", headers=admin)),
         ("/v1/reviews", "get", client.get("/v1/reviews?status=all", headers=admin)),
         ("/v1/reviews/{case_id}", "get", client.get(f"/v1/reviews/{review['review_case_id']}", headers=admin)),
-        ("/v1/reviews/{case_id}/resolution", "post", client.post(
-            f"/v1/reviews/{review['review_case_id']}/resolution", json={"resolution": "more_information", "reason": "age?"},
-            headers=admin)),
-        ("/v1/reviews/{case_id}/facts", "post", client.post(
-            f"/v1/reviews/{review['review_case_id']}/facts", json={"patient": {"age_years": 4}}, headers=admin)),
-        ("/v1/reviews/{case_id}/resolution", "post", client.post(
-            f"/v1/reviews/{review['review_case_id']}/resolution", json={"resolution": "denied", "reason": "x"}, headers=admin)),
+        (
+            "/v1/reviews/{case_id}/resolution",
+            "post",
+            client.post(
+                f"/v1/reviews/{review['review_case_id']}/resolution",
+                json={"resolution": "more_information", "reason": "age?"},
+                headers=admin,
+            ),
+        ),
+        (
+            "/v1/reviews/{case_id}/facts",
+            "post",
+            client.post(
+                f"/v1/reviews/{review['review_case_id']}/facts", json={"patient": {"age_years": 4}}, headers=admin
+            ),
+        ),
+        (
+            "/v1/reviews/{case_id}/resolution",
+            "post",
+            client.post(
+                f"/v1/reviews/{review['review_case_id']}/resolution",
+                json={"resolution": "denied", "reason": "x"},
+                headers=admin,
+            ),
+        ),
         ("/v1/authorisations", "get", client.get("/v1/authorisations?patient_ref=MRN-2", headers=admin)),
-        ("/v1/preapprovals", "post", client.post("/v1/preapprovals", json={
-            "patient": {"ref": "MRN-2", "age_years": 4, "weight_kg": 16}, "diagnosis": {"code": "G61.0"},
-            "product": "Gamunex-C", "dose": {"g_per_kg": 2.0, "interval_days": 28}}, headers=admin)),
-        ("/v1/preapprovals/batch", "post", client.post("/v1/preapprovals/batch", json=[{"patient": {}}], headers=admin)),
+        (
+            "/v1/preapprovals",
+            "post",
+            client.post(
+                "/v1/preapprovals",
+                json={
+                    "patient": {"ref": "MRN-2", "age_years": 4, "weight_kg": 16},
+                    "diagnosis": {"code": "G61.0"},
+                    "product": "Gamunex-C",
+                    "dose": {"g_per_kg": 2.0, "interval_days": 28},
+                },
+                headers=admin,
+            ),
+        ),
+        (
+            "/v1/preapprovals/batch",
+            "post",
+            client.post("/v1/preapprovals/batch", json=[{"patient": {}}], headers=admin),
+        ),
         ("/healthz", "get", client.get("/healthz")),
         ("/openapi.json", "get", client.get("/openapi.json")),
     ]
     for path, method, response in calls:
         _conforms(document, path, method, response)
-    with pytest.raises(jsonschema.ValidationError):   # the schemas are strict enough to catch drift
+    with pytest.raises(jsonschema.ValidationError):  # the schemas are strict enough to catch drift
         _conforms(document, "/v1/decisions", "post", _Fake(201, {**ok.get_json(), "surprise": 1}))
     statuses = {(path, response.status_code) for path, _, response in calls}
-    assert {("/v1/decisions", 201), ("/v1/decisions", 400), ("/v1/decisions", 401), ("/v1/decisions", 403),
-            ("/v1/decisions", 415)} <= statuses
+    assert {
+        ("/v1/decisions", 201),
+        ("/v1/decisions", 400),
+        ("/v1/decisions", 401),
+        ("/v1/decisions", 403),
+        ("/v1/decisions", 415),
+    } <= statuses
 
 
 class _Fake:

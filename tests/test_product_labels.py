@@ -1,5 +1,6 @@
 """Product labels as data: each fact with its source, and a label covers a patient by age, product
 and route; a product whose label we could not read never approves."""
+
 import copy
 
 import pytest
@@ -19,16 +20,34 @@ def data_with(*products, unverified=()):
 
 
 def product(name, *labels, routes=("intravenous",), **facts):
-    return {"name": name, "manufacturer": "M", "routes": list(routes), "vial_sizes_g": [5, 10],
-            "prescribing_information": {"source": f"{name} prescribing information", "revised": "2025-06"},
-            "labels": list(labels)} | facts
+    return {
+        "name": name,
+        "manufacturer": "M",
+        "routes": list(routes),
+        "vial_sizes_g": [5, 10],
+        "prescribing_information": {"source": f"{name} prescribing information", "revised": "2025-06"},
+        "labels": list(labels),
+    } | facts
 
 
 KAWASAKI_RULES = [
-    {"id": "kd-labelled", "title": "KD labelled", "diagnosis": "kd", "outcome": "approved", "labelled_indication": "kd",
-     "rationale": "r", "evidence": evidence(source="labels")},
-    {"id": "kd-other", "title": "KD otherwise", "diagnosis": "kd", "outcome": "needs_review", "rationale": "r",
-     "evidence": evidence("limited", effect="no_benefit")},
+    {
+        "id": "kd-labelled",
+        "title": "KD labelled",
+        "diagnosis": "kd",
+        "outcome": "approved",
+        "labelled_indication": "kd",
+        "rationale": "r",
+        "evidence": evidence(source="labels"),
+    },
+    {
+        "id": "kd-other",
+        "title": "KD otherwise",
+        "diagnosis": "kd",
+        "outcome": "needs_review",
+        "rationale": "r",
+        "evidence": evidence("limited", effect="no_benefit"),
+    },
 ]
 
 
@@ -36,15 +55,22 @@ KAWASAKI_RULES = [
 def kawasaki(tmp_path):
     data = data_with(
         product("Child", {"indication": "kd", "age_years": {"under": 18}}),
-        product("Both", {"indication": "pi", "routes": ["intravenous", "subcutaneous"]},
-                {"indication": "kd", "age_years": {"under": 18}}, routes=("intravenous", "subcutaneous")),
+        product(
+            "Both",
+            {"indication": "pi", "routes": ["intravenous", "subcutaneous"]},
+            {"indication": "kd", "age_years": {"under": 18}},
+            routes=("intravenous", "subcutaneous"),
+        ),
         unverified=[{"name": "Unread", "manufacturer": "M", "note": "its label was not located"}],
     )
     data["products.yaml"]["indications"]["kd"] = "Kawasaki disease"
     diagnoses = {**MINI_DIAGNOSES, "kd": {"name": "Kawasaki disease", "codes": ["M30.3"]}}
     rules = [r for r in MINI_RULES if r["diagnosis"] == "pi"] + KAWASAKI_RULES
-    formulary = Formulary.load(write_rulebook(tmp_path, rules=rules, diagnoses={k: v for k, v in diagnoses.items()
-                                                                              if k in ("pi", "kd")}, data=data))
+    formulary = Formulary.load(
+        write_rulebook(
+            tmp_path, rules=rules, diagnoses={k: v for k, v in diagnoses.items() if k in ("pi", "kd")}, data=data
+        )
+    )
     yield formulary
     formulary.close()
 
@@ -54,21 +80,30 @@ def decide(formulary, code, age=None, **extra):
     return formulary.decide({"diagnosis": {"code": code}, **patient, **extra})
 
 
-@pytest.mark.parametrize("age, outcome", [(0.5, "approved"), (17.99, "approved"), (18, "needs_review"), (40, "needs_review")])
+@pytest.mark.parametrize(
+    "age, outcome", [(0.5, "approved"), (17.99, "approved"), (18, "needs_review"), (40, "needs_review")]
+)
 def test_a_paediatric_label_covers_children_only(kawasaki, age, outcome):
     assert decide(kawasaki, "M30.3", age).outcome == outcome
 
 
 def test_a_label_with_an_upper_age_limit_needs_the_age(kawasaki):
     decision = decide(kawasaki, "M30.3")
-    assert (decision.outcome, decision.rule["id"], decision.missing) == ("needs_review", "kd-labelled", ("patient.age_years",))
+    assert (decision.outcome, decision.rule["id"], decision.missing) == (
+        "needs_review",
+        "kd-labelled",
+        ("patient.age_years",),
+    )
 
 
-@pytest.mark.parametrize("route, product, labelled", [
-    ("intravenous", None, ("Both",)),
-    ("subcutaneous", None, ("Both",)),
-    ("subcutaneous", "Both", ("Both",)),
-])
+@pytest.mark.parametrize(
+    "route, product, labelled",
+    [
+        ("intravenous", None, ("Both",)),
+        ("subcutaneous", None, ("Both",)),
+        ("subcutaneous", "Both", ("Both",)),
+    ],
+)
 def test_a_label_covers_only_the_routes_it_names(kawasaki, route, product, labelled):
     request = {"route": route} | ({"product": product} if product else {})
     decision = decide(kawasaki, "D83.9", 30, **request)
@@ -92,15 +127,30 @@ def test_an_unknown_route_is_refused_naming_the_field(kawasaki):
     assert caught.value.field == "route" and "'oral'" in caught.value.message
 
 
-@pytest.mark.parametrize("change, expected", [
-    (lambda p: p.pop("prescribing_information"), "product Alpha: missing required field 'prescribing_information'"),
-    (lambda p: p["prescribing_information"].pop("revised"), "prescribing_information: missing required field 'revised'"),
-    (lambda p: p["prescribing_information"].update(revised="June 2025"), "must be the label's revision date as YYYY-MM"),
-    (lambda p: p["prescribing_information"].pop("source"), "prescribing_information: missing required field 'source'"),
-    (lambda p: p.update(vial_sizes_g=[]), "product Alpha.vial_sizes_g: list the vial sizes in grams"),
-    (lambda p: p["labels"][0].update(routes=["subcutaneous"]), "a label cannot name a route the product is not given by"),
-    (lambda p: p["labels"][0].update(age_years={"at_least": 18, "under": 2}), "at_least must be below under"),
-])
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (lambda p: p.pop("prescribing_information"), "product Alpha: missing required field 'prescribing_information'"),
+        (
+            lambda p: p["prescribing_information"].pop("revised"),
+            "prescribing_information: missing required field 'revised'",
+        ),
+        (
+            lambda p: p["prescribing_information"].update(revised="June 2025"),
+            "must be the label's revision date as YYYY-MM",
+        ),
+        (
+            lambda p: p["prescribing_information"].pop("source"),
+            "prescribing_information: missing required field 'source'",
+        ),
+        (lambda p: p.update(vial_sizes_g=[]), "product Alpha.vial_sizes_g: list the vial sizes in grams"),
+        (
+            lambda p: p["labels"][0].update(routes=["subcutaneous"]),
+            "a label cannot name a route the product is not given by",
+        ),
+        (lambda p: p["labels"][0].update(age_years={"at_least": 18, "under": 2}), "at_least must be below under"),
+    ],
+)
 def test_lint_refuses_a_product_whose_label_facts_have_no_source_or_do_not_hold(tmp_path, change, expected):
     data = copy.deepcopy(MINI_DATA)
     change(data["products.yaml"]["products"][0])

@@ -20,6 +20,7 @@ The default profile runs 200 examples a property; `-m long` runs one test with 5
 checking all of them at once. The example database is off (database=None), so runs leave no
 .hypothesis folder; every request decided is recorded with `note()`, so a failure prints it.
 """
+
 import copy
 import math
 
@@ -28,20 +29,28 @@ import simple_icd_10_cm as cm
 from hypothesis import HealthCheck, event, example, given, note, settings
 from hypothesis import strategies as st
 
+from service.decide.request import MAX_REF, MAX_TEXT, RequestError, parse_request
 from service.rulebook import icd10
 from service.rulebook.compiler import FACT_FLAGS
-from service.rulebook.shipped import SHIPPED_RULEBOOK
-from service.decide.request import MAX_REF, MAX_TEXT, RequestError, parse_request
 from service.rulebook.model import MAX_AGE_YEARS, OUTCOMES, SEVERITIES, SEXES
 from service.rulebook.reader import load_rulebook
+from service.rulebook.shipped import SHIPPED_RULEBOOK
 
 # The strategies are built from the rulebook the `shipped` fixture loads (the same file).
 RULEBOOK = load_rulebook(SHIPPED_RULEBOOK)
 
-FAST = settings(max_examples=200, deadline=None, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-LONG = settings(max_examples=5000, deadline=None, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+FAST = settings(
+    max_examples=200,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+LONG = settings(
+    max_examples=5000,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 
 
 # --- Diagnosis codes ---------------------------------------------------------------------------
@@ -82,9 +91,12 @@ codes = st.one_of(
 
 # --- Diagnosis texts ---------------------------------------------------------------------------
 
-NAMES = sorted({dx.name for dx in RULEBOOK.diagnoses.values()}
-               | {s.term for dx in RULEBOOK.diagnoses.values() for s in dx.synonyms}
-               | set(RULEBOOK.abbreviations) | set(RULEBOOK.abbreviations.values()))
+NAMES = sorted(
+    {dx.name for dx in RULEBOOK.diagnoses.values()}
+    | {s.term for dx in RULEBOOK.diagnoses.values() for s in dx.synonyms}
+    | set(RULEBOOK.abbreviations)
+    | set(RULEBOOK.abbreviations.values())
+)
 
 
 @st.composite
@@ -97,25 +109,28 @@ def typo(draw, words):
         i = draw(st.integers(0, len(text) - 1))
         slip = draw(st.sampled_from(["drop", "double", "swap", "replace", "case"]))
         if slip == "drop":
-            text = text[:i] + text[i + 1:]
+            text = text[:i] + text[i + 1 :]
         elif slip == "double":
             text = text[:i] + text[i] + text[i:]
         elif slip == "swap" and i + 1 < len(text):
-            text = text[:i] + text[i + 1] + text[i] + text[i + 2:]
+            text = text[:i] + text[i + 1] + text[i] + text[i + 2 :]
         elif slip == "replace":
-            text = text[:i] + draw(st.sampled_from("abcdefghijklmnopqrstuvwxyz -'é")) + text[i + 1:]
+            text = text[:i] + draw(st.sampled_from("abcdefghijklmnopqrstuvwxyz -'é")) + text[i + 1 :]
         elif slip == "case":
-            text = text[:i] + text[i].swapcase() + text[i + 1:]
+            text = text[:i] + text[i].swapcase() + text[i + 1 :]
     return text
 
 
 texts = st.one_of(
     st.sampled_from(NAMES),
     typo(st.sampled_from(NAMES)),
-    st.builds(lambda a, b: f"{a} {b}", st.sampled_from(["paediatric", "severe", "chronic", "acute", "refractory"]),
-              st.sampled_from(NAMES)),
+    st.builds(
+        lambda a, b: f"{a} {b}",
+        st.sampled_from(["paediatric", "severe", "chronic", "acute", "refractory"]),
+        st.sampled_from(NAMES),
+    ),
     st.text(max_size=MAX_TEXT + 20),
-    st.text(st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), min_size=1, max_size=3),   # lone surrogates
+    st.text(st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), min_size=1, max_size=3),  # lone surrogates
     st.sampled_from(["", " ", "\n\t", "x" * (MAX_TEXT + 1), "chronic fatigue", "’", "-", "ß" * 50]),
 )
 
@@ -124,8 +139,8 @@ diagnoses = st.one_of(
     st.fixed_dictionaries({"code": codes}),
     st.fixed_dictionaries({"text": texts}),
     st.fixed_dictionaries({"code": codes, "text": texts}),
-    st.fixed_dictionaries({"code": codes}, optional={"icd": st.just("G61.0")}),      # an unknown field
-    st.sampled_from([None, "G61.0", ["G61.0"], 61, {"code": None, "text": None}]),   # wrong shapes
+    st.fixed_dictionaries({"code": codes}, optional={"icd": st.just("G61.0")}),  # an unknown field
+    st.sampled_from([None, "G61.0", ["G61.0"], 61, {"code": None, "text": None}]),  # wrong shapes
 )
 
 # --- Patient facts -----------------------------------------------------------------------------
@@ -137,7 +152,7 @@ valid_ages = st.one_of(
 )
 ages = st.one_of(
     valid_ages,
-    st.sampled_from([-1, -0.01, 130.01, 131, 1e308, -1e308, math.inf, -math.inf, math.nan, 10**309, -10**309]),
+    st.sampled_from([-1, -0.01, 130.01, 131, 1e308, -1e308, math.inf, -math.inf, math.nan, 10**309, -(10**309)]),
     st.integers(min_value=MAX_AGE_YEARS + 1),
     st.integers(max_value=-1),
     st.floats(allow_nan=True, allow_infinity=True),
@@ -150,11 +165,21 @@ heights = st.one_of(st.floats(20, 260), st.sampled_from([19.99, 260.01, -5, 10**
 refs = st.one_of(st.text(min_size=1, max_size=MAX_REF + 4), st.sampled_from(["MRN-0042", "", " ", 42, None]))
 
 patients = st.one_of(
-    st.fixed_dictionaries({}, optional={"age_years": ages, "sex": sexes, "pregnant": pregnancies,
-                                        "weight_kg": weights, "height_cm": heights, "ref": refs}),
-    st.fixed_dictionaries({"age_years": valid_ages}, optional={"sex": st.sampled_from(SEXES),
-                                                               "pregnant": st.booleans()}),
-    st.fixed_dictionaries({}, optional={"age_years": ages, "dob": st.just("2001-01-01")}),         # an unknown field
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "age_years": ages,
+            "sex": sexes,
+            "pregnant": pregnancies,
+            "weight_kg": weights,
+            "height_cm": heights,
+            "ref": refs,
+        },
+    ),
+    st.fixed_dictionaries(
+        {"age_years": valid_ages}, optional={"sex": st.sampled_from(SEXES), "pregnant": st.booleans()}
+    ),
+    st.fixed_dictionaries({}, optional={"age_years": ages, "dob": st.just("2001-01-01")}),  # an unknown field
     st.sampled_from([None, [], "8 years", 8]),
 )
 
@@ -184,9 +209,13 @@ products = st.one_of(
     st.text(max_size=20),
 )
 doses = st.one_of(
-    st.fixed_dictionaries({}, optional={
-        "g_per_kg": st.one_of(st.floats(0.01, 5), st.sampled_from([0, 0.009, 5.01, -1, 10**400, "2", math.nan])),
-        "interval_days": st.one_of(st.integers(1, 365), st.sampled_from([0, 366, 28.0, 28.5, "28", True, 10**400]))}),
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "g_per_kg": st.one_of(st.floats(0.01, 5), st.sampled_from([0, 0.009, 5.01, -1, 10**400, "2", math.nan])),
+            "interval_days": st.one_of(st.integers(1, 365), st.sampled_from([0, 366, 28.0, 28.5, "28", True, 10**400])),
+        },
+    ),
     st.sampled_from([None, [], "2 g/kg", 2]),
 )
 
@@ -211,39 +240,59 @@ def valid_requests(draw, diagnoses):
         _put(payload, fact, draw(FACTS_TO_ADD[fact][2]))
     patient = payload.get("patient", {})
     if patient.get("sex") == "male" and patient.get("pregnant"):
-        del patient["pregnant"]       # refused as conflicting; not a well-formed request
+        del patient["pregnant"]  # refused as conflicting; not a well-formed request
     if draw(st.booleans()):
         payload["product"] = draw(st.sampled_from(PRODUCT_NAMES))
     return payload
 
 
-approvable = valid_requests(st.fixed_dictionaries({"code": st.one_of(spelled(APPROVED_CODES), spelled(RULEBOOK_CODES))}))
-well_formed = valid_requests(st.one_of(
-    st.fixed_dictionaries({"code": st.one_of(spelled(RULEBOOK_CODES), spelled(DESCENDANTS), spelled(ALL_VALID_CODES))}),
-    st.fixed_dictionaries({"text": st.one_of(st.sampled_from(NAMES), typo(st.sampled_from(NAMES)))}),
-    st.fixed_dictionaries({"code": spelled(RULEBOOK_CODES), "text": st.sampled_from(NAMES)}),
-))
+approvable = valid_requests(
+    st.fixed_dictionaries({"code": st.one_of(spelled(APPROVED_CODES), spelled(RULEBOOK_CODES))})
+)
+well_formed = valid_requests(
+    st.one_of(
+        st.fixed_dictionaries(
+            {"code": st.one_of(spelled(RULEBOOK_CODES), spelled(DESCENDANTS), spelled(ALL_VALID_CODES))}
+        ),
+        st.fixed_dictionaries({"text": st.one_of(st.sampled_from(NAMES), typo(st.sampled_from(NAMES)))}),
+        st.fixed_dictionaries({"code": spelled(RULEBOOK_CODES), "text": st.sampled_from(NAMES)}),
+    )
+)
 payloads = st.one_of(
     well_formed,
     approvable,
-    st.fixed_dictionaries({"diagnosis": diagnoses}, optional={
-        "patient": patients, "therapies": therapies, "severity": severities, "product": products, "dose": doses}),
-    st.fixed_dictionaries({}, optional={"patient": patients, "severity": severities}),           # no diagnosis
-    st.fixed_dictionaries({"diagnosis": diagnoses}, optional={"urgent": st.booleans(),           # an unknown field
-                                                              "patient": patients}),
+    st.fixed_dictionaries(
+        {"diagnosis": diagnoses},
+        optional={
+            "patient": patients,
+            "therapies": therapies,
+            "severity": severities,
+            "product": products,
+            "dose": doses,
+        },
+    ),
+    st.fixed_dictionaries({}, optional={"patient": patients, "severity": severities}),  # no diagnosis
+    st.fixed_dictionaries(
+        {"diagnosis": diagnoses},
+        optional={
+            "urgent": st.booleans(),  # an unknown field
+            "patient": patients,
+        },
+    ),
     st.sampled_from([None, [], "G61.0", 0, True, {"diagnosis": {}}]),
 )
 
 
 def _put(payload: dict, fact: str, value) -> dict:
     parent, key, _ = FACTS_TO_ADD[fact]
-    if parent and not payload.get(parent):     # "patient": null or [] is accepted as no facts given
+    if parent and not payload.get(parent):  # "patient": null or [] is accepted as no facts given
         payload[parent] = {}
     (payload[parent] if parent else payload)[key] = value
     return payload
 
 
 # --- The properties --------------------------------------------------------------------------------
+
 
 def decide(formulary, payload):
     """(a) and (b): a decision with one of the four outcomes, or None for a refused request."""
@@ -279,7 +328,9 @@ def check_consistent(formulary, payload, decision):
         rule = rulebook.rule(decision.rule["id"])
         assert rule.labelled_indication, f"rule {rule.id} approves without a labelled indication"
         assert decision.labelled_products, f"approved without labelled products: {result}"
-        covering = {name for name, label in rulebook.labels_for(rule.labelled_indication) if label.covers_age(facts.age_years)}
+        covering = {
+            name for name, label in rulebook.labels_for(rule.labelled_indication) if label.covers_age(facts.age_years)
+        }
         assert set(decision.labelled_products) <= covering, result
         if facts.product is not None:
             assert list(decision.labelled_products) == [facts.product], result
@@ -305,15 +356,17 @@ def check_adding_facts(formulary, payload, decision, additions):
         try:
             after = formulary.decide(richer)
         except RequestError:
-            continue      # e.g. pregnant true for a male patient: refused, not a decision
+            continue  # e.g. pregnant true for a male patient: refused, not a decision
         event(f"approved + {fact} -> {after.outcome}")
         assert after.outcome in OUTCOMES
         assert not (after.outcome == "needs_review" and fact in after.missing), (
-            f"approved {payload} became needs_review for missing {fact} once {fact}={value!r} was given: {after.to_dict()}")
+            f"approved {payload} became needs_review for missing {fact} once {fact}={value!r} was given: {after.to_dict()}"
+        )
 
 
-additions = st.lists(st.sampled_from(sorted(FACTS_TO_ADD)), min_size=1, max_size=len(FACTS_TO_ADD), unique=True).flatmap(
-    lambda facts: st.tuples(*(st.tuples(st.just(f), FACTS_TO_ADD[f][2]) for f in facts)))
+additions = st.lists(
+    st.sampled_from(sorted(FACTS_TO_ADD)), min_size=1, max_size=len(FACTS_TO_ADD), unique=True
+).flatmap(lambda facts: st.tuples(*(st.tuples(st.just(f), FACTS_TO_ADD[f][2]) for f in facts)))
 
 
 BOUNDARY_AGES = [0, 17.99, 18, 130, 130.01, -1, 1e-05, 1e-09, 10**309, math.inf, math.nan, "18", True, [], None]

@@ -2,6 +2,7 @@
 
 Long runs (`pytest -m long`, run by .ci/run): each starts `formulary serve` (granian).
 """
+
 import multiprocessing
 import os
 import shutil
@@ -46,6 +47,7 @@ def _decision_records(instance: Instance) -> dict[str, list[dict]]:
 def _client_process(url, token, process_index, threads, per_thread, results):
     """One client process: `threads` threads, each sending `per_thread` distinct requests."""
     from .service_process import Service
+
     service = Service(None, int(url.rsplit(":", 1)[1]), "")
     sent = []
     lock = threading.Lock()
@@ -55,8 +57,12 @@ def _client_process(url, token, process_index, threads, per_thread, results):
             ref = f"P-{process_index}-{thread_index}-{i}"
             code = CODES[(process_index + thread_index + i) % len(CODES)]
             age = (process_index * 7 + thread_index * 3 + i) % 90
-            status, body = service.call("POST", "/v1/decisions", token,
-                                        {"diagnosis": {"code": code}, "patient": {"age_years": age, "sex": "female", "ref": ref}})
+            status, body = service.call(
+                "POST",
+                "/v1/decisions",
+                token,
+                {"diagnosis": {"code": code}, "patient": {"age_years": age, "sex": "female", "ref": ref}},
+            )
             with lock:
                 sent.append((ref, code, age, status, body.get("decision_id"), body.get("diagnosis", {}).get("input")))
 
@@ -74,7 +80,9 @@ def test_8_client_processes_of_8_threads_lose_duplicate_or_misattribute_nothing(
         token = admin_token(service.banner)
         context = multiprocessing.get_context("spawn")
         results = context.Queue()
-        clients = [context.Process(target=_client_process, args=(service.url, token, p, 8, 25, results)) for p in range(8)]
+        clients = [
+            context.Process(target=_client_process, args=(service.url, token, p, 8, 25, results)) for p in range(8)
+        ]
         for client in clients:
             client.start()
         sent = [row for _ in clients for row in results.get(timeout=600)]
@@ -82,12 +90,12 @@ def test_8_client_processes_of_8_threads_lose_duplicate_or_misattribute_nothing(
             client.join(60)
     assert len(sent) == 8 * 8 * 25
     assert all(status == 201 for *_, status, _, _ in sent), {row[3] for row in sent}
-    assert all(echo == code for _, code, _, _, _, echo in sent)                  # each response answers its own request
+    assert all(echo == code for _, code, _, _, _, echo in sent)  # each response answers its own request
     records = _decision_records(instance)
     ids = [row[4] for row in sent]
     assert len(set(ids)) == len(ids)
-    assert all(len(records[decision_id]) == 1 for decision_id in ids)          # each on file exactly once
-    for ref, code, age, _, decision_id, _ in sent:                            # and attributed to its patient
+    assert all(len(records[decision_id]) == 1 for decision_id in ids)  # each on file exactly once
+    for ref, code, age, _, decision_id, _ in sent:  # and attributed to its patient
         record = records[decision_id][0]
         assert record["patient_ref_hash"] == instance.audit.patient_hash(ref)
         assert record["body"]["request"]["patient"]["age_years"] == age and record["code"] == code.replace(".", "")
@@ -99,9 +107,13 @@ def _load(service, token, acknowledged, stop):
     while not stop.is_set():
         i += 1
         try:
-            status, body = service.call("POST", "/v1/decisions", token,
-                                        {"diagnosis": {"code": CODES[i % len(CODES)]}, "patient": {"age_years": i % 80}},
-                                        timeout=10)
+            status, body = service.call(
+                "POST",
+                "/v1/decisions",
+                token,
+                {"diagnosis": {"code": CODES[i % len(CODES)]}, "patient": {"age_years": i % 80}},
+                timeout=10,
+            )
         except OSError:
             time.sleep(0.05)
             continue
@@ -119,10 +131,10 @@ def test_kill_9_of_a_worker_then_the_server_loses_no_acknowledged_decision(tmp_p
         for loader in loaders:
             loader.start()
         time.sleep(3)
-        os.kill(service.worker_pids()[0], signal.SIGKILL)         # one worker dies mid-load; granian replaces it
+        os.kill(service.worker_pids()[0], signal.SIGKILL)  # one worker dies mid-load; granian replaces it
         time.sleep(3)
         before_crash = len(acknowledged)
-        kill(service.process, signal.SIGKILL)                     # then the whole server
+        kill(service.process, signal.SIGKILL)  # then the whole server
         stop.set()
         for loader in loaders:
             loader.join(30)
@@ -138,7 +150,9 @@ def test_kill_9_of_a_worker_then_the_server_loses_no_acknowledged_decision(tmp_p
 
 def _mount_tmpfs(path: Path, megabytes: int):
     path.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs", str(path)], capture_output=True, text=True)
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs", str(path)], capture_output=True, text=True
+    )
     if result.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here to inject disk faults: {result.stderr.strip()}")
 
@@ -151,11 +165,15 @@ def _acknowledged_are_recorded(instance, acknowledged):
 
 def _decider(service, token: str, acknowledged: list):
     """decide(): POST one decision, (status, answer); each 201's decision id joins `acknowledged`."""
+
     def decide():
-        status, answer = service.call("POST", "/v1/decisions", token, {"diagnosis": {"code": "G61.0"}, "patient": {"age_years": 5}})
+        status, answer = service.call(
+            "POST", "/v1/decisions", token, {"diagnosis": {"code": "G61.0"}, "patient": {"age_years": 5}}
+        )
         if status == 201:
             acknowledged.append(answer["decision_id"])
         return status, answer
+
     return decide
 
 
@@ -169,7 +187,9 @@ def test_sqlite_disk_full_gives_503_and_recovers(tmp_path, monkeypatch):
             decide = _decider(service, admin_token(service.banner), acknowledged)
             assert decide()[0] == 201
             filler = disk / "filler"
-            subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=64k"], capture_output=True)   # until the disk is full
+            subprocess.run(
+                ["dd", "if=/dev/zero", f"of={filler}", "bs=64k"], capture_output=True
+            )  # until the disk is full
             answers = [decide() for _ in range(30)]
             statuses = {status for status, _ in answers}
             assert 503 in statuses and statuses <= {201, 503}, statuses
@@ -206,7 +226,7 @@ def _has_open(pid: int, path: Path) -> bool:
         try:
             if os.readlink(fd) == str(path):
                 return True
-        except FileNotFoundError:   # closed since the listing
+        except FileNotFoundError:  # closed since the listing
             continue
     return False
 
@@ -223,7 +243,9 @@ def test_sqlite_read_only_gives_503_and_recovers_without_a_restart(tmp_path, mon
             _make_writable(instance.path, False)
             refused = [decide() for _ in range(10)]
             assert {status for status, _ in refused} == {503}
-            assert all(answer["error"]["code"] == "audit_unavailable" and "outcome" not in answer for _, answer in refused)
+            assert all(
+                answer["error"]["code"] == "audit_unavailable" and "outcome" not in answer for _, answer in refused
+            )
             assert service.call("GET", "/healthz")[0] == 503
             # A worker started during the fault opens the database read-only (on its first read),
             # and SQLite keeps such a connection read-only after the fault is gone.
@@ -234,7 +256,7 @@ def test_sqlite_read_only_gives_503_and_recovers_without_a_restart(tmp_path, mon
             while not _has_open(fresh, instance.path / "formulary.db"):
                 try:
                     assert service.call("GET", "/healthz", timeout=10)[0] == 503
-                except OSError:   # once, a connection was refused while granian replaced the worker
+                except OSError:  # once, a connection was refused while granian replaced the worker
                     time.sleep(0.2)
                 assert time.time() < deadline, "the new worker never opened the database"
             _make_writable(instance.path, True)
@@ -249,9 +271,14 @@ def test_sqlite_read_only_gives_503_and_recovers_without_a_restart(tmp_path, mon
             assert statuses.count(503) <= 2, statuses
             assert service.call("GET", "/healthz")[0] == 200
         _acknowledged_are_recorded(instance, acknowledged)
-        _make_writable(instance.path, False)   # the server refuses to start, naming the file it cannot write
-        started = subprocess.run([*prefix, str(FORMULARY), "serve", "--port", str(free_port())], env=env,
-                                 capture_output=True, text=True, timeout=120)
+        _make_writable(instance.path, False)  # the server refuses to start, naming the file it cannot write
+        started = subprocess.run(
+            [*prefix, str(FORMULARY), "serve", "--port", str(free_port())],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert started.returncode == 1, started.stdout
         assert "cannot be opened and migrated" in started.stderr and "formulary.db" in started.stderr, started.stderr
         assert "Traceback" not in started.stderr
@@ -261,7 +288,9 @@ def test_sqlite_read_only_gives_503_and_recovers_without_a_restart(tmp_path, mon
 
 def _postgres_cluster(action: str):
     version = sorted(os.listdir("/etc/postgresql"))[-1]
-    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action], check=True, capture_output=True)
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action], check=True, capture_output=True
+    )
 
 
 def test_postgresql_stopped_mid_run_gives_503_and_recovers(tmp_path, monkeypatch):
@@ -293,4 +322,6 @@ def test_postgresql_stopped_mid_run_gives_503_and_recovers(tmp_path, monkeypatch
                 time.sleep(1)
         _acknowledged_are_recorded(instance, acknowledged)
     finally:
-        _postgres_cluster("start") if subprocess.run(["pg_isready", "-h", "127.0.0.1"], capture_output=True).returncode else None
+        _postgres_cluster("start") if subprocess.run(
+            ["pg_isready", "-h", "127.0.0.1"], capture_output=True
+        ).returncode else None

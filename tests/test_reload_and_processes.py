@@ -1,4 +1,5 @@
 """Reloading the rulebook without a restart, and several processes sharing one audit chain."""
+
 import multiprocessing
 import shutil
 from pathlib import Path
@@ -6,16 +7,16 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from service.workflow.active_rulebook import ActiveRulebook
-from service.web.app import create_app
 from service.cli import main
+from service.rulebook.reader import load_rulebook
 from service.store.audit import AuditStore
 from service.store.database import migrate, open_database
-from service.rulebook.reader import load_rulebook
+from service.web.app import create_app
+from service.workflow.active_rulebook import ActiveRulebook
 
 from .conftest import TEST_RULEBOOK, bearer, write_rulebook
 
-SERVED = load_rulebook(TEST_RULEBOOK)        # the version every test starts from
+SERVED = load_rulebook(TEST_RULEBOOK)  # the version every test starts from
 VERSION = SERVED.version
 
 
@@ -28,8 +29,14 @@ def editable_rulebook(tmp_path) -> Path:
 
 @pytest.fixture
 def reloadable_app(tmp_path, editable_rulebook, database_url):
-    app = create_app({"INSTANCE_PATH": str(tmp_path / "instance"), "DATABASE_URL": database_url,
-                      "RULEBOOK": str(editable_rulebook), "WARM": False})
+    app = create_app(
+        {
+            "INSTANCE_PATH": str(tmp_path / "instance"),
+            "DATABASE_URL": database_url,
+            "RULEBOOK": str(editable_rulebook),
+            "WARM": False,
+        }
+    )
     yield app
     app.extensions["active_rulebook"].close()
     app.extensions["instance"].database.dispose()
@@ -43,6 +50,7 @@ def _bump_version(path: Path, version: str):
 
 def test_reload_serves_the_new_version_and_records_it(reloadable_app, editable_rulebook):
     from service.store.tokens import create_token
+
     client = reloadable_app.test_client()
     admin = create_token(reloadable_app.extensions["instance"].database, "root", "admin")
     _bump_version(editable_rulebook, "1.1.0")
@@ -55,6 +63,7 @@ def test_reload_serves_the_new_version_and_records_it(reloadable_app, editable_r
 
 def test_a_rulebook_failing_lint_is_refused_and_the_old_one_keeps_serving(reloadable_app, editable_rulebook):
     from service.store.tokens import create_token
+
     client = reloadable_app.test_client()
     admin = create_token(reloadable_app.extensions["instance"].database, "root", "admin")
     editable_rulebook.write_text(editable_rulebook.read_text().replace("outcome: not_supported", "outcome: perhaps", 1))
@@ -80,8 +89,11 @@ def test_a_decision_in_flight_finishes_on_the_version_it_started_with(reloadable
     assert started_on.engine._closed
 
 
-def test_other_processes_follow_a_reload_within_a_second(reloadable_app, editable_rulebook, tmp_path, database_url, monkeypatch):
+def test_other_processes_follow_a_reload_within_a_second(
+    reloadable_app, editable_rulebook, tmp_path, database_url, monkeypatch
+):
     import service.workflow.active_rulebook as module
+
     monkeypatch.setattr(module, "CHECK_EVERY_SECONDS", 0.0)
     other = ActiveRulebook(editable_rulebook, reloadable_app.extensions["instance"].database, warm=False)
     try:
@@ -95,6 +107,7 @@ def test_other_processes_follow_a_reload_within_a_second(reloadable_app, editabl
 
 def _rss_kb() -> int:
     import resource
+
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * resource.getpagesize() // 1024
 
@@ -108,13 +121,15 @@ def test_memory_stays_flat_over_1000_reloads(tmp_path):
     audit = AuditStore(database, b"memory-test-secret")
     original = path.read_text()
     try:
+
         def cycle(count):
             for i in range(count):
                 path.write_text(original.replace("version: '1.0'", f"version: '1.{i % 2 + 1}'"))
                 active.reload(audit, "test")
                 with active.use() as formulary:
                     formulary.decide({"diagnosis": {"code": "G61.0"}, "patient": {"age_years": 3}})
-        cycle(100)                 # let caches and allocator pools settle
+
+        cycle(100)  # let caches and allocator pools settle
         before = _rss_kb()
         cycle(1000)
         growth = _rss_kb() - before
@@ -126,21 +141,29 @@ def test_memory_stays_flat_over_1000_reloads(tmp_path):
 
 # --- Two processes, one chain. ---
 
+
 def _write_decisions(url, instance_path, rulebook, count, token):
     app = create_app({"INSTANCE_PATH": instance_path, "DATABASE_URL": url, "RULEBOOK": rulebook, "WARM": False})
     client = app.test_client()
     for i in range(count):
-        response = client.post("/v1/decisions", json={"diagnosis": {"code": "G61.0"}, "patient": {"age_years": i % 30}},
-                               headers=bearer(token))
+        response = client.post(
+            "/v1/decisions",
+            json={"diagnosis": {"code": "G61.0"}, "patient": {"age_years": i % 30}},
+            headers=bearer(token),
+        )
         assert response.status_code == 201, response.get_json()
 
 
 def test_two_processes_writing_at_once_keep_one_unbroken_chain(app, tokens, tmp_path):
     instance = app.extensions["instance"]
     context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=_write_decisions, args=(instance.database_url, str(instance.path),
-                                                              str(instance.rulebook_path), 60, tokens["pharmacist"]))
-               for _ in range(2)]
+    workers = [
+        context.Process(
+            target=_write_decisions,
+            args=(instance.database_url, str(instance.path), str(instance.rulebook_path), 60, tokens["pharmacist"]),
+        )
+        for _ in range(2)
+    ]
     for worker in workers:
         worker.start()
     for worker in workers:
@@ -150,6 +173,7 @@ def test_two_processes_writing_at_once_keep_one_unbroken_chain(app, tokens, tmp_
 
 
 # --- The CLI around the service. ---
+
 
 def test_tokens_audit_and_reload_from_the_shell(tmp_path, monkeypatch, editable_rulebook):
     monkeypatch.setenv("FORMULARY_INSTANCE_PATH", str(tmp_path / "instance"))

@@ -1,35 +1,47 @@
 """Bad requests are refused with an error naming the field and the value; nothing is guessed."""
+
 import pytest
 
 from service.decide.request import RequestError
 
 
-@pytest.mark.parametrize("payload, field, code", [
-    ({}, "diagnosis", "missing_field"),
-    ({"diagnosis": {}}, "diagnosis", "missing_field"),
-    ({"diagnosis": "G61.0"}, "diagnosis", "wrong_type"),
-    ({"diagnosis": {"code": 610}}, "diagnosis.code", "wrong_type"),
-    ({"diagnosis": {"code": "   "}}, "diagnosis.code", "empty_value"),
-    ({"diagnosis": {"code": "G61.99"}}, "diagnosis.code", "invalid_code"),
-    ({"diagnosis": {"code": "M30-M36"}}, "diagnosis.code", "invalid_code"),
-    ({"diagnosis": {"text": "x" * 201}}, "diagnosis.text", "too_long"),
-    ({"diagnosis": {"code": "G61.0"}, "colour": 1}, "colour", "unknown_field"),
-    ({"diagnosis": {"code": "G61.0"}, "patient": {"age": 3}}, "patient.age", "unknown_field"),
-    ({"diagnosis": {"code": "G61.0"}, "patient": {"age_years": "5"}}, "patient.age_years", "wrong_type"),
-    ({"diagnosis": {"code": "G61.0"}, "patient": {"age_years": True}}, "patient.age_years", "wrong_type"),
-    ({"diagnosis": {"code": "G61.0"}, "patient": {"age_years": -1}}, "patient.age_years", "out_of_range"),
-    ({"diagnosis": {"code": "G61.0"}, "patient": {"age_years": 131}}, "patient.age_years", "out_of_range"),
-    ({"diagnosis": {"code": "G61.0"}, "patient": {"sex": "f"}}, "patient.sex", "unknown_value"),
-    ({"diagnosis": {"code": "G61.0"}, "patient": {"pregnant": "true"}}, "patient.pregnant", "wrong_type"),
-    ({"diagnosis": {"code": "G61.0"}, "patient": {"pregnant": True, "sex": "male"}}, "patient.pregnant", "conflicting_values"),
-    ({"diagnosis": {"code": "G61.0"}, "patient": {"weight_kg": 900}}, "patient.weight_kg", "out_of_range"),
-    ({"diagnosis": {"code": "G61.0"}, "therapies": {"failed": "prednisone"}}, "therapies.failed", "wrong_type"),
-    ({"diagnosis": {"code": "G61.0"}, "therapies": {"failed": ["aspirin"]}}, "therapies.failed[0]", "unknown_therapy"),
-    ({"diagnosis": {"code": "G61.0"}, "severity": "extreme"}, "severity", "unknown_value"),
-    ({"diagnosis": {"code": "G61.0"}, "product": "Omega"}, "product", "unknown_product"),
-    ({"diagnosis": {"code": "G61.0"}, "dose": {"g_per_kg": 9}}, "dose.g_per_kg", "out_of_range"),
-    ({"diagnosis": {"code": "G61.0"}, "dose": {"interval_days": 2.5}}, "dose.interval_days", "wrong_type"),
-])
+@pytest.mark.parametrize(
+    "payload, field, code",
+    [
+        ({}, "diagnosis", "missing_field"),
+        ({"diagnosis": {}}, "diagnosis", "missing_field"),
+        ({"diagnosis": "G61.0"}, "diagnosis", "wrong_type"),
+        ({"diagnosis": {"code": 610}}, "diagnosis.code", "wrong_type"),
+        ({"diagnosis": {"code": "   "}}, "diagnosis.code", "empty_value"),
+        ({"diagnosis": {"code": "G61.99"}}, "diagnosis.code", "invalid_code"),
+        ({"diagnosis": {"code": "M30-M36"}}, "diagnosis.code", "invalid_code"),
+        ({"diagnosis": {"text": "x" * 201}}, "diagnosis.text", "too_long"),
+        ({"diagnosis": {"code": "G61.0"}, "colour": 1}, "colour", "unknown_field"),
+        ({"diagnosis": {"code": "G61.0"}, "patient": {"age": 3}}, "patient.age", "unknown_field"),
+        ({"diagnosis": {"code": "G61.0"}, "patient": {"age_years": "5"}}, "patient.age_years", "wrong_type"),
+        ({"diagnosis": {"code": "G61.0"}, "patient": {"age_years": True}}, "patient.age_years", "wrong_type"),
+        ({"diagnosis": {"code": "G61.0"}, "patient": {"age_years": -1}}, "patient.age_years", "out_of_range"),
+        ({"diagnosis": {"code": "G61.0"}, "patient": {"age_years": 131}}, "patient.age_years", "out_of_range"),
+        ({"diagnosis": {"code": "G61.0"}, "patient": {"sex": "f"}}, "patient.sex", "unknown_value"),
+        ({"diagnosis": {"code": "G61.0"}, "patient": {"pregnant": "true"}}, "patient.pregnant", "wrong_type"),
+        (
+            {"diagnosis": {"code": "G61.0"}, "patient": {"pregnant": True, "sex": "male"}},
+            "patient.pregnant",
+            "conflicting_values",
+        ),
+        ({"diagnosis": {"code": "G61.0"}, "patient": {"weight_kg": 900}}, "patient.weight_kg", "out_of_range"),
+        ({"diagnosis": {"code": "G61.0"}, "therapies": {"failed": "prednisone"}}, "therapies.failed", "wrong_type"),
+        (
+            {"diagnosis": {"code": "G61.0"}, "therapies": {"failed": ["aspirin"]}},
+            "therapies.failed[0]",
+            "unknown_therapy",
+        ),
+        ({"diagnosis": {"code": "G61.0"}, "severity": "extreme"}, "severity", "unknown_value"),
+        ({"diagnosis": {"code": "G61.0"}, "product": "Omega"}, "product", "unknown_product"),
+        ({"diagnosis": {"code": "G61.0"}, "dose": {"g_per_kg": 9}}, "dose.g_per_kg", "out_of_range"),
+        ({"diagnosis": {"code": "G61.0"}, "dose": {"interval_days": 2.5}}, "dose.interval_days", "wrong_type"),
+    ],
+)
 def test_bad_request_is_refused_naming_the_field(mini, payload, field, code):
     with pytest.raises(RequestError) as caught:
         mini.decide(payload)
@@ -51,17 +63,27 @@ def test_code_is_accepted_in_any_spelling(mini, spelling):
 def test_therapy_synonyms_and_product_case_are_normalised(mini):
     decision = mini.decide({"diagnosis": {"code": "M33.1"}, "therapies": {"concurrent": ["Prednisone"]}})
     assert decision.outcome == "off_label_with_evidence"
-    assert mini.decide({"diagnosis": {"code": "D83.9"}, "product": "BETA", "patient": {"age_years": 3}}).labelled_products == ("Beta",)
+    assert mini.decide(
+        {"diagnosis": {"code": "D83.9"}, "product": "BETA", "patient": {"age_years": 3}}
+    ).labelled_products == ("Beta",)
 
 
 def test_a_male_patient_is_taken_as_not_pregnant(mini):
     from service.decide.request import parse_request
-    assert parse_request({"diagnosis": {"code": "G61.0"}, "patient": {"sex": "male"}}, mini.vocabulary).facts.pregnant is False
+
+    assert (
+        parse_request({"diagnosis": {"code": "G61.0"}, "patient": {"sex": "male"}}, mini.vocabulary).facts.pregnant
+        is False
+    )
 
 
 def test_text_matching_a_diagnosis_name_or_synonym_decides(mini):
     decision = mini.decide({"diagnosis": {"text": "guillain barre SYNDROME"}, "patient": {"age_years": 8}})
-    assert (decision.diagnosis.matched_by, decision.diagnosis.code, decision.outcome) == ("synonym", "G61.0", "off_label_with_evidence")
+    assert (decision.diagnosis.matched_by, decision.diagnosis.code, decision.outcome) == (
+        "synonym",
+        "G61.0",
+        "off_label_with_evidence",
+    )
     assert mini.decide({"diagnosis": {"text": "gbs"}, "patient": {"age_years": 8}}).rule["id"] == "gbs-children"
 
 

@@ -1,5 +1,6 @@
 """The role table is the one source of who may do what: the API, the console and the API
 document follow a change to it without another edit."""
+
 from service.store.tokens import ROLES, Principal
 from service.web import roles
 from service.web.errors import Refusal
@@ -15,7 +16,7 @@ def test_a_role_given_an_action_in_the_table_gets_it_in_the_api_and_the_console(
     assert client.get("/v1/audit", headers=bearer(tokens["clinician"])).status_code == 200
     sign_in(client, tokens["clinician"])
     assert client.get("/console/audit").status_code == 200
-    assert "Audit log" in client.get("/console/formulary").get_data(as_text=True)     # and the menu offers it
+    assert "Audit log" in client.get("/console/formulary").get_data(as_text=True)  # and the menu offers it
 
 
 def test_every_role_the_table_names_is_a_role_a_token_can_carry():

@@ -3,12 +3,13 @@
 Besides each case, it checks the cases keep up with the rulebook: every rule has a case, and
 every age threshold and therapy condition is tested on both sides.
 """
+
 from pathlib import Path
 
 import pytest
 
-from service.rulebook import icd10
 from service.decide.formulary import Formulary
+from service.rulebook import icd10
 from service.rulebook.lint import lint_paths
 from service.rulebook.reader import read_yaml
 
@@ -80,18 +81,33 @@ def test_every_age_and_therapy_condition_is_tested_on_both_sides(case_file):
     gaps = []
     for rule in rulebook.rules:
         codes = {icd10.normalise(c) for c in rulebook.diagnoses[rule.diagnosis].codes}
-        requests = [case["request"] for case, decision in decided
-                    if decision.diagnosis.plain_code and any(decision.diagnosis.plain_code.startswith(c) for c in codes)]
+        requests = [
+            case["request"]
+            for case, decision in decided
+            if decision.diagnosis.plain_code and any(decision.diagnosis.plain_code.startswith(c) for c in codes)
+        ]
         ages = {r.get("patient", {}).get("age_years") for r in requests}
         for threshold in (rule.when.age_under, rule.when.age_at_least):
-            if threshold is not None and not (threshold in ages and any(a is not None and threshold - 1 <= a < threshold for a in ages)):
+            if threshold is not None and not (
+                threshold in ages and any(a is not None and threshold - 1 <= a < threshold for a in ages)
+            ):
                 gaps.append(f"{rule.id}: ages {threshold:g} and just below")
-        for kind, therapies in (("failed", rule.when.failed_includes),
-                                ("concurrent", rule.when.concurrent_includes | rule.when.concurrent_excludes)):
+        for kind, therapies in (
+            ("failed", rule.when.failed_includes),
+            ("concurrent", rule.when.concurrent_includes | rule.when.concurrent_excludes),
+        ):
             for therapy in therapies:
                 lists = [r.get("therapies", {}).get(kind) for r in requests]
-                given = [formulary_for(case_file).vocabulary.therapy(t, kind) for l in lists if l is not None for t in l]
-                if therapy not in given or not any(l is not None and therapy not in
-                                                   {formulary_for(case_file).vocabulary.therapy(t, kind) for t in l} for l in lists):
+                given = [
+                    formulary_for(case_file).vocabulary.therapy(t, kind)
+                    for listed in lists
+                    if listed is not None
+                    for t in listed
+                ]
+                if therapy not in given or not any(
+                    listed is not None
+                    and therapy not in {formulary_for(case_file).vocabulary.therapy(t, kind) for t in listed}
+                    for listed in lists
+                ):
                     gaps.append(f"{rule.id}: with and without {kind} {therapy}")
     assert gaps == []

@@ -1,5 +1,6 @@
 """The test rulebook (tests/rulebook/) that the code tests decide on: it lints clean, and every
 file says it is a test fixture, not clinical policy."""
+
 from pathlib import Path
 
 from click.testing import CliRunner

@@ -25,6 +25,7 @@ what JSON and SQLite hold, dates at the ends of the calendar, lone surrogates, C
 spreadsheets write them) and applies the same checks. A table of requests and statuses per
 operation is printed at the end of the module.
 """
+
 import io
 import json
 import time
@@ -54,12 +55,22 @@ SERVED = json.loads(json.dumps(DOCUMENT))
 # methods: a few hundred deterministic cases on the larger operations); the quick run only fuzzes.
 schema = schemathesis.openapi.from_dict(SERVED)
 quick = schemathesis.openapi.from_dict(
-    SERVED, config=schemathesis.Config.from_dict({"phases": {"coverage": {"enabled": False}}}))
+    SERVED, config=schemathesis.Config.from_dict({"phases": {"coverage": {"enabled": False}}})
+)
 
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
-          response_headers_conformance]
-_HEALTH = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much,
-           HealthCheck.data_too_large]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    response_headers_conformance,
+]
+_HEALTH = [
+    HealthCheck.function_scoped_fixture,
+    HealthCheck.too_slow,
+    HealthCheck.filter_too_much,
+    HealthCheck.data_too_large,
+]
 
 
 def profile(examples: int) -> settings:
@@ -77,6 +88,7 @@ def database_url(tmp_path):
 
 
 # --- Seed data -----------------------------------------------------------------------------------
+
 
 @dataclass
 class Known:
@@ -96,31 +108,40 @@ def known(app, client, tokens) -> Known:
         return response.get_json()
 
     requests = [
-        ({"diagnosis": {"code": "G61.0"}, "patient": {"age_years": 8, "ref": "MRN-1"}}, clinician),      # off-label
-        ({"diagnosis": {"code": "D80.0"}, "patient": {"age_years": 40, "ref": "MRN-2"}}, admin),         # approved
-        ({"diagnosis": {"code": "G61.0"}, "patient": {"ref": "MRN-3"}}, clinician),                     # missing age
+        ({"diagnosis": {"code": "G61.0"}, "patient": {"age_years": 8, "ref": "MRN-1"}}, clinician),  # off-label
+        ({"diagnosis": {"code": "D80.0"}, "patient": {"age_years": 40, "ref": "MRN-2"}}, admin),  # approved
+        ({"diagnosis": {"code": "G61.0"}, "patient": {"ref": "MRN-3"}}, clinician),  # missing age
         ({"diagnosis": {"code": "M33.20"}, "patient": {"age_years": 50, "sex": "male", "ref": "MRN-4"}}, clinician),
-        ({"diagnosis": {"text": "chronic fatigue"}, "patient": {"ref": "MRN-5"}}, admin),                # candidates
+        ({"diagnosis": {"text": "chronic fatigue"}, "patient": {"ref": "MRN-5"}}, admin),  # candidates
         ({"diagnosis": {"code": "G61.0"}, "patient": {"ref": "MRN-6"}}, admin),
         ({"diagnosis": {"code": "G61.0"}, "patient": {"ref": "MRN-7"}}, pharmacist),
-        ({"diagnosis": {"code": "R53.82"}}, admin),                                                      # no rule
+        ({"diagnosis": {"code": "R53.82"}}, admin),  # no rule
     ]
     decisions = [post("/v1/decisions", body, headers) for body, headers in requests]
     cases = [d["review_case_id"] for d in decisions if d["review_case_id"]]
     assert len(cases) >= 4, decisions
     post(f"/v1/reviews/{cases[0]}/resolution", {"resolution": "more_information", "reason": "age?"}, pharmacist)
     post(f"/v1/reviews/{cases[1]}/resolution", {"resolution": "approved", "reason": "ok", "valid_days": 90}, admin)
-    post("/v1/preapprovals", {"patient": {"ref": "MRN-1", "age_years": 8, "weight_kg": 25}, "diagnosis": {"code": "G61.0"},
-                              "product": "Privigen", "dose": {"g_per_kg": 2.0, "interval_days": 28}}, admin, status=200)
+    post(
+        "/v1/preapprovals",
+        {
+            "patient": {"ref": "MRN-1", "age_years": 8, "weight_kg": 25},
+            "diagnosis": {"code": "G61.0"},
+            "product": "Privigen",
+            "dose": {"g_per_kg": 2.0, "interval_days": 28},
+        },
+        admin,
+        status=200,
+    )
     rules = [rule.id for rule in app.extensions["active_rulebook"].current.rulebook.rules]
     return Known([d["decision_id"] for d in decisions], cases, rules, [f"MRN-{i}" for i in range(1, 8)])
 
 
 # --- Sending and checking ------------------------------------------------------------------------
 
-SENT: dict[tuple[str, str], Counter] = defaultdict(Counter)      # (run, operation) -> status -> requests
-CASES: Counter = Counter()                                       # (run, operation) -> generated cases
-SECONDS: Counter = Counter()                                     # (run, operation) -> time in requests and checks
+SENT: dict[tuple[str, str], Counter] = defaultdict(Counter)  # (run, operation) -> status -> requests
+CASES: Counter = Counter()  # (run, operation) -> generated cases
+SECONDS: Counter = Counter()  # (run, operation) -> time in requests and checks
 PATH_POOLS = {"decision_id": "decisions", "case_id": "cases", "rule_id": "rules"}
 
 
@@ -171,10 +192,11 @@ def without_token(run: str, case, app, known):
     for each in (case, bare, *aimed_at_known_records(bare, known)):
         response = send(run, each, app)
         if each.method.upper() != case.operation.method.upper():
-            continue      # the coverage phase also tries methods the path does not have: 405 before any token check
+            continue  # the coverage phase also tries methods the path does not have: 405 before any token check
         assert response.status_code == 401, (
             f"{case.operation.label} answered {response.status_code} to a request without a valid token: "
-            f"{response.text[:300]}\n{each.as_curl_command()}")
+            f"{response.text[:300]}\n{each.as_curl_command()}"
+        )
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -190,11 +212,14 @@ def _report(request):
         reporter.write_line("schemathesis: generated cases / requests sent / seconds / statuses, per run and operation")
         for run, label in sorted(SENT):
             statuses = " ".join(f"{status}:{n}" for status, n in sorted(SENT[run, label].items()))
-            reporter.write_line(f"  {run:14} {label:40} {CASES[run, label]:6} {sum(SENT[run, label].values()):6} "
-                                f"{SECONDS[run, label]:6.1f}s  {statuses}")
+            reporter.write_line(
+                f"  {run:14} {label:40} {CASES[run, label]:6} {sum(SENT[run, label].values()):6} "
+                f"{SECONDS[run, label]:6.1f}s  {statuses}"
+            )
 
 
 # --- The tests -----------------------------------------------------------------------------------
+
 
 def test_the_fuzzed_document_is_the_served_one(client):
     response = client.get("/openapi.json")
@@ -231,26 +256,53 @@ def test_every_operation_without_a_token_long(case, app, known):
 
 # --- Requests the generators almost never produce ----------------------------------------------
 
+
 def _json(text: str) -> dict:
     return {"data": text, "content_type": "application/json"}
 
 
 EDGE_REQUESTS = {
-    "age written with an exponent": lambda: ("POST", "/v1/decisions", _json(
-        '{"diagnosis": {"code": "G61.0"}, "patient": {"age_years": 1e-05}}')),
-    "age a 400-digit whole number": lambda: ("POST", "/v1/decisions", _json(
-        '{"diagnosis": {"code": "G61.0"}, "patient": {"age_years": 1' + "0" * 400 + "}}")),
+    "age written with an exponent": lambda: (
+        "POST",
+        "/v1/decisions",
+        _json('{"diagnosis": {"code": "G61.0"}, "patient": {"age_years": 1e-05}}'),
+    ),
+    "age a 400-digit whole number": lambda: (
+        "POST",
+        "/v1/decisions",
+        _json('{"diagnosis": {"code": "G61.0"}, "patient": {"age_years": 1' + "0" * 400 + "}}"),
+    ),
     "diagnosis text a lone surrogate": lambda: ("POST", "/v1/decisions", _json('{"diagnosis": {"text": "\\ud800"}}')),
-    "patient ref a lone surrogate": lambda: ("POST", "/v1/decisions", _json(
-        '{"diagnosis": {"code": "G61.0"}, "patient": {"ref": "MRN-\\udc00"}}')),
+    "patient ref a lone surrogate": lambda: (
+        "POST",
+        "/v1/decisions",
+        _json('{"diagnosis": {"code": "G61.0"}, "patient": {"ref": "MRN-\\udc00"}}'),
+    ),
     "audit cursor past 2**63": lambda: ("GET", "/v1/audit?cursor=99999999999999999999", {}),
     "audit since the first day, with an offset": lambda: ("GET", "/v1/audit?since=0001-01-01T00:00:00%2B01:00", {}),
-    "audit.csv until the last day, with an offset": lambda: ("GET", "/v1/audit.csv?until=9999-12-31T23:59:59-01:00", {}),
-    "CSV infusion list with CR line endings": lambda: ("POST", "/v1/preapprovals/batch", {
-        "data": "patient_ref,diagnosis_code,product\rMRN-1,G61.0,Privigen\r", "content_type": "text/csv"}),
-    "CSV upload in Windows-1252": lambda: ("POST", "/v1/preapprovals/batch", {
-        "data": {"file": (io.BytesIO("patient_ref,diagnosis_text,product\nMRN-1,Guillain-Barré,Privigen\n".encode("cp1252")),
-                          "orders.csv")}, "content_type": "multipart/form-data"}),
+    "audit.csv until the last day, with an offset": lambda: (
+        "GET",
+        "/v1/audit.csv?until=9999-12-31T23:59:59-01:00",
+        {},
+    ),
+    "CSV infusion list with CR line endings": lambda: (
+        "POST",
+        "/v1/preapprovals/batch",
+        {"data": "patient_ref,diagnosis_code,product\rMRN-1,G61.0,Privigen\r", "content_type": "text/csv"},
+    ),
+    "CSV upload in Windows-1252": lambda: (
+        "POST",
+        "/v1/preapprovals/batch",
+        {
+            "data": {
+                "file": (
+                    io.BytesIO("patient_ref,diagnosis_text,product\nMRN-1,Guillain-Barré,Privigen\n".encode("cp1252")),
+                    "orders.csv",
+                )
+            },
+            "content_type": "multipart/form-data",
+        },
+    ),
 }
 
 
@@ -259,5 +311,6 @@ def test_edge_requests_get_a_documented_answer(name, client, tokens):
     method, url, kwargs = EDGE_REQUESTS[name]()
     response = client.open(url, method=method, headers=bearer(tokens["admin"]), **kwargs)
     assert response.status_code < 500, (
-        f"{name}: {method} {url} answered {response.status_code} {response.get_data(as_text=True)}")
+        f"{name}: {method} {url} answered {response.status_code} {response.get_data(as_text=True)}"
+    )
     schema[url.split("?")[0]][method].Case().validate_response(response, checks=CHECKS)

@@ -1,4 +1,5 @@
 """`formulary serve` as `make run` starts it: granian workers on a fresh instance."""
+
 import os
 import signal
 import subprocess
@@ -19,15 +20,17 @@ def test_serve_creates_the_instance_prints_a_token_once_and_answers(tmp_path):
     with running_service(env) as service:
         token = admin_token(service.banner)
         assert f"Bearer {token}" in service.banner and "curl" in service.banner
-        status, decision = service.call("POST", "/v1/decisions", token, {"diagnosis": {"code": "G61.0"}, "patient": {"age_years": 8}})
+        status, decision = service.call(
+            "POST", "/v1/decisions", token, {"diagnosis": {"code": "G61.0"}, "patient": {"age_years": 8}}
+        )
         assert status == 201 and decision["outcome"] == "off_label_with_evidence"
-        assert decision["rulebook"]["name"] == load_rulebook(TEST_RULEBOOK).name     # service_env names it
+        assert decision["rulebook"]["name"] == load_rulebook(TEST_RULEBOOK).name  # service_env names it
     assert (tmp_path / "instance" / "formulary.db").exists()
     assert (tmp_path / "instance" / "secret").stat().st_mode & 0o777 == 0o600
     with running_service(env) as again:
-        assert "ivig_" not in again.banner                     # the token is printed only once
+        assert "ivig_" not in again.banner  # the token is printed only once
     listed = subprocess.run([str(FORMULARY), "tokens", "list"], env=env, capture_output=True, text=True).stdout
-    assert listed.count("admin") == 2                          # one token, named admin with role admin
+    assert listed.count("admin") == 2  # one token, named admin with role admin
 
 
 def _running(pid: int) -> bool:
@@ -58,7 +61,7 @@ def test_a_killed_worker_is_replaced_and_a_killed_server_leaves_no_worker_servin
         service.wait_healthy()
         assert service.call("POST", "/v1/decisions", token, {"diagnosis": {"code": "G61.0"}})[0] == 201
         workers = service.worker_pids()
-        os.kill(service.process.pid, signal.SIGKILL)    # the main process alone dies, and cannot stop its workers
+        os.kill(service.process.pid, signal.SIGKILL)  # the main process alone dies, and cannot stop its workers
         service.process.wait(30)
         assert _wait_until(lambda: not any(_running(pid) for pid in workers), 30), "workers outlived their server"
         with pytest.raises(OSError):

@@ -11,6 +11,7 @@ Each row: (code, text) typed, then the expected resolution:
 - ("conflict", [codes...]): code and text name different diagnoses; both are candidates;
 - ("refused", ERROR_CODE): the request is refused with that error.
 """
+
 import pytest
 
 from service.decide.request import RequestError
@@ -151,8 +152,11 @@ def test_every_name_and_synonym_the_rulebook_gives_a_diagnosis_resolves_exactly_
     for dx in fixture_formulary.rulebook.diagnoses.values():
         for term, pinned in [(dx.name, None), *((synonym.term, synonym.code) for synonym in dx.synonyms)]:
             match = fixture_formulary.decide({"diagnosis": {"text": term}}).diagnosis
-            own = (match.plain_code == icd10.normalise(pinned) if pinned
-                   else match.plain_code is not None and icd10.covered_by(match.plain_code, dx.codes))
+            own = (
+                match.plain_code == icd10.normalise(pinned)
+                if pinned
+                else match.plain_code is not None and icd10.covered_by(match.plain_code, dx.codes)
+            )
             if match.matched_by != "synonym" or not own:
                 wrong.append((dx.id, term, match.matched_by, match.code))
     assert wrong == []
@@ -181,12 +185,21 @@ def test_code_and_text_that_disagree_say_so(fixture_formulary):
 
 
 def test_a_misspelt_diagnosis_is_proposed_with_what_the_rules_would_decide_if_confirmed(fixture_formulary):
-    data = fixture_formulary.decide({"diagnosis": {"text": "guillian bare syndrom"}, "patient": {"age_years": 6}}).to_dict()
-    assert data["diagnosis"] == {"code": "G61.0", "description": "Guillain-Barre syndrome", "matched_by": "fuzzy",
-                                 "input": "guillian bare syndrom"}
+    data = fixture_formulary.decide(
+        {"diagnosis": {"text": "guillian bare syndrom"}, "patient": {"age_years": 6}}
+    ).to_dict()
+    assert data["diagnosis"] == {
+        "code": "G61.0",
+        "description": "Guillain-Barre syndrome",
+        "matched_by": "fuzzy",
+        "input": "guillian bare syndrom",
+    }
     assert data["outcome"] == "needs_review" and data["rule"] is None
-    assert data["if_confirmed"] == {"code": "G61.0", "outcome": "off_label_with_evidence",
-                                    "rule": {"id": "gbs-children", "title": "Guillain-Barré syndrome in children"}}
+    assert data["if_confirmed"] == {
+        "code": "G61.0",
+        "outcome": "off_label_with_evidence",
+        "rule": {"id": "gbs-children", "title": "Guillain-Barré syndrome in children"},
+    }
     confirmed = fixture_formulary.decide({"diagnosis": {"code": "G61.0"}, "patient": {"age_years": 6}}).to_dict()
     assert (confirmed["outcome"], confirmed["rule"]) == (data["if_confirmed"]["outcome"], data["if_confirmed"]["rule"])
 

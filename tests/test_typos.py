@@ -5,6 +5,7 @@ it never approves, refuses or decides off-label. The only typos allowed to decid
 spell another known term exactly (as "MS" and "MG" are one edit apart): they are exact matches.
 This is a property of the terminology over the whole shipped vocabulary, so it runs there.
 """
+
 import random
 import string
 
@@ -12,13 +13,14 @@ import pytest
 
 from service.rulebook.text_keys import fold
 
+
 def one_edit_typos(term: str, rng: random.Random, per_kind: int = 4) -> set[str]:
     """Every deletion and adjacent swap, and a few substitutions and insertions, of a term."""
-    typos = {term[:i] + term[i + 1:] for i in range(len(term))}
-    typos |= {term[:i] + term[i + 1] + term[i] + term[i + 2:] for i in range(len(term) - 1)}
+    typos = {term[:i] + term[i + 1 :] for i in range(len(term))}
+    typos |= {term[:i] + term[i + 1] + term[i] + term[i + 2 :] for i in range(len(term) - 1)}
     for _ in range(per_kind):
         i = rng.randrange(len(term))
-        typos.add(term[:i] + rng.choice(string.ascii_lowercase) + term[i + 1:])
+        typos.add(term[:i] + rng.choice(string.ascii_lowercase) + term[i + 1 :])
         typos.add(term[:i] + rng.choice(string.ascii_lowercase) + term[i:])
     return typos - {term}
 
@@ -26,8 +28,13 @@ def one_edit_typos(term: str, rng: random.Random, per_kind: int = 4) -> set[str]
 def spells_a_known_term(terminology, typo: str) -> bool:
     folded = fold(typo)
     queries = {folded, terminology.expand(folded)}
-    return any(terminology.rulebook_index.exact(q) or terminology.icd.exact(q) or terminology.rulebook_index.by_key(q)
-               or terminology.icd.by_key(q) for q in queries)
+    return any(
+        terminology.rulebook_index.exact(q)
+        or terminology.icd.exact(q)
+        or terminology.rulebook_index.by_key(q)
+        or terminology.icd.by_key(q)
+        for q in queries
+    )
 
 
 def typos_that_decide(shipped, sample: int | None) -> tuple[int, int, list]:
@@ -35,8 +42,14 @@ def typos_that_decide(shipped, sample: int | None) -> tuple[int, int, list]:
     `sample` typos a term at most (None: all of them)."""
     rng = random.Random(13)
     used = {rule.diagnosis for rule in shipped.rulebook.rules}
-    terms = sorted({term for dx in shipped.rulebook.diagnoses.values() if dx.id in used
-                    for term in (dx.name, *(s.term for s in dx.synonyms))})
+    terms = sorted(
+        {
+            term
+            for dx in shipped.rulebook.diagnoses.values()
+            if dx.id in used
+            for term in (dx.name, *(s.term for s in dx.synonyms))
+        }
+    )
     tried = exact = 0
     wrong = []
     for term in terms:
