@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-long lint bench screenshots clean
+.PHONY: run test test-long lint check bench screenshots clean
 CHROMIUM := /usr/bin/chromium
 
 $(STAMP): pyproject.toml
@@ -20,11 +20,18 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/formulary lint rules/
 
+# The code's own checks: lint, format, types, and the layer contracts (pyproject.toml).
+check: $(STAMP)
+	$(BIN)/ruff check service tests bench
+	$(BIN)/ruff format --check service tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports --no-logo --no-cache
+
 # The console's browser tests drive Debian's Chromium (Playwright's own download is not reachable).
 $(CHROMIUM):
 	apt-get install -y -qq chromium || (apt-get update -qq && apt-get install -y -qq chromium)
 
-test: lint $(CHROMIUM)
+test: lint check $(CHROMIUM)
 	$(BIN)/python -m pytest
 
 # Retake the console screenshots that the README shows.
@@ -38,6 +45,7 @@ test-long: $(STAMP)
 bench: $(STAMP)
 	command -v wrk >/dev/null || apt-get install -y -qq wrk
 	$(BIN)/python bench/decisions.py
+	$(BIN)/python bench/durable_rules_hazards.py
 	$(BIN)/python bench/terminology.py
 	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/peers.py
