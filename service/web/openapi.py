@@ -29,6 +29,12 @@ _TEXT = {"type": "string"}
 _NULLABLE_TEXT = {"type": ["string", "null"]}
 _TIME = {"type": "string", "format": "date-time"}
 _THERAPIES = {"type": "array", "items": {"type": "string"}}
+_EVIDENCE = {
+    "type": "array",
+    "items": _object(
+        {"source": _TEXT, "finding": _TEXT, "strength": {"enum": list(STRENGTHS)}, "effect": {"enum": [*EFFECTS, None]}}
+    ),
+}
 
 SCHEMAS = {
     "DecisionRequest": _object(
@@ -82,17 +88,7 @@ SCHEMAS = {
             "rule": {"oneOf": [{"type": "null"}, _object({"id": _TEXT, "title": _TEXT})]},
             "rulebook": _object({"name": _TEXT, "version": _TEXT, "digest": _TEXT, "icd10cm": _TEXT}),
             "rationale": _TEXT,
-            "evidence": {
-                "type": "array",
-                "items": _object(
-                    {
-                        "source": _TEXT,
-                        "finding": _TEXT,
-                        "strength": {"enum": list(STRENGTHS)},
-                        "effect": {"enum": [*EFFECTS, None]},
-                    }
-                ),
-            },
+            "evidence": _EVIDENCE,
             "missing": {"type": "array", "items": _TEXT},
             "labelled_products": {"type": "array", "items": _TEXT},
             "candidates": {"type": "array", "items": _ref("Candidate")},
@@ -166,17 +162,7 @@ SCHEMAS = {
             "authorisation_days": {"type": "integer"},
             "rationale": _TEXT,
             "conflict": _NULLABLE_TEXT,
-            "evidence": {
-                "type": "array",
-                "items": _object(
-                    {
-                        "source": _TEXT,
-                        "finding": _TEXT,
-                        "strength": {"enum": list(STRENGTHS)},
-                        "effect": {"enum": [*EFFECTS, None]},
-                    }
-                ),
-            },
+            "evidence": _EVIDENCE,
             "sources": {"type": "array", "items": _TEXT},
         }
     ),
