@@ -21,7 +21,11 @@ def load_checked(path: str | Path) -> Rulebook:
 
     What serving a rulebook takes: the service, a reload and the CLI never decide on one that lint refuses.
     """
-    rulebook = load_rulebook(path)
+    return checked(load_rulebook(path))
+
+
+def checked(rulebook: Rulebook) -> Rulebook:
+    """The rulebook, if lint finds nothing; else RulebookError with every problem."""
     problems = lint_rulebook(rulebook)
     if problems:
         raise RulebookError(problems)

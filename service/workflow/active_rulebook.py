@@ -16,8 +16,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from service import clock
 from service.decide.formulary import Formulary
-from service.rulebook.lint import load_checked
+from service.rulebook.lint import checked, load_checked
 from service.rulebook.model import RulebookError
+from service.rulebook.reader import load_rulebook
 from service.store.database import writing
 from service.store.tables import rulebook_activations
 
@@ -115,7 +116,7 @@ class ActiveRulebook:
             newest = self._newest_activation()
             if newest is None or newest.digest == self._current.rulebook.digest:
                 return
-            rulebook = load_checked(self._path)
+            rulebook = load_rulebook(self._path)
             if rulebook.digest != newest.digest:
                 log.error(
                     "rulebook %s was activated elsewhere but the file here is %s; still serving %s",
@@ -124,8 +125,15 @@ class ActiveRulebook:
                     self._current.rulebook.digest[:12],
                 )
                 return
-            self._swap(self._build(Formulary(rulebook)))
+            self._swap(self._build(Formulary(checked(rulebook))))
             log.info("now serving rulebook %s %s", rulebook.version, rulebook.digest[:12])
+        except RulebookError as error:  # the file here is the version activated elsewhere, but does not load here
+            log.error(
+                "rulebook %s was activated elsewhere but cannot be served here (%s); still serving %s",
+                newest.digest[:12],
+                "; ".join(error.problems),
+                self._current.rulebook.digest[:12],
+            )
         except Exception:  # the current version keeps serving; the next check tries again
             log.exception("checking for a newer rulebook activation failed")
 
