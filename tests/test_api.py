@@ -418,3 +418,22 @@ def test_rulebook_endpoints_serve_the_formulary(app, client, tokens):
     rule = client.get("/v1/rulebook/rules/gbs-children", headers=bearer(tokens["clinician"])).get_json()
     assert rule["outcome"] == "off_label_with_evidence" and rule["evidence"]
     assert client.get("/v1/rulebook/rules/nope", headers=bearer(tokens["clinician"])).status_code == 404
+
+
+def test_a_refusal_the_audit_log_cannot_record_becomes_a_503_that_keeps_its_request_id(
+    app, client, tokens, monkeypatch, caplog
+):
+    audit = app.extensions["instance"].audit
+    append = audit.append
+
+    def refusals_fail(kind, *args, **kwargs):
+        if kind == "refusal":
+            raise OSError("no space left on device")
+        return append(kind, *args, **kwargs)
+
+    monkeypatch.setattr(audit, "append", refusals_fail)
+    with caplog.at_level("INFO", logger="service"):
+        response = client.get("/v1/audit?limit=0", headers={**bearer(tokens["auditor"]), "X-Request-Id": "req-42"})
+    assert response.status_code == 503 and response.get_json()["error"]["code"] == "audit_unavailable"
+    assert response.headers["X-Request-Id"] == "req-42"
+    assert any("GET /v1/audit 503" in line and "request=req-42" in line for line in caplog.messages)

@@ -194,6 +194,7 @@ def test_an_unknown_case_is_a_page_not_json(client, tokens):
     sign_in(client, tokens["pharmacist"])
     response = client.get("/console/reviews/no-such-case")
     assert response.status_code == 404 and response.mimetype == "text/html"
+    assert "No review case no-such-case" in response.get_data(as_text=True)
 
 
 def test_an_upload_that_is_not_utf8_is_refused_beside_the_file_field(client, tokens):
@@ -222,6 +223,10 @@ def test_the_audit_page_filters_pages_and_exports(client, tokens):
     assert len(export.strip().splitlines()) == 1 + 3
     bad = client.get("/console/audit?since=yesterday")
     assert bad.status_code == 400 and "since must be an ISO 8601 date" in bad.get_data(as_text=True)
+    for query, message in (("outcome=perhaps", "outcome must be one of"), ("code=XYZ", "is not an ICD-10-CM code")):
+        refused = client.get(f"/console/audit?{query}")  # the form again, the message beside its field
+        assert refused.status_code == 400 and message in refused.get_data(as_text=True)
+        assert 'name="outcome"' in refused.get_data(as_text=True)
 
 
 def test_facts_added_on_the_case_page_decide_it_again(app, client, tokens):
@@ -252,6 +257,12 @@ def test_a_clinician_cannot_open_or_add_to_another_clinicians_case(app, client, 
         == 403
     )
     assert post_form(client, "/console/request", {"pick_code": "G61.0", "case_id": case_id}).status_code == 403
+    # On the record as the API records the same refusal: its code and its reason.
+    refused = [r for r in newest_records(app) if r["kind"] == "refusal" and r["requester"] == "other.clinician"]
+    assert [(r["status"], r["body"]["error"]["code"]) for r in refused] == [(403, "forbidden")] * 3
+    assert "a clinician may read only the cases of their own requests" in [
+        r["body"]["error"]["message"] for r in refused
+    ]
 
 
 def test_choosing_a_candidate_for_a_closed_case_says_so(client, tokens):

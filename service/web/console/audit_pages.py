@@ -5,6 +5,7 @@ same query show the same records.
 """
 
 import datetime
+from dataclasses import replace
 
 from flask import Blueprint, render_template, request, url_for
 
@@ -42,7 +43,9 @@ def audit_log():
         errors = {"cursor": "the page link is broken: start from the newest records"}
         filters, before = audit_filters(given), None
     records, next_cursor = audit.page(filters, PAGE_SIZE, before, with_body=False)
-    charted = filters if filters.since else audit_filters({**given, "since": _days_ago(CHART_DAYS)})
+    charted = (
+        filters if filters.since else replace(filters, since=audit_filters({"since": _days_ago(CHART_DAYS)}).since)
+    )
     chart = daily_outcomes_chart(audit.daily_counts(charted), OUTCOMES)
     verification = audit.verify() if request.args.get("verify") else None
     return render_template(
