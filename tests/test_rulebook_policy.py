@@ -46,9 +46,13 @@ def test_the_authorisation_period_has_no_default_in_python(tmp_path):
     assert "mini.yaml: authorisations: missing: give granted_by" in refusal(tmp_path, lambda c: c.pop("authorisations"))
 
 
-def test_the_period_is_no_longer_written_in_the_rulebook_header(tmp_path):
+def test_a_period_in_the_header_of_an_earlier_rulebook_is_refused_saying_where_it_moved(tmp_path):
     problems = refusal(tmp_path, lambda c: c["rulebook"].update(authorisation_days=180))
-    assert "mini.yaml: rulebook: unknown field 'authorisation_days'" in problems
+    moved = [line for line in problems.splitlines() if "authorisation_days" in line]
+    assert len(moved) == 1 and moved[0].endswith(
+        "mini.yaml: rulebook.authorisation_days: has moved to authorisations.days, beside authorisations.granted_by "
+        "(rulebook format of 2026.12.1)"
+    )
 
 
 @pytest.mark.parametrize("field", ["adjustment_factor", "ideal_kg_per_inch_over_five_feet", "source"])

@@ -146,6 +146,23 @@ class _Checker:
         return frozenset(items) if items else None
 
 
+# Header fields of an earlier rulebook format, and where they are now: a rulebook written for the
+# earlier format is told where to move them, not only that they are unknown.
+_MOVED_FROM_HEADER = {
+    "authorisation_days": "authorisations.days, beside authorisations.granted_by (rulebook format of 2026.12.1)",
+}
+
+
+def _moved_out(header, where: str, check: _Checker):
+    """The header without the fields that have moved, each reported with its new place."""
+    if not isinstance(header, dict):
+        return header
+    for old, new in _MOVED_FROM_HEADER.items():
+        if old in header:
+            check.fail(f"{where}.{old}", f"has moved to {new}")
+    return {key: value for key, value in header.items() if key not in _MOVED_FROM_HEADER}
+
+
 def load_rulebook(path: str | Path) -> Rulebook:
     """Read a rulebook and its reference data; raise RulebookError listing every problem."""
     path = Path(path)
@@ -157,7 +174,11 @@ def load_rulebook(path: str | Path) -> Rulebook:
     if top is None:
         raise RulebookError(check.problems)
     meta = (
-        check.mapping(top.get("rulebook", {}), f"{path}: rulebook", ("name", "version", "effective", "reference_data"))
+        check.mapping(
+            _moved_out(top.get("rulebook", {}), f"{path}: rulebook", check),
+            f"{path}: rulebook",
+            ("name", "version", "effective", "reference_data"),
+        )
         or {}
     )
     data_dir = (path.parent / str(meta.get("reference_data", ""))).resolve()
