@@ -12,10 +12,17 @@ Each row: (code, text) typed, then the expected resolution:
 - ("refused", ERROR_CODE): the request is refused with that error.
 """
 
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 
 from service.decide.request import RequestError
 from service.rulebook import icd10
+
+from .conftest import TEST_RULEBOOK
 
 TABLE = [
     # Codes, in every spelling; descendants of a rule's code are valid codes too.
@@ -208,3 +215,34 @@ def test_ambiguous_text_lists_candidates_with_code_description_and_score(fixture
     candidates = fixture_formulary.decide({"diagnosis": {"text": "chronic fatigue"}}).to_dict()["candidates"]
     assert candidates and set(candidates[0]) == {"code", "description", "score"}
     assert all(0 < c["score"] <= 100 for c in candidates)
+
+
+# Resolves texts that only match approximately, printing every candidate list, in a fresh process.
+_CANDIDATES_IN_A_PROCESS = """
+import json, sys
+from service.decide.formulary import Formulary
+formulary = Formulary.load(sys.argv[1])
+texts = [variant for diagnosis in formulary.rulebook.diagnoses.values()
+         for term in (diagnosis.name, *(s.term for s in diagnosis.synonyms))
+         for variant in (term[:-1], "acute " + term.lower())]
+print(json.dumps({t: [(c.code, c.score) for c in formulary.terminology.resolve(None, t).candidates] for t in texts}))
+"""
+
+
+@pytest.mark.slow
+def test_two_worker_processes_offer_the_same_candidates_in_the_same_order():
+    """Each worker has its own hash seed; candidates that tie must not be ordered by it, or two
+    workers would propose and record different candidates for the same words."""
+    answers = [
+        json.loads(
+            subprocess.run(
+                [sys.executable, "-c", _CANDIDATES_IN_A_PROCESS, str(TEST_RULEBOOK)],
+                env={**os.environ, "PYTHONHASHSEED": seed},
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
+        for seed in ("1", "2", "3")
+    ]
+    assert answers[0] == answers[1] == answers[2]

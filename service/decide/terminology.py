@@ -81,6 +81,12 @@ class DiagnosisMatch:
         return {"code": self.code, "description": self.description, "matched_by": self.matched_by, "input": self.input}
 
 
+def _words(text: str) -> list[str]:
+    """The text's words that say something, each once, in the order written: never a set's order,
+    which changes with each process's hash seed and would make two workers rank ties differently."""
+    return [word for word in dict.fromkeys(text.split()) if word not in _STOPWORDS]
+
+
 class TextIndex:
     """Folded texts, each naming a code, searchable exactly and approximately.
 
@@ -100,7 +106,7 @@ class TextIndex:
                 codes = index.setdefault(found, [])
                 if code not in codes:
                     codes.append(code)
-            for word in set(text.split()) - _STOPWORDS:
+            for word in _words(text):
                 postings.setdefault(word, []).append(i)
         self.postings = postings
         self.words_by_length: dict[int, list[str]] = {}
@@ -128,14 +134,14 @@ class TextIndex:
         syndrome" than "sequelae of guillain barre syndrome").
         """
         hits: Counter = Counter()
-        for word in set(query.split()) - _STOPWORDS:
+        for word in _words(query):
             for near in self._near_words(word):
                 hits.update(self.postings[near])
         if not hits:
             return {}
         # The texts sharing most words with the query, shortest first among equals: for a common
         # word ("anemia") the plain entry must not lose its place to a thousand longer ones.
-        ranked = heapq.nsmallest(pool, hits.items(), key=lambda hit: (-hit[1], len(self.texts[hit[0]])))
+        ranked = heapq.nsmallest(pool, hits.items(), key=lambda hit: (-hit[1], len(self.texts[hit[0]]), hit[0]))
         choices = {i: self.texts[i] for i, _ in ranked}
         found: dict[str, tuple[float, float]] = {}
         for text, score, i in process.extract(query, choices, scorer=fuzz.WRatio, score_cutoff=CANDIDATE, limit=100):
