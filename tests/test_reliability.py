@@ -325,3 +325,4 @@ def test_postgresql_stopped_mid_run_gives_503_and_recovers(tmp_path, monkeypatch
         _postgres_cluster("start") if subprocess.run(
             ["pg_isready", "-h", "127.0.0.1"], capture_output=True
         ).returncode else None
+        instance.sql_engine.dispose()  # its pooled connections, closed now rather than whenever they are collected
