@@ -437,3 +437,35 @@ def test_a_refusal_the_audit_log_cannot_record_becomes_a_503_that_keeps_its_requ
     assert response.status_code == 503 and response.get_json()["error"]["code"] == "audit_unavailable"
     assert response.headers["X-Request-Id"] == "req-42"
     assert any("GET /v1/audit 503" in line and "request=req-42" in line for line in caplog.messages)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/decisions",
+        "/v1/reviews/any-case/resolution",
+        "/v1/reviews/any-case/facts",
+        "/v1/preapprovals",
+        "/v1/preapprovals/batch",
+    ],
+)
+@pytest.mark.parametrize("shape", ["[", '{"a":'])
+def test_json_nested_a_thousand_levels_deep_is_refused_naming_the_problem(client, tokens, path, shape):
+    body = shape * 1000 + ("]" if shape == "[" else "}") * 1000  # about 2 KB (the objects' keys: 5 KB)
+    response = client.post(path, data=body, headers={**bearer(tokens["admin"]), "Content-Type": "application/json"})
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "json_too_deep"
+    assert "more than 16 levels deep" in response.get_json()["error"]["message"]
+
+
+def test_json_as_deep_as_a_request_needs_is_read(client, tokens):
+    batch = [
+        {
+            "diagnosis": {"code": "G61.0"},
+            "patient": {"ref": "MRN-1"},
+            "product": "Gamunex-C",
+            "therapies": {"failed": ["corticosteroids"]},
+        }
+    ]
+    response = client.post("/v1/preapprovals/batch", json=batch, headers=bearer(tokens["admin"]))
+    assert response.status_code == 200
