@@ -208,7 +208,9 @@ def test_an_upload_that_is_not_utf8_is_refused_beside_the_file_field(client, tok
         },
     )
     assert response.status_code == 400
-    assert 'id="file-error">the uploaded file is not UTF-8 text' in response.get_data(as_text=True)
+    assert 'id="file-error">the CSV is not UTF-8 text: line 1 (byte offset 0, byte 0xff)' in response.get_data(
+        as_text=True
+    )
 
 
 def test_the_audit_page_filters_pages_and_exports(client, tokens):

@@ -399,6 +399,18 @@ def test_an_infusion_list_may_give_the_route_and_a_blank_route_is_intravenous(cl
     assert bad["error"]["field"] == "route" and "'oral'" in bad["error"]["message"]
 
 
+def test_an_infusion_list_body_that_is_not_utf8_is_refused_naming_where_not_read_with_replacements(client, tokens):
+    # Latin-1 "MRN-Jos\xe9" and "MRN-Jos\xe8" would both become "MRN-Jos\ufffd": one patient, not two.
+    body = b"patient_ref,diagnosis_code,product\nMRN-Jos\xe9,D83.9,Gamunex-C\nMRN-Jos\xe8,D83.9,Gamunex-C\n"
+    response = client.post(
+        "/v1/preapprovals/batch", data=body, headers={**bearer(tokens["pharmacist"]), "Content-Type": "text/csv"}
+    )
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert error["code"] == "invalid_csv" and "line 2 (byte offset 42, byte 0xe9)" in error["message"]
+    assert "MRN-Jos" not in error["message"]
+
+
 def test_batch_refuses_unknown_columns(client, tokens):
     response = client.post(
         "/v1/preapprovals/batch",

@@ -245,13 +245,22 @@ def _amount(rulebook: Rulebook, request, profile: DosingProfile, g_per_kg: float
     return weight, course, reasons
 
 
-def orders_from_upload(upload) -> list[tuple[int, dict | RequestError]]:
-    """orders_from_csv for an uploaded file (a multipart `file` field), which must be UTF-8."""
+def orders_from_bytes(data: bytes, field: str) -> list[tuple[int, dict | RequestError]]:
+    """orders_from_csv for an infusion list as sent (a text/csv body or an uploaded file).
+
+    It must be UTF-8: bytes that are not are refused, naming where, never replaced, since a
+    replaced character can make two patients' references one and match the second to the first's
+    authorisation.
+    """
     try:
-        text = upload.read().decode("utf-8-sig")
-    except UnicodeDecodeError:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
         raise RequestError(
-            "invalid_csv", "the uploaded file is not UTF-8 text; export the list as CSV (UTF-8)", "file"
+            "invalid_csv",
+            f"the CSV is not UTF-8 text: line {line} (byte offset {error.start}, byte 0x{data[error.start]:02x}); "
+            "export the list as CSV (UTF-8)",
+            field,
         ) from None
     return orders_from_csv(text)
 

@@ -74,12 +74,12 @@ def preapprove():
 def preapprove_batch():
     """A JSON list of orders, or a CSV infusion list (text/csv body, or a multipart `file`)."""
     if request.mimetype == "text/csv":
-        orders = preapproval.orders_from_csv(request.get_data(as_text=True))
+        orders = preapproval.orders_from_bytes(request.get_data(), "")
     elif request.mimetype == "multipart/form-data":
         upload = request.files.get("file")
         if upload is None:
             raise RequestError("missing_field", "upload the infusion list as the form field 'file'", "file")
-        orders = preapproval.orders_from_upload(upload)
+        orders = preapproval.orders_from_bytes(upload.read(), "file")
     else:
         body = json_body()
         if not isinstance(body, list):

@@ -269,7 +269,7 @@ def preapproval_batch():
     try:
         if upload is None or not upload.filename:
             raise RequestError("missing_field", "choose the infusion list (a CSV file) to upload", "file")
-        orders = preapproval.limit_batch(preapproval.orders_from_upload(upload), "file")
+        orders = preapproval.limit_batch(preapproval.orders_from_bytes(upload.read(), "file"), "file")
     except RequestError as error:
         return render_template(
             "console/preapproval.html",
