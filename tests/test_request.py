@@ -91,3 +91,14 @@ def test_unrecognised_text_is_needs_review_not_a_guess(mini):
     decision = mini.decide({"diagnosis": {"text": "qwerty asdf"}})
     assert (decision.outcome, decision.rule, decision.diagnosis.code) == ("needs_review", None, None)
     assert "qwerty asdf" in decision.rationale
+
+
+@pytest.mark.parametrize(
+    "patient, field",
+    [({"ref": 4410297}, "patient.ref"), ({"ref": ["MRN-4410297"]}, "patient.ref"), ("MRN-4410297", "patient")],
+)
+def test_a_patient_identifier_of_the_wrong_type_is_refused_without_repeating_it(mini, patient, field):
+    with pytest.raises(RequestError) as refused:
+        mini.decide({"diagnosis": {"code": "G61.0"}, "patient": patient})
+    assert refused.value.field == field and refused.value.code == "wrong_type"
+    assert "4410297" not in refused.value.message  # the error is kept in the audit log forever

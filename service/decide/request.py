@@ -46,7 +46,8 @@ class DecisionRequest:
 
 def _object(value, field: str, allowed: tuple[str, ...]) -> dict:
     if not isinstance(value, dict):
-        raise RequestError("wrong_type", f"{field} must be an object, found {_shown(value)}", field)
+        # Only the kind: a value where an object belongs may be anything, a patient identifier included.
+        raise RequestError("wrong_type", f"{field} must be an object, found {_kind_of(value)}", field)
     for key in value:
         if key not in allowed:
             raise RequestError(
@@ -59,6 +60,17 @@ def _object(value, field: str, allowed: tuple[str, ...]) -> dict:
 
 def _join(parent: str, key) -> str:
     return f"{parent}.{key}" if parent else str(key)
+
+
+def _kind_of(value) -> str:
+    """What a value is, without the value: for fields that may hold a patient identifier."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true or false"
+    return {str: "text", int: "a number", float: "a number", list: "a list", dict: "an object"}.get(
+        type(value), type(value).__name__
+    )
 
 
 def _shown(value) -> str:
@@ -79,11 +91,13 @@ def _number(value, field: str, low: float, high: float, whole: bool = False) -> 
     return value
 
 
-def _text(value, field: str, limit: int) -> str | None:
+def _text(value, field: str, limit: int, identifier: bool = False) -> str | None:
+    """Checked text; an identifier's value is never repeated in the error, which is kept forever."""
     if value is None:
         return None
     if not isinstance(value, str):
-        raise RequestError("wrong_type", f"{field} must be text, found {_shown(value)}", field)
+        found = _kind_of(value) if identifier else _shown(value)
+        raise RequestError("wrong_type", f"{field} must be text, found {found}", field)
     value = value.strip()
     if not value:
         raise RequestError("empty_value", f"{field} is empty", field)
@@ -203,7 +217,7 @@ def parse_request(payload, vocabulary: Vocabulary) -> DecisionRequest:
             product=vocabulary.product(body.get("product"), "product"),
             route=_choice(body.get("route"), "route", ROUTES) or "intravenous",
         ),
-        patient_ref=_text(patient.get("ref"), "patient.ref", MAX_REF),
+        patient_ref=_text(patient.get("ref"), "patient.ref", MAX_REF, identifier=True),
         weight_kg=_number(patient.get("weight_kg"), "patient.weight_kg", 0.3, 500),
         height_cm=_number(patient.get("height_cm"), "patient.height_cm", 20, 260),
         dose=dose,
