@@ -58,6 +58,35 @@ def test_a_form_without_its_csrf_token_is_refused(client, tokens):
     assert "reload the page" in response.get_data(as_text=True)
 
 
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/console/reviews\r\nSet-Cookie: forged=1",
+        "/console/\nx",
+        "https://elsewhere.example/console/",
+        "//elsewhere.example/console/",
+        "/console/../v1/audit",
+        "/console/\\elsewhere",
+        '/console/"><script>',
+    ],
+)
+def test_a_sign_in_next_that_is_not_a_plain_console_path_goes_home(client, tokens, target):
+    response = client.post(
+        "/console/sign-in", data={"token": tokens["auditor"], "csrf_token": csrf_token(client), "next": target}
+    )
+    assert response.status_code == 302 and response.headers["Location"] == "/console/"
+    form = client.get("/console/sign-in", query_string={"next": target}).get_data(as_text=True)
+    assert 'name="next" value="/console/"' in form
+
+
+def test_a_sign_in_next_inside_the_console_is_kept_with_its_query(client, tokens):
+    target = "/console/audit?since=2026-11-01T10:00&outcome=approved"
+    response = client.post(
+        "/console/sign-in", data={"token": tokens["auditor"], "csrf_token": csrf_token(client), "next": target}
+    )
+    assert response.status_code == 302 and response.headers["Location"] == target
+
+
 def test_sign_out_ends_the_session(client, tokens):
     sign_in(client, tokens["pharmacist"])
     post_form(client, "/console/sign-out", {}, "/console/reviews")

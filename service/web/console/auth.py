@@ -1,6 +1,7 @@
 """Console sign-in: an API token in, its digest in the session cookie; what a role may open is the
 role table's (service/web/roles.py), as for the API."""
 
+import re
 from functools import wraps
 
 from flask import Blueprint, current_app, g, redirect, render_template, request, session, url_for
@@ -11,6 +12,9 @@ from service.web import roles
 from service.web.context import current_instance
 
 blueprint = Blueprint("console_auth", __name__, url_prefix="/console")
+# Where sign-in may send you back to: a console path (and query) of URL characters only, so no
+# newline, quote or backslash reaches the Location header or the form.
+_CONSOLE_TARGET = re.compile(r"^/console/[A-Za-z0-9/_.~%?=&;:@!$*()+,-]*$")
 
 
 def _principal() -> Principal | None:
@@ -58,7 +62,7 @@ def _navigation():
 @blueprint.route("/sign-in", methods=["GET", "POST"])
 def sign_in():
     target = request.values.get("next", "")
-    if not target.startswith("/console/"):  # only back into the console, never off-site
+    if not _CONSOLE_TARGET.match(target) or ".." in target:  # only back into the console, never off-site
         target = url_for("console_pages.home")
     if request.method == "GET":
         return render_template("console/sign_in.html", next=target, error=None)
