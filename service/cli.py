@@ -1,6 +1,5 @@
 """The `formulary` command: ask for a decision, list the formulary, lint a rulebook."""
 
-import csv
 import json
 import os
 import sys
@@ -23,6 +22,7 @@ from service.rulebook.shipped import default_rulebook_path
 from service.store.database import describe
 from service.store.instance import Instance
 from service.store.tokens import ROLES, TokenError, any_token, create_token, list_tokens, revoke_token
+from service.workflow import csv_out
 from service.workflow.active_rulebook import activate
 from service.workflow.preapproval import check_batch, orders_from_csv
 
@@ -368,7 +368,7 @@ def preapprove(orders, output, requester):
             results = check_batch(instance, formulary, rows, requester, clock.utc_today(), progress=bar.update)
     finally:
         formulary.close()
-    writer = csv.writer(output) if output else None
+    writer = csv_out.Writer(output) if output else None
     if writer:
         writer.writerow(["row", "dispense", "reasons"])
     for result in results:

@@ -2,7 +2,6 @@
 download. The API (`GET /v1/audit`) and the console's audit page read the same filters, so the
 same query shows the same records in both."""
 
-import csv
 import datetime
 import io
 
@@ -14,6 +13,7 @@ from service.rulebook import icd10
 from service.rulebook.model import OUTCOMES
 from service.store.audit import Filters
 from service.web.context import current_instance
+from service.workflow import csv_out
 
 FILTERS = ("outcome", "code", "rule", "requester", "patient_ref", "since", "until")
 CSV_COLUMNS = (
@@ -90,7 +90,7 @@ def audit_csv_download(filters: Filters) -> Response:
 
     def rows():
         buffer = io.StringIO()
-        writer = csv.writer(buffer)
+        writer = csv_out.Writer(buffer)
         writer.writerow(CSV_COLUMNS)
         for record in audit.stream(filters, with_body=False):
             record = shown(record)

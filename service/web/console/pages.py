@@ -18,7 +18,7 @@ from service.rulebook.model import ROUTES, SEVERITIES, SEXES
 from service.web import roles
 from service.web.console.auth import allowed, page
 from service.web.context import active_rulebook, current_instance, current_principal
-from service.workflow import cases, order_fields, preapproval
+from service.workflow import cases, csv_out, order_fields, preapproval
 from service.workflow.authorisations import authorisations_for
 
 blueprint = Blueprint("console_pages", __name__, url_prefix="/console")
@@ -327,7 +327,7 @@ def _result_row(result: dict, order, patient_ref: str) -> dict:
 def _csv_data_uri(rows: list[dict]) -> str:
     """The results table as a CSV link target, so the download needs no second trip to the server."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    writer = csv_out.Writer(buffer)
     writer.writerow(("row", "patient_ref", "order", "dispense", "grams", "decision_id", "reasons"))
     for row in rows:
         writer.writerow(
