@@ -439,6 +439,17 @@ def test_a_refusal_the_audit_log_cannot_record_becomes_a_503_that_keeps_its_requ
     assert any("GET /v1/audit 503" in line and "request=req-42" in line for line in caplog.messages)
 
 
+def test_control_characters_in_a_path_cannot_forge_a_log_line(client, tokens, caplog):
+    forged = "/v1/x\n2026-01-01 00:00:00 1 INFO service GET /v1/audit 200 1.0ms by=admin request=forged"
+    with caplog.at_level("INFO", logger="service"):
+        response = client.get(forged.replace("\n", "%0A").replace(" ", "%20"), headers=bearer(tokens["auditor"]))
+    assert response.status_code == 404
+    (line,) = [message for message in caplog.messages if "/v1/x" in message]
+    method, path, status, _, by, _ = line.split(" ")  # one line of six fields: the path is one of them
+    assert "\n" not in line and (method, status, by) == ("GET", "404", "by=-")
+    assert path.startswith("/v1/x%0A2026-01-01%2000:00:00%201%20INFO")
+
+
 @pytest.mark.parametrize(
     "path",
     [

@@ -8,6 +8,7 @@ import logging
 import re
 import secrets
 import time
+from urllib.parse import quote
 
 from flask import Flask, current_app, g, request
 
@@ -15,6 +16,7 @@ from service.web.context import current_instance
 from service.web.errors import error_response, is_console
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")  # a caller's id is logged only if it is plainly safe
+_PATH_SAFE = "/:@!$&'()*+,;=~"  # printable URL characters a logged path keeps as they are
 log = logging.getLogger("service")
 
 
@@ -54,11 +56,13 @@ def _record_refusal(response):
 def _finish(response):
     response.headers["X-Request-Id"] = g.get("request_id", "")
     principal = g.get("principal")
-    # The path only: query strings may carry patient identifiers.
+    # The path only: query strings may carry patient identifiers. Method and path are the
+    # caller's, so they are logged percent-encoded: no newline, space or control character of
+    # theirs can start a line or a field of its own.
     log.info(
         "%s %s %s %.1fms by=%s request=%s",
-        request.method,
-        request.path,
+        quote(request.method, safe=""),
+        quote(request.path, safe=_PATH_SAFE),
         response.status_code,
         (time.perf_counter() - g.get("started", time.perf_counter())) * 1000,
         principal.name if principal else "-",
