@@ -178,15 +178,26 @@ MINI_DOSING = {
 }
 
 
+class _WrittenOut(yaml.SafeDumper):
+    """Writes a value shared between places out in each (the reader refuses anchors and aliases)."""
+
+    def ignore_aliases(self, data):
+        return True
+
+
+def dump_yaml(content) -> str:
+    return yaml.dump(content, Dumper=_WrittenOut, sort_keys=False, allow_unicode=True)
+
+
 def write_rulebook(folder: Path, rules=None, diagnoses=None, data=None, name="mini.yaml") -> Path:
     """Write a rulebook and its reference data into `folder`; returns the rulebook path."""
     data_dir = folder / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
     for file, content in (data or MINI_DATA).items():
-        (data_dir / file).write_text(yaml.safe_dump(content, sort_keys=False, allow_unicode=True))
+        (data_dir / file).write_text(dump_yaml(content))
     path = folder / name
     path.write_text(
-        yaml.safe_dump(
+        dump_yaml(
             {
                 "rulebook": {"name": "Mini", "version": "1.0", "effective": "2026-01-01", "reference_data": "data"},
                 "authorisations": {"granted_by": ["approved", "off_label_with_evidence"], "days": 180},
@@ -194,8 +205,6 @@ def write_rulebook(folder: Path, rules=None, diagnoses=None, data=None, name="mi
                 "diagnoses": MINI_DIAGNOSES if diagnoses is None else diagnoses,
                 "rules": MINI_RULES if rules is None else rules,
             },
-            sort_keys=False,
-            allow_unicode=True,
         )
     )
     return path

@@ -155,6 +155,55 @@ def test_a_key_written_twice_is_refused(tmp_path):
         load_rulebook(path)
 
 
+# 237 bytes that PyYAML expands to 531,441 strings wherever *f is used (9 to the 6th).
+ALIAS_BOMB = """x: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+y: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+z: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+w: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+v: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+u: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+"""
+
+
+def test_a_yaml_alias_bomb_is_refused_before_it_expands(tmp_path):
+    path = write_rulebook(tmp_path)
+    path.write_text(ALIAS_BOMB + path.read_text())
+    with pytest.raises(RulebookError) as refused:
+        load_checked(path)
+    assert refused.value.problems == [
+        f"{path}: line 1: YAML anchors and aliases (&name, *name) are not allowed; write the value out"
+    ]
+
+
+def test_an_alias_in_a_data_file_is_refused_naming_the_file(tmp_path):
+    path = write_rulebook(tmp_path)
+    sources = tmp_path / "data" / "sources.yaml"
+    sources.write_text("x: &same 1\ny: *same\n" + sources.read_text())
+    with pytest.raises(RulebookError, match=f"^{sources}: line 1: YAML anchors and aliases"):
+        load_checked(path)
+
+
+def test_yaml_nested_deeper_than_the_limit_is_refused(tmp_path):
+    path = write_rulebook(tmp_path)
+    path.write_text(path.read_text() + "deep: " + "[" * 20 + "]" * 20 + "\n")  # 21 levels with the file's own
+    with pytest.raises(RulebookError) as refused:
+        load_checked(path)
+    assert refused.value.problems == [
+        f"{path}: line {len(path.read_text().splitlines())}: nested more than 20 levels deep"
+    ]
+    path.write_text(path.read_text().replace("[" * 20 + "]" * 20, "[" * 19 + "]" * 19))  # as deep as allowed
+    with pytest.raises(RulebookError, match="unknown field 'deep'"):  # read, then refused for what it says
+        load_checked(path)
+
+
+def test_a_rulebook_file_over_the_size_limit_is_refused_unread(tmp_path):
+    path = write_rulebook(tmp_path)
+    path.write_text(path.read_text() + "#" * (4 * 1024 * 1024))
+    with pytest.raises(RulebookError) as refused:
+        load_checked(path)
+    assert refused.value.problems == [f"{path}: larger than 4 MiB, the most a rulebook or data file may be"]
+
+
 def test_lint_paths_finds_rulebooks_in_a_folder_and_skips_test_files(tmp_path):
     write_rulebook(tmp_path)
     (tmp_path / "mini.tests.yaml").write_text("cases: []\n")

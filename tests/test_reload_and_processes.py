@@ -1,5 +1,6 @@
 """Reloading the rulebook without a restart, and several processes sharing one audit chain."""
 
+import json
 import multiprocessing
 import shutil
 from pathlib import Path
@@ -74,6 +75,26 @@ def test_a_rulebook_failing_lint_is_refused_and_the_old_one_keeps_serving(reload
     assert f"still serving {VERSION}" in error["message"]
     decision = client.post("/v1/decisions", json={"diagnosis": {"code": "G61.0"}}, headers=bearer(admin)).get_json()
     assert decision["rulebook"]["version"] == VERSION
+
+
+def test_a_yaml_alias_bomb_is_a_small_422_and_a_small_record(reloadable_app, editable_rulebook):
+    from service.store.audit import Filters
+    from service.store.tokens import create_token
+
+    from .test_lint import ALIAS_BOMB
+
+    client = reloadable_app.test_client()
+    admin = create_token(reloadable_app.extensions["instance"].database, "root", "admin")
+    text = editable_rulebook.read_text()
+    assert "age_years: {under: 18}" in text
+    editable_rulebook.write_text(ALIAS_BOMB + text.replace("age_years: {under: 18}", "age_years: {under: *f}", 1))
+    response = client.post("/v1/rulebook/reload", headers=bearer(admin))
+    assert response.status_code == 422 and len(response.get_data()) < 2000
+    assert response.get_json()["error"]["problems"] == [
+        f"{editable_rulebook}: line 1: YAML anchors and aliases (&name, *name) are not allowed; write the value out"
+    ]
+    records, _ = reloadable_app.extensions["instance"].audit.page(Filters(), 10)
+    assert max(len(json.dumps(record)) for record in records) < 4000
 
 
 def test_a_decision_in_flight_finishes_on_the_version_it_started_with(reloadable_app, editable_rulebook):

@@ -49,6 +49,8 @@ from service.rulebook.model import (
 )
 
 REFERENCE_FILES = ("products.yaml", "therapies.yaml", "sources.yaml")
+MAX_FILE_BYTES = 4 << 20  # a rulebook, data or rule-case file at most (the shipped rulebook: about 110 KB)
+MAX_NESTING = 20  # mappings and lists inside one another at most (the shipped files: 7)
 _EFFECT_NEEDED = ("controlled", "limited")  # the strengths whose findings report an effect
 _RULE_ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
@@ -77,14 +79,50 @@ _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
 
 
 def read_yaml(path: Path):
-    """Parse one YAML file safely; a syntax error becomes a RulebookError naming the file."""
+    """Parse one YAML file safely; a syntax error becomes a RulebookError naming the file.
+
+    So that no file can make the reader, a lint message or a reload answer large, a file over
+    MAX_FILE_BYTES is refused unread, and one nested deeper than MAX_NESTING or with any anchor or
+    alias before it is built: an alias repeats a value wherever it is used, so a few hundred
+    bytes of nested aliases expand to millions of values (the shipped files use none).
+    """
     try:
-        with open(path, encoding="utf-8") as handle:
-            return yaml.load(handle, Loader=_UniqueKeyLoader)
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise RulebookError([f"{path}: file not found"]) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise RulebookError(
+            [f"{path}: larger than {MAX_FILE_BYTES >> 20} MiB, the most a rulebook or data file may be"]
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise RulebookError([f"{path}: not UTF-8 text (byte offset {error.start})"]) from None
+    try:
+        _check_shape(path, text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as error:
         raise RulebookError([f"{path}: not valid YAML: {error}"]) from None
+
+
+def _check_shape(path: Path, text: str):
+    """Refuse anchors, aliases and nesting beyond MAX_NESTING, from the parser's events (which
+    hold one level at a time), before anything is built."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_SafeLoader):
+        mark = event.start_mark
+        where = f"{path}: line {mark.line + 1}" if mark is not None else str(path)
+        if isinstance(event, yaml.NodeEvent) and event.anchor is not None:
+            raise RulebookError(
+                [f"{where}: YAML anchors and aliases (&name, *name) are not allowed; write the value out"]
+            )
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_NESTING:
+                raise RulebookError([f"{where}: nested more than {MAX_NESTING} levels deep"])
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
 
 
 class _Checker:
