@@ -3,16 +3,35 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Every package .venv holds, pinned with its hashes, for CPython 3.11 and 3.12 on any platform:
+# requirements.lock the project's (runtime and test), requirements-tools.lock the tools that build
+# durable-rules and the project (setuptools) and write the locks (uv). `make lock` writes both.
+LOCK := requirements.lock
+TOOLS_LOCK := requirements-tools.lock
+TOOLS := 'setuptools>=68' uv==0.13.9
 
-.PHONY: run test test-long lint check format bench screenshots clean
+.PHONY: run test test-long lint check format bench screenshots clean lock
 CHROMIUM := /usr/bin/chromium
 
-$(STAMP): pyproject.toml
+# A fresh venv with exactly the locks: pip refuses a file whose hash differs, and builds with the
+# locked setuptools rather than fetching one. pip stays the one `venv` brings from the Python install
+# (upgrading it would fetch a file no lock checks).
+$(STAMP): $(LOCK) $(TOOLS_LOCK) pyproject.toml
 	$(PYTHON) -c 'import sys; assert (3, 11) <= sys.version_info[:2] < (3, 13), "durable-rules needs CPython 3.11 or 3.12, found " + sys.version'
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(PYTHON) -m venv --clear $(VENV)
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(TOOLS_LOCK)
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps --no-build-isolation -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+# The upgrade command: every package to the newest release that pyproject.toml (or TOOLS) allows.
+# `make lock ONLY="flask jinja2"` upgrades only those and keeps the other pins (run it after adding
+# a dependency). Then `make test` rebuilds .venv from the new locks.
+UPGRADE = $(if $(ONLY),$(foreach p,$(ONLY),--upgrade-package $(p)),--upgrade)
+LOCK_WITH = $(BIN)/uv pip compile --quiet --universal --generate-hashes --custom-compile-command 'make lock' $(UPGRADE)
+lock: $(STAMP)
+	$(LOCK_WITH) pyproject.toml --extra test -o $(LOCK)
+	printf '%s\n' $(TOOLS) | $(LOCK_WITH) -c $(LOCK) - -o $(TOOLS_LOCK)
 
 run: $(STAMP)
 	$(BIN)/formulary serve --host 127.0.0.1 --port 8000 --workers 2
