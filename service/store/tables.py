@@ -84,7 +84,10 @@ review_cases = Table(
     Column("opening_decision_id", String(36), nullable=False),
     Column("latest_decision_id", String(36), nullable=False),
     Column("request", Text, nullable=False),  # the request as recorded (no clear identifier)
+    Column("version", Integer, nullable=False, server_default="0"),  # +1 at every transition (checked when applied)
+    Column("reason", String(24)),  # why it needs review: missing_facts, unclear_diagnosis, no_rule, rule_review
     Index("ix_review_status", "status", "opened_at"),
+    Index("ix_review_reason", "status", "reason", "opened_at"),
 )
 
 review_resolutions = Table(

@@ -87,7 +87,7 @@ def register(app: Flask, max_body_bytes: int) -> None:
 
     @app.errorhandler(Conflict)
     def _conflict(error: Conflict):
-        return _answer(409, "conflict", str(error))
+        return _answer(409, error.code, str(error))
 
     @app.errorhandler(NoSuchCase)
     def _no_case(error: NoSuchCase):

@@ -105,7 +105,15 @@ SCHEMAS = {
                 ],
                 "description": "for a diagnosis matched only approximately: what the rules would decide on the proposed code",
             },
-            "review_case_id": {**_NULLABLE_TEXT, "description": "the review case a needs_review decision opened"},
+            "review_case_id": {
+                **_NULLABLE_TEXT,
+                "description": "the review case a needs_review decision opened, joined or (with added facts) updated",
+            },
+            "joined_case": {
+                "type": "boolean",
+                "description": "true when the requester already had an open case for this patient and diagnosis: "
+                "the decision joined it (review_case_id) as its latest decision instead of opening another",
+            },
             "authorisation_id": {
                 **_NULLABLE_TEXT,
                 "description": "the authorisation a positive decision for a patient granted",
@@ -563,7 +571,11 @@ PATHS = {
             "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("ResolutionRequest")}}},
             "responses": {
                 "201": _json("ReviewCase", "the case with its resolutions"),
-                "409": _json("Error", "the case is already resolved"),
+                "409": _json(
+                    "Error",
+                    "the case is already resolved (code conflict), or it changed since it was read (code "
+                    "case_changed: another resolution, added facts or a resubmission); nothing was applied",
+                ),
                 **_errors(400, 401, 403, 404, 415, 503),
             },
         }
@@ -577,7 +589,11 @@ PATHS = {
             "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
             "responses": {
                 "201": _json("Decision", "the new decision"),
-                "409": _json("Error", "the case is closed"),
+                "409": _json(
+                    "Error",
+                    "the case is closed (code conflict), or it changed while the facts were decided (code "
+                    "case_changed); the new decision was neither applied nor recorded",
+                ),
                 **_errors(400, 401, 403, 404, 415, 503),
             },
         }

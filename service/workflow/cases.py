@@ -34,6 +34,15 @@ _INSERT_RESOLUTION = insert(review_resolutions)
 class Conflict(Exception):
     """The request contradicts the case's state (e.g. resolving a closed case)."""
 
+    code = "conflict"
+
+
+class CaseChanged(Conflict):
+    """The case changed between being read and the transition being applied (another resolution,
+    added facts, a resubmission joining it): nothing of this request was applied or recorded."""
+
+    code = "case_changed"
+
 
 class NoSuchCase(Exception):
     """No such case."""
@@ -49,16 +58,76 @@ def sanitised(payload: dict, patient_hash: str | None) -> dict:
     return {**payload, "patient": patient}  # a new top level and patient; the rest is shared, never changed
 
 
+def review_reason(decision: dict) -> str:
+    """Why a needs_review decision needs review, as the queue filters it."""
+    if decision["missing"]:
+        return "missing_facts"
+    if decision["candidates"]:
+        return "unclear_diagnosis"
+    return "no_rule" if decision["rule"] is None else "rule_review"
+
+
 def record_decision(instance, formulary: Formulary, payload, requester: str, case: dict | None = None) -> dict:
     """Decide, then record the decision with the case or authorisation it creates, atomically.
 
     Returns the decision as the API answers it: the decision object plus its id, time, and the
     review case or authorisation it created. Raises RequestError for bad input.
+
+    With `case` (the case as read, re-decided with added facts), the new decision is applied only
+    if the case is still open and unchanged since it was read (its version), checked in the
+    transaction that applies it; otherwise CaseChanged, and nothing is recorded. Without it, a
+    needs_review decision from the same requester for the same patient and diagnosis as an open
+    case joins that case (it becomes the case's latest decision) instead of opening another.
     """
     request = parse_request(payload, formulary.vocabulary)
     decision = formulary.decide_request(request)
+    if case is not None:
+        return _record(instance, formulary, payload, requester, decision, case["patient_ref_hash"], case, False)
+    patient_hash = instance.audit.patient_hash(request.patient_ref)
+    code = decision.diagnosis.plain_code
+
+    def record_joining_an_open_case():
+        joined = None
+        if decision.outcome == "needs_review" and patient_hash and code:
+            with instance.sql_engine.connect() as connection:
+                joined = _open_case_to_join(connection, requester, patient_hash, code)
+        return _record(instance, formulary, payload, requester, decision, patient_hash, joined, True)
+
+    try:
+        return record_joining_an_open_case()
+    except CaseChanged:  # the case it would join, or open, changed meanwhile: look again, once
+        return record_joining_an_open_case()
+
+
+def _open_case_to_join(connection, requester: str, patient_hash: str, code: str) -> dict | None:
+    """The open case a new request from this requester for this patient and diagnosis joins, if any."""
+    row = connection.execute(
+        select(review_cases)
+        .where(
+            review_cases.c.patient_ref_hash == patient_hash,
+            review_cases.c.code == code,
+            review_cases.c.requester == requester,
+            review_cases.c.status.in_(OPEN_STATUSES),
+        )
+        .order_by(review_cases.c.opened_at, review_cases.c.id)
+        .limit(1)
+    ).first()
+    return None if row is None else dict(row._mapping)
+
+
+def _changed(connection, case_id: str) -> CaseChanged:
+    now = connection.execute(select(review_cases.c.status).where(review_cases.c.id == case_id)).scalar()
+    return CaseChanged(
+        f"case {case_id} changed while this request was being handled (it is now {now}); nothing was "
+        "applied or recorded: read the case again and resend if it still applies"
+    )
+
+
+def _record(
+    instance, formulary: Formulary, payload, requester: str, decision, patient_hash, case: dict | None, joins: bool
+) -> dict:
+    """Record a decision; `case` is the case it updates (as read), `joins` whether it is a new request joining it."""
     audit = instance.audit
-    patient_hash = case["patient_ref_hash"] if case else audit.patient_hash(request.patient_ref)
     code = decision.diagnosis.plain_code
     decided_at = clock.utc_now()
     decision_id = str(uuid.uuid4())
@@ -84,25 +153,38 @@ def record_decision(instance, formulary: Formulary, payload, requester: str, cas
         "decided_at": decided_at,
         **decision.to_dict(),
         "review_case_id": case_id,
+        "joined_case": case is not None and joins,
         "authorisation_id": grant["id"] if grant else None,
     }
-    recorded_request = sanitised(payload, patient_hash) if not case else payload
+    recorded_request = sanitised(payload, patient_hash)
+    reason = review_reason(response) if case_id is not None else None
 
     def effects(connection):
         if case is not None:
             status = "open" if decision.outcome == "needs_review" else "closed_by_rules"
-            connection.execute(
+            changed = connection.execute(
                 update(review_cases)
-                .where(review_cases.c.id == case["id"])
+                .where(
+                    review_cases.c.id == case["id"],
+                    review_cases.c.status.in_(OPEN_STATUSES),
+                    # Added facts apply to the case as read; a new request joins it as it is now, if still open.
+                    *([] if joins else [review_cases.c.version == case["version"]]),
+                )
                 .values(
                     status=status,
                     updated_at=decided_at,
                     latest_decision_id=decision_id,
                     code=code,
                     request=json.dumps(recorded_request),
+                    version=review_cases.c.version + 1,
+                    **({"reason": reason} if reason else {}),
                 )
             )
+            if changed.rowcount != 1:
+                raise _changed(connection, case["id"])
         elif case_id is not None:
+            if joins and patient_hash and code and _open_case_to_join(connection, requester, patient_hash, code):
+                raise CaseChanged("an open case for this patient and diagnosis was opened meanwhile")
             connection.execute(
                 _INSERT_CASE,
                 dict(
@@ -116,6 +198,7 @@ def record_decision(instance, formulary: Formulary, payload, requester: str, cas
                     opening_decision_id=decision_id,
                     latest_decision_id=decision_id,
                     request=json.dumps(recorded_request),
+                    reason=reason,
                 ),
             )
         if grant is not None:
@@ -282,11 +365,15 @@ def resolve(instance, formulary: Formulary, case_id: str, body, reviewer: str) -
         if not second_opinion:
             changed = connection.execute(
                 update(review_cases)
-                .where(review_cases.c.id == case_id, review_cases.c.status.in_(OPEN_STATUSES))
-                .values(status=new_status, updated_at=resolution["created_at"])
+                .where(
+                    review_cases.c.id == case_id,
+                    review_cases.c.version == case["version"],
+                    review_cases.c.status.in_(OPEN_STATUSES),
+                )
+                .values(status=new_status, updated_at=resolution["created_at"], version=case["version"] + 1)
             )
-            if changed.rowcount != 1:
-                raise Conflict(f"case {case_id} was resolved by someone else a moment ago")
+            if changed.rowcount != 1:  # resolved, re-decided or joined since it was read
+                raise _changed(connection, case_id)
         connection.execute(_INSERT_RESOLUTION, resolution)
         if grant is not None:
             connection.execute(authorisations.INSERT, grant)

@@ -97,7 +97,7 @@ def new_request():
         except RequestError as error:
             errors = _refused(error)
         except cases.Conflict as conflict:
-            g.refusal = {"code": "conflict", "message": str(conflict)}
+            g.refusal = {"code": conflict.code, "message": str(conflict)}
             errors = {"form": str(conflict)}
     status = (409 if "form" in errors else 400) if errors else 201 if decision else 200
     return render_template(
@@ -189,7 +189,7 @@ def add_facts(case_id):
     except RequestError as error:
         return _case_page(case_id, fact_errors=_refused(error), facts=facts, status=400)
     except cases.Conflict as conflict:
-        g.refusal = {"code": "conflict", "message": str(conflict)}
+        g.refusal = {"code": conflict.code, "message": str(conflict)}
         return _case_page(case_id, fact_errors={"form": str(conflict)}, facts=facts, status=409)
     flash(f"Decided again with the added facts: {OUTCOME_WORDS[decision['outcome']]}.")
     return redirect(url_for("console_pages.case", case_id=case_id))
@@ -216,7 +216,7 @@ def resolve(case_id):
     except RequestError as error:
         return _case_page(case_id, _refused(error), values, 400)
     except cases.Conflict as conflict:
-        g.refusal = {"code": "conflict", "message": str(conflict)}
+        g.refusal = {"code": conflict.code, "message": str(conflict)}
         return _case_page(case_id, {"form": str(conflict)}, values, 409)
     flash(f"Resolution recorded: {body['resolution'].replace('_', ' ')}.")
     return redirect(url_for("console_pages.case", case_id=case_id))
