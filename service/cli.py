@@ -322,11 +322,43 @@ def audit():
 
 @audit.command("verify")
 def audit_verify():
-    """Check the whole chain; exit 1 if it is broken."""
+    """Check the whole chain, the anchors file and the bound rows; exit 1 if anything is broken."""
     result = _instance().audit.verify()
     click.echo(json.dumps(result))
+    anchors = result["anchors"]
+    if anchors is not None:
+        newest = anchors["newest"]
+        click.echo(
+            f"anchors: {anchors['anchors']} in {anchors['file']}"
+            + (f"; the newest, written at {newest['at']}, names record {newest['id']}" if newest else "")
+            + ("; the chain holds every anchored record with its anchored hash" if result["ok"] and newest else "")
+        )
+    for warning in result["warnings"]:
+        click.echo(f"warning: {warning}")
     if not result["ok"]:
+        click.echo(f"broken: {result['reason']}")
         sys.exit(1)
+
+
+@audit.command("bind-existing")
+@click.option("--yes", is_flag=True, help="Bind the rows listed, once you have checked them.")
+def audit_bind_existing(yes):
+    """List the authorisations and review resolutions not bound to an audit record (made before
+    rows were bound, or written outside the service); with --yes, bind them in one record."""
+    audit = _instance().audit
+    rows = audit.unbound_rows()
+    for table, row in rows:
+        click.echo(f"{table.name} {row['id']} created {row['created_at']}")
+    if not rows:
+        click.echo("every row is bound")
+    elif not yes:
+        click.echo(
+            f"{len(rows)} rows are not bound and pre-approval refuses them: check that each was made by the "
+            "service (against the audit log), then run again with --yes"
+        )
+    else:
+        record = audit.bind_existing(rows, requester="cli")
+        click.echo(f"bound {len(rows)} rows in audit record {record['id']}")
 
 
 @audit.command("head")

@@ -353,7 +353,7 @@ def test_audit_csv_streams_the_same_selection(client, tokens):
 def test_verify_passes_on_an_untouched_chain(client, tokens):
     _fill(client, tokens)
     result = client.get("/v1/audit/verify", headers=bearer(tokens["auditor"])).get_json()
-    assert result == {"ok": True, "records": 4, "first_broken": None, "reason": None}
+    assert result.items() >= {"ok": True, "records": 4, "first_broken": None, "reason": None}.items()
 
 
 def _tamper(app, statements: str):

@@ -77,7 +77,7 @@ def test_a_group_is_chained_in_order_and_verifies(audit, engine):
     assert [row["decision_id"] for row in rows] == [item.fields["decision_id"] for item in batch]
     assert all(row["hash"] == item.record["hash"] for row, item in zip(rows, batch, strict=True))
     assert audit.head() == {"id": 4, "hash": rows[-1]["hash"]}
-    assert audit.verify() == {"ok": True, "records": 4, "first_broken": None, "reason": None}
+    assert audit.verify().items() >= {"ok": True, "records": 4, "first_broken": None, "reason": None}.items()
     assert [r["body"]["note"] for r in audit.stream(Filters())] == ["é ☃ \ud800"] * 4
 
 
@@ -114,7 +114,7 @@ def test_a_record_the_database_refuses_is_an_audit_failure_not_a_crash(audit, en
     with pytest.raises(AuditUnavailable):  # with effects: its savepoint fails
         audit.append("decision", {"n": 3}, then=lambda connection: None, decision_id=taken)
     assert audit.append("decision", {"n": 4}, decision_id="other")["id"] == 2
-    assert audit.verify() == {"ok": True, "records": 2, "first_broken": None, "reason": None}
+    assert audit.verify().items() >= {"ok": True, "records": 2, "first_broken": None, "reason": None}.items()
 
 
 def test_concurrent_appends_share_commits_and_every_one_is_on_file(audit, engine):
@@ -138,7 +138,7 @@ def test_concurrent_appends_share_commits_and_every_one_is_on_file(audit, engine
     assert errors == []
     assert sorted(results) == list(range(1, 201))
     assert len(commits) < 200  # appends were grouped
-    assert audit.verify() == {"ok": True, "records": 200, "first_broken": None, "reason": None}
+    assert audit.verify().items() >= {"ok": True, "records": 200, "first_broken": None, "reason": None}.items()
 
 
 def test_sqlite_writers_queue_on_the_writer_lock(tmp_path):

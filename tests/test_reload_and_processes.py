@@ -190,7 +190,7 @@ def test_two_processes_writing_at_once_keep_one_unbroken_chain(app, tokens, tmp_
     for worker in workers:
         worker.join(120)
     assert [w.exitcode for w in workers] == [0, 0]
-    assert instance.audit.verify() == {"ok": True, "records": 120, "first_broken": None, "reason": None}
+    assert instance.audit.verify().items() >= {"ok": True, "records": 120, "first_broken": None, "reason": None}.items()
 
 
 # --- The CLI around the service. ---

@@ -4,7 +4,13 @@ Every record is canonical JSON, signed in a chain: its hash is HMAC-SHA-256, key
 instance secret, over the previous record's hash and its own content. Editing, deleting,
 inserting or reordering records breaks the chain at the first record touched, and someone who
 can write the database but cannot read the secret cannot forge a consistent chain. The last
-record's id and hash (`head`) can be copied elsewhere, so cutting records off the end shows too.
+record's id and hash (`head`) are also appended to the anchors file outside the database
+(service/store/anchors.py), so cutting records off the end, or emptying the table, shows too.
+
+Rows that grant or change a right (authorisations, review resolutions) are written by the store
+with the record that creates them (`append(..., bind=...)`), and carry that record's id and a
+keyed MAC over their content (`binding`): a row forged or edited in the database fails it, and
+pre-approval and verify refuse it.
 
 Appends lock the one-row chain head, so several processes (or hosts on one PostgreSQL) extend a
 single chain in turn. Patient identifiers are stored only as a keyed hash.
@@ -19,14 +25,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import overload
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import Table, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from service import clock
 from service.store import json_text
+from service.store.anchors import Anchors
 from service.store.database import writing
-from service.store.tables import GENESIS_HASH, audit_head, audit_records
+from service.store.tables import GENESIS_HASH, audit_head, audit_records, authorisations, review_resolutions
 
 BATCH = 5000
 MAX_GROUP = 64  # records committed together at most
@@ -46,6 +53,14 @@ INDEXED = (
     "rulebook_digest",
 )
 COLUMNS = ("id", *INDEXED, "content", "prev_hash", "hash")  # every column of a record, as the writer inserts them
+# The bound tables, each with the kinds of record that may create its rows. Every column of a
+# bound row is given by its writer (a server default would not be in its binding).
+BOUND: dict[Table, tuple[str, ...]] = {
+    authorisations: ("decision", "review_resolution", "rows_bound"),
+    review_resolutions: ("review_resolution", "rows_bound"),
+}
+_BOUND_INSERTS = {table: insert(table) for table in BOUND}  # built once: they run under the writer's lock
+ROW_BATCH = 1000
 
 
 class AuditUnavailable(RuntimeError):
@@ -78,6 +93,7 @@ class _Pending:
     fields: dict
     body: dict
     then: Callable[[Connection], None] | None
+    bind: tuple[tuple[Table, dict], ...] = ()
     record: dict | None = None
     error: BaseException | None = None
     done: threading.Event = field(default_factory=threading.Event)
@@ -91,8 +107,9 @@ class _GroupWriter:
     transaction and one fsync instead of queueing for one each.
     """
 
-    def __init__(self, commit_batch, max_batch: int = MAX_GROUP):
+    def __init__(self, commit_batch, max_batch: int = MAX_GROUP, idle=None, idle_seconds: float | None = None):
         self._commit_batch, self._max_batch = commit_batch, max_batch
+        self._idle, self._idle_seconds = idle, idle_seconds  # called when nothing came for that long
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._start = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -112,7 +129,11 @@ class _GroupWriter:
 
     def _run(self):
         while True:
-            batch = [self._queue.get()]
+            try:
+                batch = [self._queue.get(timeout=self._idle_seconds)]
+            except queue.Empty:
+                self._idle()
+                continue
             while len(batch) < self._max_batch:
                 try:
                     batch.append(self._queue.get_nowait())
@@ -190,11 +211,16 @@ class _Statements:
 
 
 class AuditStore:
-    def __init__(self, engine: Engine, secret: bytes):
+    def __init__(self, engine: Engine, secret: bytes, anchors: Anchors | None = None):
         self.engine = engine
+        self.anchors = anchors
         self._chain_key = subkey(secret, "audit-chain-v1")
         self._patient_key = subkey(secret, "patient-ref-v1")
-        self._writer = _GroupWriter(self._commit_batch)
+        self._row_key = subkey(secret, "row-binding-v1")
+        self._committed: tuple[int, str] | None = None  # the head after this process's last commit
+        self._writer = _GroupWriter(
+            self._commit_batch, idle=self._anchor_when_idle, idle_seconds=anchors.seconds if anchors else None
+        )
         self._statements: _Statements | None = None  # compiled on the first commit, for the engine's dialect
 
     @overload
@@ -211,18 +237,19 @@ class AuditStore:
     def _hash(self, prev_hash: str, content: str) -> str:
         return hmac.new(self._chain_key, f"{prev_hash}\n{content}".encode(), hashlib.sha256).hexdigest()
 
-    def append(self, kind: str, body: dict, then=None, **indexed) -> dict:
+    def append(self, kind: str, body: dict, then=None, bind=(), **indexed) -> dict:
         """Sign and commit one record; returns its indexed fields with id and hash.
 
-        `then(connection)`, if given, runs in the same transaction (the case or authorisation a
-        decision creates), so the record and what it records commit together or not at all; an
-        exception it raises is re-raised here and nothing of this record is kept.
+        `then(connection)`, if given, runs in the same transaction (the case a decision opens),
+        so the record and what it records commit together or not at all; an exception it raises
+        is re-raised here and nothing of this record is kept. `bind`: (table, row) pairs of a
+        table in BOUND, inserted after `then` in the same transaction, bound to this record.
         Raises AuditUnavailable when the record could not be committed.
         """
         fields = {name: indexed.get(name) for name in INDEXED}
         fields["kind"] = kind
         fields["created_at"] = indexed.get("created_at") or clock.utc_now()
-        return self._writer.submit(_Pending(fields, body, then))
+        return self._writer.submit(_Pending(fields, body, then, tuple(bind)))
 
     def _commit_batch(self, batch: list["_Pending"]):
         """Chain and commit every pending record in one transaction (called by the writer thread).
@@ -238,6 +265,7 @@ class AuditStore:
             try:
                 sql.run(cursor, sql.read_head, {"head": 1})
                 last_id, last_hash = cursor.fetchone()
+                first_id = last_id + 1
                 plain = []
                 for item in batch:
                     record_id = last_id + 1
@@ -250,13 +278,19 @@ class AuditStore:
                         "prev_hash": last_hash,
                         "hash": record_hash,
                     }
-                    if item.then is None:
+                    if item.then is None and not item.bind:
                         plain.append(values)
                     else:
                         sql.savepoint(cursor, "SAVEPOINT")
                         try:
                             sql.run(cursor, sql.insert_record, values)
-                            item.then(connection)
+                            if item.then is not None:
+                                item.then(connection)
+                            for table, row in item.bind:
+                                bound = {**row, "record_id": record_id}
+                                connection.execute(
+                                    _BOUND_INSERTS[table], {**bound, "binding": self.binding(table, bound)}
+                                )
                         except Exception as error:  # this item only: the others stay in the batch
                             sql.savepoint(cursor, "ROLLBACK TO SAVEPOINT")
                             sql.savepoint(cursor, "RELEASE SAVEPOINT")
@@ -270,6 +304,54 @@ class AuditStore:
                 sql.run(cursor, sql.write_head, {"last_id": last_id, "last_hash": last_hash, "head": 1})
             finally:
                 cursor.close()
+        if last_id >= first_id:  # committed: anchor the head if due
+            self._committed = (last_id, last_hash)
+            if self.anchors is not None:
+                self.anchors.after_commit(first_id, last_id, last_hash)
+
+    def _anchor_when_idle(self):
+        """The writer had nothing to do for the anchor interval (see Anchors.when_idle)."""
+        if self.anchors is not None and self._committed is not None:
+            self.anchors.when_idle(*self._committed)
+
+    def binding(self, table: Table, row) -> str:
+        """The keyed MAC that binds a row of a BOUND table (with its record_id) to its content."""
+        content = {column.name: row.get(column.name) for column in table.columns if column.name != "binding"}
+        text = canonical([table.name, content])
+        return hmac.new(self._row_key, text.encode(), hashlib.sha256).hexdigest()
+
+    def row_intact(self, table: Table, row) -> bool:
+        """The row is as the service wrote it: bound to a record, its content matching its binding."""
+        binding = row.get("binding")
+        return (
+            binding is not None
+            and row.get("record_id") is not None
+            and hmac.compare_digest(binding, self.binding(table, row))
+        )
+
+    def unbound_rows(self) -> list[tuple[Table, dict]]:
+        """The rows of the bound tables without a binding: made before rows were bound, or written
+        outside the service."""
+        with self.engine.connect() as connection:
+            return [
+                (table, dict(row._mapping))
+                for table in BOUND
+                for row in connection.execute(
+                    select(table)
+                    .where(or_(table.c.binding.is_(None), table.c.record_id.is_(None)))
+                    .order_by(table.c.id)
+                )
+            ]
+
+    def bind_existing(self, rows: list[tuple[Table, dict]], requester: str) -> dict:
+        """Bind these rows (from unbound_rows, checked by someone) in one record that lists them."""
+
+        def unbind(connection):  # rewritten bound, in the same transaction
+            for table, row in rows:
+                connection.execute(delete(table).where(table.c.id == row["id"]))
+
+        listed = {table.name: [row["id"] for t, row in rows if t is table] for table in BOUND}
+        return self.append("rows_bound", listed, then=unbind, bind=rows, requester=requester)
 
     def decision(self, decision_id: str) -> dict | None:
         """The signed content of a decision record, or None."""
@@ -357,7 +439,33 @@ class AuditStore:
             connection.get_transaction().rollback()
 
     def verify(self) -> dict:
-        """Check the whole chain: {"ok", "records", "first_broken", "reason"}."""
+        """Check the whole chain, the anchors and every bound row.
+
+        {"ok", "records", "first_broken" (a record id), "reason", "broken_row" ({"table", "id"}),
+        "rows" (bound rows checked), "anchors" ({"file", "anchors", "newest"}, or None when the
+        store has none), "warnings"}: the first problem found, chain first.
+        """
+        read = self.anchors.read() if self.anchors is not None else None
+        anchored: dict[int, list[dict]] = {}
+        for anchor in read[0] if read else []:
+            anchored.setdefault(anchor["id"], []).append(anchor)
+        newest = max((a for group in anchored.values() for a in group), key=lambda a: a["id"], default=None)
+        result: dict = {
+            "ok": True,
+            "records": 0,
+            "first_broken": None,
+            "reason": None,
+            "broken_row": None,
+            "rows": 0,
+            "anchors": None
+            if self.anchors is None
+            else {"file": str(self.anchors.path), "anchors": len(read[0]) if read else 0, "newest": newest},
+            "warnings": [],
+        }
+
+        def broken(first_broken, reason, row=None) -> dict:
+            return {**result, "ok": False, "first_broken": first_broken, "reason": reason, "broken_row": row}
+
         expected_id, expected_prev, count = 1, GENESIS_HASH, 0
         c = audit_records.c
         with self.engine.connect() as connection:
@@ -367,21 +475,93 @@ class AuditStore:
                 if not rows:
                     break
                 for row in rows:
-                    problem = self._check(row, expected_id, expected_prev)
+                    problem = self._check(row, expected_id, expected_prev) or self._check_anchored(
+                        row, anchored.get(row.id, ())
+                    )
                     if problem:
-                        return {"ok": False, "records": count, "first_broken": problem[0], "reason": problem[1]}
+                        return broken(*problem) | {"records": count}
                     expected_id, expected_prev, count = row.id + 1, row.hash, count + 1
                 after = rows[-1].id
+            result["records"] = count
+            if newest is not None and newest["id"] > count:
+                return broken(
+                    count + 1,
+                    f"records {count + 1} to {newest['id']} are missing: the anchor written at {newest['at']} "
+                    f"names record {newest['id']}, and the chain ends at record {count} (records cut off the end, "
+                    "or the database emptied or replaced by an older copy)",
+                )
             head = connection.execute(select(audit_head).where(audit_head.c.id == 1)).one()
-        if (head.last_id, head.last_hash) != (expected_id - 1, expected_prev):
-            return {
-                "ok": False,
-                "records": count,
-                "first_broken": expected_id,
-                "reason": f"the chain head names record {head.last_id}, but the chain ends at record "
-                f"{expected_id - 1}: records at the end were removed or the head was altered",
-            }
-        return {"ok": True, "records": count, "first_broken": None, "reason": None}
+            if (head.last_id, head.last_hash) != (expected_id - 1, expected_prev):
+                return broken(
+                    expected_id,
+                    f"the chain head names record {head.last_id}, but the chain ends at record "
+                    f"{expected_id - 1}: records at the end were removed or the head was altered",
+                )
+            result["rows"], bad_row = self._check_rows(connection)
+        if bad_row is not None:
+            return broken(None, f"{bad_row['table']} row {bad_row['id']}: {bad_row['problem']}", bad_row)
+        if self.anchors is not None and read is None and count:
+            result["warnings"].append(
+                f"there is no anchors file ({self.anchors.path}): records cut off the end of the chain, or a "
+                "database emptied, cannot be detected before the next anchor is written"
+            )
+        elif self.anchors is not None and read and read[1]:
+            result["warnings"].append(f"{read[1]} lines of the anchors file ({self.anchors.path}) could not be read")
+        return result
+
+    @staticmethod
+    def _check_anchored(row, anchors) -> tuple[int, str] | None:
+        for anchor in anchors:
+            if anchor["hash"] != row.hash:
+                return row.id, (
+                    f"record {row.id}'s hash differs from its anchor written at {anchor['at']}: the chain was "
+                    "rewritten at or before this record, or replaced by another"
+                )
+        return None
+
+    def _check_rows(self, connection) -> tuple[int, dict | None]:
+        """(bound rows checked, the first bad one as {"table", "id", "problem"} or None)."""
+        checked = 0
+        c = audit_records.c
+        for table, kinds in BOUND.items():
+            after = ""
+            while True:
+                rows = connection.execute(
+                    select(table).where(table.c.id > after).order_by(table.c.id).limit(ROW_BATCH)
+                ).all()
+                if not rows:
+                    break
+                named = {row.record_id for row in rows if row.record_id is not None}
+                records = {
+                    r.id: r for r in connection.execute(select(c.id, c.kind, c.patient_ref_hash).where(c.id.in_(named)))
+                }
+                for row in rows:
+                    values = dict(row._mapping)
+                    problem = self._row_problem(table, kinds, values, records.get(values["record_id"]))
+                    if problem:
+                        return checked, {"table": table.name, "id": values["id"], "problem": problem}
+                    checked += 1
+                after = rows[-1].id
+        return checked, None
+
+    def _row_problem(self, table: Table, kinds: tuple[str, ...], row: dict, record) -> str | None:
+        if row["binding"] is None or row["record_id"] is None:
+            return (
+                "it is not bound to an audit record: it was written outside the service, or before rows "
+                "were bound (`formulary audit bind-existing` lists those)"
+            )
+        if not self.row_intact(table, row):
+            return "its content does not match its binding: the row was altered, or forged"
+        if record is None:
+            return f"the audit record that created it ({row['record_id']}) is not in the chain"
+        if record.kind not in kinds:
+            return f"record {record.id}, named as the one that created it, is a {record.kind} record"
+        if (
+            record.kind != "rows_bound"
+            and row.get("patient_ref_hash", record.patient_ref_hash) != record.patient_ref_hash
+        ):
+            return f"record {record.id}, named as the one that created it, is about another patient"
+        return None
 
     def _check(self, row, expected_id: int, expected_prev: str) -> tuple[int, str] | None:
         if row.id != expected_id:

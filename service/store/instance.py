@@ -6,6 +6,9 @@ FORMULARY_DATABASE_URL    SQLAlchemy URL (default: SQLite in the instance folder
 FORMULARY_SECRET          key for the audit chain and patient identifiers (default: generated once
                           into <instance>/secret, readable by the owner only)
 FORMULARY_RULEBOOK        the rulebook to serve (default rules/ivig.yaml)
+FORMULARY_ANCHOR_EVERY    anchor the audit chain's head every this many records (default 1000)
+FORMULARY_ANCHOR_MINUTES  and when records were added this many minutes after the newest anchor
+                          (default 5); anchors go to <instance>/anchors.jsonl (service/store/anchors.py)
 """
 
 import os
@@ -15,6 +18,7 @@ from functools import cached_property
 from pathlib import Path
 
 from service.rulebook.shipped import default_rulebook_path
+from service.store import anchors
 from service.store.audit import AuditStore
 from service.store.database import migrate, open_database
 
@@ -44,6 +48,8 @@ class Instance:
     database_url: str
     rulebook_path: Path
     secret: bytes
+    anchor_every: int = 1000
+    anchor_minutes: float = 5.0
 
     @classmethod
     def from_env(cls, overrides: dict | None = None) -> "Instance":
@@ -57,7 +63,18 @@ class Instance:
             or f"sqlite:///{path / 'formulary.db'}"
         )
         rulebook = Path(overrides.get("RULEBOOK") or default_rulebook_path())
-        return cls(path, url, rulebook, _secret(path))
+        every = overrides.get("ANCHOR_EVERY") or os.environ.get("FORMULARY_ANCHOR_EVERY") or 1000
+        minutes = overrides.get("ANCHOR_MINUTES") or os.environ.get("FORMULARY_ANCHOR_MINUTES") or 5
+        try:
+            anchoring = int(every), float(minutes)
+        except ValueError:
+            anchoring = (0, 0.0)
+        if anchoring[0] < 1 or not anchoring[1] > 0:
+            raise RuntimeError(
+                "FORMULARY_ANCHOR_EVERY must be a whole number of records and FORMULARY_ANCHOR_MINUTES a number "
+                f"of minutes, both above 0; found {every!r} and {minutes!r}"
+            )
+        return cls(path, url, rulebook, _secret(path), *anchoring)
 
     @cached_property
     def sql_engine(self):
@@ -73,4 +90,8 @@ class Instance:
 
     @cached_property
     def audit(self) -> AuditStore:
-        return AuditStore(self.sql_engine, self.secret)
+        return AuditStore(
+            self.sql_engine,
+            self.secret,
+            anchors.Anchors(self.path / anchors.FILE_NAME, self.anchor_every, self.anchor_minutes),
+        )

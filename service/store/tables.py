@@ -101,6 +101,9 @@ review_resolutions = Table(
     Column("valid_days", Integer),
     Column("reviewer", String(128), nullable=False),
     Column("references_id", String(36)),  # a second opinion names the resolution it follows
+    # Bound to the chained record that created it (service/store/audit.py: AuditStore.bind).
+    Column("record_id", BigInteger),
+    Column("binding", String(64)),
     Index("ix_resolution_case", "case_id"),
 )
 
@@ -123,5 +126,7 @@ authorisations = Table(
     Column("case_id", String(36)),
     Column("rulebook_version", String(64), nullable=False),
     Column("rulebook_digest", String(64), nullable=False),
+    Column("record_id", BigInteger),  # bound like review_resolutions
+    Column("binding", String(64)),
     Index("ix_authorisation_patient", "patient_ref_hash", "valid_until"),
 )

@@ -3,7 +3,8 @@
 A positive decision for an identified patient, or an approved review, grants one (see
 service/workflow/cases.py). It carries the dosing profile and the rulebook version it was
 granted under, so a new rulebook applies at the next continuation, not to an authorisation
-already given. Pre-approval looks up the valid one for an order.
+already given. Pre-approval looks up the valid one for an order, and refuses one that is not as
+the service wrote it (its binding to the granting audit record fails: service/store/audit.py).
 """
 
 import datetime
@@ -11,15 +12,20 @@ import json
 import uuid
 from dataclasses import asdict
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
 from service import clock
 from service.rulebook import icd10
 from service.rulebook.model import DosingProfile, Range
 from service.store.tables import authorisations
 
-# Built once: it runs inside the audit writer's transaction, where every microsecond holds the lock.
-INSERT = insert(authorisations)
+
+class Tampered(Exception):
+    """A stored authorisation fails its integrity check: it was forged or altered in the database."""
+
+    def __init__(self, authorisation_id: str):
+        super().__init__(authorisation_id)
+        self.authorisation_id = authorisation_id
 
 
 def grant(
@@ -64,6 +70,7 @@ def authorisation_view(row) -> dict:
     data["dosing"] = json.loads(data["dosing"])
     data["code"] = icd10.dotted(data["code"])
     data.pop("patient_ref_hash", None)
+    data.pop("binding", None)
     data["active"] = data["valid_until"] >= clock.utc_today().isoformat()
     return data
 
@@ -80,23 +87,35 @@ def profile_of(authorisation: dict) -> DosingProfile:
     )
 
 
-def authorisations_for(instance, patient_hash: str) -> list[dict]:
+def _rows_for(instance, patient_hash: str) -> list[dict]:
     with instance.sql_engine.connect() as connection:
         rows = connection.execute(
             select(authorisations)
             .where(authorisations.c.patient_ref_hash == patient_hash)
             .order_by(authorisations.c.valid_until.desc())
         ).all()
-    return [authorisation_view(row) for row in rows]
+    return [dict(row._mapping) for row in rows]
+
+
+def authorisations_for(instance, patient_hash: str) -> list[dict]:
+    return [authorisation_view(row) for row in _rows_for(instance, patient_hash)]
 
 
 def active_authorisation(
     instance, patient_hash: str, code: str, diagnosis_id: str | None, today: datetime.date
 ) -> dict | None:
-    """The longest-running valid authorisation for this patient and diagnosis, if any."""
-    for authorisation in authorisations_for(instance, patient_hash):
-        plain = icd10.normalise(authorisation["code"])
-        same = (diagnosis_id is not None and authorisation["diagnosis_id"] == diagnosis_id) or code.startswith(plain)
-        if same and authorisation["valid_from"] <= today.isoformat() <= authorisation["valid_until"]:
-            return authorisation
-    return None
+    """The longest-running valid authorisation for this patient and diagnosis, if any.
+
+    Raises Tampered if any authorisation that would cover the order fails its integrity check:
+    the order is then not dispensed under any of them until someone has looked.
+    """
+    covering = [
+        row
+        for row in _rows_for(instance, patient_hash)
+        if ((diagnosis_id is not None and row["diagnosis_id"] == diagnosis_id) or code.startswith(row["code"]))
+        and row["valid_from"] <= today.isoformat() <= row["valid_until"]
+    ]
+    for row in covering:
+        if not instance.audit.row_intact(authorisations, row):
+            raise Tampered(row["id"])
+    return authorisation_view(covering[0]) if covering else None

@@ -11,6 +11,7 @@ one audit record.
 import csv
 import datetime
 import io
+import logging
 from dataclasses import dataclass
 
 from service.decide import dosing
@@ -18,9 +19,10 @@ from service.decide.formulary import Formulary
 from service.decide.request import RequestError, parse_request
 from service.rulebook.model import DosingProfile, Label, Rule, Rulebook
 from service.workflow import order_fields
-from service.workflow.authorisations import active_authorisation, profile_of
+from service.workflow.authorisations import Tampered, active_authorisation, profile_of
 from service.workflow.cases import record_decision, sanitised
 
+log = logging.getLogger(__name__)
 MAX_BATCH = 1000  # orders in one HTTP batch or console upload
 ORDER_FIELDS = ("patient", "diagnosis", "product", "route", "dose", "last_infusion_date", "therapies", "severity")
 
@@ -50,8 +52,16 @@ class _Cover:
     code: str | None
     authorisation: dict | None
     decision: dict | None
+    tampered: str | None = None  # the id of an authorisation that failed its integrity check
 
     def reason(self) -> dict:
+        if self.tampered:
+            return _reason(
+                "authorisation",
+                False,
+                f"refused: authorisation {self.tampered} failed its integrity check (it is not as the service "
+                "recorded it); ask the pharmacy to investigate",
+            )
         if self.authorisation:
             a = self.authorisation
             return _reason(
@@ -149,11 +159,16 @@ def _cover(
             return None
         return active_authorisation(instance, patient_hash, code, formulary.terminology.diagnosis_of(code), today)
 
-    authorisation, decision = valid_authorisation(), None
-    if authorisation is None:
-        decision = record_decision(instance, formulary, payload, requester)
-        if decision["authorisation_id"]:
-            authorisation = valid_authorisation()
+    decision = None
+    try:
+        authorisation = valid_authorisation()
+        if authorisation is None:
+            decision = record_decision(instance, formulary, payload, requester)
+            if decision["authorisation_id"]:
+                authorisation = valid_authorisation()
+    except Tampered as tampered:  # refused, and on the record with the pre-approval
+        log.error("authorisation %s failed its integrity check: order refused", tampered.authorisation_id)
+        return _Cover(code, None, decision, tampered.authorisation_id)
     return _Cover(code, authorisation, decision)
 
 
