@@ -156,7 +156,7 @@ def test_choosing_a_candidate_updates_the_open_case_instead_of_opening_another(a
         {"pick_code": code, "case_id": case_id, "age_years": "40", "diagnosis_text": "chronic fatigue"},
         "/console/request",
     )
-    listed = cases.list_cases(app.extensions["instance"], None)
+    listed = cases.list_cases(app.extensions["instance"], cases.Queue(status=None))["cases"]
     assert [c["id"] for c in listed] == [case_id]
     assert listed[0]["decision"]["diagnosis"]["code"] == listed[0]["code"] == code
 

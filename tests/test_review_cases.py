@@ -1,10 +1,16 @@
 """Review cases under concurrency and volume: transitions serialised, the queue paged, resubmissions joined."""
 
+import datetime
+import html
+import itertools
+import re
 import threading
 
 import pytest
 
-from .conftest import bearer
+from service import clock
+
+from .conftest import bearer, sign_in
 
 TRIES = 40
 
@@ -144,3 +150,107 @@ def test_simultaneous_identical_requests_open_one_case(app, tokens):
     answers = [response.get_json() for response in _race(app, *requests)]
     assert len({answer["review_case_id"] for answer in answers}) == 1
     assert sorted(answer["joined_case"] for answer in answers) == [False, True, True, True]
+
+
+def _open_cases(client, tokens, count: int, prefix: str, body=None) -> list[str]:
+    made = []
+    for number in range(count):
+        request = {
+            **(body or _polymyositis("")),
+            "patient": {**_polymyositis("")["patient"], "ref": f"{prefix}-{number}"},
+        }
+        made.append(
+            client.post("/v1/decisions", json=request, headers=bearer(tokens["clinician"])).get_json()["review_case_id"]
+        )
+    return made
+
+
+def _walk(client, tokens, query: str) -> tuple[list[dict], list[int]]:
+    """Every page of the queue for the query: the cases in order, and each page's total."""
+    seen, totals, cursor = [], [], None
+    while True:
+        page = client.get(
+            f"/v1/reviews?{query}" + (f"&cursor={cursor}" if cursor else ""), headers=bearer(tokens["pharmacist"])
+        )
+        assert page.status_code == 200, page.get_json()
+        body = page.get_json()
+        seen += body["cases"]
+        totals.append(body["total"])
+        cursor = body["next_cursor"]
+        if cursor is None:
+            return seen, totals
+
+
+def test_the_queue_pages_past_200_cases_with_a_cursor_and_gives_the_total(client, tokens):
+    opened = _open_cases(client, tokens, 205, "MRN-Q")
+    first = client.get("/v1/reviews?limit=200", headers=bearer(tokens["pharmacist"])).get_json()
+    assert (len(first["cases"]), first["total"]) == (200, 205) and first["next_cursor"]
+    oldest, totals = _walk(client, tokens, "limit=200")
+    assert [c["id"] for c in oldest] == opened and totals == [205, 205]  # each case once, oldest first
+    newest, totals = _walk(client, tokens, "sort=newest&limit=60")
+    assert [c["id"] for c in newest] == opened[::-1] and totals == [205] * 4
+    assert {c["reason"] for c in oldest} == {"missing_facts"}
+
+
+@pytest.mark.parametrize(
+    "query, field",
+    [
+        ("limit=201", "limit"),
+        ("limit=ten", "limit"),
+        ("cursor=bm90IGEgY3Vyc29y", "cursor"),
+        ("sort=alphabetical", "sort"),
+        ("reason=boredom", "reason"),
+        ("diagnosis=XYZ", "diagnosis"),
+        ("older_than_hours=-1", "older_than_hours"),
+        ("colour=red", "colour"),
+    ],
+)
+def test_a_bad_queue_argument_is_a_400_naming_it(client, tokens, query, field):
+    response = client.get(f"/v1/reviews?{query}", headers=bearer(tokens["pharmacist"]))
+    assert response.status_code == 400 and response.get_json()["error"]["field"] == field
+
+
+def test_a_cursor_is_refused_with_another_sort(client, tokens):
+    _open_cases(client, tokens, 3, "MRN-S")
+    cursor = client.get("/v1/reviews?limit=1", headers=bearer(tokens["pharmacist"])).get_json()["next_cursor"]
+    refused = client.get(f"/v1/reviews?limit=1&sort=newest&cursor={cursor}", headers=bearer(tokens["pharmacist"]))
+    assert refused.status_code == 400 and refused.get_json()["error"]["field"] == "cursor"
+
+
+def test_the_queue_filters_by_reason_diagnosis_and_age_and_sorts_by_diagnosis(client, tokens, monkeypatch):
+    start, ticks, later = clock.now(), itertools.count(), datetime.timedelta(0)
+    monkeypatch.setattr(clock, "now", lambda: start + later + datetime.timedelta(milliseconds=next(ticks)))
+    waiting = _open_cases(client, tokens, 3, "MRN-M") + _open_cases(
+        client, tokens, 2, "MRN-T", {"diagnosis": {"text": "chronic fatigue"}}
+    )
+    later = datetime.timedelta(hours=30)
+    recent = _open_cases(client, tokens, 2, "MRN-G", {"diagnosis": {"code": "G61.0"}})
+
+    def ids(query):
+        found, totals = _walk(client, tokens, query)
+        assert totals[0] == len(found)
+        return [c["id"] for c in found]
+
+    assert ids("reason=missing_facts") == waiting[:3]
+    assert ids("reason=unclear_diagnosis") == waiting[3:]
+    assert ids("reason=rule_review") == recent  # GBS in adults: the rule itself asks for review
+    assert ids("diagnosis=M33") == waiting[:3] and ids("diagnosis=G61.0") == recent
+    assert ids("older_than_hours=24") == waiting and ids("newer_than_hours=24") == recent
+    assert ids("older_than_hours=24&reason=missing_facts&limit=1") == waiting[:3]
+    by_code, _ = _walk(client, tokens, "sort=diagnosis&limit=2")
+    assert [c["code"] for c in by_code] == [None, None, "G61.0", "G61.0", "M33.20", "M33.20", "M33.20"]
+    assert [c["id"] for c in by_code] == waiting[3:] + recent + waiting[:3]
+
+
+def test_the_console_queue_shows_the_total_and_pages_with_a_next_link(client, tokens):
+    opened = _open_cases(client, tokens, 55, "MRN-C")
+    sign_in(client, tokens["pharmacist"])
+    first = client.get("/console/reviews").get_data(as_text=True)
+    assert '<span class="total">55</span> cases, showing 50' in first
+    second = client.get(html.unescape(re.search(r'href="([^"]+)" rel="next"', first).group(1))).get_data(as_text=True)
+    shown = [re.findall(r'href="/console/reviews/([0-9a-f-]{36})"', page) for page in (first, second)]
+    assert shown[0] + shown[1] == opened and 'rel="next"' not in second and "First page" in second
+    filtered = client.get("/console/reviews?diagnosis=G61&sort=newest").get_data(as_text=True)
+    assert '<span class="total">0</span>' in filtered and "No case matches." in filtered
+    refused = client.get("/console/reviews?older_than_hours=soon")
+    assert refused.status_code == 400 and "older_than_hours must be a whole number" in refused.get_data(as_text=True)

@@ -198,7 +198,6 @@ SCHEMAS = {
             "valid_days": {"type": ["integer", "null"]},
             "reviewer": _TEXT,
             "references_id": _NULLABLE_TEXT,
-            "record_id": {"type": ["integer", "null"], "description": "the audit record that created it"},
         }
     ),
     "ReviewCase": _object(
@@ -210,6 +209,11 @@ SCHEMAS = {
             "age_seconds": {"type": "integer"},
             "requester": _TEXT,
             "code": _NULLABLE_TEXT,
+            "reason": {
+                "oneOf": [{"type": "null"}, {"enum": ["missing_facts", "unclear_diagnosis", "no_rule", "rule_review"]}],
+                "description": "why it needs review: facts the rule needs are missing, the diagnosis text is unclear, "
+                "no rule covers the diagnosis, or the rule itself asks for review",
+            },
             "opening_decision_id": _TEXT,
             "decision": _ref("Decision"),
             "missing": {"type": "array", "items": _TEXT},
@@ -224,6 +228,7 @@ SCHEMAS = {
             "age_seconds",
             "requester",
             "code",
+            "reason",
             "opening_decision_id",
             "decision",
             "missing",
@@ -255,7 +260,6 @@ SCHEMAS = {
             "case_id": _NULLABLE_TEXT,
             "rulebook_version": _TEXT,
             "rulebook_digest": _TEXT,
-            "record_id": {"type": ["integer", "null"], "description": "the audit record that granted it"},
             "active": {"type": "boolean"},
         }
     ),
@@ -394,43 +398,8 @@ SCHEMAS = {
         {
             "ok": {"type": "boolean"},
             "records": {"type": "integer"},
-            "first_broken": {"type": ["integer", "null"], "description": "the first bad record"},
+            "first_broken": {"type": ["integer", "null"]},
             "reason": _NULLABLE_TEXT,
-            "broken_row": {
-                "oneOf": [
-                    {"type": "null"},
-                    _object({"table": _TEXT, "id": _TEXT, "problem": _TEXT}),
-                ],
-                "description": "the first row of a bound table (authorisations, review_resolutions) that is "
-                "not as the service wrote it",
-            },
-            "rows": {"type": "integer", "description": "bound rows checked"},
-            "anchors": {
-                "oneOf": [
-                    {"type": "null"},
-                    _object(
-                        {
-                            "file": _TEXT,
-                            "anchors": {"type": "integer"},
-                            "newest": {
-                                "oneOf": [
-                                    {"type": "null"},
-                                    _object(
-                                        {
-                                            "id": {"type": "integer"},
-                                            "hash": _TEXT,
-                                            "count": {"type": "integer"},
-                                            "at": _TIME,
-                                        }
-                                    ),
-                                ]
-                            },
-                        }
-                    ),
-                ],
-                "description": "the chain heads copied to the anchors file, compared with the chain",
-            },
-            "warnings": {"type": "array", "items": _TEXT},
         }
     ),
     "Health": _object(
@@ -565,23 +534,55 @@ PATHS = {
     },
     "/v1/reviews": {
         "get": {
-            "summary": "Review cases, oldest first, with their age",
-            "description": roles.described("list_reviews"),
+            "summary": "Review cases a page at a time, oldest first unless sorted otherwise, with their age and the total",
+            "description": roles.described("list_reviews")
+            + " Follow next_cursor (with the same filters and sort) for the next page; total counts every match.",
             "security": _SECURED,
             "parameters": [
-                {
-                    "name": "status",
-                    "in": "query",
-                    "required": False,
-                    "schema": {"enum": ["open", "pending_information", "approved", "denied", "closed_by_rules", "all"]},
-                }
+                {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+                for name, schema, description in (
+                    (
+                        "status",
+                        {"enum": ["open", "pending_information", "approved", "denied", "closed_by_rules", "all"]},
+                        "default open",
+                    ),
+                    (
+                        "reason",
+                        {"enum": ["missing_facts", "unclear_diagnosis", "no_rule", "rule_review"]},
+                        "why the case needs review",
+                    ),
+                    ("diagnosis", _TEXT, "ICD-10-CM code; its descendants match too"),
+                    (
+                        "older_than_hours",
+                        {"type": "integer", "minimum": 0, "maximum": 87600},
+                        "opened at least this long ago",
+                    ),
+                    (
+                        "newer_than_hours",
+                        {"type": "integer", "minimum": 1, "maximum": 87600},
+                        "opened less than this long ago",
+                    ),
+                    (
+                        "sort",
+                        {"enum": ["oldest", "newest", "diagnosis"]},
+                        "default oldest; diagnosis: by code, then oldest",
+                    ),
+                    ("limit", {"type": "integer", "minimum": 1, "maximum": 200}, "cases a page, default 50"),
+                    ("cursor", _TEXT, "next_cursor of the page before"),
+                )
             ],
             "responses": {
                 "200": {
-                    "description": "the cases",
+                    "description": "one page of the cases",
                     "content": {
                         "application/json": {
-                            "schema": _object({"cases": {"type": "array", "items": _ref("ReviewCase")}})
+                            "schema": _object(
+                                {
+                                    "cases": {"type": "array", "items": _ref("ReviewCase")},
+                                    "total": {"type": "integer", "description": "every case matching, on all pages"},
+                                    "next_cursor": {**_NULLABLE_TEXT, "description": "null on the last page"},
+                                }
+                            )
                         }
                     },
                 },

@@ -9,17 +9,21 @@ they grant (service/workflow/authorisations.py).
 - Every step is one audit record, committed in the same transaction as the rows it creates.
 """
 
+import base64
+import binascii
 import copy
+import datetime
 import json
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, tuple_, update
 
 from service import clock
 from service.decide.formulary import Formulary
 from service.decide.request import RequestError, parse_request
 from service.rulebook import icd10
-from service.store.tables import authorisations as authorisation_rows
 from service.store.tables import review_cases, review_resolutions
 from service.workflow import authorisations
 
@@ -27,8 +31,9 @@ RESOLUTIONS = ("approved", "denied", "more_information")
 OPEN_STATUSES = ("open", "pending_information")
 STATUSES = (*OPEN_STATUSES, "approved", "denied", "closed_by_rules")
 MAX_REASON = 2000
-# Built once: it runs inside the audit writer's transaction, where every microsecond holds the lock.
+# Built once: these run inside the audit writer's transaction, where every microsecond holds the lock.
 _INSERT_CASE = insert(review_cases)
+_INSERT_RESOLUTION = insert(review_resolutions)
 
 
 class Conflict(Exception):
@@ -201,10 +206,11 @@ def _record(
                     reason=reason,
                 ),
             )
+        if grant is not None:
+            connection.execute(authorisations.INSERT, grant)
 
     # Most decisions write only their record; those go in the writer's one executemany, not a savepoint.
-    # An authorisation is written by the audit store, bound to this record.
-    writes_rows = case is not None or case_id is not None
+    writes_rows = case is not None or case_id is not None or grant is not None
     audit.append(
         "decision",
         {
@@ -214,7 +220,6 @@ def _record(
             "authorisation": grant,
         },
         then=effects if writes_rows else None,
-        bind=[(authorisation_rows, grant)] if grant is not None else (),
         created_at=decided_at,
         requester=requester,
         status=201,
@@ -242,7 +247,7 @@ def get_case(instance, case_id: str) -> dict:
     with instance.sql_engine.connect() as connection:
         case = _case_row(connection, case_id)
         resolutions = [
-            {name: value for name, value in r._mapping.items() if name != "binding"}
+            dict(r._mapping)
             for r in connection.execute(
                 select(review_resolutions)
                 .where(review_resolutions.c.case_id == case_id)
@@ -262,6 +267,7 @@ def _case_view(instance, case: dict, resolutions: list[dict] | None = None) -> d
         "age_seconds": clock.seconds_since(case["opened_at"]),
         "requester": case["requester"],
         "code": icd10.dotted(case["code"]) if case["code"] else None,
+        "reason": case["reason"],
         "opening_decision_id": case["opening_decision_id"],
         "decision": latest,
         "missing": latest["missing"],
@@ -272,14 +278,142 @@ def _case_view(instance, case: dict, resolutions: list[dict] | None = None) -> d
     return view
 
 
-def list_cases(instance, status: str | None, limit: int = 200) -> list[dict]:
-    """Cases in a status (all when None), oldest first."""
-    query = select(review_cases).order_by(review_cases.c.opened_at, review_cases.c.id).limit(limit)
-    if status is not None:
-        query = query.where(review_cases.c.status == status)
+REVIEW_REASONS = ("missing_facts", "unclear_diagnosis", "no_rule", "rule_review")
+SORTS = ("oldest", "newest", "diagnosis")
+MAX_PAGE = 200
+MAX_AGE_HOURS = 87600  # ten years
+QUEUE_ARGUMENTS = ("status", "reason", "diagnosis", "older_than_hours", "newer_than_hours", "sort", "limit", "cursor")
+
+
+@dataclass(frozen=True)
+class Queue:
+    """Which cases the review queue shows, in which order, and which page."""
+
+    status: str | None = "open"  # None: every status
+    reason: str | None = None  # one of REVIEW_REASONS
+    diagnosis: str | None = None  # dotless ICD-10-CM code; its descendants match
+    older_than_hours: int | None = None  # opened at least this long ago
+    newer_than_hours: int | None = None  # opened less than this long ago
+    sort: str = "oldest"  # oldest first, newest first, or by diagnosis code (then oldest first)
+    limit: int = 50
+    cursor: str | None = None  # from the page before, as list_cases gave it
+
+
+def queue_from(args: Mapping[str, str]) -> Queue:
+    """The queue query arguments (API or console), checked; a blank argument is an absent one."""
+    for key in args:
+        if key not in QUEUE_ARGUMENTS:
+            raise RequestError(
+                "unknown_field", f"'{key}' is not a queue argument (allowed: {', '.join(QUEUE_ARGUMENTS)})", key
+            )
+    given = {key: value.strip() for key, value in args.items() if value.strip()}
+    status = given.get("status", "open")
+    if status not in (*STATUSES, "all"):
+        raise RequestError("unknown_value", f"status must be one of {', '.join(STATUSES)} or all", "status")
+    reason = given.get("reason")
+    if reason is not None and reason not in REVIEW_REASONS:
+        raise RequestError("unknown_value", f"reason must be one of {', '.join(REVIEW_REASONS)}", "reason")
+    diagnosis = given.get("diagnosis")
+    if diagnosis is not None:
+        diagnosis = icd10.normalise(diagnosis)
+        if not icd10.is_valid(diagnosis):
+            raise RequestError(
+                "invalid_code", f"diagnosis '{given['diagnosis']}' is not an ICD-10-CM code", "diagnosis"
+            )
+    sort = given.get("sort", "oldest")
+    if sort not in SORTS:
+        raise RequestError("unknown_value", f"sort must be one of {', '.join(SORTS)}", "sort")
+    queue = Queue(
+        status=None if status == "all" else status,
+        reason=reason,
+        diagnosis=diagnosis,
+        older_than_hours=_whole(given, "older_than_hours", 0, MAX_AGE_HOURS),
+        newer_than_hours=_whole(given, "newer_than_hours", 1, MAX_AGE_HOURS),
+        sort=sort,
+        limit=_whole(given, "limit", 1, MAX_PAGE) or 50,
+        cursor=given.get("cursor"),
+    )
+    _after(queue)  # a cursor that is not one this service gave for this sort is refused here
+    return queue
+
+
+def _whole(given: dict, name: str, low: int, high: int) -> int | None:
+    if name not in given:
+        return None
+    try:
+        value = int(given[name])
+    except ValueError:
+        raise RequestError("wrong_type", f"{name} must be a whole number, found {given[name][:20]!r}", name) from None
+    if not low <= value <= high:
+        raise RequestError("out_of_range", f"{name} must be between {low} and {high}, found {value}", name)
+    return value
+
+
+def _sort_key(sort: str) -> list:
+    c = review_cases.c
+    return [func.coalesce(c.code, ""), c.opened_at, c.id] if sort == "diagnosis" else [c.opened_at, c.id]
+
+
+def _cursor_of(sort: str, row: dict) -> str:
+    values = [row["code"] or "", row["opened_at"], row["id"]] if sort == "diagnosis" else [row["opened_at"], row["id"]]
+    return base64.urlsafe_b64encode(json.dumps([sort, *values]).encode()).decode().rstrip("=")
+
+
+def _after(queue: Queue) -> list[str] | None:
+    """The sort key values the page starts after, read from the cursor."""
+    if queue.cursor is None:
+        return None
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(queue.cursor + "=" * (-len(queue.cursor) % 4)))
+    except (ValueError, binascii.Error):
+        decoded = None
+    if (
+        not isinstance(decoded, list)
+        or decoded[:1] != [queue.sort]
+        or len(decoded) != len(_sort_key(queue.sort)) + 1
+        or not all(isinstance(value, str) for value in decoded[1:])
+    ):
+        raise RequestError("unknown_value", f"cursor is not one this service gave for sort={queue.sort}", "cursor")
+    return decoded[1:]
+
+
+def _queue_conditions(queue: Queue) -> list:
+    c = review_cases.c
+    conditions = []
+    if queue.status is not None:
+        conditions.append(c.status == queue.status)
+    if queue.reason is not None:
+        conditions.append(c.reason == queue.reason)
+    if queue.diagnosis is not None:
+        conditions.append(c.code.startswith(queue.diagnosis, autoescape=True))
+    now = clock.now()
+    if queue.older_than_hours is not None:
+        conditions.append(c.opened_at <= clock.stamp(now - datetime.timedelta(hours=queue.older_than_hours)))
+    if queue.newer_than_hours is not None:
+        conditions.append(c.opened_at > clock.stamp(now - datetime.timedelta(hours=queue.newer_than_hours)))
+    return conditions
+
+
+def list_cases(instance, queue: Queue) -> dict:
+    """One page of the cases the queue selects: {"cases", "total" (every match, not this page), "next_cursor"}."""
+    conditions = _queue_conditions(queue)
+    key = _sort_key(queue.sort)
+    after = _after(queue)
+    newest = queue.sort == "newest"
+    page = select(review_cases).where(*conditions)
+    if after is not None:
+        page = page.where(tuple_(*key) < tuple_(*after) if newest else tuple_(*key) > tuple_(*after))
+    page = page.order_by(*(column.desc() if newest else column for column in key)).limit(queue.limit + 1)
     with instance.sql_engine.connect() as connection:
-        rows = [dict(r._mapping) for r in connection.execute(query)]
-    return [_case_view(instance, row) for row in rows]
+        rows = [dict(r._mapping) for r in connection.execute(page)]
+        total = connection.execute(select(func.count()).select_from(review_cases).where(*conditions)).scalar_one()
+    more = len(rows) > queue.limit
+    rows = rows[: queue.limit]
+    return {
+        "cases": [_case_view(instance, row) for row in rows],
+        "total": total,
+        "next_cursor": _cursor_of(queue.sort, rows[-1]) if more else None,
+    }
 
 
 def _validate_resolution(body) -> dict:
@@ -374,12 +508,14 @@ def resolve(instance, formulary: Formulary, case_id: str, body, reviewer: str) -
             )
             if changed.rowcount != 1:  # resolved, re-decided or joined since it was read
                 raise _changed(connection, case_id)
+        connection.execute(_INSERT_RESOLUTION, resolution)
+        if grant is not None:
+            connection.execute(authorisations.INSERT, grant)
 
     instance.audit.append(
         "review_resolution",
         {"resolution": resolution, "authorisation": grant},
         then=effects,
-        bind=[(review_resolutions, resolution), *([(authorisation_rows, grant)] if grant is not None else [])],
         requester=reviewer,
         status=201,
         code=case["code"],

@@ -15,10 +15,7 @@ blueprint = Blueprint("api_workflow", __name__)
 @blueprint.get("/v1/reviews")
 @requires("list_reviews")
 def list_reviews():
-    status = request.args.get("status", "open")
-    if status not in (*cases.STATUSES, "all"):
-        raise RequestError("unknown_value", f"status must be one of {', '.join(cases.STATUSES)} or all", "status")
-    return jsonify({"cases": cases.list_cases(current_instance(), None if status == "all" else status)})
+    return jsonify(cases.list_cases(current_instance(), cases.queue_from(request.args)))
 
 
 @blueprint.get("/v1/reviews/<case_id>")

@@ -7,6 +7,7 @@ the field and what the user typed still in it.
 
 import csv
 import io
+from typing import Any
 from urllib.parse import quote
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
@@ -121,10 +122,33 @@ def decision(decision_id):
 @blueprint.get("/reviews")
 @page("list_reviews")
 def reviews():
+    """The review queue a page at a time, filtered and sorted as the API's GET /v1/reviews."""
     instance = current_instance()
-    open_cases = cases.list_cases(instance, "open")
-    pended = [cases.get_case(instance, case["id"]) for case in cases.list_cases(instance, "pending_information")]
-    return render_template("console/reviews.html", open_cases=open_cases, pended=pended)
+    given = {key: value.strip() for key, value in request.args.items() if value.strip()}
+    errors = {}
+    try:
+        queue = cases.queue_from(given)
+    except RequestError as error:
+        g.refusal, errors = error.to_dict(), {error.field or "form": error.message}
+        queue = cases.queue_from({key: value for key, value in given.items() if key not in (error.field, "cursor")})
+    found = cases.list_cases(instance, queue)
+    if queue.status == "pending_information":  # the table shows what was asked, from the resolutions
+        found["cases"] = [cases.get_case(instance, case["id"]) for case in found["cases"]]
+    filters: dict[str, Any] = {key: value for key, value in given.items() if key not in ("cursor", "limit")}
+    return render_template(
+        "console/reviews.html",
+        queue=queue,
+        found=found,
+        values=given,
+        errors=errors,
+        reasons=[(reason, reason.replace("_", " ")) for reason in cases.REVIEW_REASONS],
+        sorts=[("oldest", "oldest first"), ("newest", "newest first"), ("diagnosis", "by diagnosis code")],
+        next_url=url_for("console_pages.reviews", **filters, cursor=found["next_cursor"])
+        if found["next_cursor"]
+        else None,
+        first_url=url_for("console_pages.reviews", **filters) if queue.cursor else None,
+        status_url=lambda status: url_for("console_pages.reviews", **{**filters, "status": status}),
+    ), 400 if errors else 200
 
 
 def _recorded(decision_id: str) -> dict:
