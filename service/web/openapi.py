@@ -198,6 +198,7 @@ SCHEMAS = {
             "valid_days": {"type": ["integer", "null"]},
             "reviewer": _TEXT,
             "references_id": _NULLABLE_TEXT,
+            "record_id": {"type": ["integer", "null"], "description": "the audit record that created it"},
         }
     ),
     "ReviewCase": _object(
@@ -260,6 +261,7 @@ SCHEMAS = {
             "case_id": _NULLABLE_TEXT,
             "rulebook_version": _TEXT,
             "rulebook_digest": _TEXT,
+            "record_id": {"type": ["integer", "null"], "description": "the audit record that granted it"},
             "active": {"type": "boolean"},
         }
     ),
@@ -398,8 +400,43 @@ SCHEMAS = {
         {
             "ok": {"type": "boolean"},
             "records": {"type": "integer"},
-            "first_broken": {"type": ["integer", "null"]},
+            "first_broken": {"type": ["integer", "null"], "description": "the first bad record"},
             "reason": _NULLABLE_TEXT,
+            "broken_row": {
+                "oneOf": [
+                    {"type": "null"},
+                    _object({"table": _TEXT, "id": _TEXT, "problem": _TEXT}),
+                ],
+                "description": "the first row of a bound table (authorisations, review_resolutions) that is "
+                "not as the service wrote it",
+            },
+            "rows": {"type": "integer", "description": "bound rows checked"},
+            "anchors": {
+                "oneOf": [
+                    {"type": "null"},
+                    _object(
+                        {
+                            "file": _TEXT,
+                            "anchors": {"type": "integer"},
+                            "newest": {
+                                "oneOf": [
+                                    {"type": "null"},
+                                    _object(
+                                        {
+                                            "id": {"type": "integer"},
+                                            "hash": _TEXT,
+                                            "count": {"type": "integer"},
+                                            "at": _TIME,
+                                        }
+                                    ),
+                                ]
+                            },
+                        }
+                    ),
+                ],
+                "description": "the chain heads copied to the anchors file, compared with the chain",
+            },
+            "warnings": {"type": "array", "items": _TEXT},
         }
     ),
     "Health": _object(

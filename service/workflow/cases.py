@@ -24,6 +24,7 @@ from service import clock
 from service.decide.formulary import Formulary
 from service.decide.request import RequestError, parse_request
 from service.rulebook import icd10
+from service.store.tables import authorisations as authorisation_rows
 from service.store.tables import review_cases, review_resolutions
 from service.workflow import authorisations
 
@@ -31,9 +32,8 @@ RESOLUTIONS = ("approved", "denied", "more_information")
 OPEN_STATUSES = ("open", "pending_information")
 STATUSES = (*OPEN_STATUSES, "approved", "denied", "closed_by_rules")
 MAX_REASON = 2000
-# Built once: these run inside the audit writer's transaction, where every microsecond holds the lock.
+# Built once: it runs inside the audit writer's transaction, where every microsecond holds the lock.
 _INSERT_CASE = insert(review_cases)
-_INSERT_RESOLUTION = insert(review_resolutions)
 
 
 class Conflict(Exception):
@@ -206,11 +206,10 @@ def _record(
                     reason=reason,
                 ),
             )
-        if grant is not None:
-            connection.execute(authorisations.INSERT, grant)
 
     # Most decisions write only their record; those go in the writer's one executemany, not a savepoint.
-    writes_rows = case is not None or case_id is not None or grant is not None
+    # An authorisation is written by the audit store, bound to this record.
+    writes_rows = case is not None or case_id is not None
     audit.append(
         "decision",
         {
@@ -220,6 +219,7 @@ def _record(
             "authorisation": grant,
         },
         then=effects if writes_rows else None,
+        bind=[(authorisation_rows, grant)] if grant is not None else (),
         created_at=decided_at,
         requester=requester,
         status=201,
@@ -247,7 +247,7 @@ def get_case(instance, case_id: str) -> dict:
     with instance.sql_engine.connect() as connection:
         case = _case_row(connection, case_id)
         resolutions = [
-            dict(r._mapping)
+            {name: value for name, value in r._mapping.items() if name != "binding"}
             for r in connection.execute(
                 select(review_resolutions)
                 .where(review_resolutions.c.case_id == case_id)
@@ -508,14 +508,12 @@ def resolve(instance, formulary: Formulary, case_id: str, body, reviewer: str) -
             )
             if changed.rowcount != 1:  # resolved, re-decided or joined since it was read
                 raise _changed(connection, case_id)
-        connection.execute(_INSERT_RESOLUTION, resolution)
-        if grant is not None:
-            connection.execute(authorisations.INSERT, grant)
 
     instance.audit.append(
         "review_resolution",
         {"resolution": resolution, "authorisation": grant},
         then=effects,
+        bind=[(review_resolutions, resolution), *([(authorisation_rows, grant)] if grant is not None else [])],
         requester=reviewer,
         status=201,
         code=case["code"],
