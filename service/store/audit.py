@@ -53,6 +53,12 @@ INDEXED = (
     "rulebook_digest",
 )
 COLUMNS = ("id", *INDEXED, "content", "prev_hash", "hash")  # every column of a record, as the writer inserts them
+# Every record is bounded (`bounded`, `cut`): a text of its body longer than MAX_TEXT characters,
+# and a list longer than MAX_ITEMS items, is cut and carries the SHA-256 of the whole; the indexed
+# columns a caller's text can reach are cut the same way to their width.
+MAX_TEXT = 4096
+MAX_ITEMS = 1000
+CUT_COLUMNS = {"requester": 128, "rule_id": 128}  # their widths in tables.py
 # The bound tables, each with the kinds of record that may create its rows. Every column of a
 # bound row is given by its writer (a server default would not be in its binding).
 BOUND: dict[Table, tuple[str, ...]] = {
@@ -75,6 +81,33 @@ def canonical(value) -> str:
 
 def subkey(secret: bytes, purpose: str) -> bytes:
     return hmac.new(secret, purpose.encode(), hashlib.sha256).digest()
+
+
+def cut(text: str, limit: int = MAX_TEXT) -> str:
+    """`text` itself when it has at most `limit` characters; else its start and a mark naming its
+    length and the SHA-256 of the whole text (UTF-8), `limit` characters in all:
+    "/v1/aaaa…[cut: 61444 characters, sha256 <64 hex digits>]". The one convention of the log."""
+    if len(text) <= limit:
+        return text
+    whole = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    mark = f"…[cut: {len(text)} characters, sha256 {whole}]"
+    return text[: max(limit - len(mark), 0)] + mark
+
+
+def bounded(value):
+    """A record body with every text (keys too) cut at MAX_TEXT characters and every list at
+    MAX_ITEMS items, the last of which then says how many there were and the SHA-256 of the
+    whole list's canonical JSON. A value within the bounds comes back as it is."""
+    if isinstance(value, str):
+        return cut(value)
+    if isinstance(value, dict):
+        return {cut(key) if isinstance(key, str) else key: bounded(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        if len(value) <= MAX_ITEMS:
+            return [bounded(item) for item in value]
+        whole = hashlib.sha256(canonical(value).encode("utf-8", "surrogatepass")).hexdigest()
+        return [bounded(item) for item in value[: MAX_ITEMS - 1]] + [f"…[cut: {len(value)} items, sha256 {whole}]"]
+    return value
 
 
 @dataclass(frozen=True)
@@ -249,7 +282,11 @@ class AuditStore:
         fields = {name: indexed.get(name) for name in INDEXED}
         fields["kind"] = kind
         fields["created_at"] = indexed.get("created_at") or clock.utc_now()
-        return self._writer.submit(_Pending(fields, body, then, tuple(bind)))
+        for name, width in CUT_COLUMNS.items():
+            value = fields[name]
+            if isinstance(value, str):
+                fields[name] = cut(value, width)
+        return self._writer.submit(_Pending(fields, bounded(body), then, tuple(bind)))
 
     def _commit_batch(self, batch: list["_Pending"]):
         """Chain and commit every pending record in one transaction (called by the writer thread).

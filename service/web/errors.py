@@ -26,6 +26,7 @@ _PAGE_TITLES = {
     404: "Not found",
     409: "Already done",
     413: "Too large",
+    429: "Too many requests",
     500: "Something went wrong",
     503: "Service unavailable",
 }
@@ -68,7 +69,7 @@ def is_console(path: str) -> bool:
 
 def _answer(status: int, code: str, message: str, field: str | None = None, headers: dict | None = None, **extra):
     if is_console(request.path):
-        return error_page(status, code, message, field)
+        return (*error_page(status, code, message, field), headers or {})
     return error_response(status, code, message, field, headers, **extra)
 
 
@@ -106,7 +107,8 @@ def register(app: Flask, max_body_bytes: int) -> None:
     def _http_error(error: HTTPException):
         status = error.code or 500
         message = {
-            404: f"no such endpoint: {request.method} {request.path}",
+            # The path is the caller's and may be long: the refusal's record holds it once, cut.
+            404: f"no such endpoint for {request.method} at this path",
             413: f"the request body is larger than {max_body_bytes // 1024} KiB",
         }.get(status, error.description or "")
         return _answer(status, _HTTP_CODES.get(status, "http_error"), message)
