@@ -235,10 +235,32 @@ def lint(paths):
     default=32,
     show_default=True,
     type=int,
-    help="Threads per worker. Most wait on the audit log's commit, so many share each one.",
+    envvar="FORMULARY_THREADS",
+    help="Threads per worker running requests. Most wait on the audit log's commit, so many share each one.",
 )
-def serve(host, port, workers, threads):
-    """Run the HTTP service with granian (creates and migrates the database first)."""
+@click.option(
+    "--header-timeout",
+    default=10,
+    show_default=True,
+    type=click.IntRange(1, 60),
+    envvar="FORMULARY_HEADER_TIMEOUT",
+    help="Seconds a client has to send a request's headers, and an idle kept-alive connection "
+    "to start its next request; then the connection is closed.",
+)
+@click.option(
+    "--body-timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(0.1, 300),
+    envvar="FORMULARY_BODY_TIMEOUT",
+    help="Seconds a client has to send a request's whole body (at most 64 KB); "
+    "then it is answered 408 and the connection closed.",
+)
+def serve(host, port, workers, threads, header_timeout, body_timeout):
+    """Run the HTTP service with granian (creates and migrates the database first).
+
+    Each worker's event loop receives a request whole, within the timeouts, before one of its
+    threads runs it: a slow or idle client holds a connection, never a thread."""
     instance = _instance()  # create and migrate before the workers start
     if not any_token(instance.database):
         token = create_token(instance.database, "admin", "admin")
@@ -249,6 +271,7 @@ def serve(host, port, workers, threads):
         click.echo(
             '         -H \'Content-Type: application/json\' -d \'{"diagnosis": {"code": "G61.0"}, "patient": {"age_years": 8}}\'\n'
         )
+    os.environ.update(FORMULARY_THREADS=str(threads), FORMULARY_BODY_TIMEOUT=str(body_timeout))  # for the workers
     os.execvp(
         sys.executable,
         [
@@ -256,15 +279,16 @@ def serve(host, port, workers, threads):
             "-m",
             "granian",
             "--interface",
-            "wsgi",
+            "rsgi",
+            "--no-ws",
             "--host",
             host,
             "--port",
             str(port),
             "--workers",
             str(workers),
-            "--blocking-threads",
-            str(threads),
+            "--http1-header-read-timeout",
+            str(header_timeout * 1000),
             "--respawn-failed-workers",
             "--respawn-interval",
             "1",

@@ -15,6 +15,7 @@ from service.web import console, errors, middleware
 from service.web.api import BLUEPRINTS
 from service.web.json_provider import JSONProvider
 from service.web.openapi import blueprint as openapi_blueprint
+from service.web.served import BufferedApp
 from service.workflow.active_rulebook import ActiveRulebook
 
 MAX_BODY_BYTES = 64 * 1024
@@ -47,9 +48,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     return app
 
 
-def create_served_app() -> Flask:
-    """The app as a `formulary serve` worker builds it: create_app, in a worker that ends with
-    its server.
+def create_served_app() -> BufferedApp:
+    """The app as a `formulary serve` worker builds it: create_app behind a BufferedApp (whole
+    request bodies within FORMULARY_BODY_TIMEOUT seconds, then FORMULARY_THREADS threads: both
+    set by `formulary serve`), in a worker that ends with its server.
 
     Granian forks its workers, and a worker whose main process was killed (SIGKILL, the OOM
     killer) would go on serving the port with nobody to replace or stop it. So the kernel sends
@@ -66,7 +68,11 @@ def create_served_app() -> Flask:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
         if os.getppid() != server.pid:  # the server died before that took effect
             os.kill(os.getpid(), signal.SIGTERM)
-    return create_app()
+    return BufferedApp(
+        create_app(),
+        threads=int(os.environ["FORMULARY_THREADS"]),
+        body_timeout=float(os.environ["FORMULARY_BODY_TIMEOUT"]),
+    )
 
 
 def _configure_logging(app: Flask, instance: Instance):
