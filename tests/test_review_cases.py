@@ -254,3 +254,34 @@ def test_the_console_queue_shows_the_total_and_pages_with_a_next_link(client, to
     assert '<span class="total">0</span>' in filtered and "No case matches." in filtered
     refused = client.get("/console/reviews?older_than_hours=soon")
     assert refused.status_code == 400 and "older_than_hours must be a whole number" in refused.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("reason", ["\u200b\u200b", "\u2060\ufeff", " \u00a0\u3000", "\u200e\t\u202c"])
+def test_a_reason_of_only_invisible_characters_is_refused_naming_the_field(client, tokens, reason):
+    case_id = _open_cases(client, tokens, 1, "MRN-INVISIBLE")[0]
+    refused = client.post(
+        f"/v1/reviews/{case_id}/resolution",
+        json={"resolution": "denied", "reason": reason},
+        headers=bearer(tokens["pharmacist"]),
+    )
+    assert refused.status_code == 400 and refused.get_json()["error"]["field"] == "reason"
+
+
+def test_a_patient_reference_is_normalised_the_same_way_on_every_path(client, tokens):
+    """Given with spaces, a zero-width space or a decomposed accent, it is the same patient everywhere."""
+    cidp = {"diagnosis": {"code": "G61.81"}, "patient": {"age_years": 50, "sex": "female", "ref": " MRN-É7\u200b "}}
+    granted = client.post("/v1/decisions", json=cidp, headers=bearer(tokens["clinician"])).get_json()
+    assert granted["authorisation_id"]
+    for spelling in ("MRN-É7", "\tMRN-E\u03017 ", "\ufeffMRN-É7"):
+        found = client.get(
+            "/v1/authorisations", query_string={"patient_ref": spelling}, headers=bearer(tokens["pharmacist"])
+        ).get_json()["authorisations"]
+        assert [a["id"] for a in found] == [granted["authorisation_id"]], spelling
+    for spelling in ("MRN-É7", " MRN-E\u03017  "):  # the audit filter refuses what is not printable
+        audited = client.get(
+            "/v1/audit", query_string={"patient_ref": spelling}, headers=bearer(tokens["auditor"])
+        ).get_json()["records"]
+        assert granted["decision_id"] in {r["decision_id"] for r in audited}, spelling
+    sign_in(client, tokens["pharmacist"])
+    page = client.get("/console/authorisations", query_string={"patient_ref": "MRN-E\u03017\u200b"})
+    assert "1 authorisation for" in page.get_data(as_text=True) and "<td>G61.81</td>" in page.get_data(as_text=True)

@@ -5,6 +5,7 @@ silently ("5" compares as a number, "true" as true). A bad value is refused with
 names the field and the value; nothing is guessed.
 """
 
+import unicodedata
 from dataclasses import dataclass
 
 from service.rulebook.facts import Facts
@@ -91,6 +92,32 @@ def _number(value, field: str, low: float, high: float, whole: bool = False) -> 
     return value
 
 
+# Characters that show nothing: whitespace, controls, and format characters (zero-width spaces and
+# joiners, the byte order mark, direction marks).
+_INVISIBLE = frozenset(("Cc", "Cf", "Zs", "Zl", "Zp"))
+
+
+def _invisible(character: str) -> bool:
+    return character.isspace() or unicodedata.category(character) in _INVISIBLE
+
+
+def visible(text: str) -> str:
+    """The text without the invisible characters at either end: a text of nothing else is empty."""
+    start, end = 0, len(text)
+    while start < end and _invisible(text[start]):
+        start += 1
+    while end > start and _invisible(text[end - 1]):
+        end -= 1
+    return text[start:end]
+
+
+def patient_ref(value, field: str = "patient.ref") -> str | None:
+    """A patient identifier as every path reads it before hashing (a decision, an order, a CSV row,
+    a look-up by patient): text, its invisible ends trimmed, in Unicode NFC (one spelling of "É")."""
+    ref = _text(value, field, MAX_REF, identifier=True)
+    return None if ref is None else unicodedata.normalize("NFC", ref)
+
+
 def _text(value, field: str, limit: int, identifier: bool = False) -> str | None:
     """Checked text; an identifier's value is never repeated in the error, which is kept forever."""
     if value is None:
@@ -98,7 +125,7 @@ def _text(value, field: str, limit: int, identifier: bool = False) -> str | None
     if not isinstance(value, str):
         found = _kind_of(value) if identifier else _shown(value)
         raise RequestError("wrong_type", f"{field} must be text, found {found}", field)
-    value = value.strip()
+    value = visible(value)
     if not value:
         raise RequestError("empty_value", f"{field} is empty", field)
     if len(value) > limit:
@@ -217,7 +244,7 @@ def parse_request(payload, vocabulary: Vocabulary) -> DecisionRequest:
             product=vocabulary.product(body.get("product"), "product"),
             route=_choice(body.get("route"), "route", ROUTES) or "intravenous",
         ),
-        patient_ref=_text(patient.get("ref"), "patient.ref", MAX_REF, identifier=True),
+        patient_ref=patient_ref(patient.get("ref")),
         weight_kg=_number(patient.get("weight_kg"), "patient.weight_kg", 0.3, 500),
         height_cm=_number(patient.get("height_cm"), "patient.height_cm", 20, 260),
         dose=dose,

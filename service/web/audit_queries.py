@@ -8,7 +8,7 @@ import io
 from flask import Response, stream_with_context
 
 from service import clock
-from service.decide.request import RequestError
+from service.decide.request import RequestError, patient_ref
 from service.rulebook import icd10
 from service.rulebook.model import OUTCOMES
 from service.store.audit import Filters
@@ -53,7 +53,7 @@ def audit_filters(args) -> Filters:
         code=code,
         rule=args.get("rule"),
         requester=args.get("requester"),
-        patient_ref=args.get("patient_ref"),
+        patient_ref=patient_ref(args["patient_ref"], "patient_ref") if args.get("patient_ref") else None,
         since=_instant(args.get("since"), "since"),
         until=_instant(args.get("until"), "until"),
     )

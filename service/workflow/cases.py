@@ -22,7 +22,7 @@ from sqlalchemy import func, insert, select, tuple_, update
 
 from service import clock
 from service.decide.formulary import Formulary
-from service.decide.request import RequestError, parse_request
+from service.decide.request import RequestError, parse_request, visible
 from service.rulebook import icd10
 from service.store.tables import authorisations as authorisation_rows
 from service.store.tables import review_cases, review_resolutions
@@ -429,8 +429,12 @@ def _validate_resolution(body) -> dict:
     if body.get("resolution") not in RESOLUTIONS:
         raise RequestError("unknown_value", f"resolution must be one of {', '.join(RESOLUTIONS)}", "resolution")
     reason = body.get("reason")
-    if not isinstance(reason, str) or not reason.strip():
-        raise RequestError("missing_field", "a reason is required", "reason")
+    if isinstance(reason, str):
+        reason = visible(reason)
+    if not isinstance(reason, str) or not reason:
+        raise RequestError(
+            "missing_field", "a reason is required; spaces and invisible characters alone are none", "reason"
+        )
     if len(reason) > MAX_REASON:
         raise RequestError(
             "too_long", f"reason is {len(reason)} characters long; at most {MAX_REASON} are accepted", "reason"
@@ -443,7 +447,7 @@ def _validate_resolution(body) -> dict:
     references = body.get("references")
     if references is not None and not isinstance(references, str):
         raise RequestError("wrong_type", "references must be the id of an earlier resolution", "references")
-    return {"resolution": body["resolution"], "reason": reason.strip(), "valid_days": days, "references": references}
+    return {"resolution": body["resolution"], "reason": reason, "valid_days": days, "references": references}
 
 
 def resolve(instance, formulary: Formulary, case_id: str, body, reviewer: str) -> dict:

@@ -3,7 +3,7 @@
 from flask import Blueprint, jsonify, request
 
 from service import clock
-from service.decide.request import RequestError
+from service.decide.request import RequestError, patient_ref
 from service.web import roles
 from service.web.api.guard import requires
 from service.web.context import active_rulebook, current_instance, current_principal, json_body
@@ -48,7 +48,7 @@ def add_facts(case_id):
 @blueprint.get("/v1/authorisations")
 @requires("read_authorisations")
 def list_authorisations():
-    ref = request.args.get("patient_ref")
+    ref = patient_ref(request.args.get("patient_ref"), "patient_ref")
     if not ref:
         raise RequestError(
             "missing_field", "give patient_ref: authorisations are listed one patient at a time", "patient_ref"

@@ -14,7 +14,7 @@ from flask import Blueprint, abort, flash, g, redirect, render_template, request
 
 from service import clock
 from service.decide.decision import OUTCOME_WORDS
-from service.decide.request import RequestError
+from service.decide.request import RequestError, patient_ref, visible
 from service.rulebook.model import ROUTES, SEVERITIES, SEXES
 from service.web import roles
 from service.web.console.auth import allowed, page
@@ -250,16 +250,17 @@ def resolve(case_id):
 @page("read_authorisations")
 def authorisations():
     """A patient's authorisations, newest ending first: what may be dispensed, until when."""
-    ref = request.args.get("patient_ref", "").strip()
+    typed = request.args.get("patient_ref", "")
     found, errors = None, {}
-    if ref:
-        if len(ref) > 64:
-            errors = _refused(RequestError("too_long", "patient_ref is longer than 64 characters", "patient.ref"))
-        else:
-            instance = current_instance()
-            found = authorisations_for(instance, instance.audit.patient_hash(ref))
+    try:
+        ref = patient_ref(typed) if visible(typed) else None
+    except RequestError as error:
+        ref, errors = None, _refused(error)
+    if ref is not None:
+        instance = current_instance()
+        found = authorisations_for(instance, instance.audit.patient_hash(ref))
     return render_template(
-        "console/authorisations.html", values={"patient_ref": ref}, errors=errors, authorisations=found
+        "console/authorisations.html", values={"patient_ref": typed.strip()}, errors=errors, authorisations=found
     ), 400 if errors else 200
 
 
