@@ -49,7 +49,8 @@ class BufferedApp:
             async with asyncio.timeout(self.body_timeout):
                 body = await self._body(scope, protocol)
         except TimeoutError:
-            log.warning("%s %s 408 body not received within %gs", scope.method, scope.path, self.body_timeout)
+            # not the path: it is the caller's, and could carry a forged log line
+            log.warning("408 body not received within %gs: %s from %s", self.body_timeout, scope.method, scope.client)
             protocol.response_bytes(408, [("content-type", "application/json"), ("connection", "close")], _TIMED_OUT)
             return
         loop = asyncio.get_running_loop()
