@@ -27,6 +27,10 @@ def test_serve_creates_the_instance_prints_a_token_once_and_answers(tmp_path):
         assert decision["rulebook"]["name"] == load_rulebook(TEST_RULEBOOK).name  # service_env names it
     assert (tmp_path / "instance" / "formulary.db").exists()
     assert (tmp_path / "instance" / "secret").stat().st_mode & 0o777 == 0o600
+    instance = tmp_path / "instance"  # the database, its -wal and -shm, the secret, the log: owner-only
+    modes = {path: path.stat().st_mode & 0o777 for path in [instance, *instance.rglob("*")]}
+    assert instance / "logs" / "service.log" in modes
+    assert {path: oct(mode) for path, mode in modes.items() if mode != (0o700 if path.is_dir() else 0o600)} == {}
     with running_service(env) as again:
         assert "ivig_" not in again.banner  # the token is printed only once
     listed = subprocess.run([str(FORMULARY), "tokens", "list"], env=env, capture_output=True, text=True).stdout

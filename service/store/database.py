@@ -21,6 +21,12 @@ def open_database(url: str) -> Engine:
     queue up instead of failing."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        database = _database_file(engine)
+        if database:  # SQLite would create it readable by all, and its -wal and -shm files alike
+            try:
+                create_owner_only(database)
+            except OSError:
+                pass  # the folder is missing or read-only: the first use says so, as for any fault
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_connection, _record):
@@ -80,11 +86,22 @@ def _opened_read_only(error: DBAPIError) -> bool:
     return getattr(error.orig, "sqlite_errorname", "").startswith("SQLITE_READONLY")
 
 
-def _writer_queue(engine: Engine):
+def _database_file(engine: Engine) -> str | None:
+    """The SQLite database's file name, or None (PostgreSQL, memory, a file: URI)."""
     database = engine.url.database if engine.dialect.name == "sqlite" else None
     if not database or database == ":memory:" or database.startswith("file:"):
-        return nullcontext()
-    return _flock(f"{database}-writer.lock")
+        return None
+    return database
+
+
+def create_owner_only(path: str | Path) -> None:
+    """Create the file, readable and writable by its owner only, unless it exists already."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+
+
+def _writer_queue(engine: Engine):
+    database = _database_file(engine)
+    return _flock(f"{database}-writer.lock") if database else nullcontext()
 
 
 @contextmanager

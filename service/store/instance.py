@@ -20,7 +20,7 @@ from pathlib import Path
 from service.rulebook.shipped import default_rulebook_path
 from service.store import anchors
 from service.store.audit import AuditStore
-from service.store.database import migrate, open_database
+from service.store.database import create_owner_only, migrate, open_database
 
 
 def _secret(instance_path: Path) -> bytes:
@@ -55,8 +55,9 @@ class Instance:
     def from_env(cls, overrides: dict | None = None) -> "Instance":
         overrides = overrides or {}
         path = Path(overrides.get("INSTANCE_PATH") or os.environ.get("FORMULARY_INSTANCE_PATH") or "instance").resolve()
-        path.mkdir(parents=True, exist_ok=True)
-        (path / "logs").mkdir(exist_ok=True)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)  # owner-only when created here
+        (path / "logs").mkdir(mode=0o700, exist_ok=True)
+        create_owner_only(path / "logs" / "service.log")  # before the service's log handler opens it
         url = (
             overrides.get("DATABASE_URL")
             or os.environ.get("FORMULARY_DATABASE_URL")
