@@ -19,8 +19,10 @@ The ICD-10-CM text index is built once per process; the rulebook's part once per
 """
 
 import heapq
+import threading
+import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache
 
 import simple_icd_10_cm as cm
@@ -39,6 +41,16 @@ MARGIN = 5.0
 CLOSENESS_MARGIN = 10.0
 CANDIDATE = 60.0
 MAX_CANDIDATES = 5
+# The approximate matcher's work for one text, counted in comparisons: an index word compared with
+# a word of the text (to find its near words), and an index text counted for a near word it holds.
+# The most an ordinary text of the terminology and typo tests needs is about 75,000 ("encephalitis
+# of unspecified or other cause": "unspecified" and "other" are in 50,000 texts), the median about
+# 12,000; 200 characters of the code set's commonest words need several hundred thousand, tens of
+# milliseconds holding the interpreter, which is how sixteen such clients slowed every other
+# decision a hundredfold. Past the budget the text is not matched further and the decision says
+# so (needs_review, with the words tried and the candidates found so far): never a different
+# answer without saying why. Not clinical policy: it bounds work, and no test text comes near it.
+MATCH_BUDGET = 150_000
 TEXT_CACHE_SIZE = 10_000
 _STOPWORDS = frozenset({"a", "an", "and", "by", "due", "for", "in", "of", "on", "or", "the", "to", "with"})
 
@@ -67,6 +79,7 @@ class DiagnosisMatch:
     candidates: tuple[Candidate, ...] = ()
     problem: str | None = None  # why the diagnosis cannot be decided on, if it cannot
     unmatched_qualifiers: tuple[str, ...] = ()  # words of a fuzzy text that the proposed code lacks
+    too_long: bool = False  # the approximate match ran out of MATCH_BUDGET (problem says what it tried)
 
     @property
     def is_proposal(self) -> bool:
@@ -79,6 +92,36 @@ class DiagnosisMatch:
 
     def to_dict(self) -> dict:
         return {"code": self.code, "description": self.description, "matched_by": self.matched_by, "input": self.input}
+
+
+class WorkBudget:
+    """The comparisons the approximate matcher may still make for one text."""
+
+    def __init__(self, limit: int):
+        self.limit, self.spent, self.exhausted = limit, 0, False
+
+    def spend(self, amount: int) -> bool:
+        """Spend `amount` if it fits; once something does not fit, the budget is exhausted."""
+        if self.exhausted or self.spent + amount > self.limit:
+            self.exhausted = True
+            return False
+        self.spent += amount
+        return True
+
+
+# One approximate match at a time per process, pausing briefly between query words, every _SLICE
+# texts ranked and every _SCORE_SLICE texts scored: the matcher holds the interpreter lock while
+# it works (rapidfuzz too, for a whole call), and a thread holding it makes every other thread (an
+# ordinary decision) wait for it at each step. Queued matches wait without the lock; a decision on
+# a code or an exact text never queues here. Sixteen clients sending 200-character texts then
+# slow an ordinary decision a few times instead of a hundred times (tests/test_match_budget.py).
+_MATCHING = threading.Lock()
+_SLICE = 20_000
+_SCORE_SLICE = 250
+
+
+def _let_others_run():
+    time.sleep(0.0001)  # a real pause: sleep(0) gives the lock back and usually takes it again first
 
 
 def _words(text: str) -> list[str]:
@@ -120,13 +163,21 @@ class TextIndex:
         """The codes of texts with the same match key as this folded text."""
         return self.key_index.get(match_key(text), [])
 
-    def _near_words(self, word: str) -> list[str]:
+    def _near_words(self, word: str, budget: WorkBudget) -> list[str] | None:
+        """Index words within a small edit distance of the word; None when the budget cannot pay
+        for comparing it with every index word of similar length."""
         nearby = [w for length in range(len(word) - 2, len(word) + 3) for w in self.words_by_length.get(length, ())]
+        if not budget.spend(len(nearby)):
+            return None
         cutoff = 100.0 if len(word) <= 3 else 75.0
         return [w for w, _, _ in process.extract(word, nearby, scorer=fuzz.ratio, score_cutoff=cutoff, limit=6)]
 
-    def fuzzy(self, query: str, pool: int = 1500) -> dict[str, tuple[float, float]]:
-        """code -> (score, closeness) of its best text against the query.
+    def fuzzy(
+        self, query: str, budget: WorkBudget, pool: int = 1500
+    ) -> tuple[dict[str, tuple[float, float]], list[str]]:
+        """code -> (score, closeness) of its best text against the query, and the query words
+        tried: all of them, unless the budget ran out first (then the texts found by the words
+        tried are scored, and no more: at most `pool` of them, whatever the budget).
 
         The score is rapidfuzz's WRatio, which rates a text containing the query highly whatever
         else it says; closeness is the plain similarity of the whole strings, which prefers the
@@ -134,20 +185,45 @@ class TextIndex:
         syndrome" than "sequelae of guillain barre syndrome").
         """
         hits: Counter = Counter()
+        tried = []
         for word in _words(query):
-            for near in self._near_words(word):
+            found_near = self._near_words(word, budget)
+            if found_near is None or not budget.spend(sum(len(self.postings[near]) for near in found_near)):
+                break
+            _let_others_run()
+            for near in found_near:
                 hits.update(self.postings[near])
+            tried.append(word)
         if not hits:
-            return {}
+            return {}, tried
         # The texts sharing most words with the query, shortest first among equals: for a common
         # word ("anemia") the plain entry must not lose its place to a thousand longer ones.
-        ranked = heapq.nsmallest(pool, hits.items(), key=lambda hit: (-hit[1], len(self.texts[hit[0]]), hit[0]))
-        choices = {i: self.texts[i] for i, _ in ranked}
+        # Every text with two or more hits comes before every text with one, so the texts with one
+        # (most of them, for a common word) are ranked only when the others do not fill the pool.
+        # The keys are built in slices, letting other threads run between them (_let_others_run).
+        items = list(hits.items())
+        several: list[tuple[int, int, int]] = []
+        for start in range(0, len(items), _SLICE):
+            _let_others_run()
+            several += [(-n, len(self.texts[i]), i) for i, n in items[start : start + _SLICE] if n > 1]
+        ranked = heapq.nsmallest(pool, several)
+        if len(ranked) < pool:
+            _let_others_run()
+            ones = [(-1, len(self.texts[i]), i) for i, n in items if n == 1]
+            ranked += heapq.nsmallest(pool - len(ranked), ones)
+        # Scored in slices too (rapidfuzz keeps the lock for a whole call), then ranked as one call
+        # of process.extract ranks: by score, ties in the pool's order; the best 100.
+        scored = []
+        for start in range(0, len(ranked), _SCORE_SLICE):
+            _let_others_run()
+            choices = {i: self.texts[i] for _, _, i in ranked[start : start + _SCORE_SLICE]}
+            scored += process.extract(query, choices, scorer=fuzz.WRatio, score_cutoff=CANDIDATE, limit=None)
+        scored.sort(key=lambda result: -result[1])
         found: dict[str, tuple[float, float]] = {}
-        for text, score, i in process.extract(query, choices, scorer=fuzz.WRatio, score_cutoff=CANDIDATE, limit=100):
+        for text, score, i in scored[:100]:
             code, rank = self.codes[i], (score, fuzz.ratio(query, text))
             found[code] = max(rank, found.get(code, rank))
-        return found
+        return found, tried
 
 
 @lru_cache(maxsize=1)
@@ -264,6 +340,13 @@ class Terminology:
             family = other.startswith(code) or code.startswith(other)
             if (mine is not None and theirs == mine) or (family and (mine is None or theirs is None)):
                 return by_code
+        if by_text.too_long:  # what it found so far does not agree; the rest of the text was not read
+            return replace(
+                by_code,
+                candidates=(_candidate(code, 100.0),) + by_text.candidates,
+                problem=f"the code {by_code.code} ({by_code.description}) could not be checked against the text: "
+                f"{by_text.problem}",
+            )
         text_side = (
             f"{by_text.code} ({by_text.description})"
             if by_text.code
@@ -308,11 +391,20 @@ class Terminology:
         return self._approximate(text, queries[-1])
 
     def _approximate(self, text: str, query: str) -> DiagnosisMatch:
-        """A proposal (one clear approximate match) or candidates; never a match that decides."""
-        scores = self.icd.fuzzy(query)
-        for code, rank in self.rulebook_index.fuzzy(query).items():
+        """A proposal (one clear approximate match) or candidates; never a match that decides.
+
+        The rulebook's few names are searched first, then the code set, within one MATCH_BUDGET;
+        a text that exhausts it is "too long to match fully", with what was found so far.
+        """
+        budget = WorkBudget(MATCH_BUDGET)
+        with _MATCHING:
+            scores, _ = self.rulebook_index.fuzzy(query, budget)
+            found, tried = self.icd.fuzzy(query, budget)
+        for code, rank in found.items():
             scores[code] = max(rank, scores.get(code, rank))
         ranked = sorted(scores.items(), key=lambda item: (-item[1][0], -item[1][1], len(item[0]), item[0]))
+        if budget.exhausted:
+            return _too_long(text, query, tried, [_candidate(c, score) for c, (score, _) in ranked[:MAX_CANDIDATES]])
         if not ranked:
             return _unrecognised(text)
         best, (best_score, best_closeness) = ranked[0]
@@ -367,6 +459,28 @@ def _unrecognised(text: str) -> DiagnosisMatch:
         None,
         text,
         problem=f"'{text}' does not name a diagnosis we recognise; resubmit with an ICD-10-CM code",
+    )
+
+
+def _too_long(text: str, query: str, tried: list[str], candidates: list[Candidate]) -> DiagnosisMatch:
+    """What an approximate match that ran out of MATCH_BUDGET found: candidates, never a proposal."""
+
+    def listed(words: list[str]) -> str:
+        return ", ".join(f"'{word}'" for word in words) or "none"
+
+    found = "; ".join(f"{c.code} {c.description} (score {c.score:g})" for c in candidates) or "none"
+    return DiagnosisMatch(
+        None,
+        None,
+        None,
+        text,
+        candidates=tuple(candidates),
+        too_long=True,
+        problem=(
+            f"'{text}' is too long to match fully (resubmit with a shorter text or an ICD-10-CM code): the "
+            f"approximate match stops after {MATCH_BUDGET:,} comparisons, and it tried the words {listed(tried)} "
+            f"but not the words {listed(_words(query)[len(tried) :])}; candidates found so far: {found}"
+        ),
     )
 
 
