@@ -21,7 +21,15 @@ from service.rulebook.reader import load_rulebook
 from service.rulebook.shipped import default_rulebook_path
 from service.store.database import describe
 from service.store.instance import Instance
-from service.store.tokens import ROLES, TokenError, any_token, create_token, list_tokens, revoke_token
+from service.store.tokens import (
+    ROLES,
+    TokenError,
+    active_token_named,
+    any_token,
+    create_token,
+    list_tokens,
+    revoke_token,
+)
 from service.workflow import csv_out
 from service.workflow.active_rulebook import activate
 from service.workflow.preapproval import check_batch, orders_from_csv
@@ -263,7 +271,7 @@ def serve(host, port, workers, threads, header_timeout, body_timeout):
     threads runs it: a slow or idle client holds a connection, never a thread."""
     instance = _instance()  # create and migrate before the workers start
     if not any_token(instance.database):
-        token = create_token(instance.database, "admin", "admin")
+        token = create_token(instance.database, "admin", "admin", audit=instance.audit)
         click.echo("No API token existed, so an admin token was created. It is shown only this once:\n")
         click.echo(f"    {token}\n")
         click.echo("Try it:\n")
@@ -310,8 +318,9 @@ def tokens():
 @click.option("--role", required=True, type=click.Choice(ROLES))
 def tokens_create(name, role):
     """Create a token; it is printed once, as the last line."""
+    instance = _instance()
     try:
-        token = create_token(_instance().database, name, role)
+        token = create_token(instance.database, name, role, audit=instance.audit)
     except TokenError as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"token for {name} ({role}); store it now, it is not shown again:")
@@ -322,8 +331,9 @@ def tokens_create(name, role):
 @click.argument("name")
 def tokens_revoke(name):
     """Revoke the token with this name."""
+    instance = _instance()
     try:
-        revoke_token(_instance().database, name)
+        revoke_token(instance.database, name, audit=instance.audit)
     except TokenError as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"revoked {name}")
@@ -408,10 +418,21 @@ def reload():
 @main.command()
 @click.argument("orders", type=click.File("r", encoding="utf-8-sig"))
 @click.option("--output", type=click.File("w"), default=None, help="Write the results as CSV here.")
-@click.option("--as", "requester", default="cli", show_default=True, help="Name to record as the requester.")
+@click.option(
+    "--as",
+    "requester",
+    default="cli",
+    show_default=True,
+    help="The requester to record: the name of an active token (formulary tokens list), or cli.",
+)
 def preapprove(orders, output, requester):
     """Check a day's infusion list (CSV) for dispensing, as POST /v1/preapprovals/batch does."""
     instance = _instance()
+    if requester != "cli" and active_token_named(instance.database, requester) is None:
+        raise click.ClickException(
+            f"--as {requester!r}: no active token has this name; name one from 'formulary tokens list', "
+            "or leave --as out to be recorded as 'cli'"
+        )
     try:
         rows = orders_from_csv(orders.read())
         formulary = Formulary.load(instance.rulebook_path)

@@ -1,6 +1,7 @@
 """The `formulary` command as a pharmacist uses it from the shell."""
 
 import json
+import os
 
 from click.testing import CliRunner
 
@@ -111,3 +112,36 @@ def test_check_accepts_a_text_diagnosis():
     )
     data = json.loads(result.output)
     assert data["diagnosis"]["code"] == "M31.3" and data["diagnosis"]["matched_by"] == "synonym"
+
+
+def test_a_new_instance_is_created_owner_only(tmp_path, monkeypatch):
+    instance = tmp_path / "instance"
+    monkeypatch.setenv("FORMULARY_INSTANCE_PATH", str(instance))
+    monkeypatch.delenv("FORMULARY_SECRET", raising=False)
+    monkeypatch.delenv("FORMULARY_DATABASE_URL", raising=False)
+    previous = os.umask(0)  # nothing masked: the modes are the code's own
+    try:
+        assert run("tokens", "create", "--name", "ward-7", "--role", "clinician").exit_code == 0
+    finally:
+        os.umask(previous)
+    modes = {path: path.stat().st_mode & 0o777 for path in [instance, *instance.rglob("*")]}
+    assert {instance, instance / "logs", instance / "secret", instance / "formulary.db"} <= modes.keys()
+    assert {path: oct(mode) for path, mode in modes.items() if mode != (0o700 if path.is_dir() else 0o600)} == {}
+
+
+def test_preapprove_as_must_name_an_active_token(tmp_path, monkeypatch):
+    from .test_workflow import CSV
+
+    monkeypatch.setenv("FORMULARY_INSTANCE_PATH", str(tmp_path / "instance"))
+    monkeypatch.delenv("FORMULARY_DATABASE_URL", raising=False)
+    orders = tmp_path / "orders.csv"
+    orders.write_text(CSV)
+    run("tokens", "create", "--name", "pharmacy-1", "--role", "pharmacist")
+    run("tokens", "create", "--name", "gone", "--role", "pharmacist")
+    run("tokens", "revoke", "gone")
+    for name in ("nobody", "gone"):
+        refused = run("preapprove", str(orders), "--as", name)
+        assert refused.exit_code == 1
+        assert f"--as {name!r}: no active token has this name" in refused.output
+    for given in (["--as", "pharmacy-1"], []):  # a token's name, or 'cli' when none is given
+        assert run("preapprove", str(orders), *given).exit_code == 0

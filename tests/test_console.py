@@ -93,6 +93,40 @@ def test_sign_out_ends_the_session(client, tokens):
     assert client.get("/console/reviews").status_code == 302
 
 
+def test_a_session_cookie_replayed_after_sign_out_opens_nothing(app, tokens):
+    client = app.test_client()
+    sign_in(client, tokens["pharmacist"])
+    cookie = client.get_cookie("formulary_session").value
+    post_form(client, "/console/sign-out", {}, "/console/reviews")
+    replay = app.test_client()
+    replay.set_cookie("formulary_session", cookie)
+    assert replay.get("/console/reviews").status_code == 302
+
+
+def test_signing_out_ends_only_that_session(app, tokens):
+    first, second = app.test_client(), app.test_client()
+    sign_in(first, tokens["pharmacist"])
+    sign_in(second, tokens["pharmacist"])
+    post_form(first, "/console/sign-out", {}, "/console/reviews")
+    assert first.get("/console/reviews").status_code == 302
+    assert second.get("/console/reviews").status_code == 200
+
+
+def test_signing_in_and_out_and_reading_pages_are_on_the_record(app, client, tokens):
+    sign_in(client, tokens["auditor"])
+    assert client.get("/console/audit?patient_ref=MRN-0042").status_code == 200
+    post_form(client, "/console/sign-out", {}, "/console/formulary")
+    records = newest_records(app)
+    assert [(r["kind"], r["requester"]) for r in records[:3]] == [
+        ("sign_out", "auditor"),
+        ("access", "auditor"),
+        ("sign_in", "auditor"),
+    ]
+    access = records[1]
+    assert access["body"]["action"] == "read_audit" and access["body"]["path"] == "/console/audit"
+    assert access["patient_ref_hash"] == app.extensions["instance"].audit.patient_hash("MRN-0042")
+
+
 def test_revoking_the_token_ends_its_console_sessions(app, client, tokens):
     sign_in(client, tokens["pharmacist"])
     assert client.get("/console/reviews").status_code == 200
@@ -254,10 +288,16 @@ def test_the_audit_page_filters_pages_and_exports(client, tokens):
     assert len(export.strip().splitlines()) == 1 + 3
     bad = client.get("/console/audit?since=yesterday")
     assert bad.status_code == 400 and "since must be an ISO 8601 date" in bad.get_data(as_text=True)
-    for query, message in (("outcome=perhaps", "outcome must be one of"), ("code=XYZ", "is not an ICD-10-CM code")):
+    for query, message in (
+        ("outcome=perhaps", "outcome must be one of"),
+        ("code=XYZ", "is not an ICD-10-CM code"),
+        ("requester=%00", "requester must be printable text"),
+    ):
         refused = client.get(f"/console/audit?{query}")  # the form again, the message beside its field
         assert refused.status_code == 400 and message in refused.get_data(as_text=True)
         assert 'name="outcome"' in refused.get_data(as_text=True)
+    export = client.get("/console/audit.csv?outcome=perhaps")  # the export refused as a page, not JSON
+    assert export.status_code == 400 and export.mimetype == "text/html" and "needs_review, not_supported" in export.text
 
 
 def test_facts_added_on_the_case_page_decide_it_again(app, client, tokens):

@@ -127,3 +127,25 @@ def test_the_cli_revoking_a_token_stops_every_worker_of_a_running_service_within
         statuses = [service.call("POST", "/v1/decisions", token, body)[0] for _ in range(20)]
         assert statuses == [401] * 20
         assert service.call("GET", "/v1/audit?limit=1", admin)[0] == 200  # other tokens still work
+
+
+def test_creating_and_revoking_a_token_from_the_shell_is_on_the_record_without_the_token(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from service.cli import main
+    from service.store.audit import Filters
+    from service.store.instance import Instance
+
+    monkeypatch.setenv("FORMULARY_INSTANCE_PATH", str(tmp_path / "instance"))
+    monkeypatch.delenv("FORMULARY_DATABASE_URL", raising=False)
+    monkeypatch.delenv("FORMULARY_SECRET", raising=False)
+    created = CliRunner().invoke(main, ["tokens", "create", "--name", "ward-7", "--role", "clinician"])
+    token = created.output.splitlines()[-1]
+    assert CliRunner().invoke(main, ["tokens", "revoke", "ward-7"]).exit_code == 0
+    assert CliRunner().invoke(main, ["tokens", "revoke", "ward-7"]).exit_code == 1  # nothing left to revoke
+    records, _ = Instance.from_env().audit.page(Filters(), 10)
+    assert [(r["kind"], r["requester"], r["body"]) for r in reversed(records)] == [
+        ("token_created", "cli", {"name": "ward-7", "role": "clinician"}),
+        ("token_revoked", "cli", {"name": "ward-7", "role": "clinician"}),
+    ]
+    assert token.startswith("ivig_") and token not in str(records)

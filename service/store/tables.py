@@ -56,6 +56,17 @@ api_tokens = Table(
     Column("revoked_at", String(32)),
 )
 
+# A console sign-in, open until its sign-out deletes it (or its token is revoked, or it is older
+# than the session lifetime). The signed session cookie carries the id; only its digest is kept.
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("token_hash", String(64), nullable=False),
+    Column("created_at", String(32), nullable=False),
+    Index("ix_console_session_created", "created_at"),
+)
+
 # Which rulebook version every service process should serve; the newest row wins.
 rulebook_activations = Table(
     "rulebook_activations",

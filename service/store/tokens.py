@@ -21,13 +21,14 @@ import time
 import weakref
 from typing import NamedTuple
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from service import clock
+from service.store.audit import AuditStore
 from service.store.database import writing
-from service.store.tables import api_tokens
+from service.store.tables import api_tokens, console_sessions
 
 ROLES = ("clinician", "pharmacist", "auditor", "admin")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
@@ -53,33 +54,93 @@ def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(engine: Engine, name: str, role: str) -> str:
-    """Store a new token for `name` with `role` and return it (the only time it is visible)."""
+def _written(engine: Engine, audit: AuditStore | None, kind: str, body: dict, by: str, store) -> None:
+    """Run `store(connection)` in a write transaction; with `audit`, in the one that commits the
+    record of it (`kind`, by `by`), so the change and its record are kept together or not at all."""
+    if audit is None:
+        with writing(engine) as connection:
+            store(connection)
+    else:
+        audit.append(kind, body, then=store, requester=by)
+
+
+def create_token(engine: Engine, name: str, role: str, audit: AuditStore | None = None, by: str = "cli") -> str:
+    """Store a new token for `name` with `role` and return it (the only time it is visible).
+    With `audit`, a `token_created` record (name, role, by whom; never the token) commits with it."""
     if not _NAME.match(name):
         raise TokenError(f"token name {name!r}: use 1-64 letters, digits, '.', '_', '@' or '-'")
     if role not in ROLES:
         raise TokenError(f"role {role!r} is not one of {', '.join(ROLES)}")
     token = "ivig_" + secrets.token_urlsafe(32)
-    try:
-        with writing(engine) as connection:
+
+    def store(connection):
+        try:
             connection.execute(
                 insert(api_tokens).values(name=name, role=role, token_hash=digest(token), created_at=clock.utc_now())
             )
-    except IntegrityError:
-        raise TokenError(f"a token named {name!r} exists already; revoke it first or pick another name") from None
+        except IntegrityError:
+            raise TokenError(f"a token named {name!r} exists already; revoke it first or pick another name") from None
+
+    _written(engine, audit, "token_created", {"name": name, "role": role}, by, store)
     return token
 
 
-def revoke_token(engine: Engine, name: str) -> None:
-    with writing(engine) as connection:
+def revoke_token(engine: Engine, name: str, audit: AuditStore | None = None, by: str = "cli") -> None:
+    """Revoke the active token called `name`; with `audit`, on the record as `token_revoked`."""
+    principal = active_token_named(engine, name)
+    if principal is None:
+        raise TokenError(f"no active token named {name!r}")
+
+    def store(connection):
         result = connection.execute(
             update(api_tokens)
             .where(api_tokens.c.name == name, api_tokens.c.revoked_at.is_(None))
             .values(revoked_at=clock.utc_now())
         )
+        if result.rowcount == 0:  # revoked by someone else since it was read
+            raise TokenError(f"no active token named {name!r}")
+
+    _written(engine, audit, "token_revoked", {"name": name, "role": principal.role}, by, store)
     forget_cached_principals()  # after the commit: this process refuses the token from now on
-    if result.rowcount == 0:
-        raise TokenError(f"no active token named {name!r}")
+
+
+def open_session(audit: AuditStore, principal: Principal, token_digest: str, expired_before: str) -> str:
+    """Open a console session for the token and put the sign-in on the record (`sign_in`, by the
+    token's name), in one transaction; returns the session id, for the signed cookie only.
+    Sessions created before `expired_before` (ISO UTC text) are deleted on the way."""
+    session_id = secrets.token_urlsafe(32)
+
+    def store(connection):
+        connection.execute(delete(console_sessions).where(console_sessions.c.created_at < expired_before))
+        connection.execute(
+            insert(console_sessions).values(
+                id_hash=digest(session_id), token_hash=token_digest, created_at=clock.utc_now()
+            )
+        )
+
+    audit.append("sign_in", {"role": principal.role}, then=store, requester=principal.name)
+    return session_id
+
+
+def close_session(audit: AuditStore, principal: Principal, session_id: str) -> None:
+    """End the console session (its cookie opens nothing from now on), on the record as `sign_out`."""
+
+    def store(connection):
+        connection.execute(delete(console_sessions).where(console_sessions.c.id_hash == digest(session_id)))
+
+    audit.append("sign_out", {"role": principal.role}, then=store, requester=principal.name)
+
+
+def session_principal(engine: Engine, session_id: str) -> Principal | None:
+    """The Principal of an open console session whose token is still active, or None."""
+    query = (
+        select(api_tokens.c.name, api_tokens.c.role)
+        .join(console_sessions, console_sessions.c.token_hash == api_tokens.c.token_hash)
+        .where(console_sessions.c.id_hash == digest(session_id), api_tokens.c.revoked_at.is_(None))
+    )
+    with engine.connect() as connection:
+        row = connection.execute(query).first()
+    return None if row is None else Principal(row.name, row.role)
 
 
 # engine -> {token digest: (monotonic time the answer expires, (name, role))}
@@ -125,6 +186,16 @@ def principal_for_digest(engine: Engine, token_digest: str) -> Principal | None:
     """As principal_for, from the digest the console's session keeps instead of the token."""
     with engine.connect() as connection:
         row = connection.execute(_LOOKUP, {"token_hash": token_digest}).first()
+    return None if row is None else Principal(row.name, row.role)
+
+
+def active_token_named(engine: Engine, name: str) -> Principal | None:
+    """The Principal of the unrevoked token called `name`, or None."""
+    query = select(api_tokens.c.name, api_tokens.c.role).where(
+        api_tokens.c.name == name, api_tokens.c.revoked_at.is_(None)
+    )
+    with engine.connect() as connection:
+        row = connection.execute(query).first()
     return None if row is None else Principal(row.name, row.role)
 
 

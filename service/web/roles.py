@@ -18,6 +18,7 @@ class Permission:
     own_only: tuple[str, ...] = ()  # roles that may act only on what they requested themselves
     own_words: str = "own"  # how the API description says so: "clinician (own decisions)"
     not_own: str = ""  # the refusal when such a role reaches for someone else's record
+    reads_patient_data: bool = False  # each successful call is an `access` record (service/web/access.py)
 
 
 PERMISSIONS: dict[str, Permission] = {
@@ -27,15 +28,17 @@ PERMISSIONS: dict[str, Permission] = {
         own_only=("clinician",),
         own_words="own decisions",
         not_own="a clinician may read only the decisions they submitted",
+        reads_patient_data=True,
     ),
     "read_rulebook": Permission(ROLES),
     "reload_rulebook": Permission(("admin",)),
-    "read_audit": Permission(("auditor", "admin")),
-    "list_reviews": Permission(("pharmacist", "admin")),
+    "read_audit": Permission(("auditor", "admin"), reads_patient_data=True),
+    "list_reviews": Permission(("pharmacist", "admin"), reads_patient_data=True),
     "read_case": Permission(
         ("clinician", "pharmacist", "admin"),
         own_only=("clinician",),
         not_own="a clinician may read only the cases of their own requests",
+        reads_patient_data=True,
     ),
     "add_facts": Permission(
         ("clinician", "pharmacist", "admin"),
@@ -43,7 +46,7 @@ PERMISSIONS: dict[str, Permission] = {
         not_own="a clinician may add facts only to the cases of their own requests",
     ),
     "resolve_case": Permission(("pharmacist", "admin")),
-    "read_authorisations": Permission(ROLES),
+    "read_authorisations": Permission(ROLES, reads_patient_data=True),
     "preapprove": Permission(("pharmacist", "admin")),
 }
 

@@ -1,5 +1,6 @@
-"""Console sign-in: an API token in, its digest in the session cookie; what a role may open is the
-role table's (service/web/roles.py), as for the API."""
+"""Console sign-in: an API token in; the signed session cookie holds the id of a session kept on
+the server (sign-out deletes it) and the token's digest, never the token. What a role may open is
+the role table's (service/web/roles.py), as for the API."""
 
 import re
 from functools import wraps
@@ -7,8 +8,8 @@ from functools import wraps
 from flask import Blueprint, current_app, g, redirect, render_template, request, session, url_for
 
 from service import clock
-from service.store.tokens import Principal, digest, principal_for_digest
-from service.web import roles
+from service.store.tokens import Principal, close_session, digest, open_session, principal_for_digest, session_principal
+from service.web import access, roles
 from service.web.context import current_instance
 
 blueprint = Blueprint("console_auth", __name__, url_prefix="/console")
@@ -18,12 +19,13 @@ _CONSOLE_TARGET = re.compile(r"^/console/[A-Za-z0-9/_.~%?=&;:@!$*()+,-]*$")
 
 
 def _principal() -> Principal | None:
-    """The signed-in Principal, or None; a revoked token or an old session signs out."""
-    token_digest, since = session.get("token_digest"), session.get("signed_in_at", 0)
-    if not token_digest:
+    """The signed-in Principal, or None; a signed-out session, a revoked token or an old session
+    signs out (the session is looked up on the server: a cookie kept after sign-out opens nothing)."""
+    session_id, since = session.get("session_id"), session.get("signed_in_at", 0)
+    if not session_id:
         return None
     lifetime = current_app.permanent_session_lifetime.total_seconds()
-    principal = principal_for_digest(current_instance().sql_engine, token_digest)
+    principal = session_principal(current_instance().sql_engine, session_id)
     if principal is None or clock.now().timestamp() - since > lifetime:
         session.clear()
         return None
@@ -42,7 +44,7 @@ def page(action: str):
             if not roles.may(g.principal, action):
                 g.refusal = {"code": "forbidden", "message": f"the role '{g.principal.role}' may not open this page"}
                 return render_template("console/forbidden.html"), 403
-            return view(*args, **kwargs)
+            return access.answer(action, view, args, kwargs)
 
         return guarded
 
@@ -77,14 +79,20 @@ def sign_in():
         }
         message = "Enter your API token." if not token else "That token is unknown or has been revoked."
         return render_template("console/sign_in.html", next=target, error=message), 401
+    signed_in_at = clock.now()
+    expired_before = clock.stamp(signed_in_at - current_app.permanent_session_lifetime)
     session.clear()
+    session["session_id"] = open_session(current_instance().audit, principal, token_digest, expired_before)
     session["token_digest"] = token_digest
-    session["signed_in_at"] = clock.now().timestamp()
+    session["signed_in_at"] = signed_in_at.timestamp()
     g.principal = principal
     return redirect(target)
 
 
 @blueprint.post("/sign-out")
 def sign_out():
+    principal = _principal()
+    if principal is not None:
+        close_session(current_instance().audit, principal, session["session_id"])
     session.clear()
     return redirect(url_for("console_auth.sign_in"))
