@@ -8,6 +8,7 @@ import signal
 
 from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from service.store.database import describe
 from service.store.instance import Instance
@@ -20,16 +21,22 @@ from service.workflow.active_rulebook import ActiveRulebook
 
 MAX_BODY_BYTES = 64 * 1024
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies (Linux)
+# What an operator sets in the environment as FORMULARY_<name> (a test passes <name> in test_config):
+# the limit on anonymous refusals per address and window (service/web/limits.py), the free space
+# under which /healthz says "degraded", and how many proxies' X-Forwarded-For to trust.
+SETTINGS = {"ANON_LIMIT": 60, "ANON_WINDOW": 60, "MIN_FREE_MB": 512, "TRUSTED_PROXIES": 0}
 log = logging.getLogger("service")
 
 
 def create_app(test_config: dict | None = None) -> Flask:
-    """Build the service. `test_config` may set INSTANCE_PATH, DATABASE_URL, RULEBOOK, WARM."""
-    config = dict(test_config or {})
+    """Build the service. `test_config` may set INSTANCE_PATH, DATABASE_URL, RULEBOOK, WARM and SETTINGS."""
+    config = {**_settings(), **(test_config or {})}
     instance = Instance.from_env(config)
     app = Flask(__name__, instance_path=str(instance.path))
     app.json = JSONProvider(app)
     app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, **config)
+    if config["TRUSTED_PROXIES"]:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config["TRUSTED_PROXIES"])  # type: ignore[method-assign]
     _configure_logging(app, instance)
     app.extensions["instance"] = instance
     try:
@@ -68,11 +75,24 @@ def create_served_app() -> BufferedApp:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
         if os.getppid() != server.pid:  # the server died before that took effect
             os.kill(os.getpid(), signal.SIGTERM)
+    app = create_app()
+    app.extensions["anonymous_refusals"].flush_in_background()  # and at the worker's end
     return BufferedApp(
-        create_app(),
-        threads=int(os.environ["FORMULARY_THREADS"]),
-        body_timeout=float(os.environ["FORMULARY_BODY_TIMEOUT"]),
+        app, threads=int(os.environ["FORMULARY_THREADS"]), body_timeout=float(os.environ["FORMULARY_BODY_TIMEOUT"])
     )
+
+
+def _settings() -> dict[str, int]:
+    settings = {}
+    for name, default in SETTINGS.items():
+        given = os.environ.get(f"FORMULARY_{name}", "").strip()
+        if given and not given.isdigit():
+            raise RuntimeError(f"FORMULARY_{name} must be a whole number, found {given!r}")
+        settings[name] = int(given) if given else default
+    for name in ("ANON_LIMIT", "ANON_WINDOW"):
+        if settings[name] < 1:
+            raise RuntimeError(f"FORMULARY_{name} must be at least 1, found {settings[name]}")
+    return settings
 
 
 def _configure_logging(app: Flask, instance: Instance):

@@ -1,7 +1,10 @@
 """What happens around every request: its id, its log line, and the record of every refusal.
 
-Every refused request (4xx) to the API or the console is an audit record, with its reason and
-never the token; if that record cannot be written, the caller gets 503 instead.
+Every refused request (4xx) to the API or the console is on the record, with its reason and
+never the token; if that record cannot be written, the caller gets 503 instead. A known
+requester's refusal is a record of its own; an anonymous one (no or failed credentials) counts
+against its client address, which is limited, and is summarised with the others of its window
+(service/web/limits.py).
 """
 
 import logging
@@ -14,6 +17,7 @@ from flask import Flask, current_app, g, request
 
 from service.web.context import current_instance
 from service.web.errors import error_response, is_console
+from service.web.limits import AnonymousRefusals, client_address, refuse_if_limited
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")  # a caller's id is logged only if it is plainly safe
 _PATH_SAFE = "/:@!$&'()*+,;=~"  # printable URL characters a logged path keeps as they are
@@ -21,7 +25,11 @@ log = logging.getLogger("service")
 
 
 def register(app: Flask) -> None:
+    limiter = app.extensions["anonymous_refusals"] = AnonymousRefusals(
+        app.extensions["instance"].audit, app.config["ANON_LIMIT"], app.config["ANON_WINDOW"]
+    )
     app.before_request(_start)
+    app.before_request(lambda: refuse_if_limited(limiter))
     # Flask runs after_request functions last registered first: the refusal is recorded (or the
     # answer becomes a 503) before the log line and the request id header see the final response.
     app.after_request(_finish)
@@ -39,6 +47,10 @@ def _record_refusal(response):
     if 400 <= response.status_code < 500 and (request.path.startswith("/v1/") or console):
         error = g.get("refusal", {}) if console else (response.get_json(silent=True) or {}).get("error", {})
         principal = g.get("principal")
+        if principal is None and not current_app.extensions["anonymous_refusals"].note(
+            client_address(), response.status_code, error.get("code"), request.method, request.path
+        ):
+            return response  # counted, for its window's summary
         try:
             current_instance().audit.append(
                 "refusal",

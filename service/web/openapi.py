@@ -376,7 +376,21 @@ SCHEMAS = {
         {
             "id": {"type": "integer"},
             "created_at": _TIME,
-            "kind": {"enum": ["decision", "refusal", "rulebook_reload", "review_resolution", "preapproval"]},
+            "kind": {
+                "enum": [
+                    "decision",
+                    "refusal",
+                    "refusals_summary",
+                    "rulebook_reload",
+                    "review_resolution",
+                    "preapproval",
+                    "access",
+                    "sign_in",
+                    "sign_out",
+                    "token_created",
+                    "token_revoked",
+                ]
+            },
             "requester": _NULLABLE_TEXT,
             "status": {"type": ["integer", "null"]},
             "decision_id": _NULLABLE_TEXT,
@@ -441,9 +455,13 @@ SCHEMAS = {
     ),
     "Health": _object(
         {
-            "status": {"enum": ["ok", "unavailable"]},
+            "status": {"enum": ["ok", "degraded", "unavailable"]},
             "rulebook": _object({"name": _TEXT, "version": _TEXT, "digest": _TEXT, "icd10cm": _TEXT}),
             "audit_records": {"type": "integer"},
+            "disk": _object(
+                {"free_bytes": {"type": "integer"}, "min_free_bytes": {"type": "integer"}},
+                required=["free_bytes", "min_free_bytes"],
+            ),
             "reason": _TEXT,
         },
         required=["status"],
@@ -464,8 +482,13 @@ def _errors(*statuses: int) -> dict:
         413: "body over 64 KiB",
         415: "body is not JSON",
         422: "the rulebook fails lint; the old version keeps serving",
-        503: "the audit log or the database is unavailable; nothing was decided or recorded",
+        429: "too many refused requests without valid credentials from this address; Retry-After says when to "
+        "try again (a valid token is never limited)",
+        503: "the audit log or the database is unavailable; nothing was decided or recorded (and no patient data "
+        "was read: each read of it is an access record)",
     }
+    if 401 in statuses:  # where a request without valid credentials is refused, its address is limited
+        statuses = (*statuses, 429)
     return {str(s): _json("Error", words[s]) for s in statuses}
 
 
@@ -546,7 +569,7 @@ PATHS = {
             "description": roles.described("read_audit"),
             "security": _SECURED,
             "parameters": _FILTERS + _PAGING,
-            "responses": {"200": _json("AuditPage", "one page"), **_errors(400, 401, 403)},
+            "responses": {"200": _json("AuditPage", "one page"), **_errors(400, 401, 403, 503)},
         }
     },
     "/v1/audit.csv": {
@@ -557,7 +580,7 @@ PATHS = {
             "parameters": _FILTERS,
             "responses": {
                 "200": {"description": "CSV with a header row", "content": {"text/csv": {"schema": _TEXT}}},
-                **_errors(400, 401, 403),
+                **_errors(400, 401, 403, 503),
             },
         }
     },
@@ -566,7 +589,7 @@ PATHS = {
             "summary": "Check the whole signed chain of audit records",
             "description": roles.described("read_audit"),
             "security": _SECURED,
-            "responses": {"200": _json("Verification", "the result"), **_errors(401, 403)},
+            "responses": {"200": _json("Verification", "the result"), **_errors(401, 403, 503)},
         }
     },
     "/v1/reviews": {
@@ -623,7 +646,7 @@ PATHS = {
                         }
                     },
                 },
-                **_errors(400, 401, 403),
+                **_errors(400, 401, 403, 503),
             },
         }
     },
@@ -633,7 +656,7 @@ PATHS = {
             "description": roles.described("read_case"),
             "security": _SECURED,
             "parameters": [{"name": "case_id", "in": "path", "required": True, "schema": _TEXT}],
-            "responses": {"200": _json("ReviewCase", "the case"), **_errors(401, 403, 404)},
+            "responses": {"200": _json("ReviewCase", "the case"), **_errors(401, 403, 404, 503)},
         }
     },
     "/v1/reviews/{case_id}/resolution": {
@@ -688,7 +711,7 @@ PATHS = {
                         }
                     },
                 },
-                **_errors(400, 401),
+                **_errors(400, 401, 503),
             },
         }
     },
@@ -722,7 +745,7 @@ PATHS = {
         "get": {
             "summary": "Liveness and the rulebook version served (no token needed)",
             "responses": {
-                "200": _json("Health", "serving"),
+                "200": _json("Health", "serving; 'degraded' when the database's disk is below FORMULARY_MIN_FREE_MB"),
                 "503": _json("Health", "the database does not answer or cannot be written"),
             },
         }

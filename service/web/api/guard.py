@@ -5,9 +5,15 @@ from functools import wraps
 from flask import g, request
 
 from service.store.tokens import principal_for
-from service.web import roles
+from service.web import access, roles
 from service.web.context import current_instance
 from service.web.errors import Refusal
+
+
+def bearer_token() -> str | None:
+    """The token of the request's 'Authorization: Bearer <token>' header, or None."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
 def requires(action: str):
@@ -16,15 +22,15 @@ def requires(action: str):
     def decorate(view):
         @wraps(view)
         def guarded(*args, **kwargs):
-            scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not token.strip():
+            token = bearer_token()
+            if token is None:
                 raise Refusal(
                     401,
                     "unauthenticated",
                     "send an API token as 'Authorization: Bearer <token>'",
                     headers={"WWW-Authenticate": "Bearer"},
                 )
-            g.principal = principal_for(current_instance().sql_engine, token.strip())
+            g.principal = principal_for(current_instance().sql_engine, token)
             if g.principal is None:
                 raise Refusal(
                     401,
@@ -34,7 +40,7 @@ def requires(action: str):
                 )
             if not roles.may(g.principal, action):
                 raise Refusal(403, "forbidden", f"the role '{g.principal.role}' may not do this")
-            return view(*args, **kwargs)
+            return access.answer(action, view, args, kwargs)
 
         return guarded
 
