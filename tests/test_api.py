@@ -9,7 +9,7 @@ import time
 import pytest
 from sqlalchemy import text
 
-from service.store.audit import AuditUnavailable
+from service.store.audit import AuditUnavailable, Filters
 from service.store.tokens import ROLES
 
 from .conftest import bearer, sign_in
@@ -89,7 +89,9 @@ def test_healthz_is_503_while_the_audit_log_cannot_be_written_though_reads_work(
     assert health.get_json()["reason"] == "the database does not answer or cannot be written"
     refused = post_decision(client, tokens["clinician"])
     assert refused.status_code == 503 and refused.get_json()["error"]["code"] == "audit_unavailable"
-    assert client.get("/v1/audit?limit=1", headers=bearer(tokens["auditor"])).status_code == 200
+    assert client.get("/v1/rulebook", headers=bearer(tokens["auditor"])).status_code == 200
+    unrecorded = client.get("/v1/audit?limit=1", headers=bearer(tokens["auditor"]))  # no access off the record
+    assert unrecorded.status_code == 503 and unrecorded.get_json()["error"]["code"] == "audit_unavailable"
     with engine.begin() as connection:
         connection.exec_driver_sql(
             "DROP TRIGGER refuse_head_writes" + (" ON audit_head" if engine.dialect.name == "postgresql" else "")
@@ -334,11 +336,15 @@ def test_audit_pages_newest_first_with_a_cursor(client, tokens):
         ("limit=0", "limit"),
         ("limit=x", "limit"),
         ("colour=red", "colour"),
+        ("requester=%00", "requester"),  # PostgreSQL cannot compare text with NUL: was a 503
+        ("rule=a%0Ab", "rule"),
+        ("patient_ref=MRN-00%0042", "patient_ref"),
     ],
 )
 def test_bad_audit_filters_are_400s(client, tokens, query, field):
     response = client.get(f"/v1/audit?{query}", headers=bearer(tokens["auditor"]))
     assert response.status_code == 400 and response.get_json()["error"]["field"] == field
+    assert "MRN" not in response.get_data(as_text=True)
 
 
 def test_audit_csv_streams_the_same_selection(client, tokens):
@@ -346,8 +352,9 @@ def test_audit_csv_streams_the_same_selection(client, tokens):
     response = client.get("/v1/audit.csv?patient_ref=MRN-0042", headers=bearer(tokens["auditor"]))
     assert response.status_code == 200 and response.mimetype == "text/csv" and response.is_streamed
     rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
-    assert [r["decision_id"] for r in rows] == [decisions[1]["decision_id"], decisions[0]["decision_id"]]
-    assert rows[0]["code"] == "M33.20" and "MRN-0042" not in response.get_data(as_text=True)
+    assert rows[0]["kind"] == "access"  # the export itself, recorded before it streams
+    assert [r["decision_id"] for r in rows[1:]] == [decisions[1]["decision_id"], decisions[0]["decision_id"]]
+    assert rows[1]["code"] == "M33.20" and "MRN-0042" not in response.get_data(as_text=True)
 
 
 def test_verify_passes_on_an_untouched_chain(client, tokens):
@@ -437,6 +444,37 @@ def test_a_refusal_the_audit_log_cannot_record_becomes_a_503_that_keeps_its_requ
     assert response.status_code == 503 and response.get_json()["error"]["code"] == "audit_unavailable"
     assert response.headers["X-Request-Id"] == "req-42"
     assert any("GET /v1/audit 503" in line and "request=req-42" in line for line in caplog.messages)
+
+
+def test_reads_of_patient_data_are_access_records_naming_who_and_what_never_the_identifier(app, client, tokens):
+    body = {
+        "diagnosis": {"code": "M33.20"},
+        "patient": {"age_years": 50, "sex": "male", "ref": "MRN-0042", "weight_kg": 90, "height_cm": 180},
+    }
+    decision = client.post("/v1/decisions", json=body, headers=bearer(tokens["clinician"])).get_json()
+    audit = app.extensions["instance"].audit
+    patient = audit.patient_hash("MRN-0042")
+    reads = [
+        ("pharmacist", f"/v1/decisions/{decision['decision_id']}", "read_decision", None),
+        ("clinician", f"/v1/reviews/{decision['review_case_id']}", "read_case", None),
+        ("pharmacist", "/v1/reviews?status=open", "list_reviews", None),
+        ("auditor", "/v1/authorisations?patient_ref=MRN-0042", "read_authorisations", patient),
+        ("auditor", "/v1/audit?patient_ref=MRN-0042", "read_audit", patient),
+        ("admin", "/v1/audit.csv", "read_audit", None),
+    ]
+    for role, path, action, patient_hash in reads:
+        assert client.get(path, headers=bearer(tokens[role])).status_code == 200, path
+        (record,), _ = audit.page(Filters(), 1)
+        assert (record["kind"], record["requester"], record["status"]) == ("access", role, 200)
+        assert record["body"]["action"] == action and record["body"]["path"] == path.split("?")[0]
+        assert record["patient_ref_hash"] == patient_hash
+    assert client.get(reads[0][1], headers=bearer(tokens["clinician"] + "x")).status_code == 401
+    (refused,), _ = audit.page(Filters(), 1)
+    assert refused["kind"] == "refusal"  # a refused read is a refusal, not an access
+    assert client.get("/v1/rulebook", headers=bearer(tokens["auditor"])).status_code == 200
+    assert audit.page(Filters(), 1)[0][0]["id"] == refused["id"]  # the formulary is not patient data
+    everything = json.dumps([record for record in audit.stream(Filters())])
+    assert "MRN-0042" not in everything
 
 
 def test_control_characters_in_a_path_cannot_forge_a_log_line(client, tokens, caplog):
