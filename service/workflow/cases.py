@@ -433,7 +433,7 @@ def _validate_resolution(body) -> dict:
         reason = visible(reason)
     if not isinstance(reason, str) or not reason:
         raise RequestError(
-            "missing_field", "a reason is required; spaces and invisible characters alone are none", "reason"
+            "missing_field", "a reason is required (spaces and invisible characters do not count)", "reason"
         )
     if len(reason) > MAX_REASON:
         raise RequestError(
