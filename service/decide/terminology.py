@@ -19,9 +19,11 @@ The ICD-10-CM text index is built once per process; the rulebook's part once per
 """
 
 import heapq
+import os
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache
 
@@ -109,19 +111,50 @@ class WorkBudget:
         return True
 
 
-# One approximate match at a time per process, pausing briefly between query words, every _SLICE
-# texts ranked and every _SCORE_SLICE texts scored: the matcher holds the interpreter lock while
-# it works (rapidfuzz too, for a whole call), and a thread holding it makes every other thread (an
-# ordinary decision) wait for it at each step. Queued matches wait without the lock; a decision on
-# a code or an exact text never queues here. Sixteen clients sending 200-character texts then
-# slow an ordinary decision a few times instead of a hundred times (tests/test_match_budget.py).
-_MATCHING = threading.Lock()
-_SLICE = 20_000
-_SCORE_SLICE = 250
+# Approximate matches run one at a time per process, on one thread of the lowest CPU priority
+# (Linux applies nice to a thread), pausing briefly between query words, every _SLICE texts
+# ranked and every _SCORE_SLICE texts scored. A decision on a code or an exact text never waits
+# for it: the scheduler gives its thread a core first, and the pauses hand it the interpreter
+# lock, which the matcher holds while it works (rapidfuzz too, for a whole call). Queued matches
+# wait without the lock. Sixteen clients sending 200-character texts then leave an ordinary
+# decision within twice its unloaded latency (tests/test_match_budget.py).
+_SLICE = 5_000
+_SCORE_SLICE = 50
 
 
-def _let_others_run():
-    time.sleep(0.0001)  # a real pause: sleep(0) gives the lock back and usually takes it again first
+def _lowest_priority():
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except OSError:  # not permitted here: the pauses alone still let other threads through
+        pass
+
+
+def _new_matcher() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="approximate-match", initializer=_lowest_priority)
+
+
+_MATCHER = _new_matcher()
+
+
+def _after_fork_in_child():
+    """A forked worker gets its own matcher: the parent's thread does not exist in the child."""
+    global _MATCHER
+    _MATCHER = _new_matcher()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class _Pacer:
+    """Pauses the matcher as long as it has just worked (at least 0.1 ms: sleep(0) gives the lock
+    back and usually takes it again first), so it holds the interpreter at most half the time."""
+
+    def __init__(self):
+        self.since = time.perf_counter()
+
+    def pause(self):
+        time.sleep(max(0.0001, time.perf_counter() - self.since))
+        self.since = time.perf_counter()
 
 
 def _words(text: str) -> list[str]:
@@ -184,15 +217,19 @@ class TextIndex:
         text that adds least to what was typed ("guillain barre" is nearer "guillain barre
         syndrome" than "sequelae of guillain barre syndrome").
         """
+        pause = _Pacer().pause
         hits: Counter = Counter()
         tried = []
         for word in _words(query):
+            pause()
             found_near = self._near_words(word, budget)
             if found_near is None or not budget.spend(sum(len(self.postings[near]) for near in found_near)):
                 break
-            _let_others_run()
             for near in found_near:
-                hits.update(self.postings[near])
+                postings = self.postings[near]
+                for start in range(0, len(postings), _SLICE):
+                    pause()
+                    hits.update(postings[start : start + _SLICE])
             tried.append(word)
         if not hits:
             return {}, tried
@@ -200,22 +237,21 @@ class TextIndex:
         # word ("anemia") the plain entry must not lose its place to a thousand longer ones.
         # Every text with two or more hits comes before every text with one, so the texts with one
         # (most of them, for a common word) are ranked only when the others do not fill the pool.
-        # The keys are built in slices, letting other threads run between them (_let_others_run).
         items = list(hits.items())
         several: list[tuple[int, int, int]] = []
         for start in range(0, len(items), _SLICE):
-            _let_others_run()
+            pause()
             several += [(-n, len(self.texts[i]), i) for i, n in items[start : start + _SLICE] if n > 1]
         ranked = heapq.nsmallest(pool, several)
         if len(ranked) < pool:
-            _let_others_run()
+            pause()
             ones = [(-1, len(self.texts[i]), i) for i, n in items if n == 1]
             ranked += heapq.nsmallest(pool - len(ranked), ones)
         # Scored in slices too (rapidfuzz keeps the lock for a whole call), then ranked as one call
         # of process.extract ranks: by score, ties in the pool's order; the best 100.
         scored = []
         for start in range(0, len(ranked), _SCORE_SLICE):
-            _let_others_run()
+            pause()
             choices = {i: self.texts[i] for _, _, i in ranked[start : start + _SCORE_SLICE]}
             scored += process.extract(query, choices, scorer=fuzz.WRatio, score_cutoff=CANDIDATE, limit=None)
         scored.sort(key=lambda result: -result[1])
@@ -397,9 +433,7 @@ class Terminology:
         a text that exhausts it is "too long to match fully", with what was found so far.
         """
         budget = WorkBudget(MATCH_BUDGET)
-        with _MATCHING:
-            scores, _ = self.rulebook_index.fuzzy(query, budget)
-            found, tried = self.icd.fuzzy(query, budget)
+        scores, found, tried = _MATCHER.submit(self._search, query, budget).result()
         for code, rank in found.items():
             scores[code] = max(rank, scores.get(code, rank))
         ranked = sorted(scores.items(), key=lambda item: (-item[1][0], -item[1][1], len(item[0]), item[0]))
@@ -428,6 +462,11 @@ class Terminology:
                 unmatched_qualifiers=self.unmatched_qualifiers(query, best),
             )
         return _ambiguous(text, candidates)
+
+    def _search(self, query: str, budget: WorkBudget):
+        scores, _ = self.rulebook_index.fuzzy(query, budget)
+        found, tried = self.icd.fuzzy(query, budget)
+        return scores, found, tried
 
     def unmatched_qualifiers(self, query: str, plain: str) -> tuple[str, ...]:
         """Qualifier words of the query ("secondary", "acute") that no name of this code carries."""
