@@ -177,7 +177,7 @@ def _has_valid_credentials() -> bool:
     token = bearer_token()
     if token is not None:
         return principal_for(current_instance().sql_engine, token) is not None
-    return is_console(request.path) and console_auth._principal() is not None  # the console guard's own check
+    return is_console(request.path) and console_auth.signed_in_principal() is not None
 
 
 def refuse_if_limited(limiter: AnonymousRefusals):

@@ -18,7 +18,7 @@ blueprint = Blueprint("console_auth", __name__, url_prefix="/console")
 _CONSOLE_TARGET = re.compile(r"^/console/[A-Za-z0-9/_.~%?=&;:@!$*()+,-]*$")
 
 
-def _principal() -> Principal | None:
+def signed_in_principal() -> Principal | None:
     """The signed-in Principal, or None; a signed-out session, a revoked token or an old session
     signs out (the session is looked up on the server: a cookie kept after sign-out opens nothing)."""
     session_id, since = session.get("session_id"), session.get("signed_in_at", 0)
@@ -38,7 +38,7 @@ def page(action: str):
     def decorate(view):
         @wraps(view)
         def guarded(*args, **kwargs):
-            g.principal = _principal()
+            g.principal = signed_in_principal()
             if g.principal is None:
                 return redirect(url_for("console_auth.sign_in", next=request.full_path.rstrip("?")))
             if not roles.may(g.principal, action):
@@ -83,7 +83,6 @@ def sign_in():
     expired_before = clock.stamp(signed_in_at - current_app.permanent_session_lifetime)
     session.clear()
     session["session_id"] = open_session(current_instance().audit, principal, token_digest, expired_before)
-    session["token_digest"] = token_digest
     session["signed_in_at"] = signed_in_at.timestamp()
     g.principal = principal
     return redirect(target)
@@ -91,7 +90,7 @@ def sign_in():
 
 @blueprint.post("/sign-out")
 def sign_out():
-    principal = _principal()
+    principal = signed_in_principal()
     if principal is not None:
         close_session(current_instance().audit, principal, session["session_id"])
     session.clear()
