@@ -154,7 +154,9 @@ def test_request_review_preapproval_and_audit_journey(page, service, shots):
     snap(page, shots, "05-review-queue-case")
     page.get_by_label("Approve").check()
     page.get_by_role("button", name="Record resolution").click()
-    expect(page.locator("#reason-error")).to_have_text("a reason is required (spaces and invisible characters do not count)")  # the API's message, beside the field
+    expect(page.locator("#reason-error")).to_have_text(
+        "a reason is required (spaces and invisible characters do not count)"
+    )  # the API's message, beside the field
     page.get_by_label("Approve").check()
     page.get_by_label("Reason").fill("Chronic ITP confirmed: platelets under 30 for 14 months despite steroids.")
     page.get_by_role("button", name="Record resolution").click()
