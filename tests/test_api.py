@@ -460,6 +460,7 @@ def test_reads_of_patient_data_are_access_records_naming_who_and_what_never_the_
         ("pharmacist", "/v1/reviews?status=open", "list_reviews", None),
         ("auditor", "/v1/authorisations?patient_ref=MRN-0042", "read_authorisations", patient),
         ("auditor", "/v1/audit?patient_ref=MRN-0042", "read_audit", patient),
+        ("auditor", "/v1/audit?patient_ref=%20MRN-0042%E2%80%8B", "read_audit", patient),  # read as the view reads it
         ("admin", "/v1/audit.csv", "read_audit", None),
     ]
     for role, path, action, patient_hash in reads:

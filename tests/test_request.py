@@ -102,3 +102,11 @@ def test_a_patient_identifier_of_the_wrong_type_is_refused_without_repeating_it(
         mini.decide({"diagnosis": {"code": "G61.0"}, "patient": patient})
     assert refused.value.field == field and refused.value.code == "wrong_type"
     assert "4410297" not in refused.value.message  # the error is kept in the audit log forever
+
+
+@pytest.mark.parametrize("ref", ["MRN-44\t10297", "MRN-44\x0010297"])
+def test_a_patient_identifier_with_a_control_character_inside_is_refused_without_repeating_it(mini, ref):
+    with pytest.raises(RequestError) as refused:
+        mini.decide({"diagnosis": {"code": "G61.0"}, "patient": {"ref": ref}})
+    assert refused.value.field == "patient.ref" and refused.value.code == "invalid_value"
+    assert "10297" not in refused.value.message

@@ -113,9 +113,14 @@ def visible(text: str) -> str:
 
 def patient_ref(value, field: str = "patient.ref") -> str | None:
     """A patient identifier as every path reads it before hashing (a decision, an order, a CSV row,
-    a look-up by patient): text, its invisible ends trimmed, in Unicode NFC (one spelling of "É")."""
+    a look-up by patient): text, its invisible ends trimmed, in Unicode NFC (one spelling of "É"),
+    with no control character inside."""
     ref = _text(value, field, MAX_REF, identifier=True)
-    return None if ref is None else unicodedata.normalize("NFC", ref)
+    if ref is None:
+        return None
+    if any(unicodedata.category(character) == "Cc" for character in ref):  # a tab or a NUL inside: a mistyped id
+        raise RequestError("invalid_value", f"{field} must not contain control characters", field)
+    return unicodedata.normalize("NFC", ref)
 
 
 def _text(value, field: str, limit: int, identifier: bool = False) -> str | None:

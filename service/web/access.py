@@ -11,6 +11,7 @@ written the caller gets 503 instead, as for a decision. Pre-approvals are on the
 
 from flask import current_app, g, request
 
+from service.decide.request import patient_ref
 from service.web.context import current_instance
 from service.web.roles import PERMISSIONS
 
@@ -20,7 +21,7 @@ def answer(action: str, view, args, kwargs):
     response = current_app.make_response(view(*args, **kwargs))
     if PERMISSIONS[action].reads_patient_data and 200 <= response.status_code < 300:
         audit = current_instance().audit
-        ref = request.args.get("patient_ref", "").strip()
+        ref = patient_ref(request.args.get("patient_ref") or None, "patient_ref")  # as the view read it
         audit.append(
             "access",
             {"action": action, "method": request.method, "path": request.path, "query": sorted(request.args)},

@@ -40,7 +40,7 @@ def audit_filters(args) -> Filters:
     for key in args:
         if key not in allowed:
             raise RequestError("unknown_field", f"'{key}' is not a filter (allowed: {', '.join(sorted(allowed))})", key)
-    for key in ("rule", "requester", "patient_ref"):  # matched as given; never echoed (a patient's ref)
+    for key in ("rule", "requester"):  # matched as given (patient_ref is read as on every path, below)
         if key in args and not args[key].isprintable():
             raise RequestError("invalid_value", f"{key} must be printable text, without control characters", key)
     outcome = args.get("outcome")
