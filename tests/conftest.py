@@ -287,19 +287,33 @@ def engine(database_url):
 
 
 @pytest.fixture
-def app(tmp_path, database_url, monkeypatch):
+def make_app(tmp_path, database_url, monkeypatch):
+    """Builds apps on this test's instance and database, with config overrides; closes them after."""
     monkeypatch.delenv("FORMULARY_SECRET", raising=False)
-    application = create_app(
-        {
-            "INSTANCE_PATH": str(tmp_path / "instance"),
-            "DATABASE_URL": database_url,
-            "RULEBOOK": str(TEST_RULEBOOK),
-            "WARM": False,
-        }
-    )
-    yield application
-    application.extensions["active_rulebook"].close()
-    application.extensions["instance"].database.dispose()
+    made = []
+
+    def make(**config):
+        application = create_app(
+            {
+                "INSTANCE_PATH": str(tmp_path / "instance"),
+                "DATABASE_URL": database_url,
+                "RULEBOOK": str(TEST_RULEBOOK),
+                "WARM": False,
+                **config,
+            }
+        )
+        made.append(application)
+        return application
+
+    yield make
+    for application in made:
+        application.extensions["active_rulebook"].close()
+        application.extensions["instance"].database.dispose()
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
 
 
 @pytest.fixture

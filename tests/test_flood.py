@@ -113,30 +113,6 @@ def moment(monkeypatch):
     return now
 
 
-@pytest.fixture
-def make_app(tmp_path, database_url, monkeypatch):
-    monkeypatch.delenv("FORMULARY_SECRET", raising=False)
-    made = []
-
-    def make(**config):
-        application = create_app(
-            {
-                "INSTANCE_PATH": str(tmp_path / "instance"),
-                "DATABASE_URL": database_url,
-                "RULEBOOK": str(TEST_RULEBOOK),
-                "WARM": False,
-                **config,
-            }
-        )
-        made.append(application)
-        return application
-
-    yield make
-    for application in made:
-        application.extensions["active_rulebook"].close()
-        application.extensions["instance"].database.dispose()
-
-
 def summaries(app) -> list[dict]:
     return [record for record in records(app) if record["kind"] == "refusals_summary"]
 

@@ -20,9 +20,8 @@ from sqlalchemy import delete, insert, select, update
 from service import cli, clock
 from service.cli import main
 from service.store.tables import GENESIS_HASH, audit_head, audit_records, authorisations, review_resolutions
-from service.web.app import create_app
 
-from .conftest import TEST_RULEBOOK, bearer
+from .conftest import bearer
 
 PATIENT = {"age_years": 50, "sex": "male", "weight_kg": 90, "height_cm": 180}
 WITH_STEROIDS = {"concurrent": ["corticosteroids"]}
@@ -163,21 +162,9 @@ def test_rows_made_before_binding_are_listed_and_bound_once_checked(app, client,
 
 
 @pytest.fixture
-def anchored_app(tmp_path, database_url, monkeypatch):
+def anchored_app(make_app):
     """An app that anchors every 5 records."""
-    monkeypatch.delenv("FORMULARY_SECRET", raising=False)
-    application = create_app(
-        {
-            "INSTANCE_PATH": str(tmp_path / "instance"),
-            "DATABASE_URL": database_url,
-            "RULEBOOK": str(TEST_RULEBOOK),
-            "WARM": False,
-            "ANCHOR_EVERY": 5,
-        }
-    )
-    yield application
-    application.extensions["active_rulebook"].close()
-    application.extensions["instance"].database.dispose()
+    return make_app(ANCHOR_EVERY=5)
 
 
 def _records(app, count: int):

@@ -29,18 +29,8 @@ def editable_rulebook(tmp_path) -> Path:
 
 
 @pytest.fixture
-def reloadable_app(tmp_path, editable_rulebook, database_url):
-    app = create_app(
-        {
-            "INSTANCE_PATH": str(tmp_path / "instance"),
-            "DATABASE_URL": database_url,
-            "RULEBOOK": str(editable_rulebook),
-            "WARM": False,
-        }
-    )
-    yield app
-    app.extensions["active_rulebook"].close()
-    app.extensions["instance"].database.dispose()
+def reloadable_app(make_app, editable_rulebook):
+    return make_app(RULEBOOK=str(editable_rulebook))
 
 
 def _bump_version(path: Path, version: str):
