@@ -87,6 +87,13 @@ def database_url(tmp_path):
     return f"sqlite:///{tmp_path / 'formulary.db'}"
 
 
+@pytest.fixture
+def app(make_app):
+    """The anonymous-refusal limit out of reach: every request here must get its own status (the
+    limit's 429 is tested in test_flood.py), and a run sends thousands from one address."""
+    return make_app(ANON_LIMIT=10**9)
+
+
 # --- Seed data -----------------------------------------------------------------------------------
 
 
