@@ -8,7 +8,7 @@ from service.rulebook.lint import lint_paths, load_checked
 from service.rulebook.model import RulebookError
 from service.rulebook.reader import load_rulebook
 
-from .conftest import MINI_DIAGNOSES, MINI_RULES, evidence, write_rulebook
+from .conftest import MINI_DATA, MINI_DIAGNOSES, MINI_RULES, evidence, write_rulebook
 
 
 def problems_for(tmp_path, rules=None, diagnoses=None, data=None) -> list[str]:
@@ -228,3 +228,169 @@ def test_an_abbreviation_of_several_words_is_refused(tmp_path):
     path.write_text(path.read_text() + "abbreviations:\n  G B S: Guillain-Barré syndrome\n")
     with pytest.raises(RulebookError, match="abbreviations.G B S: an abbreviation is one word"):
         load_rulebook(path)
+
+
+# --- Qualifying criteria (issue 16): measures, specialties, phases, course, therapy weeks ---------
+
+CRITERIA_DATA = {
+    **MINI_DATA,
+    "measures.yaml": {
+        "measures": {
+            "igg_serum": {
+                "name": "Serum IgG",
+                "measures": "IgG",
+                "unit": "g/L",
+                "units": {"g/L": 1, "mg/dL": 0.01},
+                "range": {"min": 0, "max": 200},
+                "source": "review",
+            }
+        }
+    },
+    "specialties.yaml": {"specialties": {"neurologist": {"name": "Neurologist"}}},
+    "phases.yaml": {
+        "schemes": {
+            "itp": {
+                "name": "ITP",
+                "source": "review",
+                "measured_from": "diagnosis",
+                "phases": {
+                    "acute": {"name": "Acute", "months": {"under": 12}},
+                    "chronic": {"name": "Chronic", "months": {"at_least": 12}},
+                },
+            }
+        }
+    },
+}
+
+
+def criteria_problems(tmp_path, when, data=None):
+    when = {"age_years": {"under": 18}, **when}  # gbs-children stays apart from gbs-adults
+    return problems_for(tmp_path, rules=edited_rules("gbs-children", when=when), data=data or CRITERIA_DATA)
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        {"observations": {"igg_serum": {"below": 4, "unit": "g/L", "within_days": 90}}},
+        {"observations": {"igg_serum": {"at_least": 400, "unit": "mg/dL"}}},
+        {"observations": {"igg_serum": {"above": 2, "at_most": 4}}},
+        {"observations": {"igg_serum": {"at_least": 4, "at_most": 4}}},
+        {"confirmed_by": ["neurologist"], "prescriber_specialty": ["neurologist"]},
+        {"phase": ["chronic"], "course": ["initial", "continuation"]},
+        {"failed_therapies": {"includes": ["rituximab", {"therapy": "corticosteroids", "min_weeks": 12}]}},
+    ],
+)
+def test_criteria_a_rule_may_test_load_clean(tmp_path, when):
+    assert criteria_problems(tmp_path, when) == []
+
+
+@pytest.mark.parametrize(
+    "when, expected",
+    [
+        ({"observations": {"iga": {"below": 1}}}, "rule gbs-children.when.observations.iga: 'iga' is not a measure"),
+        (
+            {"observations": {"igg_serum": {"below": 4, "unit": "g/dL"}}},
+            "rule gbs-children.when.observations.igg_serum.unit: 'g/dL' is not a unit of igg_serum",
+        ),
+        (
+            {"observations": {"igg_serum": {"below": 250}}},
+            "rule gbs-children.when.observations.igg_serum.below: 250 g/L is outside igg_serum's range",
+        ),
+        (
+            {"observations": {"igg_serum": {"below": 30000, "unit": "mg/dL"}}},
+            "rule gbs-children.when.observations.igg_serum.below: 30000 mg/dL is outside igg_serum's range",
+        ),
+        (
+            {"observations": {"igg_serum": {"below": 2, "at_least": 5}}},
+            "rule gbs-children.when.observations.igg_serum: no value can meet both thresholds",
+        ),
+        (
+            {"observations": {"igg_serum": {"below": 4, "at_least": 4}}},
+            "rule gbs-children.when.observations.igg_serum: no value can meet both thresholds",
+        ),
+        (
+            {"observations": {"igg_serum": {"above": 400, "at_most": 400, "unit": "mg/dL"}}},
+            "rule gbs-children.when.observations.igg_serum: no value can meet both thresholds",
+        ),
+        ({"observations": {"igg_serum": {"unit": "g/L"}}}, "rule gbs-children.when.observations.igg_serum: give a"),
+        (
+            {"observations": {"igg_serum": {"below": 4, "within_days": 0}}},
+            "rule gbs-children.when.observations.igg_serum.within_days: must be a whole number",
+        ),
+        ({"observations": {}}, "rule gbs-children.when.observations: must map at least one measure"),
+        ({"confirmed_by": ["surgeon"]}, "rule gbs-children.when.confirmed_by: 'surgeon' is not defined in specialties"),
+        ({"confirmed_by": []}, "rule gbs-children.when.confirmed_by: must list at least one value"),
+        ({"prescriber_specialty": ["gp"]}, "rule gbs-children.when.prescriber_specialty: 'gp' is not defined"),
+        ({"phase": ["persistent"]}, "rule gbs-children.when.phase: 'persistent' is not defined in phases.yaml"),
+        ({"phase": []}, "rule gbs-children.when.phase: must list at least one value"),
+        ({"course": ["maintenance"]}, "rule gbs-children.when.course: 'maintenance' is not one of"),
+        ({"course": []}, "rule gbs-children.when.course: must list at least one value"),
+        (
+            {"failed_therapies": {"includes": [{"therapy": "corticosteroids", "min_weeks": 0}]}},
+            "rule gbs-children.when.failed_therapies.includes[0].min_weeks: must be a whole number from 1",
+        ),
+        (
+            {"failed_therapies": {"includes": [{"therapy": "aspirin", "min_weeks": 4}]}},
+            "'aspirin' is not a therapy in therapies.yaml",
+        ),
+        (
+            {"failed_therapies": {"includes": []}},
+            "rule gbs-children.when.failed_therapies.includes: must list at least",
+        ),
+    ],
+)
+def test_criteria_lint_refuses_name_the_rule_and_field(tmp_path, when, expected):
+    problems = criteria_problems(tmp_path, when)
+    assert any(expected in p for p in problems), problems
+
+
+def test_a_measure_used_without_a_measures_file_is_refused(tmp_path):
+    problems = criteria_problems(tmp_path, {"observations": {"igg_serum": {"below": 4}}}, data=MINI_DATA)
+    assert any("'igg_serum' is not a measure in measures.yaml" in p for p in problems), problems
+
+
+@pytest.mark.parametrize(
+    "file, edit, expected",
+    [
+        ("measures.yaml", lambda m: m["igg_serum"].update(units={"mg/dL": 0.01}), "must list the canonical unit g/L"),
+        ("measures.yaml", lambda m: m["igg_serum"].update(range={"min": 5, "max": 1}), "min must be below max"),
+        ("measures.yaml", lambda m: m["igg_serum"].update(source="nowhere"), "'nowhere' is not defined in sources"),
+        ("measures.yaml", lambda m: m.update({"IgG Serum": m["igg_serum"]}), "an id is lower-case letters"),
+        (
+            "phases.yaml",
+            lambda s: s["itp"]["phases"]["chronic"].update(months={"at_least": 12, "under": 6}),
+            "at_least must be below under",
+        ),
+        (
+            "phases.yaml",
+            lambda s: s.update(other={**s["itp"]}),
+            "phase 'acute' is also a phase of scheme itp",
+        ),
+    ],
+)
+def test_reference_data_for_criteria_is_checked(tmp_path, file, edit, expected):
+    data = copy.deepcopy(CRITERIA_DATA)
+    edit(next(iter(data[file].values())))
+    problems = problems_for(tmp_path, data=data)
+    assert any(expected in p for p in problems), problems
+
+
+def test_rules_that_differ_only_in_a_criterion_do_not_clash(tmp_path):
+    rules = copy.deepcopy(MINI_RULES)
+    for rule in rules:
+        if rule["id"] == "gbs-children":
+            rule["when"] = {"phase": ["chronic"]}
+        if rule["id"] == "gbs-adults":
+            rule["when"] = {"phase": ["acute"]}
+    assert problems_for(tmp_path, rules=rules, data=CRITERIA_DATA) == []
+
+
+def test_rules_whose_observation_ranges_overlap_clash(tmp_path):
+    rules = copy.deepcopy(MINI_RULES)
+    for rule in rules:
+        if rule["id"] == "gbs-children":
+            rule["when"] = {"observations": {"igg_serum": {"below": 5}}}
+        if rule["id"] == "gbs-adults":
+            rule["when"] = {"observations": {"igg_serum": {"at_least": 4}}}
+    problems = problems_for(tmp_path, rules=rules, data=CRITERIA_DATA)
+    assert any("can match the same request as rule gbs-children" in p for p in problems), problems

@@ -18,6 +18,14 @@ def test_the_test_rulebook_lints_clean():
 
 def test_every_file_of_the_test_rulebook_says_it_is_not_clinical_policy():
     files = [TEST_RULEBOOK, *sorted((FOLDER / "data").glob("*.yaml"))]
-    assert [f.name for f in files] == ["ivig-test.yaml", "products.yaml", "sources.yaml", "therapies.yaml"]
+    assert [f.name for f in files] == [
+        "ivig-test.yaml",
+        "measures.yaml",
+        "phases.yaml",
+        "products.yaml",
+        "sources.yaml",
+        "specialties.yaml",
+        "therapies.yaml",
+    ]
     for file in files:
         assert file.read_text().startswith("# Test fixture: not clinical policy."), file

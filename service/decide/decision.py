@@ -2,10 +2,11 @@
 
 from dataclasses import asdict, dataclass
 
+from service import clock
 from service.decide.terminology import Candidate, DiagnosisMatch
 from service.rulebook.as_data import rulebook_ref
 from service.rulebook.engine import EngineError
-from service.rulebook.facts import Facts, Verdict
+from service.rulebook.facts import Facts, Verdict, describe_fact
 from service.rulebook.model import Evidence, Rulebook
 
 OUTCOME_WORDS = {
@@ -49,8 +50,8 @@ def from_verdict(rulebook: Rulebook, diagnosis: DiagnosisMatch, facts: Facts, ve
     rule = verdict.rule
     ref = {"id": rule.id, "title": rule.title}
     if verdict.variant == "unknown":
-        known = facts.known()
-        missing = tuple(f for f in verdict.needs if not known[f])
+        missing_facts = tuple(f for f in verdict.needs if not facts.is_known(f))
+        missing = tuple(describe_fact(f, facts.as_of or clock.utc_today()) for f in missing_facts)
         if not missing:
             raise EngineError(f"rule {rule.id} reported missing facts, but the request gives all it needs")
         return Decision(

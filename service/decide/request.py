@@ -5,15 +5,29 @@ silently ("5" compares as a number, "true" as true). A bad value is refused with
 names the field and the value; nothing is guessed.
 """
 
+import datetime
 import unicodedata
 from dataclasses import dataclass
 
-from service.rulebook.facts import Facts
-from service.rulebook.model import MAX_AGE_YEARS, ROUTES, SEVERITIES, SEXES, Rulebook
+from service import clock
+from service.rulebook.facts import Facts, Observation
+from service.rulebook.model import (
+    COURSES,
+    FAILURE_REASONS,
+    MAX_AGE_YEARS,
+    MAX_WEEKS,
+    ROUTES,
+    SEVERITIES,
+    SEXES,
+    Measure,
+    Phase,
+    Rulebook,
+)
 
 MAX_TEXT = 200
 AGE_DECIMALS = 4
 MAX_REF = 64
+MAX_OBSERVATIONS = 100
 
 
 class RequestError(ValueError):
@@ -163,6 +177,9 @@ class Vocabulary:
             for spelling in (therapy.id, therapy.name, *therapy.synonyms):
                 self.therapies[_key(spelling)] = therapy.id
         self.products = {_key(name): name for name in rulebook.products}
+        self.measures: dict[str, Measure] = dict(rulebook.measures)
+        self.specialties: tuple[str, ...] = tuple(rulebook.specialties)
+        self.phases: dict[str, Phase] = dict(rulebook.phases)
 
     def therapy(self, value, field: str) -> str:
         if not isinstance(value, str):
@@ -189,11 +206,154 @@ def _key(name: str) -> str:
     return " ".join(name.lower().replace("_", " ").replace("-", " ").split())
 
 
+def _date(value, field: str, today: datetime.date) -> datetime.date | None:
+    """A calendar date as YYYY-MM-DD, not after today."""
+    if value is None:
+        return None
+    try:
+        if not isinstance(value, str) or len(value) != 10:
+            raise ValueError
+        day = datetime.date.fromisoformat(value)
+    except ValueError:
+        raise RequestError(
+            "invalid_value", f"{field} must be a date as YYYY-MM-DD, found {_shown(value)}", field
+        ) from None
+    if day > today:
+        raise RequestError("out_of_range", f"{field} is after today ({today.isoformat()}): {value}", field)
+    return day
+
+
+def _observations(value, vocabulary: Vocabulary, today: datetime.date) -> tuple[Observation, ...]:
+    """The latest observation of each measure, its value in the measure's canonical unit."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise RequestError("wrong_type", f"observations must be a list, found {_kind_of(value)}", "observations")
+    if len(value) > MAX_OBSERVATIONS:
+        raise RequestError("too_long", f"observations: at most {MAX_OBSERVATIONS} are accepted", "observations")
+    latest: dict[str, tuple[datetime.date, float, int]] = {}
+    for i, raw in enumerate(value):
+        at = f"observations[{i}]"
+        item = _object(raw, at, ("measure", "value", "unit", "taken_on"))
+        for name in ("measure", "value", "unit", "taken_on"):
+            if item.get(name) is None:
+                raise RequestError("missing_field", f"{at}.{name} is required", f"{at}.{name}")
+        measure = vocabulary.measures.get(item["measure"]) if isinstance(item["measure"], str) else None
+        if measure is None:
+            raise RequestError(
+                "unknown_value",
+                f"{at}.measure must be one of {', '.join(vocabulary.measures) or '(none defined)'}, "
+                f"found {_shown(item['measure'])}",
+                f"{at}.measure",
+            )
+        unit = item["unit"]
+        if not isinstance(unit, str) or unit not in measure.units:
+            raise RequestError(
+                "unknown_unit",
+                f"{at}.unit must be one of {', '.join(measure.units)} for {measure.id}, found {_shown(unit)}",
+                f"{at}.unit",
+            )
+        number = item["value"]
+        if isinstance(number, bool) or not isinstance(number, (int, float)):
+            raise RequestError("wrong_type", f"{at}.value must be a number, found {_shown(number)}", f"{at}.value")
+        canonical = measure.to_canonical(number, unit) if abs(number) < 1e12 else float("inf")
+        if not measure.low <= canonical <= measure.high:  # NaN fails this too
+            raise RequestError(
+                "out_of_range",
+                f"{at}.value must be between {measure.low:g} and {measure.high:g} {measure.unit} "
+                f"(after conversion from {unit}), found {_shown(number)}",
+                f"{at}.value",
+            )
+        taken_on = _date(item["taken_on"], f"{at}.taken_on", today)
+        assert taken_on is not None
+        seen = latest.get(measure.id)
+        if seen is not None and seen[0] == taken_on and seen[1] != canonical:
+            # Two values of one day: which one holds is a guess; the requester says which.
+            raise RequestError(
+                "conflicting_values",
+                f"{at}: observations[{seen[2]}] gives another {measure.id} value taken on the same day",
+                f"{at}.value",
+            )
+        if seen is None or taken_on > seen[0]:
+            latest[measure.id] = (taken_on, canonical, i)
+    return tuple(
+        Observation(measure, value, (today - taken_on).days) for measure, (taken_on, value, _) in sorted(latest.items())
+    )
+
+
+def _months_between(start: datetime.date, end: datetime.date) -> int:
+    """Whole calendar months from start to end (2026-01-31 to 2026-02-28: 0)."""
+    return (end.year - start.year) * 12 + end.month - start.month - (end.day < start.day)
+
+
+def _phases(diagnosis: dict, vocabulary: Vocabulary, today: datetime.date) -> frozenset[str] | None:
+    """The phase given, or the phase of each scheme that the onset date gives; a given phase that its
+    scheme's months since onset contradict is refused: the request says two things and either would be a guess."""
+    phase = _choice(diagnosis.get("phase"), "diagnosis.phase", tuple(vocabulary.phases))
+    onset = _date(diagnosis.get("onset_date"), "diagnosis.onset_date", today)
+    if onset is None:
+        return None if phase is None else frozenset({phase})
+    months = _months_between(onset, today)
+    derived = {
+        p.scheme: p.id
+        for p in vocabulary.phases.values()
+        if p.months_at_least <= months and (p.months_under is None or months < p.months_under)
+    }
+    if phase is None:
+        return frozenset(derived.values())
+    scheme = vocabulary.phases[phase].scheme
+    if derived.get(scheme, phase) != phase:
+        raise RequestError(
+            "conflicting_values",
+            f"diagnosis.phase is {phase}, but diagnosis.onset_date ({months} months ago) gives {derived[scheme]}",
+            "diagnosis.phase",
+        )
+    return frozenset({phase})
+
+
+def _failed(value, vocabulary: Vocabulary) -> tuple[frozenset[str] | None, tuple[tuple[str, int], ...]]:
+    """therapies.failed: names, or {name, weeks, reason} objects; (therapies, (therapy, weeks) pairs)."""
+    if value is None:
+        return None, ()
+    names: set[str] = set()
+    weeks: dict[str, int] = {}
+    for i, item in enumerate(value):
+        at = f"therapies.failed[{i}]"
+        if isinstance(item, dict):
+            entry = _object(item, at, ("name", "weeks", "reason"))
+            if entry.get("name") is None:
+                raise RequestError("missing_field", f"{at}.name is required", f"{at}.name")
+            therapy = vocabulary.therapy(entry["name"], f"{at}.name")
+            tried = _number(entry.get("weeks"), f"{at}.weeks", 0, MAX_WEEKS, whole=True)
+            _choice(entry.get("reason"), f"{at}.reason", FAILURE_REASONS)
+            if tried is not None:
+                weeks[therapy] = max(int(tried), weeks.get(therapy, 0))
+        else:
+            therapy = vocabulary.therapy(item, at)
+        names.add(therapy)
+    return frozenset(names), tuple(sorted(weeks.items()))
+
+
 def parse_request(payload, vocabulary: Vocabulary) -> DecisionRequest:
-    body = _object(payload, "", ("diagnosis", "patient", "therapies", "severity", "product", "route", "dose"))
+    body = _object(
+        payload,
+        "",
+        (
+            "diagnosis",
+            "patient",
+            "therapies",
+            "severity",
+            "product",
+            "route",
+            "dose",
+            "observations",
+            "prescriber",
+            "course",
+        ),
+    )
     if "diagnosis" not in body:
         raise RequestError("missing_field", "diagnosis is required (a code, a text or both)", "diagnosis")
-    diagnosis = _object(body["diagnosis"], "diagnosis", ("code", "text"))
+    diagnosis = _object(body["diagnosis"], "diagnosis", ("code", "text", "confirmed_by", "phase", "onset_date"))
     code = _text(diagnosis.get("code"), "diagnosis.code", 16)
     text = _text(diagnosis.get("text"), "diagnosis.text", MAX_TEXT)
     if code is None and text is None:
@@ -211,17 +371,21 @@ def parse_request(payload, vocabulary: Vocabulary) -> DecisionRequest:
 
     therapies = _object(body.get("therapies") or {}, "therapies", ("failed", "concurrent"))
     lists = {}
+    failed_weeks: tuple[tuple[str, int], ...] = ()
     for kind in ("failed", "concurrent"):
         value = therapies.get(kind)
         if value is not None and not isinstance(value, list):
             raise RequestError(
                 "wrong_type", f"therapies.{kind} must be a list, found {_shown(value)}", f"therapies.{kind}"
             )
-        lists[kind] = (
-            None
-            if value is None
-            else frozenset(vocabulary.therapy(item, f"therapies.{kind}[{i}]") for i, item in enumerate(value))
-        )
+        if kind == "failed":
+            lists[kind], failed_weeks = _failed(value, vocabulary)
+        else:
+            lists[kind] = (
+                None
+                if value is None
+                else frozenset(vocabulary.therapy(item, f"therapies.{kind}[{i}]") for i, item in enumerate(value))
+            )
 
     dose = None
     if body.get("dose") is not None:
@@ -236,6 +400,8 @@ def parse_request(payload, vocabulary: Vocabulary) -> DecisionRequest:
         # Four decimals (under an hour) is finer than any rule; it also keeps the number out of
         # exponent notation (1e-05), which durable-rules' JSON reader refuses.
         age = round(age, AGE_DECIMALS)
+    today = clock.utc_today()
+    prescriber = _object(body.get("prescriber") or {}, "prescriber", ("specialty",))
     return DecisionRequest(
         code=code,
         text=text,
@@ -248,6 +414,13 @@ def parse_request(payload, vocabulary: Vocabulary) -> DecisionRequest:
             concurrent=lists["concurrent"],
             product=vocabulary.product(body.get("product"), "product"),
             route=_choice(body.get("route"), "route", ROUTES) or "intravenous",
+            failed_weeks=failed_weeks,
+            observations=_observations(body.get("observations"), vocabulary, today),
+            confirmed_by=_choice(diagnosis.get("confirmed_by"), "diagnosis.confirmed_by", vocabulary.specialties),
+            specialty=_choice(prescriber.get("specialty"), "prescriber.specialty", vocabulary.specialties),
+            phases=_phases(diagnosis, vocabulary, today),
+            course=_choice(body.get("course"), "course", COURSES),
+            as_of=today,
         ),
         patient_ref=patient_ref(patient.get("ref")),
         weight_kg=_number(patient.get("weight_kg"), "patient.weight_kg", 0.3, 500),

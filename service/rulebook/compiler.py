@@ -27,8 +27,8 @@ import re
 from dataclasses import dataclass, field
 
 from service.rulebook import icd10, precedence
-from service.rulebook.facts import Facts, Verdict
-from service.rulebook.model import Conditions, Rule, Rulebook
+from service.rulebook.facts import Facts, Verdict, failed_weeks_fact, observation_fact
+from service.rulebook.model import THRESHOLDS, Conditions, Rule, Rulebook
 
 MAX_RULES_PER_RULESET = 120
 MAX_CODE_LENGTH = 7  # an ICD-10-CM code has at most 7 characters (3 category + 4)
@@ -42,7 +42,55 @@ FACT_FLAGS = {
     "severity": "known_severity",
     "therapies.failed": "known_failed",
     "therapies.concurrent": "known_concurrent",
+    "diagnosis.confirmed_by": "known_confirmed_by",
+    "prescriber.specialty": "known_specialty",
+    "diagnosis.phase": "known_phases",
+    "course": "known_course",
 }
+
+
+def _observation_field(measure: str, within_days: int | None) -> str:
+    return f"obs__{measure}" + (f"__{within_days}" if within_days is not None else "")
+
+
+def _weeks_field(therapy: str) -> str:
+    return f"failed_weeks__{therapy}"
+
+
+def fact_flag(fact: str) -> str:
+    """The engine's known-flag field of a fact `missing` may name."""
+    if fact in FACT_FLAGS:
+        return FACT_FLAGS[fact]
+    kind, _, rest = fact.partition(":")
+    if kind == "observation":
+        measure, _, window = rest.partition("@")
+        return "known_" + _observation_field(measure, int(window) if window else None)
+    if kind == "failed_weeks":
+        return "known_" + _weeks_field(rest)
+    raise KeyError(fact)
+
+
+# A number derived from the facts for one rulebook: ("obs", measure, within_days) or ("weeks", therapy, None).
+NumberField = tuple[str, str, int | None]
+
+
+def _number_spec(spec: NumberField):
+    """(value field, flag field, facts -> (known, value)) for one derived number."""
+    kind, name, window = spec
+    if kind == "obs":
+        field_name = _observation_field(name, window)
+
+        def observed(facts: Facts):
+            value = facts.observation(name, window)
+            return value is not None, value
+
+        return field_name, "known_" + field_name, observed
+    field_name = _weeks_field(name)
+
+    def weeks(facts: Facts):
+        return facts.weeks_known(name), facts.weeks(name)
+
+    return field_name, "known_" + field_name, weeks
 
 
 @dataclass
@@ -51,14 +99,15 @@ class CompiledRulebook:
     routes: dict[str, str]  # ICD-10-CM category -> ruleset name
     verdicts: dict[str, Verdict]  # compiled rule name -> verdict
     therapy_fields: frozenset[tuple[str, str]] = field(default_factory=frozenset)
+    number_fields: frozenset[NumberField] = field(default_factory=frozenset)
     _every_field: "MessagePlan" = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
-        self._every_field = MessagePlan(None, self.therapy_fields)
+        self._every_field = MessagePlan(None, self.therapy_fields, self.number_fields)
 
     def message_plan(self, definition: str) -> "MessagePlan":
         """What message_json writes for the ruleset whose JSON text (as given to durable-rules) this is."""
-        return MessagePlan(definition, self.therapy_fields)
+        return MessagePlan(definition, self.therapy_fields, self.number_fields)
 
     def message(self, rid: int, code: str, facts: Facts) -> dict:
         """The event posted for one request: a request id, the code prefixes and the typed facts."""
@@ -71,12 +120,22 @@ class CompiledRulebook:
         _put(msg, "severity", "known_severity", facts.severity)
         _put(msg, "product", "known_product", facts.product)
         _put(msg, "route", "known_route", facts.route)
-        for kind, given in (("failed", facts.failed), ("concurrent", facts.concurrent)):
+        _put(msg, "confirmed_by", "known_confirmed_by", facts.confirmed_by)
+        _put(msg, "specialty", "known_specialty", facts.specialty)
+        _put(msg, "course", "known_course", facts.course)
+        for kind in _THERAPY_KINDS:
+            given = getattr(facts, kind)
             msg[f"known_{kind}"] = int(given is not None)
             if given is not None:
                 for field_kind, therapy in self.therapy_fields:
                     if field_kind == kind:
                         msg[_therapy_field(kind, therapy)] = int(therapy in given)
+        for spec in sorted(self.number_fields, key=repr):
+            name, flag, read = _number_spec(spec)
+            known, value = read(facts)
+            msg[flag] = int(known)
+            if value is not None:
+                msg[name] = value
         return msg
 
     def message_json(self, rid: int, code: str, facts: Facts, plan: "MessagePlan | None" = None) -> str:
@@ -110,6 +169,12 @@ class CompiledRulebook:
             if given is not None:
                 for therapy, key in keys:
                     parts.append(key + ("1" if therapy in given else "0"))
+        for read, flag, key in plan.numbers:
+            known, value = read(facts)
+            if flag:
+                parts.append(flag + ("1" if known else "0"))
+            if key and value is not None:
+                parts.append(key + _number(value))
         parts.append("}")
         return "".join(parts)
 
@@ -141,8 +206,12 @@ _SCALARS = (
     ("severity", "known_severity", "severity", _encode_string),
     ("product", "known_product", "product", _encode_string),
     ("route", "known_route", "route", _encode_string),
+    ("confirmed_by", "known_confirmed_by", "confirmed_by", _encode_string),
+    ("specialty", "known_specialty", "specialty", _encode_string),
+    ("course", "known_course", "course", _encode_string),
 )
-_THERAPY_KINDS = ("failed", "concurrent")  # Facts attributes, and the prefixes of their fields
+# Facts attributes holding sets of words, and the prefixes of their 0/1 fields.
+_THERAPY_KINDS = ("failed", "concurrent", "phases")
 
 
 class MessagePlan:
@@ -155,7 +224,12 @@ class MessagePlan:
     `definition` None: every field, as `message` writes them.
     """
 
-    def __init__(self, definition: str | None, therapy_fields: frozenset[tuple[str, str]]):
+    def __init__(
+        self,
+        definition: str | None,
+        therapy_fields: frozenset[tuple[str, str]],
+        number_fields: frozenset[NumberField] = frozenset(),
+    ):
         def used(name: str) -> bool:
             return definition is None or _encode_string(name) in definition
 
@@ -189,6 +263,13 @@ class MessagePlan:
             if used(f"known_{kind}") or keys:
                 therapies.append((kind, key(f"known_{kind}"), keys))
         self.therapies = tuple(therapies)
+        numbers = []
+        for spec in sorted(number_fields, key=repr):
+            name, flag, read = _number_spec(spec)
+            if used(name) or used(flag):
+                numbers.append((read, key(flag), key(name)))
+        self.numbers = tuple(numbers)
+        number_names = [n for spec in number_fields for n in _number_spec(spec)[:2]]
         # The fields written besides rid (None: all), for tests and benchmarks.
         self.fields = (
             None
@@ -198,6 +279,7 @@ class MessagePlan:
                 + [name for _, flag, value, _ in _SCALARS for name in (flag, value) if used(name)]
                 + [f"known_{kind}" for kind, flag, _ in self.therapies if flag]
                 + [_therapy_field(kind, therapy) for kind, _, keys in self.therapies for therapy, _ in keys]
+                + [name for name in number_names if used(name)]
             )
         )
 
@@ -217,17 +299,22 @@ class CompileError(Exception):
 
 
 class _Atom:
-    """One test on one fact: the durable-rules condition, and the fact it needs (None: never missing)."""
+    """One test on one fact: the durable-rules condition, and the fact it needs (None: never missing).
 
-    def __init__(self, test: dict, fact: str | None):
-        self.test, self.fact = test, fact
+    `facts` lists every fact the test needs when there are several (a failed therapy's weeks need
+    the failed list and the weeks); the test is unknown when any of their flags is 0."""
+
+    def __init__(self, test: dict, fact: str | None, facts: tuple[str, ...] = ()):
+        self.test = test
+        self.facts = facts or ((fact,) if fact else ())
+        self.fact = self.facts[0] if self.facts else None
 
     def or_unknown(self) -> dict:
         """The test, or the fact is unknown: one flat `$or`, to keep the expression count low."""
-        if self.fact is None:
+        if not self.facts:
             return self.test
-        unknown = {FACT_FLAGS[self.fact]: 0}
-        return {"$or": self.test["$or"] + [unknown]} if "$or" in self.test else {"$or": [self.test, unknown]}
+        unknown = [{fact_flag(f): 0} for f in self.facts]
+        return {"$or": self.test["$or"] + unknown} if "$or" in self.test else {"$or": [self.test] + unknown}
 
 
 def _any_of(field_name: str, values) -> dict:
@@ -247,14 +334,39 @@ def _atoms(when: Conditions) -> list[_Atom]:
         atoms.append(_Atom({"pregnant": int(when.pregnant)}, "patient.pregnant"))
     if when.severity is not None:
         atoms.append(_Atom(_any_of("severity", when.severity), "severity"))
+    min_weeks = dict(when.failed_min_weeks)
     for therapy in sorted(when.failed_includes):
-        atoms.append(_Atom({_therapy_field("failed", therapy): 1}, "therapies.failed"))
+        if therapy in min_weeks:
+            test = {
+                "$and": [{_therapy_field("failed", therapy): 1}, {"$gte": {_weeks_field(therapy): min_weeks[therapy]}}]
+            }
+            atoms.append(_Atom(test, None, ("therapies.failed", failed_weeks_fact(therapy))))
+        else:
+            atoms.append(_Atom({_therapy_field("failed", therapy): 1}, "therapies.failed"))
     for therapy in sorted(when.concurrent_includes):
         atoms.append(_Atom({_therapy_field("concurrent", therapy): 1}, "therapies.concurrent"))
     for therapy in sorted(when.concurrent_excludes):
         atoms.append(_Atom({_therapy_field("concurrent", therapy): 0}, "therapies.concurrent"))
     if when.product is not None:
         atoms.append(_Atom(_any_of("product", when.product), None))
+    for observed in when.observations:
+        field_name = _observation_field(observed.measure, observed.within_days)
+        bounds = [{THRESHOLDS[op]: {field_name: value}} for op, value in observed.bounds]
+        atoms.append(
+            _Atom(
+                bounds[0] if len(bounds) == 1 else {"$and": bounds},
+                observation_fact(observed.measure, observed.within_days),
+            )
+        )
+    if when.confirmed_by is not None:
+        atoms.append(_Atom(_any_of("confirmed_by", when.confirmed_by), "diagnosis.confirmed_by"))
+    if when.prescriber_specialty is not None:
+        atoms.append(_Atom(_any_of("specialty", when.prescriber_specialty), "prescriber.specialty"))
+    if when.phase is not None:
+        phases = [{_therapy_field("phases", p): 1} for p in sorted(when.phase)]
+        atoms.append(_Atom(phases[0] if len(phases) == 1 else {"$or": phases}, "diagnosis.phase"))
+    if when.course is not None:
+        atoms.append(_Atom(_any_of("course", when.course), "course"))
     return atoms
 
 
@@ -308,12 +420,12 @@ def _compile_rule(rulebook: Rulebook, rule: Rule, code_test: dict) -> list[tuple
         if rule.labelled_indication
         else [atoms]
     )
-    needs = tuple(dict.fromkeys(a.fact for clause in clauses for a in clause if a.fact))
+    needs = tuple(dict.fromkeys(f for clause in clauses for a in clause for f in a.facts))
     compiled = []
     for clause in clauses:
         compiled.append(({"$and": [code_test] + [a.test for a in clause]}, Verdict(rule, "match", needs)))
     if needs:
-        missing = [{FACT_FLAGS[f]: 0} for f in needs]
+        missing = [{fact_flag(f): 0} for f in needs]
         some_missing = missing[0] if len(missing) == 1 else {"$or": missing}
         for clause in clauses:
             condition = {"$and": [code_test] + [a.or_unknown() for a in clause] + [some_missing]}
@@ -344,6 +456,7 @@ def compile_rulebook(rulebook: Rulebook) -> CompiledRulebook:
 
     compiled_by_category: dict[str, list[tuple[str, dict, Verdict]]] = {}
     therapy_fields = set()
+    number_fields: set[NumberField] = set()
     for category, entries in by_category.items():
         # More specific codes first; codes of one length exclude each other, so their order is free.
         entries.sort(key=lambda e: -len(e[0]))
@@ -354,6 +467,9 @@ def compile_rulebook(rulebook: Rulebook) -> CompiledRulebook:
                 out.append((f"{rule.id}@{code}#{verdict.variant}{i}", condition, verdict))
             therapy_fields |= {("failed", t) for t in rule.when.failed_includes}
             therapy_fields |= {("concurrent", t) for t in rule.when.concurrent_includes | rule.when.concurrent_excludes}
+            therapy_fields |= {("phases", p) for p in rule.when.phase or ()}
+            number_fields |= {("obs", o.measure, o.within_days) for o in rule.when.observations}
+            number_fields |= {("weeks", t, None) for t, _ in rule.when.failed_min_weeks}
         if len(out) > MAX_RULES_PER_CATEGORY:
             raise CompileError(
                 f"category {category} compiles to {len(out)} rules; at most {MAX_RULES_PER_CATEGORY} fit one ruleset safely"
@@ -374,4 +490,4 @@ def compile_rulebook(rulebook: Rulebook) -> CompiledRulebook:
             current[rule_name] = {"all": [{"m": condition}], "pri": len(current)}
             verdicts[rule_name] = verdict
         routes[category] = name
-    return CompiledRulebook(rulesets, routes, verdicts, frozenset(therapy_fields))
+    return CompiledRulebook(rulesets, routes, verdicts, frozenset(therapy_fields), frozenset(number_fields))

@@ -18,6 +18,13 @@ EFFECTS = ("benefit", "no_benefit", "unclear")
 SEXES = ("female", "male", "other", "unknown")
 SEVERITIES = ("mild", "moderate", "severe")
 ROUTES = ("intravenous", "subcutaneous")
+COURSES = ("initial", "continuation", "one_off")
+# Why a therapy is recorded as failed: a word from this list, never free text (the request is kept).
+FAILURE_REASONS = ("inadequate_response", "intolerance", "contraindication", "other")
+# Observation thresholds as rules write them -> the comparison the engine makes.
+THRESHOLDS = {"below": "$lt", "at_most": "$lte", "above": "$gt", "at_least": "$gte"}
+MAX_WINDOW_DAYS = 3660
+MAX_WEEKS = 520
 MAX_AGE_YEARS = 130
 
 
@@ -68,6 +75,24 @@ class Diagnosis:
 
 
 @dataclass(frozen=True)
+class ObservationTest:
+    """A threshold on one measure, in the measure's canonical unit, on an observation taken within
+    `within_days` (None: at any time). `bounds` are (operator, value) pairs, operator a key of THRESHOLDS."""
+
+    measure: str
+    bounds: tuple[tuple[str, float], ...]
+    within_days: int | None = None
+    unit: str = ""  # the unit the rule was written in, for messages
+    written: tuple[tuple[str, float], ...] = ()  # the bounds as written in `unit`
+
+    def describe(self) -> str:
+        words = {"below": "<", "at_most": "<=", "above": ">", "at_least": ">="}
+        parts = [f"{self.measure} {words[op]} {value:g} {self.unit}".rstrip() for op, value in self.written]
+        window = f" (within {self.within_days} days)" if self.within_days is not None else ""
+        return " and ".join(parts) + window
+
+
+@dataclass(frozen=True)
 class Conditions:
     """What a request must show for a rule to apply; None (or empty) means "any"."""
 
@@ -80,6 +105,12 @@ class Conditions:
     concurrent_includes: frozenset[str] = frozenset()
     concurrent_excludes: frozenset[str] = frozenset()
     product: frozenset[str] | None = None
+    failed_min_weeks: tuple[tuple[str, int], ...] = ()  # (therapy, weeks): failed after at least so many weeks
+    observations: tuple[ObservationTest, ...] = ()
+    confirmed_by: frozenset[str] | None = None
+    prescriber_specialty: frozenset[str] | None = None
+    phase: frozenset[str] | None = None
+    course: frozenset[str] | None = None
 
     def describe(self) -> str:
         """The conditions in a pharmacist's words, for tables and messages."""
@@ -99,6 +130,16 @@ class Conditions:
         parts += [f"without {t}" for t in sorted(self.concurrent_excludes)]
         if self.product is not None:
             parts.append("product " + "/".join(sorted(self.product)))
+        parts += [f"failed {t} for at least {w} weeks" for t, w in self.failed_min_weeks]
+        parts += [o.describe() for o in self.observations]
+        for label, values in (
+            ("confirmed by", self.confirmed_by),
+            ("prescriber", self.prescriber_specialty),
+            ("phase", self.phase),
+            ("course", self.course),
+        ):
+            if values is not None:
+                parts.append(f"{label} " + "/".join(sorted(values)))
         return ", ".join(parts) or "any"
 
 
@@ -239,6 +280,44 @@ class Therapy:
 
 
 @dataclass(frozen=True)
+class Measure:
+    """Something a request may report an observation of, in `unit` (canonical) or any of `units`.
+
+    `units` maps each accepted unit to its value in the canonical unit (g/L: 1, mg/dL: 0.01);
+    `low`..`high` bound a plausible value, in the canonical unit."""
+
+    id: str
+    name: str
+    measures: str
+    unit: str
+    units: dict[str, float]
+    low: float
+    high: float
+    source: str = ""
+
+    def to_canonical(self, value: float, unit: str) -> float:
+        # Four decimals: finer than any threshold, and never exponent notation (durable-rules refuses it).
+        return round(value * self.units[unit], 4)
+
+
+@dataclass(frozen=True)
+class Specialty:
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One phase of a disease, by whole months since diagnosis: [at_least, under)."""
+
+    id: str
+    name: str
+    scheme: str
+    months_at_least: int = 0
+    months_under: int | None = None
+
+
+@dataclass(frozen=True)
 class Rulebook:
     name: str
     version: str
@@ -259,6 +338,9 @@ class Rulebook:
     qualifiers: tuple[str, ...] = ()  # words that change which condition a text names
     dosing_profiles: dict[str, DosingProfile] = field(default_factory=dict)
     default_dosing: str | None = None
+    measures: dict[str, Measure] = field(default_factory=dict)
+    specialties: dict[str, Specialty] = field(default_factory=dict)
+    phases: dict[str, Phase] = field(default_factory=dict)
 
     def dosing_for(self, rule: Rule | None) -> DosingProfile:
         """The dose range a rule (or, for a case no rule covers, the rulebook) sets."""

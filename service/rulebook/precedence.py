@@ -8,7 +8,7 @@ turns this order into durable-rules priorities; lint refuses overlaps it cannot 
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from service.rulebook.model import SEVERITIES, SEXES, Conditions, Rule
 
@@ -23,6 +23,12 @@ class Region:
     severity: frozenset[str]
     therapies: dict[tuple[str, str], frozenset[bool]]  # ("failed"|"concurrent", therapy) -> allowed
     product: frozenset[str] | None  # None: any product, or none named
+    # Words a request gives one of (confirmed_by, prescriber_specialty, phase, course): None is any.
+    words: dict[str, frozenset[str]] = field(default_factory=dict)
+    # (measure, within_days) -> closed interval of the canonical value; an open bound is +-inf.
+    # Closed intervals make rules meet a little more often than they do: lint errs towards refusing.
+    observations: dict[tuple[str, int | None], tuple[float, float]] = field(default_factory=dict)
+    min_weeks: dict[str, int] = field(default_factory=dict)
 
     def _therapy(self, key) -> frozenset[bool]:
         return self.therapies.get(key, _BOTH)
@@ -36,6 +42,12 @@ class Region:
             and bool(self.severity & other.severity)
             and all(self._therapy(k) & other._therapy(k) for k in keys)
             and (self.product is None or other.product is None or bool(self.product & other.product))
+            and all(bool(self.words[k] & other.words[k]) for k in self.words.keys() & other.words.keys())
+            and all(
+                max(self.observations[k][0], other.observations[k][0])
+                <= min(self.observations[k][1], other.observations[k][1])
+                for k in self.observations.keys() & other.observations.keys()
+            )
         )
 
     def within(self, other: "Region") -> bool:
@@ -48,6 +60,14 @@ class Region:
             and self.severity <= other.severity
             and all(self._therapy(k) <= other._therapy(k) for k in keys)
             and (other.product is None or (self.product is not None and self.product <= other.product))
+            and all(k in self.words and self.words[k] <= other.words[k] for k in other.words)
+            and all(
+                k in self.observations
+                and other.observations[k][0] <= self.observations[k][0]
+                and self.observations[k][1] <= other.observations[k][1]
+                for k in other.observations
+            )
+            and all(self.min_weeks.get(t, 0) >= weeks for t, weeks in other.min_weeks.items())
         )
 
     def example(self, other: "Region") -> str:
@@ -73,6 +93,13 @@ class Region:
         )
         if products:
             parts.append(f"product {sorted(products)[0]}")
+        for key in sorted(self.words.keys() | other.words.keys()):
+            both = self.words.get(key, frozenset()) & other.words.get(key, frozenset()) or (
+                self.words.get(key) or other.words.get(key) or frozenset()
+            )
+            parts.append(f"{key} {sorted(both)[0]}")
+        for (measure, _), (low, high) in sorted(self.observations.items()):
+            parts.append(f"{measure} {low:g} to {high:g}")
         return ", ".join(parts) or "any request"
 
 
@@ -94,7 +121,29 @@ def region(when: Conditions) -> Region:
         severity=when.severity or frozenset(SEVERITIES),
         therapies=therapies,
         product=when.product,
+        words={
+            key: values
+            for key, values in (
+                ("confirmed_by", when.confirmed_by),
+                ("prescriber_specialty", when.prescriber_specialty),
+                ("phase", when.phase),
+                ("course", when.course),
+            )
+            if values is not None
+        },
+        observations={(test.measure, test.within_days): _interval(test.bounds) for test in when.observations},
+        min_weeks=dict(when.failed_min_weeks),
     )
+
+
+def _interval(bounds: tuple[tuple[str, float], ...]) -> tuple[float, float]:
+    low, high = -math.inf, math.inf
+    for op, value in bounds:
+        if op in ("above", "at_least"):
+            low = max(low, value)
+        else:
+            high = min(high, value)
+    return low, high
 
 
 def _tier(rule: Rule) -> tuple[int, int]:

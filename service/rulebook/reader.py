@@ -9,7 +9,7 @@ consistency checks (codes, overlaps, coverage) live in `service.rulebook.lint`.
 import datetime
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -20,14 +20,18 @@ except ImportError:  # pragma: no cover
     from yaml import SafeLoader as _SafeLoader  # type: ignore[assignment]
 
 from service.rulebook.model import (
+    COURSES,
     EFFECTS,
     MAX_AGE_YEARS,
+    MAX_WEEKS,
+    MAX_WINDOW_DAYS,
     OUTCOMES,
     POSITIVE_OUTCOMES,
     ROUTES,
     SEVERITIES,
     SEXES,
     STRENGTHS,
+    THRESHOLDS,
     Authorisations,
     Conditions,
     Diagnosis,
@@ -35,6 +39,9 @@ from service.rulebook.model import (
     Evidence,
     Label,
     LabelDose,
+    Measure,
+    ObservationTest,
+    Phase,
     PrescribingInformation,
     Product,
     Range,
@@ -43,16 +50,26 @@ from service.rulebook.model import (
     Rulebook,
     RulebookError,
     Source,
+    Specialty,
     Synonym,
     Therapy,
     WeightRule,
 )
 
 REFERENCE_FILES = ("products.yaml", "therapies.yaml", "sources.yaml")
+# Reference data a rulebook may go without (a rule that names a measure, specialty or phase needs it).
+OPTIONAL_REFERENCE_FILES = ("measures.yaml", "specialties.yaml", "phases.yaml")
 MAX_FILE_BYTES = 4 << 20  # a rulebook, data or rule-case file at most (the shipped rulebook: about 110 KB)
 MAX_NESTING = 20  # mappings and lists inside one another at most (the shipped files: 7)
 _EFFECT_NEEDED = ("controlled", "limited")  # the strengths whose findings report an effect
 _RULE_ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+_WORD_ID = re.compile(r"^[a-z][a-z0-9_]*$")  # measures, specialties, phases: they name engine fields
+
+
+def _word_id(value, where: str, check: "_Checker") -> str:
+    if not isinstance(value, str) or not _WORD_ID.match(value) or "__" in value:
+        check.fail(where, "an id is lower-case letters, digits and single underscores, starting with a letter")
+    return str(value)
 
 
 class _UniqueKeyLoader(_SafeLoader):
@@ -223,10 +240,15 @@ def load_rulebook(path: str | Path) -> Rulebook:
     products, indications = _read_products(data_dir, check)
     therapies = _read_therapies(data_dir, check)
     sources = _read_sources(data_dir, check)
+    measures = _read_measures(data_dir, check, sources)
+    specialties = _read_specialties(data_dir, check)
+    phases = _read_phases(data_dir, check, sources)
     diagnoses = _read_diagnoses(top.get("diagnoses"), f"{path}: diagnoses", check)
     profiles, default_dosing = _read_dosing(top.get("dosing"), f"{path}: dosing", check)
     weight_rule, rounding_rule = _read_dose_rules(top.get("dosing"), f"{path}: dosing", check)
-    references = References(diagnoses, products, indications, therapies, sources, profiles)
+    references = References(
+        diagnoses, products, indications, therapies, sources, profiles, measures, specialties, phases
+    )
     rules = _read_rules(top.get("rules"), path, check, references)
     abbreviations = _read_abbreviations(top.get("abbreviations"), f"{path}: abbreviations", check)
     qualifiers = _read_qualifiers(top.get("qualifiers"), f"{path}: qualifiers", check)
@@ -239,7 +261,11 @@ def load_rulebook(path: str | Path) -> Rulebook:
         version=check.text(meta.get("version"), f"{path}: rulebook.version"),
         effective=check.text(meta.get("effective"), f"{path}: rulebook.effective"),
         path=path,
-        digest=_digest([path] + [data_dir / name for name in REFERENCE_FILES]),
+        digest=_digest(
+            [path]
+            + [data_dir / name for name in REFERENCE_FILES]
+            + [data_dir / name for name in OPTIONAL_REFERENCE_FILES if (data_dir / name).exists()]
+        ),
         diagnoses=diagnoses,
         rules=rules,
         products=products,
@@ -254,6 +280,9 @@ def load_rulebook(path: str | Path) -> Rulebook:
         qualifiers=qualifiers,
         dosing_profiles=profiles,
         default_dosing=default_dosing,
+        measures=measures,
+        specialties=specialties,
+        phases=phases,
     )
 
 
@@ -593,6 +622,109 @@ def _read_therapies(data_dir: Path, check: _Checker) -> dict[str, Therapy]:
     return therapies
 
 
+def _read_optional(data_dir: Path, name: str, key: str, check: _Checker) -> tuple[str, dict]:
+    if not (data_dir / name).exists():
+        return str(data_dir / name), {}
+    where, top = _read_reference(data_dir, name, key, check)
+    if not isinstance(top.get(key) or {}, dict):
+        check.fail(f"{where}: {key}", "must be a mapping")
+        return where, {}
+    return where, top
+
+
+def _read_measures(data_dir: Path, check: _Checker, sources) -> dict[str, Measure]:
+    """Each measure: its canonical unit, the units accepted with their factor to it, a plausible range."""
+    where, top = _read_optional(data_dir, "measures.yaml", "measures", check)
+    measures = {}
+    for measure_id, raw in (top.get("measures") or {}).items():
+        at = f"{where}: measure {measure_id}"
+        _word_id(measure_id, at, check)
+        item = check.mapping(raw, at, ("name", "measures", "unit", "units", "range", "source")) or {}
+        unit = check.text(item.get("unit"), f"{at}.unit")
+        units: dict[str, float] = {}
+        raw_units = item.get("units")
+        if not isinstance(raw_units, dict) or not raw_units:
+            check.fail(f"{at}.units", "must map each accepted unit to its value in the canonical unit")
+        else:
+            for name, factor in raw_units.items():
+                value = check.number(factor, f"{at}.units.{name}", 1e-9, 1e9)
+                if value is not None:
+                    units[str(name)] = value
+        if unit and units.get(unit) != 1:
+            check.fail(f"{at}.units", f"must list the canonical unit {unit} with factor 1")
+        limits = check.mapping(item.get("range"), f"{at}.range", ("min", "max")) or {}
+        low = check.number(limits.get("min"), f"{at}.range.min", -1e9, 1e9) if "min" in limits else None
+        high = check.number(limits.get("max"), f"{at}.range.max", -1e9, 1e9) if "max" in limits else None
+        if low is not None and high is not None and low >= high:
+            check.fail(f"{at}.range", "min must be below max")
+        source = check.text(item.get("source"), f"{at}.source")
+        if source and source not in sources:
+            check.fail(f"{at}.source", f"'{source}' is not defined in sources.yaml")
+        measures[str(measure_id)] = Measure(
+            str(measure_id),
+            check.text(item.get("name"), f"{at}.name"),
+            check.text(item.get("measures"), f"{at}.measures"),
+            unit,
+            units,
+            low if low is not None else 0.0,
+            high if high is not None else 0.0,
+            source,
+        )
+    return measures
+
+
+def _read_specialties(data_dir: Path, check: _Checker) -> dict[str, Specialty]:
+    where, top = _read_optional(data_dir, "specialties.yaml", "specialties", check)
+    specialties = {}
+    for specialty_id, raw in (top.get("specialties") or {}).items():
+        _word_id(specialty_id, f"{where}: specialty {specialty_id}", check)
+        item = check.mapping(raw, f"{where}: specialty {specialty_id}", ("name",)) or {}
+        specialties[str(specialty_id)] = Specialty(
+            str(specialty_id), check.text(item.get("name"), f"{where}: specialty {specialty_id}.name")
+        )
+    return specialties
+
+
+def _read_phases(data_dir: Path, check: _Checker, sources) -> dict[str, Phase]:
+    """Phase schemes (one per disease), each phase a range of whole months since diagnosis.
+
+    A phase id names one phase of one scheme: the same id in two schemes is refused, so a rule's
+    `phase: [chronic]` and a request's `diagnosis.phase` cannot mean two things."""
+    where, top = _read_optional(data_dir, "phases.yaml", "schemes", check)
+    phases: dict[str, Phase] = {}
+    for scheme_id, raw in (top.get("schemes") or {}).items():
+        at = f"{where}: scheme {scheme_id}"
+        item = check.mapping(raw, at, ("name", "source", "measured_from", "phases"), ("note",)) or {}
+        source = check.text(item.get("source"), f"{at}.source")
+        if source and source not in sources:
+            check.fail(f"{at}.source", f"'{source}' is not defined in sources.yaml")
+        if item.get("measured_from", "diagnosis") != "diagnosis":
+            check.fail(f"{at}.measured_from", "only 'diagnosis' is supported")
+        raw_phases = item.get("phases")
+        if not isinstance(raw_phases, dict) or not raw_phases:
+            check.fail(f"{at}.phases", "must map each phase to its months since diagnosis")
+            continue
+        for phase_id, raw_phase in raw_phases.items():
+            pat = f"{at}.phases.{phase_id}"
+            _word_id(phase_id, pat, check)
+            phase = check.mapping(raw_phase, pat, ("name", "months")) or {}
+            months = check.mapping(phase.get("months"), f"{pat}.months", (), ("at_least", "under")) or {}
+            at_least = check.number(months.get("at_least", 0), f"{pat}.months.at_least", 0, 1200)
+            under = check.number(months["under"], f"{pat}.months.under", 1, 1200) if "under" in months else None
+            if at_least is not None and under is not None and at_least >= under:
+                check.fail(f"{pat}.months", "at_least must be below under")
+            if str(phase_id) in phases:
+                check.fail(pat, f"phase '{phase_id}' is also a phase of scheme {phases[str(phase_id)].scheme}")
+            phases[str(phase_id)] = Phase(
+                str(phase_id),
+                check.text(phase.get("name"), f"{pat}.name"),
+                str(scheme_id),
+                int(at_least or 0),
+                None if under is None else int(under),
+            )
+    return phases
+
+
 def _read_sources(data_dir: Path, check: _Checker) -> dict[str, Source]:
     where, top = _read_reference(data_dir, "sources.yaml", "sources", check)
     sources = {}
@@ -666,6 +798,9 @@ class References:
     therapies: dict[str, Therapy]
     sources: dict[str, Source]
     dosing_profiles: dict[str, DosingProfile]
+    measures: dict[str, Measure] = field(default_factory=dict)
+    specialties: dict[str, Specialty] = field(default_factory=dict)
+    phases: dict[str, Phase] = field(default_factory=dict)
 
 
 def _read_rules(raw, path: Path, check: _Checker, references: References) -> tuple[Rule, ...]:
@@ -709,7 +844,7 @@ def _read_rule(raw, at: str, position: int, check: _Checker, references: Referen
         outcome=outcome,
         rationale=check.text(item.get("rationale"), f"{at}.rationale"),
         evidence=evidence,
-        when=_read_conditions(item.get("when"), f"{at}.when", check, references.products, references.therapies),
+        when=_read_conditions(item.get("when"), f"{at}.when", check, references),
         priority=priority,
         labelled_indication=indication,
         conflict=check.text(item.get("conflict"), f"{at}.conflict", required=False),
@@ -785,20 +920,54 @@ def _read_evidence(raw, where: str, check: _Checker, sources) -> tuple[Evidence,
     return tuple(entries)
 
 
-def _read_conditions(raw, where: str, check: _Checker, products, therapies) -> Conditions:
+def _read_conditions(raw, where: str, check: _Checker, references: "References") -> Conditions:
     if raw is None:
         return Conditions()
-    fields = ("age_years", "sex", "pregnant", "severity", "failed_therapies", "concurrent_therapies", "product")
+    fields = (
+        "age_years",
+        "sex",
+        "pregnant",
+        "severity",
+        "failed_therapies",
+        "concurrent_therapies",
+        "product",
+        "observations",
+        "confirmed_by",
+        "prescriber_specialty",
+        "phase",
+        "course",
+    )
+    therapies = references.therapies
     raw = check.mapping(raw, where, (), fields) or {}
     age_at_least, age_under = _age_limits(raw.get("age_years"), f"{where}.age_years", check)
     pregnant = None if raw.get("pregnant") is None else _flag(raw["pregnant"], f"{where}.pregnant", check)
+    min_weeks: dict[str, int] = {}
 
     def therapy_list(block: str, key: str) -> frozenset[str]:
         at = f"{where}.{block}.{key}"
-        names = check.texts(raw[block].get(key), at) if isinstance(raw.get(block), dict) else ()
-        for name in names:
-            if name not in therapies:
+        items = raw[block].get(key) if isinstance(raw.get(block), dict) else None
+        if items is None:
+            return frozenset()
+        if not isinstance(items, list):
+            check.fail(at, "must be a list")
+            return frozenset()
+        if not items:
+            check.fail(at, "must list at least one therapy")
+        names = []
+        for i, item in enumerate(items):
+            if isinstance(item, dict) and block == "failed_therapies":
+                entry = check.mapping(item, f"{at}[{i}]", ("therapy", "min_weeks")) or {}
+                name = check.text(entry.get("therapy"), f"{at}[{i}].therapy")
+                weeks = entry.get("min_weeks")
+                if isinstance(weeks, bool) or not isinstance(weeks, int) or not 1 <= weeks <= MAX_WEEKS:
+                    check.fail(f"{at}[{i}].min_weeks", f"must be a whole number from 1 to {MAX_WEEKS}, found {weeks!r}")
+                elif name:
+                    min_weeks[name] = weeks
+            else:
+                name = check.text(item, f"{at}[{i}]")
+            if name and name not in therapies:
                 check.fail(at, f"'{name}' is not a therapy in therapies.yaml")
+            names.append(name)
         return frozenset(names)
 
     if "failed_therapies" in raw:
@@ -818,9 +987,94 @@ def _read_conditions(raw, where: str, check: _Checker, products, therapies) -> C
         failed_includes=therapy_list("failed_therapies", "includes"),
         concurrent_includes=therapy_list("concurrent_therapies", "includes"),
         concurrent_excludes=therapy_list("concurrent_therapies", "excludes"),
-        product=check.choices(raw.get("product"), f"{where}.product", products),
+        product=check.choices(raw.get("product"), f"{where}.product", references.products),
+        failed_min_weeks=tuple(sorted(min_weeks.items())),
+        observations=_read_observation_tests(raw.get("observations"), f"{where}.observations", check, references),
+        confirmed_by=_vocabulary_choice(raw, "confirmed_by", where, check, references.specialties, "specialties.yaml"),
+        prescriber_specialty=_vocabulary_choice(
+            raw, "prescriber_specialty", where, check, references.specialties, "specialties.yaml"
+        ),
+        phase=_vocabulary_choice(raw, "phase", where, check, references.phases, "phases.yaml"),
+        course=check.choices(raw.get("course"), f"{where}.course", COURSES) if "course" in raw else None,
     )
+    if "course" in raw and raw.get("course") is None:
+        check.fail(f"{where}.course", "must list at least one value")
     both = conditions.concurrent_includes & conditions.concurrent_excludes
     if both:
         check.fail(f"{where}.concurrent_therapies", f"{', '.join(sorted(both))} both included and excluded")
     return conditions
+
+
+def _vocabulary_choice(
+    raw: dict, key: str, where: str, check: _Checker, known: dict, file: str
+) -> frozenset[str] | None:
+    """A list of words from a reference file; an empty list (no request could match) is refused."""
+    if key not in raw:
+        return None
+    at = f"{where}.{key}"
+    value = raw[key]
+    if not isinstance(value, list) or not value:
+        check.fail(at, "must list at least one value" if isinstance(value, list) or value is None else "must be a list")
+        return None
+    items = check.texts(value, at)
+    for item in items:
+        if item and item not in known:
+            check.fail(at, f"'{item}' is not defined in {file}")
+    return frozenset(items)
+
+
+def _read_observation_tests(raw, where: str, check: _Checker, references: "References") -> tuple[ObservationTest, ...]:
+    """`observations: {measure: {below|at_most|above|at_least: N, unit: U, within_days: D}}`; the
+    thresholds are converted to the measure's canonical unit here, once."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict) or not raw:
+        check.fail(where, "must map at least one measure to its threshold")
+        return ()
+    tests = []
+    for measure_id, spec in raw.items():
+        at = f"{where}.{measure_id}"
+        measure = references.measures.get(str(measure_id))
+        if measure is None:
+            check.fail(at, f"'{measure_id}' is not a measure in measures.yaml")
+            continue
+        item = check.mapping(spec, at, (), (*THRESHOLDS, "unit", "within_days")) or {}
+        unit = item.get("unit", measure.unit)
+        if unit not in measure.units:
+            check.fail(f"{at}.unit", f"'{unit}' is not a unit of {measure_id} (accepted: {', '.join(measure.units)})")
+            continue
+        written, bounds = [], []
+        for op in THRESHOLDS:
+            if op not in item:
+                continue
+            value = check.number(item[op], f"{at}.{op}", -1e9, 1e9)
+            if value is None:
+                continue
+            canonical = measure.to_canonical(value, unit)
+            if not measure.low <= canonical <= measure.high:
+                check.fail(
+                    f"{at}.{op}",
+                    f"{value:g} {unit} is outside {measure_id}'s range "
+                    f"({measure.low:g} to {measure.high:g} {measure.unit})",
+                )
+                continue
+            written.append((op, value))
+            bounds.append((op, canonical))
+        if not any(op in item for op in THRESHOLDS):
+            check.fail(at, f"give a threshold: {', '.join(THRESHOLDS)}")
+        lower = [(v, op == "at_least") for op, v in bounds if op in ("above", "at_least")]
+        upper = [(v, op == "at_most") for op, v in bounds if op in ("below", "at_most")]
+        if lower and upper:
+            low, high = max(lower), min(upper)
+            if low[0] > high[0] or (low[0] == high[0] and not (low[1] and high[1])):
+                check.fail(at, "no value can meet both thresholds: the condition can never be true")
+        if sum(op in item for op in ("above", "at_least")) > 1 or sum(op in item for op in ("below", "at_most")) > 1:
+            check.fail(at, "give at most one lower (above, at_least) and one upper (below, at_most) threshold")
+        window = None
+        if "within_days" in item:
+            window = item["within_days"]
+            if isinstance(window, bool) or not isinstance(window, int) or not 1 <= window <= MAX_WINDOW_DAYS:
+                check.fail(f"{at}.within_days", f"must be a whole number from 1 to {MAX_WINDOW_DAYS}, found {window!r}")
+                window = None
+        tests.append(ObservationTest(str(measure_id), tuple(bounds), window, str(unit), tuple(written)))
+    return tuple(tests)
