@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import sys
 import textwrap
 from pathlib import Path
@@ -71,7 +72,9 @@ def _load(path: Path | None) -> Formulary:
 @click.option("--age", type=float, help="Patient age in years.")
 @click.option("--sex", type=click.Choice(["female", "male", "other", "unknown"]))
 @click.option("--pregnant/--not-pregnant", default=None, help="Whether the patient is pregnant.")
-@click.option("--failed", multiple=True, help="A therapy that has failed (repeatable).")
+@click.option(
+    "--failed", multiple=True, help="A therapy that has failed (repeatable); NAME:WEEKS says how long it was tried."
+)
 @click.option("--no-failed", is_flag=True, help="State that no therapy has failed.")
 @click.option("--concurrent", multiple=True, help="A therapy given alongside IVIG (repeatable).")
 @click.option("--no-concurrent", is_flag=True, help="State that no other therapy is given alongside.")
@@ -80,6 +83,18 @@ def _load(path: Path | None) -> Formulary:
 @click.option(
     "--route", type=click.Choice(["intravenous", "subcutaneous"]), help="How it is given (default intravenous)."
 )
+@click.option(
+    "--observation",
+    "observations",
+    multiple=True,
+    metavar="MEASURE=VALUEUNIT@DATE",
+    help="An observation, e.g. igg_serum=3.2g/L@2026-11-01 (repeatable).",
+)
+@click.option("--confirmed-by", help="The specialty that confirmed the diagnosis (data/specialties.yaml).")
+@click.option("--specialty", help="The prescriber's specialty.")
+@click.option("--phase", help="The phase of the disease (data/phases.yaml), e.g. chronic.")
+@click.option("--onset-date", help="The date of diagnosis, YYYY-MM-DD: gives the phase when --phase is not given.")
+@click.option("--course", type=click.Choice(["initial", "continuation", "one_off"]))
 @click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
 @rulebook_option
 def check(
@@ -95,11 +110,24 @@ def check(
     severity,
     product,
     route,
+    observations,
+    confirmed_by,
+    specialty,
+    phase,
+    onset_date,
+    course,
     as_json,
     rulebook,
 ):
     """Decide one request and explain the decision."""
-    payload = {"diagnosis": {k: v for k, v in (("code", code), ("text", text)) if v is not None}}
+    diagnosis_facts = (
+        ("code", code),
+        ("text", text),
+        ("confirmed_by", confirmed_by),
+        ("phase", phase),
+        ("onset_date", onset_date),
+    )
+    payload: dict = {"diagnosis": {k: v for k, v in diagnosis_facts if v is not None}}
     patient = {k: v for k, v in (("age_years", age), ("sex", sex), ("pregnant", pregnant)) if v is not None}
     if patient:
         payload["patient"] = patient
@@ -108,22 +136,69 @@ def check(
         if given and none:
             raise click.UsageError(f"--{kind} and --no-{kind} contradict each other")
         if given or none:
-            therapies[kind] = [name for item in given for name in item.split(",") if name.strip()]
+            therapies[kind] = [
+                _therapy_option(name, kind) for item in given for name in item.split(",") if name.strip()
+            ]
     if therapies:
         payload["therapies"] = therapies
-    for key, value in (("severity", severity), ("product", product), ("route", route)):
+    for key, value in (("severity", severity), ("product", product), ("route", route), ("course", course)):
         if value is not None:
             payload[key] = value
+    if observations:
+        payload["observations"] = [_observation_option(item) for item in observations]
+    if specialty is not None:
+        payload["prescriber"] = {"specialty": specialty}
     formulary = _load(rulebook)
     try:
         decision = formulary.decide(payload)
     except RequestError as error:
-        option = {"diagnosis": "--code or --text", "diagnosis.code": "--code", "diagnosis.text": "--text"}
+        option = {
+            "diagnosis": "--code or --text",
+            "diagnosis.code": "--code",
+            "diagnosis.text": "--text",
+            "diagnosis.confirmed_by": "--confirmed-by",
+            "diagnosis.phase": "--phase",
+            "diagnosis.onset_date": "--onset-date",
+            "prescriber.specialty": "--specialty",
+        }
         flag = option.get(error.field or "", error.field)
+        if (error.field or "").startswith("observations["):
+            index = int((error.field or "").split("[")[1].split("]")[0])
+            flag = f"--observation {observations[index]}"
         raise click.UsageError(f"{error.message} ({flag})") from None
     finally:
         formulary.close()
     click.echo(json.dumps(decision.to_dict(), indent=2, ensure_ascii=False) if as_json else _explain(decision))
+
+
+_OBSERVATION = re.compile(r"^\s*([a-z][a-z0-9_]*)\s*=\s*([-+]?[0-9]+(?:\.[0-9]+)?)\s*([^@\s][^@]*?)\s*@\s*(\S+)\s*$")
+
+
+def _observation_option(item: str) -> dict:
+    """`igg_serum=3.2g/L@2026-11-01` as the API's observation object; checked by request validation."""
+    match = _OBSERVATION.match(item)
+    if not match:
+        raise click.UsageError(
+            f"--observation {item!r}: write MEASURE=VALUEUNIT@YYYY-MM-DD, e.g. igg_serum=3.2g/L@2026-11-01"
+        )
+    measure, value, unit, taken_on = match.groups()
+    number = float(value)
+    return {
+        "measure": measure,
+        "value": int(number) if number.is_integer() and "." not in value else number,
+        "unit": unit,
+        "taken_on": taken_on,
+    }
+
+
+def _therapy_option(item: str, kind: str) -> str | dict:
+    """A therapy name, or for --failed NAME:WEEKS the API's {name, weeks} object."""
+    name, colon, weeks = item.strip().partition(":")
+    if not colon:
+        return name
+    if kind != "failed" or not weeks.strip().isdigit():
+        raise click.UsageError(f"--{kind} {item!r}: write NAME or, for --failed, NAME:WEEKS (whole weeks)")
+    return {"name": name, "weeks": int(weeks)}
 
 
 def _explain(decision: Decision) -> str:

@@ -145,3 +145,77 @@ def test_preapprove_as_must_name_an_active_token(tmp_path, monkeypatch):
         assert f"--as {name!r}: no active token has this name" in refused.output
     for given in (["--as", "pharmacy-1"], []):  # a token's name, or 'cli' when none is given
         assert run("preapprove", str(orders), *given).exit_code == 0
+
+
+# --- Qualifying criteria (issue 16), on the test rulebook's cll-* and evans-* rules -----------------
+
+
+def _check_json(*args):
+    import datetime
+
+    from service import clock
+
+    moment = datetime.datetime(2026, 12, 1, 12, 0, tzinfo=datetime.UTC)
+    original, clock.now = clock.now, lambda: moment
+    try:
+        result = run("check", *args, "--json", "--rulebook", str(TEST_RULEBOOK))
+    finally:
+        clock.now = original
+    assert result.exit_code == 0, result.output
+    decision = json.loads(result.output)
+    return decision["outcome"], decision["rule"]["id"], decision["missing"]
+
+
+def test_check_observation_option_converts_units_on_both_sides_of_the_threshold():
+    assert _check_json("--code", "C91.10", "--observation", "igg_serum=399mg/dL@2026-11-01")[:2] == (
+        "off_label_with_evidence",
+        "cll-low-igg",
+    )
+    assert _check_json("--code", "C91.10", "--observation", "igg_serum=4.0g/L@2026-11-01")[1] == "cll-review"
+
+
+def test_check_stale_observation_is_missing_with_the_date_it_needs():
+    assert _check_json("--code", "C91.10", "--observation", "igg_serum=3.2g/L@2026-09-01") == (
+        "needs_review",
+        "cll-low-igg",
+        ["igg_serum taken on or after 2026-09-02"],
+    )
+
+
+EVANS = [
+    "--code",
+    "D69.41",
+    "--observation",
+    "platelets=30000/uL@2026-11-25",
+    "--confirmed-by",
+    "haematologist",
+    "--specialty",
+    "immunologist",
+    "--course",
+    "initial",
+    "--failed",
+    "prednisone:12",
+]
+
+
+def test_check_takes_every_criterion_option():
+    assert _check_json(*EVANS, "--onset-date", "2025-06-01")[:2] == ("off_label_with_evidence", "evans-criteria")
+    assert _check_json(*EVANS, "--phase", "chronic")[:2] == ("off_label_with_evidence", "evans-criteria")
+    assert _check_json(*EVANS, "--phase", "persistent")[:2] == ("needs_review", "evans-review")
+    assert _check_json(*EVANS[:-1], "prednisone:11", "--phase", "chronic")[:2] == ("needs_review", "evans-review")
+    assert _check_json(*EVANS[:-1], "prednisone", "--phase", "chronic") == (
+        "needs_review",
+        "evans-criteria",
+        ["therapies.failed[corticosteroids].weeks"],
+    )
+
+
+def test_check_bad_observation_names_the_option():
+    result = run(
+        "check", "--code", "C91.10", "--observation", "igg_serum=3g/dL@2026-11-01", "--rulebook", str(TEST_RULEBOOK)
+    )
+    assert result.exit_code == 2 and "(--observation igg_serum=3g/dL@2026-11-01)" in result.output
+    result = run("check", "--code", "C91.10", "--observation", "igg_serum 3", "--rulebook", str(TEST_RULEBOOK))
+    assert result.exit_code == 2 and "write MEASURE=VALUEUNIT@YYYY-MM-DD" in result.output
+    result = run("check", "--code", "D69.41", "--confirmed-by", "surgeon", "--rulebook", str(TEST_RULEBOOK))
+    assert result.exit_code == 2 and "(--confirmed-by)" in result.output
