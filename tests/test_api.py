@@ -519,3 +519,75 @@ def test_json_as_deep_as_a_request_needs_is_read(client, tokens):
     ]
     response = client.post("/v1/preapprovals/batch", json=batch, headers=bearer(tokens["admin"]))
     assert response.status_code == 200
+
+
+# --- Qualifying criteria (issue 16): the new request facts through the API and the audit log --------
+
+CLL_LOW_IGG = {
+    "diagnosis": {"code": "C91.10", "confirmed_by": "haematologist", "onset_date": "2025-06-01"},
+    "patient": {"age_years": 70, "ref": "MRN-0777"},
+    "prescriber": {"specialty": "haematologist"},
+    "course": "initial",
+    "therapies": {"failed": [{"name": "prednisone", "weeks": 12, "reason": "intolerance"}]},
+    "observations": [{"measure": "igg_serum", "value": 320, "unit": "mg/dL", "taken_on": "2026-11-01"}],
+}
+
+
+@pytest.fixture
+def _on_2026_12_01(monkeypatch):
+    import datetime
+
+    from service import clock
+
+    moment = datetime.datetime(2026, 12, 1, 12, 0, tzinfo=datetime.UTC)
+    monkeypatch.setattr(clock, "now", lambda: moment)
+
+
+@pytest.mark.usefixtures("_on_2026_12_01")
+def test_request_facts_decide_and_are_kept_in_the_audit_record_without_the_patient_ref(app, client, tokens):
+    response = post_decision(client, tokens["clinician"], CLL_LOW_IGG)
+    assert response.status_code == 201, response.get_json()
+    decision = response.get_json()
+    assert (decision["outcome"], decision["rule"]["id"]) == ("off_label_with_evidence", "cll-low-igg")
+    [record] = [r for r in records(app) if r.get("decision_id") == decision["decision_id"]]
+    kept = record["body"]["request"]
+    assert kept["observations"] == CLL_LOW_IGG["observations"]
+    assert kept["diagnosis"] == CLL_LOW_IGG["diagnosis"] and kept["course"] == "initial"
+    assert kept["prescriber"] == {"specialty": "haematologist"} and kept["therapies"] == CLL_LOW_IGG["therapies"]
+    assert "MRN-0777" not in json.dumps(record)
+
+
+@pytest.mark.usefixtures("_on_2026_12_01")
+def test_a_stale_observation_opens_a_review_case_naming_the_date_it_needs(client, tokens):
+    stale = {**CLL_LOW_IGG, "observations": [{**CLL_LOW_IGG["observations"][0], "taken_on": "2026-08-01"}]}
+    decision = post_decision(client, tokens["clinician"], stale).get_json()
+    assert decision["outcome"] == "needs_review"
+    assert decision["missing"] == ["igg_serum taken on or after 2026-09-02"]
+
+
+@pytest.mark.usefixtures("_on_2026_12_01")
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        (
+            {"observations": [{"measure": "igg_serum", "value": 3, "unit": "g/dL", "taken_on": "2026-11-01"}]},
+            "observations[0].unit",
+        ),
+        (
+            {"observations": [{"measure": "igg_serum", "value": 3, "unit": "g/L", "taken_on": "2026-12-02"}]},
+            "observations[0].taken_on",
+        ),
+        (
+            {"observations": [{"measure": "igg_serum", "value": 300, "unit": "g/L", "taken_on": "2026-11-01"}]},
+            "observations[0].value",
+        ),
+        ({"course": "forever"}, "course"),
+        ({"prescriber": {"specialty": "astrologer"}}, "prescriber.specialty"),
+    ],
+)
+def test_bad_request_facts_are_400s_naming_the_field_and_not_the_patient(client, tokens, change, field):
+    response = post_decision(client, tokens["clinician"], {**CLL_LOW_IGG, **change})
+    assert response.status_code == 400
+    body = response.get_json()
+    assert body["error"]["field"] == field, body
+    assert "MRN-0777" not in json.dumps(body)

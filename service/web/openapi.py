@@ -6,7 +6,17 @@ tests can validate real responses against them and the document stays true.
 
 from flask import Blueprint, jsonify
 
-from service.rulebook.model import EFFECTS, OUTCOMES, ROUTES, SEVERITIES, SEXES, STRENGTHS
+from service.rulebook.model import (
+    COURSES,
+    EFFECTS,
+    FAILURE_REASONS,
+    MAX_WEEKS,
+    OUTCOMES,
+    ROUTES,
+    SEVERITIES,
+    SEXES,
+    STRENGTHS,
+)
 from service.web import roles
 
 blueprint = Blueprint("openapi", __name__)
@@ -29,6 +39,45 @@ _TEXT = {"type": "string"}
 _NULLABLE_TEXT = {"type": ["string", "null"]}
 _TIME = {"type": "string", "format": "date-time"}
 _THERAPIES = {"type": "array", "items": {"type": "string"}}
+_FAILED_THERAPIES = {
+    "type": "array",
+    "items": {
+        "oneOf": [
+            {"type": "string"},
+            _object(
+                {
+                    "name": _TEXT,
+                    "weeks": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "maximum": MAX_WEEKS,
+                        "description": "how long it was tried",
+                    },
+                    "reason": {"enum": list(FAILURE_REASONS)},
+                },
+                required=["name"],
+            ),
+        ]
+    },
+    "description": "therapy names, or {name, weeks, reason} objects; rules may require a minimum number of weeks",
+}
+_OBSERVATIONS = {
+    "type": "array",
+    "maxItems": 100,
+    "description": (
+        "lab values and outcome measures; `measure` and `unit` from the rulebook's data/measures.yaml "
+        "of the rulebook served, converted to the measure's canonical unit; the latest of each measure "
+        "counts. An unknown measure or unit, a value out of the measure's range, a bad or future date: 400"
+    ),
+    "items": _object(
+        {
+            "measure": _TEXT,
+            "value": {"type": "number"},
+            "unit": _TEXT,
+            "taken_on": {"type": "string", "format": "date"},
+        }
+    ),
+}
 _EVIDENCE = {
     "type": "array",
     "items": _object(
@@ -40,7 +89,19 @@ SCHEMAS = {
     "DecisionRequest": _object(
         {
             "diagnosis": _object(
-                {"code": {"type": "string", "maxLength": 16}, "text": {"type": "string", "maxLength": 200}}, required=[]
+                {
+                    "code": {"type": "string", "maxLength": 16},
+                    "text": {"type": "string", "maxLength": 200},
+                    "confirmed_by": {"type": "string", "description": "the specialty that confirmed the diagnosis"},
+                    "phase": {"type": "string", "description": "the disease phase (data/phases.yaml), e.g. chronic"},
+                    "onset_date": {
+                        "type": "string",
+                        "format": "date",
+                        "description": "the date of diagnosis: gives the phase when phase is not given; "
+                        "a phase it contradicts is a 400",
+                    },
+                },
+                required=[],
             ),
             "patient": _object(
                 {
@@ -57,10 +118,16 @@ SCHEMAS = {
                 },
                 required=[],
             ),
-            "therapies": _object({"failed": _THERAPIES, "concurrent": _THERAPIES}, required=[]),
+            "therapies": _object({"failed": _FAILED_THERAPIES, "concurrent": _THERAPIES}, required=[]),
             "severity": {"enum": list(SEVERITIES)},
             "product": _TEXT,
             "route": {"enum": list(ROUTES), "description": "how the dose is given; intravenous when omitted"},
+            "observations": _OBSERVATIONS,
+            "prescriber": _object(
+                {"specialty": {"type": "string", "description": "the prescriber's specialty (data/specialties.yaml)"}},
+                required=[],
+            ),
+            "course": {"enum": list(COURSES)},
             "dose": _object(
                 {
                     "g_per_kg": {"type": "number", "minimum": 0.01, "maximum": 5},
