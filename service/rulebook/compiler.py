@@ -16,6 +16,12 @@ Layout (docs/DURABLE_RULES.md says why):
   durable-rules refuses conditions with more than 15 `$and`/`$or` nodes. Every fact is posted with a `known_*`
   flag, so no rule needs `$nex` (which can hang) and absent fields are never relied on.
 - Facts are typed in Python before they are posted: numbers, 0/1 flags and vocabulary strings.
+  Qualifying criteria are posted as derived fields, each with its own known flag: the latest value
+  of a measure within each window a rule names (`obs__igg_serum__90`, in the canonical unit; a
+  stale value is simply not written, so its flag is 0 and the rule's `unknown` variant fires), a
+  failed therapy's weeks (`failed_weeks__corticosteroids`), the phases as 0/1 fields like therapies
+  (`phases__chronic`), and `confirmed_by`, `specialty` and `course` as strings. Thresholds are
+  converted to the canonical unit when the rulebook is read, so the engine compares numbers only.
 - The event posted to a ruleset (`message_json`) leaves out the fields none of its conditions
   mention (see MessagePlan): they cannot change which rule fires, and each costs durable-rules
   work on every post. `message` is the full event as a dict, for tools and tests.
