@@ -360,3 +360,77 @@ def test_a_patients_authorisations_are_listed_by_their_reference(client, tokens)
     assert "No authorisation is on record" in client.get("/console/authorisations?patient_ref=MRN-56").get_data(
         as_text=True
     )
+
+
+# --- Qualifying criteria (issue 16) on the decision form ------------------------------------------
+
+
+@pytest.fixture
+def _on_2026_12_01(monkeypatch):
+    import datetime
+
+    from service import clock
+
+    moment = datetime.datetime(2026, 12, 1, 12, 0, tzinfo=datetime.UTC)
+    monkeypatch.setattr(clock, "now", lambda: moment)
+
+
+def _criteria_form(**rows):
+    return {
+        "diagnosis_code": "C91.10",
+        "confirmed_by": "haematologist",
+        "prescriber_specialty": "haematologist",
+        "onset_date": "2025-06-01",
+        "course": "initial",
+        **rows,
+    }
+
+
+@pytest.mark.usefixtures("_on_2026_12_01")
+def test_the_request_form_takes_observation_rows_and_criteria(app, client, tokens):
+    sign_in(client, tokens["clinician"])
+    page = client.get("/console/request").get_data(as_text=True)
+    assert 'name="obs_measure_0"' in page and 'name="confirmed_by"' in page and 'name="course"' in page
+    low = {"obs_measure_1": "igg_serum", "obs_value_1": "320", "obs_unit_1": "mg/dL", "obs_taken_on_1": "2026-11-01"}
+    response = post_form(client, "/console/request", _criteria_form(**low))
+    assert response.status_code == 201, response.get_data(as_text=True)
+    assert "Off-label, with controlled evidence of benefit" in response.get_data(as_text=True)
+    [record] = [r for r in newest_records(app) if r["kind"] == "decision"][:1]
+    kept = record["body"]["request"]
+    assert kept["observations"] == [{"measure": "igg_serum", "value": 320.0, "unit": "mg/dL", "taken_on": "2026-11-01"}]
+    assert kept["diagnosis"]["confirmed_by"] == "haematologist" and kept["course"] == "initial"
+
+
+@pytest.mark.usefixtures("_on_2026_12_01")
+def test_a_stale_observation_row_shows_the_missing_date(client, tokens):
+    sign_in(client, tokens["clinician"])
+    stale = {"obs_measure_0": "igg_serum", "obs_value_0": "3", "obs_unit_0": "g/L", "obs_taken_on_0": "2026-08-01"}
+    page = post_form(client, "/console/request", _criteria_form(**stale)).get_data(as_text=True)
+    assert "igg_serum taken on or after 2026-09-02" in page
+
+
+@pytest.mark.usefixtures("_on_2026_12_01")
+@pytest.mark.parametrize(
+    "row, field",
+    [
+        (
+            {"obs_measure_2": "igg_serum", "obs_value_2": "3", "obs_unit_2": "x10^9/L", "obs_taken_on_2": "2026-11-01"},
+            "obs_unit_2",
+        ),
+        (
+            {"obs_measure_1": "igg_serum", "obs_value_1": "3", "obs_unit_1": "g/L", "obs_taken_on_1": "2027-01-01"},
+            "obs_taken_on_1",
+        ),
+        ({"obs_measure_0": "igg_serum", "obs_value_0": "3", "obs_unit_0": "g/L"}, "obs_taken_on_0"),
+        (
+            {"obs_measure_0": "igg_serum", "obs_value_0": "low", "obs_unit_0": "g/L", "obs_taken_on_0": "2026-11-01"},
+            "obs_value_0",
+        ),
+        ({"onset_date": "2030-01-01"}, "onset_date"),
+    ],
+)
+def test_a_bad_observation_row_is_shown_beside_its_field(client, tokens, row, field):
+    sign_in(client, tokens["clinician"])
+    response = post_form(client, "/console/request", _criteria_form(**row))
+    assert response.status_code == 400
+    assert f'id="{field}-error"' in response.get_data(as_text=True)

@@ -27,8 +27,19 @@ COLUMNS = (
     ("severity", "severity", "text"),
 )
 NAMES = tuple(name for name, _, _ in COLUMNS)
-_NAME_OF_PATH = {path: name for name, path, _ in COLUMNS} | {"diagnosis": "diagnosis_code"}
+# The console's decision form also asks for qualifying criteria (issue 16); an infusion list does not.
+CRITERIA_COLUMNS = (
+    ("confirmed_by", "diagnosis.confirmed_by", "text"),
+    ("phase", "diagnosis.phase", "text"),
+    ("onset_date", "diagnosis.onset_date", "text"),
+    ("prescriber_specialty", "prescriber.specialty", "text"),
+    ("course", "course", "text"),
+)
+OBSERVATION_ROWS = 3  # observation rows on the form: obs_measure_0, obs_value_0, obs_unit_0, obs_taken_on_0, ...
+OBSERVATION_PARTS = ("measure", "value", "unit", "taken_on")
+_NAME_OF_PATH = {path: name for name, path, _ in COLUMNS + CRITERIA_COLUMNS} | {"diagnosis": "diagnosis_code"}
 _INDEX = re.compile(r"\[\d+\]$")
+_OBSERVATION_FIELD = re.compile(r"^observations\[(\d+)\]\.(measure|value|unit|taken_on)$")
 
 
 def from_fields(fields: dict, row: int | None = None) -> dict:
@@ -65,6 +76,50 @@ def from_fields(fields: dict, row: int | None = None) -> dict:
     return request
 
 
-def name_of(field: str | None) -> str | None:
-    """The flat name for an API error's field (`therapies.failed[2]` -> `failed_therapies`)."""
+def add_criteria(request: dict, fields: dict) -> list[int]:
+    """Adds the form's qualifying criteria and observation rows (blank ones left out) to the request;
+    returns the form row of each observation, for name_of.
+
+    A row given in part is refused naming its first blank field; values are checked by request
+    validation, which names the row's field (observations[1].unit -> obs_unit_1)."""
+    for name, path, _ in CRITERIA_COLUMNS:
+        value = (fields.get(name) or "").strip()
+        if value:
+            *parents, leaf = path.split(".")
+            place = request
+            for parent in parents:
+                place = place.setdefault(parent, {})
+            place[leaf] = value
+    observations: list[dict] = []
+    rows: list[int] = []
+    for i in range(OBSERVATION_ROWS):
+        row = {part: (fields.get(f"obs_{part}_{i}") or "").strip() for part in OBSERVATION_PARTS}
+        if not any(row.values()):
+            continue
+        for part in OBSERVATION_PARTS:
+            if not row[part]:
+                raise RequestError(
+                    "missing_field", f"obs_{part}_{i}: the observation needs its {part}", f"obs_{part}_{i}"
+                )
+        try:
+            number = float(row["value"])
+        except ValueError:
+            raise RequestError(
+                "wrong_type", f"obs_value_{i} must be a number, found {row['value']!r}", f"obs_value_{i}"
+            ) from None
+        observations.append({**row, "value": number})
+        rows.append(i)
+    if observations:
+        request["observations"] = observations
+    return rows
+
+
+def name_of(field: str | None, rows: list[int] | None = None) -> str | None:
+    """The flat name for an API error's field (`therapies.failed[2]` -> `failed_therapies`,
+    `observations[0].unit` -> `obs_unit_<the form row it came from>`)."""
+    observed = _OBSERVATION_FIELD.match(field or "")
+    if observed:
+        index = int(observed.group(1))
+        row = rows[index] if rows and index < len(rows) else index
+        return f"obs_{observed.group(2)}_{row}"
     return _NAME_OF_PATH.get(_INDEX.sub("", field or ""), field)

@@ -15,7 +15,7 @@ from flask import Blueprint, abort, flash, g, redirect, render_template, request
 from service import clock
 from service.decide.decision import OUTCOME_WORDS
 from service.decide.request import RequestError, patient_ref, visible
-from service.rulebook.model import ROUTES, SEVERITIES, SEXES
+from service.rulebook.model import COURSES, ROUTES, SEVERITIES, SEXES
 from service.web import roles
 from service.web.console.auth import allowed, page
 from service.web.context import active_rulebook, current_instance, current_principal
@@ -25,10 +25,10 @@ from service.workflow.authorisations import authorisations_for
 blueprint = Blueprint("console_pages", __name__, url_prefix="/console")
 
 
-def _refused(error: RequestError) -> dict:
+def _refused(error: RequestError, rows: list[int] | None = None) -> dict:
     """Form errors by field name, and the refusal noted for the audit log."""
     g.refusal = error.to_dict()
-    return {order_fields.name_of(error.field) or "form": error.message}
+    return {order_fields.name_of(error.field, rows) or "form": error.message}
 
 
 @blueprint.app_context_processor
@@ -70,6 +70,12 @@ def _choices() -> dict:
         "sexes": [(sex, sex.capitalize()) for sex in SEXES],
         "severities": [(severity, severity.capitalize()) for severity in SEVERITIES],
         "routes": [(route, route.capitalize()) for route in ROUTES],
+        "specialties": [(s.id, s.name) for s in sorted(rulebook.specialties.values(), key=lambda s: s.name)],
+        "phases": [(p.id, p.name) for p in rulebook.phases.values()],
+        "courses": [(course, course.replace("_", "-").capitalize()) for course in COURSES],
+        "measures": [(m.id, m.name) for m in sorted(rulebook.measures.values(), key=lambda m: m.name)],
+        "units": sorted({(unit, unit) for m in rulebook.measures.values() for unit in m.units}),
+        "observation_rows": range(order_fields.OBSERVATION_ROWS),
     }
 
 
@@ -77,12 +83,14 @@ def _choices() -> dict:
 @page("decide")
 def new_request():
     values, errors, decision = _form_fields(), {}, None
+    rows: list[int] = []
     if request.method == "POST":
         picked = request.form.get("pick_code")
         if picked:  # a candidate chosen for an unclear text: decide again with its code, the text checked against it
             values.update(diagnosis_code=picked)
         try:
             payload = order_fields.from_fields(values)
+            rows = order_fields.add_criteria(payload, values)
             with active_rulebook().use() as formulary:
                 if picked and request.form.get("case_id"):
                     case_id = _own_case(request.form["case_id"], "add_facts")["id"]
@@ -96,7 +104,7 @@ def new_request():
                 else:
                     decision = cases.record_decision(current_instance(), formulary, payload, current_principal().name)
         except RequestError as error:
-            errors = _refused(error)
+            errors = _refused(error, rows)
         except cases.Conflict as conflict:
             g.refusal = {"code": conflict.code, "message": str(conflict)}
             errors = {"form": str(conflict)}
