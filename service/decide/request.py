@@ -28,6 +28,7 @@ MAX_TEXT = 200
 AGE_DECIMALS = 4
 MAX_REF = 64
 MAX_OBSERVATIONS = 100
+_NO_DAY = datetime.date.min  # no dated fact in the request: no date is compared with it
 
 
 class RequestError(ValueError):
@@ -315,6 +316,8 @@ def _failed(value, vocabulary: Vocabulary) -> tuple[frozenset[str] | None, tuple
     """therapies.failed: names, or {name, weeks, reason} objects; (therapies, (therapy, weeks) pairs)."""
     if value is None:
         return None, ()
+    if all(type(item) is str for item in value):  # plain names, the common case
+        return frozenset(vocabulary.therapy(item, f"therapies.failed[{i}]") for i, item in enumerate(value)), ()
     names: set[str] = set()
     weeks: dict[str, int] = {}
     for i, item in enumerate(value):
@@ -400,8 +403,10 @@ def parse_request(payload, vocabulary: Vocabulary) -> DecisionRequest:
         # Four decimals (under an hour) is finer than any rule; it also keeps the number out of
         # exponent notation (1e-05), which durable-rules' JSON reader refuses.
         age = round(age, AGE_DECIMALS)
-    today = clock.utc_today()
-    prescriber = _object(body.get("prescriber") or {}, "prescriber", ("specialty",))
+    # Only facts with dates depend on the day (and a Facts without them stays one cache entry).
+    dated = body.get("observations") is not None or diagnosis.get("onset_date") is not None
+    today = clock.utc_today() if dated else _NO_DAY
+    prescriber = _object(body.get("prescriber") or {}, "prescriber", ("specialty",)) if "prescriber" in body else {}
     return DecisionRequest(
         code=code,
         text=text,
@@ -420,7 +425,7 @@ def parse_request(payload, vocabulary: Vocabulary) -> DecisionRequest:
             specialty=_choice(prescriber.get("specialty"), "prescriber.specialty", vocabulary.specialties),
             phases=_phases(diagnosis, vocabulary, today),
             course=_choice(body.get("course"), "course", COURSES),
-            as_of=today,
+            as_of=today if dated else None,
         ),
         patient_ref=patient_ref(patient.get("ref")),
         weight_kg=_number(patient.get("weight_kg"), "patient.weight_kg", 0.3, 500),
