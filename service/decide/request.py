@@ -7,6 +7,7 @@ names the field and the value; nothing is guessed.
 
 import datetime
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from service import clock
@@ -63,7 +64,7 @@ class DecisionRequest:
 def _object(value, field: str, allowed: tuple[str, ...]) -> dict:
     if not isinstance(value, dict):
         # Only the kind: a value where an object belongs may be anything, a patient identifier included.
-        raise RequestError("wrong_type", f"{field} must be an object, found {_kind_of(value)}", field)
+        raise RequestError("wrong_type", f"{field or 'the body'} must be an object, found {_kind_of(value)}", field)
     for key in value:
         if key not in allowed:
             raise RequestError(
@@ -110,6 +111,19 @@ def _number(value, field: str, low: float, high: float, whole: bool = False) -> 
 # Characters that show nothing: whitespace, controls, and format characters (zero-width spaces and
 # joiners, the byte order mark, direction marks).
 _INVISIBLE = frozenset(("Cc", "Cf", "Zs", "Zl", "Zp"))
+
+
+def whole_argument(given: Mapping[str, str], name: str, low: int, high: int) -> int | None:
+    """A whole-number query argument (API or console) between low and high, or None when absent."""
+    if name not in given:
+        return None
+    try:
+        value = int(given[name])
+    except ValueError:
+        raise RequestError("wrong_type", f"{name} must be a whole number, found {given[name][:20]!r}", name) from None
+    if not low <= value <= high:
+        raise RequestError("out_of_range", f"{name} must be between {low} and {high}, found {value}", name)
+    return value
 
 
 def _invisible(character: str) -> bool:
@@ -224,6 +238,55 @@ def _date(value, field: str, today: datetime.date) -> datetime.date | None:
     return day
 
 
+@dataclass(frozen=True)
+class Measured:
+    """One observation, validated: its value in the measure's canonical unit."""
+
+    measure: Measure
+    value: float
+    taken_on: datetime.date
+
+
+def observation(raw, at: str, vocabulary: Vocabulary, today: datetime.date) -> Measured:
+    """One `{measure, value, unit, taken_on}` object (a request's observation, or a measurement
+    recorded against an authorisation), fields named under `at` ("observations[0]", or "")."""
+    item = _object(raw, at, ("measure", "value", "unit", "taken_on"))
+    for name in ("measure", "value", "unit", "taken_on"):
+        if item.get(name) is None:
+            raise RequestError("missing_field", f"{_join(at, name)} is required", _join(at, name))
+    measure = vocabulary.measures.get(item["measure"]) if isinstance(item["measure"], str) else None
+    if measure is None:
+        raise RequestError(
+            "unknown_value",
+            f"{_join(at, 'measure')} must be one of {', '.join(vocabulary.measures) or '(none defined)'}, "
+            f"found {_shown(item['measure'])}",
+            _join(at, "measure"),
+        )
+    unit = item["unit"]
+    if not isinstance(unit, str) or unit not in measure.units:
+        raise RequestError(
+            "unknown_unit",
+            f"{_join(at, 'unit')} must be one of {', '.join(measure.units)} for {measure.id}, found {_shown(unit)}",
+            _join(at, "unit"),
+        )
+    number = item["value"]
+    if isinstance(number, bool) or not isinstance(number, (int, float)):
+        raise RequestError(
+            "wrong_type", f"{_join(at, 'value')} must be a number, found {_shown(number)}", _join(at, "value")
+        )
+    canonical = measure.to_canonical(number, unit) if abs(number) < 1e12 else float("inf")
+    if not measure.low <= canonical <= measure.high:  # NaN fails this too
+        raise RequestError(
+            "out_of_range",
+            f"{_join(at, 'value')} must be between {measure.low:g} and {measure.high:g} {measure.unit} "
+            f"(after conversion from {unit}), found {_shown(number)}",
+            _join(at, "value"),
+        )
+    taken_on = _date(item["taken_on"], _join(at, "taken_on"), today)
+    assert taken_on is not None
+    return Measured(measure, canonical, taken_on)
+
+
 def _observations(value, vocabulary: Vocabulary, today: datetime.date) -> tuple[Observation, ...]:
     """The latest observation of each measure, its value in the measure's canonical unit."""
     if value is None:
@@ -235,38 +298,8 @@ def _observations(value, vocabulary: Vocabulary, today: datetime.date) -> tuple[
     latest: dict[str, tuple[datetime.date, float, int]] = {}
     for i, raw in enumerate(value):
         at = f"observations[{i}]"
-        item = _object(raw, at, ("measure", "value", "unit", "taken_on"))
-        for name in ("measure", "value", "unit", "taken_on"):
-            if item.get(name) is None:
-                raise RequestError("missing_field", f"{at}.{name} is required", f"{at}.{name}")
-        measure = vocabulary.measures.get(item["measure"]) if isinstance(item["measure"], str) else None
-        if measure is None:
-            raise RequestError(
-                "unknown_value",
-                f"{at}.measure must be one of {', '.join(vocabulary.measures) or '(none defined)'}, "
-                f"found {_shown(item['measure'])}",
-                f"{at}.measure",
-            )
-        unit = item["unit"]
-        if not isinstance(unit, str) or unit not in measure.units:
-            raise RequestError(
-                "unknown_unit",
-                f"{at}.unit must be one of {', '.join(measure.units)} for {measure.id}, found {_shown(unit)}",
-                f"{at}.unit",
-            )
-        number = item["value"]
-        if isinstance(number, bool) or not isinstance(number, (int, float)):
-            raise RequestError("wrong_type", f"{at}.value must be a number, found {_shown(number)}", f"{at}.value")
-        canonical = measure.to_canonical(number, unit) if abs(number) < 1e12 else float("inf")
-        if not measure.low <= canonical <= measure.high:  # NaN fails this too
-            raise RequestError(
-                "out_of_range",
-                f"{at}.value must be between {measure.low:g} and {measure.high:g} {measure.unit} "
-                f"(after conversion from {unit}), found {_shown(number)}",
-                f"{at}.value",
-            )
-        taken_on = _date(item["taken_on"], f"{at}.taken_on", today)
-        assert taken_on is not None
+        measured = observation(raw, at, vocabulary, today)
+        measure, canonical, taken_on = measured.measure, measured.value, measured.taken_on
         seen = latest.get(measure.id)
         if seen is not None and seen[0] == taken_on and seen[1] != canonical:
             # Two values of one day: which one holds is a guess; the requester says which.

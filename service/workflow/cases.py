@@ -22,7 +22,7 @@ from sqlalchemy import func, insert, select, tuple_, update
 
 from service import clock
 from service.decide.formulary import Formulary
-from service.decide.request import RequestError, parse_request, visible
+from service.decide.request import RequestError, parse_request, visible, whole_argument
 from service.rulebook import icd10
 from service.store.tables import authorisations as authorisation_rows
 from service.store.tables import review_cases, review_resolutions
@@ -327,26 +327,14 @@ def queue_from(args: Mapping[str, str]) -> Queue:
         status=None if status == "all" else status,
         reason=reason,
         diagnosis=diagnosis,
-        older_than_hours=_whole(given, "older_than_hours", 0, MAX_AGE_HOURS),
-        newer_than_hours=_whole(given, "newer_than_hours", 1, MAX_AGE_HOURS),
+        older_than_hours=whole_argument(given, "older_than_hours", 0, MAX_AGE_HOURS),
+        newer_than_hours=whole_argument(given, "newer_than_hours", 1, MAX_AGE_HOURS),
         sort=sort,
-        limit=_whole(given, "limit", 1, MAX_PAGE) or 50,
+        limit=whole_argument(given, "limit", 1, MAX_PAGE) or 50,
         cursor=given.get("cursor"),
     )
     _after(queue)  # a cursor that is not one this service gave for this sort is refused here
     return queue
-
-
-def _whole(given: dict, name: str, low: int, high: int) -> int | None:
-    if name not in given:
-        return None
-    try:
-        value = int(given[name])
-    except ValueError:
-        raise RequestError("wrong_type", f"{name} must be a whole number, found {given[name][:20]!r}", name) from None
-    if not low <= value <= high:
-        raise RequestError("out_of_range", f"{name} must be between {low} and {high}, found {value}", name)
-    return value
 
 
 def _sort_key(sort: str) -> list:
