@@ -33,7 +33,14 @@ from service import clock
 from service.store import json_text
 from service.store.anchors import Anchors
 from service.store.database import writing
-from service.store.tables import GENESIS_HASH, audit_head, audit_records, authorisations, review_resolutions
+from service.store.tables import (
+    GENESIS_HASH,
+    audit_head,
+    audit_records,
+    authorisation_measurements,
+    authorisations,
+    review_resolutions,
+)
 
 BATCH = 5000
 MAX_GROUP = 64  # records committed together at most
@@ -64,7 +71,11 @@ CUT_COLUMNS = {"requester": 128, "rule_id": 128}  # their widths in tables.py
 BOUND: dict[Table, tuple[str, ...]] = {
     authorisations: ("decision", "review_resolution", "rows_bound"),
     review_resolutions: ("review_resolution", "rows_bound"),
+    authorisation_measurements: ("measurement", "rows_bound"),
 }
+# Columns added to a bound table after its rows were first bound: left out of a row's binding
+# while null, so rows bound before the column existed still verify (a value set later is bound).
+ADDED_LATER = {authorisations: ("previous_id",)}
 _BOUND_INSERTS = {table: insert(table) for table in BOUND}  # built once: they run under the writer's lock
 ROW_BATCH = 1000
 
@@ -353,7 +364,12 @@ class AuditStore:
 
     def binding(self, table: Table, row) -> str:
         """The keyed MAC that binds a row of a BOUND table (with its record_id) to its content."""
-        content = {column.name: row.get(column.name) for column in table.columns if column.name != "binding"}
+        later = ADDED_LATER.get(table, ())
+        content = {
+            column.name: row.get(column.name)
+            for column in table.columns
+            if column.name != "binding" and not (column.name in later and row.get(column.name) is None)
+        }
         text = canonical([table.name, content])
         return hmac.new(self._row_key, text.encode(), hashlib.sha256).hexdigest()
 

@@ -4,7 +4,7 @@ Times are stored as ISO 8601 UTC text with a fixed width, so they sort and compa
 same way on SQLite and PostgreSQL.
 """
 
-from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Column, Float, Index, Integer, MetaData, String, Table, Text
 
 metadata = MetaData()
 
@@ -139,5 +139,28 @@ authorisations = Table(
     Column("rulebook_digest", String(64), nullable=False),
     Column("record_id", BigInteger),  # bound like review_resolutions
     Column("binding", String(64)),
+    Column("previous_id", String(36)),  # the authorisation this one continues, if any
     Index("ix_authorisation_patient", "patient_ref_hash", "valid_until"),
+    Index("ix_authorisation_valid_until", "valid_until"),
+    Index("ix_authorisation_previous", "previous_id"),
+)
+
+# An outcome measure recorded against an authorisation (its baseline is the granting decision's
+# observations): the value as given and in the measure's canonical unit. Bound like authorisations.
+authorisation_measurements = Table(
+    "authorisation_measurements",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("authorisation_id", String(36), nullable=False),
+    Column("created_at", String(32), nullable=False),
+    Column("measure", String(64), nullable=False),
+    Column("value", Float, nullable=False),  # in the measure's canonical unit
+    Column("unit", String(32), nullable=False),  # the canonical unit
+    Column("value_given", Float, nullable=False),
+    Column("unit_given", String(32), nullable=False),
+    Column("taken_on", String(10), nullable=False),
+    Column("recorded_by", String(128), nullable=False),
+    Column("record_id", BigInteger),
+    Column("binding", String(64)),
+    Index("ix_measurement_authorisation", "authorisation_id", "taken_on"),
 )
