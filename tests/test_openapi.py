@@ -42,7 +42,7 @@ def test_real_responses_match_the_document(client, tokens):
         json={"diagnosis": {"code": "G61.0"}, "patient": {"age_years": 8, "ref": "MRN-1"}},
         headers=clinician,
     )
-    decision_id = ok.get_json()["decision_id"]
+    decision_id, authorisation_id = ok.get_json()["decision_id"], ok.get_json()["authorisation_id"]
     review = client.post(
         "/v1/decisions", json={"diagnosis": {"code": "G61.0"}, "patient": {"ref": "MRN-2"}}, headers=admin
     ).get_json()
@@ -104,6 +104,36 @@ def test_real_responses_match_the_document(client, tokens):
         ),
         ("/v1/authorisations", "get", client.get("/v1/authorisations?patient_ref=MRN-2", headers=admin)),
         (
+            "/v1/authorisations",
+            "get",
+            client.get("/v1/authorisations?expiring_within_days=365&include_overdue=true&limit=1", headers=admin),
+        ),
+        ("/v1/authorisations", "get", client.get("/v1/authorisations?expiring_within_days=0", headers=admin)),
+        (
+            "/v1/authorisations/{authorisation_id}/measurements",
+            "post",
+            client.post(
+                f"/v1/authorisations/{authorisation_id}/measurements",
+                json={"measure": "igg_serum", "value": 7.1, "unit": "g/L", "taken_on": "2026-01-20"},
+                headers=clinician,
+            ),
+        ),
+        (
+            "/v1/authorisations/{authorisation_id}/measurements",
+            "post",
+            client.post(
+                f"/v1/authorisations/{authorisation_id}/measurements",
+                json={"measure": "igg_serum", "value": 7.1, "unit": "g/dL", "taken_on": "2026-01-20"},
+                headers=clinician,
+            ),
+        ),
+        (
+            "/v1/authorisations/{authorisation_id}",
+            "get",
+            client.get(f"/v1/authorisations/{authorisation_id}", headers=clinician),
+        ),
+        ("/v1/authorisations/{authorisation_id}", "get", client.get("/v1/authorisations/none", headers=admin)),
+        (
             "/v1/preapprovals",
             "post",
             client.post(
@@ -136,6 +166,9 @@ def test_real_responses_match_the_document(client, tokens):
         ("/v1/decisions", 401),
         ("/v1/decisions", 403),
         ("/v1/decisions", 415),
+        ("/v1/authorisations/{authorisation_id}/measurements", 201),
+        ("/v1/authorisations/{authorisation_id}/measurements", 400),
+        ("/v1/authorisations", 400),
     } <= statuses
 
 

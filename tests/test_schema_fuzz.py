@@ -13,7 +13,7 @@ Before fuzzing, the app is seeded with decisions of several outcomes, review cas
 one approved), authorisations and a pre-approval, so list endpoints return real records. For an
 operation with a path parameter, each generated request is also sent once more aimed at a record
 that exists (chosen from the generated value, so a replayed example sends the same requests); the
-same for `patient_ref` of /v1/authorisations.
+same for `patient_ref` of /v1/authorisations, and `authorisation_id` of an authorisation.
 
 The normal run sends a small profile (25 generated cases an operation as admin, 10 without a
 token, no coverage phase); `-m long` sends 1,000 an operation as admin and 100 without a token,
@@ -103,6 +103,7 @@ class Known:
     cases: list[str]
     rules: list[str]
     patients: list[str]
+    authorisations: list[str]
 
 
 @pytest.fixture
@@ -140,8 +141,15 @@ def known(app, client, tokens) -> Known:
         admin,
         status=200,
     )
+    granted = [d["authorisation_id"] for d in decisions if d["authorisation_id"]]
+    assert granted, decisions
+    post(
+        f"/v1/authorisations/{granted[0]}/measurements",
+        {"measure": "igg_serum", "value": 710, "unit": "mg/dL", "taken_on": "2026-01-20"},
+        pharmacist,
+    )
     rules = [rule.id for rule in app.extensions["active_rulebook"].current.rulebook.rules]
-    return Known([d["decision_id"] for d in decisions], cases, rules, [f"MRN-{i}" for i in range(1, 8)])
+    return Known([d["decision_id"] for d in decisions], cases, rules, [f"MRN-{i}" for i in range(1, 8)], granted)
 
 
 # --- Sending and checking ------------------------------------------------------------------------
@@ -149,7 +157,12 @@ def known(app, client, tokens) -> Known:
 SENT: dict[tuple[str, str], Counter] = defaultdict(Counter)  # (run, operation) -> status -> requests
 CASES: Counter = Counter()  # (run, operation) -> generated cases
 SECONDS: Counter = Counter()  # (run, operation) -> time in requests and checks
-PATH_POOLS = {"decision_id": "decisions", "case_id": "cases", "rule_id": "rules"}
+PATH_POOLS = {
+    "decision_id": "decisions",
+    "case_id": "cases",
+    "rule_id": "rules",
+    "authorisation_id": "authorisations",
+}
 
 
 def _pick(value, pool: list[str]) -> str:

@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 from service.decide.request import RequestError
 from service.store.audit import AuditUnavailable
 from service.store.database import describe
+from service.workflow.authorisations import NoSuchAuthorisation
 from service.workflow.cases import Conflict, NoSuchCase
 
 log = logging.getLogger("service")
@@ -93,6 +94,10 @@ def register(app: Flask, max_body_bytes: int) -> None:
     @app.errorhandler(NoSuchCase)
     def _no_case(error: NoSuchCase):
         return _answer(404, "not_found", f"no review case {error}")
+
+    @app.errorhandler(NoSuchAuthorisation)
+    def _no_authorisation(error: NoSuchAuthorisation):
+        return _answer(404, "not_found", f"no authorisation {error}")
 
     @app.errorhandler(CSRFError)
     def _stale_form(error: CSRFError):

@@ -85,6 +85,26 @@ _EVIDENCE = {
     ),
 }
 
+_AUTHORISATION = {
+    "id": _TEXT,
+    "created_at": _TIME,
+    "diagnosis_id": _NULLABLE_TEXT,
+    "code": _TEXT,
+    "basis": {"enum": ["approved", "off_label_with_evidence", "review"]},
+    "rule_id": _NULLABLE_TEXT,
+    "products": {"type": "array", "items": _TEXT},
+    "dosing": _ref("DosingProfile"),
+    "valid_from": {"type": "string", "format": "date"},
+    "valid_until": {"type": "string", "format": "date"},
+    "decision_id": _NULLABLE_TEXT,
+    "case_id": _NULLABLE_TEXT,
+    "rulebook_version": _TEXT,
+    "rulebook_digest": _TEXT,
+    "record_id": {"type": ["integer", "null"], "description": "the audit record that granted it"},
+    "previous_id": {**_NULLABLE_TEXT, "description": "the authorisation this one continues"},
+    "active": {"type": "boolean"},
+}
+
 SCHEMAS = {
     "DecisionRequest": _object(
         {
@@ -312,24 +332,45 @@ SCHEMAS = {
         },
         required=["resolution", "reason"],
     ),
-    "Authorisation": _object(
+    "Authorisation": _object(_AUTHORISATION),
+    "DueAuthorisation": _object(
+        {**_AUTHORISATION, "days_left": {"type": "integer", "description": "to its last valid day; negative: ended"}}
+    ),
+    "MeasurementRequest": _object(
+        {
+            "measure": _TEXT,
+            "value": {"type": "number"},
+            "unit": _TEXT,
+            "taken_on": {"type": "string", "format": "date"},
+        }
+    ),
+    "Measurement": _object(
         {
             "id": _TEXT,
+            "authorisation_id": _TEXT,
             "created_at": _TIME,
-            "diagnosis_id": _NULLABLE_TEXT,
-            "code": _TEXT,
-            "basis": {"enum": ["approved", "off_label_with_evidence", "review"]},
-            "rule_id": _NULLABLE_TEXT,
-            "products": {"type": "array", "items": _TEXT},
-            "dosing": _ref("DosingProfile"),
-            "valid_from": {"type": "string", "format": "date"},
-            "valid_until": {"type": "string", "format": "date"},
-            "decision_id": _NULLABLE_TEXT,
-            "case_id": _NULLABLE_TEXT,
-            "rulebook_version": _TEXT,
-            "rulebook_digest": _TEXT,
-            "record_id": {"type": ["integer", "null"], "description": "the audit record that granted it"},
-            "active": {"type": "boolean"},
+            "measure": _TEXT,
+            "value": {"type": "number", "description": "in the measure's canonical unit"},
+            "unit": {**_TEXT, "description": "the measure's canonical unit"},
+            "value_given": {"type": "number"},
+            "unit_given": _TEXT,
+            "taken_on": {"type": "string", "format": "date"},
+            "recorded_by": _TEXT,
+        }
+    ),
+    "AuthorisationDetail": _object(
+        {
+            "authorisation": _ref("Authorisation"),
+            "baseline": {
+                **_OBSERVATIONS,
+                "description": "the observations of the decision that granted it, as that request gave them",
+            },
+            "measurements": {"type": "array", "items": _ref("Measurement"), "description": "oldest first"},
+            "chain": {
+                "type": "array",
+                "items": _ref("Authorisation"),
+                "description": "the authorisations linked by previous_id, oldest first, this one included",
+            },
         }
     ),
     "Order": _object(
@@ -450,6 +491,7 @@ SCHEMAS = {
                     "refusals_summary",
                     "rulebook_reload",
                     "review_resolution",
+                    "measurement",
                     "preapproval",
                     "access",
                     "sign_in",
@@ -765,20 +807,75 @@ PATHS = {
     },
     "/v1/authorisations": {
         "get": {
-            "summary": "A patient's authorisations with their expiry",
-            "description": roles.described("read_authorisations"),
+            "summary": "A patient's authorisations with their expiry; or those due for review",
+            "description": roles.described("read_authorisations")
+            + " With expiring_within_days: the authorisations whose last valid day is within that many days,"
+            " soonest first, a page at a time (follow next_cursor with the same arguments), for one patient"
+            " when patient_ref is given; otherwise patient_ref is required.",
             "security": _SECURED,
-            "parameters": [{"name": "patient_ref", "in": "query", "required": True, "schema": _TEXT}],
+            "parameters": [
+                {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+                for name, schema, description in (
+                    ("patient_ref", _TEXT, "the patient; required without expiring_within_days"),
+                    ("expiring_within_days", {"type": "integer", "minimum": 1, "maximum": 365}, "due for review"),
+                    (
+                        "include_overdue",
+                        {"enum": ["true", "false"]},
+                        "also those that ended in the last expiring_within_days days and were not continued",
+                    ),
+                    (
+                        "limit",
+                        {"type": "integer", "minimum": 1, "maximum": 200},
+                        "with expiring_within_days, default 50",
+                    ),
+                    ("cursor", _TEXT, "next_cursor of the page before"),
+                )
+            ],
             "responses": {
                 "200": {
-                    "description": "newest expiry first",
+                    "description": "a patient's, newest expiry first; or those due, soonest first",
                     "content": {
                         "application/json": {
-                            "schema": _object({"authorisations": {"type": "array", "items": _ref("Authorisation")}})
+                            "schema": {
+                                "oneOf": [
+                                    _object({"authorisations": {"type": "array", "items": _ref("Authorisation")}}),
+                                    _object(
+                                        {
+                                            "authorisations": {"type": "array", "items": _ref("DueAuthorisation")},
+                                            "next_cursor": {**_NULLABLE_TEXT, "description": "null on the last page"},
+                                        }
+                                    ),
+                                ]
+                            }
                         }
                     },
                 },
                 **_errors(400, 401, 503),
+            },
+        }
+    },
+    "/v1/authorisations/{authorisation_id}": {
+        "get": {
+            "summary": "An authorisation with its baseline observations, its measurements and its chain",
+            "description": roles.described("read_authorisation"),
+            "security": _SECURED,
+            "parameters": [{"name": "authorisation_id", "in": "path", "required": True, "schema": _TEXT}],
+            "responses": {"200": _json("AuthorisationDetail", "the authorisation"), **_errors(401, 403, 404, 503)},
+        }
+    },
+    "/v1/authorisations/{authorisation_id}/measurements": {
+        "post": {
+            "summary": "Record an outcome measure against an authorisation (an ended one too)",
+            "description": roles.described("record_measurement")
+            + " Validated as a decision request's observations are: a known measure and unit, converted to the"
+            " measure's canonical unit, within its range, taken on a date that is not after today; a 400 names"
+            " the field.",
+            "security": _SECURED,
+            "parameters": [{"name": "authorisation_id", "in": "path", "required": True, "schema": _TEXT}],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("MeasurementRequest")}}},
+            "responses": {
+                "201": _json("Measurement", "the measurement as recorded"),
+                **_errors(400, 401, 403, 404, 413, 415, 503),
             },
         }
     },

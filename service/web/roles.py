@@ -47,6 +47,19 @@ PERMISSIONS: dict[str, Permission] = {
     ),
     "resolve_case": Permission(("pharmacist", "admin")),
     "read_authorisations": Permission(ROLES, reads_patient_data=True),
+    "read_authorisation": Permission(
+        ROLES,
+        own_only=("clinician",),
+        own_words="own requests",
+        not_own="a clinician may read only the authorisations their own requests were granted",
+        reads_patient_data=True,
+    ),
+    "record_measurement": Permission(
+        ("clinician", "pharmacist", "admin"),
+        own_only=("clinician",),
+        own_words="own requests",
+        not_own="a clinician may record measurements only against the authorisations of their own requests",
+    ),
     "preapprove": Permission(("pharmacist", "admin")),
 }
 

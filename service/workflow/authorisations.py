@@ -7,17 +7,27 @@ already given. Pre-approval looks up the valid one for an order, and refuses one
 the service wrote it (its binding to the granting audit record fails: service/store/audit.py).
 """
 
+import base64
+import binascii
 import datetime
 import json
 import uuid
-from dataclasses import asdict
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 
-from sqlalchemy import select
+from sqlalchemy import exists, or_, select, tuple_
+from sqlalchemy.orm import aliased
 
 from service import clock
+from service.decide.request import RequestError, Vocabulary, observation, whole_argument
 from service.rulebook import icd10
 from service.rulebook.model import DosingProfile, Range
-from service.store.tables import authorisations
+from service.store.tables import authorisation_measurements, authorisations, review_cases
+
+MAX_DUE_DAYS = 365
+MAX_PAGE = 200
+MAX_CHAIN = 100  # authorisations followed along previous_id, each way
+DUE_ARGUMENTS = ("expiring_within_days", "include_overdue", "patient_ref", "limit", "cursor")
 
 
 class Tampered(Exception):
@@ -26,6 +36,10 @@ class Tampered(Exception):
     def __init__(self, authorisation_id: str):
         super().__init__(authorisation_id)
         self.authorisation_id = authorisation_id
+
+
+class NoSuchAuthorisation(Exception):
+    """No such authorisation."""
 
 
 def grant(
@@ -71,6 +85,7 @@ def authorisation_view(row) -> dict:
     data["code"] = icd10.dotted(data["code"])
     data.pop("patient_ref_hash", None)
     data.pop("binding", None)
+    data.setdefault("previous_id", None)
     data["active"] = data["valid_until"] >= clock.utc_today().isoformat()
     return data
 
@@ -119,3 +134,200 @@ def active_authorisation(
         if not instance.audit.row_intact(authorisations, row):
             raise Tampered(row["id"])
     return authorisation_view(covering[0]) if covering else None
+
+
+def _row(connection, authorisation_id: str) -> dict:
+    row = connection.execute(select(authorisations).where(authorisations.c.id == authorisation_id)).first()
+    if row is None:
+        raise NoSuchAuthorisation(authorisation_id)
+    return dict(row._mapping)
+
+
+def _granting_decision(instance, connection, row: dict) -> dict | None:
+    """The signed record of the decision behind an authorisation: its own, or, for one a review
+    granted, its case's latest decision."""
+    decision_id = row["decision_id"]
+    if decision_id is None and row["case_id"] is not None:
+        decision_id = connection.execute(
+            select(review_cases.c.latest_decision_id).where(review_cases.c.id == row["case_id"])
+        ).scalar()
+    return instance.audit.decision(decision_id) if decision_id else None
+
+
+def requester_of(instance, authorisation_id: str) -> str | None:
+    """Who requested the decision that granted the authorisation (404 when there is none)."""
+    with instance.sql_engine.connect() as connection:
+        record = _granting_decision(instance, connection, _row(connection, authorisation_id))
+    return record["requester"] if record else None
+
+
+def record_measurement(instance, vocabulary: Vocabulary, authorisation_id: str, body, requester: str) -> dict:
+    """Validate a measurement as a request's observation is validated, and record it against the
+    authorisation (ended ones too: benefit is assessed at expiry), bound to its audit record."""
+    with instance.sql_engine.connect() as connection:
+        authorisation = _row(connection, authorisation_id)
+    measured = observation(body, "", vocabulary, clock.utc_today())
+    row = {
+        "id": str(uuid.uuid4()),
+        "authorisation_id": authorisation_id,
+        "created_at": clock.utc_now(),
+        "measure": measured.measure.id,
+        "value": measured.value,
+        "unit": measured.measure.unit,
+        "value_given": float(body["value"]),
+        "unit_given": body["unit"],
+        "taken_on": measured.taken_on.isoformat(),
+        "recorded_by": requester,
+    }
+    instance.audit.append(
+        "measurement",
+        {"measurement": row},
+        bind=[(authorisation_measurements, row)],
+        created_at=row["created_at"],
+        requester=requester,
+        status=201,
+        code=authorisation["code"],
+        patient_ref_hash=authorisation["patient_ref_hash"],
+    )
+    return _measurement_view(row)
+
+
+def _measurement_view(row) -> dict:
+    data = dict(row)
+    data.pop("record_id", None)
+    data.pop("binding", None)
+    return data
+
+
+def _chain(connection, row: dict) -> list[dict]:
+    """The authorisations linked to this one by previous_id, oldest first (this one included)."""
+    chain = [row]
+    while chain[0]["previous_id"] is not None and len(chain) < MAX_CHAIN:
+        earlier = connection.execute(
+            select(authorisations).where(authorisations.c.id == chain[0]["previous_id"])
+        ).first()
+        if earlier is None:
+            break
+        chain.insert(0, dict(earlier._mapping))
+    for _ in range(MAX_CHAIN):
+        later = connection.execute(
+            select(authorisations)
+            .where(authorisations.c.previous_id == chain[-1]["id"])
+            .order_by(authorisations.c.created_at)
+        ).first()
+        if later is None:
+            break
+        chain.append(dict(later._mapping))
+    return chain
+
+
+def authorisation_detail(instance, authorisation_id: str) -> dict:
+    """The authorisation, its baseline (the observations of the decision that granted it, as
+    given), its measurements oldest first, and its chain of continuations; with the requester of
+    its decision, for the owner check."""
+    with instance.sql_engine.connect() as connection:
+        row = _row(connection, authorisation_id)
+        record = _granting_decision(instance, connection, row)
+        measurements = [
+            _measurement_view(m._mapping)
+            for m in connection.execute(
+                select(authorisation_measurements)
+                .where(authorisation_measurements.c.authorisation_id == authorisation_id)
+                .order_by(authorisation_measurements.c.taken_on, authorisation_measurements.c.created_at)
+            )
+        ]
+        chain = _chain(connection, row)
+    request = record["body"]["request"] if record else {}
+    return {
+        "authorisation": authorisation_view(row),
+        "requester": record["requester"] if record else None,
+        "baseline": request.get("observations") or [] if isinstance(request, dict) else [],
+        "measurements": measurements,
+        "chain": [authorisation_view(link) for link in chain],
+    }
+
+
+@dataclass(frozen=True)
+class Due:
+    days: int
+    include_overdue: bool = False
+    patient_hash: str | None = None
+    limit: int = 50
+    cursor: str | None = None
+
+
+def due_from(args: Mapping[str, str], patient_hash: str | None) -> Due:
+    """The due-for-review query arguments (API or console), checked; `patient_hash` of patient_ref."""
+    for key in args:
+        if key not in DUE_ARGUMENTS:
+            raise RequestError(
+                "unknown_field", f"'{key}' is not an argument here (allowed: {', '.join(DUE_ARGUMENTS)})", key
+            )
+    given = {key: value.strip() for key, value in args.items() if value.strip()}
+    overdue = given.get("include_overdue", "false")
+    if overdue not in ("true", "false"):
+        raise RequestError(
+            "unknown_value", f"include_overdue must be true or false, found {overdue[:20]!r}", "include_overdue"
+        )
+    days = whole_argument(given, "expiring_within_days", 1, MAX_DUE_DAYS)
+    if days is None:
+        raise RequestError("missing_field", "expiring_within_days is required", "expiring_within_days")
+    due = Due(
+        days=days,
+        include_overdue=overdue == "true",
+        patient_hash=patient_hash,
+        limit=whole_argument(given, "limit", 1, MAX_PAGE) or 50,
+        cursor=given.get("cursor"),
+    )
+    _after(due)  # a cursor this service did not give is refused here
+    return due
+
+
+def _cursor_of(row: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps([row["valid_until"], row["id"]]).encode()).decode().rstrip("=")
+
+
+def _after(due: Due) -> list[str] | None:
+    if due.cursor is None:
+        return None
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(due.cursor + "=" * (-len(due.cursor) % 4)))
+    except (ValueError, binascii.Error):
+        decoded = None
+    if not isinstance(decoded, list) or len(decoded) != 2 or not all(isinstance(v, str) for v in decoded):
+        raise RequestError("unknown_value", "cursor is not one this service gave", "cursor")
+    return decoded
+
+
+def due_for_review(instance, due: Due) -> dict:
+    """Authorisations whose last valid day is within `days` from today, soonest first; with
+    include_overdue, also those that ended in the last `days` days and were not continued.
+    {"authorisations", "next_cursor"}."""
+    c = authorisations.c
+    today = clock.utc_today()
+    horizon = (today + datetime.timedelta(days=due.days)).isoformat()
+    later = aliased(authorisations)
+    continued = exists().where(later.c.previous_id == c.id)
+    if due.include_overdue:
+        start = (today - datetime.timedelta(days=due.days)).isoformat()
+        conditions = [c.valid_until >= start, or_(c.valid_until >= today.isoformat(), ~continued)]
+    else:
+        conditions = [c.valid_until >= today.isoformat()]
+    conditions.append(c.valid_until <= horizon)
+    if due.patient_hash is not None:
+        conditions.append(c.patient_ref_hash == due.patient_hash)
+    after = _after(due)
+    if after is not None:
+        conditions.append(tuple_(c.valid_until, c.id) > tuple_(*after))
+    query = select(authorisations).where(*conditions).order_by(c.valid_until, c.id).limit(due.limit + 1)
+    with instance.sql_engine.connect() as connection:
+        rows = [dict(r._mapping) for r in connection.execute(query)]
+    more = len(rows) > due.limit
+    rows = rows[: due.limit]
+    return {
+        "authorisations": [
+            {**authorisation_view(row), "days_left": (datetime.date.fromisoformat(row["valid_until"]) - today).days}
+            for row in rows
+        ],
+        "next_cursor": _cursor_of(rows[-1]) if more else None,
+    }

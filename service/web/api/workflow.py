@@ -49,12 +49,40 @@ def add_facts(case_id):
 @requires("read_authorisations")
 def list_authorisations():
     ref = patient_ref(request.args.get("patient_ref"), "patient_ref")
-    if not ref:
-        raise RequestError(
-            "missing_field", "give patient_ref: authorisations are listed one patient at a time", "patient_ref"
-        )
     instance = current_instance()
-    return jsonify({"authorisations": authorisations.authorisations_for(instance, instance.audit.patient_hash(ref))})
+    patient_hash = instance.audit.patient_hash(ref) if ref else None
+    if "expiring_within_days" in request.args:
+        return jsonify(authorisations.due_for_review(instance, authorisations.due_from(request.args, patient_hash)))
+    if patient_hash is None:
+        raise RequestError(
+            "missing_field",
+            "give patient_ref (or expiring_within_days): authorisations are listed one patient at a time",
+            "patient_ref",
+        )
+    return jsonify({"authorisations": authorisations.authorisations_for(instance, patient_hash)})
+
+
+@blueprint.get("/v1/authorisations/<authorisation_id>")
+@requires("read_authorisation")
+def get_authorisation(authorisation_id):
+    detail = authorisations.authorisation_detail(current_instance(), authorisation_id)
+    roles.check_owner(current_principal(), "read_authorisation", detail.pop("requester") or "")
+    return jsonify(detail)
+
+
+@blueprint.post("/v1/authorisations/<authorisation_id>/measurements")
+@requires("record_measurement")
+def record_measurement(authorisation_id):
+    body = json_body()
+    instance = current_instance()
+    roles.check_owner(
+        current_principal(), "record_measurement", authorisations.requester_of(instance, authorisation_id) or ""
+    )
+    with active_rulebook().use() as formulary:
+        measurement = authorisations.record_measurement(
+            instance, formulary.vocabulary, authorisation_id, body, current_principal().name
+        )
+    return jsonify(measurement), 201
 
 
 @blueprint.post("/v1/preapprovals")
