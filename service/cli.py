@@ -1,5 +1,6 @@
 """The `formulary` command: ask for a decision, list the formulary, lint a rulebook."""
 
+import dataclasses
 import json
 import os
 import re
@@ -31,6 +32,7 @@ from service.store.tokens import (
     list_tokens,
     revoke_token,
 )
+from service.workflow import authorisations as authorisation_rows
 from service.workflow import csv_out
 from service.workflow.active_rulebook import activate
 from service.workflow.preapproval import check_batch, orders_from_csv
@@ -490,24 +492,31 @@ def reload():
     click.echo(f"activated {summary['name']} {summary['version']} ({summary['digest'][:12]})")
 
 
-@main.command()
-@click.argument("orders", type=click.File("r", encoding="utf-8-sig"))
-@click.option("--output", type=click.File("w"), default=None, help="Write the results as CSV here.")
-@click.option(
+as_option = click.option(
     "--as",
     "requester",
     default="cli",
     show_default=True,
     help="The requester to record: the name of an active token (formulary tokens list), or cli.",
 )
-def preapprove(orders, output, requester):
-    """Check a day's infusion list (CSV) for dispensing, as POST /v1/preapprovals/batch does."""
-    instance = _instance()
+
+
+def _check_requester(instance: Instance, requester: str) -> None:
     if requester != "cli" and active_token_named(instance.database, requester) is None:
         raise click.ClickException(
             f"--as {requester!r}: no active token has this name; name one from 'formulary tokens list', "
             "or leave --as out to be recorded as 'cli'"
         )
+
+
+@main.command()
+@click.argument("orders", type=click.File("r", encoding="utf-8-sig"))
+@click.option("--output", type=click.File("w"), default=None, help="Write the results as CSV here.")
+@as_option
+def preapprove(orders, output, requester):
+    """Check a day's infusion list (CSV) for dispensing, as POST /v1/preapprovals/batch does."""
+    instance = _instance()
+    _check_requester(instance, requester)
     try:
         rows = orders_from_csv(orders.read())
         formulary = Formulary.load(instance.rulebook_path)
@@ -536,3 +545,71 @@ def preapprove(orders, output, requester):
             writer.writerow([result["row"], verdict, detail])
     held = sum(1 for r in results if not r.get("dispense"))
     click.echo(f"{len(results)} orders: {len(results) - held} to dispense, {held} held or in error", err=True)
+
+
+@main.group()
+def authorisations():
+    """Authorisations due for review, and measurements recorded against one."""
+
+
+@authorisations.command("due")
+@click.option(
+    "--days",
+    type=click.IntRange(1, authorisation_rows.MAX_DUE_DAYS),
+    default=30,
+    show_default=True,
+    help="Last valid day within this many days.",
+)
+@click.option(
+    "--overdue/--no-overdue",
+    default=True,
+    show_default=True,
+    help="Also those that ended in the last --days days and were not continued.",
+)
+def authorisations_due(days, overdue):
+    """The authorisations due for review, soonest first, as GET /v1/authorisations?expiring_within_days does."""
+    instance = _instance()
+    due = authorisation_rows.Due(days, include_overdue=overdue, limit=authorisation_rows.MAX_PAGE)
+    listed = []
+    while True:
+        page = authorisation_rows.due_for_review(instance, due)
+        listed += page["authorisations"]
+        if page["next_cursor"] is None:
+            break
+        due = dataclasses.replace(due, cursor=page["next_cursor"])
+    if not listed:
+        click.echo(f"no authorisation ends within {days} days" + (" or ended within them" if overdue else ""))
+        return
+    click.echo(f"{'valid until':<12} {'days left':>9}  {'code':<8} {'basis':<24} id")
+    for row in listed:
+        click.echo(f"{row['valid_until']:<12} {row['days_left']:>9}  {row['code']:<8} {row['basis']:<24} {row['id']}")
+    click.echo(f"{len(listed)} authorisations", err=True)
+
+
+@authorisations.command("measure")
+@click.argument("authorisation_id")
+@click.option(
+    "--observation",
+    "observation",
+    required=True,
+    help="The measurement, e.g. igg_serum=7.1g/L@2026-11-20.",
+)
+@as_option
+def authorisations_measure(authorisation_id, observation, requester):
+    """Record a measurement against an authorisation, as POST /v1/authorisations/ID/measurements does."""
+    instance = _instance()
+    _check_requester(instance, requester)
+    body = _observation_option(observation)
+    try:
+        vocabulary = Vocabulary(load_rulebook(instance.rulebook_path))
+        measurement = authorisation_rows.record_measurement(instance, vocabulary, authorisation_id, body, requester)
+    except RulebookError as error:
+        raise click.ClickException("the rulebook cannot be loaded:\n" + "\n".join(error.problems)) from None
+    except RequestError as error:
+        raise click.UsageError(f"{error.message} (--observation {observation})") from None
+    except authorisation_rows.NoSuchAuthorisation:
+        raise click.ClickException(f"no authorisation {authorisation_id}") from None
+    click.echo(
+        f"recorded {measurement['measure']} {measurement['value']:g} {measurement['unit']} taken on "
+        f"{measurement['taken_on']} against {authorisation_id} (measurement {measurement['id']})"
+    )

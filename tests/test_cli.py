@@ -3,9 +3,11 @@
 import json
 import os
 
+import pytest
 from click.testing import CliRunner
 
 from service.cli import main
+from service.store.audit import Filters
 
 from .conftest import MINI_RULES, TEST_RULEBOOK
 
@@ -219,3 +221,75 @@ def test_check_bad_observation_names_the_option():
     assert result.exit_code == 2 and "write MEASURE=VALUEUNIT@YYYY-MM-DD" in result.output
     result = run("check", "--code", "D69.41", "--confirmed-by", "surgeon", "--rulebook", str(TEST_RULEBOOK))
     assert result.exit_code == 2 and "(--confirmed-by)" in result.output
+
+
+# --- Continuing authorisations (issue 16): the due list and measurements from the shell -------------
+
+
+@pytest.fixture
+def cli_instance(tmp_path, monkeypatch):
+    """An instance for the CLI on the test rulebook, on 2026-12-01, with an app on the same database."""
+    import datetime
+
+    from service import clock
+    from service.web.app import create_app
+
+    monkeypatch.setenv("FORMULARY_INSTANCE_PATH", str(tmp_path / "instance"))
+    monkeypatch.setenv("FORMULARY_RULEBOOK", str(TEST_RULEBOOK))
+    monkeypatch.delenv("FORMULARY_DATABASE_URL", raising=False)
+    monkeypatch.delenv("FORMULARY_SECRET", raising=False)
+    moment = {"now": datetime.datetime(2026, 12, 1, 12, 0, tzinfo=datetime.UTC)}
+    monkeypatch.setattr(clock, "now", lambda: moment["now"])
+    app = create_app({"INSTANCE_PATH": str(tmp_path / "instance"), "RULEBOOK": str(TEST_RULEBOOK), "WARM": False})
+    yield app, moment
+    app.extensions["active_rulebook"].close()
+    app.extensions["instance"].database.dispose()
+
+
+def _authorised(app, moment, days_ago: int, ref: str) -> str:
+    import datetime
+
+    from service.store.tokens import create_token
+
+    from .conftest import bearer
+
+    token = create_token(app.extensions["instance"].database, f"dr-{ref}", "clinician")
+    today = moment["now"]
+    moment["now"] = today - datetime.timedelta(days=days_ago)
+    body = {"diagnosis": {"code": "G61.0"}, "patient": {"age_years": 8, "ref": ref}}
+    decision = app.test_client().post("/v1/decisions", json=body, headers=bearer(token)).get_json()
+    moment["now"] = today
+    return decision["authorisation_id"]
+
+
+def test_authorisations_due_prints_those_ending_soonest_first_with_the_overdue(cli_instance):
+    app, moment = cli_instance
+    later = _authorised(app, moment, 150, "MRN-1")  # last valid day in 29 days
+    sooner = _authorised(app, moment, 170, "MRN-2")  # in 9 days
+    ended = _authorised(app, moment, 185, "MRN-3")  # 6 days ago
+    _authorised(app, moment, 100, "MRN-4")  # in 79 days: not due
+    result = run("authorisations", "due")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].split() == ["valid", "until", "days", "left", "code", "basis", "id"]
+    assert [(line.split()[1], line.split()[-1]) for line in lines[1:4]] == [("-6", ended), ("9", sooner), ("29", later)]
+    assert "MRN" not in result.output
+    not_overdue = run("authorisations", "due", "--days", "10", "--no-overdue")
+    assert [line.split()[-1] for line in not_overdue.output.splitlines()[1:2]] == [sooner]
+    assert run("authorisations", "due", "--days", "366").exit_code == 2
+
+
+def test_authorisations_measure_records_a_measurement_converted_and_names_a_bad_one(cli_instance):
+    app, moment = cli_instance
+    authorisation_id = _authorised(app, moment, 10, "MRN-1")
+    result = run("authorisations", "measure", authorisation_id, "--observation", "igg_serum=710mg/dL@2026-11-20")
+    assert result.exit_code == 0, result.output
+    assert f"recorded igg_serum 7.1 g/L taken on 2026-11-20 against {authorisation_id}" in result.output
+    [measurement] = [r for r in app.extensions["instance"].audit.stream(Filters()) if r["kind"] == "measurement"]
+    assert measurement["kind"] == "measurement" and measurement["requester"] == "cli"
+    bad = run("authorisations", "measure", authorisation_id, "--observation", "igg_serum=7.1g/dL@2026-11-20")
+    assert bad.exit_code == 2 and "unit must be one of" in bad.output
+    assert "(--observation igg_serum=7.1g/dL@2026-11-20)" in bad.output
+    missing = run("authorisations", "measure", "nope", "--observation", "igg_serum=7.1g/L@2026-11-20")
+    assert missing.exit_code == 1 and "no authorisation nope" in missing.output
+    assert app.extensions["instance"].audit.verify()["ok"] is True
