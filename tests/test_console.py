@@ -434,3 +434,100 @@ def test_a_bad_observation_row_is_shown_beside_its_field(client, tokens, row, fi
     response = post_form(client, "/console/request", _criteria_form(**row))
     assert response.status_code == 400
     assert f'id="{field}-error"' in response.get_data(as_text=True)
+
+
+# --- Continuing authorisations (issue 16): due for review, baseline and measurements ----------------
+
+
+def _authorised_on(client, token, monkeypatch, day, ref="MRN-60") -> str:
+    """An authorisation (180 days) granted through the API on `day`, with a baseline observation."""
+    import datetime
+
+    from service import clock
+
+    from .conftest import bearer
+
+    monkeypatch.setattr(clock, "now", lambda: datetime.datetime.combine(day, datetime.time(12), datetime.UTC))
+    body = {
+        "diagnosis": {"code": "G61.0"},
+        "patient": {"age_years": 8, "ref": ref},
+        "observations": [{"measure": "igg_serum", "value": 320, "unit": "mg/dL", "taken_on": "2026-01-10"}],
+    }
+    response = client.post("/v1/decisions", json=body, headers=bearer(token))
+    monkeypatch.setattr(clock, "now", lambda: datetime.datetime(2026, 12, 1, 12, 0, tzinfo=datetime.UTC))
+    return response.get_json()["authorisation_id"]
+
+
+def test_the_due_for_review_page_lists_ending_and_overdue_authorisations_soonest_first(client, tokens, monkeypatch):
+    import datetime
+
+    today = datetime.date(2026, 12, 1)
+    later = _authorised_on(client, tokens["clinician"], monkeypatch, today - datetime.timedelta(days=160), "MRN-61")
+    ended = _authorised_on(client, tokens["clinician"], monkeypatch, today - datetime.timedelta(days=185), "MRN-62")
+    _authorised_on(client, tokens["clinician"], monkeypatch, today - datetime.timedelta(days=100), "MRN-63")
+    sign_in(client, tokens["pharmacist"])
+    response = client.get("/console/authorisations/due")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200 and "Due for review" in page
+    assert page.index(f"/console/authorisations/{ended}") < page.index(f"/console/authorisations/{later}")
+    assert "Overdue: ended 6 days ago" in page and "Ends in 19 days" in page
+    assert len(re.findall(r'href="/console/authorisations/[0-9a-f-]{36}"', page)) == 2  # not the one ending in 79 days
+    assert "MRN-6" not in page
+    assert client.get("/console/authorisations/due?cursor=nonsense").status_code == 400
+
+
+def test_the_menu_shows_due_for_review_to_every_role(client, tokens):
+    sign_in(client, tokens["auditor"])
+    assert 'href="/console/authorisations/due"' in client.get("/console/audit").get_data(as_text=True)
+
+
+def test_the_authorisation_page_shows_the_baseline_and_records_a_measurement(app, client, tokens, monkeypatch):
+    import datetime
+
+    authorisation_id = _authorised_on(client, tokens["clinician"], monkeypatch, datetime.date(2026, 11, 1))
+    sign_in(client, tokens["clinician"])
+    path = f"/console/authorisations/{authorisation_id}"
+    page = client.get(path).get_data(as_text=True)
+    assert "Baseline" in page and "320 mg/dL" in page and "No measurement is recorded yet" in page
+    response = post_form(
+        client,
+        f"{path}/measurements",
+        {"measure": "igg_serum", "value": "710", "unit": "mg/dL", "taken_on": "2026-11-20"},
+        path,
+    )
+    assert response.status_code == 302 and response.headers["Location"] == path
+    page = client.get(path).get_data(as_text=True)
+    assert "Measurement recorded: igg_serum 7.1 g/L" in page and "7.1 g/L" in page and "710.0 mg/dL" in page
+    assert [r["kind"] for r in newest_records(app)].count("measurement") == 1
+
+
+def test_a_bad_measurement_is_shown_beside_its_field_and_kept(app, client, tokens, monkeypatch):
+    import datetime
+
+    authorisation_id = _authorised_on(client, tokens["clinician"], monkeypatch, datetime.date(2026, 11, 1))
+    sign_in(client, tokens["pharmacist"])
+    path = f"/console/authorisations/{authorisation_id}"
+    for change, field, message in (
+        ({"unit": "/uL"}, "unit", "unit must be one of g/L, mg/dL for igg_serum"),
+        ({"value": "7,1"}, "value", "value must be a number, found &#39;7,1&#39;"),
+        ({"taken_on": "2026-12-02"}, "taken_on", "taken_on is after today"),
+        ({"taken_on": ""}, "taken_on", "taken_on is required"),
+    ):
+        form = {"measure": "igg_serum", "value": "7.1", "unit": "g/L", "taken_on": "2026-11-20", **change}
+        response = post_form(client, f"{path}/measurements", form, path)
+        page = response.get_data(as_text=True)
+        assert response.status_code == 400
+        assert re.search(rf'id="{field}-error">{re.escape(message)}', page), page
+    assert "measurement" not in [r["kind"] for r in newest_records(app)]
+    assert client.post(f"{path}/measurements", data={"measure": "igg_serum"}).status_code == 400  # no CSRF token
+
+
+def test_a_clinician_sees_only_the_authorisations_of_their_own_requests(app, client, tokens, monkeypatch):
+    import datetime
+
+    authorisation_id = _authorised_on(client, tokens["clinician"], monkeypatch, datetime.date(2026, 11, 1))
+    other = create_token(app.extensions["instance"].database, "other.clinician", "clinician")
+    sign_in(client, other)
+    path = f"/console/authorisations/{authorisation_id}"
+    assert client.get(path).status_code == 403
+    assert client.get("/console/authorisations/00000000-0000-0000-0000-000000000000").status_code == 404

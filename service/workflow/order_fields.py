@@ -123,3 +123,14 @@ def name_of(field: str | None, rows: list[int] | None = None) -> str | None:
         row = rows[index] if rows and index < len(rows) else index
         return f"obs_{observed.group(2)}_{row}"
     return _NAME_OF_PATH.get(_INDEX.sub("", field or ""), field)
+
+
+def measurement_from_fields(fields: dict) -> dict:
+    """A measurement form's fields (measure, value, unit, taken_on) as the API's body; blanks are
+    absent and a value that is not a number is left as typed, for validation to name."""
+    body: dict = {part: (fields.get(part) or "").strip() or None for part in OBSERVATION_PARTS}
+    try:
+        body["value"] = None if body["value"] is None else float(body["value"])
+    except ValueError:
+        pass
+    return body

@@ -19,10 +19,11 @@ from service.rulebook.model import COURSES, ROUTES, SEVERITIES, SEXES
 from service.web import roles
 from service.web.console.auth import allowed, page
 from service.web.context import active_rulebook, current_instance, current_principal
+from service.workflow import authorisations as authorisation_rows
 from service.workflow import cases, csv_out, order_fields, preapproval
-from service.workflow.authorisations import authorisations_for
 
 blueprint = Blueprint("console_pages", __name__, url_prefix="/console")
+DUE_DAYS = 30  # the due-for-review page: ending within, or ended within and not continued
 
 
 def _refused(error: RequestError, rows: list[int] | None = None) -> dict:
@@ -266,10 +267,58 @@ def authorisations():
         ref, errors = None, _refused(error)
     if ref is not None:
         instance = current_instance()
-        found = authorisations_for(instance, instance.audit.patient_hash(ref))
+        found = authorisation_rows.authorisations_for(instance, instance.audit.patient_hash(ref))
     return render_template(
         "console/authorisations.html", values={"patient_ref": typed.strip()}, errors=errors, authorisations=found
     ), 400 if errors else 200
+
+
+@blueprint.get("/authorisations/due")
+@page("read_authorisations")
+def due_for_review():
+    """Authorisations ending within 30 days, and those ended within 30 days and not continued, soonest first."""
+    due = authorisation_rows.Due(
+        DUE_DAYS, include_overdue=True, limit=authorisation_rows.MAX_PAGE, cursor=request.args.get("cursor") or None
+    )
+    found = authorisation_rows.due_for_review(current_instance(), due)  # a bad cursor: the 400 page
+    return render_template("console/due.html", days=DUE_DAYS, due=found)
+
+
+def _authorisation_page(authorisation_id: str, errors: dict | None = None, values: dict | None = None, status=200):
+    detail = authorisation_rows.authorisation_detail(current_instance(), authorisation_id)
+    roles.check_owner(current_principal(), "read_authorisation", detail.pop("requester") or "")
+    return render_template(
+        "console/authorisation.html", detail=detail, errors=errors or {}, values=values or {}, **_choices()
+    ), status
+
+
+@blueprint.get("/authorisations/<authorisation_id>")
+@page("read_authorisation")
+def authorisation(authorisation_id):
+    return _authorisation_page(authorisation_id)
+
+
+@blueprint.post("/authorisations/<authorisation_id>/measurements")
+@page("record_measurement")
+def record_measurement(authorisation_id):
+    instance = current_instance()
+    roles.check_owner(
+        current_principal(), "record_measurement", authorisation_rows.requester_of(instance, authorisation_id) or ""
+    )
+    values = request.form.to_dict()
+    try:
+        with active_rulebook().use() as formulary:
+            measurement = authorisation_rows.record_measurement(
+                instance,
+                formulary.vocabulary,
+                authorisation_id,
+                order_fields.measurement_from_fields(values),
+                current_principal().name,
+            )
+    except RequestError as error:
+        return _authorisation_page(authorisation_id, _refused(error), values, 400)
+    flash(f"Measurement recorded: {measurement['measure']} {measurement['value']:g} {measurement['unit']}.")
+    return redirect(url_for("console_pages.authorisation", authorisation_id=authorisation_id))
 
 
 @blueprint.route("/preapproval", methods=["GET", "POST"])
