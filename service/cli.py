@@ -454,7 +454,7 @@ def audit_verify():
 @audit.command("bind-existing")
 @click.option("--yes", is_flag=True, help="Bind the rows listed, once you have checked them.")
 def audit_bind_existing(yes):
-    """List the authorisations and review resolutions not bound to an audit record (made before
+    """List the rows of the bound tables (authorisations, resolutions, measurements) not bound to an audit record (made before
     rows were bound, or written outside the service); with --yes, bind them in one record."""
     audit = _instance().audit
     rows = audit.unbound_rows()

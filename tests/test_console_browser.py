@@ -270,6 +270,7 @@ def test_every_page_has_ordered_headings_and_labelled_fields(page, service):
         "/console/audit",
         "/console/formulary",
         "/console/authorisations?patient_ref=MRN-1",
+        "/console/authorisations/due",
     ):
         page.goto(service.url + path)
         levels = [

@@ -530,7 +530,7 @@ SCHEMAS = {
                     {"type": "null"},
                     _object({"table": _TEXT, "id": _TEXT, "problem": _TEXT}),
                 ],
-                "description": "the first row of a bound table (authorisations, review_resolutions) that is "
+                "description": "the first row of a bound table (authorisations, review_resolutions, authorisation_measurements) that is "
                 "not as the service wrote it",
             },
             "rows": {"type": "integer", "description": "bound rows checked"},
