@@ -454,8 +454,9 @@ def audit_verify():
 @audit.command("bind-existing")
 @click.option("--yes", is_flag=True, help="Bind the rows listed, once you have checked them.")
 def audit_bind_existing(yes):
-    """List the rows of the bound tables (authorisations, resolutions, measurements) not bound to an audit record (made before
-    rows were bound, or written outside the service); with --yes, bind them in one record."""
+    """List the rows of the bound tables (authorisations, resolutions, measurements) not bound to
+    an audit record (made before rows were bound, or written outside the service); with --yes, bind
+    them in one record."""
     audit = _instance().audit
     rows = audit.unbound_rows()
     for table, row in rows:
