@@ -471,6 +471,7 @@ def test_the_due_for_review_page_lists_ending_and_overdue_authorisations_soonest
     assert response.status_code == 200 and "Due for review" in page
     assert page.index(f"/console/authorisations/{ended}") < page.index(f"/console/authorisations/{later}")
     assert "Overdue: ended 6 days ago" in page and "Ends in 19 days" in page
+    assert "Not measured since it started" in page and page.count("<td>igg_serum</td>") == 2
     assert len(re.findall(r'href="/console/authorisations/[0-9a-f-]{36}"', page)) == 2  # not the one ending in 79 days
     assert "MRN-6" not in page
     assert client.get("/console/authorisations/due?cursor=nonsense").status_code == 400

@@ -261,3 +261,16 @@ def test_a_patients_authorisations_are_still_listed_by_patient_ref(app, client, 
     assert [a["id"] for a in listed] == [authorisation_id] and listed[0]["previous_id"] is None
     with app.extensions["instance"].database.connect() as connection:
         assert connection.execute(select(authorisations.c.previous_id)).scalar() is None
+
+
+def test_each_due_authorisation_names_the_baseline_measures_not_measured_since_it_started(client, tokens, expiring):
+    since = {**MEASUREMENT, "taken_on": "2026-11-20"}  # after every one started
+    before = {**MEASUREMENT, "taken_on": "2026-05-01"}  # before the one ending in 30 days started (2026-06-14)
+    assert measure(client, tokens["pharmacist"], expiring[9], since).status_code == 201
+    assert measure(client, tokens["pharmacist"], expiring[30], before).status_code == 201
+    listed = due(client, tokens["pharmacist"], "expiring_within_days=30").get_json()["authorisations"]
+    assert {a["id"]: a["unmeasured"] for a in listed} == {
+        expiring[0]: ["igg_serum"],
+        expiring[9]: [],
+        expiring[30]: ["igg_serum"],
+    }

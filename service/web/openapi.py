@@ -334,7 +334,15 @@ SCHEMAS = {
     ),
     "Authorisation": _object(_AUTHORISATION),
     "DueAuthorisation": _object(
-        {**_AUTHORISATION, "days_left": {"type": "integer", "description": "to its last valid day; negative: ended"}}
+        {
+            **_AUTHORISATION,
+            "days_left": {"type": "integer", "description": "to its last valid day; negative: ended"},
+            "unmeasured": {
+                "type": "array",
+                "items": _TEXT,
+                "description": "the measures of its baseline with no measurement taken since it started",
+            },
+        }
     ),
     "MeasurementRequest": _object(
         {

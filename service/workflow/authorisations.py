@@ -221,6 +221,12 @@ def _chain(connection, row: dict) -> list[dict]:
     return chain
 
 
+def _baseline(record: dict | None) -> list[dict]:
+    """The observations of the request a decision record kept, as given."""
+    request = record["body"]["request"] if record else {}
+    return (request.get("observations") or []) if isinstance(request, dict) else []
+
+
 def authorisation_detail(instance, authorisation_id: str) -> dict:
     """The authorisation, its baseline (the observations of the decision that granted it, as
     given), its measurements oldest first, and its chain of continuations; with the requester of
@@ -237,11 +243,10 @@ def authorisation_detail(instance, authorisation_id: str) -> dict:
             )
         ]
         chain = _chain(connection, row)
-    request = record["body"]["request"] if record else {}
     return {
         "authorisation": authorisation_view(row),
         "requester": record["requester"] if record else None,
-        "baseline": request.get("observations") or [] if isinstance(request, dict) else [],
+        "baseline": _baseline(record),
         "measurements": measurements,
         "chain": [authorisation_view(link) for link in chain],
     }
@@ -301,7 +306,8 @@ def _after(due: Due) -> list[str] | None:
 
 def due_for_review(instance, due: Due) -> dict:
     """Authorisations whose last valid day is within `days` from today, soonest first; with
-    include_overdue, also those that ended in the last `days` days and were not continued.
+    include_overdue, also those that ended in the last `days` days and were not continued. Each
+    with `unmeasured`: the measures of its baseline with no measurement taken since it started.
     {"authorisations", "next_cursor"}."""
     c = authorisations.c
     today = clock.utc_today()
@@ -320,13 +326,29 @@ def due_for_review(instance, due: Due) -> dict:
     if after is not None:
         conditions.append(tuple_(c.valid_until, c.id) > tuple_(*after))
     query = select(authorisations).where(*conditions).order_by(c.valid_until, c.id).limit(due.limit + 1)
+    m = authorisation_measurements.c
     with instance.sql_engine.connect() as connection:
         rows = [dict(r._mapping) for r in connection.execute(query)]
-    more = len(rows) > due.limit
-    rows = rows[: due.limit]
+        more = len(rows) > due.limit
+        rows = rows[: due.limit]
+        starts = {row["id"]: row["valid_from"] for row in rows}
+        measured = {
+            (r.authorisation_id, r.measure)
+            for r in connection.execute(
+                select(m.authorisation_id, m.measure, m.taken_on).where(m.authorisation_id.in_(starts))
+            )
+            if r.taken_on >= starts[r.authorisation_id]
+        }
+        baselines = {row["id"]: _baseline(_granting_decision(instance, connection, row)) for row in rows}
     return {
         "authorisations": [
-            {**authorisation_view(row), "days_left": (datetime.date.fromisoformat(row["valid_until"]) - today).days}
+            {
+                **authorisation_view(row),
+                "days_left": (datetime.date.fromisoformat(row["valid_until"]) - today).days,
+                "unmeasured": sorted(
+                    {o["measure"] for o in baselines[row["id"]]} - {name for i, name in measured if i == row["id"]}
+                ),
+            }
             for row in rows
         ],
         "next_cursor": _cursor_of(rows[-1]) if more else None,
