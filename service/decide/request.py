@@ -7,7 +7,7 @@ names the field and the value; nothing is guessed.
 
 import datetime
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from service import clock
@@ -111,6 +111,13 @@ def _number(value, field: str, low: float, high: float, whole: bool = False) -> 
 # Characters that show nothing: whitespace, controls, and format characters (zero-width spaces and
 # joiners, the byte order mark, direction marks).
 _INVISIBLE = frozenset(("Cc", "Cf", "Zs", "Zl", "Zp"))
+
+
+def known_arguments(args: Mapping[str, str], allowed: Sequence[str], what: str) -> None:
+    """Refuses a query argument (API or console) that is not one of `allowed`, naming it as `what`."""
+    for key in args:
+        if key not in allowed:
+            raise RequestError("unknown_field", f"'{key}' is not {what} (allowed: {', '.join(allowed)})", key)
 
 
 def whole_argument(given: Mapping[str, str], name: str, low: int, high: int) -> int | None:

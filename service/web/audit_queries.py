@@ -8,7 +8,7 @@ import io
 from flask import Response, stream_with_context
 
 from service import clock
-from service.decide.request import RequestError, patient_ref
+from service.decide.request import RequestError, known_arguments, patient_ref
 from service.rulebook import icd10
 from service.rulebook.model import OUTCOMES
 from service.store.audit import Filters
@@ -37,9 +37,7 @@ CSV_COLUMNS = (
 def audit_filters(args) -> Filters:
     """The audit filters in query arguments, checked (paging arguments are the caller's)."""
     allowed = {*FILTERS, "limit", "cursor"}
-    for key in args:
-        if key not in allowed:
-            raise RequestError("unknown_field", f"'{key}' is not a filter (allowed: {', '.join(sorted(allowed))})", key)
+    known_arguments(args, sorted(allowed), "a filter")
     for key in ("rule", "requester"):  # matched as given (patient_ref is read as on every path, below)
         if key in args and not args[key].isprintable():
             raise RequestError("invalid_value", f"{key} must be printable text, without control characters", key)

@@ -19,7 +19,7 @@ from sqlalchemy import exists, or_, select, tuple_
 from sqlalchemy.orm import aliased
 
 from service import clock
-from service.decide.request import RequestError, Vocabulary, observation, whole_argument
+from service.decide.request import RequestError, Vocabulary, known_arguments, observation, whole_argument
 from service.rulebook import icd10
 from service.rulebook.model import DosingProfile, Range
 from service.store.tables import authorisation_measurements, authorisations, review_cases
@@ -263,11 +263,7 @@ class Due:
 
 def due_from(args: Mapping[str, str], patient_hash: str | None) -> Due:
     """The due-for-review query arguments (API or console), checked; `patient_hash` of patient_ref."""
-    for key in args:
-        if key not in DUE_ARGUMENTS:
-            raise RequestError(
-                "unknown_field", f"'{key}' is not an argument here (allowed: {', '.join(DUE_ARGUMENTS)})", key
-            )
+    known_arguments(args, DUE_ARGUMENTS, "an argument here")
     given = {key: value.strip() for key, value in args.items() if value.strip()}
     overdue = given.get("include_overdue", "false")
     if overdue not in ("true", "false"):

@@ -22,7 +22,7 @@ from sqlalchemy import func, insert, select, tuple_, update
 
 from service import clock
 from service.decide.formulary import Formulary
-from service.decide.request import RequestError, parse_request, visible, whole_argument
+from service.decide.request import RequestError, known_arguments, parse_request, visible, whole_argument
 from service.rulebook import icd10
 from service.store.tables import authorisations as authorisation_rows
 from service.store.tables import review_cases, review_resolutions
@@ -301,11 +301,7 @@ class Queue:
 
 def queue_from(args: Mapping[str, str]) -> Queue:
     """The queue query arguments (API or console), checked; a blank argument is an absent one."""
-    for key in args:
-        if key not in QUEUE_ARGUMENTS:
-            raise RequestError(
-                "unknown_field", f"'{key}' is not a queue argument (allowed: {', '.join(QUEUE_ARGUMENTS)})", key
-            )
+    known_arguments(args, QUEUE_ARGUMENTS, "a queue argument")
     given = {key: value.strip() for key, value in args.items() if value.strip()}
     status = given.get("status", "open")
     if status not in (*STATUSES, "all"):
