@@ -6,11 +6,13 @@ the committee's edits to rules/ivig.yaml and data/ never break them; what the sh
 decides is tested only by its own cases (rules/ivig.tests.yaml, tests/test_rulebook_cases.py).
 """
 
+import datetime
 from pathlib import Path
 
 import pytest
 import yaml
 
+from service import clock
 from service.decide.formulary import Formulary
 from service.rulebook.shipped import SHIPPED_RULEBOOK
 
@@ -77,6 +79,9 @@ def evidence(strength="controlled", source="review", effect="benefit"):
     return [entry]
 
 
+# What a positive rule with repeated courses must say about continuations (lint refuses it otherwise).
+REVIEWER_JUDGES = {"reviewer_judges": "A reviewer judges each continuation (test rulebook)."}
+
 MINI_RULES = [
     {
         "id": "gbs-children",
@@ -84,6 +89,7 @@ MINI_RULES = [
         "diagnosis": "gbs",
         "when": {"age_years": {"under": 18}},
         "outcome": "off_label_with_evidence",
+        "review_criteria": REVIEWER_JUDGES,
         "rationale": "r",
         "evidence": evidence(),
     },
@@ -102,6 +108,7 @@ MINI_RULES = [
         "diagnosis": "cidp",
         "outcome": "approved",
         "labelled_indication": "cidp",
+        "review_criteria": REVIEWER_JUDGES,
         "rationale": "r",
         "evidence": evidence(source="labels"),
     },
@@ -119,6 +126,7 @@ MINI_RULES = [
         "diagnosis": "pi",
         "outcome": "approved",
         "labelled_indication": "pi",
+        "review_criteria": REVIEWER_JUDGES,
         "rationale": "r",
         "evidence": evidence(source="labels"),
     },
@@ -136,6 +144,7 @@ MINI_RULES = [
         "diagnosis": "myositis",
         "when": {"concurrent_therapies": {"includes": ["corticosteroids"]}},
         "outcome": "off_label_with_evidence",
+        "review_criteria": REVIEWER_JUDGES,
         "rationale": "r",
         "evidence": evidence(),
     },
@@ -174,6 +183,7 @@ MINI_DOSING = {
     "profiles": {
         "replacement": {"g_per_kg": {"min": 0.3, "max": 0.8}, "interval_days": {"min": 21, "max": 28}},
         "immunomodulatory": {"g_per_kg": {"min": 0.4, "max": 2.0}, "interval_days": {"min": 21}},
+        "acute": {"g_per_kg": {"min": 0.4, "max": 2.0}, "courses": 1},
     },
 }
 
@@ -343,3 +353,18 @@ def sign_in(client, token: str):
     response = client.post("/console/sign-in", data={"token": token, "csrf_token": csrf_token(client)})
     assert response.status_code == 302, response.get_data(as_text=True)
     return response
+
+
+@pytest.fixture
+def day(monkeypatch):
+    """The service's clock, at noon UTC of `day.set(date)` (TODAY, 2026-12-01, to start with)."""
+
+    class Day:
+        date = datetime.date(2026, 12, 1)
+
+        def set(self, date):
+            self.date = date
+
+    current = Day()
+    monkeypatch.setattr(clock, "now", lambda: datetime.datetime.combine(current.date, datetime.time(12), datetime.UTC))
+    return current

@@ -6,7 +6,7 @@ import simple_icd_10_cm as cm
 
 from service.rulebook import icd10
 
-from .conftest import MINI_DATA, evidence, write_rulebook
+from .conftest import MINI_DATA, REVIEWER_JUDGES, evidence, write_rulebook
 
 # No product labels: every synthetic rule decides on evidence.
 SYNTHETIC_DATA = {**MINI_DATA, "products.yaml": {"indications": {}, "products": []}}
@@ -43,6 +43,7 @@ def write_synthetic_rulebook(folder: Path, rule_count: int) -> tuple[Path, list[
                 "diagnosis": f"dx{i}",
                 "when": {"age_years": {"under": 18}},
                 "outcome": "off_label_with_evidence",
+                "review_criteria": REVIEWER_JUDGES,
                 "rationale": "synthetic",
                 "evidence": evidence(),
             }

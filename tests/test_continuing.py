@@ -8,7 +8,6 @@ import json
 import pytest
 from sqlalchemy import select, update
 
-from service import clock
 from service.store.tables import authorisation_measurements, authorisations
 
 from .conftest import bearer
@@ -16,21 +15,6 @@ from .conftest import bearer
 TODAY = datetime.date(2026, 12, 1)
 BASELINE = [{"measure": "igg_serum", "value": 320, "unit": "mg/dL", "taken_on": "2026-01-10"}]
 MEASUREMENT = {"measure": "igg_serum", "value": 710, "unit": "mg/dL", "taken_on": "2026-11-20"}
-
-
-@pytest.fixture
-def day(monkeypatch):
-    """The service's clock, at noon UTC of `day.set(date)` (2026-12-01 to start with)."""
-
-    class Day:
-        date = TODAY
-
-        def set(self, date):
-            self.date = date
-
-    current = Day()
-    monkeypatch.setattr(clock, "now", lambda: datetime.datetime.combine(current.date, datetime.time(12), datetime.UTC))
-    return current
 
 
 def authorise(client, token, day, granted_on=TODAY, ref="MRN-0042") -> str:

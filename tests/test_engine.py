@@ -114,7 +114,9 @@ def test_decision_json_has_the_agreed_names(mini):
         "labelled_products",
         "candidates",
         "if_confirmed",
+        "continuation",
     ]
+    assert data["continuation"] is None
     assert data["diagnosis"] == {
         "code": "G61.0",
         "description": "Guillain-Barre syndrome",

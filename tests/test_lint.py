@@ -394,3 +394,99 @@ def test_rules_whose_observation_ranges_overlap_clash(tmp_path):
             rule["when"] = {"observations": {"igg_serum": {"at_least": 4}}}
     problems = problems_for(tmp_path, rules=rules, data=CRITERIA_DATA)
     assert any("can match the same request as rule gbs-children" in p for p in problems), problems
+
+
+def review_problems(tmp_path, rule_id="cidp-labelled", **changes):
+    """Problems of the mini rulebook with one rule's continuation fields changed (the criteria data)."""
+    data = copy.deepcopy(CRITERIA_DATA)
+    data["measures.yaml"]["measures"]["igg_serum"]["better"] = "higher"
+    return problems_for(tmp_path, rules=edited_rules(rule_id, **changes), data=data)
+
+
+@pytest.mark.parametrize(
+    "criteria",
+    [
+        {"source": "review", "measures": {"igg_serum": {"improved_by": 1}}},
+        {"source": "review", "benefit": "any", "within_days": 30, "measures": {"igg_serum": {"stable_within": 0}}},
+        {"source": "review", "measures": {"igg_serum": {"at_least": 500, "unit": "mg/dL", "improved_by": 0.5}}},
+        {"reviewer_judges": "No measure fits this indication."},
+    ],
+)
+def test_review_criteria_a_maintenance_rule_may_set_load_clean(tmp_path, criteria):
+    assert review_problems(tmp_path, review_criteria=criteria) == []
+
+
+def test_a_maintenance_rule_that_grants_authorisations_without_review_criteria_is_refused(tmp_path):
+    problems = review_problems(tmp_path, review_criteria=None)
+    assert any(
+        "rule cidp-labelled: a maintenance rule (dosing immunomodulatory, repeated courses) that grants "
+        "authorisations needs review_criteria" in p
+        for p in problems
+    ), problems
+
+
+def test_a_one_off_rule_needs_no_review_criteria(tmp_path):
+    assert review_problems(tmp_path, "gbs-children", review_criteria=None, dosing="acute") == []
+
+
+@pytest.mark.parametrize(
+    "criteria, expected",
+    [
+        ({"source": "review", "measures": {"iga": {"improved_by": 1}}}, "measures.iga: 'iga' is not a measure"),
+        ({"source": "review", "measures": {}}, "review_criteria.measures: must map at least one measure"),
+        ({"source": "nowhere", "measures": {"igg_serum": {"improved_by": 1}}}, "'nowhere' is not defined in sources"),
+        ({"source": "review", "measures": {"igg_serum": {}}}, "say what counts as benefit"),
+        ({"source": "review", "measures": {"igg_serum": {"improved_by": 0}}}, "improved_by: must be above 0"),
+        ({"source": "review", "measures": {"igg_serum": {"improved_by": 500}}}, "at most igg_serum's whole range"),
+        ({"source": "review", "measures": {"igg_serum": {"at_least": 250}}}, "250 g/L is outside igg_serum's range"),
+        (
+            {"source": "review", "measures": {"igg_serum": {"improved_by": 1, "stable_within": 1}}},
+            "give improved_by or stable_within",
+        ),
+        (
+            {"source": "review", "measures": {"igg_serum": {"at_least": 8, "at_most": 6}}},
+            "at_least is above at_most: no value can show benefit",
+        ),
+        (
+            {"source": "review", "benefit": "most", "measures": {"igg_serum": {"at_least": 5}}},
+            "must be one of all, any",
+        ),
+        ({"reviewer_judges": "x", "source": "review"}, "reviewer_judges stands alone"),
+    ],
+)
+def test_review_criteria_lint_refuses_name_the_rule_and_field(tmp_path, criteria, expected):
+    problems = review_problems(tmp_path, review_criteria=criteria)
+    assert any(expected in p for p in problems), problems
+
+
+def test_comparing_with_the_baseline_needs_the_measures_direction(tmp_path):
+    criteria = {"source": "review", "measures": {"igg_serum": {"improved_by": 1}}}
+    problems = problems_for(tmp_path, rules=edited_rules("cidp-labelled", review_criteria=criteria), data=CRITERIA_DATA)
+    assert any("comparing with the baseline needs igg_serum's `better`" in p for p in problems), problems
+
+
+def test_review_criteria_on_a_rule_that_decides_no_positive_outcome_are_refused(tmp_path):
+    problems = review_problems(tmp_path, "cidp-evidence", review_criteria={"reviewer_judges": "x"})
+    assert any(
+        "rule cidp-evidence: review_criteria and authorisation.continuing_days apply only" in p for p in problems
+    )
+
+
+@pytest.mark.parametrize(
+    "field, value, expected",
+    [
+        ("courses", {"max": 0, "per_days": 30}, "courses.max: must be a whole number of courses from 1 to 10"),
+        ("courses", {"max": 1}, "courses: missing required field 'per_days'"),
+        ("authorisation", {"initial_days": 0}, "authorisation.initial_days: must be a whole number of days"),
+        ("authorisation", {}, "authorisation: give initial_days, continuing_days or both"),
+        ("authorisation_days", 14, "authorisation_days: has moved to authorisation.initial_days"),
+    ],
+)
+def test_authorisation_periods_and_course_limits_are_checked(tmp_path, field, value, expected):
+    problems = review_problems(tmp_path, "gbs-children", **{field: value})
+    assert any(expected in p for p in problems), problems
+
+
+def test_a_condition_that_can_never_be_true_is_refused(tmp_path):
+    problems = criteria_problems(tmp_path, {"sex": ["male"], "pregnant": True})
+    assert any("pregnant with sex male: the condition can never be true" in p for p in problems), problems

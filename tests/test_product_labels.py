@@ -7,7 +7,7 @@ import pytest
 
 from service.decide.formulary import Formulary
 
-from .conftest import MINI_DATA, MINI_DIAGNOSES, MINI_RULES, evidence, write_rulebook
+from .conftest import MINI_DATA, MINI_DIAGNOSES, MINI_RULES, REVIEWER_JUDGES, evidence, write_rulebook
 from .test_lint import problems_for
 
 
@@ -37,6 +37,7 @@ KAWASAKI_RULES = [
         "diagnosis": "kd",
         "outcome": "approved",
         "labelled_indication": "kd",
+        "review_criteria": REVIEWER_JUDGES,
         "rationale": "r",
         "evidence": evidence(source="labels"),
     },

@@ -29,6 +29,7 @@ class Decision:
     labelled_products: tuple[str, ...] = ()
     candidates: tuple[Candidate, ...] = ()  # diagnoses the text may mean, when it is not clear
     if_confirmed: dict | None = None  # for a proposed (approximate) diagnosis: {code, outcome, rule} on confirmation
+    continuation: dict | None = None  # for a continuation: the authorisation continued and the measures compared
 
     def to_dict(self) -> dict:
         return {
@@ -42,6 +43,7 @@ class Decision:
             "labelled_products": list(self.labelled_products),
             "candidates": [c.to_dict() for c in self.candidates],
             "if_confirmed": self.if_confirmed,
+            "continuation": self.continuation,
         }
 
 

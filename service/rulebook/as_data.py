@@ -34,11 +34,21 @@ def rule_as_data(rulebook: Rulebook, rule: Rule) -> dict:
         else [],
         "dosing": asdict(rulebook.dosing_for(rule)),
         "authorisation_days": rulebook.authorisation_days_for(rule),
+        "continuing_days": rulebook.authorisation_days_for(rule, continuing=True),
+        "review_criteria": _criteria_as_data(rule),
+        "courses": asdict(rule.courses) if rule.courses else None,
         "rationale": rule.rationale,
         "conflict": rule.conflict or None,
         "evidence": [asdict(e) for e in rule.evidence],
         "sources": sorted({e.source for e in rule.evidence}),
     }
+
+
+def _criteria_as_data(rule: Rule) -> dict | None:
+    criteria = rule.review_criteria
+    if criteria is None:
+        return None
+    return {"text": criteria.describe(), **asdict(criteria)}
 
 
 def label_as_data(rulebook: Rulebook, product: str, label: Label) -> dict:

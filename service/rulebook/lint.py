@@ -3,15 +3,15 @@
 Loading (service.rulebook.reader) already refuses schema errors, undefined sources, therapies, products
 and indications. Lint adds what needs the whole rulebook: codes that do not exist, a code claimed
 by two diagnoses, a synonym that names two diagnoses, rules that can clash with no precedence,
-labelled indications that no rule approves or names the products of, diagnoses no rule uses, and rulesets too large for
-durable-rules.
+labelled indications that no rule approves or names the products of, diagnoses no rule uses, maintenance
+rules without review criteria, and rulesets too large for durable-rules.
 """
 
 from pathlib import Path
 
 from service.rulebook import icd10, precedence
 from service.rulebook.compiler import CompileError, compile_rulebook, rules_by_code
-from service.rulebook.model import Diagnosis, Rulebook, RulebookError
+from service.rulebook.model import POSITIVE_OUTCOMES, Diagnosis, Rulebook, RulebookError
 from service.rulebook.reader import load_rulebook, read_yaml
 from service.rulebook.text_keys import fold
 
@@ -38,7 +38,10 @@ def lint_rulebook(rulebook: Rulebook) -> list[str]:
     if problems:
         return problems  # the checks below assume every code is valid and owned once
     problems = (
-        _unused_diagnoses(rulebook, where) + _uncovered_indications(rulebook, where) + _ambiguous_rules(rulebook, where)
+        _unused_diagnoses(rulebook, where)
+        + _uncovered_indications(rulebook, where)
+        + _continuation_problems(rulebook, where)
+        + _ambiguous_rules(rulebook, where)
     )
     return problems or _compile_problems(rulebook, where)
 
@@ -107,6 +110,29 @@ def _uncovered_indications(rulebook: Rulebook, where: str) -> list[str]:
             problems.append(
                 f"{where}: indication {indication}: products are labelled for it but no approved rule uses it "
                 f"and no rule names {', '.join(sorted(products - named))}"
+            )
+    return problems
+
+
+def _continuation_problems(rulebook: Rulebook, where: str) -> list[str]:
+    """A maintenance rule that grants authorisations must say how a continuation is judged (the
+    grams go to maintenance, and stopping without benefit is where stewardship saves them); review
+    criteria on a rule that grants nothing would never be read."""
+    problems = []
+    for rule in rulebook.rules:
+        grants = rulebook.grants_authorisation(rule.outcome)
+        if grants and rulebook.is_maintenance(rule) and rule.review_criteria is None:
+            problems.append(
+                f"{where}: rule {rule.id}: a maintenance rule (dosing {rulebook.dosing_for(rule).id}, repeated "
+                "courses) that grants authorisations needs review_criteria: the measures a continuation "
+                "needs and what counts as benefit, or reviewer_judges"
+            )
+        if rule.outcome not in POSITIVE_OUTCOMES and (
+            rule.review_criteria is not None or rule.continuing_days is not None
+        ):
+            problems.append(
+                f"{where}: rule {rule.id}: review_criteria and authorisation.continuing_days apply only to a "
+                f"rule with a positive outcome, not {rule.outcome}"
             )
     return problems
 

@@ -26,6 +26,9 @@ THRESHOLDS = {"below": "$lt", "at_most": "$lte", "above": "$gt", "at_least": "$g
 MAX_WINDOW_DAYS = 3660
 MAX_WEEKS = 520
 MAX_AGE_YEARS = 130
+# How a continuation's measures add up to benefit: every one of them, or any one.
+BENEFIT_RULES = ("all", "any")
+DIRECTIONS = ("higher", "lower")
 
 
 class RulebookError(Exception):
@@ -194,7 +197,66 @@ class Authorisations:
     """What a decision grants: the outcomes that grant an authorisation, and for how many days."""
 
     granted_by: frozenset[str]  # a subset of POSITIVE_OUTCOMES
-    days: int  # unless a rule sets its own authorisation_days
+    days: int  # an initial authorisation's period, unless a rule sets its own
+    continuing_days: int | None = None  # a continuation's period; None: `days`
+
+
+@dataclass(frozen=True)
+class BenefitTest:
+    """What counts as benefit on one measure at a continuation, in the measure's canonical unit:
+    better than the baseline by at least `improved_by`, no worse than it by more than
+    `stable_within`, and within the absolute bounds; every part given must hold."""
+
+    measure: str
+    improved_by: float | None = None
+    stable_within: float | None = None
+    at_least: float | None = None
+    at_most: float | None = None
+    unit: str = ""  # the unit the rule was written in, for messages
+
+    @property
+    def needs_baseline(self) -> bool:
+        return self.improved_by is not None or self.stable_within is not None
+
+    def describe(self) -> str:
+        parts = []
+        if self.improved_by is not None:
+            parts.append(f"improved by at least {self.improved_by:g} {self.unit}".rstrip())
+        if self.stable_within is not None:
+            parts.append(f"no worse than the baseline by more than {self.stable_within:g} {self.unit}".rstrip())
+        if self.at_least is not None:
+            parts.append(f"at least {self.at_least:g} {self.unit}".rstrip())
+        if self.at_most is not None:
+            parts.append(f"at most {self.at_most:g} {self.unit}".rstrip())
+        return f"{self.measure} " + " and ".join(parts)
+
+
+@dataclass(frozen=True)
+class ReviewCriteria:
+    """What a continuation of a maintenance rule's authorisation needs: measures taken within
+    `within_days`, compared with the baseline of the initial authorisation, `benefit` saying
+    whether all or any of them must show benefit. Or, where no measure fits, `reviewer_judges`:
+    why every continuation goes to a reviewer."""
+
+    measures: tuple[BenefitTest, ...] = ()
+    benefit: str = "all"
+    within_days: int = 90
+    source: str = ""
+    reviewer_judges: str = ""
+
+    def describe(self) -> str:
+        if not self.measures:
+            return "a reviewer judges each continuation"
+        joined = f" {'and' if self.benefit == 'all' else 'or'} ".join(t.describe() for t in self.measures)
+        return f"{joined} (measured within {self.within_days} days)"
+
+
+@dataclass(frozen=True)
+class CourseLimit:
+    """At most `max` authorisations of a rule's diagnosis for one patient within `per_days`."""
+
+    max: int
+    per_days: int
 
 
 @dataclass(frozen=True)
@@ -211,7 +273,10 @@ class Rule:
     conflict: str = ""
     position: int = 0
     dosing: str | None = None  # a dosing profile id; None: the rulebook's default
-    authorisation_days: int | None = None  # None: the rulebook's default
+    initial_days: int | None = None  # an initial authorisation's period; None: the rulebook's default
+    continuing_days: int | None = None  # a continuation's period; None: the rulebook's default
+    review_criteria: ReviewCriteria | None = None
+    courses: CourseLimit | None = None
 
 
 @dataclass(frozen=True)
@@ -294,6 +359,7 @@ class Measure:
     low: float
     high: float
     source: str = ""
+    better: str | None = None  # which way is improvement: "higher" or "lower" (a continuation compares)
 
     def to_canonical(self, value: float, unit: str) -> float:
         # Four decimals: finer than any threshold, and never exponent notation (durable-rules refuses it).
@@ -353,9 +419,16 @@ class Rulebook:
         """Whether a decision with this outcome grants the patient an authorisation."""
         return outcome in self.authorisations.granted_by
 
-    def authorisation_days_for(self, rule: Rule | None) -> int:
-        """How long an authorisation lasts: the rule's period, else the rulebook's."""
-        return rule.authorisation_days if rule and rule.authorisation_days else self.authorisations.days
+    def authorisation_days_for(self, rule: Rule | None, continuing: bool = False) -> int:
+        """How long an initial (or continuing) authorisation lasts: the rule's period, else the rulebook's."""
+        defaults = self.authorisations
+        if continuing:
+            return (rule.continuing_days if rule else None) or defaults.continuing_days or defaults.days
+        return (rule.initial_days if rule else None) or defaults.days
+
+    def is_maintenance(self, rule: Rule) -> bool:
+        """A rule whose dosing repeats at an interval (not a one-off course)."""
+        return self.dosing_for(rule).courses is None
 
     def rule(self, rule_id: str) -> Rule | None:
         return next((r for r in self.rules if r.id == rule_id), None)

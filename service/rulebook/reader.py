@@ -20,7 +20,9 @@ except ImportError:  # pragma: no cover
     from yaml import SafeLoader as _SafeLoader  # type: ignore[assignment]
 
 from service.rulebook.model import (
+    BENEFIT_RULES,
     COURSES,
+    DIRECTIONS,
     EFFECTS,
     MAX_AGE_YEARS,
     MAX_WEEKS,
@@ -33,7 +35,9 @@ from service.rulebook.model import (
     STRENGTHS,
     THRESHOLDS,
     Authorisations,
+    BenefitTest,
     Conditions,
+    CourseLimit,
     Diagnosis,
     DosingProfile,
     Evidence,
@@ -45,6 +49,7 @@ from service.rulebook.model import (
     PrescribingInformation,
     Product,
     Range,
+    ReviewCriteria,
     RoundingRule,
     Rule,
     Rulebook,
@@ -303,7 +308,7 @@ def _read_authorisations(raw, where: str, check: _Checker) -> Authorisations | N
             "(see README, The rulebook format)",
         )
         return None
-    raw = check.mapping(raw, where, ("granted_by", "days")) or {}
+    raw = check.mapping(raw, where, ("granted_by", "days"), ("continuing_days",)) or {}
     granted_by = check.choices(raw.get("granted_by"), f"{where}.granted_by", OUTCOMES) or frozenset()
     if "granted_by" in raw and raw["granted_by"] is None:
         check.fail(f"{where}.granted_by", "must list at least one value")
@@ -312,7 +317,12 @@ def _read_authorisations(raw, where: str, check: _Checker) -> Authorisations | N
             f"{where}.granted_by",
             f"'{outcome}' can never grant an authorisation: only {' and '.join(POSITIVE_OUTCOMES)} can",
         )
-    return Authorisations(granted_by, _days(raw.get("days"), f"{where}.days", check) or 0)
+    continuing = raw.get("continuing_days")
+    return Authorisations(
+        granted_by,
+        _days(raw.get("days"), f"{where}.days", check) or 0,
+        None if continuing is None else _days(continuing, f"{where}.continuing_days", check),
+    )
 
 
 def _range(raw, where: str, check: _Checker, low: float, high: float) -> Range:
@@ -639,7 +649,10 @@ def _read_measures(data_dir: Path, check: _Checker, sources) -> dict[str, Measur
     for measure_id, raw in (top.get("measures") or {}).items():
         at = f"{where}: measure {measure_id}"
         _word_id(measure_id, at, check)
-        item = check.mapping(raw, at, ("name", "measures", "unit", "units", "range", "source")) or {}
+        item = check.mapping(raw, at, ("name", "measures", "unit", "units", "range", "source"), ("better",)) or {}
+        better = item.get("better")
+        if "better" in item and better not in DIRECTIONS:
+            check.fail(f"{at}.better", f"must be one of {', '.join(DIRECTIONS)} (which way is improvement)")
         unit = check.text(item.get("unit"), f"{at}.unit")
         units: dict[str, float] = {}
         raw_units = item.get("units")
@@ -669,6 +682,7 @@ def _read_measures(data_dir: Path, check: _Checker, sources) -> dict[str, Measur
             low if low is not None else 0.0,
             high if high is not None else 0.0,
             source,
+            better if better in DIRECTIONS else None,
         )
     return measures
 
@@ -785,7 +799,18 @@ def _read_synonyms(raw, where: str, check: _Checker) -> tuple[Synonym, ...]:
 
 
 _RULE_REQUIRED = ("id", "title", "diagnosis", "outcome", "rationale", "evidence")
-_RULE_OPTIONAL = ("when", "priority", "labelled_indication", "conflict", "dosing", "authorisation_days")
+_RULE_OPTIONAL = (
+    "when",
+    "priority",
+    "labelled_indication",
+    "conflict",
+    "dosing",
+    "authorisation",
+    "review_criteria",
+    "courses",
+)
+# Rule fields of an earlier rulebook format, and where they are now.
+_MOVED_FROM_RULE = {"authorisation_days": "authorisation.initial_days (rulebook format of 2026.12.2)"}
 
 
 @dataclass(frozen=True)
@@ -817,6 +842,11 @@ def _read_rules(raw, path: Path, check: _Checker, references: References) -> tup
 
 
 def _read_rule(raw, at: str, position: int, check: _Checker, references: References, seen_ids: set[str]) -> Rule:
+    if isinstance(raw, dict):
+        for old, new in _MOVED_FROM_RULE.items():
+            if old in raw:
+                check.fail(f"{at}.{old}", f"has moved to {new}")
+        raw = {key: value for key, value in raw.items() if key not in _MOVED_FROM_RULE}
     item = check.mapping(raw, at, _RULE_REQUIRED, _RULE_OPTIONAL) or {}
     rule_id = _read_rule_id(item.get("id"), f"{at}.id", check, seen_ids)
     diagnosis = check.text(item.get("diagnosis"), f"{at}.diagnosis")
@@ -833,9 +863,15 @@ def _read_rule(raw, at: str, position: int, check: _Checker, references: Referen
     dosing = item.get("dosing")
     if dosing is not None and dosing not in references.dosing_profiles:
         check.fail(f"{at}.dosing", f"'{dosing}' is not a dosing profile")
-    authorisation_days = item.get("authorisation_days")
-    if authorisation_days is not None:
-        authorisation_days = _days(authorisation_days, f"{at}.authorisation_days", check)
+    periods = check.mapping(
+        item.get("authorisation", {}), f"{at}.authorisation", (), ("initial_days", "continuing_days")
+    )
+    if periods is not None and "authorisation" in item and not periods:
+        check.fail(f"{at}.authorisation", "give initial_days, continuing_days or both")
+    initial_days, continuing_days = (
+        _days(periods[name], f"{at}.authorisation.{name}", check) if periods and name in periods else None
+        for name in ("initial_days", "continuing_days")
+    )
     priority = _priority(item.get("priority", 0), f"{at}.priority", check)
     return Rule(
         id=rule_id,
@@ -850,7 +886,106 @@ def _read_rule(raw, at: str, position: int, check: _Checker, references: Referen
         conflict=check.text(item.get("conflict"), f"{at}.conflict", required=False),
         position=position,
         dosing=dosing,
-        authorisation_days=authorisation_days,
+        initial_days=initial_days,
+        continuing_days=continuing_days,
+        review_criteria=_read_review_criteria(item.get("review_criteria"), f"{at}.review_criteria", check, references),
+        courses=_read_course_limit(item.get("courses"), f"{at}.courses", check),
+    )
+
+
+def _read_course_limit(raw, where: str, check: _Checker) -> CourseLimit | None:
+    """`courses: {max, per_days}`: how many authorisations of the diagnosis one patient may have in a period."""
+    if raw is None:
+        return None
+    item = check.mapping(raw, where, ("max", "per_days")) or {}
+    most = item.get("max")
+    if isinstance(most, bool) or not isinstance(most, int) or not 1 <= most <= 10:
+        check.fail(f"{where}.max", f"must be a whole number of courses from 1 to 10, found {most!r}")
+        most = None
+    per_days = _days(item["per_days"], f"{where}.per_days", check) if "per_days" in item else None
+    return CourseLimit(most, per_days) if most and per_days else None
+
+
+_BENEFIT_PARTS = ("improved_by", "stable_within", "at_least", "at_most")
+
+
+def _read_review_criteria(raw, where: str, check: _Checker, references: References) -> ReviewCriteria | None:
+    """What a continuation needs: `{measures: {measure: {improved_by|stable_within|at_least|at_most: N,
+    unit: U}}, benefit: all|any, within_days: D, source: S}`, or `{reviewer_judges: why}`."""
+    if raw is None:
+        return None
+    item = check.mapping(raw, where, (), ("measures", "benefit", "within_days", "source", "reviewer_judges")) or {}
+    if "reviewer_judges" in item:
+        if set(item) != {"reviewer_judges"}:
+            check.fail(where, "reviewer_judges stands alone: a reviewer judges, or the measures do, not both")
+        return ReviewCriteria(reviewer_judges=check.text(item["reviewer_judges"], f"{where}.reviewer_judges"))
+    benefit = item.get("benefit", "all")
+    if benefit not in BENEFIT_RULES:
+        check.fail(f"{where}.benefit", f"must be one of {', '.join(BENEFIT_RULES)}, found {benefit!r}")
+    within = item.get("within_days", 90)
+    if isinstance(within, bool) or not isinstance(within, int) or not 1 <= within <= MAX_WINDOW_DAYS:
+        check.fail(f"{where}.within_days", f"must be a whole number from 1 to {MAX_WINDOW_DAYS}, found {within!r}")
+    source = check.text(item.get("source"), f"{where}.source")
+    if source and source not in references.sources:
+        check.fail(f"{where}.source", f"'{source}' is not defined in sources.yaml")
+    measures = item.get("measures")
+    if not isinstance(measures, dict) or not measures:
+        check.fail(f"{where}.measures", "must map at least one measure to what counts as benefit on it")
+        measures = {}
+    tests = tuple(
+        test
+        for measure_id, spec in measures.items()
+        if (test := _read_benefit_test(str(measure_id), spec, f"{where}.measures.{measure_id}", check, references))
+    )
+    return ReviewCriteria(tests, str(benefit), within if isinstance(within, int) else 90, source)
+
+
+def _read_benefit_test(measure_id: str, spec, at: str, check: _Checker, references: References) -> BenefitTest | None:
+    measure = references.measures.get(measure_id)
+    if measure is None:
+        check.fail(at, f"'{measure_id}' is not a measure in measures.yaml")
+        return None
+    item = check.mapping(spec, at, (), (*_BENEFIT_PARTS, "unit")) or {}
+    unit = item.get("unit", measure.unit)
+    if unit not in measure.units:
+        check.fail(f"{at}.unit", f"'{unit}' is not a unit of {measure_id} (accepted: {', '.join(measure.units)})")
+        return None
+    if not any(part in item for part in _BENEFIT_PARTS):
+        check.fail(at, f"say what counts as benefit: {', '.join(_BENEFIT_PARTS)}")
+    span = measure.high - measure.low
+    values: dict[str, float] = {}
+    for part in _BENEFIT_PARTS:
+        if part not in item:
+            continue
+        value = check.number(item[part], f"{at}.{part}", -1e9, 1e9)
+        if value is None:
+            continue
+        canonical = measure.to_canonical(value, unit)
+        if part in ("at_least", "at_most") and not measure.low <= canonical <= measure.high:
+            check.fail(
+                f"{at}.{part}",
+                f"{value:g} {unit} is outside {measure_id}'s range ({measure.low:g} to {measure.high:g} {measure.unit})",
+            )
+        elif part == "improved_by" and not 0 < canonical <= span:
+            check.fail(
+                f"{at}.{part}", f"must be above 0 and at most {measure_id}'s whole range ({span:g} {measure.unit})"
+            )
+        elif part == "stable_within" and not 0 <= canonical <= span:
+            check.fail(f"{at}.{part}", f"must be from 0 to {measure_id}'s whole range ({span:g} {measure.unit})")
+        values[part] = canonical
+    if ("improved_by" in values or "stable_within" in values) and measure.better is None:
+        check.fail(at, f"comparing with the baseline needs {measure_id}'s `better` (higher or lower) in measures.yaml")
+    if "improved_by" in values and "stable_within" in values:
+        check.fail(at, "give improved_by or stable_within: stability already counts an improvement")
+    if values.get("at_least", measure.low) > values.get("at_most", measure.high):
+        check.fail(at, "at_least is above at_most: no value can show benefit")
+    return BenefitTest(
+        measure_id,
+        values.get("improved_by"),
+        values.get("stable_within"),
+        values.get("at_least"),
+        values.get("at_most"),
+        measure.unit,
     )
 
 
@@ -999,6 +1134,8 @@ def _read_conditions(raw, where: str, check: _Checker, references: "References")
     )
     if "course" in raw and raw.get("course") is None:
         check.fail(f"{where}.course", "must list at least one value")
+    if conditions.pregnant and conditions.sex is not None and conditions.sex <= {"male"}:
+        check.fail(where, "pregnant with sex male: the condition can never be true")
     both = conditions.concurrent_includes & conditions.concurrent_excludes
     if both:
         check.fail(f"{where}.concurrent_therapies", f"{', '.join(sorted(both))} both included and excluded")

@@ -15,7 +15,7 @@ from werkzeug.exceptions import HTTPException
 from service.decide.request import RequestError
 from service.store.audit import AuditUnavailable
 from service.store.database import describe
-from service.workflow.authorisations import NoSuchAuthorisation
+from service.workflow.authorisations import AlreadyContinued, NoSuchAuthorisation, Tampered
 from service.workflow.cases import Conflict, NoSuchCase
 
 log = logging.getLogger("service")
@@ -98,6 +98,19 @@ def register(app: Flask, max_body_bytes: int) -> None:
     @app.errorhandler(NoSuchAuthorisation)
     def _no_authorisation(error: NoSuchAuthorisation):
         return _answer(404, "not_found", f"no authorisation {error}")
+
+    @app.errorhandler(AlreadyContinued)
+    def _already_continued(error: AlreadyContinued):
+        return _answer(409, "already_continued", str(error))
+
+    @app.errorhandler(Tampered)
+    def _tampered(error: Tampered):
+        return _answer(
+            409,
+            "integrity_failed",
+            f"authorisation {error.authorisation_id} fails its integrity check (it is not as the service wrote "
+            "it): nothing is decided on it until an administrator has looked (formulary audit verify)",
+        )
 
     @app.errorhandler(CSRFError)
     def _stale_form(error: CSRFError):

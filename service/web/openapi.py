@@ -18,6 +18,7 @@ from service.rulebook.model import (
     STRENGTHS,
 )
 from service.web import roles
+from service.workflow.cases import REVIEW_REASONS
 
 blueprint = Blueprint("openapi", __name__)
 
@@ -192,6 +193,22 @@ SCHEMAS = {
                 ],
                 "description": "for a diagnosis matched only approximately: what the rules would decide on the proposed code",
             },
+            "continuation": {
+                "oneOf": [
+                    {"type": "null"},
+                    _object(
+                        {
+                            "previous_authorisation_id": _TEXT,
+                            "benefit": {"enum": ["shown", "not_shown", "missing", "not_assessed"]},
+                            "criteria": _TEXT,
+                            "compared": {"type": "array", "items": {"type": "object"}},
+                        },
+                        required=["previous_authorisation_id", "benefit", "compared"],
+                    ),
+                ],
+                "description": "for a continuation: the authorisation continued, and each outcome measure "
+                "compared with its baseline against the rule's review criteria",
+            },
             "review_case_id": {
                 **_NULLABLE_TEXT,
                 "description": "the review case a needs_review decision opened, joined or (with added facts) updated",
@@ -254,7 +271,16 @@ SCHEMAS = {
                 ),
             },
             "dosing": _ref("DosingProfile"),
-            "authorisation_days": {"type": "integer"},
+            "authorisation_days": {"type": "integer", "description": "an initial authorisation's period"},
+            "continuing_days": {"type": "integer", "description": "a continuation's period"},
+            "review_criteria": {
+                "type": ["object", "null"],
+                "description": "what a continuation needs: measures and what counts as benefit, or reviewer_judges",
+            },
+            "courses": {
+                "type": ["object", "null"],
+                "description": "{max, per_days}: authorisations of the diagnosis one patient may have in a period",
+            },
             "rationale": _TEXT,
             "conflict": _NULLABLE_TEXT,
             "evidence": _EVIDENCE,
@@ -298,7 +324,7 @@ SCHEMAS = {
             "requester": _TEXT,
             "code": _NULLABLE_TEXT,
             "reason": {
-                "oneOf": [{"type": "null"}, {"enum": ["missing_facts", "unclear_diagnosis", "no_rule", "rule_review"]}],
+                "oneOf": [{"type": "null"}, {"enum": list(REVIEW_REASONS)}],
                 "description": "why it needs review: facts the rule needs are missing, the diagnosis text is unclear, "
                 "no rule covers the diagnosis, or the rule itself asks for review",
             },
@@ -596,6 +622,7 @@ def _errors(*statuses: int) -> dict:
         401: "missing, unknown or revoked token",
         403: "the token's role may not do this",
         404: "not found",
+        409: "the record changed or is in a state that refuses this (the error's code says which)",
         413: "body over 64 KiB",
         415: "body is not JSON",
         422: "the rulebook fails lint; the old version keeps serving",
@@ -725,7 +752,7 @@ PATHS = {
                     ),
                     (
                         "reason",
-                        {"enum": ["missing_facts", "unclear_diagnosis", "no_rule", "rule_review"]},
+                        {"enum": list(REVIEW_REASONS)},
                         "why the case needs review",
                     ),
                     ("diagnosis", _TEXT, "ICD-10-CM code; its descendants match too"),
@@ -884,6 +911,29 @@ PATHS = {
             "responses": {
                 "201": _json("Measurement", "the measurement as recorded"),
                 **_errors(400, 401, 403, 404, 413, 415, 503),
+            },
+        }
+    },
+    "/v1/authorisations/{authorisation_id}/continuation": {
+        "post": {
+            "summary": "Decide a continuation of an authorisation on the current rulebook",
+            "description": roles.described("continue_authorisation")
+            + " The request is the granting decision's with the optional body's extra facts (not the patient,"
+            " the diagnosis or the course); the rule's review criteria compare the measurements recorded since"
+            " the authorisation began with the initial authorisation's baseline. Benefit shown: the positive"
+            " decision and a new authorisation whose previous_id is this one, for the rule's continuing_days."
+            " A measure missing or stale: needs_review naming it. Benefit not shown: not_supported, 'no"
+            " demonstrated benefit', with a review case. 409 when the authorisation was continued already or"
+            " fails its integrity check.",
+            "security": _SECURED,
+            "parameters": [{"name": "authorisation_id", "in": "path", "required": True, "schema": _TEXT}],
+            "requestBody": {
+                "required": False,
+                "content": {"application/json": {"schema": {"type": "object", "description": "extra request facts"}}},
+            },
+            "responses": {
+                "201": _json("Decision", "the continuation's decision, recorded"),
+                **_errors(400, 401, 403, 404, 409, 413, 415, 503),
             },
         }
     },

@@ -60,6 +60,12 @@ PERMISSIONS: dict[str, Permission] = {
         own_words="own requests",
         not_own="a clinician may record measurements only against the authorisations of their own requests",
     ),
+    "continue_authorisation": Permission(
+        ("clinician", "pharmacist", "admin"),
+        own_only=("clinician",),
+        own_words="own requests",
+        not_own="a clinician may ask to continue only the authorisations of their own requests",
+    ),
     "preapprove": Permission(("pharmacist", "admin")),
 }
 

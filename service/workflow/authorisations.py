@@ -9,17 +9,26 @@ the service wrote it (its binding to the granting audit record fails: service/st
 
 import base64
 import binascii
+import copy
 import datetime
 import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
-from sqlalchemy import exists, or_, select, tuple_
+from sqlalchemy import exists, func, or_, select, tuple_
 from sqlalchemy.orm import aliased
 
 from service import clock
-from service.decide.request import RequestError, Vocabulary, known_arguments, observation, whole_argument
+from service.decide.continuation import Reading
+from service.decide.request import (
+    MAX_OBSERVATIONS,
+    RequestError,
+    Vocabulary,
+    known_arguments,
+    observation,
+    whole_argument,
+)
 from service.rulebook import icd10
 from service.rulebook.model import DosingProfile, Range
 from service.store.tables import authorisation_measurements, authorisations, review_cases
@@ -42,6 +51,26 @@ class NoSuchAuthorisation(Exception):
     """No such authorisation."""
 
 
+class AlreadyContinued(Exception):
+    """The authorisation was continued already: a continuation continues the latest one."""
+
+    def __init__(self, authorisation_id: str, later_id: str):
+        super().__init__(
+            f"authorisation {authorisation_id} is already continued by authorisation {later_id}; "
+            "ask for the continuation of that one"
+        )
+
+
+@dataclass(frozen=True)
+class Continuing:
+    """A continuation being decided: the authorisation it continues (its stored row), and the
+    readings of the outcome measures at the initial authorisation and since this one began."""
+
+    previous: dict
+    baseline: tuple[Reading, ...]
+    current: tuple[Reading, ...]
+
+
 def grant(
     patient_hash,
     code,
@@ -54,6 +83,7 @@ def grant(
     decision_id=None,
     case_id=None,
     today=None,
+    previous_id=None,
 ) -> dict:
     """The row of a new authorisation (valid_until is the last valid day)."""
     start = today or clock.utc_today()
@@ -74,7 +104,23 @@ def grant(
         "case_id": case_id,
         "rulebook_version": rulebook.version,
         "rulebook_digest": rulebook.digest,
+        "previous_id": previous_id,
     }
+
+
+def given_since(instance, patient_hash: str, diagnosis_id: str, days: int) -> int:
+    """How many authorisations of this diagnosis the patient was granted in the last `days` days."""
+    since = clock.stamp(clock.now() - datetime.timedelta(days=days))
+    with instance.sql_engine.connect() as connection:
+        return connection.execute(
+            select(func.count())
+            .select_from(authorisations)
+            .where(
+                authorisations.c.patient_ref_hash == patient_hash,
+                authorisations.c.diagnosis_id == diagnosis_id,
+                authorisations.c.created_at >= since,
+            )
+        ).scalar_one()
 
 
 def authorisation_view(row) -> dict:
@@ -234,14 +280,7 @@ def authorisation_detail(instance, authorisation_id: str) -> dict:
     with instance.sql_engine.connect() as connection:
         row = _row(connection, authorisation_id)
         record = _granting_decision(instance, connection, row)
-        measurements = [
-            _measurement_view(m._mapping)
-            for m in connection.execute(
-                select(authorisation_measurements)
-                .where(authorisation_measurements.c.authorisation_id == authorisation_id)
-                .order_by(authorisation_measurements.c.taken_on, authorisation_measurements.c.created_at)
-            )
-        ]
+        measurements = [_measurement_view(m._mapping) for m in connection.execute(_measurements_of(authorisation_id))]
         chain = _chain(connection, row)
     return {
         "authorisation": authorisation_view(row),
@@ -349,3 +388,119 @@ def due_for_review(instance, due: Due) -> dict:
         ],
         "next_cursor": _cursor_of(rows[-1]) if more else None,
     }
+
+
+# What a continuation's extra facts may not change: the patient and the diagnosis are the
+# authorisation's, and the course is a continuation.
+_FIXED_IN_CONTINUATION = ("diagnosis", "course")
+
+
+def continuation_request(
+    instance, vocabulary: Vocabulary, authorisation_id: str, extra, base: dict | None = None
+) -> tuple[dict, Continuing]:
+    """The request a continuation of this authorisation is decided on, and what its benefit is
+    judged from.
+
+    The request is the granting decision's (or `base`, a continuation case's request) with the
+    `extra` facts, the authorisation's code and `course: continuation`; its observations add the
+    measurements recorded against the authorisation and the extra ones, so the rules see the
+    patient as now. The baseline: the initial authorisation's decision's observations, and
+    measurements recorded against it taken on or before it began. Refuses an authorisation that
+    fails its integrity check (Tampered) or was continued already (AlreadyContinued).
+    """
+    if extra is None:
+        extra = {}
+    if not isinstance(extra, dict):
+        raise RequestError("wrong_type", "the body must be an object of request fields to add (or empty)", "")
+    for name in _FIXED_IN_CONTINUATION:
+        if name in extra:
+            raise RequestError(
+                "conflicting_values",
+                f"{name} cannot be given: a continuation is of the authorisation's diagnosis, as a continuation",
+                name,
+            )
+    if isinstance(extra.get("patient"), dict) and ("ref" in extra["patient"] or "ref_hash" in extra["patient"]):
+        raise RequestError("conflicting_values", "the patient is the authorisation's and cannot change", "patient.ref")
+    today = clock.utc_today()
+    with instance.sql_engine.connect() as connection:
+        row = _row(connection, authorisation_id)
+        if not instance.audit.row_intact(authorisations, row):
+            raise Tampered(authorisation_id)
+        chain = _chain(connection, row)
+        if chain[-1]["id"] != authorisation_id:
+            raise AlreadyContinued(authorisation_id, chain[chain.index(row) + 1]["id"])
+        first = chain[0]
+        initial = _granting_decision(instance, connection, first)
+        granting = initial if first["id"] == row["id"] else _granting_decision(instance, connection, row)
+        measured = {
+            link["id"]: [dict(m._mapping) for m in connection.execute(_measurements_of(link["id"]))]
+            for link in {first["id"]: first, row["id"]: row}.values()
+        }
+    stored = copy.deepcopy(base if base is not None else (granting["body"]["request"] if granting else {}))
+    extra_observations = extra.get("observations") or []
+    if not isinstance(extra_observations, list):
+        raise RequestError("wrong_type", "observations must be a list", "observations")
+    current_given = [
+        {"measure": m["measure"], "value": m["value_given"], "unit": m["unit_given"], "taken_on": m["taken_on"]}
+        for m in measured[row["id"]]
+        if m["taken_on"] >= row["valid_from"]
+    ]
+    baseline = [_reading(o, "", vocabulary, today) for o in _baseline(initial)] + [
+        Reading(m["measure"], m["value"], datetime.date.fromisoformat(m["taken_on"]))
+        for m in measured[first["id"]]
+        if m["taken_on"] <= first["valid_from"]
+    ]
+    current = [_reading(o, "", vocabulary, today) for o in current_given] + [
+        _reading(o, f"observations[{i}]", vocabulary, today) for i, o in enumerate(extra_observations)
+    ]
+    payload = merged(stored, {name: value for name, value in extra.items() if name != "observations"})
+    if isinstance(payload.get("patient"), dict):
+        payload["patient"].pop("ref_hash", None)
+        payload["patient"].pop("ref", None)
+    diagnosis = payload.get("diagnosis")
+    if not isinstance(diagnosis, dict):
+        diagnosis = {}
+    payload["diagnosis"] = {
+        **{k: v for k, v in diagnosis.items() if k not in ("code", "text")},
+        "code": icd10.dotted(row["code"]),
+    }
+    payload["course"] = "continuation"
+    payload["observations"] = _latest_per_day(
+        [*(stored.get("observations") or []), *current_given, *extra_observations]
+    )
+    return payload, Continuing(row, tuple(baseline), tuple(current))
+
+
+def _reading(raw, at: str, vocabulary: Vocabulary, today: datetime.date) -> Reading:
+    measured = observation(raw, at, vocabulary, today)
+    return Reading(measured.measure.id, measured.value, measured.taken_on)
+
+
+def _latest_per_day(observations: list) -> list:
+    """One observation per measure and day (the one given last), the latest MAX_OBSERVATIONS."""
+    kept: dict[tuple, object] = {}
+    for item in observations:
+        key = (item.get("measure"), item.get("taken_on")) if isinstance(item, dict) else (id(item), None)
+        kept.pop(key, None)
+        kept[key] = item
+    dated = sorted(kept.values(), key=lambda o: str(o.get("taken_on")) if isinstance(o, dict) else "")
+    return dated[-MAX_OBSERVATIONS:]
+
+
+def merged(base: dict, extra: dict) -> dict:
+    """A request with extra fields; an object field is merged one level deep."""
+    merged = copy.deepcopy(base)
+    for key, value in extra.items():
+        merged[key] = (
+            {**merged[key], **value} if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        )
+    return merged
+
+
+def _measurements_of(authorisation_id: str):
+    m = authorisation_measurements.c
+    return (
+        select(authorisation_measurements)
+        .where(m.authorisation_id == authorisation_id)
+        .order_by(m.taken_on, m.created_at)
+    )

@@ -11,7 +11,6 @@ they grant (service/workflow/authorisations.py).
 
 import base64
 import binascii
-import copy
 import datetime
 import json
 import uuid
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, insert, select, tuple_, update
 
 from service import clock
+from service.decide import continuation
 from service.decide.formulary import Formulary
 from service.decide.request import RequestError, known_arguments, parse_request, visible, whole_argument
 from service.rulebook import icd10
@@ -64,7 +64,9 @@ def sanitised(payload: dict, patient_hash: str | None) -> dict:
 
 
 def review_reason(decision: dict) -> str:
-    """Why a needs_review decision needs review, as the queue filters it."""
+    """Why a decision needs review, as the queue filters it."""
+    if (decision.get("continuation") or {}).get("benefit") == "not_shown":
+        return "no_benefit"
     if decision["missing"]:
         return "missing_facts"
     if decision["candidates"]:
@@ -72,7 +74,14 @@ def review_reason(decision: dict) -> str:
     return "no_rule" if decision["rule"] is None else "rule_review"
 
 
-def record_decision(instance, formulary: Formulary, payload, requester: str, case: dict | None = None) -> dict:
+def record_decision(
+    instance,
+    formulary: Formulary,
+    payload,
+    requester: str,
+    case: dict | None = None,
+    continuing: authorisations.Continuing | None = None,
+) -> dict:
     """Decide, then record the decision with the case or authorisation it creates, atomically.
 
     Returns the decision as the API answers it: the decision object plus its id, time, and the
@@ -83,25 +92,59 @@ def record_decision(instance, formulary: Formulary, payload, requester: str, cas
     transaction that applies it; otherwise CaseChanged, and nothing is recorded. Without it, a
     needs_review decision from the same requester for the same patient and diagnosis as an open
     case joins that case (it becomes the case's latest decision) instead of opening another.
+
+    With `continuing`, the decision is a continuation of that authorisation: kept only when the
+    rule's review criteria find benefit (service/decide/continuation.py); a positive one grants
+    the next authorisation, and one refused for no benefit opens a review case.
     """
     request = parse_request(payload, formulary.vocabulary)
     decision = formulary.decide_request(request)
+    rulebook = formulary.rulebook
     if case is not None:
-        return _record(instance, formulary, payload, requester, decision, case["patient_ref_hash"], case, False)
-    patient_hash = instance.audit.patient_hash(request.patient_ref)
+        patient_hash = case["patient_ref_hash"]
+    elif continuing is not None:
+        patient_hash = continuing.previous["patient_ref_hash"]
+    else:
+        patient_hash = instance.audit.patient_hash(request.patient_ref)
+    rule = rulebook.rule(decision.rule["id"]) if decision.rule else None
+    if continuing is not None:
+        decision = continuation.judge(
+            rulebook, decision, continuing.previous["id"], continuing.baseline, continuing.current, clock.utc_today()
+        )
+    elif rule is not None and rule.courses is not None and patient_hash:
+        given = authorisations.given_since(instance, patient_hash, rule.diagnosis, rule.courses.per_days)
+        decision = continuation.limit_courses(decision, rule, given)
+    if case is not None:
+        return _record(instance, formulary, payload, requester, decision, patient_hash, case, False, continuing)
     code = decision.diagnosis.plain_code
 
     def record_joining_an_open_case():
         joined = None
-        if decision.outcome == "needs_review" and patient_hash and code:
+        if _opens_case(decision) and patient_hash and code:
             with instance.sql_engine.connect() as connection:
                 joined = _open_case_to_join(connection, requester, patient_hash, code)
-        return _record(instance, formulary, payload, requester, decision, patient_hash, joined, True)
+        return _record(instance, formulary, payload, requester, decision, patient_hash, joined, True, continuing)
 
     try:
         return record_joining_an_open_case()
     except CaseChanged:  # the case it would join, or open, changed meanwhile: look again, once
         return record_joining_an_open_case()
+
+
+def _check_not_continued(connection, authorisation_id: str):
+    """Each authorisation is continued once: checked in the writer's transaction, so two
+    continuations racing cannot both grant one."""
+    later = connection.execute(
+        select(authorisation_rows.c.id).where(authorisation_rows.c.previous_id == authorisation_id)
+    ).scalar()
+    if later is not None:
+        raise Conflict(f"authorisation {authorisation_id} is already continued by authorisation {later}")
+
+
+def _opens_case(decision) -> bool:
+    """needs_review opens a case; so does a continuation refused for no benefit, so that the
+    treating clinician can argue the exception."""
+    return decision.outcome == "needs_review" or (decision.continuation or {}).get("benefit") == "not_shown"
 
 
 def _open_case_to_join(connection, requester: str, patient_hash: str, code: str) -> dict | None:
@@ -129,16 +172,25 @@ def _changed(connection, case_id: str) -> CaseChanged:
 
 
 def _record(
-    instance, formulary: Formulary, payload, requester: str, decision, patient_hash, case: dict | None, joins: bool
+    instance,
+    formulary: Formulary,
+    payload,
+    requester: str,
+    decision,
+    patient_hash,
+    case: dict | None,
+    joins: bool,
+    continuing: authorisations.Continuing | None = None,
 ) -> dict:
-    """Record a decision; `case` is the case it updates (as read), `joins` whether it is a new request joining it."""
+    """Record a decision; `case` is the case it updates (as read), `joins` whether it is a new
+    request joining it, `continuing` the authorisation a continuation continues."""
     audit = instance.audit
     code = decision.diagnosis.plain_code
     decided_at = clock.utc_now()
     decision_id = str(uuid.uuid4())
     rule = formulary.rulebook.rule(decision.rule["id"]) if decision.rule else None
     diagnosis_id = formulary.terminology.diagnosis_of(code) if code else None
-    case_id = (case["id"] if case else str(uuid.uuid4())) if decision.outcome == "needs_review" else None
+    case_id = (case["id"] if case else str(uuid.uuid4())) if _opens_case(decision) else None
     grant = None
     if formulary.rulebook.grants_authorisation(decision.outcome) and patient_hash and code:
         grant = authorisations.grant(
@@ -149,9 +201,10 @@ def _record(
             rule,
             formulary.rulebook,
             decision.labelled_products if decision.outcome == "approved" else (),
-            formulary.rulebook.authorisation_days_for(rule),
+            formulary.rulebook.authorisation_days_for(rule, continuing=continuing is not None),
             decision_id=decision_id,
             case_id=case["id"] if case else None,
+            previous_id=continuing.previous["id"] if continuing else None,
         )
     response = {
         "decision_id": decision_id,
@@ -165,8 +218,10 @@ def _record(
     reason = review_reason(response) if case_id is not None else None
 
     def effects(connection):
+        if grant is not None and grant["previous_id"] is not None:
+            _check_not_continued(connection, grant["previous_id"])
         if case is not None:
-            status = "open" if decision.outcome == "needs_review" else "closed_by_rules"
+            status = "open" if case_id is not None else "closed_by_rules"
             changed = connection.execute(
                 update(review_cases)
                 .where(
@@ -209,7 +264,7 @@ def _record(
 
     # Most decisions write only their record; those go in the writer's one executemany, not a savepoint.
     # An authorisation is written by the audit store, bound to this record.
-    writes_rows = case is not None or case_id is not None
+    writes_rows = case is not None or case_id is not None or continuing is not None
     audit.append(
         "decision",
         {
@@ -278,7 +333,7 @@ def _case_view(instance, case: dict, resolutions: list[dict] | None = None) -> d
     return view
 
 
-REVIEW_REASONS = ("missing_facts", "unclear_diagnosis", "no_rule", "rule_review")
+REVIEW_REASONS = ("missing_facts", "unclear_diagnosis", "no_rule", "rule_review", "no_benefit")
 SORTS = ("oldest", "newest", "diagnosis")
 MAX_PAGE = 200
 MAX_AGE_HOURS = 87600  # ten years
@@ -468,6 +523,7 @@ def resolve(instance, formulary: Formulary, case_id: str, body, reviewer: str) -
     latest = instance.audit.decision(case["latest_decision_id"])["body"]["decision"]
     if not second_opinion and wanted["resolution"] == "approved" and case["patient_ref_hash"] and case["code"]:
         rule = formulary.rulebook.rule(latest["rule"]["id"]) if latest["rule"] else None
+        previous_id = (latest.get("continuation") or {}).get("previous_authorisation_id")
         grant = authorisations.grant(
             case["patient_ref_hash"],
             case["code"],
@@ -476,14 +532,17 @@ def resolve(instance, formulary: Formulary, case_id: str, body, reviewer: str) -
             rule,
             formulary.rulebook,
             (),
-            wanted["valid_days"] or formulary.rulebook.authorisation_days_for(rule),
+            wanted["valid_days"] or formulary.rulebook.authorisation_days_for(rule, continuing=previous_id is not None),
             case_id=case_id,
+            previous_id=previous_id,
         )
     new_status = {"approved": "approved", "denied": "denied", "more_information": "pending_information"}[
         wanted["resolution"]
     ]
 
     def effects(connection):
+        if grant is not None and grant["previous_id"] is not None:
+            _check_not_continued(connection, grant["previous_id"])
         if not second_opinion:
             changed = connection.execute(
                 update(review_cases)
@@ -512,15 +571,6 @@ def resolve(instance, formulary: Formulary, case_id: str, body, reviewer: str) -
     return get_case(instance, case_id)
 
 
-def _merge(base: dict, extra: dict) -> dict:
-    merged = copy.deepcopy(base)
-    for key, value in extra.items():
-        merged[key] = (
-            {**merged[key], **value} if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
-        )
-    return merged
-
-
 def attach_facts(instance, formulary: Formulary, case_id: str, facts, requester: str) -> dict:
     """Re-decide an open or pended case with more facts; the new decision is recorded on the case."""
     if not isinstance(facts, dict):
@@ -536,4 +586,17 @@ def attach_facts(instance, formulary: Formulary, case_id: str, facts, requester:
     stored = json.loads(case["request"])
     if isinstance(stored.get("patient"), dict):
         stored["patient"].pop("ref_hash", None)
-    return record_decision(instance, formulary, _merge(stored, facts), requester, case=case)
+    latest = instance.audit.decision(case["latest_decision_id"])["body"]["decision"]
+    continued = (latest.get("continuation") or {}).get("previous_authorisation_id")
+    if continued is not None:  # a continuation's case is decided again as a continuation
+        payload, continuing = authorisations.continuation_request(
+            instance, formulary.vocabulary, continued, facts, base=stored
+        )
+        return record_decision(instance, formulary, payload, requester, case=case, continuing=continuing)
+    return record_decision(instance, formulary, authorisations.merged(stored, facts), requester, case=case)
+
+
+def continue_authorisation(instance, formulary: Formulary, authorisation_id: str, extra, requester: str) -> dict:
+    """Decide a continuation of an authorisation on the current rulebook (see record_decision)."""
+    payload, continuing = authorisations.continuation_request(instance, formulary.vocabulary, authorisation_id, extra)
+    return record_decision(instance, formulary, payload, requester, continuing=continuing)

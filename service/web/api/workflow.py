@@ -85,6 +85,20 @@ def record_measurement(authorisation_id):
     return jsonify(measurement), 201
 
 
+@blueprint.post("/v1/authorisations/<authorisation_id>/continuation")
+@requires("continue_authorisation")
+def continue_authorisation(authorisation_id):
+    """Decide a continuation on the current rulebook; the body (optional) adds request facts."""
+    body = json_body() if request.get_data() else {}
+    instance = current_instance()
+    roles.check_owner(
+        current_principal(), "continue_authorisation", authorisations.requester_of(instance, authorisation_id) or ""
+    )
+    with active_rulebook().use() as formulary:
+        decision = cases.continue_authorisation(instance, formulary, authorisation_id, body, current_principal().name)
+    return jsonify(decision), 201, {"Location": f"/v1/decisions/{decision['decision_id']}"}
+
+
 @blueprint.post("/v1/preapprovals")
 @requires("preapprove")
 def preapprove():
