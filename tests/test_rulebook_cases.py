@@ -2,12 +2,20 @@
 
 Besides each case, it checks the cases keep up with the rulebook: every rule has a case, and
 every age threshold and therapy condition is tested on both sides.
+
+A case may also say the patient's history: `courses_given` (authorisations of the diagnosis in
+the rule's course period already), or `continuation: {baseline, current}` (readings as
+`{measure, value, unit, days_ago}`), which judges the decision as a continuation the way the
+service does (service/decide/continuation.py).
 """
 
+import datetime
 from pathlib import Path
 
 import pytest
 
+from service import clock
+from service.decide import continuation
 from service.decide.formulary import Formulary
 from service.rulebook import icd10
 from service.rulebook.lint import lint_paths
@@ -15,7 +23,8 @@ from service.rulebook.reader import read_yaml
 
 RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
 CASE_FILES = sorted(RULES_DIR.glob("*.tests.yaml"))
-EXPECT_KEYS = {"outcome", "rule", "missing", "labelled_products"}
+EXPECT_KEYS = {"outcome", "rule", "missing", "labelled_products", "benefit"}
+HISTORY_KEYS = {"courses_given", "continuation"}
 
 
 def _cases():
@@ -45,17 +54,52 @@ def test_every_rulebook_has_a_case_file():
     assert {p.with_name(p.name.replace(".yaml", ".tests.yaml")) for p in rulebooks} <= set(CASE_FILES)
 
 
+def _readings(formulary: Formulary, given: list, today: datetime.date) -> tuple[continuation.Reading, ...]:
+    return tuple(
+        continuation.Reading(
+            item["measure"],
+            formulary.rulebook.measures[item["measure"]].to_canonical(item["value"], item["unit"]),
+            today - datetime.timedelta(days=item["days_ago"]),
+        )
+        for item in given
+    )
+
+
+def decided(case_file: Path, case: dict):
+    """The case's decision, with the patient's history the case gives applied as the service does."""
+    formulary = formulary_for(case_file)
+    decision = formulary.decide(case["request"])
+    rule = formulary.rulebook.rule(decision.rule["id"]) if decision.rule else None
+    if "courses_given" in case:
+        decision = continuation.limit_courses(decision, rule, case["courses_given"])
+    if "continuation" in case:
+        today = clock.utc_today()
+        history = case["continuation"]
+        decision = continuation.judge(
+            formulary.rulebook,
+            decision,
+            "rule-case",
+            _readings(formulary, history.get("baseline", []), today),
+            _readings(formulary, history.get("current", []), today),
+            today,
+        )
+    return decision
+
+
 @pytest.mark.parametrize("case_file, case", list(_cases()))
 def test_rule_case(case_file, case):
-    assert set(case) == {"name", "request", "expect"}, f"case keys: {sorted(case)}"
+    assert {"name", "request", "expect"} <= set(case) <= {"name", "request", "expect", *HISTORY_KEYS}, (
+        f"case keys: {sorted(case)}"
+    )
     expect = case["expect"]
     assert "outcome" in expect and set(expect) <= EXPECT_KEYS, f"expect keys: {sorted(expect)}"
-    decision = formulary_for(case_file).decide(case["request"])
+    decision = decided(case_file, case)
     got = {
         "outcome": decision.outcome,
         "rule": decision.rule["id"] if decision.rule else None,
         "missing": sorted(decision.missing),
         "labelled_products": sorted(decision.labelled_products),
+        "benefit": (decision.continuation or {}).get("benefit"),
     }
     wanted = {key: sorted(value) if isinstance(value, list) else value for key, value in expect.items()}
     assert {key: got[key] for key in wanted} == wanted, decision.rationale
@@ -63,8 +107,7 @@ def test_rule_case(case_file, case):
 
 def _decided_cases(case_file):
     """(case, decision) for every case of a file."""
-    formulary = formulary_for(case_file)
-    return [(case, formulary.decide(case["request"])) for case in read_yaml(case_file)["cases"]]
+    return [(case, decided(case_file, case)) for case in read_yaml(case_file)["cases"]]
 
 
 @pytest.mark.parametrize("case_file", CASE_FILES, ids=lambda p: p.stem)
