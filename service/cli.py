@@ -33,7 +33,7 @@ from service.store.tokens import (
     revoke_token,
 )
 from service.workflow import authorisations as authorisation_rows
-from service.workflow import csv_out
+from service.workflow import cases, csv_out
 from service.workflow.active_rulebook import activate
 from service.workflow.preapproval import check_batch, orders_from_csv
 
@@ -550,7 +550,7 @@ def preapprove(orders, output, requester):
 
 @main.group()
 def authorisations():
-    """Authorisations due for review, and measurements recorded against one."""
+    """Authorisations due for review, measurements recorded against one, and continuations."""
 
 
 @authorisations.command("due")
@@ -614,3 +614,52 @@ def authorisations_measure(authorisation_id, observation, requester):
         f"recorded {measurement['measure']} {measurement['value']:g} {measurement['unit']} taken on "
         f"{measurement['taken_on']} against {authorisation_id} (measurement {measurement['id']})"
     )
+
+
+@authorisations.command("continue")
+@click.argument("authorisation_id")
+@click.option(
+    "--observation",
+    "observations",
+    multiple=True,
+    metavar="MEASURE=VALUEUNIT@DATE",
+    help="A further current measure, e.g. incat=3points@2026-11-20 (repeatable).",
+)
+@as_option
+def authorisations_continue(authorisation_id, observations, requester):
+    """Decide a continuation on the current rulebook, as POST /v1/authorisations/ID/continuation does."""
+    instance = _instance()
+    _check_requester(instance, requester)
+    extra = {"observations": [_observation_option(item) for item in observations]} if observations else {}
+    formulary = _load(instance.rulebook_path)
+    try:
+        decided = cases.continue_authorisation(instance, formulary, authorisation_id, extra, requester)
+    except RequestError as error:
+        raise click.UsageError(error.message) from None
+    except authorisation_rows.NoSuchAuthorisation:
+        raise click.ClickException(f"no authorisation {authorisation_id}") from None
+    except (authorisation_rows.AlreadyContinued, cases.Conflict) as error:
+        raise click.ClickException(str(error)) from None
+    except authorisation_rows.Tampered:
+        raise click.ClickException(
+            f"authorisation {authorisation_id} fails its integrity check: run 'formulary audit verify'"
+        ) from None
+    finally:
+        formulary.close()
+    click.echo(f"Outcome:   {decided['outcome']}  ({OUTCOME_WORDS[decided['outcome']]})")
+    click.echo(textwrap.fill(decided["rationale"], 100, initial_indent="Rationale: ", subsequent_indent=" " * 11))
+    for row in (decided["continuation"] or {}).get("compared", []):
+        if row.get("met") is None:
+            click.echo(f"  {row['measure']}: not measured ({row['criterion']})")
+        else:
+            baseline = "-" if row["baseline"] is None else f"{row['baseline']:g}"
+            click.echo(
+                f"  {row['measure']}: {baseline} -> {row['current']:g} {row['unit']} "
+                f"({row['criterion']}): {'met' if row['met'] else 'not met'}"
+            )
+    if decided["missing"]:
+        click.echo(f"Missing:   {', '.join(decided['missing'])}")
+    if decided["authorisation_id"]:
+        click.echo(f"Granted:   authorisation {decided['authorisation_id']}")
+    if decided["review_case_id"]:
+        click.echo(f"Review:    case {decided['review_case_id']}")

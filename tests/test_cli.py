@@ -293,3 +293,32 @@ def test_authorisations_measure_records_a_measurement_converted_and_names_a_bad_
     missing = run("authorisations", "measure", "nope", "--observation", "igg_serum=7.1g/L@2026-11-20")
     assert missing.exit_code == 1 and "no authorisation nope" in missing.output
     assert app.extensions["instance"].audit.verify()["ok"] is True
+
+
+def test_authorisations_continue_decides_a_continuation_and_prints_the_measures_compared(cli_instance):
+    import datetime
+
+    from service.store.tokens import create_token
+
+    from .conftest import bearer
+
+    app, moment = cli_instance
+    token = create_token(app.extensions["instance"].database, "dr-cidp", "clinician")
+    today = moment["now"]
+    moment["now"] = today - datetime.timedelta(days=170)
+    body = {
+        "diagnosis": {"code": "G61.81"},
+        "patient": {"age_years": 50, "ref": "MRN-9"},
+        "observations": [{"measure": "incat", "value": 6, "unit": "points", "taken_on": "2026-06-01"}],
+    }
+    first = app.test_client().post("/v1/decisions", json=body, headers=bearer(token)).get_json()["authorisation_id"]
+    moment["now"] = today
+    bad = run("authorisations", "continue", first, "--observation", "incat=40points@2026-11-25")
+    assert bad.exit_code == 2 and "observations[0].value must be between 0 and 10" in bad.output
+    result = run("authorisations", "continue", first, "--observation", "incat=4points@2026-11-25")
+    assert result.exit_code == 0, result.output
+    assert "Outcome:   approved" in result.output
+    assert "incat: 6 -> 4 points (incat improved by at least 1 points): met" in result.output
+    assert "Granted:   authorisation" in result.output and "MRN" not in result.output
+    again = run("authorisations", "continue", first)
+    assert again.exit_code == 1 and "is already continued by authorisation" in again.output

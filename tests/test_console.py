@@ -532,3 +532,38 @@ def test_a_clinician_sees_only_the_authorisations_of_their_own_requests(app, cli
     path = f"/console/authorisations/{authorisation_id}"
     assert client.get(path).status_code == 403
     assert client.get("/console/authorisations/00000000-0000-0000-0000-000000000000").status_code == 404
+
+
+def test_a_continuation_is_asked_for_on_the_authorisation_page_and_shows_the_measures_compared(
+    app, client, tokens, day
+):
+    import datetime
+
+    from .conftest import bearer
+
+    day.set(datetime.date(2026, 6, 4))
+    body = {
+        "diagnosis": {"code": "G61.81"},
+        "patient": {"age_years": 50, "ref": "MRN-70"},
+        "observations": [
+            {"measure": "incat", "value": 6, "unit": "points", "taken_on": "2026-06-01"},
+            {"measure": "mrc_sum", "value": 40, "unit": "points", "taken_on": "2026-06-01"},
+        ],
+    }
+    first = client.post("/v1/decisions", json=body, headers=bearer(tokens["clinician"])).get_json()["authorisation_id"]
+    day.set(datetime.date(2026, 12, 1))
+    sign_in(client, tokens["clinician"])
+    path = f"/console/authorisations/{first}"
+    assert "Ask for a continuation" in client.get(path).get_data(as_text=True)
+    for measure, value in (("incat", "6"), ("mrc_sum", "30")):
+        form = {"measure": measure, "value": value, "unit": "points", "taken_on": "2026-11-20"}
+        assert post_form(client, f"{path}/measurements", form, path).status_code == 302
+    response = post_form(client, f"{path}/continuation", {}, path)
+    assert response.status_code == 302 and "/console/decisions/" in response.headers["Location"]
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "No demonstrated benefit" in page and "measures against the baseline" in page
+    assert "incat improved by at least 1 points" in page and "<td>no</td>" in page
+    assert "review case" in page and "MRN-70" not in page
+    again = post_form(client, f"{path}/continuation", {}, path)  # a new request joins the open case
+    assert again.status_code == 302
+    assert "the open case it joined" in client.get(again.headers["Location"]).get_data(as_text=True)

@@ -284,11 +284,22 @@ def due_for_review():
     return render_template("console/due.html", days=DUE_DAYS, due=found)
 
 
-def _authorisation_page(authorisation_id: str, errors: dict | None = None, values: dict | None = None, status=200):
+def _authorisation_page(
+    authorisation_id: str,
+    errors: dict | None = None,
+    values: dict | None = None,
+    status=200,
+    continuation_errors: dict | None = None,
+):
     detail = authorisation_rows.authorisation_detail(current_instance(), authorisation_id)
     roles.check_owner(current_principal(), "read_authorisation", detail.pop("requester") or "")
     return render_template(
-        "console/authorisation.html", detail=detail, errors=errors or {}, values=values or {}, **_choices()
+        "console/authorisation.html",
+        detail=detail,
+        errors=errors or {},
+        values=values or {},
+        continuation_errors=continuation_errors or {},
+        **_choices(),
     ), status
 
 
@@ -319,6 +330,28 @@ def record_measurement(authorisation_id):
         return _authorisation_page(authorisation_id, _refused(error), values, 400)
     flash(f"Measurement recorded: {measurement['measure']} {measurement['value']:g} {measurement['unit']}.")
     return redirect(url_for("console_pages.authorisation", authorisation_id=authorisation_id))
+
+
+@blueprint.post("/authorisations/<authorisation_id>/continuation")
+@page("continue_authorisation")
+def continue_authorisation(authorisation_id):
+    """Decide the continuation, then show its decision (with the measures compared)."""
+    instance = current_instance()
+    roles.check_owner(
+        current_principal(), "continue_authorisation", authorisation_rows.requester_of(instance, authorisation_id) or ""
+    )
+    try:
+        with active_rulebook().use() as formulary:
+            decided = cases.continue_authorisation(instance, formulary, authorisation_id, {}, current_principal().name)
+    except (authorisation_rows.AlreadyContinued, authorisation_rows.Tampered, cases.Conflict) as error:
+        message = (
+            str(error)
+            if not isinstance(error, authorisation_rows.Tampered)
+            else ("this authorisation fails its integrity check: an administrator must look before it is continued")
+        )
+        g.refusal = {"code": "conflict", "message": message}
+        return _authorisation_page(authorisation_id, status=409, continuation_errors={"form": message})
+    return redirect(url_for("console_pages.decision", decision_id=decided["decision_id"]))
 
 
 @blueprint.route("/preapproval", methods=["GET", "POST"])
