@@ -119,6 +119,19 @@ def describe_fact(fact: str, as_of: datetime.date) -> str:
     return fact
 
 
+def fact_of(described: str, as_of: datetime.date) -> str:
+    """The fact a `missing` entry names, back from describe_fact's words with the same `as_of`
+    (the decision's day): `fact_of(describe_fact(fact, day), day) == fact`."""
+    if described in FIXED_FACTS:
+        return described
+    if described.startswith("therapies.failed[") and described.endswith("].weeks"):
+        return failed_weeks_fact(described[len("therapies.failed[") : -len("].weeks")])
+    measure, taken, day = described.partition(" taken on or after ")
+    if not taken:
+        return observation_fact(described, None)
+    return observation_fact(measure, (as_of - datetime.date.fromisoformat(day)).days)
+
+
 @dataclass(frozen=True)
 class Verdict:
     """What one compiled rule means when it fires."""

@@ -1,5 +1,7 @@
 """The one error mapping: every exception a request can end in, as the one JSON error shape for
-the API, or as a console page for the console (same status, same code, same message).
+the API, or as a console page for the console (same status, same code, same message). A request
+sent as FHIR (application/fhir+json) that is refused 400 is answered with a FHIR OperationOutcome
+carrying the same code and message.
 
 A refusal shown as a page is noted in `g.refusal`, so the audit log records why it was refused,
 as it records the JSON error of an API refusal.
@@ -12,6 +14,7 @@ from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
+from service.decide.questionnaire import operation_outcome
 from service.decide.request import RequestError
 from service.store.audit import AuditUnavailable
 from service.store.database import describe
@@ -31,6 +34,7 @@ _PAGE_TITLES = {
     500: "Something went wrong",
     503: "Service unavailable",
 }
+FHIR_JSON = "application/fhir+json"
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large", 415: "unsupported_media_type"}
 
 
@@ -71,6 +75,12 @@ def is_console(path: str) -> bool:
 def _answer(status: int, code: str, message: str, field: str | None = None, headers: dict | None = None, **extra):
     if is_console(request.path):
         return (*error_page(status, code, message, field), headers or {})
+    if status == 400 and request.mimetype == FHIR_JSON:
+        # The refusal's record keeps the usual error (service/web/middleware.py reads g.refusal).
+        g.refusal = {"code": code, "message": message, "field": field}
+        outcome = jsonify(operation_outcome(code, message))
+        outcome.mimetype = FHIR_JSON
+        return outcome, status, headers or {}
     return error_response(status, code, message, field, headers, **extra)
 
 

@@ -45,7 +45,9 @@ def _start():
 def _record_refusal(response):
     console = is_console(request.path)
     if 400 <= response.status_code < 500 and (request.path.startswith("/v1/") or console):
-        error = g.get("refusal", {}) if console else (response.get_json(silent=True) or {}).get("error", {})
+        # A console page, or an API refusal answered in another shape (a FHIR OperationOutcome), notes it in g.refusal.
+        noted = console or "refusal" in g
+        error = g.get("refusal", {}) if noted else (response.get_json(silent=True) or {}).get("error", {})
         principal = g.get("principal")
         if principal is None and not current_app.extensions["anonymous_refusals"].note(
             client_address(), response.status_code, error.get("code"), request.method, request.path

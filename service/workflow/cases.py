@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, insert, select, tuple_, update
 
 from service import clock
-from service.decide import continuation
+from service.decide import continuation, questionnaire
 from service.decide.formulary import Formulary
 from service.decide.request import RequestError, known_arguments, parse_request, visible, whole_argument
 from service.rulebook import icd10
@@ -571,6 +571,18 @@ def resolve(instance, formulary: Formulary, case_id: str, body, reviewer: str) -
     return get_case(instance, case_id)
 
 
+def _open_case(instance, case_id: str) -> tuple[dict, dict]:
+    """An open or pended case as read, and its request as recorded (without the patient's hash)."""
+    with instance.sql_engine.connect() as connection:
+        case = _case_row(connection, case_id)
+    if case["status"] not in OPEN_STATUSES:
+        raise Conflict(f"case {case_id} is {case['status']}; facts can be added only to an open or pended case")
+    stored = json.loads(case["request"])
+    if isinstance(stored.get("patient"), dict):
+        stored["patient"].pop("ref_hash", None)
+    return case, stored
+
+
 def attach_facts(instance, formulary: Formulary, case_id: str, facts, requester: str) -> dict:
     """Re-decide an open or pended case with more facts; the new decision is recorded on the case."""
     if not isinstance(facts, dict):
@@ -579,16 +591,23 @@ def attach_facts(instance, formulary: Formulary, case_id: str, facts, requester:
         raise RequestError(
             "conflicting_values", "a case's patient cannot change; open a new request instead", "patient.ref"
         )
-    with instance.sql_engine.connect() as connection:
-        case = _case_row(connection, case_id)
-    if case["status"] not in OPEN_STATUSES:
-        raise Conflict(f"case {case_id} is {case['status']}; facts can be added only to an open or pended case")
-    stored = json.loads(case["request"])
-    if isinstance(stored.get("patient"), dict):
-        stored["patient"].pop("ref_hash", None)
+    case, stored = _open_case(instance, case_id)
+    return _decide_again(instance, formulary, case, stored, facts, requester)
+
+
+def attach_answers(instance, formulary: Formulary, case_id: str, response, requester: str) -> dict:
+    """attach_facts for a FHIR QuestionnaireResponse: its answers become the request fields to add
+    (service/decide/questionnaire.py), read against the case's request as it is now."""
+    case, stored = _open_case(instance, case_id)
+    facts = questionnaire.response_fields(response, formulary.vocabulary, stored, clock.utc_today())
+    return _decide_again(instance, formulary, case, stored, facts, requester)
+
+
+def _decide_again(instance, formulary: Formulary, case: dict, stored: dict, facts: dict, requester: str) -> dict:
+    """The case decided again with the facts added; a continuation's case, as a continuation."""
     latest = instance.audit.decision(case["latest_decision_id"])["body"]["decision"]
     continued = (latest.get("continuation") or {}).get("previous_authorisation_id")
-    if continued is not None:  # a continuation's case is decided again as a continuation
+    if continued is not None:
         payload, continuing = authorisations.continuation_request(
             instance, formulary.vocabulary, continued, facts, base=stored
         )

@@ -1,12 +1,13 @@
 """Decisions: submit a request and get the rules' decision, recorded in the audit log before the
-caller sees it; read a recorded decision back."""
+caller sees it; read a recorded decision back, and its missing facts as a FHIR Questionnaire."""
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, Response, jsonify
 
+from service.decide import questionnaire
 from service.web import roles
 from service.web.api.guard import requires
 from service.web.context import active_rulebook, current_instance, current_principal, json_body
-from service.web.errors import Refusal
+from service.web.errors import FHIR_JSON, Refusal
 from service.workflow.cases import record_decision
 
 blueprint = Blueprint("api_decisions", __name__)
@@ -21,11 +22,46 @@ def submit_decision():
     return jsonify(response), 201, {"Location": f"/v1/decisions/{response['decision_id']}"}
 
 
-@blueprint.get("/v1/decisions/<decision_id>")
-@requires("read_decision")
-def get_decision(decision_id):
+def _readable(decision_id: str) -> dict:
+    """The recorded decision, if the caller may read it (404, 403)."""
     record = current_instance().audit.decision(decision_id)
     if record is None:
         raise Refusal(404, "not_found", f"no decision {decision_id!r}")
     roles.check_owner(current_principal(), "read_decision", record["requester"])
-    return jsonify(record["body"]["decision"])
+    return record["body"]["decision"]
+
+
+@blueprint.get("/v1/decisions/<decision_id>")
+@requires("read_decision")
+def get_decision(decision_id):
+    return jsonify(_readable(decision_id))
+
+
+def questionnaire_of(decision: dict) -> Response:
+    """A decision's missing facts as a FHIR Questionnaire (application/fhir+json); 409 when it
+    misses none, or when the rulebook served no longer knows one (shared with the console)."""
+    if not decision["missing"]:
+        raise Refusal(
+            409,
+            "no_missing_facts",
+            f"decision {decision['decision_id']} ({decision['outcome']}) names no missing facts: there is nothing "
+            "to ask, so there is no Questionnaire",
+        )
+    with active_rulebook().use() as formulary:
+        try:
+            resource = questionnaire.questionnaire(decision, formulary.rulebook)
+        except questionnaire.UnknownFact as unknown:
+            raise Refusal(
+                409,
+                "rulebook_changed",
+                f"the rulebook served now does not know {unknown}, which this decision misses: decide the request again",
+            ) from None
+    response = jsonify(resource)
+    response.mimetype = FHIR_JSON
+    return response
+
+
+@blueprint.get("/v1/decisions/<decision_id>/questionnaire")
+@requires("read_decision")
+def get_questionnaire(decision_id):
+    return questionnaire_of(_readable(decision_id))

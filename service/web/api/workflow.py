@@ -7,6 +7,7 @@ from service.decide.request import RequestError, patient_ref
 from service.web import roles
 from service.web.api.guard import requires
 from service.web.context import active_rulebook, current_instance, current_principal, json_body
+from service.web.errors import FHIR_JSON
 from service.workflow import authorisations, cases, preapproval
 
 blueprint = Blueprint("api_workflow", __name__)
@@ -38,10 +39,13 @@ def resolve_review(case_id):
 @blueprint.post("/v1/reviews/<case_id>/facts")
 @requires("add_facts")
 def add_facts(case_id):
+    """The request fields to add as JSON, or a FHIR QuestionnaireResponse (application/fhir+json)
+    answering the decision's Questionnaire."""
     body = json_body()
     roles.check_owner(current_principal(), "add_facts", cases.get_case(current_instance(), case_id)["requester"])
+    attach = cases.attach_answers if request.mimetype == FHIR_JSON else cases.attach_facts
     with active_rulebook().use() as formulary:
-        decision = cases.attach_facts(current_instance(), formulary, case_id, body, current_principal().name)
+        decision = attach(current_instance(), formulary, case_id, body, current_principal().name)
     return jsonify(decision), 201
 
 
