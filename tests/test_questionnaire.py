@@ -18,7 +18,7 @@ from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 from service import clock
 from service.rulebook.facts import describe_fact, fact_of, failed_weeks_fact, observation_fact
 
-from .conftest import bearer
+from .conftest import bearer, sign_in
 
 FHIR = "application/fhir+json"
 TODAY = datetime.date(2026, 12, 1)
@@ -325,3 +325,18 @@ def test_a_response_to_someone_elses_case_is_refused_403(app, client, tokens):
 def test_a_response_to_an_unknown_case_is_404(client, tokens):
     sent = send(client, tokens["pharmacist"], "no-such-case", response_of(answer("patient.sex", **code("female"))))
     assert sent.status_code == 404
+
+
+# --- The console -----------------------------------------------------------------------------------------
+
+
+def test_the_case_page_links_the_questionnaire_to_download(client, tokens):
+    decision = decide(client, tokens["clinician"], CLL)
+    sign_in(client, tokens["pharmacist"])
+    page = client.get(f"/console/reviews/{decision['review_case_id']}").get_data(as_text=True)
+    link = f"/console/decisions/{decision['decision_id']}/questionnaire"
+    assert link in page
+    download = client.get(link)
+    assert download.status_code == 200 and download.mimetype == FHIR
+    assert download.headers["Content-Disposition"].startswith("attachment;")
+    assert Questionnaire.model_validate(json.loads(download.get_data())).item[0].linkId == IGG

@@ -17,6 +17,7 @@ from service.decide.decision import OUTCOME_WORDS
 from service.decide.request import RequestError, patient_ref, visible
 from service.rulebook.model import COURSES, ROUTES, SEVERITIES, SEXES
 from service.web import roles
+from service.web.api.decisions import questionnaire_of
 from service.web.console.auth import allowed, page
 from service.web.context import active_rulebook, current_instance, current_principal
 from service.workflow import authorisations as authorisation_rows
@@ -126,6 +127,17 @@ def decision(decision_id):
         requested=record["body"]["request"],
         requester=record["requester"],
     )
+
+
+@blueprint.get("/decisions/<decision_id>/questionnaire")
+@page("read_decision")
+def questionnaire(decision_id):
+    """The decision's missing facts as a FHIR Questionnaire to download (as GET /v1/decisions/<id>/questionnaire)."""
+    record = _recorded(decision_id)
+    roles.check_owner(current_principal(), "read_decision", record["requester"])
+    response = questionnaire_of(record["body"]["decision"])
+    response.headers["Content-Disposition"] = f'attachment; filename="questionnaire-{decision_id[:36]}.json"'
+    return response
 
 
 @blueprint.get("/reviews")
