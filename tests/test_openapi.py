@@ -19,7 +19,8 @@ def _conforms(document: dict, path: str, method: str, response):
     if response.mimetype == "text/csv":
         assert "text/csv" in content
         return
-    _validator(document, content["application/json"]["schema"]).validate(response.get_json())
+    assert response.mimetype in content, f"{method.upper()} {path} answered {response.mimetype}, not documented"
+    _validator(document, content[response.mimetype]["schema"]).validate(response.get_json())
 
 
 def test_every_api_route_is_documented(app, client):
@@ -67,6 +68,30 @@ def test_real_responses_match_the_document(client, tokens):
         ),
         ("/v1/decisions/{decision_id}", "get", client.get(f"/v1/decisions/{decision_id}", headers=clinician)),
         ("/v1/decisions/{decision_id}", "get", client.get("/v1/decisions/none", headers=admin)),
+        (
+            "/v1/decisions/{decision_id}/questionnaire",
+            "get",
+            client.get(f"/v1/decisions/{review['decision_id']}/questionnaire", headers=admin),
+        ),
+        (
+            "/v1/decisions/{decision_id}/questionnaire",
+            "get",
+            client.get(f"/v1/decisions/{decision_id}/questionnaire", headers=clinician),
+        ),
+        (
+            "/v1/decisions/{decision_id}/questionnaire",
+            "get",
+            client.get("/v1/decisions/none/questionnaire", headers=admin),
+        ),
+        (
+            "/v1/reviews/{case_id}/facts",
+            "post",
+            client.post(
+                f"/v1/reviews/{review['review_case_id']}/facts",
+                data='{"resourceType": "QuestionnaireResponse", "status": "completed", "item": [{"linkId": "x"}]}',
+                headers={**admin, "Content-Type": "application/fhir+json"},
+            ),
+        ),
         ("/v1/rulebook", "get", client.get("/v1/rulebook", headers=clinician)),
         ("/v1/rulebook/rules/{rule_id}", "get", client.get("/v1/rulebook/rules/pi-labelled", headers=clinician)),
         ("/v1/rulebook/rules/{rule_id}", "get", client.get("/v1/rulebook/rules/none", headers=clinician)),
@@ -169,6 +194,10 @@ def test_real_responses_match_the_document(client, tokens):
         ("/v1/authorisations/{authorisation_id}/measurements", 201),
         ("/v1/authorisations/{authorisation_id}/measurements", 400),
         ("/v1/authorisations", 400),
+        ("/v1/decisions/{decision_id}/questionnaire", 200),
+        ("/v1/decisions/{decision_id}/questionnaire", 404),
+        ("/v1/decisions/{decision_id}/questionnaire", 409),
+        ("/v1/reviews/{case_id}/facts", 400),
     } <= statuses
 
 

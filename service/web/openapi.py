@@ -18,6 +18,7 @@ from service.rulebook.model import (
     STRENGTHS,
 )
 from service.web import roles
+from service.web.errors import FHIR_JSON
 from service.workflow.cases import REVIEW_REASONS
 
 blueprint = Blueprint("openapi", __name__)
@@ -238,6 +239,70 @@ SCHEMAS = {
             )
         }
     ),
+    # FHIR R4 resources: the fields this service writes or reads, the rest as FHIR allows (see README).
+    "Questionnaire": {
+        "type": "object",
+        "description": "a FHIR R4 Questionnaire: one item a missing fact, linkId the fact's name",
+        "properties": {
+            "resourceType": {"const": "Questionnaire"},
+            "id": _TEXT,
+            "url": _TEXT,
+            "status": {"const": "active"},
+            "item": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "linkId": _TEXT,
+                        "type": {"enum": ["group", "choice", "decimal", "integer", "boolean", "quantity", "date"]},
+                    },
+                    "required": ["linkId", "type"],
+                },
+            },
+        },
+        "required": ["resourceType", "status", "item"],
+    },
+    "QuestionnaireResponse": {
+        "type": "object",
+        "description": "a FHIR R4 QuestionnaireResponse answering a decision's Questionnaire; each answered "
+        "item adds its fact to the case's request",
+        "properties": {
+            "resourceType": {"const": "QuestionnaireResponse"},
+            "questionnaire": _TEXT,
+            "status": {"enum": ["completed", "amended", "in-progress"]},
+            "item": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {"linkId": _TEXT, "answer": {"type": "array"}, "item": {"type": "array"}},
+                    "required": ["linkId"],
+                },
+            },
+        },
+        "required": ["resourceType", "status"],
+    },
+    "OperationOutcome": {
+        "type": "object",
+        "description": "a FHIR R4 OperationOutcome: why a request sent as application/fhir+json was refused 400",
+        "properties": {
+            "resourceType": {"const": "OperationOutcome"},
+            "issue": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "severity": {"const": "error"},
+                        "code": _TEXT,
+                        "details": {"type": "object"},
+                        "diagnostics": _TEXT,
+                    },
+                    "required": ["severity", "code", "diagnostics"],
+                },
+            },
+        },
+        "required": ["resourceType", "issue"],
+    },
     "Rule": _object(
         {
             "id": _TEXT,
@@ -682,6 +747,28 @@ PATHS = {
             "responses": {"200": _json("Decision", "the decision"), **_errors(401, 403, 404, 503)},
         }
     },
+    "/v1/decisions/{decision_id}/questionnaire": {
+        "get": {
+            "summary": "The decision's missing facts as a FHIR R4 Questionnaire (application/fhir+json)",
+            "description": roles.described("read_decision")
+            + " One item a missing fact, its linkId the fact's name; answer it as a QuestionnaireResponse to"
+            " POST /v1/reviews/{case_id}/facts.",
+            "security": _SECURED,
+            "parameters": [{"name": "decision_id", "in": "path", "required": True, "schema": _TEXT}],
+            "responses": {
+                "200": {
+                    "description": "the Questionnaire",
+                    "content": {FHIR_JSON: {"schema": _ref("Questionnaire")}},
+                },
+                "409": _json(
+                    "Error",
+                    "the decision names no missing facts (code no_missing_facts), or the rulebook served no longer "
+                    "knows one of them (code rulebook_changed)",
+                ),
+                **_errors(401, 403, 404, 503),
+            },
+        }
+    },
     "/v1/rulebook": {
         "get": {
             "summary": "The formulary: every rule with its outcome, conditions, evidence and sources",
@@ -828,15 +915,29 @@ PATHS = {
             "description": roles.described("add_facts"),
             "security": _SECURED,
             "parameters": [{"name": "case_id", "in": "path", "required": True, "schema": _TEXT}],
-            "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"type": "object"}},
+                    FHIR_JSON: {"schema": _ref("QuestionnaireResponse")},
+                },
+            },
             "responses": {
                 "201": _json("Decision", "the new decision"),
+                "400": {
+                    "description": "invalid request fields (an Error naming the field), or an invalid "
+                    "QuestionnaireResponse (an OperationOutcome naming the linkId)",
+                    "content": {
+                        "application/json": {"schema": _ref("Error")},
+                        FHIR_JSON: {"schema": _ref("OperationOutcome")},
+                    },
+                },
                 "409": _json(
                     "Error",
                     "the case is closed (code conflict), or it changed while the facts were decided (code "
                     "case_changed); the new decision was neither applied nor recorded",
                 ),
-                **_errors(400, 401, 403, 404, 415, 503),
+                **_errors(401, 403, 404, 415, 503),
             },
         }
     },
