@@ -290,6 +290,8 @@ def response_of(*answers) -> dict:
         (response_of(igg({"value": 300, "unit": "g/L"}, "2026-11-01")), "value", f"{IGG}.value"),
         (response_of(igg({"value": 3.2, "unit": "g/L"}, "2026-12-24")), "value", f"{IGG}.taken_on"),
         (response_of(igg({"value": 3.2, "unit": "g/L"})), "required", f"{IGG}.taken_on"),
+        (response_of(igg({"value": 3.2, "unit": "g/L"}, "2026-13-01")), "value", f"{IGG}.taken_on"),
+        (response_of({"linkId": "patient.sex", "answer": [{"valueDecimal": True}]}), "value", "patient.sex"),
         (response_of({"linkId": "severity"}), "required", "answers no question"),
     ],
 )

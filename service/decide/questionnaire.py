@@ -179,7 +179,7 @@ def questionnaire(decision: dict, rulebook: Rulebook) -> dict:
 # --- A QuestionnaireResponse back into request fields ---------------------------------------------
 
 
-def _structure_error(errors: list) -> RequestError:
+def _structure_error(body: dict, errors: list) -> RequestError:
     """The first problem pydantic found, by where it is and what it is; never the value."""
     first = errors[0]
     where = ".".join(str(part) for part in first.get("loc", ()) if part != "resource_type")[:100] or "the resource"
@@ -191,7 +191,23 @@ def _structure_error(errors: list) -> RequestError:
             "resourceType",
         )
     message = " ".join(str(first.get("msg", "invalid")).split())[:200]
+    link = _link_at(body, first.get("loc", ()))
+    if link is not None:
+        return RequestError("invalid_value", f"{_shown(link)}: the item is not valid at {where}: {message}", link)
     return RequestError("invalid_value", f"the QuestionnaireResponse is not valid at {where}: {message}", where)
+
+
+def _link_at(body, loc) -> str | None:
+    """The linkId of the innermost item on the way to a place in the resource, if any."""
+    node, link = body, None
+    for part in loc:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            break
+        if isinstance(node, dict) and isinstance(node.get("linkId"), str):
+            link = node["linkId"]
+    return link
 
 
 def _read_resource(body) -> list[dict]:
@@ -208,7 +224,7 @@ def _read_resource(body) -> list[dict]:
     try:
         QuestionnaireResponse.model_validate(body)
     except ValidationError as error:
-        raise _structure_error(error.errors(include_input=False, include_url=False)) from None
+        raise _structure_error(body, error.errors(include_input=False, include_url=False)) from None
     if body["status"] not in ACCEPTED_STATUSES:
         raise RequestError(
             "invalid_value",
