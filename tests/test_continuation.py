@@ -329,3 +329,12 @@ def test_the_latest_reading_of_a_measure_is_the_one_compared(fixture_formulary):
     decision = _judged(fixture_formulary, baseline, current)
     assert decision.outcome == "approved"
     assert [row["baseline"] for row in decision.continuation["compared"]] == [None, 2]
+
+
+def test_a_continuations_missing_baseline_is_not_asked_in_a_questionnaire_but_explained(client, tokens, day):
+    first = authorise_cidp(client, tokens["clinician"], day, baseline=[])
+    measure(client, tokens["clinician"], first, "incat", 4)
+    decision = continuation(client, tokens["clinician"], first).get_json()
+    response = client.get(f"/v1/decisions/{decision['decision_id']}/questionnaire", headers=bearer(tokens["clinician"]))
+    assert response.status_code == 409 and response.get_json()["error"]["code"] == "not_askable"
+    assert "a continuation's baseline" in response.get_json()["error"]["message"]

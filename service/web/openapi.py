@@ -762,8 +762,8 @@ PATHS = {
                 },
                 "409": _json(
                     "Error",
-                    "the decision names no missing facts (code no_missing_facts), or the rulebook served no longer "
-                    "knows one of them (code rulebook_changed)",
+                    "the decision names no missing facts (code no_missing_facts), or one a Questionnaire cannot ask: "
+                    "the rulebook served no longer knows it, or it is a continuation's baseline (code not_askable)",
                 ),
                 **_errors(401, 403, 404, 503),
             },

@@ -53,8 +53,10 @@ def questionnaire_of(decision: dict) -> Response:
         except questionnaire.UnknownFact as unknown:
             raise Refusal(
                 409,
-                "rulebook_changed",
-                f"the rulebook served now does not know {unknown}, which this decision misses: decide the request again",
+                "not_askable",
+                f"this decision misses {unknown}, which a Questionnaire cannot ask: either the rulebook served "
+                "has changed since (decide the request again), or it is a continuation's baseline, which is "
+                "recorded as a measurement against the initial authorisation",
             ) from None
     response = jsonify(resource)
     response.mimetype = FHIR_JSON
