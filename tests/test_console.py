@@ -567,3 +567,28 @@ def test_a_continuation_is_asked_for_on_the_authorisation_page_and_shows_the_mea
     again = post_form(client, f"{path}/continuation", {}, path)  # a new request joins the open case
     assert again.status_code == 302
     assert "the open case it joined" in client.get(again.headers["Location"]).get_data(as_text=True)
+
+
+def test_an_urgent_request_from_the_console_gets_a_provisional_authorisation_and_the_queue_shows_it_due(
+    app, client, tokens, day
+):
+    sign_in(client, tokens["clinician"])
+    form = {
+        "patient_ref": "MRN-80",
+        "age_years": "40",
+        "diagnosis_code": "G61.0",
+        "urgent_reason": "Walking ability lost within 2 days.",
+    }
+    response = post_form(client, "/console/request", form, "/console/request")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 201
+    assert "Urgent: a provisional authorisation for one course is given" in page
+    assert 'Provisional authorisation <a href="/console/authorisations/' in page and "MRN-80" not in page.replace(
+        'value="MRN-80"', ""
+    )
+    sign_in(client, tokens["pharmacist"])
+    queue = client.get("/console/reviews").get_data(as_text=True)
+    assert "Due retrospective review" in queue and "due 2026-12-04 12:00 UTC" in queue
+    day.set(__import__("datetime").date(2026, 12, 5))
+    sign_in(client, tokens["pharmacist"])  # the session of four days ago has ended
+    assert "Overdue retrospective review" in client.get("/console/reviews").get_data(as_text=True)

@@ -138,8 +138,8 @@ def test_a_measure_without_a_baseline_cannot_be_compared_and_is_named(client, to
     decision = continuation(client, tokens["clinician"], first).get_json()
     assert decision["outcome"] == "needs_review"
     assert decision["missing"] == [
-        "incat baseline (taken on or before the initial authorisation began)",
-        "mrc_sum baseline (taken on or before the initial authorisation began)",
+        "incat baseline (taken before the initial authorisation began)",
+        "mrc_sum baseline (taken before the initial authorisation began)",
     ]
 
 
@@ -338,3 +338,14 @@ def test_a_continuations_missing_baseline_is_not_asked_in_a_questionnaire_but_ex
     response = client.get(f"/v1/decisions/{decision['decision_id']}/questionnaire", headers=bearer(tokens["clinician"]))
     assert response.status_code == 409 and response.get_json()["error"]["code"] == "not_askable"
     assert "a continuation's baseline" in response.get_json()["error"]["message"]
+
+
+def test_a_measurement_taken_on_the_day_the_authorisation_began_is_current_not_baseline(client, tokens, day):
+    day.set(STARTED)
+    body = {"diagnosis": {"code": "G61.81"}, "patient": {"age_years": 50, "ref": "MRN-3"}, "observations": BASELINE}
+    first = client.post("/v1/decisions", json=body, headers=bearer(tokens["clinician"])).get_json()["authorisation_id"]
+    measure(client, tokens["clinician"], first, "incat", 4, taken_on=STARTED.isoformat())
+    decision = continuation(client, tokens["clinician"], first).get_json()
+    assert decision["outcome"] == "approved"
+    [incat] = [row for row in decision["continuation"]["compared"] if row["measure"] == "incat"]
+    assert (incat["baseline"], incat["current"]) == (6, 4)

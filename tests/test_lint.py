@@ -1,6 +1,7 @@
 """`formulary lint` refuses every kind of unsafe rulebook, naming the file, rule and field."""
 
 import copy
+import json
 
 import pytest
 
@@ -490,3 +491,33 @@ def test_authorisation_periods_and_course_limits_are_checked(tmp_path, field, va
 def test_a_condition_that_can_never_be_true_is_refused(tmp_path):
     problems = criteria_problems(tmp_path, {"sex": ["male"], "pregnant": True})
     assert any("pregnant with sex male: the condition can never be true" in p for p in problems), problems
+
+
+def test_an_urgent_rule_needs_the_rulebooks_provisional_period(tmp_path):
+    problems = review_problems(tmp_path, "gbs-adults", urgent=True)
+    assert any(
+        "rule gbs-adults.urgent: an urgent rule needs authorisations.provisional (days, review_within_hours)" in p
+        for p in problems
+    ), problems
+
+
+def test_a_not_supported_rule_is_never_urgent(tmp_path):
+    problems = review_problems(tmp_path, "myositis-without-steroids", urgent=True)
+    assert any("a not_supported rule never needs review, so is never urgent" in p for p in problems), problems
+
+
+@pytest.mark.parametrize(
+    "provisional, expected",
+    [
+        ({"days": 7, "review_within_hours": 0}, "provisional.review_within_hours: must be a whole number of hours"),
+        ({"days": 0, "review_within_hours": 72}, "provisional.days: must be a whole number of days"),
+        ({"days": 7}, "provisional: missing required field 'review_within_hours'"),
+    ],
+)
+def test_the_provisional_period_is_checked(tmp_path, provisional, expected):
+    path = write_rulebook(tmp_path)
+    text = path.read_text().replace("  days: 180\n", f"  days: 180\n  provisional: {json.dumps(provisional)}\n", 1)
+    path.write_text(text)
+    with pytest.raises(RulebookError) as refused:
+        load_checked(path)
+    assert any(expected in p for p in refused.value.problems), refused.value.problems

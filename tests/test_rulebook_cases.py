@@ -6,7 +6,8 @@ every age threshold and therapy condition is tested on both sides.
 A case may also say the patient's history: `courses_given` (authorisations of the diagnosis in
 the rule's course period already), or `continuation: {baseline, current}` (readings as
 `{measure, value, unit, days_ago}`), which judges the decision as a continuation the way the
-service does (service/decide/continuation.py).
+service does (service/decide/continuation.py). `expect: {urgent: true}` says the rule that decided
+is on the urgent pathway (an urgent request it sends to review gets a provisional authorisation).
 """
 
 import datetime
@@ -23,7 +24,7 @@ from service.rulebook.reader import read_yaml
 
 RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
 CASE_FILES = sorted(RULES_DIR.glob("*.tests.yaml"))
-EXPECT_KEYS = {"outcome", "rule", "missing", "labelled_products", "benefit"}
+EXPECT_KEYS = {"outcome", "rule", "missing", "labelled_products", "benefit", "urgent"}
 HISTORY_KEYS = {"courses_given", "continuation"}
 
 
@@ -100,6 +101,7 @@ def test_rule_case(case_file, case):
         "missing": sorted(decision.missing),
         "labelled_products": sorted(decision.labelled_products),
         "benefit": (decision.continuation or {}).get("benefit"),
+        "urgent": bool(decision.rule) and formulary_for(case_file).rulebook.rule(decision.rule["id"]).urgent,
     }
     wanted = {key: sorted(value) if isinstance(value, list) else value for key, value in expect.items()}
     assert {key: got[key] for key in wanted} == wanted, decision.rationale

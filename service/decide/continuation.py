@@ -107,7 +107,7 @@ def assess(
             compared.append(_unmeasured(test, measure, before))
             continue
         if test.needs_baseline and before is None:
-            missing.append(f"{test.measure} baseline (taken on or before the initial authorisation began)")
+            missing.append(f"{test.measure} baseline (taken before the initial authorisation began)")
             compared.append(_unmeasured(test, measure, None))
             continue
         row, met = _compare(test, measure, before, now)

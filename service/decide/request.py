@@ -29,6 +29,7 @@ MAX_TEXT = 200
 AGE_DECIMALS = 4
 MAX_REF = 64
 MAX_OBSERVATIONS = 100
+MAX_URGENT_REASON = 500
 _NO_DAY = datetime.date.min  # no dated fact in the request: no date is compared with it
 
 
@@ -59,6 +60,7 @@ class DecisionRequest:
     weight_kg: float | None = None
     height_cm: float | None = None
     dose: Dose | None = None
+    urgent_reason: str | None = None  # why it cannot wait for review: asks for a provisional authorisation
 
 
 def _object(value, field: str, allowed: tuple[str, ...]) -> dict:
@@ -392,6 +394,7 @@ def parse_request(payload, vocabulary: Vocabulary) -> DecisionRequest:
             "observations",
             "prescriber",
             "course",
+            "urgent",
         ),
     )
     if "diagnosis" not in body:
@@ -471,4 +474,18 @@ def parse_request(payload, vocabulary: Vocabulary) -> DecisionRequest:
         weight_kg=_number(patient.get("weight_kg"), "patient.weight_kg", 0.3, 500),
         height_cm=_number(patient.get("height_cm"), "patient.height_cm", 20, 260),
         dose=dose,
+        urgent_reason=_urgent_reason(body),
     )
+
+
+def _urgent_reason(body: dict) -> str | None:
+    """`urgent: {reason}`: why the request cannot wait for a review (kept with the request)."""
+    if body.get("urgent") is None:
+        return None
+    urgent = _object(body["urgent"], "urgent", ("reason",))
+    reason = _text(urgent.get("reason"), "urgent.reason", MAX_URGENT_REASON)
+    if reason is None:
+        raise RequestError(
+            "missing_field", "urgent.reason is required: say why the request cannot wait", "urgent.reason"
+        )
+    return reason

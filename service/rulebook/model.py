@@ -193,12 +193,22 @@ class RoundingRule:
 
 
 @dataclass(frozen=True)
+class Provisional:
+    """The urgent pathway: an urgent request that needs review may be given a provisional
+    authorisation for one course, lasting `days`, whose review case is due within `review_within_hours`."""
+
+    days: int
+    review_within_hours: int
+
+
+@dataclass(frozen=True)
 class Authorisations:
     """What a decision grants: the outcomes that grant an authorisation, and for how many days."""
 
     granted_by: frozenset[str]  # a subset of POSITIVE_OUTCOMES
     days: int  # an initial authorisation's period, unless a rule sets its own
     continuing_days: int | None = None  # a continuation's period; None: `days`
+    provisional: Provisional | None = None  # None: no urgent pathway
 
 
 @dataclass(frozen=True)
@@ -277,6 +287,7 @@ class Rule:
     continuing_days: int | None = None  # a continuation's period; None: the rulebook's default
     review_criteria: ReviewCriteria | None = None
     courses: CourseLimit | None = None
+    urgent: bool = False  # an urgent request that needs review may be given a provisional authorisation
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ from service.rulebook.model import (
     Phase,
     PrescribingInformation,
     Product,
+    Provisional,
     Range,
     ReviewCriteria,
     RoundingRule,
@@ -67,6 +68,7 @@ OPTIONAL_REFERENCE_FILES = ("measures.yaml", "specialties.yaml", "phases.yaml")
 MAX_FILE_BYTES = 4 << 20  # a rulebook, data or rule-case file at most (the shipped rulebook: about 110 KB)
 MAX_NESTING = 20  # mappings and lists inside one another at most (the shipped files: 7)
 _EFFECT_NEEDED = ("controlled", "limited")  # the strengths whose findings report an effect
+MAX_REVIEW_HOURS = 720  # a retrospective review within 30 days at most
 _RULE_ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _WORD_ID = re.compile(r"^[a-z][a-z0-9_]*$")  # measures, specialties, phases: they name engine fields
 
@@ -258,6 +260,17 @@ def load_rulebook(path: str | Path) -> Rulebook:
     abbreviations = _read_abbreviations(top.get("abbreviations"), f"{path}: abbreviations", check)
     qualifiers = _read_qualifiers(top.get("qualifiers"), f"{path}: qualifiers", check)
     authorisations = _read_authorisations(top.get("authorisations"), f"{path}: authorisations", check)
+    if authorisations is not None and authorisations.provisional is None:
+        for rule in rules:
+            if rule.urgent:
+                check.fail(
+                    f"{path}: rule {rule.id}.urgent",
+                    "an urgent rule needs authorisations.provisional (days, review_within_hours): how long a "
+                    "provisional authorisation lasts and by when its review is due",
+                )
+    for rule in rules:
+        if rule.urgent and rule.outcome == "not_supported":
+            check.fail(f"{path}: rule {rule.id}.urgent", "a not_supported rule never needs review, so is never urgent")
     if check.problems or authorisations is None or weight_rule is None or rounding_rule is None:
         raise RulebookError(check.problems)  # a block that is missing is one of the problems
     cited = tuple(sorted({e.source for r in rules for e in r.evidence}))
@@ -308,7 +321,7 @@ def _read_authorisations(raw, where: str, check: _Checker) -> Authorisations | N
             "(see README, The rulebook format)",
         )
         return None
-    raw = check.mapping(raw, where, ("granted_by", "days"), ("continuing_days",)) or {}
+    raw = check.mapping(raw, where, ("granted_by", "days"), ("continuing_days", "provisional")) or {}
     granted_by = check.choices(raw.get("granted_by"), f"{where}.granted_by", OUTCOMES) or frozenset()
     if "granted_by" in raw and raw["granted_by"] is None:
         check.fail(f"{where}.granted_by", "must list at least one value")
@@ -318,10 +331,23 @@ def _read_authorisations(raw, where: str, check: _Checker) -> Authorisations | N
             f"'{outcome}' can never grant an authorisation: only {' and '.join(POSITIVE_OUTCOMES)} can",
         )
     continuing = raw.get("continuing_days")
+    provisional = None
+    if "provisional" in raw:
+        item = check.mapping(raw["provisional"], f"{where}.provisional", ("days", "review_within_hours")) or {}
+        days = _days(item["days"], f"{where}.provisional.days", check) if "days" in item else None
+        hours = item.get("review_within_hours")
+        if isinstance(hours, bool) or not isinstance(hours, int) or not 1 <= hours <= MAX_REVIEW_HOURS:
+            check.fail(
+                f"{where}.provisional.review_within_hours",
+                f"must be a whole number of hours from 1 to {MAX_REVIEW_HOURS}, found {hours!r}",
+            )
+            hours = None
+        provisional = Provisional(days, hours) if days and hours else None
     return Authorisations(
         granted_by,
         _days(raw.get("days"), f"{where}.days", check) or 0,
         None if continuing is None else _days(continuing, f"{where}.continuing_days", check),
+        provisional,
     )
 
 
@@ -808,6 +834,7 @@ _RULE_OPTIONAL = (
     "authorisation",
     "review_criteria",
     "courses",
+    "urgent",
 )
 # Rule fields of an earlier rulebook format, and where they are now.
 _MOVED_FROM_RULE = {"authorisation_days": "authorisation.initial_days (rulebook format of 2026.12.2)"}
@@ -890,6 +917,7 @@ def _read_rule(raw, at: str, position: int, check: _Checker, references: Referen
         continuing_days=continuing_days,
         review_criteria=_read_review_criteria(item.get("review_criteria"), f"{at}.review_criteria", check, references),
         courses=_read_course_limit(item.get("courses"), f"{at}.courses", check),
+        urgent=_flag(item["urgent"], f"{at}.urgent", check) if "urgent" in item else False,
     )
 
 

@@ -96,9 +96,11 @@ review_cases = Table(
     Column("latest_decision_id", String(36), nullable=False),
     Column("request", Text, nullable=False),  # the request as recorded (no clear identifier)
     Column("version", Integer, nullable=False, server_default="0"),  # +1 at every transition (checked when applied)
-    Column("reason", String(24)),  # why it needs review: missing_facts, unclear_diagnosis, no_rule, rule_review
+    Column("reason", String(24)),  # why it needs review: missing_facts, unclear_diagnosis, no_rule, rule_review, ...
+    Column("due_at", String(32)),  # a retrospective review of a provisional authorisation: resolve by then
     Index("ix_review_status", "status", "opened_at"),
     Index("ix_review_reason", "status", "reason", "opened_at"),
+    Index("ix_review_due", "status", "due_at"),
 )
 
 review_resolutions = Table(

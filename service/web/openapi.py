@@ -19,7 +19,7 @@ from service.rulebook.model import (
 )
 from service.web import roles
 from service.web.errors import FHIR_JSON
-from service.workflow.cases import REVIEW_REASONS
+from service.workflow.cases import REVIEW_REASONS, SORTS
 
 blueprint = Blueprint("openapi", __name__)
 
@@ -150,6 +150,15 @@ SCHEMAS = {
                 required=[],
             ),
             "course": {"enum": list(COURSES)},
+            "urgent": _object(
+                {"reason": {"type": "string", "maxLength": 500}},
+                required=["reason"],
+            )
+            | {
+                "description": "the request cannot wait for a review: where the rule that decides it is urgent and "
+                "the decision needs review, a provisional authorisation for one course is given at once, and the "
+                "review case is due within the rulebook's period"
+            },
             "dose": _object(
                 {
                     "g_per_kg": {"type": "number", "minimum": 0.01, "maximum": 5},
@@ -221,7 +230,22 @@ SCHEMAS = {
             },
             "authorisation_id": {
                 **_NULLABLE_TEXT,
-                "description": "the authorisation a positive decision for a patient granted",
+                "description": "the authorisation a positive decision for a patient granted, or the provisional "
+                "one an urgent request was given",
+            },
+            "urgent": {
+                "oneOf": [
+                    {"type": "null"},
+                    _object(
+                        {
+                            "provisional": {"type": "boolean"},
+                            "why": _TEXT,
+                            "review_due_at": {"type": ["string", "null"], "format": "date-time"},
+                        }
+                    ),
+                ],
+                "description": "for a request that said urgent: whether a provisional authorisation for one course "
+                "was given, why (or why not), and by when its review is due",
             },
         }
     ),
@@ -391,9 +415,15 @@ SCHEMAS = {
             "reason": {
                 "oneOf": [{"type": "null"}, {"enum": list(REVIEW_REASONS)}],
                 "description": "why it needs review: facts the rule needs are missing, the diagnosis text is unclear, "
-                "no rule covers the diagnosis, or the rule itself asks for review",
+                "no rule covers the diagnosis, the rule itself asks for review, or a continuation showed no benefit",
             },
             "opening_decision_id": _TEXT,
+            "due_at": {
+                "type": ["string", "null"],
+                "format": "date-time",
+                "description": "a retrospective review of a provisional authorisation (the urgent pathway): resolve by then",
+            },
+            "overdue": {"type": "boolean", "description": "open, and past due_at"},
             "decision": _ref("Decision"),
             "missing": {"type": "array", "items": _TEXT},
             "candidates": {"type": "array", "items": _ref("Candidate")},
@@ -409,6 +439,8 @@ SCHEMAS = {
             "code",
             "reason",
             "opening_decision_id",
+            "due_at",
+            "overdue",
             "decision",
             "missing",
             "candidates",
@@ -855,8 +887,9 @@ PATHS = {
                     ),
                     (
                         "sort",
-                        {"enum": ["oldest", "newest", "diagnosis"]},
-                        "default oldest; diagnosis: by code, then oldest",
+                        {"enum": list(SORTS)},
+                        "default due: retrospective reviews due soonest (the overdue) first, then the others oldest "
+                        "first; oldest; newest; diagnosis: by code, then oldest",
                     ),
                     ("limit", {"type": "integer", "minimum": 1, "maximum": 200}, "cases a page, default 50"),
                     ("cursor", _TEXT, "next_cursor of the page before"),

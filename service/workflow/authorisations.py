@@ -14,7 +14,7 @@ import datetime
 import json
 import uuid
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from sqlalchemy import exists, func, or_, select, tuple_
 from sqlalchemy.orm import aliased
@@ -84,10 +84,14 @@ def grant(
     case_id=None,
     today=None,
     previous_id=None,
+    one_course=False,
 ) -> dict:
-    """The row of a new authorisation (valid_until is the last valid day)."""
+    """The row of a new authorisation (valid_until is the last valid day); `one_course` limits
+    its dosing profile to a single course (a provisional authorisation)."""
     start = today or clock.utc_today()
     profile = rulebook.dosing_for(rule)
+    if one_course:
+        profile = replace(profile, interval_days=Range(), courses=1)
     return {
         "id": str(uuid.uuid4()),
         "created_at": clock.utc_now(),
@@ -405,7 +409,7 @@ def continuation_request(
     `extra` facts, the authorisation's code and `course: continuation`; its observations add the
     measurements recorded against the authorisation and the extra ones, so the rules see the
     patient as now. The baseline: the initial authorisation's decision's observations, and
-    measurements recorded against it taken on or before it began. Refuses an authorisation that
+    measurements recorded against it taken before the day it began. Refuses an authorisation that
     fails its integrity check (Tampered) or was continued already (AlreadyContinued).
     """
     if extra is None:
@@ -448,7 +452,7 @@ def continuation_request(
     baseline = [_reading(o, "", vocabulary, today) for o in _baseline(initial)] + [
         Reading(m["measure"], m["value"], datetime.date.fromisoformat(m["taken_on"]))
         for m in measured[first["id"]]
-        if m["taken_on"] <= first["valid_from"]
+        if m["taken_on"] < first["valid_from"]  # a reading on the first day counts as current, not both
     ]
     current = [_reading(o, "", vocabulary, today) for o in current_given] + [
         _reading(o, f"observations[{i}]", vocabulary, today) for i, o in enumerate(extra_observations)

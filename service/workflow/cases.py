@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, insert, select, tuple_, update
 
 from service import clock
-from service.decide import continuation, questionnaire
+from service.decide import continuation, questionnaire, urgent
 from service.decide.formulary import Formulary
 from service.decide.request import RequestError, known_arguments, parse_request, visible, whole_argument
 from service.rulebook import icd10
@@ -117,13 +117,16 @@ def record_decision(
     if case is not None:
         return _record(instance, formulary, payload, requester, decision, patient_hash, case, False, continuing)
     code = decision.diagnosis.plain_code
+    urgent_reason = request.urgent_reason if continuing is None else None
 
     def record_joining_an_open_case():
         joined = None
         if _opens_case(decision) and patient_hash and code:
             with instance.sql_engine.connect() as connection:
                 joined = _open_case_to_join(connection, requester, patient_hash, code)
-        return _record(instance, formulary, payload, requester, decision, patient_hash, joined, True, continuing)
+        return _record(
+            instance, formulary, payload, requester, decision, patient_hash, joined, True, continuing, urgent_reason
+        )
 
     try:
         return record_joining_an_open_case()
@@ -181,18 +184,44 @@ def _record(
     case: dict | None,
     joins: bool,
     continuing: authorisations.Continuing | None = None,
+    urgent_reason: str | None = None,
 ) -> dict:
     """Record a decision; `case` is the case it updates (as read), `joins` whether it is a new
-    request joining it, `continuing` the authorisation a continuation continues."""
+    request joining it, `continuing` the authorisation a continuation continues, `urgent_reason`
+    the reason an urgent request gave (the urgent pathway: service/decide/urgent.py)."""
     audit = instance.audit
     code = decision.diagnosis.plain_code
-    decided_at = clock.utc_now()
+    moment = clock.now()
+    decided_at = clock.stamp(moment)
     decision_id = str(uuid.uuid4())
-    rule = formulary.rulebook.rule(decision.rule["id"]) if decision.rule else None
+    rulebook = formulary.rulebook
+    rule = rulebook.rule(decision.rule["id"]) if decision.rule else None
     diagnosis_id = formulary.terminology.diagnosis_of(code) if code else None
     case_id = (case["id"] if case else str(uuid.uuid4())) if _opens_case(decision) else None
     grant = None
-    if formulary.rulebook.grants_authorisation(decision.outcome) and patient_hash and code:
+    due_at = None
+    why_not = None
+    if urgent_reason is not None:
+        identified = bool(patient_hash and code)
+        why_not = urgent.why_not_provisional(rulebook, decision, rule, identified, bool(case and case.get("due_at")))
+    if urgent_reason is not None and why_not is None:
+        provisional = rulebook.authorisations.provisional
+        assert provisional is not None and case_id is not None  # why_not_provisional checked both
+        due_at = clock.stamp(moment + datetime.timedelta(hours=provisional.review_within_hours))
+        grant = authorisations.grant(
+            patient_hash,
+            code,
+            diagnosis_id,
+            "provisional",
+            rule,
+            rulebook,
+            (),
+            provisional.days,
+            decision_id=decision_id,
+            case_id=case_id,
+            one_course=True,
+        )
+    elif formulary.rulebook.grants_authorisation(decision.outcome) and patient_hash and code:
         grant = authorisations.grant(
             patient_hash,
             code,
@@ -213,6 +242,13 @@ def _record(
         "review_case_id": case_id,
         "joined_case": case is not None and joins,
         "authorisation_id": grant["id"] if grant else None,
+        "urgent": None
+        if urgent_reason is None
+        else {
+            "provisional": due_at is not None,
+            "why": why_not or f"a provisional authorisation for one course is given; the review is due by {due_at}",
+            "review_due_at": due_at,
+        },
     }
     recorded_request = sanitised(payload, patient_hash)
     reason = review_reason(response) if case_id is not None else None
@@ -238,6 +274,7 @@ def _record(
                     request=json.dumps(recorded_request),
                     version=review_cases.c.version + 1,
                     **({"reason": reason} if reason else {}),
+                    **({"due_at": due_at} if due_at else {}),
                 )
             )
             if changed.rowcount != 1:
@@ -259,6 +296,7 @@ def _record(
                     latest_decision_id=decision_id,
                     request=json.dumps(recorded_request),
                     reason=reason,
+                    due_at=due_at,
                 ),
             )
 
@@ -324,6 +362,8 @@ def _case_view(instance, case: dict, resolutions: list[dict] | None = None) -> d
         "code": icd10.dotted(case["code"]) if case["code"] else None,
         "reason": case["reason"],
         "opening_decision_id": case["opening_decision_id"],
+        "due_at": case["due_at"],
+        "overdue": case["due_at"] is not None and case["status"] in OPEN_STATUSES and case["due_at"] <= clock.utc_now(),
         "decision": latest,
         "missing": latest["missing"],
         "candidates": latest["candidates"],
@@ -334,7 +374,9 @@ def _case_view(instance, case: dict, resolutions: list[dict] | None = None) -> d
 
 
 REVIEW_REASONS = ("missing_facts", "unclear_diagnosis", "no_rule", "rule_review", "no_benefit")
-SORTS = ("oldest", "newest", "diagnosis")
+SORTS = ("due", "oldest", "newest", "diagnosis")
+# Cases with no due time sort after every due one under sort=due (then oldest first).
+_NEVER_DUE = "9999-12-31T23:59:59.999999Z"
 MAX_PAGE = 200
 MAX_AGE_HOURS = 87600  # ten years
 QUEUE_ARGUMENTS = ("status", "reason", "diagnosis", "older_than_hours", "newer_than_hours", "sort", "limit", "cursor")
@@ -349,7 +391,8 @@ class Queue:
     diagnosis: str | None = None  # dotless ICD-10-CM code; its descendants match
     older_than_hours: int | None = None  # opened at least this long ago
     newer_than_hours: int | None = None  # opened less than this long ago
-    sort: str = "oldest"  # oldest first, newest first, or by diagnosis code (then oldest first)
+    sort: str = "due"  # retrospective reviews due soonest (the overdue) first, then oldest first; or oldest,
+    # newest, or by diagnosis code (then oldest first)
     limit: int = 50
     cursor: str | None = None  # from the page before, as list_cases gave it
 
@@ -371,7 +414,7 @@ def queue_from(args: Mapping[str, str]) -> Queue:
             raise RequestError(
                 "invalid_code", f"diagnosis '{given['diagnosis']}' is not an ICD-10-CM code", "diagnosis"
             )
-    sort = given.get("sort", "oldest")
+    sort = given.get("sort", "due")
     if sort not in SORTS:
         raise RequestError("unknown_value", f"sort must be one of {', '.join(SORTS)}", "sort")
     queue = Queue(
@@ -390,11 +433,16 @@ def queue_from(args: Mapping[str, str]) -> Queue:
 
 def _sort_key(sort: str) -> list:
     c = review_cases.c
-    return [func.coalesce(c.code, ""), c.opened_at, c.id] if sort == "diagnosis" else [c.opened_at, c.id]
+    if sort == "diagnosis":
+        return [func.coalesce(c.code, ""), c.opened_at, c.id]
+    if sort == "due":
+        return [func.coalesce(c.due_at, _NEVER_DUE), c.opened_at, c.id]
+    return [c.opened_at, c.id]
 
 
 def _cursor_of(sort: str, row: dict) -> str:
-    values = [row["code"] or "", row["opened_at"], row["id"]] if sort == "diagnosis" else [row["opened_at"], row["id"]]
+    first = {"diagnosis": [row["code"] or ""], "due": [row["due_at"] or _NEVER_DUE]}.get(sort, [])
+    values = [*first, row["opened_at"], row["id"]]
     return base64.urlsafe_b64encode(json.dumps([sort, *values]).encode()).decode().rstrip("=")
 
 

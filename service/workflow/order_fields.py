@@ -34,6 +34,7 @@ CRITERIA_COLUMNS = (
     ("onset_date", "diagnosis.onset_date", "text"),
     ("prescriber_specialty", "prescriber.specialty", "text"),
     ("course", "course", "text"),
+    ("urgent_reason", "urgent.reason", "text"),
 )
 OBSERVATION_ROWS = 3  # observation rows on the form: obs_measure_0, obs_value_0, obs_unit_0, obs_taken_on_0, ...
 OBSERVATION_PARTS = ("measure", "value", "unit", "taken_on")

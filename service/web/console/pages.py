@@ -163,7 +163,12 @@ def reviews():
         values=given,
         errors=errors,
         reasons=[(reason, reason.replace("_", " ")) for reason in cases.REVIEW_REASONS],
-        sorts=[("oldest", "oldest first"), ("newest", "newest first"), ("diagnosis", "by diagnosis code")],
+        sorts=[
+            ("due", "retrospective reviews due first"),
+            ("oldest", "oldest first"),
+            ("newest", "newest first"),
+            ("diagnosis", "by diagnosis code"),
+        ],
         next_url=url_for("console_pages.reviews", **filters, cursor=found["next_cursor"])
         if found["next_cursor"]
         else None,

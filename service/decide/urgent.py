@@ -1,0 +1,29 @@
+"""The urgent pathway: when an urgent request that needs review may be given a provisional
+authorisation for one course at once, with a retrospective review due within the rulebook's period.
+
+Pure, like the rest of deciding. A provisional authorisation never follows a guess: only a rule the
+committee marked `urgent` that decided the request (not an approximate diagnosis, not a request no
+rule covers) qualifies, and only for an identified patient whose open case has not had one.
+"""
+
+from service.decide.decision import Decision
+from service.rulebook.model import Rule, Rulebook
+
+
+def why_not_provisional(
+    rulebook: Rulebook, decision: Decision, rule: Rule | None, identified: bool, already_given: bool
+) -> str | None:
+    """None when a provisional authorisation is given; otherwise why not, in a requester's words."""
+    if rulebook.authorisations.provisional is None:
+        return "the rulebook has no urgent pathway (authorisations.provisional)"
+    if decision.outcome != "needs_review":
+        return f"the decision is {decision.outcome}: there is no review to wait for"
+    if rule is None:
+        return "no rule decided it: only a rule the committee marked urgent gives a provisional authorisation"
+    if not rule.urgent:
+        return f"rule {rule.id} is not urgent: the committee has not marked this indication for the urgent pathway"
+    if not identified:
+        return "the request has no patient reference: an authorisation is for one identified patient"
+    if already_given:
+        return "a provisional authorisation was already given with this patient's open case for the diagnosis"
+    return None
