@@ -1,6 +1,7 @@
 """The pharmacist console in a real browser (Debian's Chromium driven by Playwright) against
 `formulary serve` on a temporary database: the journey from a clinician's request to an
-auditor's CSV export, with a screenshot of each page.
+auditor's CSV export, and a CIDP patient from initial authorisation through a granted and a refused
+continuation, with a screenshot of each page.
 
 Screenshots go to $FORMULARY_SCREENSHOTS when set (`make screenshots` sets docs/screenshots),
 else to the test's temporary folder.
@@ -291,3 +292,54 @@ def test_a_tablet_sees_the_whole_form_without_scrolling_sideways(browser, servic
     sign_in(page, service, "clinician")
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     context.close()
+
+
+def test_continuation_journey_a_cidp_patient_authorised_measured_continued_then_refused_for_no_benefit(
+    page, service, shots
+):
+    import datetime
+
+    today = datetime.datetime.now(datetime.UTC).date()
+    baseline_day = (today - datetime.timedelta(days=10)).isoformat()
+    sign_in(page, service, "clinician")
+    page.goto(f"{service.url}/console/request")
+    fill(page, {"ICD-10-CM code": "G61.81", "Patient reference (MRN)": "MRN-5520", "Age in years": "54"})
+    for row, (measure, value) in enumerate((("incat", "5"), ("mrc_sum", "40"))):
+        page.locator(f"#obs_measure_{row}").select_option(measure)
+        page.locator(f"#obs_value_{row}").fill(value)
+        page.locator(f"#obs_unit_{row}").select_option("points")
+        page.locator(f"#obs_taken_on_{row}").fill(baseline_day)
+    page.get_by_role("button", name="Decide").click()
+    card = page.locator("section.card").first
+    expect(card).to_contain_text("Approved")
+    card.locator('p.next a[href*="/console/authorisations/"]').click()
+    expect(page.get_by_role("heading", name="Baseline")).to_be_visible()
+    expect(page.locator("table").first).to_contain_text("incat")
+
+    def measure(name: str, value: str):
+        page.get_by_label("Measure", exact=True).select_option(name)
+        page.get_by_label("Value", exact=True).fill(value)
+        page.get_by_label("Unit", exact=True).select_option("points")
+        page.get_by_label("Taken on", exact=True).fill(today.isoformat())
+        page.get_by_role("button", name="Record").click()
+        expect(page.get_by_text(re.compile(f"Measurement recorded: {name}"))).to_be_visible()
+
+    # Six months on (here: the same day), INCAT is 2 points better: the continuation is granted.
+    measure("incat", "3")
+    snap(page, shots, "12-authorisation-measured")
+    page.get_by_role("button", name="Ask for a continuation").click()
+    card = page.locator("section.card").first
+    expect(card).to_contain_text("Approved")
+    expect(card.locator("table.compared")).to_contain_text("incat improved by at least 1 points")
+    snap(page, shots, "13-continuation-granted")
+
+    # On the continued authorisation, both measures are worse than the baseline: refused, with a case.
+    card.locator('p.next a[href*="/console/authorisations/"]').click()
+    measure("incat", "6")
+    measure("mrc_sum", "35")
+    page.get_by_role("button", name="Ask for a continuation").click()
+    card = page.locator("section.card").first
+    expect(card).to_contain_text("Not supported")
+    expect(card).to_contain_text("No demonstrated benefit")
+    expect(card.get_by_role("link", name=re.compile("review case"))).to_be_visible()
+    snap(page, shots, "14-continuation-refused")

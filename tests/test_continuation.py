@@ -60,6 +60,7 @@ def test_a_continuation_with_benefit_grants_the_next_authorisation_for_the_conti
     assert [link["id"] for link in detail.get_json()["chain"]] == [first, decision["authorisation_id"]]
     [recorded] = [r for r in records(app, "decision") if r["decision_id"] == decision["decision_id"]]
     assert recorded["body"]["request"]["course"] == "continuation"
+    assert recorded["body"]["request"]["patient"]["ref_hash"] == recorded["patient_ref_hash"]
     assert recorded["body"]["authorisation"]["previous_id"] == first
 
 

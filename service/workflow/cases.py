@@ -251,6 +251,11 @@ def _record(
         },
     }
     recorded_request = sanitised(payload, patient_hash)
+    if continuing is not None and patient_hash:  # the patient is the authorisation's: no identifier was sent
+        recorded_request = {
+            **recorded_request,
+            "patient": {**(recorded_request.get("patient") or {}), "ref_hash": patient_hash},
+        }
     reason = review_reason(response) if case_id is not None else None
 
     def effects(connection):
