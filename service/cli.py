@@ -571,9 +571,13 @@ def authorisations_due(days, overdue):
     """The authorisations due for review, soonest first, as GET /v1/authorisations?expiring_within_days does."""
     instance = _instance()
     due = authorisation_rows.Due(days, include_overdue=overdue, limit=authorisation_rows.MAX_PAGE)
+    try:
+        criteria = load_rulebook(instance.rulebook_path).continuation_measures()
+    except RulebookError as error:
+        raise click.ClickException("the rulebook cannot be loaded:\n" + "\n".join(error.problems)) from None
     listed = []
     while True:
-        page = authorisation_rows.due_for_review(instance, due)
+        page = authorisation_rows.due_for_review(instance, due, criteria)
         listed += page["authorisations"]
         if page["next_cursor"] is None:
             break
@@ -581,9 +585,12 @@ def authorisations_due(days, overdue):
     if not listed:
         click.echo(f"no authorisation ends within {days} days" + (" or ended within them" if overdue else ""))
         return
-    click.echo(f"{'valid until':<12} {'days left':>9}  {'code':<8} {'basis':<24} id")
+    click.echo(f"{'valid until':<12} {'days left':>9}  {'code':<8} {'basis':<24} {'id':<36}  unmeasured")
     for row in listed:
-        click.echo(f"{row['valid_until']:<12} {row['days_left']:>9}  {row['code']:<8} {row['basis']:<24} {row['id']}")
+        click.echo(
+            f"{row['valid_until']:<12} {row['days_left']:>9}  {row['code']:<8} {row['basis']:<24} {row['id']}  "
+            + (", ".join(row["unmeasured"]) or "-")
+        )
     click.echo(f"{len(listed)} authorisations", err=True)
 
 

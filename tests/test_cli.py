@@ -271,11 +271,15 @@ def test_authorisations_due_prints_those_ending_soonest_first_with_the_overdue(c
     result = run("authorisations", "due")
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0].split() == ["valid", "until", "days", "left", "code", "basis", "id"]
-    assert [(line.split()[1], line.split()[-1]) for line in lines[1:4]] == [("-6", ended), ("9", sooner), ("29", later)]
+    assert lines[0].split() == ["valid", "until", "days", "left", "code", "basis", "id", "unmeasured"]
+    assert [(line.split()[1], line.split()[-2], line.split()[-1]) for line in lines[1:4]] == [
+        ("-6", ended, "-"),
+        ("9", sooner, "-"),
+        ("29", later, "-"),
+    ]
     assert "MRN" not in result.output
     not_overdue = run("authorisations", "due", "--days", "10", "--no-overdue")
-    assert [line.split()[-1] for line in not_overdue.output.splitlines()[1:2]] == [sooner]
+    assert [line.split()[-2] for line in not_overdue.output.splitlines()[1:2]] == [sooner]
     assert run("authorisations", "due", "--days", "366").exit_code == 2
 
 

@@ -592,3 +592,14 @@ def test_an_urgent_request_from_the_console_gets_a_provisional_authorisation_and
     day.set(__import__("datetime").date(2026, 12, 5))
     sign_in(client, tokens["pharmacist"])  # the session of four days ago has ended
     assert "Overdue retrospective review" in client.get("/console/reviews").get_data(as_text=True)
+
+
+def test_the_due_for_review_page_shows_a_clinician_only_their_own_requests(app, client, tokens, monkeypatch):
+    import datetime
+
+    mine = _authorised_on(client, tokens["clinician"], monkeypatch, datetime.date(2026, 6, 10), "MRN-90")
+    other = create_token(app.extensions["instance"].database, "other.clinician", "clinician")
+    theirs = _authorised_on(client, other, monkeypatch, datetime.date(2026, 6, 10), "MRN-91")
+    sign_in(client, tokens["clinician"])
+    page = client.get("/console/authorisations/due").get_data(as_text=True)
+    assert f"/console/authorisations/{mine}" in page and f"/console/authorisations/{theirs}" not in page

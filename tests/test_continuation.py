@@ -350,3 +350,28 @@ def test_a_measurement_taken_on_the_day_the_authorisation_began_is_current_not_b
     assert decision["outcome"] == "approved"
     [incat] = [row for row in decision["continuation"]["compared"] if row["measure"] == "incat"]
     assert (incat["baseline"], incat["current"]) == (6, 4)
+
+
+def test_the_due_list_names_the_measures_the_rules_review_criteria_need(client, tokens, day):
+    first = authorise_cidp(client, tokens["clinician"], day, baseline=BASELINE[:1])  # an INCAT baseline only
+    day.set(datetime.date(2026, 11, 20))
+    listed = client.get("/v1/authorisations?expiring_within_days=30", headers=bearer(tokens["pharmacist"])).get_json()
+    [due] = [a for a in listed["authorisations"] if a["id"] == first]
+    assert due["unmeasured"] == ["incat", "mrc_sum"]  # the baseline's, and the rule's criteria's
+    measure(client, tokens["clinician"], first, "incat", 4, taken_on="2026-11-15")
+    listed = client.get("/v1/authorisations?expiring_within_days=30", headers=bearer(tokens["pharmacist"])).get_json()
+    assert [a["unmeasured"] for a in listed["authorisations"] if a["id"] == first] == [["mrc_sum"]]
+
+
+def test_a_clinician_sees_only_their_own_requests_authorisations_in_the_due_list(app, client, tokens, day):
+    mine = authorise_cidp(client, tokens["clinician"], day, ref="MRN-20")
+    other = create_token(app.extensions["instance"].database, "dr-other", "clinician")
+    theirs = authorise_cidp(client, other, day, ref="MRN-21")
+    day.set(datetime.date(2026, 11, 20))
+    path = "/v1/authorisations?expiring_within_days=30"
+    ids = {
+        role: [a["id"] for a in client.get(path, headers=bearer(token)).get_json()["authorisations"]]
+        for role, token in (("clinician", tokens["clinician"]), ("other", other), ("pharmacist", tokens["pharmacist"]))
+    }
+    assert ids["clinician"] == [mine] and ids["other"] == [theirs]
+    assert sorted(ids["pharmacist"]) == sorted([mine, theirs])

@@ -444,6 +444,10 @@ class Rulebook:
     def rule(self, rule_id: str) -> Rule | None:
         return next((r for r in self.rules if r.id == rule_id), None)
 
+    def continuation_measures(self) -> dict[str, tuple[str, ...]]:
+        """Each rule's review-criteria measures: what a continuation of its authorisations needs measured."""
+        return {r.id: tuple(t.measure for t in r.review_criteria.measures) for r in self.rules if r.review_criteria}
+
     def labels_for(self, indication: str) -> list[tuple[str, Label]]:
         """(product name, label) for every formulary product labelled for this indication."""
         return [(p.name, label) for p in self.products.values() for label in p.labels if label.indication == indication]

@@ -74,6 +74,11 @@ def may(principal: Principal | None, action: str) -> bool:
     return principal is not None and principal.role in PERMISSIONS[action].roles
 
 
+def own_only(principal: Principal, action: str) -> str | None:
+    """The requester a role limited to its own records is limited to (its name), else None."""
+    return principal.name if principal.role in PERMISSIONS[action].own_only else None
+
+
 def check_owner(principal: Principal, action: str, requester: str) -> None:
     """Refuse (403) a role limited to its own records reaching for a record someone else requested."""
     permission = PERMISSIONS[action]

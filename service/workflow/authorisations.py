@@ -31,7 +31,7 @@ from service.decide.request import (
 )
 from service.rulebook import icd10
 from service.rulebook.model import DosingProfile, Range
-from service.store.tables import authorisation_measurements, authorisations, review_cases
+from service.store.tables import audit_records, authorisation_measurements, authorisations, review_cases
 
 MAX_DUE_DAYS = 365
 MAX_PAGE = 200
@@ -302,10 +302,12 @@ class Due:
     patient_hash: str | None = None
     limit: int = 50
     cursor: str | None = None
+    requester: str | None = None  # only the authorisations this requester's decisions or cases were granted
 
 
-def due_from(args: Mapping[str, str], patient_hash: str | None) -> Due:
-    """The due-for-review query arguments (API or console), checked; `patient_hash` of patient_ref."""
+def due_from(args: Mapping[str, str], patient_hash: str | None, requester: str | None = None) -> Due:
+    """The due-for-review query arguments (API or console), checked; `patient_hash` of patient_ref,
+    `requester` for a caller who may see only their own requests' authorisations."""
     known_arguments(args, DUE_ARGUMENTS, "an argument here")
     given = {key: value.strip() for key, value in args.items() if value.strip()}
     overdue = given.get("include_overdue", "false")
@@ -322,6 +324,7 @@ def due_from(args: Mapping[str, str], patient_hash: str | None) -> Due:
         patient_hash=patient_hash,
         limit=whole_argument(given, "limit", 1, MAX_PAGE) or 50,
         cursor=given.get("cursor"),
+        requester=requester,
     )
     _after(due)  # a cursor this service did not give is refused here
     return due
@@ -343,11 +346,13 @@ def _after(due: Due) -> list[str] | None:
     return decoded
 
 
-def due_for_review(instance, due: Due) -> dict:
+def due_for_review(instance, due: Due, criteria: Mapping[str, tuple[str, ...]] | None = None) -> dict:
     """Authorisations whose last valid day is within `days` from today, soonest first; with
     include_overdue, also those that ended in the last `days` days and were not continued. Each
-    with `unmeasured`: the measures of its baseline with no measurement taken since it started.
-    {"authorisations", "next_cursor"}."""
+    with `unmeasured`: the measures of its baseline, and those its rule's review criteria name
+    (`criteria`: rule id -> measures, from the rulebook served), with no measurement taken since
+    it started. {"authorisations", "next_cursor"}."""
+    criteria = criteria or {}
     c = authorisations.c
     today = clock.utc_today()
     horizon = (today + datetime.timedelta(days=due.days)).isoformat()
@@ -361,6 +366,14 @@ def due_for_review(instance, due: Due) -> dict:
     conditions.append(c.valid_until <= horizon)
     if due.patient_hash is not None:
         conditions.append(c.patient_ref_hash == due.patient_hash)
+    if due.requester is not None:
+        a, r = audit_records.c, review_cases.c
+        conditions.append(
+            or_(
+                exists().where(a.decision_id == c.decision_id, a.requester == due.requester),
+                exists().where(r.id == c.case_id, r.requester == due.requester),
+            )
+        )
     after = _after(due)
     if after is not None:
         conditions.append(tuple_(c.valid_until, c.id) > tuple_(*after))
@@ -385,7 +398,8 @@ def due_for_review(instance, due: Due) -> dict:
                 **authorisation_view(row),
                 "days_left": (datetime.date.fromisoformat(row["valid_until"]) - today).days,
                 "unmeasured": sorted(
-                    {o["measure"] for o in baselines[row["id"]]} - {name for i, name in measured if i == row["id"]}
+                    ({o["measure"] for o in baselines[row["id"]]} | set(criteria.get(row["rule_id"] or "", ())))
+                    - {name for i, name in measured if i == row["id"]}
                 ),
             }
             for row in rows

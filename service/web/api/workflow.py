@@ -56,7 +56,13 @@ def list_authorisations():
     instance = current_instance()
     patient_hash = instance.audit.patient_hash(ref) if ref else None
     if "expiring_within_days" in request.args:
-        return jsonify(authorisations.due_for_review(instance, authorisations.due_from(request.args, patient_hash)))
+        # A clinician sees only the authorisations their own requests were granted.
+        due = authorisations.due_from(
+            request.args, patient_hash, roles.own_only(current_principal(), "read_authorisation")
+        )
+        with active_rulebook().use() as formulary:
+            criteria = formulary.rulebook.continuation_measures()
+        return jsonify(authorisations.due_for_review(instance, due, criteria))
     if patient_hash is None:
         raise RequestError(
             "missing_field",

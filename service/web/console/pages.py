@@ -295,9 +295,14 @@ def authorisations():
 def due_for_review():
     """Authorisations ending within 30 days, and those ended within 30 days and not continued, soonest first."""
     due = authorisation_rows.Due(
-        DUE_DAYS, include_overdue=True, limit=authorisation_rows.MAX_PAGE, cursor=request.args.get("cursor") or None
+        DUE_DAYS,
+        include_overdue=True,
+        limit=authorisation_rows.MAX_PAGE,
+        cursor=request.args.get("cursor") or None,
+        requester=roles.own_only(current_principal(), "read_authorisation"),
     )
-    found = authorisation_rows.due_for_review(current_instance(), due)  # a bad cursor: the 400 page
+    criteria = active_rulebook().current.rulebook.continuation_measures()
+    found = authorisation_rows.due_for_review(current_instance(), due, criteria)  # a bad cursor: the 400 page
     return render_template("console/due.html", days=DUE_DAYS, due=found)
 
 
