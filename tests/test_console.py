@@ -603,3 +603,32 @@ def test_the_due_for_review_page_shows_a_clinician_only_their_own_requests(app, 
     sign_in(client, tokens["clinician"])
     page = client.get("/console/authorisations/due").get_data(as_text=True)
     assert f"/console/authorisations/{mine}" in page and f"/console/authorisations/{theirs}" not in page
+
+
+@pytest.mark.parametrize(
+    "weeks, status, shown",
+    [
+        ("corticosteroids:12", 201, "Off-label, with controlled evidence of benefit"),
+        ("corticosteroids:11", 201, "Needs review"),
+        ("corticosteroids:twelve", 400, 'id="failed_weeks-error">failed_weeks: write each therapy as NAME:WEEKS'),
+        ("aspirin:12", 400, 'id="failed_weeks-error">'),
+    ],
+)
+def test_the_request_form_takes_how_long_each_failed_therapy_was_tried(client, tokens, day, weeks, status, shown):
+    sign_in(client, tokens["clinician"])
+    form = {
+        "diagnosis_code": "D69.41",
+        "age_years": "40",
+        "confirmed_by": "haematologist",
+        "prescriber_specialty": "haematologist",
+        "phase": "chronic",
+        "course": "initial",
+        "obs_measure_0": "platelets",
+        "obs_value_0": "20000",
+        "obs_unit_0": "/uL",
+        "obs_taken_on_0": "2026-11-25",
+        "failed_weeks": weeks,
+    }
+    response = post_form(client, "/console/request", form, "/console/request")
+    assert response.status_code == status
+    assert shown in response.get_data(as_text=True)

@@ -40,6 +40,7 @@ OBSERVATION_ROWS = 3  # observation rows on the form: obs_measure_0, obs_value_0
 OBSERVATION_PARTS = ("measure", "value", "unit", "taken_on")
 _NAME_OF_PATH = {path: name for name, path, _ in COLUMNS + CRITERIA_COLUMNS} | {"diagnosis": "diagnosis_code"}
 _INDEX = re.compile(r"\[\d+\]$")
+_FAILED_WEEKS_FIELD = re.compile(r"^therapies\.failed\[\d+\]\.(weeks|name)$")
 _OBSERVATION_FIELD = re.compile(r"^observations\[(\d+)\]\.(measure|value|unit|taken_on)$")
 
 
@@ -91,6 +92,7 @@ def add_criteria(request: dict, fields: dict) -> list[int]:
             for parent in parents:
                 place = place.setdefault(parent, {})
             place[leaf] = value
+    _add_failed_weeks(request, fields.get("failed_weeks") or "")
     observations: list[dict] = []
     rows: list[int] = []
     for i in range(OBSERVATION_ROWS):
@@ -115,9 +117,28 @@ def add_criteria(request: dict, fields: dict) -> list[int]:
     return rows
 
 
+def _add_failed_weeks(request: dict, text: str) -> None:
+    """`corticosteroids:12; rituximab:4` (the CLI's NAME:WEEKS): how long each failed therapy was
+    tried. Each becomes a `{name, weeks}` item of therapies.failed, replacing the plain name."""
+    for item in (part.strip() for part in text.split(";")):
+        if not item:
+            continue
+        name, colon, weeks = (piece.strip() for piece in item.rpartition(":"))
+        if not colon or not name or not weeks.isdigit():
+            raise RequestError(
+                "wrong_type",
+                f"failed_weeks: write each therapy as NAME:WEEKS, separated by ';' (corticosteroids:12), found {item!r}",
+                "failed_weeks",
+            )
+        failed = request.setdefault("therapies", {}).setdefault("failed", [])
+        failed[:] = [entry for entry in failed if entry != name] + [{"name": name, "weeks": int(weeks)}]
+
+
 def name_of(field: str | None, rows: list[int] | None = None) -> str | None:
     """The flat name for an API error's field (`therapies.failed[2]` -> `failed_therapies`,
     `observations[0].unit` -> `obs_unit_<the form row it came from>`)."""
+    if _FAILED_WEEKS_FIELD.match(field or ""):
+        return "failed_weeks"
     observed = _OBSERVATION_FIELD.match(field or "")
     if observed:
         index = int(observed.group(1))
