@@ -3,7 +3,9 @@
 Besides each case, it checks the cases keep up with the rulebook: every rule has a case, and
 every age threshold and therapy condition is tested on both sides.
 
-A case may also say the patient's history: `courses_given` (authorisations of the diagnosis in
+A request's observation may give `days_ago` instead of `taken_on`, and an expected `missing`
+entry may say "the day N days ago" for a date, so a case about a freshness window stays true
+whatever the day. A case may also say the patient's history: `courses_given` (authorisations of the diagnosis in
 the rule's course period already), or `continuation: {baseline, current}` (readings as
 `{measure, value, unit, days_ago}`), which judges the decision as a continuation the way the
 service does (service/decide/continuation.py). `expect: {urgent: true}` says the rule that decided
@@ -11,6 +13,7 @@ is on the urgent pathway (an urgent request it sends to review gets a provisiona
 """
 
 import datetime
+import re
 from pathlib import Path
 
 import pytest
@@ -26,6 +29,7 @@ RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
 CASE_FILES = sorted(RULES_DIR.glob("*.tests.yaml"))
 EXPECT_KEYS = {"outcome", "rule", "missing", "labelled_products", "benefit", "urgent"}
 HISTORY_KEYS = {"courses_given", "continuation"}
+_DAYS_AGO = re.compile(r"the day (\d+) days ago")
 
 
 def _cases():
@@ -66,10 +70,25 @@ def _readings(formulary: Formulary, given: list, today: datetime.date) -> tuple[
     )
 
 
+def _dated(request: dict, today: datetime.date) -> dict:
+    """The request with each observation's `days_ago` turned into its `taken_on` date."""
+    observations = request.get("observations")
+    if not observations:
+        return request
+    return {
+        **request,
+        "observations": [
+            {k: v for k, v in o.items() if k != "days_ago"}
+            | ({"taken_on": (today - datetime.timedelta(days=o["days_ago"])).isoformat()} if "days_ago" in o else {})
+            for o in observations
+        ],
+    }
+
+
 def decided(case_file: Path, case: dict):
     """The case's decision, with the patient's history the case gives applied as the service does."""
     formulary = formulary_for(case_file)
-    decision = formulary.decide(case["request"])
+    decision = formulary.decide(_dated(case["request"], clock.utc_today()))
     rule = formulary.rulebook.rule(decision.rule["id"]) if decision.rule else None
     if "courses_given" in case:
         decision = continuation.limit_courses(decision, rule, case["courses_given"])
@@ -104,6 +123,12 @@ def test_rule_case(case_file, case):
         "urgent": bool(decision.rule) and formulary_for(case_file).rulebook.rule(decision.rule["id"]).urgent,
     }
     wanted = {key: sorted(value) if isinstance(value, list) else value for key, value in expect.items()}
+    if "missing" in wanted:  # "the day 90 days ago" stands for that date, as days_ago does
+        today = clock.utc_today()
+        wanted["missing"] = sorted(
+            _DAYS_AGO.sub(lambda m: (today - datetime.timedelta(days=int(m.group(1)))).isoformat(), item)
+            for item in wanted["missing"]
+        )
     assert {key: got[key] for key in wanted} == wanted, decision.rationale
 
 
