@@ -58,33 +58,30 @@ def _compare(test: BenefitTest, measure: Measure, baseline: Reading | None, curr
         met = met and current.value >= test.at_least
     if test.at_most is not None:
         met = met and current.value <= test.at_most
+    return _compared(test, measure, baseline, current, change, met), met
+
+
+def _compared(
+    test: BenefitTest,
+    measure: Measure,
+    baseline: Reading | None,
+    current: Reading | None = None,
+    change: float | None = None,
+    met: bool | None = None,
+) -> dict:
+    """One measure as the decision shows it; without a current reading (or a baseline to compare
+    with) `met` is None."""
     return {
         "measure": test.measure,
         "unit": measure.unit,
         "better": measure.better,
         "baseline": baseline.value if baseline else None,
         "baseline_taken_on": baseline.taken_on.isoformat() if baseline else None,
-        "current": current.value,
-        "current_taken_on": current.taken_on.isoformat(),
+        "current": current.value if current else None,
+        "current_taken_on": current.taken_on.isoformat() if current else None,
         "change": change,
         "criterion": test.describe(),
         "met": met,
-    }, met
-
-
-def _unmeasured(test: BenefitTest, measure: Measure, baseline: Reading | None) -> dict:
-    """A measure that cannot be compared (no current reading, or no baseline): `met` is None."""
-    return {
-        "measure": test.measure,
-        "unit": measure.unit,
-        "better": measure.better,
-        "baseline": baseline.value if baseline else None,
-        "baseline_taken_on": baseline.taken_on.isoformat() if baseline else None,
-        "current": None,
-        "current_taken_on": None,
-        "change": None,
-        "criterion": test.describe(),
-        "met": None,
     }
 
 
@@ -104,11 +101,11 @@ def assess(
         before = baseline.get(test.measure)
         if now is None or now.taken_on < oldest:
             missing.append(f"{test.measure} taken on or after {oldest.isoformat()}")
-            compared.append(_unmeasured(test, measure, before))
+            compared.append(_compared(test, measure, before))
             continue
         if test.needs_baseline and before is None:
             missing.append(f"{test.measure} baseline (taken before the initial authorisation began)")
-            compared.append(_unmeasured(test, measure, None))
+            compared.append(_compared(test, measure, None))
             continue
         row, met = _compare(test, measure, before, now)
         compared.append(row)

@@ -968,16 +968,39 @@ def _read_review_criteria(raw, where: str, check: _Checker, references: Referenc
     return ReviewCriteria(tests, str(benefit), within if isinstance(within, int) else 90, source)
 
 
-def _read_benefit_test(measure_id: str, spec, at: str, check: _Checker, references: References) -> BenefitTest | None:
+def _measure_spec(
+    measure_id: str, spec, at: str, check: _Checker, references: References, fields: tuple[str, ...]
+) -> tuple[Measure, dict, str] | None:
+    """A rule's entry for one measure: the measure, its fields (checked against `fields` and
+    `unit`), and the unit its values are written in (the measure's own when not given)."""
     measure = references.measures.get(measure_id)
     if measure is None:
         check.fail(at, f"'{measure_id}' is not a measure in measures.yaml")
         return None
-    item = check.mapping(spec, at, (), (*_BENEFIT_PARTS, "unit")) or {}
+    item = check.mapping(spec, at, (), (*fields, "unit")) or {}
     unit = item.get("unit", measure.unit)
     if unit not in measure.units:
         check.fail(f"{at}.unit", f"'{unit}' is not a unit of {measure_id} (accepted: {', '.join(measure.units)})")
         return None
+    return measure, item, str(unit)
+
+
+def _in_range(measure: Measure, value: float, unit: str, canonical: float, where: str, check: _Checker) -> bool:
+    """Whether a value written in `unit` (`canonical` once converted) is within the measure's range."""
+    if measure.low <= canonical <= measure.high:
+        return True
+    check.fail(
+        where,
+        f"{value:g} {unit} is outside {measure.id}'s range ({measure.low:g} to {measure.high:g} {measure.unit})",
+    )
+    return False
+
+
+def _read_benefit_test(measure_id: str, spec, at: str, check: _Checker, references: References) -> BenefitTest | None:
+    found = _measure_spec(measure_id, spec, at, check, references, _BENEFIT_PARTS)
+    if found is None:
+        return None
+    measure, item, unit = found
     if not any(part in item for part in _BENEFIT_PARTS):
         check.fail(at, f"say what counts as benefit: {', '.join(_BENEFIT_PARTS)}")
     span = measure.high - measure.low
@@ -989,11 +1012,8 @@ def _read_benefit_test(measure_id: str, spec, at: str, check: _Checker, referenc
         if value is None:
             continue
         canonical = measure.to_canonical(value, unit)
-        if part in ("at_least", "at_most") and not measure.low <= canonical <= measure.high:
-            check.fail(
-                f"{at}.{part}",
-                f"{value:g} {unit} is outside {measure_id}'s range ({measure.low:g} to {measure.high:g} {measure.unit})",
-            )
+        if part in ("at_least", "at_most"):
+            _in_range(measure, value, unit, canonical, f"{at}.{part}", check)
         elif part == "improved_by" and not 0 < canonical <= span:
             check.fail(
                 f"{at}.{part}", f"must be above 0 and at most {measure_id}'s whole range ({span:g} {measure.unit})"
@@ -1199,15 +1219,10 @@ def _read_observation_tests(raw, where: str, check: _Checker, references: "Refer
     tests = []
     for measure_id, spec in raw.items():
         at = f"{where}.{measure_id}"
-        measure = references.measures.get(str(measure_id))
-        if measure is None:
-            check.fail(at, f"'{measure_id}' is not a measure in measures.yaml")
+        found = _measure_spec(str(measure_id), spec, at, check, references, (*THRESHOLDS, "within_days"))
+        if found is None:
             continue
-        item = check.mapping(spec, at, (), (*THRESHOLDS, "unit", "within_days")) or {}
-        unit = item.get("unit", measure.unit)
-        if unit not in measure.units:
-            check.fail(f"{at}.unit", f"'{unit}' is not a unit of {measure_id} (accepted: {', '.join(measure.units)})")
-            continue
+        measure, item, unit = found
         written, bounds = [], []
         for op in THRESHOLDS:
             if op not in item:
@@ -1216,12 +1231,7 @@ def _read_observation_tests(raw, where: str, check: _Checker, references: "Refer
             if value is None:
                 continue
             canonical = measure.to_canonical(value, unit)
-            if not measure.low <= canonical <= measure.high:
-                check.fail(
-                    f"{at}.{op}",
-                    f"{value:g} {unit} is outside {measure_id}'s range "
-                    f"({measure.low:g} to {measure.high:g} {measure.unit})",
-                )
+            if not _in_range(measure, value, unit, canonical, f"{at}.{op}", check):
                 continue
             written.append((op, value))
             bounds.append((op, canonical))
