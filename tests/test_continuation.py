@@ -177,7 +177,8 @@ def test_extra_observations_in_the_body_count_as_current_measures(client, tokens
 @pytest.mark.parametrize(
     "body, field",
     [
-        ({"diagnosis": {"code": "G61.0"}}, "diagnosis"),
+        ({"diagnosis": {"code": "G61.0"}}, "diagnosis.code"),
+        ({"diagnosis": {"text": "GBS"}}, "diagnosis.text"),
         ({"course": "initial"}, "course"),
         ({"patient": {"ref": "MRN-9"}}, "patient.ref"),
         (
@@ -375,3 +376,118 @@ def test_a_clinician_sees_only_their_own_requests_authorisations_in_the_due_list
     }
     assert ids["clinician"] == [mine] and ids["other"] == [theirs]
     assert sorted(ids["pharmacist"]) == sorted([mine, theirs])
+
+
+def test_a_new_request_is_not_a_way_round_a_refused_continuation(client, tokens, day):
+    first = authorise_cidp(client, tokens["clinician"], day)
+    measure(client, tokens["clinician"], first, "incat", 7)
+    measure(client, tokens["clinician"], first, "mrc_sum", 30)
+    assert continuation(client, tokens["clinician"], first).get_json()["outcome"] == "not_supported"
+    fresh = {"diagnosis": {"code": "G61.81"}, "patient": {"age_years": 50, "ref": "MRN-0042"}, "observations": BASELINE}
+    again = client.post("/v1/decisions", json=fresh, headers=bearer(tokens["clinician"])).get_json()
+    assert again["outcome"] == "needs_review" and again["authorisation_id"] is None
+    assert f"already has authorisation {first}" in again["rationale"]
+
+
+def test_a_new_request_while_an_authorisation_runs_is_sent_to_its_continuation(client, tokens, day):
+    first = authorise_cidp(client, tokens["clinician"], day)
+    body = {"diagnosis": {"code": "G61.81"}, "patient": {"age_years": 50, "ref": "MRN-0042"}}
+    again = client.post("/v1/decisions", json=body, headers=bearer(tokens["pharmacist"])).get_json()
+    assert again["outcome"] == "needs_review" and f"/v1/authorisations/{first}/continuation" in again["rationale"]
+    other_patient = {**body, "patient": {"age_years": 50, "ref": "MRN-0043"}}
+    assert client.post("/v1/decisions", json=other_patient, headers=bearer(tokens["pharmacist"])).get_json()[
+        "outcome"
+    ] == ("approved")
+
+
+def test_a_questionnaire_answer_to_a_continuation_never_counts_the_baseline_as_current(client, tokens, day):
+    from .test_questionnaire import answer, answered, send
+
+    first = authorise_cidp(client, tokens["clinician"], day)
+    decision = continuation(client, tokens["clinician"], first).get_json()
+    assert decision["outcome"] == "needs_review"
+    response = answered(
+        "urn:uuid:x",
+        [
+            {
+                "linkId": "observation:incat@90",
+                "item": [
+                    answer(
+                        "observation:incat@90.value", valueQuantity={"value": 6, "unit": "points", "code": "points"}
+                    ),
+                    answer("observation:incat@90.taken_on", valueDate="2026-11-25"),
+                ],
+            }
+        ],
+    )
+    again = send(client, tokens["clinician"], decision["review_case_id"], response).get_json()
+    assert again["outcome"] == "needs_review" and again["missing"] == ["mrc_sum taken on or after 2026-09-02"]
+
+
+def test_a_continuation_moves_the_age_on_and_asks_about_pregnancy_again(app, client, tokens, day):
+    day.set(STARTED)
+    body = {
+        "diagnosis": {"code": "G61.81"},
+        "patient": {"age_years": 50, "sex": "female", "pregnant": True, "ref": "MRN-4"},
+        "observations": BASELINE,
+    }
+    first = client.post("/v1/decisions", json=body, headers=bearer(tokens["clinician"])).get_json()["authorisation_id"]
+    day.set(TODAY)
+    decision = continuation(client, tokens["clinician"], first).get_json()
+    [recorded] = [r for r in records(app, "decision") if r["decision_id"] == decision["decision_id"]]
+    patient = recorded["body"]["request"]["patient"]
+    assert patient["age_years"] == 50.49 and "pregnant" not in patient  # 180 days on
+
+
+def test_a_baseline_with_no_room_to_improve_goes_to_a_reviewer_not_a_refusal(client, tokens, day):
+    baseline = [{"measure": "incat", "value": 0, "unit": "points", "taken_on": "2026-05-20"}]
+    first = authorise_cidp(client, tokens["clinician"], day, baseline=baseline)
+    measure(client, tokens["clinician"], first, "incat", 0)
+    decision = continuation(client, tokens["clinician"], first).get_json()
+    assert decision["outcome"] == "needs_review"
+    assert "its baseline 0 points leaves no room for an improvement of 1" in decision["missing"][0]
+
+
+def test_a_tampered_measurement_stops_the_continuation(app, client, tokens, day):
+    from service.store.tables import authorisation_measurements
+
+    first = authorise_cidp(client, tokens["clinician"], day)
+    measure(client, tokens["clinician"], first, "incat", 7)
+    with app.extensions["instance"].sql_engine.begin() as connection:
+        connection.execute(update(authorisation_measurements).values(value=2, value_given=2))
+    response = continuation(client, tokens["pharmacist"], first)
+    assert response.status_code == 409 and response.get_json()["error"]["code"] == "integrity_failed"
+
+
+def test_a_continuation_takes_further_diagnosis_facts_but_not_another_code(client, tokens, day):
+    first = authorise_cidp(client, tokens["clinician"], day)
+    measure(client, tokens["clinician"], first, "incat", 4)
+    body = {"diagnosis": {"confirmed_by": "neurologist"}}
+    response = continuation(client, tokens["clinician"], first, body)
+    assert response.status_code == 201 and response.get_json()["outcome"] == "approved"
+
+
+def test_facts_added_to_the_review_of_such_a_request_do_not_grant_a_fresh_authorisation(client, tokens, day):
+    first = authorise_cidp(client, tokens["clinician"], day)
+    body = {"diagnosis": {"code": "G61.81"}, "patient": {"ref": "MRN-0042"}}
+    held = client.post("/v1/decisions", json=body, headers=bearer(tokens["clinician"])).get_json()
+    added = client.post(
+        f"/v1/reviews/{held['review_case_id']}/facts",
+        json={"patient": {"age_years": 50}},
+        headers=bearer(tokens["clinician"]),
+    ).get_json()
+    assert added["outcome"] == "needs_review" and f"already has authorisation {first}" in added["rationale"]
+
+
+def test_the_previous_continuations_readings_are_not_the_next_ones_current_readings(client, tokens, day):
+    first = authorise_cidp(client, tokens["clinician"], day)
+    measure(client, tokens["clinician"], first, "incat", 3, taken_on="2026-12-01")
+    second = continuation(client, tokens["clinician"], first).get_json()["authorisation_id"]
+    measure(client, tokens["clinician"], second, "incat", 6, taken_on="2026-12-01")
+    measure(client, tokens["clinician"], second, "mrc_sum", 35, taken_on="2026-12-01")
+    decision = continuation(client, tokens["clinician"], second).get_json()
+    assert decision["outcome"] == "not_supported"
+    assert [(row["measure"], row["current"]) for row in decision["continuation"]["compared"]] == [
+        ("incat", 6),
+        ("mrc_sum", 35),
+    ]

@@ -138,3 +138,26 @@ def test_resolving_a_retrospective_review_ends_its_overdue_state(client, tokens,
         headers=bearer(tokens["pharmacist"]),
     )
     assert resolved.status_code == 201 and resolved.get_json()["overdue"] is False
+
+
+TOXIC_SHOCK = {"diagnosis": {"code": "A48.3"}, "patient": {"age_years": 30, "ref": "MRN-0050"}}
+
+
+def test_a_stated_urgency_does_not_step_round_a_course_limit(client, tokens, day):
+    first = decide(client, tokens["clinician"], TOXIC_SHOCK)
+    assert first["outcome"] == "off_label_with_evidence" and first["authorisation_id"]
+    day.set(datetime.date(2026, 12, 10))
+    second = decide(client, tokens["clinician"], {**TOXIC_SHOCK, "urgent": URGENT})
+    assert second["outcome"] == "needs_review" and "allows 1" in second["rationale"]
+    assert second["urgent"]["provisional"] is False and second["authorisation_id"] is None
+    assert "already had IVIG for this diagnosis" in second["urgent"]["why"]
+
+
+def test_one_patient_has_one_active_provisional_authorisation_whoever_asks(app, client, tokens, day):
+    from service.store.tokens import create_token
+
+    other = create_token(app.extensions["instance"].database, "dr-other", "clinician")
+    first = decide(client, tokens["clinician"], {**GBS_ADULT, "urgent": URGENT})
+    second = decide(client, other, {**GBS_ADULT, "urgent": URGENT})
+    assert first["urgent"]["provisional"] is True and second["urgent"]["provisional"] is False
+    assert "already active" in second["urgent"]["why"] and second["authorisation_id"] is None

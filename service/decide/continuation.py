@@ -47,6 +47,11 @@ def _change(measure: Measure, baseline: float, current: float) -> float:
     return round(change, 4)
 
 
+def _room(measure: Measure, baseline: float) -> float:
+    """How far a baseline is from the best value the measure can take."""
+    return round(measure.high - baseline if measure.better == "higher" else baseline - measure.low, 4)
+
+
 def _compare(test: BenefitTest, measure: Measure, baseline: Reading | None, current: Reading) -> tuple[dict, bool]:
     change = _change(measure, baseline.value, current.value) if baseline is not None and measure.better else None
     met = True
@@ -106,6 +111,15 @@ def assess(
         if test.needs_baseline and before is None:
             missing.append(f"{test.measure} baseline (taken before the initial authorisation began)")
             compared.append(_compared(test, measure, None))
+            continue
+        if test.improved_by is not None and before is not None and _room(measure, before.value) < test.improved_by:
+            # A baseline at (or near) the best score cannot improve by the amount: the measure
+            # cannot show benefit either way, so a reviewer judges it, never a refusal.
+            missing.append(
+                f"a reviewer's judgement of {test.measure}: its baseline {before.value:g} {measure.unit} "
+                f"leaves no room for an improvement of {test.improved_by:g}"
+            )
+            compared.append(_compared(test, measure, before, now))
             continue
         row, met = _compare(test, measure, before, now)
         compared.append(row)
@@ -202,6 +216,31 @@ def limit_courses(decision: Decision, rule: Rule | None, given: int) -> Decision
             f"{given} course{'s' if given != 1 else ''} of IVIG for this diagnosis were authorised for this patient "
             f"in the last {limit.per_days} days, and rule '{rule.title}' allows {limit.max}: a pharmacist or the "
             "committee decides a further course."
+        ),
+        labelled_products=(),
+    )
+
+
+def continue_instead(decision: Decision, rule: Rule | None, rulebook: Rulebook, earlier: dict | None) -> Decision:
+    """needs_review for a new request under a maintenance rule when the patient already has an
+    authorisation of the diagnosis to continue (`earlier`: its id and last day): a further period
+    is its continuation, judged on the outcome measures, never a fresh initial authorisation with
+    a fresh baseline (which would step round a refusal for no benefit)."""
+    if (
+        earlier is None
+        or rule is None
+        or decision.outcome not in POSITIVE_OUTCOMES
+        or not rulebook.is_maintenance(rule)
+    ):
+        return decision
+    return replace(
+        decision,
+        outcome="needs_review",
+        rationale=(
+            f"This patient already has authorisation {earlier['id']} for this diagnosis (valid until "
+            f"{earlier['valid_until']}), and rule '{rule.title}' repeats its courses: a further period is that "
+            f"authorisation's continuation (POST /v1/authorisations/{earlier['id']}/continuation), judged on the "
+            "outcome measures against its baseline, not a new initial authorisation. A pharmacist decides this request."
         ),
         labelled_products=(),
     )

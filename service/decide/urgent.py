@@ -3,7 +3,8 @@ authorisation for one course at once, with a retrospective review due within the
 
 Pure, like the rest of deciding. A provisional authorisation never follows a guess: only a rule the
 committee marked `urgent` that decided the request (not an approximate diagnosis, not a request no
-rule covers) qualifies, and only for an identified patient whose open case has not had one.
+rule covers) qualifies, and only for an identified patient who has none active for the diagnosis and whose
+history did not send the request to review (a course limit reached, an authorisation to continue).
 """
 
 from service.decide.decision import Decision
@@ -11,9 +12,11 @@ from service.rulebook.model import Rule, Rulebook
 
 
 def why_not_provisional(
-    rulebook: Rulebook, decision: Decision, rule: Rule | None, identified: bool, already_given: bool
+    rulebook: Rulebook, decision: Decision, rule: Rule | None, identified: bool, already_given: bool, held: bool
 ) -> str | None:
-    """None when a provisional authorisation is given; otherwise why not, in a requester's words."""
+    """None when a provisional authorisation is given; otherwise why not, in a requester's words.
+    `held`: the patient's history (a course limit reached, an authorisation to continue) sent the
+    request to review, which a stated urgency must not step round."""
     if rulebook.authorisations.provisional is None:
         return "the rulebook has no urgent pathway (authorisations.provisional)"
     if decision.outcome != "needs_review":
@@ -25,5 +28,10 @@ def why_not_provisional(
     if not identified:
         return "the request has no patient reference: an authorisation is for one identified patient"
     if already_given:
-        return "a provisional authorisation was already given with this patient's open case for the diagnosis"
+        return "a provisional authorisation for this diagnosis is already active for this patient, or was given with their open case"
+    if held:
+        return (
+            "the patient already had IVIG for this diagnosis (a course limit reached, or an authorisation to "
+            "continue): a further course is reviewed before it is given"
+        )
     return None

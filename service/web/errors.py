@@ -118,8 +118,9 @@ def register(app: Flask, max_body_bytes: int) -> None:
         return _answer(
             409,
             "integrity_failed",
-            f"authorisation {error.authorisation_id} fails its integrity check (it is not as the service wrote "
-            "it): nothing is decided on it until an administrator has looked (formulary audit verify)",
+            f"authorisation {error.authorisation_id}, or a measurement recorded against it, fails its integrity "
+            "check (it is not as the service wrote it): nothing is decided on it until an administrator has looked "
+            "(formulary audit verify)",
         )
 
     @app.errorhandler(CSRFError)

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 
-from sqlalchemy import exists, func, or_, select, tuple_
+from sqlalchemy import exists, or_, select, tuple_
 from sqlalchemy.orm import aliased
 
 from service import clock
@@ -112,19 +112,49 @@ def grant(
     }
 
 
-def given_since(instance, patient_hash: str, diagnosis_id: str, days: int) -> int:
-    """How many authorisations of this diagnosis the patient was granted in the last `days` days."""
-    since = clock.stamp(clock.now() - datetime.timedelta(days=days))
-    with instance.sql_engine.connect() as connection:
-        return connection.execute(
-            select(func.count())
-            .select_from(authorisations)
-            .where(
-                authorisations.c.patient_ref_hash == patient_hash,
-                authorisations.c.diagnosis_id == diagnosis_id,
-                authorisations.c.created_at >= since,
+@dataclass(frozen=True)
+class History:
+    """What a patient already had for a diagnosis, as a new request's decision needs it: the
+    authorisations granted within the rule's course period, the latest one a new request should
+    continue instead (active, or ended within a continuing period, and not continued), and
+    whether a provisional authorisation is active."""
+
+    courses_given: int = 0
+    to_continue: dict | None = None
+    provisional_active: bool = False
+
+
+def history(connection, patient_hash: str, diagnosis_id: str, course_days: int | None, lookback_days: int) -> History:
+    """The patient's History for a diagnosis, read on `connection` (in the writer's transaction, to
+    check it has not changed since the decision was made)."""
+    c = authorisations.c
+    now = clock.now()
+    today = now.date()
+    rows = [
+        dict(r._mapping)
+        for r in connection.execute(
+            select(c.id, c.created_at, c.valid_from, c.valid_until, c.basis, c.previous_id).where(
+                c.patient_ref_hash == patient_hash, c.diagnosis_id == diagnosis_id
             )
-        ).scalar_one()
+        )
+    ]
+    continued = {row["previous_id"] for row in rows if row["previous_id"]}
+    since = clock.stamp(now - datetime.timedelta(days=course_days)) if course_days else None
+    oldest_end = (today - datetime.timedelta(days=lookback_days)).isoformat()
+    candidates = [
+        row
+        for row in rows
+        if row["basis"] != "provisional" and row["id"] not in continued and row["valid_until"] >= oldest_end
+    ]
+    latest = max(candidates, key=lambda row: (row["valid_until"], row["created_at"]), default=None)
+    return History(
+        courses_given=sum(1 for row in rows if since is not None and row["created_at"] >= since),
+        to_continue={"id": latest["id"], "valid_until": latest["valid_until"]} if latest else None,
+        provisional_active=any(
+            row["basis"] == "provisional" and row["valid_from"] <= today.isoformat() <= row["valid_until"]
+            for row in rows
+        ),
+    )
 
 
 def authorisation_view(row) -> dict:
@@ -408,11 +438,6 @@ def due_for_review(instance, due: Due, criteria: Mapping[str, tuple[str, ...]] |
     }
 
 
-# What a continuation's extra facts may not change: the patient and the diagnosis are the
-# authorisation's, and the course is a continuation.
-_FIXED_IN_CONTINUATION = ("diagnosis", "course")
-
-
 def continuation_request(
     instance, vocabulary: Vocabulary, authorisation_id: str, extra, base: dict | None = None
 ) -> tuple[dict, Continuing]:
@@ -420,18 +445,27 @@ def continuation_request(
     judged from.
 
     The request is the granting decision's (or `base`, a continuation case's request) with the
-    `extra` facts, the authorisation's code and `course: continuation`; its observations add the
+    `extra` facts, the authorisation's code and `course: continuation`, the patient's age moved on
+    by the time since the initial decision and pregnancy asked again; its observations add the
     measurements recorded against the authorisation and the extra ones, so the rules see the
-    patient as now. The baseline: the initial authorisation's decision's observations, and
-    measurements recorded against it taken before the day it began. Refuses an authorisation that
-    fails its integrity check (Tampered) or was continued already (AlreadyContinued).
+    patient as now. Current readings are those taken since the authorisation began (never the
+    baseline's own); the baseline: the initial authorisation's decision's observations, and
+    measurements recorded against it taken before the day it began. Readings of a measure the
+    rulebook no longer knows are left out. Refuses an authorisation, a link of its chain or a
+    measurement that fails its integrity check (Tampered), or one continued already (AlreadyContinued).
     """
     if extra is None:
         extra = {}
     if not isinstance(extra, dict):
         raise RequestError("wrong_type", "the body must be an object of request fields to add (or empty)", "")
-    for name in _FIXED_IN_CONTINUATION:
-        if name in extra:
+    given_diagnosis: dict = extra["diagnosis"] if isinstance(extra.get("diagnosis"), dict) else {}
+    for name, present in (
+        ("diagnosis.code", "code" in given_diagnosis),
+        ("diagnosis.text", "text" in given_diagnosis),
+        ("diagnosis", "diagnosis" in extra and not isinstance(extra["diagnosis"], dict)),
+        ("course", "course" in extra),
+    ):
+        if present:
             raise RequestError(
                 "conflicting_values",
                 f"{name} cannot be given: a continuation is of the authorisation's diagnosis, as a continuation",
@@ -442,51 +476,91 @@ def continuation_request(
     today = clock.utc_today()
     with instance.sql_engine.connect() as connection:
         row = _row(connection, authorisation_id)
-        if not instance.audit.row_intact(authorisations, row):
-            raise Tampered(authorisation_id)
         chain = _chain(connection, row)
         if chain[-1]["id"] != authorisation_id:
             raise AlreadyContinued(authorisation_id, chain[chain.index(row) + 1]["id"])
         first = chain[0]
+        for link in (first, row):
+            if not instance.audit.row_intact(authorisations, link):
+                raise Tampered(link["id"])
         initial = _granting_decision(instance, connection, first)
         granting = initial if first["id"] == row["id"] else _granting_decision(instance, connection, row)
         measured = {
             link["id"]: [dict(m._mapping) for m in connection.execute(_measurements_of(link["id"]))]
             for link in {first["id"]: first, row["id"]: row}.values()
         }
+    for rows in measured.values():
+        for m in rows:
+            if not instance.audit.row_intact(authorisation_measurements, m):
+                raise Tampered(m["authorisation_id"])
+
+    def known(o) -> bool:  # a reading the rulebook can still read (stored data, not the caller's)
+        measure = vocabulary.measures.get(str(o.get("measure"))) if isinstance(o, dict) else None
+        return measure is not None and o.get("unit") in measure.units
+
     stored = copy.deepcopy(base if base is not None else (granting["body"]["request"] if granting else {}))
+    stored_observations = [o for o in stored.get("observations") or [] if known(o)]
     extra_observations = extra.get("observations") or []
     if not isinstance(extra_observations, list):
         raise RequestError("wrong_type", "observations must be a list", "observations")
+    extra_readings = [_reading(o, f"observations[{i}]", vocabulary, today) for i, o in enumerate(extra_observations)]
+    baseline_given = [o for o in _baseline(initial) if known(o)]
+    baseline_days = {(o["measure"], o["taken_on"]) for o in baseline_given}
+    since_start = [
+        m for m in measured[row["id"]] if m["taken_on"] >= row["valid_from"] and m["measure"] in vocabulary.measures
+    ]
     current_given = [
         {"measure": m["measure"], "value": m["value_given"], "unit": m["unit_given"], "taken_on": m["taken_on"]}
-        for m in measured[row["id"]]
-        if m["taken_on"] >= row["valid_from"]
+        for m in since_start
     ]
-    baseline = [_reading(o, "", vocabulary, today) for o in _baseline(initial)] + [
+    baseline = [_reading(o, "", vocabulary, today) for o in baseline_given] + [
         Reading(m["measure"], m["value"], datetime.date.fromisoformat(m["taken_on"]))
         for m in measured[first["id"]]
-        if m["taken_on"] < first["valid_from"]  # a reading on the first day counts as current, not both
+        if m["taken_on"] < first["valid_from"] and m["measure"] in vocabulary.measures
+    ]  # a reading on the first day counts as current, not both
+    # A continuation case's request (`base`) holds this continuation's earlier extra readings; the
+    # granting request holds the previous link's, which are not this one's. Later in the list wins a tie.
+    earlier_extra = stored_observations if base is not None else []
+    current = [
+        reading
+        for reading in (
+            *(_reading(o, "", vocabulary, today) for o in earlier_extra + current_given),
+            *extra_readings,
+        )
+        if reading.taken_on.isoformat() >= row["valid_from"]
+        and (reading.measure, reading.taken_on.isoformat()) not in baseline_days
     ]
-    current = [_reading(o, "", vocabulary, today) for o in current_given] + [
-        _reading(o, f"observations[{i}]", vocabulary, today) for i, o in enumerate(extra_observations)
-    ]
-    payload = merged(stored, {name: value for name, value in extra.items() if name != "observations"})
-    if isinstance(payload.get("patient"), dict):
-        payload["patient"].pop("ref_hash", None)
-        payload["patient"].pop("ref", None)
+    payload = merged(
+        stored, {name: value for name, value in extra.items() if name not in ("observations", "diagnosis")}
+    )
+    patient = payload.get("patient") if isinstance(payload.get("patient"), dict) else None
+    if patient is not None:
+        patient.pop("ref_hash", None)
+        patient.pop("ref", None)
+        given_patient: dict = extra["patient"] if isinstance(extra.get("patient"), dict) else {}
+        if "pregnant" not in given_patient:
+            patient.pop("pregnant", None)  # asked again: a pregnancy at the initial request may be over
+        if "age_years" not in given_patient:
+            _age_now(patient, initial)
     diagnosis = payload.get("diagnosis")
     if not isinstance(diagnosis, dict):
         diagnosis = {}
     payload["diagnosis"] = {
-        **{k: v for k, v in diagnosis.items() if k not in ("code", "text")},
+        **{k: v for k, v in {**diagnosis, **given_diagnosis}.items() if k not in ("code", "text")},
         "code": icd10.dotted(row["code"]),
     }
     payload["course"] = "continuation"
-    payload["observations"] = _latest_per_day(
-        [*(stored.get("observations") or []), *current_given, *extra_observations]
-    )
+    payload["observations"] = _latest_per_day([*stored_observations, *current_given, *extra_observations])
     return payload, Continuing(row, tuple(baseline), tuple(current))
+
+
+def _age_now(patient: dict, initial: dict | None) -> None:
+    """The age the initial request gave, moved on by the time since its decision (to 0.01 year)."""
+    request = initial["body"]["request"] if initial else {}
+    given = (request.get("patient") or {}).get("age_years") if isinstance(request, dict) else None
+    if isinstance(given, (int, float)) and not isinstance(given, bool) and initial is not None:
+        elapsed = clock.seconds_since(initial["created_at"]) / (365.25 * 86400)
+        patient["age_years"] = round(given + max(elapsed, 0), 2)
 
 
 def _reading(raw, at: str, vocabulary: Vocabulary, today: datetime.date) -> Reading:

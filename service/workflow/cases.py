@@ -24,6 +24,7 @@ from service.decide import continuation, questionnaire, urgent
 from service.decide.formulary import Formulary
 from service.decide.request import RequestError, known_arguments, parse_request, visible, whole_argument
 from service.rulebook import icd10
+from service.rulebook.model import POSITIVE_OUTCOMES
 from service.store.tables import authorisations as authorisation_rows
 from service.store.tables import review_cases, review_resolutions
 from service.workflow import authorisations
@@ -111,27 +112,76 @@ def record_decision(
         decision = continuation.judge(
             rulebook, decision, continuing.previous["id"], continuing.baseline, continuing.current, clock.utc_today()
         )
-    elif rule is not None and rule.courses is not None and patient_hash:
-        given = authorisations.given_since(instance, patient_hash, rule.diagnosis, rule.courses.per_days)
-        decision = continuation.limit_courses(decision, rule, given)
-    if case is not None:
-        return _record(instance, formulary, payload, requester, decision, patient_hash, case, False, continuing)
     code = decision.diagnosis.plain_code
-    urgent_reason = request.urgent_reason if continuing is None else None
+    # A case decided again keeps its own urgency as it was; only a new request may ask for it.
+    urgent_reason = request.urgent_reason if continuing is None and case is None else None
+    looked_up = _history_lookup(rulebook, rule, urgent_reason) if continuing is None and patient_hash else None
+    decided = decision
+
+    def with_past(connection) -> tuple:
+        """The decision with the patient's history applied, and the history it was decided with."""
+        if looked_up is None:
+            return decided, None
+        past = authorisations.history(connection, patient_hash, *looked_up)
+        now = _with_history(rulebook, decided, rule, past)
+        return now, _Past(looked_up, past, held=now is not decided)
+
+    if case is not None:
+        with instance.sql_engine.connect() as connection:
+            now, past = with_past(connection)
+        return _record(instance, formulary, payload, requester, now, patient_hash, case, False, continuing, None, past)
 
     def record_joining_an_open_case():
-        joined = None
-        if _opens_case(decision) and patient_hash and code:
-            with instance.sql_engine.connect() as connection:
-                joined = _open_case_to_join(connection, requester, patient_hash, code)
+        with instance.sql_engine.connect() as connection:
+            now, past = with_past(connection)
+            joined = (
+                _open_case_to_join(connection, requester, patient_hash, code)
+                if _opens_case(now) and patient_hash and code
+                else None
+            )
         return _record(
-            instance, formulary, payload, requester, decision, patient_hash, joined, True, continuing, urgent_reason
+            instance, formulary, payload, requester, now, patient_hash, joined, True, continuing, urgent_reason, past
         )
 
     try:
         return record_joining_an_open_case()
     except CaseChanged:  # the case it would join, or open, changed meanwhile: look again, once
         return record_joining_an_open_case()
+
+
+@dataclass(frozen=True)
+class _Past:
+    """The patient's history a new request was decided with: how to read it again (`lookup`),
+    what it was, and whether it sent the request to review (`held`)."""
+
+    lookup: tuple
+    history: authorisations.History
+    held: bool
+
+
+def _history_lookup(rulebook, rule, urgent_reason: str | None) -> tuple | None:
+    """How to read the history a rule's decision depends on: (diagnosis, course period, how far back
+    an authorisation to continue may have ended); None when it depends on none (most decisions:
+    no read at all)."""
+    if rule is None:
+        return None
+    maintenance = rule.outcome in POSITIVE_OUTCOMES and rulebook.is_maintenance(rule)
+    if rule.courses is None and not maintenance and not (rule.urgent and urgent_reason):
+        return None
+    return (
+        rule.diagnosis,
+        rule.courses.per_days if rule.courses else None,
+        rulebook.authorisation_days_for(rule, continuing=True),
+    )
+
+
+def _with_history(rulebook, decision, rule, past: "authorisations.History | None"):
+    """The decision once the patient's history is applied: a course limit reached, or an
+    authorisation to continue instead, sends it to review (service/decide/continuation.py)."""
+    if past is None:
+        return decision
+    decision = continuation.limit_courses(decision, rule, past.courses_given)
+    return continuation.continue_instead(decision, rule, rulebook, past.to_continue)
 
 
 def _check_not_continued(connection, authorisation_id: str):
@@ -185,10 +235,13 @@ def _record(
     joins: bool,
     continuing: authorisations.Continuing | None = None,
     urgent_reason: str | None = None,
+    past: _Past | None = None,
 ) -> dict:
     """Record a decision; `case` is the case it updates (as read), `joins` whether it is a new
     request joining it, `continuing` the authorisation a continuation continues, `urgent_reason`
-    the reason an urgent request gave (the urgent pathway: service/decide/urgent.py)."""
+    the reason an urgent request gave (the urgent pathway: service/decide/urgent.py), `past` the
+    patient's history it was decided with (read again in the transaction: if it changed
+    meanwhile, CaseChanged, and the caller decides again)."""
     audit = instance.audit
     code = decision.diagnosis.plain_code
     moment = clock.now()
@@ -203,7 +256,14 @@ def _record(
     why_not = None
     if urgent_reason is not None:
         identified = bool(patient_hash and code)
-        why_not = urgent.why_not_provisional(rulebook, decision, rule, identified, bool(case and case.get("due_at")))
+        why_not = urgent.why_not_provisional(
+            rulebook,
+            decision,
+            rule,
+            identified,
+            bool(case and case.get("due_at")) or bool(past and past.history.provisional_active),
+            bool(past and past.held),
+        )
     if urgent_reason is not None and why_not is None:
         provisional = rulebook.authorisations.provisional
         assert provisional is not None and case_id is not None  # why_not_provisional checked both
@@ -261,6 +321,8 @@ def _record(
     def effects(connection):
         if grant is not None and grant["previous_id"] is not None:
             _check_not_continued(connection, grant["previous_id"])
+        if past is not None and authorisations.history(connection, patient_hash, *past.lookup) != past.history:
+            raise CaseChanged("the patient's authorisations for this diagnosis changed while this request was decided")
         if case is not None:
             status = "open" if case_id is not None else "closed_by_rules"
             changed = connection.execute(
@@ -307,7 +369,7 @@ def _record(
 
     # Most decisions write only their record; those go in the writer's one executemany, not a savepoint.
     # An authorisation is written by the audit store, bound to this record.
-    writes_rows = case is not None or case_id is not None or continuing is not None
+    writes_rows = case is not None or case_id is not None or continuing is not None or past is not None
     audit.append(
         "decision",
         {
