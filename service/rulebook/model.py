@@ -418,6 +418,9 @@ class Rulebook:
     measures: dict[str, Measure] = field(default_factory=dict)
     specialties: dict[str, Specialty] = field(default_factory=dict)
     phases: dict[str, Phase] = field(default_factory=dict)
+    # The exact texts it was read from and its digest is computed over: the rulebook by its file
+    # name, each reference data file as "data/<name>" (service.rulebook.reader.digest_texts).
+    texts: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def dosing_for(self, rule: Rule | None) -> DosingProfile:
         """The dose range a rule (or, for a case no rule covers, the rulebook) sets."""

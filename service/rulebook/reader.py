@@ -9,7 +9,8 @@ consistency checks (codes, overlaps, coverage) live in `service.rulebook.lint`.
 import datetime
 import hashlib
 import re
-from dataclasses import dataclass, field
+import tempfile
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
@@ -65,6 +66,7 @@ from service.rulebook.model import (
 REFERENCE_FILES = ("products.yaml", "therapies.yaml", "sources.yaml")
 # Reference data a rulebook may go without (a rule that names a measure, specialty or phase needs it).
 OPTIONAL_REFERENCE_FILES = ("measures.yaml", "specialties.yaml", "phases.yaml")
+DATA_PREFIX = "data/"  # how a reference data file is named among a rulebook's texts
 MAX_FILE_BYTES = 4 << 20  # a rulebook, data or rule-case file at most (the shipped rulebook: about 110 KB)
 MAX_NESTING = 20  # mappings and lists inside one another at most (the shipped files: 7)
 _EFFECT_NEEDED = ("controlled", "limited")  # the strengths whose findings report an effect
@@ -110,6 +112,11 @@ def read_yaml(path: Path):
     alias before it is built: an alias repeats a value wherever it is used, so a few hundred
     bytes of nested aliases expand to millions of values (the shipped files use none).
     """
+    return parse_yaml(path, read_text(path))
+
+
+def read_text(path: Path) -> str:
+    """A rulebook, data or rule-case file's text: UTF-8, at most MAX_FILE_BYTES."""
     try:
         with open(path, "rb") as handle:
             data = handle.read(MAX_FILE_BYTES + 1)
@@ -120,9 +127,13 @@ def read_yaml(path: Path):
             [f"{path}: larger than {MAX_FILE_BYTES >> 20} MiB, the most a rulebook or data file may be"]
         )
     try:
-        text = data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as error:
         raise RulebookError([f"{path}: not UTF-8 text (byte offset {error.start})"]) from None
+
+
+def parse_yaml(path: Path, text: str):
+    """The YAML `text` read from `path` (named in problems), refused as read_yaml says."""
     try:
         _check_shape(path, text)
         return yaml.load(text, Loader=_UniqueKeyLoader)
@@ -154,6 +165,9 @@ class _Checker:
 
     def __init__(self):
         self.problems: list[str] = []
+        # Every file read, by its name relative to the rulebook's folder ("data/products.yaml"
+        # for reference data), with its text: what the digest is computed over and what is kept.
+        self.files: dict[str, str] = {}
 
     def fail(self, where: str, message: str):
         self.problems.append(f"{where}: {message}")
@@ -225,11 +239,17 @@ def _moved_out(header, where: str, check: _Checker):
     return {key: value for key, value in header.items() if key not in _MOVED_FROM_HEADER}
 
 
-def load_rulebook(path: str | Path) -> Rulebook:
-    """Read a rulebook and its reference data; raise RulebookError listing every problem."""
+def load_rulebook(path: str | Path, data_dir: Path | None = None) -> Rulebook:
+    """Read a rulebook and its reference data; raise RulebookError listing every problem.
+
+    Each file is read once: the rulebook keeps the texts it was built from (`texts`), and its
+    digest is computed over them. `data_dir` reads the reference data from another folder than
+    the rulebook's `reference_data` names (a stored version written out again)."""
     path = Path(path)
-    raw = read_yaml(path)
     check = _Checker()
+    text = read_text(path)
+    check.files[path.name] = text
+    raw = parse_yaml(path, text)
     top = check.mapping(
         raw, str(path), ("rulebook", "diagnoses", "rules"), ("abbreviations", "qualifiers", "dosing", "authorisations")
     )
@@ -243,7 +263,8 @@ def load_rulebook(path: str | Path) -> Rulebook:
         )
         or {}
     )
-    data_dir = (path.parent / str(meta.get("reference_data", ""))).resolve()
+    if data_dir is None:
+        data_dir = (path.parent / str(meta.get("reference_data", ""))).resolve()
     products, indications = _read_products(data_dir, check)
     therapies = _read_therapies(data_dir, check)
     sources = _read_sources(data_dir, check)
@@ -279,11 +300,8 @@ def load_rulebook(path: str | Path) -> Rulebook:
         version=check.text(meta.get("version"), f"{path}: rulebook.version"),
         effective=check.text(meta.get("effective"), f"{path}: rulebook.effective"),
         path=path,
-        digest=_digest(
-            [path]
-            + [data_dir / name for name in REFERENCE_FILES]
-            + [data_dir / name for name in OPTIONAL_REFERENCE_FILES if (data_dir / name).exists()]
-        ),
+        digest=digest_texts(check.files),
+        texts=dict(check.files),
         diagnoses=diagnoses,
         rules=rules,
         products=products,
@@ -491,20 +509,49 @@ def _read_qualifiers(raw, where: str, check: _Checker) -> tuple[str, ...]:
     return qualifiers
 
 
-def _digest(paths: list[Path]) -> str:
-    """SHA-256 over the exact bytes of the rulebook and its reference data, in a fixed order."""
+def digest_texts(texts: dict[str, str]) -> str:
+    """SHA-256 over the exact bytes of the rulebook and its reference data, in a fixed order:
+    the rulebook, then REFERENCE_FILES and OPTIONAL_REFERENCE_FILES as named. `texts` is what
+    load_rulebook keeps: the rulebook by its file name, each data file as "data/<name>"."""
+    rulebook = [name for name in texts if not name.startswith(DATA_PREFIX)]
+    data = [DATA_PREFIX + name for name in REFERENCE_FILES + OPTIONAL_REFERENCE_FILES if DATA_PREFIX + name in texts]
+    if len(rulebook) != 1 or len(rulebook) + len(data) != len(texts):
+        raise ValueError(f"not a rulebook's files: {sorted(texts)}")
     digest = hashlib.sha256()
-    for file in paths:
-        content = file.read_bytes()
-        digest.update(f"{file.name}\0{len(content)}\0".encode())
+    for name in rulebook + data:
+        content = texts[name].encode("utf-8")
+        digest.update(f"{Path(name).name}\0{len(content)}\0".encode())
         digest.update(content)
     return digest.hexdigest()
+
+
+def load_rulebook_texts(texts: dict[str, str], digest: str | None = None) -> Rulebook:
+    """Read a rulebook from its texts (as load_rulebook keeps them), written out to a temporary
+    folder and read with load_rulebook; with `digest`, refuse texts whose digest is not it."""
+    names = [name for name in texts if not name.startswith(DATA_PREFIX)]
+    if len(names) != 1 or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9._-]*", names[0]):
+        raise RulebookError([f"not a rulebook's files: {sorted(texts)}"])
+    try:
+        found = digest_texts(texts)
+    except ValueError as error:
+        raise RulebookError([str(error)]) from None
+    if digest is not None and found != digest:
+        raise RulebookError([f"the stored texts' digest is {found}, not the {digest} they were stored under"])
+    with tempfile.TemporaryDirectory(prefix="rulebook-") as folder:
+        root = Path(folder)
+        (root / "data").mkdir()
+        for name, text in texts.items():
+            (root / name).write_bytes(text.encode("utf-8"))
+        rulebook = load_rulebook(root / names[0], data_dir=root / "data")
+    return replace(rulebook, path=Path(names[0]))
 
 
 def _read_reference(data_dir: Path, name: str, key: str, check: _Checker):
     path = data_dir / name
     try:
-        raw = read_yaml(path)
+        text = read_text(path)
+        check.files[DATA_PREFIX + name] = text
+        raw = parse_yaml(path, text)
     except RulebookError as error:
         check.problems.extend(error.problems)
         return str(path), {}
