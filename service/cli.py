@@ -17,12 +17,14 @@ from service.decide.formulary import Formulary
 from service.decide.request import RequestError, Vocabulary, parse_request
 from service.decide.terminology import Terminology
 from service.rulebook.as_data import rulebook_as_data, rules_table
+from service.rulebook.diff import diff_as_data
 from service.rulebook.lint import lint_paths
 from service.rulebook.model import RulebookError
 from service.rulebook.reader import load_rulebook
 from service.rulebook.shipped import default_rulebook_path
 from service.store.database import describe
 from service.store.instance import Instance
+from service.store.rulebook_versions import AmbiguousVersion, VersionNotFound, VersionRef, stored_rulebook
 from service.store.tokens import (
     ROLES,
     TokenError,
@@ -491,6 +493,45 @@ def reload():
             "refused; the running services keep their version:\n" + "\n".join(error.problems)
         ) from None
     click.echo(f"activated {summary['name']} {summary['version']} ({summary['digest'][:12]})")
+
+
+@main.group("rulebook")
+def rulebook_group():
+    """The rulebook versions the service has served."""
+
+
+@rulebook_group.command("diff")
+@click.argument("old")
+@click.argument("new")
+@click.option("--json", "as_json", is_flag=True, help="Print the changes as JSON.")
+def rulebook_diff(old, new, as_json):
+    """What changed from OLD to NEW, rule by rule and field by field. Each is a rulebook file, or
+    a version stored in the instance's database: VERSION, or VERSION@DIGEST (its first four or
+    more hexadecimal digits) when two stored versions share a version string."""
+    instances: list[Instance] = []  # opened only when a stored version is named
+
+    def read(name: str):
+        try:
+            if Path(name).is_file():
+                return load_rulebook(name)
+            if not instances:
+                instances.append(_instance())
+            return stored_rulebook(instances[0].database, VersionRef.parse(name))
+        except RulebookError as error:
+            raise click.ClickException(f"{name} cannot be read:\n" + "\n".join(error.problems)) from None
+        except VersionNotFound as error:
+            raise click.ClickException(f"{name} is neither a rulebook file nor a stored version: {error}") from None
+        except AmbiguousVersion as error:
+            raise click.ClickException(f"{error}; name one as {error.version}@DIGEST") from None
+
+    result = diff_as_data(read(old), read(new))
+    if as_json:
+        click.echo(json.dumps(result, indent=2, ensure_ascii=False))
+        return
+    before, after = result["old"], result["new"]
+    click.echo(f"{before['version']} ({before['digest'][:12]}) -> {after['version']} ({after['digest'][:12]})")
+    for line in result["words"]:
+        click.echo(line)
 
 
 as_option = click.option(

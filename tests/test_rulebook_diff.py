@@ -5,9 +5,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from service.cli import main
 from service.rulebook.diff import diff, diff_as_data, words
 from service.rulebook.reader import load_rulebook
+from service.rulebook.shipped import SHIPPED_RULEBOOK
 
 from .conftest import TEST_RULEBOOK
 
@@ -15,7 +18,11 @@ OLD = load_rulebook(TEST_RULEBOOK)
 
 
 def _copy(source: Path, folder: Path) -> Path:
-    """A copy of a rulebook's folder, its data beside it."""
+    """A copy of a rulebook's folder (its data beside it, or one level up for the shipped one)."""
+    if source == SHIPPED_RULEBOOK:
+        shutil.copytree(source.parent, folder / "rules")
+        shutil.copytree(source.parent.parent / "data", folder / "data")
+        return folder / "rules" / source.name
     shutil.copytree(source.parent, folder)
     return folder / source.name
 
@@ -134,3 +141,36 @@ def test_a_product_label_and_a_diagnosis_code_changed_are_named(tmp_path):
     assert "rule pi-labelled: codes added D80.1" in said
     assert "diagnosis primary_immunodeficiency: codes added D80.1" in said
     assert any(line.startswith("product ") and "age >= 2" in line and "age >= 3" in line for line in said), said
+
+
+def test_the_cli_compares_two_files(edited):
+    shown = CliRunner().invoke(main, ["rulebook", "diff", str(TEST_RULEBOOK), str(edited)])
+    assert shown.exit_code == 0
+    assert "rule gbs-adults: outcome needs_review -> off_label_with_evidence" in shown.output
+    same = CliRunner().invoke(main, ["rulebook", "diff", str(TEST_RULEBOOK), str(TEST_RULEBOOK)])
+    assert same.exit_code == 0 and same.output.splitlines()[-1] == "no differences"
+    as_json = json.loads(
+        CliRunner().invoke(main, ["rulebook", "diff", str(TEST_RULEBOOK), str(edited), "--json"]).output
+    )
+    assert as_json["new"]["version"] == "1.1.0" and len(as_json["changes"]) == len(as_json["words"]) == 9
+
+
+def test_the_cli_names_what_it_cannot_read(tmp_path, monkeypatch):
+    monkeypatch.setenv("FORMULARY_INSTANCE_PATH", str(tmp_path / "instance"))
+    monkeypatch.delenv("FORMULARY_DATABASE_URL", raising=False)
+    monkeypatch.delenv("FORMULARY_SECRET", raising=False)
+    shown = CliRunner().invoke(main, ["rulebook", "diff", str(TEST_RULEBOOK), "7.7.7"])
+    assert shown.exit_code == 1 and "7.7.7 is neither a rulebook file nor a stored version" in shown.output
+
+
+def test_the_cli_compares_the_shipped_rulebook_with_an_edited_copy(tmp_path):
+    # Not what the shipped rulebook decides: only that its diff reads it whole and names one edit.
+    path = _copy(SHIPPED_RULEBOOK, tmp_path)
+    shipped = load_rulebook(SHIPPED_RULEBOOK)
+    rule = next(r for r in shipped.rules if r.priority == 0)
+    text = path.read_text()
+    anchor = f"  - id: {rule.id}\n"
+    path.write_text(text.replace(anchor, f"{anchor}    priority: {rule.priority + 5}\n", 1))
+    shown = CliRunner().invoke(main, ["rulebook", "diff", str(SHIPPED_RULEBOOK), str(path)])
+    assert shown.exit_code == 0, shown.output
+    assert shown.output.splitlines()[1:] == [f"rule {rule.id}: priority {rule.priority} -> {rule.priority + 5}"]

@@ -77,6 +77,25 @@ rulebook_activations = Table(
     Column("digest", String(64), nullable=False),
     Column("activated_at", String(32), nullable=False),
     Column("activated_by", String(128), nullable=False),
+    Index("ix_rulebook_activation_digest", "digest"),
+)
+
+# Every rulebook version ever activated, once per digest, with the exact texts it was read from:
+# JSON {name: text}, the rulebook by its file name and each reference data file as "data/<name>"
+# (service.rulebook.reader.digest_texts recomputes the digest from them). The reader bounds each
+# text (MAX_FILE_BYTES) and there are at most seven.
+rulebook_versions = Table(
+    "rulebook_versions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("version", String(64), nullable=False),
+    Column("effective", String(32), nullable=False),
+    Column("digest", String(64), nullable=False, unique=True),
+    Column("texts", Text, nullable=False),
+    Column("stored_at", String(32), nullable=False),
+    Column("stored_by", String(128), nullable=False),
+    Index("ix_rulebook_version", "version"),
 )
 
 GENESIS_HASH = "0" * 64

@@ -41,6 +41,19 @@ _TEXT = {"type": "string"}
 _NULLABLE_TEXT = {"type": ["string", "null"]}
 _TIME = {"type": "string", "format": "date-time"}
 _THERAPIES = {"type": "array", "items": {"type": "string"}}
+_VERSION_SUMMARY = {
+    "version": _TEXT,
+    "digest": {"type": "string", "description": "SHA-256 over the texts, as decisions record it"},
+    "name": _TEXT,
+    "effective": _TEXT,
+    "stored_at": _TIME,
+    "stored_by": {"type": "string", "description": "who first activated it (`service start`, `cli`, a token's name)"},
+    "activations": {
+        "type": "array",
+        "description": "every time it was made the version served, newest first",
+        "items": _object({"activated_at": _TIME, "activated_by": _TEXT}),
+    },
+}
 _FAILED_THERAPIES = {
     "type": "array",
     "items": {
@@ -601,6 +614,51 @@ SCHEMAS = {
             "rules": {"type": "array", "items": _ref("Rule")},
         }
     ),
+    "RulebookVersionSummary": _object(_VERSION_SUMMARY),
+    "RulebookVersions": _object({"versions": {"type": "array", "items": _ref("RulebookVersionSummary")}}),
+    "RulebookVersion": _object(
+        {
+            **_VERSION_SUMMARY,
+            "texts": {
+                "type": "object",
+                "additionalProperties": _TEXT,
+                "description": "the exact texts it was read from: the rulebook by its file name, each reference data "
+                "file as data/<name>",
+            },
+            "intact": {
+                "type": "boolean",
+                "description": "whether the texts still give the digest (false: the stored row was edited)",
+            },
+        }
+    ),
+    "RulebookDiff": _object(
+        {
+            "old": _object({"name": _TEXT, "version": _TEXT, "digest": _TEXT}),
+            "new": _object({"name": _TEXT, "version": _TEXT, "digest": _TEXT}),
+            "changes": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "kind": {
+                            "type": "string",
+                            "description": "rulebook, rule, diagnosis, dosing_profile, product, indication, therapy, "
+                            "source, measure, specialty, phase or abbreviation",
+                        },
+                        "id": _TEXT,
+                        "field": {"type": ["string", "null"], "description": "null: the whole thing added or removed"},
+                        "old": {"description": "the value before (null when added)"},
+                        "new": {"description": "the value after (null when removed)"},
+                        "words": _TEXT,
+                    }
+                ),
+            },
+            "words": {
+                "type": "array",
+                "items": _TEXT,
+                "description": "each change in plain words, or the one line `no differences`",
+            },
+        }
+    ),
     "ReloadResult": _object(
         {
             "name": _TEXT,
@@ -798,6 +856,76 @@ PATHS = {
                     "the rulebook served no longer knows it, or it is a continuation's baseline (code not_askable)",
                 ),
                 **_errors(401, 403, 404, 503),
+            },
+        }
+    },
+    "/v1/decisions/{decision_id}/rulebook": {
+        "get": {
+            "summary": "The stored rulebook version the decision was made on, with its texts",
+            "description": roles.described("read_decision_rulebook")
+            + " Found by the digest the decision records (`rulebook.digest`); not an access record.",
+            "security": _SECURED,
+            "parameters": [{"name": "decision_id", "in": "path", "required": True, "schema": _TEXT}],
+            "responses": {
+                "200": _json("RulebookVersion", "the version, with the texts it was read from"),
+                "409": _json("Error", "the stored texts no longer read back (code version_unreadable)"),
+                **_errors(401, 403, 404),
+            },
+        }
+    },
+    "/v1/rulebook/versions": {
+        "get": {
+            "summary": "Every rulebook version the service has served, newest first, with its activations",
+            "description": roles.described("read_rulebook"),
+            "security": _SECURED,
+            "responses": {"200": _json("RulebookVersions", "the stored versions"), **_errors(401)},
+        }
+    },
+    "/v1/rulebook/versions/{version}": {
+        "get": {
+            "summary": "One stored rulebook version with the texts it was read from",
+            "description": roles.described("read_rulebook"),
+            "security": _SECURED,
+            "parameters": [
+                {"name": "version", "in": "path", "required": True, "schema": _TEXT},
+                {
+                    "name": "digest",
+                    "in": "query",
+                    "required": False,
+                    "schema": _TEXT,
+                    "description": "the digest, or its first four or more digits: picks one of the stored versions "
+                    "that share a version string",
+                },
+            ],
+            "responses": {
+                "200": _json("RulebookVersion", "the version"),
+                "409": _json(
+                    "Error",
+                    "several stored versions have this version string (code ambiguous_version; `digests` names "
+                    "them: pick one with ?digest=)",
+                ),
+                **_errors(401, 404),
+            },
+        }
+    },
+    "/v1/rulebook/versions/{old}/diff/{new}": {
+        "get": {
+            "summary": "What changed from one stored version to another, rule by rule and field by field",
+            "description": roles.described("read_rulebook")
+            + " Each of `old` and `new` is a version string, or `version@digest` (four or more digits).",
+            "security": _SECURED,
+            "parameters": [
+                {"name": "old", "in": "path", "required": True, "schema": _TEXT},
+                {"name": "new", "in": "path", "required": True, "schema": _TEXT},
+            ],
+            "responses": {
+                "200": _json("RulebookDiff", "the changes, as data and in words"),
+                "409": _json(
+                    "Error",
+                    "several stored versions have this version string (code ambiguous_version), or the stored "
+                    "texts no longer read back (code version_unreadable)",
+                ),
+                **_errors(401, 404),
             },
         }
     },

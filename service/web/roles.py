@@ -30,6 +30,13 @@ PERMISSIONS: dict[str, Permission] = {
         not_own="a clinician may read only the decisions they submitted",
         reads_patient_data=True,
     ),
+    # The rulebook a decision was made on: who may read the decision, without its patient data.
+    "read_decision_rulebook": Permission(
+        ("clinician", "pharmacist", "auditor", "admin"),
+        own_only=("clinician",),
+        own_words="own decisions",
+        not_own="a clinician may read only the decisions they submitted",
+    ),
     "read_rulebook": Permission(ROLES),
     "reload_rulebook": Permission(("admin",)),
     "read_audit": Permission(("auditor", "admin"), reads_patient_data=True),

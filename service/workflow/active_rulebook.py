@@ -4,6 +4,8 @@ A request takes the current version for its whole life (`use()`), so a reload ne
 the rules under a decision in flight; the replaced version's native rulesets are freed when
 its last request finishes. Reloads are recorded in the database, and every process checks for
 a newer activation at most once a second, so all workers and hosts converge on one version.
+Each version activated is kept, with the texts it was read from, the first time it is activated
+(service.store.rulebook_versions).
 """
 
 import logging
@@ -20,6 +22,7 @@ from service.rulebook.lint import checked, load_checked
 from service.rulebook.model import RulebookError
 from service.rulebook.reader import load_rulebook
 from service.store.database import writing
+from service.store.rulebook_versions import is_stored, store_version
 from service.store.tables import rulebook_activations
 
 log = logging.getLogger(__name__)
@@ -38,6 +41,9 @@ class ActiveRulebook:
             newest = self._newest_activation()
             if newest is None or newest.digest != self._current.rulebook.digest:
                 record_activation(self._database, self._current.rulebook, "service start")
+            elif not is_stored(self._database, newest.digest):  # activated before versions were kept (0009)
+                with writing(self._database) as connection:
+                    store_version(connection, self._current.rulebook, "service start")
         except SQLAlchemyError:  # serve the file's version; activations are followed once the database answers
             log.exception("could not read or record the rulebook activation at start")
 
@@ -83,14 +89,15 @@ class ActiveRulebook:
         keeps the old version when it has any problem."""
         rulebook = _checked_or_recorded(self._path, audit, requested_by)
         previous = self._current.rulebook
+        stored = False
         if rulebook.digest == previous.digest:
             summary = self._summary(previous, changed=False)
         else:
             formulary = self._build(Formulary(rulebook))
-            record_activation(self._database, rulebook, requested_by)
+            stored = record_activation(self._database, rulebook, requested_by)
             self._swap(formulary)
             summary = self._summary(rulebook, changed=True, previous=previous)
-        _record_reload(audit, requested_by, summary)
+        _record_reload(audit, requested_by, summary, stored)
         return summary
 
     @staticmethod
@@ -144,9 +151,11 @@ class ActiveRulebook:
             self._free_unused()
 
 
-def record_activation(database, rulebook, by: str):
-    """Make `rulebook` the version every service process on this database should serve."""
+def record_activation(database, rulebook, by: str) -> bool:
+    """Make `rulebook` the version every service process on this database should serve, and keep
+    it with its texts if it is not kept yet (then True), in one transaction."""
     with writing(database) as connection:
+        stored = store_version(connection, rulebook, by)
         connection.execute(
             insert(rulebook_activations).values(
                 name=rulebook.name,
@@ -156,15 +165,16 @@ def record_activation(database, rulebook, by: str):
                 activated_by=by,
             )
         )
+    return stored
 
 
 def activate(database, audit, path, requested_by: str) -> dict:
     """Make the rulebook file the version every running service serves (each follows within
     CHECK_EVERY_SECONDS), on the record; raises RulebookError, recorded, when it has any problem."""
     rulebook = _checked_or_recorded(path, audit, requested_by)
-    record_activation(database, rulebook, requested_by)
+    stored = record_activation(database, rulebook, requested_by)
     summary = {"name": rulebook.name, "version": rulebook.version, "digest": rulebook.digest}
-    _record_reload(audit, requested_by, summary)
+    _record_reload(audit, requested_by, summary, stored)
     return summary
 
 
@@ -179,10 +189,11 @@ def _checked_or_recorded(path, audit, requested_by: str):
         raise
 
 
-def _record_reload(audit, requested_by: str, summary: dict):
+def _record_reload(audit, requested_by: str, summary: dict, stored: bool):
+    """The reload on the record; `version_stored` when this activation kept a version new to the database."""
     audit.append(
         "rulebook_reload",
-        summary,
+        {**summary, "version_stored": True} if stored else summary,
         requester=requested_by,
         status=200,
         rulebook_version=summary["version"],

@@ -4,8 +4,10 @@ caller sees it; read a recorded decision back, and its missing facts as a FHIR Q
 from flask import Blueprint, Response, jsonify
 
 from service.decide import questionnaire
+from service.store.rulebook_versions import version_with_digest
 from service.web import roles
 from service.web.api.guard import requires
+from service.web.api.rulebook import stored_version
 from service.web.context import active_rulebook, current_instance, current_principal, json_body
 from service.web.errors import FHIR_JSON, Refusal
 from service.workflow.cases import record_decision
@@ -22,19 +24,19 @@ def submit_decision():
     return jsonify(response), 201, {"Location": f"/v1/decisions/{response['decision_id']}"}
 
 
-def _readable(decision_id: str) -> dict:
-    """The recorded decision, if the caller may read it (404, 403)."""
+def readable_decision(decision_id: str, action: str = "read_decision") -> dict:
+    """The recorded decision, if the caller may `action` it (404, 403)."""
     record = current_instance().audit.decision(decision_id)
     if record is None:
         raise Refusal(404, "not_found", f"no decision {decision_id!r}")
-    roles.check_owner(current_principal(), "read_decision", record["requester"])
+    roles.check_owner(current_principal(), action, record["requester"])
     return record["body"]["decision"]
 
 
 @blueprint.get("/v1/decisions/<decision_id>")
 @requires("read_decision")
 def get_decision(decision_id):
-    return jsonify(_readable(decision_id))
+    return jsonify(readable_decision(decision_id))
 
 
 def questionnaire_of(decision: dict) -> Response:
@@ -66,4 +68,12 @@ def questionnaire_of(decision: dict) -> Response:
 @blueprint.get("/v1/decisions/<decision_id>/questionnaire")
 @requires("read_decision")
 def get_questionnaire(decision_id):
-    return questionnaire_of(_readable(decision_id))
+    return questionnaire_of(readable_decision(decision_id))
+
+
+@blueprint.get("/v1/decisions/<decision_id>/rulebook")
+@requires("read_decision_rulebook")
+def get_decision_rulebook(decision_id):
+    """The stored rulebook version the decision was made on, with its texts (not patient data: no access record)."""
+    made_on = readable_decision(decision_id, "read_decision_rulebook")["rulebook"]
+    return jsonify(stored_version(lambda: version_with_digest(current_instance().database, made_on["digest"])))

@@ -1,9 +1,19 @@
-"""The formulary as the service serves it: the rulebook, one rule, and reloading the file."""
+"""The formulary as the service serves it: the rulebook, one rule, and reloading the file; the
+versions served before, kept with their texts, and what changed between two of them."""
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, jsonify, request
 
 from service.rulebook.as_data import rule_as_data, rulebook_as_data
+from service.rulebook.diff import diff_as_data
 from service.rulebook.model import RulebookError
+from service.store.rulebook_versions import (
+    AmbiguousVersion,
+    VersionNotFound,
+    VersionRef,
+    find_version,
+    list_versions,
+    stored_rulebook,
+)
 from service.web.api.guard import requires
 from service.web.context import active_rulebook, current_instance, current_principal
 from service.web.errors import Refusal
@@ -41,3 +51,45 @@ def reload_rulebook():
             problems=error.problems,
         ) from None
     return jsonify(summary)
+
+
+@blueprint.get("/v1/rulebook/versions")
+@requires("read_rulebook")
+def get_versions():
+    return jsonify({"versions": list_versions(current_instance().database)})
+
+
+@blueprint.get("/v1/rulebook/versions/<version>")
+@requires("read_rulebook")
+def get_version(version):
+    ref = VersionRef(version, request.args.get("digest") or None)
+    return jsonify(stored_version(lambda: find_version(current_instance().database, ref)))
+
+
+@blueprint.get("/v1/rulebook/versions/<old>/diff/<new>")
+@requires("read_rulebook")
+def get_diff(old, new):
+    database = current_instance().database
+    before = stored_version(lambda: stored_rulebook(database, VersionRef.parse(old)))
+    after = stored_version(lambda: stored_rulebook(database, VersionRef.parse(new)))
+    return jsonify(diff_as_data(before, after))
+
+
+def stored_version(find):
+    """What `find` reads of the stored versions; 404 when none matches, 409 when several do (naming
+    their digests) or when the stored texts no longer read as the version they were stored as."""
+    try:
+        return find()
+    except VersionNotFound as error:
+        raise Refusal(404, "not_found", str(error)) from None
+    except AmbiguousVersion as error:
+        raise Refusal(
+            409,
+            "ambiguous_version",
+            f"{error}; name one as {error.version}@<digest> (or ?digest=<digest>), four or more of its first digits",
+            digests=error.digests,
+        ) from None
+    except RulebookError as error:
+        raise Refusal(
+            409, "version_unreadable", "the stored rulebook cannot be read back", problems=error.problems
+        ) from None
