@@ -272,6 +272,7 @@ def test_every_page_has_ordered_headings_and_labelled_fields(page, service):
         "/console/formulary",
         "/console/authorisations?patient_ref=MRN-1",
         "/console/authorisations/due",
+        "/console/rulebook/versions",
     ):
         page.goto(service.url + path)
         levels = [

@@ -1,8 +1,10 @@
 """The console's formulary page: the active rulebook, searchable, for everyone who signs in."""
 
 import re
+import shutil
 from html.parser import HTMLParser
 from itertools import pairwise
+from pathlib import Path
 
 import pytest
 
@@ -147,3 +149,46 @@ def test_without_signing_in_the_page_sends_you_to_sign_in(app):
     assert response.status_code == 302
     assert response.headers["Location"].startswith("/console/sign-in")
     assert "next=" in response.headers["Location"]
+
+
+# --- The rulebook versions page. ---
+
+
+def test_every_role_has_the_rulebook_versions_page_in_its_menu(client, tokens):
+    for token in tokens.values():
+        sign_in(client, token)
+        page = client.get("/console/rulebook/versions")
+        assert page.status_code == 200 and 'href="/console/rulebook/versions"' in page.get_data(as_text=True)
+
+
+def test_the_versions_page_lists_the_versions_and_shows_the_changes_between_two(
+    make_app, tokens, app, tmp_path, signed_in
+):
+    served = app.extensions["active_rulebook"].current.rulebook
+    shutil.copytree(Path(served.path).parent, tmp_path / "book")
+    edited = tmp_path / "book" / Path(served.path).name
+    edited.write_text(
+        edited.read_text()
+        .replace(f"version: {served.version}\n", "version: 1.1.0\n", 1)
+        .replace("  - id: gbs-adults\n", "  - id: gbs-adults\n    priority: 2\n", 1)
+    )
+    make_app(RULEBOOK=str(edited))  # another process starts on the edited rulebook: version 1.1.0 stored
+    html = signed_in.get("/console/rulebook/versions").get_data(as_text=True)
+    assert html.index("<strong>1.1.0</strong>") < html.index(f"<strong>{served.version}</strong>")  # newest first
+    assert served.digest[:12] in html and "by service start" in html
+    assert "Changes from 1.0.0" in html and "rule gbs-adults: priority 0 -&gt; 2" in html  # the latest change
+    new = re.search(r'<option value="(1\.1\.0@[0-9a-f]{64})"', html).group(1)
+    old = f"{served.version}@{served.digest}"
+    back = signed_in.get("/console/rulebook/versions", query_string={"old": new, "new": old}).get_data(as_text=True)
+    assert "rule gbs-adults: priority 2 -&gt; 0" in back
+    same = signed_in.get("/console/rulebook/versions", query_string={"old": old, "new": old}).get_data(as_text=True)
+    assert "No differences." in same
+    missing = signed_in.get("/console/rulebook/versions", query_string={"old": "9.9", "new": old})
+    assert missing.status_code == 200 and "no stored rulebook version 9.9" in missing.get_data(as_text=True)
+
+
+def test_the_versions_page_has_ordered_headings_and_labelled_fields(signed_in):
+    page = Page(signed_in.get("/console/rulebook/versions").get_data(as_text=True))
+    assert page.headings[0] == 1 and page.headings.count(1) == 1
+    assert all(b <= a + 1 for a, b in pairwise(page.headings))
+    assert page.fields == ["compare-old", "compare-new"] and all(field in page.labels for field in page.fields)

@@ -1,17 +1,26 @@
-"""The formulary page: the active rulebook, every rule with its evidence, searchable.
+"""The formulary page: the active rulebook, every rule with its evidence, searchable; and the
+rulebook versions page: every version served, its activations, and what changed between two.
 
-Everyone who signs in may read it (the API's GET /v1/rulebook is open to every role too). It
-shows the same data as the API (service/listing.py), so the page and the JSON never disagree.
-A decision links here with q=<rule id>; that rule is listed first.
+Everyone who signs in may read them (the API's GET /v1/rulebook and /v1/rulebook/versions are
+open to every role too). They show the same data as the API, so the pages and the JSON never
+disagree. A decision links here with q=<rule id>; that rule is listed first.
 """
 
 from flask import Blueprint, render_template, request
 
 from service.rulebook.as_data import rulebook_as_data
-from service.rulebook.model import OUTCOMES
+from service.rulebook.diff import diff_as_data
+from service.rulebook.model import OUTCOMES, RulebookError
 from service.rulebook.text_keys import fold
+from service.store.rulebook_versions import (
+    AmbiguousVersion,
+    VersionNotFound,
+    VersionRef,
+    list_versions,
+    stored_rulebook,
+)
 from service.web.console.auth import page
-from service.web.context import active_rulebook
+from service.web.context import active_rulebook, current_instance
 
 blueprint = Blueprint("console_formulary", __name__, url_prefix="/console")
 _cache: tuple[str, dict] | None = None  # (digest, data) of the last rulebook shown
@@ -100,4 +109,37 @@ def formulary():
         outcome=outcome,
         outcomes=OUTCOMES,
         filtered=bool(terms or outcome),
+    )
+
+
+@blueprint.get("/rulebook/versions")
+@page("read_rulebook")
+def rulebook_versions():
+    """The stored versions newest first, and the changes between the two chosen (old, new:
+    `version@digest`, as the form's choices name them)."""
+    database = current_instance().database
+    versions = list_versions(database)
+    for version in versions:
+        version["ref"] = f"{version['version']}@{version['digest']}"
+    old, new = request.args.get("old", ""), request.args.get("new", "")
+    if not (old or new) and len(versions) > 1:  # the latest change, to start with
+        old, new = versions[1]["ref"], versions[0]["ref"]
+    comparison, problem = None, None
+    if old and new:
+        try:
+            comparison = diff_as_data(
+                stored_rulebook(database, VersionRef.parse(old)), stored_rulebook(database, VersionRef.parse(new))
+            )
+        except (VersionNotFound, AmbiguousVersion) as error:
+            problem = str(error)
+        except RulebookError as error:
+            problem = "a stored version cannot be read back: " + "; ".join(error.problems)
+    return render_template(
+        "console/rulebook_versions.html",
+        versions=versions,
+        serving=active_rulebook().current.rulebook.digest,
+        old=old,
+        new=new,
+        comparison=comparison,
+        problem=problem,
     )
