@@ -356,6 +356,15 @@ def sign_in(client, token: str):
 
 
 @pytest.fixture
+def shell_instance(tmp_path, monkeypatch) -> Path:
+    """The `formulary` command's instance: a new folder in tmp_path, its SQLite database and secret."""
+    monkeypatch.setenv("FORMULARY_INSTANCE_PATH", str(tmp_path / "instance"))
+    monkeypatch.delenv("FORMULARY_DATABASE_URL", raising=False)
+    monkeypatch.delenv("FORMULARY_SECRET", raising=False)
+    return tmp_path / "instance"
+
+
+@pytest.fixture
 def day(monkeypatch):
     """The service's clock, at noon UTC of `day.set(date)` (TODAY, 2026-12-01, to start with)."""
 

@@ -186,11 +186,8 @@ def test_two_processes_writing_at_once_keep_one_unbroken_chain(app, tokens, tmp_
 # --- The CLI around the service. ---
 
 
-def test_tokens_audit_and_reload_from_the_shell(tmp_path, monkeypatch, editable_rulebook):
-    monkeypatch.setenv("FORMULARY_INSTANCE_PATH", str(tmp_path / "instance"))
+def test_tokens_audit_and_reload_from_the_shell(tmp_path, monkeypatch, shell_instance, editable_rulebook):
     monkeypatch.setenv("FORMULARY_RULEBOOK", str(editable_rulebook))
-    monkeypatch.delenv("FORMULARY_DATABASE_URL", raising=False)
-    monkeypatch.delenv("FORMULARY_SECRET", raising=False)
     runner = CliRunner()
     created = runner.invoke(main, ["tokens", "create", "--name", "nurse-1", "--role", "clinician"])
     assert created.exit_code == 0 and created.output.strip().splitlines()[-1].startswith("ivig_")

@@ -155,10 +155,7 @@ def test_the_cli_compares_two_files(edited):
     assert as_json["new"]["version"] == "1.1.0" and len(as_json["changes"]) == len(as_json["words"]) == 9
 
 
-def test_the_cli_names_what_it_cannot_read(tmp_path, monkeypatch):
-    monkeypatch.setenv("FORMULARY_INSTANCE_PATH", str(tmp_path / "instance"))
-    monkeypatch.delenv("FORMULARY_DATABASE_URL", raising=False)
-    monkeypatch.delenv("FORMULARY_SECRET", raising=False)
+def test_the_cli_names_what_it_cannot_read(shell_instance):
     shown = CliRunner().invoke(main, ["rulebook", "diff", str(TEST_RULEBOOK), "7.7.7"])
     assert shown.exit_code == 1 and "7.7.7 is neither a rulebook file nor a stored version" in shown.output
 

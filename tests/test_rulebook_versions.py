@@ -96,11 +96,8 @@ def test_a_reload_stores_the_new_version_and_says_so_on_its_audit_record(make_ap
     assert "texts" not in listed[0]
 
 
-def test_formulary_reload_stores_the_version_it_activates(tmp_path, monkeypatch, editable_rulebook):
-    monkeypatch.setenv("FORMULARY_INSTANCE_PATH", str(tmp_path / "instance"))
+def test_formulary_reload_stores_the_version_it_activates(monkeypatch, shell_instance, editable_rulebook):
     monkeypatch.setenv("FORMULARY_RULEBOOK", str(editable_rulebook))
-    monkeypatch.delenv("FORMULARY_DATABASE_URL", raising=False)
-    monkeypatch.delenv("FORMULARY_SECRET", raising=False)
     runner = CliRunner()
     assert runner.invoke(main, ["reload"]).exit_code == 0
     _edit(editable_rulebook, f"version: {SERVED.version}\n", "version: 1.2.0\n")

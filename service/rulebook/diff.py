@@ -318,14 +318,9 @@ def _labels(product: str, before: tuple[Label, ...], after: tuple[Label, ...]) -
 def _label_words(label: Label | None) -> str:
     if label is None:
         return ABSENT
-    parts = []
-    if label.age_at_least is not None:
-        parts.append(f"age >= {label.age_at_least:g}")
-    if label.age_under is not None:
-        parts.append(f"age < {label.age_under:g}")
-    if label.dose is not None:
-        parts.append(f"dose {_say(label.dose)}")
-    return ", ".join(parts) or "any age"
+    ages = Conditions(age_at_least=label.age_at_least, age_under=label.age_under).describe()
+    said = "any age" if ages == "any" else ages
+    return f"{said}, dose {_say(label.dose)}" if label.dose is not None else said
 
 
 # --- records by id (diagnoses, dosing profiles, reference data) ---
