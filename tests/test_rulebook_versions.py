@@ -116,7 +116,7 @@ def test_every_role_reads_the_versions_and_one_version_with_texts_whose_digest_m
     assert one["texts"] == SERVED.texts and digest_texts(one["texts"]) == one["digest"]
     assert one["activations"][0]["activated_by"] == "service start"
     picked = client.get(
-        f"/v1/rulebook/versions/{SERVED.version}?digest={SERVED.digest[:8]}", headers=bearer(tokens["auditor"])
+        f"/v1/rulebook/versions/{SERVED.version}?digest={SERVED.digest[:8].upper()}", headers=bearer(tokens["auditor"])
     )
     assert picked.status_code == 200 and picked.get_json()["digest"] == SERVED.digest
     assert client.get("/v1/rulebook/versions", headers={}).status_code == 401

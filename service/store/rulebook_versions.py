@@ -72,6 +72,7 @@ def store_version(connection: Connection, rulebook: Rulebook, by: str) -> bool:
 
 
 def is_stored(engine: Engine, digest: str) -> bool:
+    """Whether the version with this digest is kept."""
     with engine.connect() as connection:
         return (
             connection.execute(select(rulebook_versions.c.id).where(rulebook_versions.c.digest == digest)).first()
@@ -94,9 +95,10 @@ def find_version(engine: Engine, ref: VersionRef) -> dict:
     """One stored version with its texts and activations; raises VersionNotFound or AmbiguousVersion."""
     query = select(rulebook_versions).where(rulebook_versions.c.version == ref.version)
     if ref.digest is not None:
-        if not _DIGEST_PREFIX.fullmatch(ref.digest):
+        prefix = ref.digest.lower()
+        if not _DIGEST_PREFIX.fullmatch(prefix):
             raise VersionNotFound(f"{ref.digest!r} is not a digest or its first four or more hexadecimal digits")
-        query = query.where(rulebook_versions.c.digest.startswith(ref.digest, autoescape=True))
+        query = query.where(rulebook_versions.c.digest.startswith(prefix, autoescape=True))
     with engine.connect() as connection:
         rows = connection.execute(query.order_by(rulebook_versions.c.id)).all()
         if not rows:
