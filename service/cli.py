@@ -35,7 +35,7 @@ from service.store.tokens import (
     revoke_token,
 )
 from service.workflow import authorisations as authorisation_rows
-from service.workflow import cases, csv_out
+from service.workflow import cases, csv_out, usage
 from service.workflow.active_rulebook import activate
 from service.workflow.preapproval import check_batch, orders_from_csv
 
@@ -280,14 +280,25 @@ def diagnose(text, code, as_json, rulebook):
 
 
 @main.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the formulary as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the formulary (or its usage) as JSON.")
+@click.option(
+    "--usage", "usage_wanted", is_flag=True, help="How often each rule decided, from this instance's audit log."
+)
+@click.option("--since", help=f"With --usage: from this date, YYYY-MM-DD (default {usage.DEFAULT_DAYS} days ago).")
+@click.option("--until", help="With --usage: before this date, YYYY-MM-DD (default: now).")
 @rulebook_option
-def rules(as_json, rulebook):
-    """List the formulary: every rule, its conditions, outcome and sources."""
+def rules(as_json, usage_wanted, since, until, rulebook):
+    """List the formulary: every rule, its conditions, outcome and sources; or, with --usage, how
+    often each decided, the rules never reached and the codes no rule decided."""
+    if (since or until) and not usage_wanted:
+        raise click.UsageError("--since and --until go with --usage")
     try:
         book = load_rulebook(rulebook or default_rulebook_path())
     except RulebookError as error:
         raise click.ClickException("the rulebook cannot be loaded:\n" + "\n".join(error.problems)) from None
+    if usage_wanted:
+        _print_usage(book, since, until, as_json)
+        return
     if as_json:
         click.echo(json.dumps(rulebook_as_data(book), indent=2, ensure_ascii=False))
         return
@@ -298,6 +309,35 @@ def rules(as_json, rulebook):
     )
     for row in rows:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def _print_usage(book, since: str | None, until: str | None, as_json: bool) -> None:
+    instance = _instance()
+    try:
+        window = usage.window_from({"since": since or "", "until": until or ""}, clock.utc_today())
+    except RequestError as error:
+        raise click.UsageError(f"--{error.field}: {error.message}") from None
+    found = usage.rule_usage(instance, book, window)
+    if as_json:
+        click.echo(json.dumps(found, indent=2, ensure_ascii=False))
+        return
+    click.echo(
+        f"{book.name} {book.version}: decisions from {found['since']} "
+        f"{'to ' + found['until'] if found['until'] else 'to now'}"
+    )
+    width = max(len(rule["id"]) for rule in found["rules"])
+    for rule in sorted(found["rules"], key=lambda r: (-r["decisions"], r["id"])):
+        outcomes = ", ".join(f"{o} {n}" for o, n in rule["outcomes"].items())
+        click.echo(f"  {rule['id']:<{width}}  {rule['decisions']:>7}  {outcomes}".rstrip())
+    click.echo(f"never reached ({len(found['never_reached'])}): {', '.join(found['never_reached']) or 'none'}")
+    for item in found["other_versions_rules"]:
+        click.echo(f"  a rule of another version: {item['id']} {item['decisions']}")
+    click.echo("no rule decided (codes requests named exactly, most frequent first):")
+    for item in found["no_rule"]:
+        click.echo(f"  {item['code']:<9} {item['requests']:>7}  {item['description']}")
+    if not found["no_rule"]:
+        click.echo("  none")
+    click.echo(f"requests whose diagnosis was not clear: {found['unclear_diagnosis']}")
 
 
 @main.command()

@@ -377,3 +377,20 @@ def day(monkeypatch):
     current = Day()
     monkeypatch.setattr(clock, "now", lambda: datetime.datetime.combine(current.date, datetime.time(12), datetime.UTC))
     return current
+
+
+@pytest.fixture
+def cli_instance(tmp_path, monkeypatch):
+    """An instance for the CLI on the test rulebook, on 2026-12-01, with an app on the same database."""
+    from service.web.app import create_app
+
+    monkeypatch.setenv("FORMULARY_INSTANCE_PATH", str(tmp_path / "instance"))
+    monkeypatch.setenv("FORMULARY_RULEBOOK", str(TEST_RULEBOOK))
+    monkeypatch.delenv("FORMULARY_DATABASE_URL", raising=False)
+    monkeypatch.delenv("FORMULARY_SECRET", raising=False)
+    moment = {"now": datetime.datetime(2026, 12, 1, 12, 0, tzinfo=datetime.UTC)}
+    monkeypatch.setattr(clock, "now", lambda: moment["now"])
+    app = create_app({"INSTANCE_PATH": str(tmp_path / "instance"), "RULEBOOK": str(TEST_RULEBOOK), "WARM": False})
+    yield app, moment
+    app.extensions["active_rulebook"].close()
+    app.extensions["instance"].database.dispose()

@@ -3,7 +3,6 @@
 import json
 import os
 
-import pytest
 from click.testing import CliRunner
 
 from service.cli import main
@@ -224,26 +223,6 @@ def test_check_bad_observation_names_the_option():
 
 
 # --- Continuing authorisations (issue 16): the due list and measurements from the shell -------------
-
-
-@pytest.fixture
-def cli_instance(tmp_path, monkeypatch):
-    """An instance for the CLI on the test rulebook, on 2026-12-01, with an app on the same database."""
-    import datetime
-
-    from service import clock
-    from service.web.app import create_app
-
-    monkeypatch.setenv("FORMULARY_INSTANCE_PATH", str(tmp_path / "instance"))
-    monkeypatch.setenv("FORMULARY_RULEBOOK", str(TEST_RULEBOOK))
-    monkeypatch.delenv("FORMULARY_DATABASE_URL", raising=False)
-    monkeypatch.delenv("FORMULARY_SECRET", raising=False)
-    moment = {"now": datetime.datetime(2026, 12, 1, 12, 0, tzinfo=datetime.UTC)}
-    monkeypatch.setattr(clock, "now", lambda: moment["now"])
-    app = create_app({"INSTANCE_PATH": str(tmp_path / "instance"), "RULEBOOK": str(TEST_RULEBOOK), "WARM": False})
-    yield app, moment
-    app.extensions["active_rulebook"].close()
-    app.extensions["instance"].database.dispose()
 
 
 def _authorised(app, moment, days_ago: int, ref: str) -> str:

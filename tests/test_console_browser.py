@@ -273,6 +273,7 @@ def test_every_page_has_ordered_headings_and_labelled_fields(page, service):
         "/console/authorisations?patient_ref=MRN-1",
         "/console/authorisations/due",
         "/console/rulebook/versions",
+        "/console/formulary/usage",
     ):
         page.goto(service.url + path)
         levels = [

@@ -183,6 +183,35 @@ SCHEMAS = {
         required=["diagnosis"],
     ),
     "Candidate": _object({"code": _TEXT, "description": _TEXT, "score": {"type": "number"}}),
+    "RuleUsage": _object(
+        {
+            "rulebook": _object({"name": _TEXT, "version": _TEXT}),
+            "since": {"type": "string", "format": "date"},
+            "until": {"type": ["string", "null"], "format": "date"},
+            "rules": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "id": _TEXT,
+                        "title": _TEXT,
+                        "decisions": {"type": "integer"},
+                        "outcomes": {"type": "object", "additionalProperties": {"type": "integer"}},
+                    }
+                ),
+            },
+            "never_reached": {"type": "array", "items": _TEXT},
+            "other_versions_rules": {
+                "type": "array",
+                "items": _object({"id": _TEXT, "decisions": {"type": "integer"}}),
+            },
+            "no_rule": {
+                "type": "array",
+                "items": _object({"code": _TEXT, "description": _TEXT, "requests": {"type": "integer"}}),
+                "description": "codes requests named exactly that no rule decided, most frequent first (50 at most)",
+            },
+            "unclear_diagnosis": {"type": "integer", "description": "requests whose diagnosis was not clear"},
+        }
+    ),
     "Decision": _object(
         {
             "decision_id": {"type": "string", "format": "uuid"},
@@ -935,6 +964,36 @@ PATHS = {
             "description": roles.described("read_rulebook"),
             "security": _SECURED,
             "responses": {"200": _json("Rulebook", "the rulebook being served"), **_errors(401)},
+        }
+    },
+    "/v1/rulebook/usage": {
+        "get": {
+            "summary": "How often each rule decided in a window, the rules never reached, and the codes no rule decided",
+            "description": roles.described("read_rulebook")
+            + " Counted from the audit log's decision records (no patient data); the rules are those of the"
+            " rulebook served, and rules of other versions that decided in the window are listed apart.",
+            "security": _SECURED,
+            "parameters": [
+                {
+                    "name": "since",
+                    "in": "query",
+                    "schema": {"type": "string", "format": "date"},
+                    "description": "from this day (default 90 days ago)",
+                },
+                {
+                    "name": "until",
+                    "in": "query",
+                    "schema": {"type": "string", "format": "date"},
+                    "description": "before this day (default: now)",
+                },
+            ],
+            "responses": {
+                "200": {
+                    "description": "the usage",
+                    "content": {"application/json": {"schema": _ref("RuleUsage")}},
+                },
+                **_errors(400, 401),
+            },
         }
     },
     "/v1/rulebook/rules/{rule_id}": {

@@ -3,6 +3,7 @@ versions served before, kept with their texts, and what changed between two of t
 
 from flask import Blueprint, jsonify, request
 
+from service import clock
 from service.rulebook.as_data import rule_as_data, rulebook_as_data
 from service.rulebook.diff import diff_as_data
 from service.rulebook.model import RulebookError
@@ -17,6 +18,7 @@ from service.store.rulebook_versions import (
 from service.web.api.guard import requires
 from service.web.context import active_rulebook, current_instance, current_principal
 from service.web.errors import Refusal
+from service.workflow import usage
 
 blueprint = Blueprint("api_rulebook", __name__)
 
@@ -25,6 +27,14 @@ blueprint = Blueprint("api_rulebook", __name__)
 @requires("read_rulebook")
 def get_rulebook():
     return jsonify(rulebook_as_data(active_rulebook().current.rulebook))
+
+
+@blueprint.get("/v1/rulebook/usage")
+@requires("read_rulebook")
+def get_usage():
+    """How often each rule of the rulebook served decided in a window (`since`, `until`)."""
+    window = usage.window_from(request.args, clock.utc_today())
+    return jsonify(usage.rule_usage(current_instance(), active_rulebook().current.rulebook, window))
 
 
 @blueprint.get("/v1/rulebook/rules/<rule_id>")

@@ -1,13 +1,16 @@
-"""The formulary page: the active rulebook, every rule with its evidence, searchable; and the
-rulebook versions page: every version served, its activations, and what changed between two.
+"""The formulary page: the active rulebook, every rule with its evidence, searchable; the rule
+usage page (how often each rule decided); and the rulebook versions page: every version served,
+its activations, and what changed between two.
 
 Everyone who signs in may read them (the API's GET /v1/rulebook and /v1/rulebook/versions are
 open to every role too). They show the same data as the API, so the pages and the JSON never
 disagree. A decision links here with q=<rule id>; that rule is listed first.
 """
 
-from flask import Blueprint, render_template, request
+from flask import Blueprint, g, render_template, request
 
+from service import clock
+from service.decide.request import RequestError
 from service.rulebook.as_data import rulebook_as_data
 from service.rulebook.diff import diff_as_data
 from service.rulebook.model import OUTCOMES, RulebookError
@@ -21,6 +24,7 @@ from service.store.rulebook_versions import (
 )
 from service.web.console.auth import page
 from service.web.context import active_rulebook, current_instance
+from service.workflow import usage
 
 blueprint = Blueprint("console_formulary", __name__, url_prefix="/console")
 _cache: tuple[str, dict] | None = None  # (digest, data) of the last rulebook shown
@@ -109,6 +113,24 @@ def formulary():
         outcome=outcome,
         outcomes=OUTCOMES,
         filtered=bool(terms or outcome),
+    )
+
+
+@blueprint.get("/formulary/usage")
+@page("read_rulebook")
+def rule_usage():
+    """How often each rule decided in a window, as GET /v1/rulebook/usage answers."""
+    values = {name: request.args.get(name, "").strip() for name in usage.USAGE_ARGUMENTS}
+    errors: dict = {}
+    try:
+        window = usage.window_from(values, clock.utc_today())
+    except RequestError as error:
+        g.refusal = error.to_dict()
+        errors = {error.field or "form": error.message}
+        window = usage.window_from({}, clock.utc_today())
+    found = usage.rule_usage(current_instance(), active_rulebook().current.rulebook, window)
+    return render_template("console/rule_usage.html", usage=found, values=values, errors=errors), (
+        400 if errors else 200
     )
 
 
