@@ -14,7 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from service import clock
 from service.decide.decision import OUTCOME_WORDS, Decision
 from service.decide.formulary import Formulary
-from service.decide.request import RequestError, Vocabulary, parse_request
+from service.decide.request import RequestError, Vocabulary, parse_request, visible
 from service.decide.terminology import Terminology
 from service.rulebook.as_data import rulebook_as_data, rules_table
 from service.rulebook.diff import diff_as_data
@@ -36,7 +36,7 @@ from service.store.tokens import (
 )
 from service.workflow import authorisations as authorisation_rows
 from service.workflow import cases, csv_out, usage
-from service.workflow.active_rulebook import activate
+from service.workflow.active_rulebook import activate, roll_back
 from service.workflow.preapproval import check_batch, orders_from_csv
 
 rulebook_option = click.option(
@@ -60,6 +60,9 @@ def _instance() -> Instance:
     except SQLAlchemyError as error:
         url = instance.sql_engine.url.render_as_string(hide_password=True)
         raise click.ClickException(f"the database {url} cannot be opened and migrated: {describe(error)}") from None
+    context = click.get_current_context(silent=True)
+    if context is not None:  # its connections closed when the command ends (in-process callers too)
+        context.call_on_close(instance.sql_engine.dispose)
     return instance
 
 
@@ -572,6 +575,30 @@ def rulebook_diff(old, new, as_json):
     click.echo(f"{before['version']} ({before['digest'][:12]}) -> {after['version']} ({after['digest'][:12]})")
     for line in result["words"]:
         click.echo(line)
+
+
+@rulebook_group.command("activate")
+@click.argument("version")
+@click.option("--reason", required=True, help="Why this stored version is served again (kept on the record).")
+def rulebook_activate(version, reason):
+    """Serve a stored version again (a rollback): VERSION, or VERSION@DIGEST. Every running service
+    follows within a second; `formulary reload` serves the rulebook file again."""
+    instance = _instance()
+    reason = visible(reason)
+    if not reason:
+        raise click.UsageError("--reason is empty")
+    try:
+        _, summary = roll_back(instance.database, instance.audit, VersionRef.parse(version), reason, "cli")
+    except VersionNotFound as error:
+        raise click.ClickException(str(error)) from None
+    except AmbiguousVersion as error:
+        raise click.ClickException(f"{error}; name one as {error.version}@DIGEST") from None
+    except RulebookError as error:
+        raise click.ClickException(
+            f"{version} cannot be served; the running services keep their version:\n" + "\n".join(error.problems)
+        ) from None
+    words = "now served again" if summary["changed"] else "already the version served"
+    click.echo(f"{summary['name']} {summary['version']} ({summary['digest'][:12]}): {words}")
 
 
 as_option = click.option(

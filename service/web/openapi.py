@@ -695,6 +695,8 @@ SCHEMAS = {
             "digest": _TEXT,
             "changed": {"type": "boolean"},
             "previous": _object({"version": _TEXT, "digest": _TEXT}),
+            "rolled_back": {"type": "boolean", "description": "a stored version served again"},
+            "reason": {"type": "string", "description": "why, for a rollback"},
         },
         required=["name", "version", "digest", "changed"],
     ),
@@ -1003,6 +1005,39 @@ PATHS = {
             "security": _SECURED,
             "parameters": [{"name": "rule_id", "in": "path", "required": True, "schema": _TEXT}],
             "responses": {"200": _json("Rule", "the rule"), **_errors(401, 404)},
+        }
+    },
+    "/v1/rulebook/versions/{version}/activate": {
+        "post": {
+            "summary": "Serve a stored version again (a rollback), with a reason",
+            "description": roles.described("roll_back_rulebook")
+            + " The stored texts are read back and linted as a reload's file is; every service process on the"
+            " database follows within a second, and a restarted worker follows it too (it does not activate the"
+            " file again unless the file is a version never served). `formulary reload` serves the file again."
+            " An audit record `rulebook_reload` with rolled_back and the reason.",
+            "security": _SECURED,
+            "parameters": [
+                {"name": "version", "in": "path", "required": True, "schema": _TEXT},
+                {
+                    "name": "digest",
+                    "in": "query",
+                    "schema": _TEXT,
+                    "description": "four or more leading digits, where two stored versions share the version string",
+                },
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": _object({"reason": {"type": "string", "maxLength": 2000}}, required=["reason"])
+                    }
+                },
+            },
+            "responses": {
+                "200": _json("ReloadResult", "the version now served"),
+                "409": _json("Error", "several stored versions have this version string (code ambiguous_version)"),
+                **_errors(400, 401, 403, 404, 413, 415, 422, 503),
+            },
         }
     },
     "/v1/rulebook/reload": {

@@ -39,6 +39,7 @@ PERMISSIONS: dict[str, Permission] = {
     ),
     "read_rulebook": Permission(ROLES),
     "reload_rulebook": Permission(("admin",)),
+    "roll_back_rulebook": Permission(("admin",)),
     "read_audit": Permission(("auditor", "admin"), reads_patient_data=True),
     "list_reviews": Permission(("pharmacist", "admin"), reads_patient_data=True),
     "read_case": Permission(

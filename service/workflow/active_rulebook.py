@@ -22,7 +22,15 @@ from service.rulebook.lint import checked, load_checked
 from service.rulebook.model import RulebookError
 from service.rulebook.reader import load_rulebook
 from service.store.database import writing
-from service.store.rulebook_versions import is_stored, store_version
+from service.store.rulebook_versions import (
+    VersionNotFound,
+    VersionRef,
+    find_version,
+    is_stored,
+    read_stored,
+    store_version,
+    version_with_digest,
+)
 from service.store.tables import rulebook_activations
 
 log = logging.getLogger(__name__)
@@ -39,13 +47,28 @@ class ActiveRulebook:
         self._checked_at = time.monotonic()
         try:
             newest = self._newest_activation()
-            if newest is None or newest.digest != self._current.rulebook.digest:
+            if newest is not None and self._rolled_back_from_file(newest.digest):
+                # A version the file has been before was rolled back from: a restarted worker
+                # follows the rollback rather than undo it.
+                self._checked_at = 0.0
+                self._follow_activations()
+            elif newest is None or newest.digest != self._current.rulebook.digest:
                 record_activation(self._database, self._current.rulebook, "service start")
             elif not is_stored(self._database, newest.digest):  # activated before versions were kept (0009)
                 with writing(self._database) as connection:
                     store_version(connection, self._current.rulebook, "service start")
         except SQLAlchemyError:  # serve the file's version; activations are followed once the database answers
             log.exception("could not read or record the rulebook activation at start")
+
+    def _rolled_back_from_file(self, newest_digest: str) -> bool:
+        """Whether the newest activation is another stored version and the file's version is one
+        served before (not a new file deployed): then a start must not activate the file."""
+        file_digest = self._current.rulebook.digest
+        return (
+            newest_digest != file_digest
+            and is_stored(self._database, newest_digest)
+            and is_stored(self._database, file_digest)
+        )
 
     def _build(self, formulary: Formulary) -> Formulary:
         if self._warm:
@@ -100,6 +123,14 @@ class ActiveRulebook:
         _record_reload(audit, requested_by, summary, stored)
         return summary
 
+    def roll_back(self, audit, ref: "VersionRef", reason: str, requested_by: str) -> dict:
+        """Serve a stored version again at once (see roll_back); the others follow within a second."""
+        previous = self._current.rulebook
+        rulebook, summary = roll_back(self._database, audit, ref, reason, requested_by, previous)
+        if summary["changed"]:
+            self._swap(self._build(Formulary(rulebook)))
+        return summary
+
     @staticmethod
     def _summary(rulebook, changed: bool, previous=None) -> dict:
         summary = {"name": rulebook.name, "version": rulebook.version, "digest": rulebook.digest, "changed": changed}
@@ -114,7 +145,8 @@ class ActiveRulebook:
             ).first()
 
     def _follow_activations(self):
-        """Serve the version another process activated, if the rulebook file on disk is that version."""
+        """Serve the version another process activated: the rulebook file on disk if it is that
+        version, else the version the database keeps (a rollback)."""
         now = time.monotonic()
         if now - self._checked_at < CHECK_EVERY_SECONDS:
             return
@@ -125,13 +157,18 @@ class ActiveRulebook:
                 return
             rulebook = load_rulebook(self._path)
             if rulebook.digest != newest.digest:
-                log.error(
-                    "rulebook %s was activated elsewhere but the file here is %s; still serving %s",
-                    newest.digest[:12],
-                    rulebook.digest[:12],
-                    self._current.rulebook.digest[:12],
-                )
-                return
+                # Not the file's version: a stored one (a rollback), read back from the database.
+                try:
+                    rulebook = read_stored(version_with_digest(self._database, newest.digest))
+                except VersionNotFound:
+                    log.error(
+                        "rulebook %s was activated elsewhere but neither the file here (%s) nor the database "
+                        "holds it; still serving %s",
+                        newest.digest[:12],
+                        rulebook.digest[:12],
+                        self._current.rulebook.digest[:12],
+                    )
+                    return
             self._swap(self._build(Formulary(checked(rulebook))))
             log.info("now serving rulebook %s %s", rulebook.version, rulebook.digest[:12])
         except RulebookError as error:  # the file here is the version activated elsewhere, but does not load here
@@ -176,6 +213,31 @@ def activate(database, audit, path, requested_by: str) -> dict:
     summary = {"name": rulebook.name, "version": rulebook.version, "digest": rulebook.digest}
     _record_reload(audit, requested_by, summary, stored)
     return summary
+
+
+def roll_back(database, audit, ref: VersionRef, reason: str, requested_by: str, serving=None) -> tuple:
+    """Make a stored version the one every service process serves again (a rollback), on the record
+    with its reason: (the rulebook, the summary). `serving`: the rulebook served now, if known.
+    Raises VersionNotFound, AmbiguousVersion, or RulebookError when its texts no longer read back
+    or no longer pass lint (nothing changes)."""
+    rulebook = checked(read_stored(find_version(database, ref)))
+    if serving is None:
+        with database.connect() as connection:
+            newest = connection.execute(
+                select(rulebook_activations.c.digest).order_by(rulebook_activations.c.id.desc()).limit(1)
+            ).scalar()
+        changed = newest != rulebook.digest
+    else:
+        changed = rulebook.digest != serving.digest
+    if changed:
+        record_activation(database, rulebook, requested_by)
+    summary = {
+        **ActiveRulebook._summary(rulebook, changed=changed, previous=serving),
+        "rolled_back": True,
+        "reason": reason,
+    }
+    _record_reload(audit, requested_by, summary, False)
+    return rulebook, summary
 
 
 def _checked_or_recorded(path, audit, requested_by: str):

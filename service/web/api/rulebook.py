@@ -4,6 +4,7 @@ versions served before, kept with their texts, and what changed between two of t
 from flask import Blueprint, jsonify, request
 
 from service import clock
+from service.decide.request import RequestError, visible
 from service.rulebook.as_data import rule_as_data, rulebook_as_data
 from service.rulebook.diff import diff_as_data
 from service.rulebook.model import RulebookError
@@ -16,9 +17,10 @@ from service.store.rulebook_versions import (
     stored_rulebook,
 )
 from service.web.api.guard import requires
-from service.web.context import active_rulebook, current_instance, current_principal
+from service.web.context import active_rulebook, current_instance, current_principal, json_body
 from service.web.errors import Refusal
 from service.workflow import usage
+from service.workflow.cases import MAX_REASON
 
 blueprint = Blueprint("api_rulebook", __name__)
 
@@ -60,6 +62,42 @@ def reload_rulebook():
             f"the rulebook has {len(error.problems)} problem(s); still serving {current.version}",
             problems=error.problems,
         ) from None
+    return jsonify(summary)
+
+
+@blueprint.post("/v1/rulebook/versions/<version>/activate")
+@requires("roll_back_rulebook")
+def activate_version(version):
+    """Serve a stored version again (a rollback), with a reason; every process follows within a second."""
+    body = json_body()
+    reason = body.get("reason") if isinstance(body, dict) else None
+    if isinstance(body, dict):
+        known = set(body) - {"reason"}
+        if known:
+            raise RequestError(
+                "unknown_field", f"{sorted(known)[0]} is not a known field (allowed: reason)", sorted(known)[0]
+            )
+    reason = visible(reason) if isinstance(reason, str) else ""
+    if not reason:
+        raise RequestError("missing_field", "a reason is required: why this version is served again", "reason")
+    if len(reason) > MAX_REASON:
+        raise RequestError("too_long", f"reason is {len(reason)} characters long; at most {MAX_REASON}", "reason")
+    ref = VersionRef(version, request.args.get("digest") or None)
+
+    def roll_back():
+        try:
+            return active_rulebook().roll_back(current_instance().audit, ref, reason, current_principal().name)
+        except RulebookError as error:  # its texts no longer read back, or fail today's lint
+            current = active_rulebook().current.rulebook
+            raise Refusal(
+                422,
+                "rulebook_invalid",
+                f"stored version {version} cannot be served ({len(error.problems)} problem(s)); still serving "
+                f"{current.version}",
+                problems=error.problems,
+            ) from None
+
+    summary = stored_version(roll_back)
     return jsonify(summary)
 
 

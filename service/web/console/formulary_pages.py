@@ -7,10 +7,10 @@ open to every role too). They show the same data as the API, so the pages and th
 disagree. A decision links here with q=<rule id>; that rule is listed first.
 """
 
-from flask import Blueprint, g, render_template, request
+from flask import Blueprint, flash, g, redirect, render_template, request, url_for
 
 from service import clock
-from service.decide.request import RequestError
+from service.decide.request import RequestError, visible
 from service.rulebook.as_data import rulebook_as_data
 from service.rulebook.diff import diff_as_data
 from service.rulebook.model import OUTCOMES, RulebookError
@@ -23,7 +23,7 @@ from service.store.rulebook_versions import (
     stored_rulebook,
 )
 from service.web.console.auth import page
-from service.web.context import active_rulebook, current_instance
+from service.web.context import active_rulebook, current_instance, current_principal
 from service.workflow import usage
 
 blueprint = Blueprint("console_formulary", __name__, url_prefix="/console")
@@ -134,9 +134,36 @@ def rule_usage():
     )
 
 
+@blueprint.post("/rulebook/versions/activate")
+@page("roll_back_rulebook")
+def roll_back():
+    """Serve the chosen stored version again (a rollback), with the reason given."""
+    reason = visible(request.form.get("reason", ""))
+    problem = None
+    if not reason:
+        problem = "a reason is required: why this version is served again"
+    else:
+        try:
+            summary = active_rulebook().roll_back(
+                current_instance().audit,
+                VersionRef.parse(request.form.get("version", "")),
+                reason,
+                current_principal().name,
+            )
+        except (VersionNotFound, AmbiguousVersion) as error:
+            problem = str(error)
+        except RulebookError as error:
+            problem = "that version cannot be served: " + "; ".join(error.problems)
+    if problem:
+        g.refusal = {"code": "rollback_refused", "message": problem}
+        return rulebook_versions(rollback_error=problem, status=400)
+    flash(f"Now serving {summary['version']} again.")
+    return redirect(url_for("console_formulary.rulebook_versions"))
+
+
 @blueprint.get("/rulebook/versions")
 @page("read_rulebook")
-def rulebook_versions():
+def rulebook_versions(rollback_error: str | None = None, status: int = 200):
     """The stored versions newest first, and the changes between the two chosen (old, new:
     `version@digest`, as the form's choices name them)."""
     database = current_instance().database
@@ -164,4 +191,5 @@ def rulebook_versions():
         new=new,
         comparison=comparison,
         problem=problem,
-    )
+        rollback_error=rollback_error,
+    ), status
