@@ -1,6 +1,7 @@
 """The `formulary` command: ask for a decision, list the formulary, lint a rulebook."""
 
 import dataclasses
+import datetime
 import json
 import os
 import re
@@ -36,6 +37,7 @@ from service.store.tokens import (
 )
 from service.workflow import authorisations as authorisation_rows
 from service.workflow import cases, csv_out, usage
+from service.workflow import replay as replaying
 from service.workflow.active_rulebook import activate, roll_back
 from service.workflow.preapproval import check_batch, orders_from_csv
 
@@ -599,6 +601,65 @@ def rulebook_activate(version, reason):
         ) from None
     words = "now served again" if summary["changed"] else "already the version served"
     click.echo(f"{summary['name']} {summary['version']} ({summary['digest'][:12]}): {words}")
+
+
+@main.command()
+@click.option(
+    "--rulebook", "candidate", required=True, type=click.Path(path_type=Path), help="The candidate rulebook file."
+)
+@click.option("--since", help="From this day, YYYY-MM-DD (default: every recorded decision).")
+@click.option("--until", help="Before this day, YYYY-MM-DD.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--accept", is_flag=True, help="Exit 0 even when a positive decision would become not_supported.")
+def replay(candidate, since, until, as_json, accept):
+    """Decide every recorded decision request in the window again on a candidate rulebook, writing
+    nothing: what would change. Exit 1 when a positive decision would become not_supported."""
+    instance = _instance()
+    try:
+        window = replaying.Window(*(datetime.date.fromisoformat(value) if value else None for value in (since, until)))
+    except ValueError:
+        raise click.UsageError("--since and --until are dates, YYYY-MM-DD") from None
+    formulary = _load(candidate)
+    try:
+        with click.progressbar(length=instance.audit.head()["id"] or 0, label="replaying", file=sys.stderr) as bar:
+            report = replaying.replay(instance, formulary, window, progress=bar.update)
+    finally:
+        formulary.close()
+    if as_json:
+        click.echo(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        _print_replay(report)
+    if report["positive_to_not_supported"] and not accept:
+        raise SystemExit(1)
+
+
+def _print_replay(report: dict) -> None:
+    found = report["candidate"]
+    click.echo(
+        f"{report['replayed']} decisions replayed on {found['name']} {found['version']} ({found['digest'][:12]}); "
+        f"{report['changed_total']} would change"
+    )
+    click.echo("old outcome -> new outcome: count")
+    for old, row in report["matrix"].items():
+        for new, count in row.items():
+            click.echo(f"  {old:<24} -> {new:<24} {count}")
+    for item in report["changed"]:
+        old, new = item["old"], item["new"]
+        click.echo(
+            f"  {item['decision_id']}  {item['code'] or '-':<8} {old['outcome']} ({old['rule'] or 'no rule'})"
+            f" -> {new['outcome']} ({new['rule'] or 'no rule'})"
+        )
+    if report["newly_missing_facts"]:
+        click.echo(f"{report['newly_missing_facts']} would now need facts their requests did not give")
+    if report["unreadable"]:
+        click.echo(
+            f"{len(report['unreadable'])} requests the candidate cannot read (e.g. {report['unreadable'][0]['message']})"
+        )
+    if report["positive_to_not_supported"]:
+        click.echo(
+            f"{len(report['positive_to_not_supported'])} positive decisions would become not_supported "
+            "(exit 1 unless --accept)"
+        )
 
 
 as_option = click.option(

@@ -4,6 +4,7 @@ request -> validation -> diagnosis normalisation -> facts -> engine -> decision.
 its own module; this one only strings them together, so the decision logic runs without Flask.
 """
 
+import datetime
 from dataclasses import replace
 from pathlib import Path
 
@@ -34,9 +35,10 @@ class Formulary:
         """
         return cls(load_checked(path or default_rulebook_path()), cache_size=cache_size)
 
-    def decide(self, payload) -> Decision:
-        """Decide a request given as the API's JSON body; raises RequestError for bad input."""
-        return self.decide_request(parse_request(payload, self.vocabulary))
+    def decide(self, payload, as_of: datetime.date | None = None) -> Decision:
+        """Decide a request given as the API's JSON body (its dated facts as of `as_of`, default
+        today); raises RequestError for bad input."""
+        return self.decide_request(parse_request(payload, self.vocabulary, as_of))
 
     def decide_request(self, request: DecisionRequest) -> Decision:
         diagnosis = self.terminology.resolve(request.code, request.text)

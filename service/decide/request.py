@@ -379,7 +379,9 @@ def _failed(value, vocabulary: Vocabulary) -> tuple[frozenset[str] | None, tuple
     return frozenset(names), tuple(sorted(weeks.items()))
 
 
-def parse_request(payload, vocabulary: Vocabulary) -> DecisionRequest:
+def parse_request(payload, vocabulary: Vocabulary, as_of: datetime.date | None = None) -> DecisionRequest:
+    """A request body, checked; dated facts (observations, the onset date) are read as of `as_of`
+    (default today: a replay reads a recorded request as of the day it was decided)."""
     body = _object(
         payload,
         "",
@@ -448,7 +450,7 @@ def parse_request(payload, vocabulary: Vocabulary) -> DecisionRequest:
         age = round(age, AGE_DECIMALS)
     # Only facts with dates depend on the day (and a Facts without them stays one cache entry).
     dated = body.get("observations") is not None or diagnosis.get("onset_date") is not None
-    today = clock.utc_today() if dated else _NO_DAY
+    today = (as_of or clock.utc_today()) if dated else _NO_DAY
     prescriber = _object(body.get("prescriber") or {}, "prescriber", ("specialty",)) if "prescriber" in body else {}
     return DecisionRequest(
         code=code,
