@@ -22,7 +22,7 @@ from audit_scale import build_chain  # noqa: E402
 from service.decide.formulary import Formulary  # noqa: E402
 from service.rulebook.shipped import SHIPPED_RULEBOOK  # noqa: E402
 from service.web.app import create_app  # noqa: E402
-from service.workflow import replay  # noqa: E402
+from service.workflow import replay, usage  # noqa: E402
 
 
 def main():
@@ -37,7 +37,7 @@ def main():
         candidate = Formulary.load(SHIPPED_RULEBOOK)
         candidate.terminology.warm()
         started = time.perf_counter()
-        report = replay.replay(app.extensions["instance"], candidate, replay.Window())
+        report = replay.replay(app.extensions["instance"], candidate, usage.Window())
         elapsed = time.perf_counter() - started
         print(
             f"replay {report['replayed']:,} decisions on {candidate.rulebook.version}"

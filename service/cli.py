@@ -616,7 +616,7 @@ def replay(candidate, since, until, as_json, accept):
     nothing: what would change. Exit 1 when a positive decision would become not_supported."""
     instance = _instance()
     try:
-        window = replaying.Window(*(datetime.date.fromisoformat(value) if value else None for value in (since, until)))
+        window = usage.Window(*(datetime.date.fromisoformat(value) if value else None for value in (since, until)))
     except ValueError:
         raise click.UsageError("--since and --until are dates, YYYY-MM-DD") from None
     formulary = _load(candidate)

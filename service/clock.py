@@ -28,6 +28,11 @@ def stamp(moment: datetime.datetime) -> str:
     return moment.astimezone(datetime.UTC).strftime(STAMP_FORMAT)
 
 
+def day_start(day: datetime.date) -> str:
+    """The stored text of midnight UTC at the start of a day (a window's bound)."""
+    return stamp(datetime.datetime.combine(day, datetime.time(), datetime.UTC))
+
+
 def seconds_since(stored: str) -> int:
     """Whole seconds from a stored time to now."""
     then = datetime.datetime.strptime(stored, STAMP_FORMAT).replace(tzinfo=datetime.UTC)

@@ -11,31 +11,25 @@ rules alone: its benefit judgement compared measurements that are not in the req
 import datetime
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from service import clock
 from service.decide.formulary import Formulary
 from service.decide.request import RequestError
 from service.rulebook.model import POSITIVE_OUTCOMES
 from service.store.audit import Filters
+from service.workflow.usage import Window
 
 CHANGES_SHOWN = 1000
-
-
-@dataclass(frozen=True)
-class Window:
-    since: datetime.date | None = None
-    until: datetime.date | None = None  # exclusive
-
-
-def _stamp(day: datetime.date | None) -> str | None:
-    return None if day is None else f"{day.isoformat()}T00:00:00.000000Z"
 
 
 def replay(instance, candidate: Formulary, window: Window, progress: Callable[[int], None] | None = None) -> dict:
     """The outcome change matrix (old outcome -> new outcome -> count), each changed decision (the
     first CHANGES_SHOWN), the positive decisions that would become not_supported, the requests
     the candidate cannot read, and how many newly miss facts they did not give."""
-    filters = Filters(since=_stamp(window.since), until=_stamp(window.until))
+    filters = Filters(
+        since=clock.day_start(window.since) if window.since else None,
+        until=clock.day_start(window.until) if window.until else None,
+    )
     matrix: dict[str, Counter] = {}
     changed: list[dict] = []
     refused_positive: list[dict] = []

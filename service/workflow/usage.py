@@ -27,8 +27,18 @@ USAGE_ARGUMENTS = ("since", "until")
 
 @dataclass(frozen=True)
 class Window:
-    since: datetime.date
-    until: datetime.date | None = None  # exclusive; None: up to now
+    """Days from `since` (None: from the first record) to before `until` (None: up to now)."""
+
+    since: datetime.date | None = None
+    until: datetime.date | None = None
+
+    def conditions(self) -> list:
+        """The window as conditions on the audit records' creation time."""
+        created = audit_records.c.created_at
+        return [
+            *([created >= clock.day_start(self.since)] if self.since else []),
+            *([created < clock.day_start(self.until)] if self.until else []),
+        ]
 
 
 def window_from(args: Mapping[str, str], today: datetime.date) -> Window:
@@ -52,17 +62,11 @@ def window_from(args: Mapping[str, str], today: datetime.date) -> Window:
     return Window(since, until)
 
 
-def _stamp(day: datetime.date) -> str:
-    return clock.stamp(datetime.datetime.combine(day, datetime.time(), datetime.UTC))
-
-
 def rule_usage(instance, rulebook: Rulebook, window: Window) -> dict:
     """Decisions per rule of `rulebook` (by outcome), its rules never reached, rules of earlier
     versions that decided in the window, and the codes no rule decided, most frequent first."""
     a = audit_records.c
-    conditions = [a.kind == "decision", a.created_at >= _stamp(window.since)]
-    if window.until is not None:
-        conditions.append(a.created_at < _stamp(window.until))
+    conditions = [a.kind == "decision", *window.conditions()]
     with instance.sql_engine.connect() as connection:
         by_rule = connection.execute(
             select(a.rule_id, a.outcome, func.count())
@@ -85,7 +89,7 @@ def rule_usage(instance, rulebook: Rulebook, window: Window) -> dict:
     known = {rule.id for rule in rulebook.rules}
     return {
         "rulebook": {"name": rulebook.name, "version": rulebook.version},
-        "since": window.since.isoformat(),
+        "since": window.since.isoformat() if window.since else None,
         "until": window.until.isoformat() if window.until else None,
         "rules": [
             {
