@@ -132,13 +132,12 @@ def record_decision(
         return _record(instance, formulary, payload, requester, now, patient_hash, case, False, continuing, None, past)
 
     def record_joining_an_open_case():
-        with instance.sql_engine.connect() as connection:
-            now, past = with_past(connection)
-            joined = (
-                _open_case_to_join(connection, requester, patient_hash, code)
-                if _opens_case(now) and patient_hash and code
-                else None
-            )
+        now, past, joined = decided, None, None
+        if looked_up is not None or (_opens_case(decided) and patient_hash and code):  # else no read at all
+            with instance.sql_engine.connect() as connection:
+                now, past = with_past(connection)
+                if _opens_case(now) and patient_hash and code:
+                    joined = _open_case_to_join(connection, requester, patient_hash, code)
         return _record(
             instance, formulary, payload, requester, now, patient_hash, joined, True, continuing, urgent_reason, past
         )
