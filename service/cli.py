@@ -36,9 +36,9 @@ from service.store.tokens import (
     revoke_token,
 )
 from service.workflow import authorisations as authorisation_rows
-from service.workflow import cases, csv_out, usage
+from service.workflow import cases, csv_out, proposals, usage
 from service.workflow import replay as replaying
-from service.workflow.active_rulebook import activate, roll_back
+from service.workflow.active_rulebook import ApprovalsRequired, activate, activated_rulebook, roll_back
 from service.workflow.preapproval import check_batch, orders_from_csv
 
 rulebook_option = click.option(
@@ -532,7 +532,15 @@ def reload():
     """Lint the rulebook and make it the version every running service serves (within a second)."""
     instance = _instance()
     try:
-        summary = activate(instance.database, instance.audit, instance.rulebook_path, requested_by="cli")
+        summary = activate(
+            instance.database,
+            instance.audit,
+            instance.rulebook_path,
+            requested_by="cli",
+            approvals=instance.rulebook_approvals,
+        )
+    except ApprovalsRequired as error:
+        raise click.ClickException(f"refused: {error}") from None
     except RulebookError as error:
         raise click.ClickException(
             "refused; the running services keep their version:\n" + "\n".join(error.problems)
@@ -620,11 +628,14 @@ def replay(candidate, since, until, as_json, accept):
     except ValueError:
         raise click.UsageError("--since and --until are dates, YYYY-MM-DD") from None
     formulary = _load(candidate)
+    serving = Formulary(_activated(instance))
     try:
         with click.progressbar(length=instance.audit.head()["id"] or 0, label="replaying", file=sys.stderr) as bar:
             report = replaying.replay(instance, formulary, window, progress=bar.update)
+        report["continuations"] = replaying.continuations(instance, serving, formulary)
     finally:
         formulary.close()
+        serving.close()
     if as_json:
         click.echo(json.dumps(report, indent=2, ensure_ascii=False))
     else:
@@ -660,6 +671,121 @@ def _print_replay(report: dict) -> None:
             f"{len(report['positive_to_not_supported'])} positive decisions would become not_supported "
             "(exit 1 unless --accept)"
         )
+    ahead = report.get("continuations")
+    if ahead is not None:
+        click.echo(
+            f"{ahead['considered']} active authorisations; the next continuation of {ahead['changed_total']} "
+            "would be decided differently"
+        )
+        for item in ahead["changed"]:
+            old, new = item["old"], item["new"]
+            click.echo(
+                f"  {item['authorisation_id']}  {item['code']:<8} until {item['valid_until']}: "
+                f"{old['outcome']} ({old['rule'] or 'no rule'}) -> {new['outcome']} ({new['rule'] or 'no rule'})"
+            )
+
+
+def _activated(instance: Instance):
+    """The version the services serve (activated last), or a ClickException saying why not."""
+    try:
+        return activated_rulebook(instance.database, instance.rulebook_path)
+    except RulebookError as error:
+        raise click.ClickException("the rulebook served cannot be read:\n" + "\n".join(error.problems)) from None
+
+
+@rulebook_group.command("propose")
+@click.argument("candidate", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--summary", required=True, help="What the change is and why, for the committee.")
+@click.option("--tests", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Its rule cases.")
+@click.option("--since", help="Replay recorded decisions from this day, YYYY-MM-DD (default: the last 90 days).")
+@click.option("--until", help="Replay recorded decisions before this day, YYYY-MM-DD.")
+@click.option("--json", "as_json", is_flag=True, help="Print the proposal as JSON.")
+@click.option(
+    "--as",
+    "requester",
+    default="cli",
+    show_default=True,
+    help="The proposer to record: the name of an active token (formulary tokens list), or cli.",
+)
+def rulebook_propose(candidate, summary, tests, since, until, as_json, requester):
+    """Propose CANDIDATE (a rulebook file) as the next version: it is linted, its rule cases run,
+    and its diff and replay kept with it; others approve it (API or console) before it is served."""
+    instance = _instance()
+    _check_requester(instance, requester)
+    fields = {"rulebook": candidate.read_text(encoding="utf-8"), "summary": summary, "since": since, "until": until}
+    if tests is not None:
+        fields["tests"] = tests.read_text(encoding="utf-8")
+    serving = Formulary(_activated(instance))
+    try:
+        found = proposals.propose(instance, serving, proposals.candidate_from(fields, clock.utc_today()), requester)
+    except RequestError as error:
+        raise click.UsageError(f"{error.field}: {error.message}") from None
+    finally:
+        serving.close()
+    if as_json:
+        click.echo(json.dumps(found, indent=2, ensure_ascii=False))
+    else:
+        _print_proposal(found)
+    if found["status"] == "failed":
+        raise SystemExit(1)
+
+
+@rulebook_group.command("proposals")
+@click.option("--status", type=click.Choice(proposals.STATUSES), help="Only proposals in this state.")
+def rulebook_proposals(status):
+    """The rulebook proposals, newest first."""
+    for item in proposals.list_proposals(_instance(), status):
+        click.echo(
+            f"{item['id']:>4}  {item['status']:<9} {item['version'] or '-':<14} effective {item['effective'] or '-':<10} "
+            f"approvals {item['approvals']}/{item['approvals_required']}  by {item['proposed_by']}: "
+            f"{item['summary'].splitlines()[0][:60]}"
+        )
+
+
+@rulebook_group.command("proposal")
+@click.argument("proposal_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print the proposal as JSON.")
+@click.option("--changelog", is_flag=True, help="Print its rules/CHANGELOG.md entry instead.")
+def rulebook_proposal(proposal_id, as_json, changelog):
+    """One proposal: its checks, changes, replay and votes (or its CHANGELOG entry)."""
+    instance = _instance()
+    try:
+        if changelog:
+            click.echo(proposals.changelog_entry(instance, proposal_id), nl=False)
+            return
+        found = proposals.proposal_detail(instance, proposal_id)
+    except (proposals.NoSuchProposal, proposals.VoteRefused) as error:
+        raise click.ClickException(str(error)) from None
+    if as_json:
+        click.echo(json.dumps(found, indent=2, ensure_ascii=False))
+    else:
+        _print_proposal(found)
+
+
+def _print_proposal(found: dict) -> None:
+    candidate = found["candidate"]
+    click.echo(
+        f"proposal {found['id']}: {found['status']}; {candidate['version'] or 'unreadable'} against "
+        f"{found['base']['version']}; approvals {len(found['approvals'])}/{found['approvals_required']}"
+    )
+    for problem in found["problems"]:
+        click.echo(f"  problem: {problem}")
+    checked_cases = found["cases"]
+    if checked_cases is not None:
+        click.echo(
+            f"rule cases ({checked_cases['source']}): {checked_cases['passed']} of {checked_cases['total']} pass"
+        )
+        if checked_cases.get("problem"):
+            click.echo(f"  {checked_cases['problem']}")
+        for result in checked_cases["results"]:
+            if not result["passed"]:
+                click.echo(f"  FAILED {result['name']}: expected {result['expected']}, got {result['got']}")
+    if found["diff"] is not None:
+        click.echo("changes:")
+        for line in found["diff"]["words"] or ["no differences"]:
+            click.echo(f"  {line}")
+    if found["replay"] is not None:
+        _print_replay({**found["replay"], "continuations": found["continuations"]})
 
 
 as_option = click.option(

@@ -365,6 +365,13 @@ def shell_instance(tmp_path, monkeypatch) -> Path:
 
 
 @pytest.fixture
+def single_person_install(monkeypatch):
+    """An instance that requires no approvals of rulebook proposals, so the file may be reloaded
+    (FORMULARY_RULEBOOK_APPROVALS=0); apps, the CLI and served processes read it."""
+    monkeypatch.setenv("FORMULARY_RULEBOOK_APPROVALS", "0")
+
+
+@pytest.fixture
 def day(monkeypatch):
     """The service's clock, at noon UTC of `day.set(date)` (TODAY, 2026-12-01, to start with)."""
 

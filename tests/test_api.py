@@ -105,9 +105,11 @@ def test_healthz_is_503_while_the_audit_log_cannot_be_written_though_reads_work(
 ENDPOINTS = [
     ("post", "/v1/decisions", {"clinician", "pharmacist", "admin"}, 201),
     ("get", "/v1/decisions/{id}", {"clinician", "pharmacist", "auditor", "admin"}, 200),
-    ("get", "/v1/rulebook", {"clinician", "pharmacist", "auditor", "admin"}, 200),
-    ("get", "/v1/rulebook/rules/gbs-children", {"clinician", "pharmacist", "auditor", "admin"}, 200),
-    ("post", "/v1/rulebook/reload", {"admin"}, 200),
+    ("get", "/v1/rulebook", {"clinician", "pharmacist", "auditor", "committee", "admin"}, 200),
+    ("get", "/v1/rulebook/rules/gbs-children", {"clinician", "pharmacist", "auditor", "committee", "admin"}, 200),
+    # By default an instance requires approved proposals: an admin's reload is refused, 409.
+    ("post", "/v1/rulebook/reload", {"admin"}, 409),
+    ("get", "/v1/rulebook/proposals", {"pharmacist", "auditor", "committee", "admin"}, 200),
     ("get", "/v1/audit", {"auditor", "admin"}, 200),
     ("get", "/v1/audit.csv", {"auditor", "admin"}, 200),
     ("get", "/v1/audit/verify", {"auditor", "admin"}, 200),

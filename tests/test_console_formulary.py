@@ -161,6 +161,7 @@ def test_every_role_has_the_rulebook_versions_page_in_its_menu(client, tokens):
         assert page.status_code == 200 and 'href="/console/rulebook/versions"' in page.get_data(as_text=True)
 
 
+@pytest.mark.usefixtures("single_person_install")  # a start on an edited file activates it
 def test_the_versions_page_lists_the_versions_and_shows_the_changes_between_two(
     make_app, tokens, app, tmp_path, signed_in
 ):

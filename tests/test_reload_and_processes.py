@@ -17,6 +17,9 @@ from service.workflow.active_rulebook import ActiveRulebook
 
 from .conftest import TEST_RULEBOOK, bearer, write_rulebook
 
+# These tests reload the rulebook file, as an install that requires no approvals may.
+pytestmark = pytest.mark.usefixtures("single_person_install")
+
 SERVED = load_rulebook(TEST_RULEBOOK)  # the version every test starts from
 VERSION = SERVED.version
 

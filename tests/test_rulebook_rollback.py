@@ -12,6 +12,9 @@ from service.store.tokens import create_token
 
 from .conftest import TEST_RULEBOOK, bearer
 
+# These tests reload the rulebook file, as an install that requires no approvals may.
+pytestmark = pytest.mark.usefixtures("single_person_install")
+
 REASON = {"reason": "1.1.0 sent paediatric GBS to review by mistake"}
 
 

@@ -15,6 +15,9 @@ from service.store.tables import audit_records, rulebook_versions
 
 from .conftest import TEST_RULEBOOK, bearer
 
+# These tests reload the rulebook file, as an install that requires no approvals may.
+pytestmark = pytest.mark.usefixtures("single_person_install")
+
 SERVED = load_rulebook(TEST_RULEBOOK)
 
 

@@ -9,6 +9,10 @@ FORMULARY_RULEBOOK        the rulebook to serve (default rules/ivig.yaml)
 FORMULARY_ANCHOR_EVERY    anchor the audit chain's head every this many records (default 1000)
 FORMULARY_ANCHOR_MINUTES  and when records were added this many minutes after the newest anchor
                           (default 5); anchors go to <instance>/anchors.jsonl (service/store/anchors.py)
+FORMULARY_RULEBOOK_APPROVALS  how many approvals, by others than its proposer, a rulebook proposal
+                          needs before it is activated (default 2). Above 0, a new rulebook is served
+                          only through a proposal: `reload` is refused and a start does not activate
+                          a changed rulebook file. 0 is for a single-person install.
 """
 
 import os
@@ -42,6 +46,17 @@ def _secret(instance_path: Path) -> bytes:
     return path.read_text().strip().encode()
 
 
+def _approvals(overrides: dict) -> int:
+    given = overrides.get("RULEBOOK_APPROVALS")
+    if given is None:
+        given = os.environ.get("FORMULARY_RULEBOOK_APPROVALS", "").strip() or 2
+    if not str(given).isdigit():
+        raise RuntimeError(
+            f"FORMULARY_RULEBOOK_APPROVALS must be a whole number of approvals, 0 or more; found {given!r}"
+        )
+    return int(given)
+
+
 @dataclass
 class Instance:
     path: Path
@@ -50,6 +65,7 @@ class Instance:
     secret: bytes
     anchor_every: int = 1000
     anchor_minutes: float = 5.0
+    rulebook_approvals: int = 2
 
     @classmethod
     def from_env(cls, overrides: dict | None = None) -> "Instance":
@@ -75,7 +91,7 @@ class Instance:
                 "FORMULARY_ANCHOR_EVERY must be a whole number of records and FORMULARY_ANCHOR_MINUTES a number "
                 f"of minutes, both above 0; found {every!r} and {minutes!r}"
             )
-        return cls(path, url, rulebook, _secret(path), *anchoring)
+        return cls(path, url, rulebook, _secret(path), *anchoring, _approvals(overrides))
 
     @cached_property
     def sql_engine(self):

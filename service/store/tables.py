@@ -4,7 +4,19 @@ Times are stored as ISO 8601 UTC text with a fixed width, so they sort and compa
 same way on SQLite and PostgreSQL.
 """
 
-from sqlalchemy import BigInteger, Column, Float, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 
 metadata = MetaData()
 
@@ -96,6 +108,37 @@ rulebook_versions = Table(
     Column("stored_at", String(32), nullable=False),
     Column("stored_by", String(128), nullable=False),
     Index("ix_rulebook_version", "version"),
+)
+rulebook_proposals = Table(
+    "rulebook_proposals",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("proposed_at", String(32), nullable=False),
+    Column("proposed_by", String(128), nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # failed, open, scheduled, active, rejected
+    Column("name", String(128)),  # the candidate's; null when it did not read
+    Column("version", String(64)),
+    Column("effective", String(32)),
+    Column("digest", String(64)),
+    Column("base_version", String(64), nullable=False),  # the version served when it was proposed
+    Column("base_digest", String(64), nullable=False),
+    Column("texts", Text, nullable=False),  # JSON {name: text}, as rulebook_versions keeps them
+    Column("tests", Text),  # the rule cases sent with it, if any
+    Column("report", Text, nullable=False),  # JSON: lint problems, case results, diff, replay
+    Column("decided_at", String(32)),  # when it was activated or rejected
+    Index("ix_rulebook_proposal_status", "status", "effective"),
+)
+rulebook_proposal_votes = Table(
+    "rulebook_proposal_votes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("proposal_id", Integer, ForeignKey("rulebook_proposals.id"), nullable=False),
+    Column("voted_at", String(32), nullable=False),
+    Column("voted_by", String(128), nullable=False),
+    Column("decision", String(8), nullable=False),  # approve, reject
+    Column("reason", Text, nullable=False),
+    UniqueConstraint("proposal_id", "voted_by", name="uq_proposal_vote_by"),
 )
 
 GENESIS_HASH = "0" * 64

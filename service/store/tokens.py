@@ -30,7 +30,7 @@ from service.store.audit import AuditStore
 from service.store.database import writing
 from service.store.tables import api_tokens, console_sessions
 
-ROLES = ("clinician", "pharmacist", "auditor", "admin")
+ROLES = ("clinician", "pharmacist", "auditor", "committee", "admin")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 CACHE_SECONDS = 1.0  # the longest a process keeps accepting a token revoked by another process
 _MAX_CACHED = 4096  # valid tokens remembered per database at most (only valid ones are kept)

@@ -17,9 +17,12 @@ from service.web.api import BLUEPRINTS
 from service.web.json_provider import JSONProvider
 from service.web.openapi import blueprint as openapi_blueprint
 from service.web.served import BufferedApp
+from service.workflow import proposals
 from service.workflow.active_rulebook import ActiveRulebook
 
 MAX_BODY_BYTES = 64 * 1024
+# Paths whose bodies may be larger: a rulebook proposal carries a rulebook and its rule cases.
+LARGER_BODIES = {"/v1/rulebook/proposals": 2 << 20, "/console/rulebook/proposals": 2 << 20}
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies (Linux)
 # What an operator sets in the environment as FORMULARY_<name> (a test passes <name> in test_config):
 # the limit on anonymous refusals per address and window (service/web/limits.py), the free space
@@ -34,7 +37,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     instance = Instance.from_env(config)
     app = Flask(__name__, instance_path=str(instance.path))
     app.json = JSONProvider(app)
-    app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, **config)
+    app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, LARGER_BODIES=LARGER_BODIES, **config)
     if config["TRUSTED_PROXIES"]:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config["TRUSTED_PROXIES"])  # type: ignore[method-assign]
     _configure_logging(app, instance)
@@ -44,7 +47,11 @@ def create_app(test_config: dict | None = None) -> Flask:
     except SQLAlchemyError as error:
         log.error("database unavailable at start (%s): answering 503 until it returns", describe(error))
     app.extensions["active_rulebook"] = ActiveRulebook(
-        instance.rulebook_path, instance.sql_engine, warm=config.get("WARM", True)
+        instance.rulebook_path,
+        instance.sql_engine,
+        warm=config.get("WARM", True),
+        approvals=instance.rulebook_approvals,
+        due=lambda: proposals.activate_due(instance),
     )
 
     for blueprint in (*BLUEPRINTS, openapi_blueprint):

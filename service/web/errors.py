@@ -138,7 +138,7 @@ def register(app: Flask, max_body_bytes: int) -> None:
         message = {
             # The path is the caller's and may be long: the refusal's record holds it once, cut.
             404: f"no such endpoint for {request.method} at this path",
-            413: f"the request body is larger than {max_body_bytes // 1024} KiB",
+            413: f"the request body is larger than {(request.max_content_length or max_body_bytes) // 1024} KiB",
         }.get(status, error.description or "")
         return _answer(status, _HTTP_CODES.get(status, "http_error"), message)
 

@@ -660,6 +660,75 @@ SCHEMAS = {
             },
         }
     ),
+    "Proposal": _object(
+        {
+            "id": {"type": "integer"},
+            "status": {
+                "enum": ["failed", "open", "scheduled", "active", "rejected"],
+                "description": "failed: did not read, failed lint or a rule case (cannot be approved); open: awaiting "
+                "approvals; scheduled: approved, served from its effective date; active: served; rejected",
+            },
+            "summary": _TEXT,
+            "proposed_by": _TEXT,
+            "proposed_at": _TIME,
+            "decided_at": {"type": ["string", "null"], "description": "when it was activated or rejected"},
+            "candidate": _object(
+                {
+                    "name": _NULLABLE_TEXT,
+                    "version": _NULLABLE_TEXT,
+                    "effective": _NULLABLE_TEXT,
+                    "digest": _NULLABLE_TEXT,
+                }
+            ),
+            "base": _object({"version": _TEXT, "digest": _TEXT}, extra=False),
+            "approvals_required": {"type": "integer"},
+            "approvals": {"type": "array", "items": _ref("ProposalVote")},
+            "rejections": {"type": "array", "items": _ref("ProposalVote")},
+            "tests_sent": {"type": "boolean"},
+            "problems": {"type": "array", "items": _TEXT, "description": "why it did not read or failed lint"},
+            "cases": {
+                "type": ["object", "null"],
+                "description": "the rule cases run on it: source, total, passed, failed, results (each: name, passed, "
+                "expected, got, rationale)",
+            },
+            "diff": {"oneOf": [_ref("RulebookDiff"), {"type": "null"}], "description": "against the base version"},
+            "replay": {
+                "type": ["object", "null"],
+                "description": "the recorded decisions of the window decided again on it, as `formulary replay "
+                "--json` prints: matrix (old outcome -> new outcome -> count), changed, positive_to_not_supported",
+            },
+            "continuations": {
+                "type": ["object", "null"],
+                "description": "the active authorisations whose next continuation would be decided differently: "
+                "considered, changed, changed_total, unreadable",
+            },
+        }
+    ),
+    "ProposalVote": _object(
+        {"voted_by": _TEXT, "voted_at": _TIME, "decision": {"enum": ["approve", "reject"]}, "reason": _TEXT}
+    ),
+    "ProposalList": _object(
+        {
+            "proposals": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "id": {"type": "integer"},
+                        "proposed_at": _TIME,
+                        "proposed_by": _TEXT,
+                        "summary": _TEXT,
+                        "status": _TEXT,
+                        "version": _NULLABLE_TEXT,
+                        "effective": _NULLABLE_TEXT,
+                        "digest": _NULLABLE_TEXT,
+                        "base_version": _TEXT,
+                        "approvals": {"type": "integer"},
+                        "approvals_required": {"type": "integer"},
+                    }
+                ),
+            }
+        }
+    ),
     "RulebookDiff": _object(
         {
             "old": _object({"name": _TEXT, "version": _TEXT, "digest": _TEXT}),
@@ -1007,6 +1076,141 @@ PATHS = {
             "responses": {"200": _json("Rule", "the rule"), **_errors(401, 404)},
         }
     },
+    "/v1/rulebook/proposals": {
+        "post": {
+            "summary": "Propose a new rulebook version: it is linted, its rule cases run, its diff and replay kept",
+            "description": roles.described("propose_rulebook")
+            + " The candidate is read with the reference data of the version served. Its rule cases are those sent,"
+            " else the ones kept next to the rulebook file; the replay covers `since`..`until` (default the last 90"
+            " days) and the active authorisations' next continuations. A proposal that fails is kept as `failed`."
+            " With FORMULARY_RULEBOOK_APPROVALS=0 a passing proposal is settled at once. Up to 2 MiB. An audit record"
+            " `rulebook_proposal`.",
+            "security": _SECURED,
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": _object(
+                            {
+                                "rulebook": {"type": "string", "description": "the candidate rulebook's YAML text"},
+                                "tests": {"type": "string", "description": "its rule cases' YAML text"},
+                                "summary": {"type": "string", "maxLength": 4000},
+                                "since": {"type": "string", "format": "date"},
+                                "until": {"type": "string", "format": "date"},
+                            },
+                            required=["rulebook", "summary"],
+                        )
+                    },
+                    "multipart/form-data": {
+                        "schema": _object(
+                            {
+                                "file": {"type": "string", "format": "binary"},
+                                "tests": {"type": "string", "format": "binary"},
+                                "summary": _TEXT,
+                                "since": _TEXT,
+                                "until": _TEXT,
+                            },
+                            required=["file", "summary"],
+                        )
+                    },
+                },
+            },
+            "responses": {"201": _json("Proposal", "the proposal as kept"), **_errors(400, 401, 403, 413, 415, 503)},
+        },
+        "get": {
+            "summary": "The rulebook proposals, newest first",
+            "description": roles.described("read_proposals"),
+            "security": _SECURED,
+            "parameters": [
+                {
+                    "name": "status",
+                    "in": "query",
+                    "schema": {"enum": ["failed", "open", "scheduled", "active", "rejected"]},
+                }
+            ],
+            "responses": {"200": _json("ProposalList", "the proposals"), **_errors(400, 401, 403)},
+        },
+    },
+    "/v1/rulebook/proposals/{proposal_id}": {
+        "get": {
+            "summary": "One proposal with its lint problems, rule case results, diff, replay and votes",
+            "description": roles.described("read_proposals"),
+            "security": _SECURED,
+            "parameters": [{"name": "proposal_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+            "responses": {"200": _json("Proposal", "the proposal"), **_errors(401, 403, 404)},
+        }
+    },
+    "/v1/rulebook/proposals/{proposal_id}/rulebook": {
+        "get": {
+            "summary": "A proposal's texts: the candidate rulebook, the reference data it was read with, its rule cases",
+            "description": roles.described("read_proposals"),
+            "security": _SECURED,
+            "parameters": [{"name": "proposal_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+            "responses": {
+                "200": {
+                    "description": "{texts: {name: text}, tests: text or null}",
+                    "content": {
+                        "application/json": {
+                            "schema": _object(
+                                {"texts": {"type": "object", "additionalProperties": _TEXT}, "tests": _NULLABLE_TEXT}
+                            )
+                        }
+                    },
+                },
+                **_errors(401, 403, 404),
+            },
+        }
+    },
+    "/v1/rulebook/proposals/{proposal_id}/changelog": {
+        "get": {
+            "summary": "The rules/CHANGELOG.md entry for a proposal (committing it is the committee's)",
+            "description": roles.described("read_proposals")
+            + " The committee's decision is left `pending`: its minutes, not the service, record it.",
+            "security": _SECURED,
+            "parameters": [{"name": "proposal_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+            "responses": {
+                "200": {"description": "Markdown", "content": {"text/markdown": {"schema": _TEXT}}},
+                **_errors(401, 403, 404),
+                "409": _json("Error", "the proposal did not read as a rulebook (code proposal_failed)"),
+            },
+        }
+    },
+    "/v1/rulebook/proposals/{proposal_id}/approvals": {
+        "post": {
+            "summary": "Approve or reject a proposal, with a reason (never one's own)",
+            "description": roles.described("approve_rulebook")
+            + " Each principal votes once. A rejection closes the proposal; the instance's required number of"
+            " approvals (FORMULARY_RULEBOOK_APPROVALS, default 2) activates it at its effective date, at once when"
+            " that date has come, and every service process follows within a second. An audit record"
+            " `rulebook_proposal_vote`.",
+            "security": _SECURED,
+            "parameters": [{"name": "proposal_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": _object(
+                            {
+                                "decision": {"enum": ["approve", "reject"]},
+                                "reason": {"type": "string", "maxLength": 2000},
+                            }
+                        )
+                    }
+                },
+            },
+            "responses": {
+                "200": _json("Proposal", "the proposal after the vote"),
+                "403": _json("Error", "the role may not vote, or the voter proposed it (code own_proposal)"),
+                "409": _json(
+                    "Error",
+                    "the proposal failed (proposal_failed), is closed (proposal_closed), approved already "
+                    "(proposal_scheduled), was checked against another version than the one served (proposal_stale), "
+                    "or the voter voted already (already_voted)",
+                ),
+                **_errors(400, 401, 404, 413, 415, 503),
+            },
+        }
+    },
     "/v1/rulebook/versions/{version}/activate": {
         "post": {
             "summary": "Serve a stored version again (a rollback), with a reason",
@@ -1043,9 +1247,15 @@ PATHS = {
     "/v1/rulebook/reload": {
         "post": {
             "summary": "Load the rulebook file again and serve it, if it passes lint",
-            "description": roles.described("reload_rulebook"),
+            "description": roles.described("reload_rulebook")
+            + " For a single-person install: refused (409, code approvals_required) when the instance requires"
+            " approvals of rulebook proposals (FORMULARY_RULEBOOK_APPROVALS above 0, the default).",
             "security": _SECURED,
-            "responses": {"200": _json("ReloadResult", "the version now served"), **_errors(401, 403, 422, 503)},
+            "responses": {
+                "200": _json("ReloadResult", "the version now served"),
+                "409": _json("Error", "the instance serves new versions only through approved proposals"),
+                **_errors(401, 403, 422, 503),
+            },
         }
     },
     "/v1/audit": {

@@ -40,6 +40,11 @@ PERMISSIONS: dict[str, Permission] = {
     "read_rulebook": Permission(ROLES),
     "reload_rulebook": Permission(("admin",)),
     "roll_back_rulebook": Permission(("admin",)),
+    # Rulebook proposals: the pharmacy and therapeutics committee's members propose and approve
+    # (never their own: service/workflow/proposals.py); those who act on decisions may follow them.
+    "propose_rulebook": Permission(("committee", "admin")),
+    "approve_rulebook": Permission(("committee", "admin")),
+    "read_proposals": Permission(("pharmacist", "auditor", "committee", "admin")),
     "read_audit": Permission(("auditor", "admin"), reads_patient_data=True),
     "list_reviews": Permission(("pharmacist", "admin"), reads_patient_data=True),
     "read_case": Permission(
@@ -54,9 +59,10 @@ PERMISSIONS: dict[str, Permission] = {
         not_own="a clinician may add facts only to the cases of their own requests",
     ),
     "resolve_case": Permission(("pharmacist", "admin")),
-    "read_authorisations": Permission(ROLES, reads_patient_data=True),
+    # Not the committee's: its members change the rules, and patients' records are not theirs to read.
+    "read_authorisations": Permission(("clinician", "pharmacist", "auditor", "admin"), reads_patient_data=True),
     "read_authorisation": Permission(
-        ROLES,
+        ("clinician", "pharmacist", "auditor", "admin"),
         own_only=("clinician",),
         own_words="own requests",
         not_own="a clinician may read only the authorisations their own requests were granted",

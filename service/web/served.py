@@ -37,6 +37,7 @@ class BufferedApp:
     def __init__(self, app: Flask, threads: int, body_timeout: float):
         self.app, self.body_timeout = app, body_timeout
         self.max_body: int = app.config["MAX_CONTENT_LENGTH"]
+        self.larger_bodies: dict[str, int] = app.config.get("LARGER_BODIES", {})
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="request")
 
     def __rsgi_del__(self, loop) -> None:
@@ -59,14 +60,15 @@ class BufferedApp:
             protocol.response_bytes(*answer)
 
     async def _body(self, scope, protocol) -> bytes:
+        limit = self.larger_bodies.get(scope.path, self.max_body)
         declared = scope.headers.get("content-length")
         if declared is not None:  # granian has checked it is a number, and stops at it
-            return b"" if int(declared) > self.max_body else await protocol()
+            return b"" if int(declared) > limit else await protocol()
         chunks, size = [], 0
         async for chunk in protocol:  # chunked, or HTTP/2 without a length
             chunks.append(chunk)
             size += len(chunk)
-            if size > self.max_body:  # enough for the app to refuse it
+            if size > limit:  # enough for the app to refuse it
                 break
         return b"".join(chunks)
 

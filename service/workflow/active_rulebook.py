@@ -6,6 +6,10 @@ its last request finishes. Reloads are recorded in the database, and every proce
 a newer activation at most once a second, so all workers and hosts converge on one version.
 Each version activated is kept, with the texts it was read from, the first time it is activated
 (service.store.rulebook_versions).
+
+An instance that requires approvals (FORMULARY_RULEBOOK_APPROVALS above 0) serves a new version
+only through an approved proposal (service.workflow.proposals): a reload is refused, and a start
+with a changed rulebook file keeps serving the version activated last.
 """
 
 import logging
@@ -37,21 +41,49 @@ log = logging.getLogger(__name__)
 CHECK_EVERY_SECONDS = 1.0
 
 
+class ApprovalsRequired(Exception):
+    """A reload on an instance whose new versions need approved proposals."""
+
+    def __init__(self, required: int):
+        self.required = required
+        super().__init__(
+            f"this instance requires {required} approval(s) of a rulebook proposal before a new version is "
+            "served: propose the rulebook (POST /v1/rulebook/proposals, or formulary rulebook propose) instead"
+        )
+
+
 class ActiveRulebook:
-    def __init__(self, path, database, warm: bool = True):
+    def __init__(self, path, database, warm: bool = True, approvals: int = 0, due=None):
+        """`approvals`: how many a proposal needs (0: reloads allowed). `due()`, if given, runs at
+        each check for a newer activation, before it: it activates approved proposals whose
+        effective date has come (service.workflow.proposals.activate_due)."""
         self._path, self._database, self._warm = path, database, warm
+        self._approvals, self._due = approvals, due
         self._lock = threading.Lock()
         self._users: dict[int, int] = {}
         self._retired: dict[int, Formulary] = {}
         self._current = self._build(Formulary.load(path))
         self._checked_at = time.monotonic()
         try:
+            if self._due is not None:
+                self._due()
             newest = self._newest_activation()
-            if newest is not None and self._rolled_back_from_file(newest.digest):
+            if newest is not None and self._not_approved(newest.digest):
+                log.warning(
+                    "the rulebook file %s is %s (%s), which was never activated; this instance requires %d "
+                    "approval(s), so it serves the version activated last (%s) until the file is proposed "
+                    "and approved",
+                    self._path,
+                    self._current.rulebook.version,
+                    self._current.rulebook.digest[:12],
+                    self._approvals,
+                    newest.digest[:12],
+                )
+                self.follow_now()
+            elif newest is not None and self._rolled_back_from_file(newest.digest):
                 # A version the file has been before was rolled back from: a restarted worker
                 # follows the rollback rather than undo it.
-                self._checked_at = 0.0
-                self._follow_activations()
+                self.follow_now()
             elif newest is None or newest.digest != self._current.rulebook.digest:
                 record_activation(self._database, self._current.rulebook, "service start")
             elif not is_stored(self._database, newest.digest):  # activated before versions were kept (0009)
@@ -68,6 +100,16 @@ class ActiveRulebook:
             newest_digest != file_digest
             and is_stored(self._database, newest_digest)
             and is_stored(self._database, file_digest)
+        )
+
+    def _not_approved(self, newest_digest: str) -> bool:
+        """Whether a start would serve a changed file no proposal approved, where approvals are
+        required and the version activated last can be served instead."""
+        return (
+            self._approvals > 0
+            and newest_digest != self._current.rulebook.digest
+            and not is_stored(self._database, self._current.rulebook.digest)
+            and is_stored(self._database, newest_digest)
         )
 
     def _build(self, formulary: Formulary) -> Formulary:
@@ -109,7 +151,9 @@ class ActiveRulebook:
 
     def reload(self, audit, requested_by: str) -> dict:
         """Load, lint and serve the rulebook file again, on the record; raises RulebookError and
-        keeps the old version when it has any problem."""
+        keeps the old version when it has any problem; ApprovalsRequired, recorded, when this
+        instance serves new versions only through approved proposals."""
+        _refuse_without_approvals(self._approvals, audit, requested_by)
         rulebook = _checked_or_recorded(self._path, audit, requested_by)
         previous = self._current.rulebook
         stored = False
@@ -144,6 +188,11 @@ class ActiveRulebook:
                 select(rulebook_activations).order_by(rulebook_activations.c.id.desc()).limit(1)
             ).first()
 
+    def follow_now(self):
+        """Serve the version activated last at once (after this process activated one itself)."""
+        self._checked_at = 0.0
+        self._follow_activations()
+
     def _follow_activations(self):
         """Serve the version another process activated: the rulebook file on disk if it is that
         version, else the version the database keeps (a rollback)."""
@@ -152,6 +201,8 @@ class ActiveRulebook:
             return
         self._checked_at = now
         try:
+            if self._due is not None:
+                self._due()
             newest = self._newest_activation()
             if newest is None or newest.digest == self._current.rulebook.digest:
                 return
@@ -188,26 +239,49 @@ class ActiveRulebook:
             self._free_unused()
 
 
+def activated_rulebook(database, path):
+    """The version activated last, as the services serve it (outside a service: the CLI): the
+    stored version, or the rulebook file when none is stored or the file is that version."""
+    with database.connect() as connection:
+        newest = connection.execute(
+            select(rulebook_activations.c.digest).order_by(rulebook_activations.c.id.desc()).limit(1)
+        ).scalar()
+    rulebook = load_checked(path)
+    if newest is None or newest == rulebook.digest:
+        return rulebook
+    try:
+        return checked(read_stored(version_with_digest(database, newest)))
+    except VersionNotFound:
+        return rulebook
+
+
 def record_activation(database, rulebook, by: str) -> bool:
     """Make `rulebook` the version every service process on this database should serve, and keep
     it with its texts if it is not kept yet (then True), in one transaction."""
     with writing(database) as connection:
-        stored = store_version(connection, rulebook, by)
-        connection.execute(
-            insert(rulebook_activations).values(
-                name=rulebook.name,
-                version=rulebook.version,
-                digest=rulebook.digest,
-                activated_at=clock.utc_now(),
-                activated_by=by,
-            )
+        return activate_in(connection, rulebook, by)
+
+
+def activate_in(connection, rulebook, by: str) -> bool:
+    """record_activation within a transaction the caller holds (with what else it commits)."""
+    stored = store_version(connection, rulebook, by)
+    connection.execute(
+        insert(rulebook_activations).values(
+            name=rulebook.name,
+            version=rulebook.version,
+            digest=rulebook.digest,
+            activated_at=clock.utc_now(),
+            activated_by=by,
         )
+    )
     return stored
 
 
-def activate(database, audit, path, requested_by: str) -> dict:
+def activate(database, audit, path, requested_by: str, approvals: int = 0) -> dict:
     """Make the rulebook file the version every running service serves (each follows within
-    CHECK_EVERY_SECONDS), on the record; raises RulebookError, recorded, when it has any problem."""
+    CHECK_EVERY_SECONDS), on the record; raises RulebookError, recorded, when it has any problem,
+    and ApprovalsRequired, recorded, when `approvals` are required."""
+    _refuse_without_approvals(approvals, audit, requested_by)
     rulebook = _checked_or_recorded(path, audit, requested_by)
     stored = record_activation(database, rulebook, requested_by)
     summary = {"name": rulebook.name, "version": rulebook.version, "digest": rulebook.digest}
@@ -238,6 +312,15 @@ def roll_back(database, audit, ref: VersionRef, reason: str, requested_by: str, 
     }
     _record_reload(audit, requested_by, summary, False)
     return rulebook, summary
+
+
+def _refuse_without_approvals(approvals: int, audit, requested_by: str) -> None:
+    if approvals > 0:
+        refusal = ApprovalsRequired(approvals)
+        audit.append(
+            "rulebook_reload", {"refused": True, "problems": [str(refusal)]}, requester=requested_by, status=409
+        )
+        raise refusal
 
 
 def _checked_or_recorded(path, audit, requested_by: str):

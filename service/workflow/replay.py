@@ -6,17 +6,27 @@ rules never read) and decided as of the day it was decided, so an observation's 
 judged as it was then. Facts a request did not give stay missing: a rulebook that now asks for
 them sends the request to review, and the report counts those. A continuation is replayed by its
 rules alone: its benefit judgement compared measurements that are not in the request.
+
+`continuations` looks ahead instead: each active authorisation's next continuation, decided today
+on the rulebook served and on the candidate as the service would decide it (its request, and its
+benefit judged on the measurements recorded so far), and those that would be decided differently.
 """
 
 import datetime
 from collections import Counter
 from collections.abc import Callable
 
+from sqlalchemy import exists, select
+from sqlalchemy.orm import aliased
+
 from service import clock
+from service.decide import continuation
 from service.decide.formulary import Formulary
-from service.decide.request import RequestError
+from service.decide.request import RequestError, parse_request
 from service.rulebook.model import POSITIVE_OUTCOMES
 from service.store.audit import Filters
+from service.store.tables import authorisations
+from service.workflow import authorisations as granted
 from service.workflow.usage import Window
 
 CHANGES_SHOWN = 1000
@@ -84,6 +94,57 @@ def replay(instance, candidate: Formulary, window: Window, progress: Callable[[i
         "positive_to_not_supported": refused_positive,
         "newly_missing_facts": newly_missing,
         "unreadable": unreadable,
+    }
+
+
+def continuations(instance, serving: Formulary, candidate: Formulary) -> dict:
+    """The active authorisations (valid today or later, not continued yet) whose next continuation,
+    decided today, would have another outcome or rule on the candidate: {considered, changed
+    (the first CHANGES_SHOWN), changed_total, unreadable}."""
+    today = clock.utc_today()
+    c = authorisations.c
+    later = aliased(authorisations)
+    with instance.sql_engine.connect() as connection:
+        active = connection.execute(
+            select(c.id, c.code, c.valid_until)
+            .where(c.valid_until >= today.isoformat(), ~exists().where(later.c.previous_id == c.id))
+            .order_by(c.valid_until, c.id)
+        ).all()
+    changed: list[dict] = []
+    unreadable: list[dict] = []
+    changed_total = 0
+    for row in active:
+        try:
+            old, new = (_next_continuation(instance, formulary, row.id, today) for formulary in (serving, candidate))
+        except (RequestError, granted.Tampered) as error:
+            unreadable.append({"authorisation_id": row.id, "message": getattr(error, "message", str(error))})
+            continue
+        if (old["outcome"], old["rule"]) == (new["outcome"], new["rule"]):
+            continue
+        changed_total += 1
+        if len(changed) < CHANGES_SHOWN:
+            changed.append(
+                {"authorisation_id": row.id, "code": row.code, "valid_until": row.valid_until, "old": old, "new": new}
+            )
+    return {"considered": len(active), "changed": changed, "changed_total": changed_total, "unreadable": unreadable}
+
+
+def _next_continuation(instance, formulary: Formulary, authorisation_id: str, today: datetime.date) -> dict:
+    """How a continuation of the authorisation asked today would be decided on `formulary`."""
+    payload, continuing = granted.continuation_request(instance, formulary.vocabulary, authorisation_id, {})
+    decision = continuation.judge(
+        formulary.rulebook,
+        formulary.decide_request(parse_request(payload, formulary.vocabulary)),
+        authorisation_id,
+        continuing.baseline,
+        continuing.current,
+        today,
+    )
+    return {
+        "outcome": decision.outcome,
+        "rule": (decision.rule or {}).get("id"),
+        "benefit": (decision.continuation or {}).get("benefit"),
+        "missing": list(decision.missing),
     }
 
 

@@ -1,7 +1,8 @@
 """The formulary as the service serves it: the rulebook, one rule, and reloading the file; the
-versions served before, kept with their texts, and what changed between two of them."""
+versions served before, kept with their texts, and what changed between two of them; proposals
+of a new version and the committee's votes on them (service/workflow/proposals.py)."""
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
 from service import clock
 from service.decide.request import RequestError, visible
@@ -19,7 +20,8 @@ from service.store.rulebook_versions import (
 from service.web.api.guard import requires
 from service.web.context import active_rulebook, current_instance, current_principal, json_body
 from service.web.errors import Refusal
-from service.workflow import usage
+from service.workflow import proposals, usage
+from service.workflow.active_rulebook import ApprovalsRequired
 from service.workflow.cases import MAX_REASON
 
 blueprint = Blueprint("api_rulebook", __name__)
@@ -54,6 +56,8 @@ def get_rule(rule_id):
 def reload_rulebook():
     try:
         summary = active_rulebook().reload(current_instance().audit, requested_by=current_principal().name)
+    except ApprovalsRequired as error:
+        raise Refusal(409, "approvals_required", str(error)) from None
     except RulebookError as error:
         current = active_rulebook().current.rulebook
         raise Refusal(
@@ -121,6 +125,105 @@ def get_diff(old, new):
     before = stored_version(lambda: stored_rulebook(database, VersionRef.parse(old)))
     after = stored_version(lambda: stored_rulebook(database, VersionRef.parse(new)))
     return jsonify(diff_as_data(before, after))
+
+
+@blueprint.post("/v1/rulebook/proposals")
+@requires("propose_rulebook")
+def post_proposal():
+    """A candidate rulebook, checked and kept with its diff and replay: JSON {rulebook, tests,
+    summary, since, until}, or a multipart upload with `file`, `tests`, `summary`."""
+    candidate = proposals.candidate_from(_proposal_fields(), clock.utc_today())
+    with active_rulebook().use() as serving:
+        found = proposals.propose(current_instance(), serving, candidate, current_principal().name)
+    if found["status"] == "active":  # no approvals required
+        active_rulebook().follow_now()
+    return jsonify(found), 201
+
+
+@blueprint.get("/v1/rulebook/proposals")
+@requires("read_proposals")
+def get_proposals():
+    status = request.args.get("status") or None
+    return jsonify({"proposals": proposals.list_proposals(current_instance(), status)})
+
+
+@blueprint.get("/v1/rulebook/proposals/<int:proposal_id>")
+@requires("read_proposals")
+def get_proposal(proposal_id):
+    return jsonify(_proposal(lambda: proposals.proposal_detail(current_instance(), proposal_id)))
+
+
+@blueprint.get("/v1/rulebook/proposals/<int:proposal_id>/rulebook")
+@requires("read_proposals")
+def get_proposal_texts(proposal_id):
+    """The candidate's texts ({name: text}: the rulebook and the reference data it was read with)
+    and the rule cases sent with it."""
+    return jsonify(_proposal(lambda: proposals.proposal_texts(current_instance(), proposal_id)))
+
+
+@blueprint.get("/v1/rulebook/proposals/<int:proposal_id>/changelog")
+@requires("read_proposals")
+def get_proposal_changelog(proposal_id):
+    """The rules/CHANGELOG.md entry for the proposal, as Markdown; committing it is the committee's."""
+    entry = _proposal(lambda: proposals.changelog_entry(current_instance(), proposal_id))
+    return Response(entry, mimetype="text/markdown")
+
+
+@blueprint.post("/v1/rulebook/proposals/<int:proposal_id>/approvals")
+@requires("approve_rulebook")
+def post_approval(proposal_id):
+    """{"decision": "approve" | "reject", "reason"} by someone other than the proposer."""
+    body = json_body()
+    if not isinstance(body, dict):
+        raise RequestError("wrong_type", "the body must be an object: {decision, reason}", "")
+    unknown = set(body) - {"decision", "reason"}
+    if unknown:
+        name = sorted(unknown)[0]
+        raise RequestError("unknown_field", f"{name} is not a known field (allowed: decision, reason)", name)
+    instance = current_instance()
+    served = active_rulebook().current.rulebook
+    found = _proposal(
+        lambda: proposals.vote(
+            instance, proposal_id, served, body.get("decision"), body.get("reason"), current_principal().name
+        )
+    )
+    if found["status"] == "active":
+        active_rulebook().follow_now()
+    return jsonify(found)
+
+
+def _proposal_fields() -> dict:
+    """A proposal's fields from a JSON body or a multipart upload (`file` for the rulebook)."""
+    if request.mimetype != "multipart/form-data":
+        body = json_body()
+        if not isinstance(body, dict):
+            raise RequestError("wrong_type", "the body must be an object: {rulebook, tests, summary}", "")
+        return body
+    fields: dict = {name: value for name, value in request.form.items()}
+    unknown = set(request.files) - {"file", "tests"}
+    if unknown:
+        name = sorted(unknown)[0]
+        raise RequestError("unknown_field", f"{name} is not a known file (allowed: file, tests)", name)
+    for name, key in (("file", "rulebook"), ("tests", "tests")):
+        upload = request.files.get(name)
+        if upload is None or not upload.filename:
+            continue
+        try:
+            fields[key] = upload.read().decode("utf-8")
+        except UnicodeDecodeError:
+            raise RequestError("invalid_value", f"{name} is not UTF-8 text", name) from None
+    return fields
+
+
+def _proposal(find):
+    """What `find` reads or does on a proposal; 404 when there is none, 403 for a vote on one's
+    own proposal, 409 when its state does not allow the vote."""
+    try:
+        return find()
+    except proposals.NoSuchProposal as error:
+        raise Refusal(404, "not_found", str(error)) from None
+    except proposals.VoteRefused as error:
+        raise Refusal(403 if error.own else 409, error.code, error.message) from None
 
 
 def stored_version(find):

@@ -1,6 +1,7 @@
 """The formulary page: the active rulebook, every rule with its evidence, searchable; the rule
-usage page (how often each rule decided); and the rulebook versions page: every version served,
-its activations, and what changed between two.
+usage page (how often each rule decided); the rulebook page: every version served, its
+activations, what changed between two, and the proposals of a new version; and a proposal's page:
+its checks, changes and impact, and the committee's votes.
 
 Everyone who signs in may read them (the API's GET /v1/rulebook and /v1/rulebook/versions are
 open to every role too). They show the same data as the API, so the pages and the JSON never
@@ -22,9 +23,9 @@ from service.store.rulebook_versions import (
     list_versions,
     stored_rulebook,
 )
-from service.web.console.auth import page
+from service.web.console.auth import allowed, page
 from service.web.context import active_rulebook, current_instance, current_principal
-from service.workflow import usage
+from service.workflow import proposals, usage
 
 blueprint = Blueprint("console_formulary", __name__, url_prefix="/console")
 _cache: tuple[str, dict] | None = None  # (digest, data) of the last rulebook shown
@@ -163,7 +164,7 @@ def roll_back():
 
 @blueprint.get("/rulebook/versions")
 @page("read_rulebook")
-def rulebook_versions(rollback_error: str | None = None, status: int = 200):
+def rulebook_versions(rollback_error: str | None = None, status: int = 200, proposal_error: str | None = None):
     """The stored versions newest first, and the changes between the two chosen (old, new:
     `version@digest`, as the form's choices name them)."""
     database = current_instance().database
@@ -192,4 +193,83 @@ def rulebook_versions(rollback_error: str | None = None, status: int = 200):
         comparison=comparison,
         problem=problem,
         rollback_error=rollback_error,
+        proposals=proposals.list_proposals(current_instance()) if allowed("read_proposals") else [],
+        proposal_error=proposal_error,
     ), status
+
+
+@blueprint.post("/rulebook/proposals")
+@page("propose_rulebook")
+def propose():
+    """A proposal from an uploaded rulebook file (and optionally its rule cases), with a summary."""
+    fields = {"summary": request.form.get("summary", "")}
+    try:
+        for name, key in (("file", "rulebook"), ("tests", "tests")):
+            upload = request.files.get(name)
+            if upload is not None and upload.filename:
+                try:
+                    fields[key] = upload.read().decode("utf-8")
+                except UnicodeDecodeError:
+                    raise RequestError("invalid_value", f"the {name} is not UTF-8 text", name) from None
+        candidate = proposals.candidate_from(fields, clock.utc_today())
+    except RequestError as error:
+        g.refusal = error.to_dict()
+        return rulebook_versions(proposal_error=error.message, status=400)
+    with active_rulebook().use() as serving:
+        found = proposals.propose(current_instance(), serving, candidate, current_principal().name)
+    if found["status"] == "active":
+        active_rulebook().follow_now()
+    flash(f"Proposal {found['id']} is {found['status']}.")
+    return redirect(url_for("console_formulary.proposal", proposal_id=found["id"]))
+
+
+@blueprint.get("/rulebook/proposals/<int:proposal_id>")
+@page("read_proposals")
+def proposal(proposal_id, vote_error: str | None = None, status: int = 200):
+    """A proposal: its checks, the changes, the decisions and authorisations it would change, the votes."""
+    instance = current_instance()
+    try:
+        found = proposals.proposal_detail(instance, proposal_id)
+    except proposals.NoSuchProposal as error:
+        g.refusal = {"code": "not_found", "message": str(error)}
+        return render_template("console/error.html", title="No such proposal", message=str(error)), 404
+    try:
+        entry = proposals.changelog_entry(instance, proposal_id)
+    except proposals.VoteRefused:
+        entry = None
+    may_vote = (
+        allowed("approve_rulebook")
+        and found["proposed_by"] != current_principal().name
+        and found["status"] in ("open", "scheduled")
+        and current_principal().name not in {v["voted_by"] for v in found["approvals"] + found["rejections"]}
+    )
+    return render_template(
+        "console/proposal.html", proposal=found, changelog=entry, may_vote=may_vote, vote_error=vote_error
+    ), status
+
+
+@blueprint.post("/rulebook/proposals/<int:proposal_id>/approvals")
+@page("approve_rulebook")
+def vote(proposal_id):
+    """The signed-in member's approval or rejection, with the reason given."""
+    try:
+        found = proposals.vote(
+            current_instance(),
+            proposal_id,
+            active_rulebook().current.rulebook,
+            request.form.get("decision", ""),
+            request.form.get("reason", ""),
+            current_principal().name,
+        )
+    except RequestError as error:
+        g.refusal = error.to_dict()
+        return proposal(proposal_id, vote_error=error.message, status=400)
+    except proposals.VoteRefused as error:
+        g.refusal = {"code": error.code, "message": error.message}
+        return proposal(proposal_id, vote_error=error.message, status=403 if error.own else 409)
+    except proposals.NoSuchProposal:
+        return proposal(proposal_id)
+    if found["status"] == "active":
+        active_rulebook().follow_now()
+    flash(f"Your vote is recorded; proposal {proposal_id} is {found['status']}.")
+    return redirect(url_for("console_formulary.proposal", proposal_id=proposal_id))

@@ -49,6 +49,7 @@ def home():
         ("decide", "console_pages.new_request"),
         ("list_reviews", "console_pages.reviews"),
         ("read_audit", "console_audit.audit_log"),
+        ("propose_rulebook", "console_formulary.rulebook_versions"),
     ):
         if allowed(action):
             return redirect(url_for(endpoint))
