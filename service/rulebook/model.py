@@ -336,6 +336,24 @@ class PrescribingInformation:
 
 
 @dataclass(frozen=True)
+class Hcpcs:
+    """The product's HCPCS Level II code (the billing unit is the code's, e.g. 500 mg), and where it was read."""
+
+    code: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Price:
+    """The committee's local price of one gram of a product: not a label fact, the hospital's own figure."""
+
+    per_g: float
+    currency: str  # ISO 4217, e.g. USD
+    source: str  # who set it (the committee's local price, a contract)
+    as_of: str  # YYYY-MM-DD
+
+
+@dataclass(frozen=True)
 class Product:
     name: str
     labels: tuple[Label, ...]
@@ -346,6 +364,8 @@ class Product:
     prescribing_information: PrescribingInformation | None = None
     verified: bool = True  # False: label facts not confirmed; never approves
     note: str = ""
+    hcpcs: Hcpcs | None = None
+    price_per_g: Price | None = None  # None: no local price (cost is reported as "no price")
 
 
 @dataclass(frozen=True)

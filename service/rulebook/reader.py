@@ -42,12 +42,14 @@ from service.rulebook.model import (
     Diagnosis,
     DosingProfile,
     Evidence,
+    Hcpcs,
     Label,
     LabelDose,
     Measure,
     ObservationTest,
     Phase,
     PrescribingInformation,
+    Price,
     Product,
     Provisional,
     Range,
@@ -584,7 +586,7 @@ def _read_products(data_dir: Path, check: _Checker) -> tuple[dict[str, Product],
     return products, indications
 
 
-_PRODUCT_FIELDS = ("manufacturer", "concentration", "routes", "vial_sizes_g", "note")
+_PRODUCT_FIELDS = ("manufacturer", "concentration", "routes", "vial_sizes_g", "note", "hcpcs", "price_per_g")
 
 
 def _read_product(raw, at: str, check: _Checker, indications, verified: bool) -> Product:
@@ -594,7 +596,7 @@ def _read_product(raw, at: str, check: _Checker, indications, verified: bool) ->
                 raw,
                 at,
                 ("name", "manufacturer", "routes", "vial_sizes_g", "prescribing_information", "labels"),
-                ("concentration", "note"),
+                ("concentration", "note", "hcpcs", "price_per_g"),
             )
             or {}
         )
@@ -628,7 +630,35 @@ def _read_product(raw, at: str, check: _Checker, indications, verified: bool) ->
         prescribing_information=info,
         verified=verified,
         note=check.text(item.get("note"), f"{at}.note", required=not verified),
+        hcpcs=_read_hcpcs(item.get("hcpcs"), f"{at}.hcpcs", check),
+        price_per_g=_read_price(item.get("price_per_g"), f"{at}.price_per_g", check),
     )
+
+
+def _read_hcpcs(raw, where: str, check: _Checker) -> Hcpcs | None:
+    """The product's HCPCS Level II code (a letter and four digits, e.g. J1459) and where it was read."""
+    if raw is None:
+        return None
+    item = check.mapping(raw, where, ("code", "source")) or {}
+    code = check.text(item.get("code"), f"{where}.code")
+    if code and not re.fullmatch(r"[A-Z][0-9]{4}", code):
+        check.fail(f"{where}.code", f"must be an HCPCS Level II code, a letter and four digits (J1459), found {code!r}")
+    return Hcpcs(code, check.text(item.get("source"), f"{where}.source"))
+
+
+def _read_price(raw, where: str, check: _Checker) -> Price | None:
+    """The committee's local price a gram, or None (null: no price; cost is then reported as unknown)."""
+    if raw is None:
+        return None
+    item = check.mapping(raw, where, ("amount", "currency", "source", "as_of")) or {}
+    amount = check.number(item.get("amount"), f"{where}.amount", 0.01, 100000)
+    currency = check.text(item.get("currency"), f"{where}.currency")
+    if currency and not re.fullmatch(r"[A-Z]{3}", currency):
+        check.fail(f"{where}.currency", f"must be an ISO 4217 currency code (USD, EUR), found {currency!r}")
+    as_of = check.text(item.get("as_of"), f"{where}.as_of")
+    if as_of and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", as_of):
+        check.fail(f"{where}.as_of", f"must be the date the price was set, as YYYY-MM-DD, found {as_of!r}")
+    return Price(amount or 0.0, currency, check.text(item.get("source"), f"{where}.source"), as_of)
 
 
 def _read_prescribing_information(raw, where: str, check: _Checker) -> PrescribingInformation:
