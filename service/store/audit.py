@@ -35,10 +35,13 @@ from service.store.anchors import Anchors
 from service.store.database import writing
 from service.store.tables import (
     GENESIS_HASH,
+    administrations,
     audit_head,
     audit_records,
     authorisation_measurements,
     authorisations,
+    discrepancies,
+    discrepancy_resolutions,
     review_resolutions,
 )
 
@@ -72,6 +75,9 @@ BOUND: dict[Table, tuple[str, ...]] = {
     authorisations: ("decision", "review_resolution", "rows_bound"),
     review_resolutions: ("review_resolution", "rows_bound"),
     authorisation_measurements: ("measurement", "rows_bound"),
+    administrations: ("administration", "rows_bound"),
+    discrepancies: ("administration", "rows_bound"),
+    discrepancy_resolutions: ("discrepancy_resolution", "rows_bound"),
 }
 # Columns added to a bound table after its rows were first bound: left out of a row's binding
 # while null, so rows bound before the column existed still verify (a value set later is bound).

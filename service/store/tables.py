@@ -228,3 +228,63 @@ authorisation_measurements = Table(
     Column("binding", String(64)),
     Index("ix_measurement_authorisation", "authorisation_id", "taken_on"),
 )
+
+# What was given (issue 17): one infusion, checked against its authorisation when recorded. Bound
+# like authorisations. `source_id` is the pharmacy system's dispense id, once only (re-imports).
+administrations = Table(
+    "administrations",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("created_at", String(32), nullable=False),
+    Column("source_id", String(128), unique=True),
+    Column("authorisation_id", String(36)),  # null: given with no valid authorisation (a discrepancy)
+    Column("preapproval_id", BigInteger),  # the audit record of the pre-approval it was checked against, if any
+    Column("patient_ref_hash", String(64), nullable=False),
+    Column("code", String(16)),  # the authorisation's, dotless
+    Column("product", String(128), nullable=False),
+    Column("lot", String(64), nullable=False),
+    Column("vials", Text, nullable=False),  # JSON [{"size_g", "count"}]
+    Column("grams_given", Float, nullable=False),
+    Column("grams_wasted", Float, nullable=False),
+    Column("given_on", String(10), nullable=False),
+    Column("site", String(128)),
+    Column("recorded_by", String(128), nullable=False),
+    Column("price_per_g", Float),  # the committee's local price when it was recorded; null: no price
+    Column("currency", String(3)),
+    Column("record_id", BigInteger),
+    Column("binding", String(64)),
+    Index("ix_administration_authorisation", "authorisation_id", "given_on"),
+    Index("ix_administration_patient", "patient_ref_hash", "given_on"),
+    Index("ix_administration_given_on", "given_on"),
+)
+
+# What an administration's checks found differed from its authorisation, in words, with the value
+# expected and the value found. Written with the administration, in the same record.
+discrepancies = Table(
+    "discrepancies",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("administration_id", String(36), nullable=False),
+    Column("created_at", String(32), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("expected", Text, nullable=False),
+    Column("actual", Text, nullable=False),
+    Column("record_id", BigInteger),
+    Column("binding", String(64)),
+    Index("ix_discrepancy_administration", "administration_id"),
+    Index("ix_discrepancy_created", "created_at"),
+)
+
+# A discrepancy is open until its one resolution (unique: a second is refused by the database too).
+discrepancy_resolutions = Table(
+    "discrepancy_resolutions",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("discrepancy_id", String(36), nullable=False, unique=True),
+    Column("created_at", String(32), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("resolved_by", String(128), nullable=False),
+    Column("record_id", BigInteger),
+    Column("binding", String(64)),
+)

@@ -18,6 +18,12 @@ from service.decide.questionnaire import operation_outcome
 from service.decide.request import RequestError
 from service.store.audit import AuditUnavailable
 from service.store.database import describe
+from service.workflow.administrations import (
+    AlreadyRecorded,
+    AlreadyResolved,
+    NoSuchAdministration,
+    NoSuchDiscrepancy,
+)
 from service.workflow.authorisations import AlreadyContinued, NoSuchAuthorisation, Tampered
 from service.workflow.cases import Conflict, NoSuchCase
 
@@ -112,6 +118,22 @@ def register(app: Flask, max_body_bytes: int) -> None:
     @app.errorhandler(AlreadyContinued)
     def _already_continued(error: AlreadyContinued):
         return _answer(409, "already_continued", str(error))
+
+    @app.errorhandler(NoSuchAdministration)
+    def _no_administration(error: NoSuchAdministration):
+        return _answer(404, "not_found", f"no administration {error}")
+
+    @app.errorhandler(NoSuchDiscrepancy)
+    def _no_discrepancy(error: NoSuchDiscrepancy):
+        return _answer(404, "not_found", f"no discrepancy {error}")
+
+    @app.errorhandler(AlreadyRecorded)
+    def _already_recorded(error: AlreadyRecorded):
+        return _answer(409, "already_recorded", str(error), administration_id=error.administration_id)
+
+    @app.errorhandler(AlreadyResolved)
+    def _already_resolved(error: AlreadyResolved):
+        return _answer(409, "already_resolved", str(error))
 
     @app.errorhandler(Tampered)
     def _tampered(error: Tampered):

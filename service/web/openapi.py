@@ -6,6 +6,7 @@ tests can validate real responses against them and the document stays true.
 
 from flask import Blueprint, jsonify
 
+from service.decide.administration import KINDS as DISCREPANCY_KINDS
 from service.rulebook.model import (
     COURSES,
     EFFECTS,
@@ -546,6 +547,99 @@ SCHEMAS = {
             },
         }
     ),
+    "AdministrationRequest": _object(
+        {
+            "authorisation_id": {**_TEXT, "description": "the authorisation it was given under"},
+            "preapproval_id": {
+                "type": "integer",
+                "description": "the pre-approval it was dispensed on (its preapproval_id); its authorisation is then "
+                "the administration's",
+            },
+            "patient": _object(
+                {"ref": {**_TEXT, "description": "the patient's identifier (stored as its keyed hash)"}}
+            ),
+            "product": {**_TEXT, "description": "a formulary product"},
+            "lot": {**_TEXT, "maxLength": 64},
+            "vials": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": 20,
+                "items": _object({"size_g": {"type": "number"}, "count": {"type": "integer", "minimum": 1}}),
+            },
+            "grams_given": {"type": "number", "exclusiveMinimum": 0},
+            "grams_wasted": {"type": "number", "minimum": 0},
+            "given_on": {"type": "string", "format": "date", "description": "not after today"},
+            "site": {**_TEXT, "maxLength": 128, "description": "where it was given"},
+            "source_id": {
+                **_TEXT,
+                "maxLength": 128,
+                "description": "the pharmacy system's dispense id: recorded once (409 already_recorded after)",
+            },
+        },
+        required=["patient", "product", "lot", "vials", "grams_given", "grams_wasted", "given_on"],
+    ),
+    "Discrepancy": _object(
+        {
+            "id": _TEXT,
+            "administration_id": _TEXT,
+            "created_at": _TIME,
+            "kind": {"enum": list(DISCREPANCY_KINDS)},
+            "message": {**_TEXT, "description": "what differed, in words"},
+            "expected": _TEXT,
+            "actual": _TEXT,
+            "status": {"enum": ["open", "resolved"]},
+            "resolution": {
+                "oneOf": [
+                    {"type": "null"},
+                    _object({"id": _TEXT, "reason": _TEXT, "resolved_by": _TEXT, "created_at": _TIME}),
+                ]
+            },
+            "authorisation_id": _NULLABLE_TEXT,
+            "product": _TEXT,
+            "given_on": {"type": "string", "format": "date"},
+            "source_id": _NULLABLE_TEXT,
+        },
+        required=[
+            "id",
+            "administration_id",
+            "created_at",
+            "kind",
+            "message",
+            "expected",
+            "actual",
+            "status",
+            "resolution",
+        ],
+    ),
+    "Administration": _object(
+        {
+            "id": _TEXT,
+            "created_at": _TIME,
+            "source_id": _NULLABLE_TEXT,
+            "authorisation_id": _NULLABLE_TEXT,
+            "preapproval_id": {
+                "type": ["integer", "null"],
+                "description": "the pre-approval whose dosing weight and profile it was checked against",
+            },
+            "code": _NULLABLE_TEXT,
+            "product": _TEXT,
+            "lot": _TEXT,
+            "vials": {"type": "array", "items": _object({"size_g": {"type": "number"}, "count": {"type": "integer"}})},
+            "grams_given": {"type": "number"},
+            "grams_wasted": {"type": "number"},
+            "given_on": {"type": "string", "format": "date"},
+            "site": _NULLABLE_TEXT,
+            "recorded_by": _TEXT,
+            "cost": _object(
+                {
+                    "amount": {"type": ["number", "null"], "description": "null: no local price for the product"},
+                    "currency": _NULLABLE_TEXT,
+                    "note": _TEXT,
+                }
+            ),
+            "discrepancies": {"type": "array", "items": _ref("Discrepancy")},
+        }
+    ),
     "Order": _object(
         {
             "patient": {"$ref": "#/components/schemas/DecisionRequest/properties/patient"},
@@ -562,6 +656,10 @@ SCHEMAS = {
     "Reason": _object({"check": _TEXT, "ok": {"type": "boolean"}, "message": _TEXT}),
     "Preapproval": _object(
         {
+            "preapproval_id": {
+                "type": "integer",
+                "description": "the id of its audit record: name it when recording the administration",
+            },
             "dispense": {"type": "boolean"},
             "reasons": {"type": "array", "items": _ref("Reason")},
             "authorisation": {"oneOf": [{"type": "null"}, _ref("Authorisation")]},
@@ -1527,6 +1625,91 @@ PATHS = {
                 },
             },
             "responses": {"200": _json("BatchResult", "one result a row"), **_errors(400, 401, 403, 413, 415, 503)},
+        }
+    },
+    "/v1/administrations": {
+        "post": {
+            "summary": "Record what was given, checked against its authorisation; differences are discrepancies",
+            "description": roles.described("record_administration")
+            + " Never refused for what the checks find (the infusion happened): a different product, more grams than"
+            " the authorised dose for the dose-determining weight of its pre-approval, a course sooner than the"
+            " interval, a date outside the authorisation, vials that do not add up or a vial size the product does"
+            " not come in are each a discrepancy recorded with it. A 400 names a malformed field.",
+            "security": _SECURED,
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _ref("AdministrationRequest")}},
+            },
+            "responses": {
+                "201": _json("Administration", "the administration as recorded, with its discrepancies"),
+                **_errors(400, 401, 403, 409, 413, 415, 503),
+            },
+        },
+        "get": {
+            "summary": "The administrations under an authorisation, in the order given, with their discrepancies",
+            "description": roles.described("read_administrations"),
+            "security": _SECURED,
+            "parameters": [{"name": "authorisation_id", "in": "query", "required": True, "schema": _TEXT}],
+            "responses": {
+                "200": {
+                    "description": "oldest first",
+                    "content": {
+                        "application/json": {
+                            "schema": _object({"administrations": {"type": "array", "items": _ref("Administration")}})
+                        }
+                    },
+                },
+                **_errors(400, 401, 403, 503),
+            },
+        },
+    },
+    "/v1/administrations/{administration_id}": {
+        "get": {
+            "summary": "An administration with its discrepancies",
+            "description": roles.described("read_administrations"),
+            "security": _SECURED,
+            "parameters": [{"name": "administration_id", "in": "path", "required": True, "schema": _TEXT}],
+            "responses": {"200": _json("Administration", "the administration"), **_errors(401, 403, 404, 503)},
+        }
+    },
+    "/v1/discrepancies": {
+        "get": {
+            "summary": "Discrepancies: open ones oldest first (the work queue), or resolved ones newest first",
+            "description": roles.described("read_discrepancies"),
+            "security": _SECURED,
+            "parameters": [
+                {"name": "status", "in": "query", "required": False, "schema": {"enum": ["open", "resolved"]}},
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 500},
+                },
+            ],
+            "responses": {
+                "200": {
+                    "description": "the discrepancies, each with its administration's authorisation, product and day",
+                    "content": {
+                        "application/json": {
+                            "schema": _object({"discrepancies": {"type": "array", "items": _ref("Discrepancy")}})
+                        }
+                    },
+                },
+                **_errors(400, 401, 403, 503),
+            },
+        }
+    },
+    "/v1/discrepancies/{discrepancy_id}/resolution": {
+        "post": {
+            "summary": "Resolve a discrepancy with a reason (once: a second is 409 already_resolved)",
+            "description": roles.described("resolve_discrepancy"),
+            "security": _SECURED,
+            "parameters": [{"name": "discrepancy_id", "in": "path", "required": True, "schema": _TEXT}],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _object({"reason": _TEXT})}}},
+            "responses": {
+                "201": _json("Discrepancy", "the discrepancy, resolved"),
+                **_errors(400, 401, 403, 404, 409, 413, 415, 503),
+            },
         }
     },
     "/healthz": {

@@ -81,6 +81,16 @@ PERMISSIONS: dict[str, Permission] = {
         not_own="a clinician may ask to continue only the authorisations of their own requests",
     ),
     "preapprove": Permission(("pharmacist", "admin")),
+    "record_administration": Permission(("pharmacist", "admin")),
+    "read_administrations": Permission(
+        ROLES,
+        own_only=("clinician",),
+        own_words="own requests",
+        not_own="a clinician may read only the administrations under the authorisations their own requests were granted",
+        reads_patient_data=True,
+    ),
+    "read_discrepancies": Permission(("pharmacist", "auditor", "admin"), reads_patient_data=True),
+    "resolve_discrepancy": Permission(("pharmacist", "admin")),
 }
 
 

@@ -118,7 +118,7 @@ def check(instance, formulary: Formulary, order, requester: str, today: datetime
         "weight": weight.to_dict() if weight else None,
         "dose": course.to_dict() if course else None,
     }
-    instance.audit.append(
+    record = instance.audit.append(
         "preapproval",
         {"order": sanitised(order, patient_hash), "result": result},
         requester=requester,
@@ -130,7 +130,7 @@ def check(instance, formulary: Formulary, order, requester: str, today: datetime
         rulebook_version=formulary.rulebook.version,
         rulebook_digest=formulary.rulebook.digest,
     )
-    return result
+    return {"preapproval_id": record["id"], **result}  # an administration names it (its record's id)
 
 
 def _read_order(order) -> tuple[dict, datetime.date | None]:

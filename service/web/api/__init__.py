@@ -1,6 +1,13 @@
 """The v1 JSON API, one blueprint per subject. Every endpoint names its action in the role table
 (service/web/roles.py); every error is the one JSON shape (service/web/errors.py)."""
 
-from service.web.api import audit, decisions, health, rulebook, workflow
+from service.web.api import administrations, audit, decisions, health, rulebook, workflow
 
-BLUEPRINTS = (decisions.blueprint, rulebook.blueprint, audit.blueprint, workflow.blueprint, health.blueprint)
+BLUEPRINTS = (
+    decisions.blueprint,
+    rulebook.blueprint,
+    audit.blueprint,
+    workflow.blueprint,
+    administrations.blueprint,
+    health.blueprint,
+)
