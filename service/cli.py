@@ -35,8 +35,8 @@ from service.store.tokens import (
     list_tokens,
     revoke_token,
 )
+from service.workflow import administrations, cases, csv_out, proposals, usage
 from service.workflow import authorisations as authorisation_rows
-from service.workflow import cases, csv_out, proposals, usage
 from service.workflow import replay as replaying
 from service.workflow.active_rulebook import ApprovalsRequired, activate, activated_rulebook, roll_back
 from service.workflow.preapproval import check_batch, orders_from_csv
@@ -965,3 +965,94 @@ def authorisations_continue(authorisation_id, observations, requester):
         click.echo(f"Granted:   authorisation {decided['authorisation_id']}")
     if decided["review_case_id"]:
         click.echo(f"Review:    case {decided['review_case_id']}")
+
+
+@main.group("administrations")
+def administrations_group():
+    """What was given: a pharmacy system's export imported, and the administrations under an authorisation."""
+
+
+@administrations_group.command("import")
+@click.argument("export", type=click.File("r", encoding="utf-8-sig"))
+@as_option
+def administrations_import(export, requester):
+    """Record a pharmacy system's export (CSV; columns in the README), each row checked against its
+    authorisation as POST /v1/administrations does. A row whose dispense_id is recorded already is
+    counted, not recorded again, so importing the same file twice is safe."""
+    instance = _instance()
+    _check_requester(instance, requester)
+    try:
+        text = export.read()
+    except UnicodeDecodeError:
+        raise click.ClickException(f"{export.name} is not UTF-8 text; export it as CSV (UTF-8)") from None
+    try:
+        rows = administrations.read_csv(text)
+    except RequestError as error:
+        raise click.ClickException(error.message) from None
+    formulary = _load(instance.rulebook_path)
+    try:
+        with click.progressbar(length=len(rows), label="importing administrations", file=sys.stderr) as bar:
+            summary = administrations.import_rows(instance, formulary, rows, requester, progress=bar.update)
+    finally:
+        formulary.close()
+    for rejected in summary["rejected"]:
+        click.echo(f"row {rejected['row']:>4}  {rejected['column']}: {rejected['message']}")
+    click.echo(
+        f"{summary['rows']} rows: {summary['imported']} imported ({summary['discrepancies']} discrepancies found), "
+        f"{summary['already_present']} already present, {len(summary['rejected'])} rejected"
+    )
+    if summary["rejected"]:
+        sys.exit(1)
+
+
+@administrations_group.command("list")
+@click.argument("authorisation_id")
+def administrations_list(authorisation_id):
+    """The administrations under an authorisation, in the order given, with their discrepancies."""
+    listed = administrations.administrations_of(_instance(), authorisation_id)
+    if not listed:
+        click.echo(f"nothing is recorded as given under authorisation {authorisation_id}")
+        return
+    for row in listed:
+        click.echo(
+            f"{row['given_on']}  {row['product']:<18} {row['grams_given']:>7g} g given  {row['grams_wasted']:>5g} g wasted  "
+            f"lot {row['lot']}  {row['id']}"
+        )
+        for found in row["discrepancies"]:
+            click.echo(f"    {found['status']:<8} {found['kind']}: {found['message']}")
+
+
+@main.group("discrepancies")
+def discrepancies_group():
+    """Discrepancies between what was given and what was authorised: list them, resolve one."""
+
+
+@discrepancies_group.command("list")
+@click.option("--status", type=click.Choice(administrations.STATUSES), default="open", show_default=True)
+def discrepancies_list(status):
+    """Open discrepancies oldest first, or resolved ones newest first, as GET /v1/discrepancies does."""
+    listed = administrations.list_discrepancies(
+        _instance(), administrations.DiscrepancyQuery(status, administrations.MAX_PAGE)
+    )["discrepancies"]
+    for found in listed:
+        click.echo(f"{found['id']}  {found['given_on']}  {found['kind']:<20} {found['message']}")
+    click.echo(f"{len(listed)} {status} discrepancies", err=True)
+
+
+@discrepancies_group.command("resolve")
+@click.argument("discrepancy_id")
+@click.option("--reason", required=True, help="Why it is resolved (kept on the record).")
+@as_option
+def discrepancies_resolve(discrepancy_id, reason, requester):
+    """Resolve a discrepancy with a reason, as POST /v1/discrepancies/ID/resolution does."""
+    instance = _instance()
+    _check_requester(instance, requester)
+    try:
+        administrations.resolve(instance, discrepancy_id, {"reason": reason}, requester)
+    except RequestError as error:
+        raise click.UsageError(error.message) from None
+    except administrations.NoSuchDiscrepancy:
+        raise click.ClickException(f"no discrepancy {discrepancy_id}") from None
+    except administrations.AlreadyResolved as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"resolved discrepancy {discrepancy_id}")

@@ -184,3 +184,60 @@ def test_a_malformed_administration_is_refused_naming_the_field(fixture_formular
         read_administration({k: v for k, v in body.items() if v is not None}, fixture_formulary.vocabulary, DAY)
     assert refused.value.field == field
     assert "12345" not in refused.value.message
+
+
+def _products_with(tmp_path, **fields):
+    import copy
+
+    from .conftest import MINI_DATA, write_rulebook
+
+    data = copy.deepcopy(MINI_DATA)
+    data["products.yaml"]["products"][0].update(fields)
+    return write_rulebook(tmp_path, data=data)
+
+
+def test_a_product_may_carry_its_hcpcs_code_and_the_committees_price(tmp_path):
+    from service.rulebook.reader import load_rulebook
+
+    price = {"amount": 61.5, "currency": "USD", "source": "P&T committee, local contract price", "as_of": "2026-11-01"}
+    path = _products_with(tmp_path, hcpcs={"code": "J1459", "source": "CMS LCD L34007"}, price_per_g=price)
+    alpha = load_rulebook(path).products["Alpha"]
+    assert alpha.hcpcs.code == "J1459" and alpha.price_per_g.per_g == 61.5 and alpha.price_per_g.currency == "USD"
+    assert load_rulebook(_products_with(tmp_path / "b", price_per_g=None)).products["Alpha"].price_per_g is None
+
+
+def test_a_bad_hcpcs_code_or_price_does_not_load(tmp_path):
+    from service.rulebook.model import RulebookError
+    from service.rulebook.reader import load_rulebook
+
+    path = _products_with(
+        tmp_path,
+        hcpcs={"code": "1459", "source": "s"},
+        price_per_g={"amount": -1, "currency": "dollars", "source": "s", "as_of": "Nov 2026"},
+    )
+    with pytest.raises(RulebookError) as refused:
+        load_rulebook(path)
+    problems = "\n".join(refused.value.problems)
+    for words in ("hcpcs.code: must be an HCPCS", "price_per_g.amount: must be between", "ISO 4217", "as YYYY-MM-DD"):
+        assert words in problems
+
+
+def test_cost_is_the_grams_opened_at_the_local_price_and_says_when_there_is_none():
+    from service.workflow.administrations import administration_view
+
+    row = {
+        "id": "X",
+        "product": "Privigen",
+        "code": "M3320",
+        "vials": "[]",
+        "grams_given": 155.0,
+        "grams_wasted": 5.0,
+        "price_per_g": 61.5,
+        "currency": "USD",
+    }
+    assert administration_view(row, [])["cost"]["amount"] == 9840.0  # 160 g opened
+    unpriced = administration_view(row | {"price_per_g": None, "currency": None}, [])["cost"]
+    assert (
+        unpriced["amount"] is None
+        and unpriced["note"] == "no price: data/products.yaml gives no price_per_g for Privigen"
+    )

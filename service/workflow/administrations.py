@@ -495,10 +495,9 @@ def _column(field: str | None) -> str:
     return {"patient": "patient_ref", "source_id": "dispense_id"}.get(name, name or "row")
 
 
-def import_csv(instance, formulary: Formulary, text: str, requester: str, progress=None) -> dict:
-    """Record each row of a pharmacy export; idempotent by dispense_id (a row whose dispense_id is
-    recorded is counted already present, not recorded again). {"imported", "already_present",
-    "rejected": [{"row", "column", "message"}], "discrepancies"}."""
+def read_csv(text: str) -> list[tuple[int, dict[str, str]]]:
+    """(row number, row) for each data row of a pharmacy export; refuses unknown columns and a
+    file without dispense_id (RequestError, field "file")."""
     reader = csv.DictReader(io.StringIO(text, newline=""))
     try:
         columns = reader.fieldnames or []
@@ -510,13 +509,21 @@ def import_csv(instance, formulary: Formulary, text: str, requester: str, progre
                 "(dispense_id required)",
                 "file",
             )
-        rows = list(enumerate(reader, start=2))  # row 1 is the header
+        return list(enumerate(reader, start=2))  # row 1 is the header
     except csv.Error as error:
         raise RequestError("invalid_csv", f"the CSV cannot be read: {error}", "file") from None
+
+
+def import_rows(
+    instance, formulary: Formulary, rows: list[tuple[int, dict[str, str]]], requester: str, progress=None
+) -> dict:
+    """Record each row of a pharmacy export (read_csv); idempotent by dispense_id: a row whose
+    dispense_id is recorded is counted already present, not recorded again.
+    {"rows", "imported", "already_present", "rejected": [{"row", "column", "message"}], "discrepancies"}."""
     summary: dict = {"rows": len(rows), "imported": 0, "already_present": 0, "rejected": [], "discrepancies": 0}
     for number, row in rows:
         try:
-            if not (row.get("dispense_id") or "").strip():
+            if not visible(row.get("dispense_id") or ""):
                 raise RequestError(
                     "missing_field", "dispense_id is required: it is what makes a re-import safe", "dispense_id"
                 )
