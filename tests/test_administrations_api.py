@@ -155,3 +155,36 @@ def test_administrations_and_resolutions_are_bound_rows_that_verify(client, toke
     )
     verified = app.extensions["instance"].audit.verify()
     assert verified["ok"] and verified["rows"] >= 4, verified
+
+
+def test_the_console_page_records_shows_the_discrepancies_and_names_a_bad_field(app, client, tokens, preapproved):
+    from .conftest import csrf_token, sign_in
+
+    sign_in(client, tokens["pharmacist"])
+    form = {
+        "csrf_token": csrf_token(client, "/console/administrations"),
+        "authorisation_id": preapproved["authorisation"]["id"],
+        "patient_ref": "MRN-0042",
+        "product": "Privigen",
+        "lot": "L9",
+        "vials": "40x4",
+        "grams_given": "lots",
+        "grams_wasted": "0",
+        "given_on": "2026-11-22",
+    }
+    refused = client.post("/console/administrations", data=form)
+    page = refused.get_data(as_text=True)
+    assert refused.status_code == 400 and "grams_given must be a number, found &#39;lots&#39;" in page
+    assert "MRN-0042" not in page
+    recorded = client.post("/console/administrations", data=form | {"grams_given": "170"})
+    shown = recorded.get_data(as_text=True)
+    assert recorded.status_code == 200 and "8 g above the authorised dose" in shown
+    assert "vial total</strong>: the vials (4 x 40 g) hold 160 g" in shown
+    [found] = client.get("/v1/discrepancies", headers=bearer(tokens["pharmacist"])).get_json()["discrepancies"][:1]
+    token = csrf_token(client, "/console/administrations")
+    resolved = client.post(
+        f"/console/discrepancies/{found['id']}/resolution", data={"csrf_token": token, "reason": "ok"}
+    )
+    assert resolved.status_code == 302
+    again = client.post(f"/console/discrepancies/{found['id']}/resolution", data={"csrf_token": token, "reason": "ok"})
+    assert again.status_code == 409

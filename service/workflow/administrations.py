@@ -457,7 +457,7 @@ def resolve(instance, discrepancy_id: str, body, requester: str) -> dict:
 # --- A pharmacy system's export, as CSV ---
 
 
-def _row_body(row: dict[str, str]) -> dict:
+def body_from_fields(row: dict[str, str]) -> dict:
     """One CSV row as the JSON body it stands for; a RequestError names the column."""
     given = {k: visible(v or "") for k, v in row.items() if k}
     body: dict = {"patient": {"ref": given.get("patient_ref") or None}}
@@ -489,7 +489,7 @@ def _row_body(row: dict[str, str]) -> dict:
     return body
 
 
-def _column(field: str | None) -> str:
+def column_of(field: str | None) -> str:
     """The CSV column a body field comes from."""
     name = (field or "").split(".")[0].split("[")[0]
     return {"patient": "patient_ref", "source_id": "dispense_id"}.get(name, name or "row")
@@ -527,13 +527,13 @@ def import_rows(
                 raise RequestError(
                     "missing_field", "dispense_id is required: it is what makes a re-import safe", "dispense_id"
                 )
-            recorded = record(instance, formulary, _row_body(row), requester)
+            recorded = record(instance, formulary, body_from_fields(row), requester)
             summary["imported"] += 1
             summary["discrepancies"] += len(recorded["discrepancies"])
         except AlreadyRecorded:
             summary["already_present"] += 1
         except RequestError as error:
-            summary["rejected"].append({"row": number, "column": _column(error.field), "message": error.message})
+            summary["rejected"].append({"row": number, "column": column_of(error.field), "message": error.message})
         if progress:
             progress(1)
     return summary

@@ -14,7 +14,7 @@ from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFProtect
 
 from service.store.audit import subkey
-from service.web.console import audit_pages, auth, formulary_pages, pages
+from service.web.console import administration_pages, audit_pages, auth, formulary_pages, pages
 from service.web.errors import is_console
 
 SESSION_HOURS = 12
@@ -52,7 +52,13 @@ def register(app: Flask, instance) -> None:
     )
     app.session_interface = ConsoleSessions()
     csrf.init_app(app)
-    for page_blueprint in (auth.blueprint, pages.blueprint, audit_pages.blueprint, formulary_pages.blueprint):
+    for page_blueprint in (
+        auth.blueprint,
+        pages.blueprint,
+        administration_pages.blueprint,
+        audit_pages.blueprint,
+        formulary_pages.blueprint,
+    ):
         app.register_blueprint(page_blueprint)
     for name, blueprint in app.blueprints.items():
         if not name.startswith("console"):
