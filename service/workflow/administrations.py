@@ -37,8 +37,8 @@ from service.store.tables import (
     discrepancy_resolutions,
 )
 from service.workflow.authorisations import profile_of
+from service.workflow.cases import required_reason
 
-MAX_REASON = 2000
 MAX_PAGE = 500
 PREAPPROVALS_SEARCHED = 200  # a patient's latest pre-approval records read to find the authorisation's
 STATUSES = ("open", "resolved")
@@ -407,17 +407,7 @@ def resolve(instance, discrepancy_id: str, body, requester: str) -> dict:
     if not isinstance(body, dict):
         raise RequestError("wrong_type", "the body must be an object", "")
     known_arguments(body, ("reason",), "a known field")
-    reason = body.get("reason")
-    if isinstance(reason, str):
-        reason = visible(reason)
-    if not isinstance(reason, str) or not reason:
-        raise RequestError(
-            "missing_field", "a reason is required (spaces and invisible characters do not count)", "reason"
-        )
-    if len(reason) > MAX_REASON:
-        raise RequestError(
-            "too_long", f"reason is {len(reason)} characters long; at most {MAX_REASON} are accepted", "reason"
-        )
+    reason = required_reason(body.get("reason"))
     d, a = discrepancies.c, administrations.c
     with instance.sql_engine.connect() as connection:
         found = connection.execute(

@@ -569,6 +569,21 @@ def list_cases(instance, queue: Queue) -> dict:
     }
 
 
+def required_reason(reason) -> str:
+    """A resolution's reason (of a case or a discrepancy): visible text of at most MAX_REASON characters."""
+    if isinstance(reason, str):
+        reason = visible(reason)
+    if not isinstance(reason, str) or not reason:
+        raise RequestError(
+            "missing_field", "a reason is required (spaces and invisible characters do not count)", "reason"
+        )
+    if len(reason) > MAX_REASON:
+        raise RequestError(
+            "too_long", f"reason is {len(reason)} characters long; at most {MAX_REASON} are accepted", "reason"
+        )
+    return reason
+
+
 def _validate_resolution(body) -> dict:
     if not isinstance(body, dict):
         raise RequestError("wrong_type", "the body must be an object", "")
@@ -581,17 +596,7 @@ def _validate_resolution(body) -> dict:
             )
     if body.get("resolution") not in RESOLUTIONS:
         raise RequestError("unknown_value", f"resolution must be one of {', '.join(RESOLUTIONS)}", "resolution")
-    reason = body.get("reason")
-    if isinstance(reason, str):
-        reason = visible(reason)
-    if not isinstance(reason, str) or not reason:
-        raise RequestError(
-            "missing_field", "a reason is required (spaces and invisible characters do not count)", "reason"
-        )
-    if len(reason) > MAX_REASON:
-        raise RequestError(
-            "too_long", f"reason is {len(reason)} characters long; at most {MAX_REASON} are accepted", "reason"
-        )
+    reason = required_reason(body.get("reason"))
     days = body.get("valid_days")
     if days is not None and (isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 3650):
         raise RequestError("out_of_range", "valid_days must be a whole number from 1 to 3650", "valid_days")
