@@ -188,3 +188,28 @@ def test_the_console_page_records_shows_the_discrepancies_and_names_a_bad_field(
     assert resolved.status_code == 302
     again = client.post(f"/console/discrepancies/{found['id']}/resolution", data={"csrf_token": token, "reason": "ok"})
     assert again.status_code == 409
+
+
+def test_the_responses_match_the_openapi_document(client, tokens, preapproved):
+    from .test_openapi import _conforms
+
+    document = client.get("/openapi.json").get_json()
+    body = GIVEN | {"preapproval_id": preapproved["preapproval_id"], "product": "Octagam 10%", "source_id": "RX-9"}
+    recorded = _record(client, tokens, body)
+    _conforms(document, "/v1/administrations", "post", recorded)
+    _conforms(document, "/v1/administrations", "post", _record(client, tokens, body))  # 409
+    _conforms(document, "/v1/administrations", "post", _record(client, tokens, GIVEN))  # 400
+    administration = recorded.get_json()
+    pharmacist = bearer(tokens["pharmacist"])
+    listed = client.get(
+        f"/v1/administrations?authorisation_id={administration['authorisation_id']}", headers=pharmacist
+    )
+    _conforms(document, "/v1/administrations", "get", listed)
+    one = client.get(f"/v1/administrations/{administration['id']}", headers=pharmacist)
+    _conforms(document, "/v1/administrations/{administration_id}", "get", one)
+    _conforms(document, "/v1/discrepancies", "get", client.get("/v1/discrepancies", headers=pharmacist))
+    path = f"/v1/discrepancies/{administration['discrepancies'][0]['id']}/resolution"
+    resolved = client.post(path, json={"reason": "agreed"}, headers=pharmacist)
+    _conforms(document, "/v1/discrepancies/{discrepancy_id}/resolution", "post", resolved)
+    done = client.get("/v1/discrepancies?status=resolved", headers=pharmacist)
+    _conforms(document, "/v1/discrepancies", "get", done)

@@ -301,6 +301,7 @@ SCHEMAS = {
                     "field": _NULLABLE_TEXT,
                     "suggestions": {"type": "array", "items": _ref("Candidate")},
                     "problems": {"type": "array", "items": _TEXT},
+                    "administration_id": {**_TEXT, "description": "409 already_recorded: the one recorded before"},
                 },
                 required=["code", "message", "field"],
             )
