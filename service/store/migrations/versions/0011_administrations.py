@@ -2,14 +2,14 @@
 checks found, and their resolutions. Each row is bound to the audit record that wrote it.
 
 Revision ID: 0011
-Revises: 0009 (re-chained onto 0010 when merged)
+Revises: 0010
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-down_revision = "0009"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
