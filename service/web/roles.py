@@ -21,6 +21,9 @@ class Permission:
     reads_patient_data: bool = False  # each successful call is an `access` record (service/web/access.py)
 
 
+# Every role but the committee's: its members change the rules, and patients' records are not theirs to read.
+PATIENT_READERS = tuple(role for role in ROLES if role != "committee")
+
 PERMISSIONS: dict[str, Permission] = {
     "decide": Permission(("clinician", "pharmacist", "admin")),
     "read_decision": Permission(
@@ -59,10 +62,9 @@ PERMISSIONS: dict[str, Permission] = {
         not_own="a clinician may add facts only to the cases of their own requests",
     ),
     "resolve_case": Permission(("pharmacist", "admin")),
-    # Not the committee's: its members change the rules, and patients' records are not theirs to read.
-    "read_authorisations": Permission(("clinician", "pharmacist", "auditor", "admin"), reads_patient_data=True),
+    "read_authorisations": Permission(PATIENT_READERS, reads_patient_data=True),
     "read_authorisation": Permission(
-        ("clinician", "pharmacist", "auditor", "admin"),
+        PATIENT_READERS,
         own_only=("clinician",),
         own_words="own requests",
         not_own="a clinician may read only the authorisations their own requests were granted",
@@ -83,7 +85,7 @@ PERMISSIONS: dict[str, Permission] = {
     "preapprove": Permission(("pharmacist", "admin")),
     "record_administration": Permission(("pharmacist", "admin")),
     "read_administrations": Permission(
-        ROLES,
+        PATIENT_READERS,
         own_only=("clinician",),
         own_words="own requests",
         not_own="a clinician may read only the administrations under the authorisations their own requests were granted",
