@@ -30,6 +30,7 @@ class Decision:
     candidates: tuple[Candidate, ...] = ()  # diagnoses the text may mean, when it is not clear
     if_confirmed: dict | None = None  # for a proposed (approximate) diagnosis: {code, outcome, rule} on confirmation
     continuation: dict | None = None  # for a continuation: the authorisation continued and the measures compared
+    supply: dict | None = None  # in a shortage phase: the phase, the rule's tier and what the phase changed
 
     def to_dict(self) -> dict:
         return {
@@ -44,6 +45,7 @@ class Decision:
             "candidates": [c.to_dict() for c in self.candidates],
             "if_confirmed": self.if_confirmed,
             "continuation": self.continuation,
+            "supply": self.supply,
         }
 
 

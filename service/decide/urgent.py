@@ -4,7 +4,8 @@ authorisation for one course at once, with a retrospective review due within the
 Pure, like the rest of deciding. A provisional authorisation never follows a guess: only a rule the
 committee marked `urgent` that decided the request (not an approximate diagnosis, not a request no
 rule covers) qualifies, and only for an identified patient who has none active for the diagnosis and whose
-history did not send the request to review (a course limit reached, an authorisation to continue).
+history did not send the request to review (a course limit reached, an authorisation to continue),
+and never for a request a supply phase sent to review (service/decide/supply.py).
 """
 
 from service.decide.decision import Decision
@@ -25,6 +26,12 @@ def why_not_provisional(
         return "no rule decided it: only a rule the committee marked urgent gives a provisional authorisation"
     if not rule.urgent:
         return f"rule {rule.id} is not urgent: the committee has not marked this indication for the urgent pathway"
+    phase = decision.supply or {}
+    if phase.get("changed"):
+        return (
+            f"supply phase {phase['phase']} sends {phase['tier']}-tier indications to review: while it lasts, IVIG "
+            "for them is given only once a pharmacist or the committee has decided"
+        )
     if not identified:
         return "the request has no patient reference: an authorisation is for one identified patient"
     if already_given:

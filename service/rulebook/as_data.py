@@ -26,6 +26,8 @@ def rule_as_data(rulebook: Rulebook, rule: Rule) -> dict:
         "when": rule.when.describe(),
         "outcome": rule.outcome,
         "priority": rule.priority,
+        "tier": rule.tier,
+        "tier_basis": rule.tier_basis or None,
         "labelled_indication": rule.labelled_indication,
         "labels": [
             label_as_data(rulebook, name, label) for name, label in rulebook.labels_for(rule.labelled_indication)

@@ -4,7 +4,7 @@
 date, authorisation defaults, the default dosing profile, the weight and rounding rules), each
 rule (added, removed, or changed: outcome, diagnosis and its codes and synonyms, conditions,
 evidence, dosing profile, authorisation periods, courses, review criteria, urgency, labelled
-indication, priority, title, rationale, conflict), then the diagnoses, dosing profiles, products
+indication, priority, supply tier, title, rationale, conflict), then the diagnoses, dosing profiles, products
 and their labels, and the other reference data (therapies, sources, measures, specialties,
 phases, indications). Each difference is one Change: what kind of thing, its id, the field, the
 old and new values as JSON, and a line in plain words
@@ -90,6 +90,7 @@ def _settings(old: Rulebook, new: Rulebook) -> list[Change]:
         ("default_dosing", old.default_dosing, new.default_dosing),
         ("qualifiers", sorted(old.qualifiers), sorted(new.qualifiers)),
     ]
+    pairs += _supply_pairs(old, new)
     for block, before, after in (
         ("authorisations", old.authorisations, new.authorisations),
         ("dosing.weight", old.weight_rule, new.weight_rule),
@@ -97,6 +98,21 @@ def _settings(old: Rulebook, new: Rulebook) -> list[Change]:
     ):
         pairs += [(f"{block}.{f.name}", getattr(before, f.name), getattr(after, f.name)) for f in fields(before)]
     return [_changed("rulebook", old.name, name, a, b, "rulebook") for name, a, b in pairs if _plain(a) != _plain(b)]
+
+
+def _supply_pairs(old: Rulebook, new: Rulebook) -> list[tuple]:
+    """The priority tiers and supply phases, field by field and phase by phase."""
+    before, after = old.supply, new.supply
+    pairs = [
+        (f"supply.{name}", getattr(before, name, None), getattr(after, name, None))
+        for name in ("source", "default_phase", "tiers")
+    ]
+    phases = dict.fromkeys([*(before.phases if before else {}), *(after.phases if after else {})])
+    for phase in phases:
+        was = before.phases.get(phase) if before else None
+        now = after.phases.get(phase) if after else None
+        pairs.append((f"supply.phases.{phase}", was.actions if was else None, now.actions if now else None))
+    return pairs
 
 
 # --- rules ---
@@ -186,6 +202,8 @@ def _rule_changes(old: Rulebook, before: Rule, new: Rulebook, after: Rule) -> li
     compare("urgent", before.urgent, after.urgent)
     compare("labelled_indication", before.labelled_indication, after.labelled_indication)
     compare("priority", before.priority, after.priority)
+    compare("tier", before.tier, after.tier)
+    compare("tier_basis", before.tier_basis or None, after.tier_basis or None)
     compare("rationale", before.rationale, after.rationale)
     compare("conflict", before.conflict or None, after.conflict or None)
     return changes

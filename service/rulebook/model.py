@@ -29,6 +29,9 @@ MAX_AGE_YEARS = 130
 # How a continuation's measures add up to benefit: every one of them, or any one.
 BENEFIT_RULES = ("all", "any")
 DIRECTIONS = ("higher", "lower")
+# What a supply phase does with a tier's decisions: decide them as the rule says, send them to
+# review, or refuse them. Only ever more cautious than the rule: a phase never approves.
+PHASE_ACTIONS = ("as_usual", "needs_review", "not_supported")
 
 
 class RulebookError(Exception):
@@ -288,6 +291,8 @@ class Rule:
     review_criteria: ReviewCriteria | None = None
     courses: CourseLimit | None = None
     urgent: bool = False  # an urgent request that needs review may be given a provisional authorisation
+    tier: str | None = None  # its priority tier in a shortage (the rulebook's supply.tiers)
+    tier_basis: str = ""  # where the tier comes from: a published ranking, or how it was inferred
 
 
 @dataclass(frozen=True)
@@ -415,6 +420,32 @@ class Phase:
 
 
 @dataclass(frozen=True)
+class SupplyPhase:
+    """One supply phase: what it does with each tier's decisions (a word of PHASE_ACTIONS per tier)."""
+
+    id: str
+    description: str
+    actions: dict[str, str]
+
+    def action_for(self, tier: str | None) -> str:
+        """What this phase does with a decision of a rule in `tier` (a rule without one: as usual)."""
+        return self.actions.get(tier, "as_usual") if tier is not None else "as_usual"
+
+
+@dataclass(frozen=True)
+class Supply:
+    """Priority tiers (the committee's names and meanings) and the supply phases that act on them.
+
+    `default_phase` is the phase of an instance whose phase was never set, and decides every tier
+    as usual."""
+
+    source: str
+    tiers: dict[str, str]  # tier -> what it means
+    phases: dict[str, SupplyPhase]
+    default_phase: str
+
+
+@dataclass(frozen=True)
 class Rulebook:
     name: str
     version: str
@@ -438,6 +469,7 @@ class Rulebook:
     measures: dict[str, Measure] = field(default_factory=dict)
     specialties: dict[str, Specialty] = field(default_factory=dict)
     phases: dict[str, Phase] = field(default_factory=dict)
+    supply: Supply | None = None  # priority tiers and supply phases; None: the rulebook declares none
     # The exact texts it was read from and its digest is computed over: the rulebook by its file
     # name, each reference data file as "data/<name>" (service.rulebook.reader.digest_texts).
     texts: dict[str, str] = field(default_factory=dict, compare=False, repr=False)

@@ -29,6 +29,7 @@ from service.rulebook.model import (
     MAX_WEEKS,
     MAX_WINDOW_DAYS,
     OUTCOMES,
+    PHASE_ACTIONS,
     POSITIVE_OUTCOMES,
     ROUTES,
     SEVERITIES,
@@ -60,6 +61,8 @@ from service.rulebook.model import (
     RulebookError,
     Source,
     Specialty,
+    Supply,
+    SupplyPhase,
     Synonym,
     Therapy,
     WeightRule,
@@ -253,7 +256,10 @@ def load_rulebook(path: str | Path, data_dir: Path | None = None) -> Rulebook:
     check.files[path.name] = text
     raw = parse_yaml(path, text)
     top = check.mapping(
-        raw, str(path), ("rulebook", "diagnoses", "rules"), ("abbreviations", "qualifiers", "dosing", "authorisations")
+        raw,
+        str(path),
+        ("rulebook", "diagnoses", "rules"),
+        ("abbreviations", "qualifiers", "dosing", "authorisations", "supply"),
     )
     if top is None:
         raise RulebookError(check.problems)
@@ -276,8 +282,9 @@ def load_rulebook(path: str | Path, data_dir: Path | None = None) -> Rulebook:
     diagnoses = _read_diagnoses(top.get("diagnoses"), f"{path}: diagnoses", check)
     profiles, default_dosing = _read_dosing(top.get("dosing"), f"{path}: dosing", check)
     weight_rule, rounding_rule = _read_dose_rules(top.get("dosing"), f"{path}: dosing", check)
+    supply = _read_supply(top["supply"], f"{path}: supply", check, sources) if "supply" in top else None
     references = References(
-        diagnoses, products, indications, therapies, sources, profiles, measures, specialties, phases
+        diagnoses, products, indications, therapies, sources, profiles, measures, specialties, phases, supply
     )
     rules = _read_rules(top.get("rules"), path, check, references)
     abbreviations = _read_abbreviations(top.get("abbreviations"), f"{path}: abbreviations", check)
@@ -321,7 +328,68 @@ def load_rulebook(path: str | Path, data_dir: Path | None = None) -> Rulebook:
         measures=measures,
         specialties=specialties,
         phases=phases,
+        supply=supply,
     )
+
+
+def _read_supply(raw, where: str, check: _Checker, sources) -> Supply | None:
+    """`supply: {source, default_phase, tiers: {tier: meaning}, phases: {phase: {description,
+    tiers: {tier: as_usual|needs_review|not_supported}}}}`: the committee's priority tiers and what
+    each supply phase does with each tier's decisions. A phase only ever makes a decision more
+    cautious, names every tier, and the default phase decides every tier as usual."""
+    item = check.mapping(raw, where, ("source", "default_phase", "tiers", "phases"))
+    if item is None:
+        return None
+    source = check.text(item.get("source"), f"{where}.source")
+    if source and source not in sources:
+        check.fail(f"{where}.source", f"'{source}' is not defined in sources.yaml")
+    tiers: dict[str, str] = {}
+    raw_tiers = item.get("tiers")
+    if not isinstance(raw_tiers, dict) or not raw_tiers:
+        check.fail(f"{where}.tiers", "must map each priority tier to what it means")
+        raw_tiers = {}
+    for tier, meaning in raw_tiers.items():
+        tiers[_word_id(tier, f"{where}.tiers.{tier}", check)] = check.text(meaning, f"{where}.tiers.{tier}")
+    phases: dict[str, SupplyPhase] = {}
+    raw_phases = item.get("phases")
+    if not isinstance(raw_phases, dict) or not raw_phases:
+        check.fail(f"{where}.phases", "must map each supply phase to what it does with each tier")
+        raw_phases = {}
+    for phase_id, raw_phase in raw_phases.items():
+        at = f"{where}.phases.{phase_id}"
+        phase_id = _word_id(phase_id, at, check)
+        phase = check.mapping(raw_phase, at, ("description", "tiers")) or {}
+        given = phase.get("tiers")
+        if not isinstance(given, dict):
+            check.fail(f"{at}.tiers", "must map every tier to as_usual, needs_review or not_supported")
+            given = {}
+        actions = {}
+        for tier, action in given.items():
+            if tier not in tiers:
+                check.fail(f"{at}.tiers.{tier}", f"'{tier}' is not a tier of {where}.tiers ({', '.join(tiers)})")
+            elif action in POSITIVE_OUTCOMES:
+                check.fail(
+                    f"{at}.tiers.{tier}",
+                    f"a phase never makes a decision {action}: phases only make decisions more cautious "
+                    f"({', '.join(PHASE_ACTIONS)})",
+                )
+            elif action not in PHASE_ACTIONS:
+                check.fail(f"{at}.tiers.{tier}", f"{action!r} is not one of: {', '.join(PHASE_ACTIONS)}")
+            else:
+                actions[str(tier)] = str(action)
+        for tier in tiers:
+            if tier not in given:
+                check.fail(f"{at}.tiers", f"says nothing of tier '{tier}': say what the phase does with every tier")
+        phases[phase_id] = SupplyPhase(phase_id, check.text(phase.get("description"), f"{at}.description"), actions)
+    default = item.get("default_phase")
+    if default not in phases:
+        check.fail(f"{where}.default_phase", f"{default!r} is not one of the phases ({', '.join(phases)})")
+    elif any(action != "as_usual" for action in phases[default].actions.values()):
+        check.fail(
+            f"{where}.default_phase",
+            f"phase '{default}' is where an instance starts, so it must decide every tier as_usual",
+        )
+    return Supply(source, tiers, phases, str(default))
 
 
 def _days(value, where: str, check: _Checker) -> int | None:
@@ -912,6 +980,8 @@ _RULE_OPTIONAL = (
     "review_criteria",
     "courses",
     "urgent",
+    "tier",
+    "tier_basis",
 )
 # Rule fields of an earlier rulebook format, and where they are now.
 _MOVED_FROM_RULE = {"authorisation_days": "authorisation.initial_days (rulebook format of 2026.12.2)"}
@@ -930,6 +1000,7 @@ class References:
     measures: dict[str, Measure] = field(default_factory=dict)
     specialties: dict[str, Specialty] = field(default_factory=dict)
     phases: dict[str, Phase] = field(default_factory=dict)
+    supply: Supply | None = None
 
 
 def _read_rules(raw, path: Path, check: _Checker, references: References) -> tuple[Rule, ...]:
@@ -977,6 +1048,7 @@ def _read_rule(raw, at: str, position: int, check: _Checker, references: Referen
         for name in ("initial_days", "continuing_days")
     )
     priority = _priority(item.get("priority", 0), f"{at}.priority", check)
+    tier, tier_basis = _read_tier(item, at, check, references.supply)
     return Rule(
         id=rule_id,
         title=check.text(item.get("title"), f"{at}.title"),
@@ -995,7 +1067,30 @@ def _read_rule(raw, at: str, position: int, check: _Checker, references: Referen
         review_criteria=_read_review_criteria(item.get("review_criteria"), f"{at}.review_criteria", check, references),
         courses=_read_course_limit(item.get("courses"), f"{at}.courses", check),
         urgent=_flag(item["urgent"], f"{at}.urgent", check) if "urgent" in item else False,
+        tier=tier,
+        tier_basis=tier_basis,
     )
+
+
+def _read_tier(item: dict, at: str, check: _Checker, supply: Supply | None) -> tuple[str | None, str]:
+    """A rule's priority tier, one of the rulebook's supply.tiers, and where it comes from (a
+    published ranking, or how it was inferred). Every rule has one when the rulebook declares tiers."""
+    if "tier" not in item:
+        if supply is not None:
+            check.fail(
+                f"{at}.tier",
+                f"missing: the rulebook declares priority tiers ({', '.join(supply.tiers)}), so every rule has one",
+            )
+        if "tier_basis" in item:
+            check.fail(f"{at}.tier_basis", "a tier_basis without a tier")
+        return None, ""
+    tier = check.text(item["tier"], f"{at}.tier")
+    if supply is None:
+        check.fail(f"{at}.tier", "the rulebook declares no priority tiers (supply.tiers)")
+    elif tier and tier not in supply.tiers:
+        check.fail(f"{at}.tier", f"'{tier}' is not a tier of supply.tiers ({', '.join(supply.tiers)})")
+    basis = check.text(item.get("tier_basis"), f"{at}.tier_basis")  # every clinical fact carries its source
+    return tier, basis
 
 
 def _read_course_limit(raw, where: str, check: _Checker) -> CourseLimit | None:

@@ -43,6 +43,7 @@ from service.store.tables import (
     discrepancies,
     discrepancy_resolutions,
     review_resolutions,
+    supply_phases,
 )
 
 BATCH = 5000
@@ -78,6 +79,7 @@ BOUND: dict[Table, tuple[str, ...]] = {
     administrations: ("administration", "rows_bound"),
     discrepancies: ("administration", "rows_bound"),
     discrepancy_resolutions: ("discrepancy_resolution", "rows_bound"),
+    supply_phases: ("supply_phase", "rows_bound"),
 }
 # Columns added to a bound table after its rows were first bound: left out of a row's binding
 # while null, so rows bound before the column existed still verify (a value set later is bound).

@@ -25,6 +25,7 @@ from service.rulebook.shipped import default_rulebook_path
 from service.store import anchors
 from service.store.audit import AuditStore
 from service.store.database import create_owner_only, migrate, open_database
+from service.store.supply_phases import PhaseFollower
 
 
 def _secret(instance_path: Path) -> bytes:
@@ -112,3 +113,8 @@ class Instance:
             self.secret,
             anchors.Anchors(self.path / anchors.FILE_NAME, self.anchor_every, self.anchor_minutes),
         )
+
+    @cached_property
+    def supply_phase(self) -> PhaseFollower:
+        """The supply phase this process follows (service/store/supply_phases.py)."""
+        return PhaseFollower(self.sql_engine, self.audit)

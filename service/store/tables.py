@@ -288,3 +288,20 @@ discrepancy_resolutions = Table(
     Column("record_id", BigInteger),
     Column("binding", String(64)),
 )
+
+# The instance's supply phase, one row each time an admin sets it; the newest (set_at, id) is the
+# phase every service process follows (service/store/supply_phases.py). Bound like authorisations.
+supply_phases = Table(
+    "supply_phases",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("set_at", String(32), nullable=False),
+    Column("phase", String(64), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("set_by", String(128), nullable=False),
+    Column("rulebook_version", String(64), nullable=False),  # the rulebook whose phases it was set from
+    Column("rulebook_digest", String(64), nullable=False),
+    Column("record_id", BigInteger),
+    Column("binding", String(64)),
+    Index("ix_supply_phase_set_at", "set_at", "id"),
+)

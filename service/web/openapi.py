@@ -13,6 +13,7 @@ from service.rulebook.model import (
     FAILURE_REASONS,
     MAX_WEEKS,
     OUTCOMES,
+    PHASE_ACTIONS,
     ROUTES,
     SEVERITIES,
     SEXES,
@@ -290,6 +291,24 @@ SCHEMAS = {
                 "description": "for a request that said urgent: whether a provisional authorisation for one course "
                 "was given, why (or why not), and by when its review is due",
             },
+            "supply": {
+                "oneOf": [
+                    {"type": "null"},
+                    _object(
+                        {
+                            "phase": _TEXT,
+                            "reason": _TEXT,
+                            "tier": _NULLABLE_TEXT,
+                            "action": {"enum": list(PHASE_ACTIONS)},
+                            "changed": {"type": "boolean"},
+                            "rule_outcome": {"enum": list(OUTCOMES)},
+                        }
+                    ),
+                ],
+                "description": "null in the default supply phase; in a shortage phase: the phase and why it was set, "
+                "the rule's tier, what the phase does with that tier, whether it changed the outcome, and the "
+                "outcome the rules gave before it",
+            },
         }
     ),
     "Error": _object(
@@ -387,6 +406,8 @@ SCHEMAS = {
             "when": _TEXT,
             "outcome": {"enum": list(OUTCOMES)},
             "priority": {"type": "integer"},
+            "tier": {**_NULLABLE_TEXT, "description": "its priority tier in a shortage (the rulebook's supply.tiers)"},
+            "tier_basis": _NULLABLE_TEXT,
             "labelled_indication": _NULLABLE_TEXT,
             "labels": {
                 "type": "array",
@@ -654,7 +675,74 @@ SCHEMAS = {
         },
         required=["patient", "diagnosis", "product"],
     ),
-    "Reason": _object({"check": _TEXT, "ok": {"type": "boolean"}, "message": _TEXT}),
+    "Reason": _object(
+        {
+            "check": _TEXT,
+            "ok": {"type": "boolean"},
+            "message": _TEXT,
+            "warning": {
+                "const": True,
+                "description": "a warning that does not stop dispensing (check supply_phase: a shortage phase "
+                "sends the authorisation's tier to review or refuses it)",
+            },
+        },
+        required=["check", "ok", "message"],
+    ),
+    "SupplyOverview": _object(
+        {
+            "phase": {
+                "type": ["string", "null"],
+                "description": "the phase in force; null: the rulebook declares none",
+            },
+            "shortage": {"type": "boolean", "description": "whether it is a phase other than the default"},
+            "declared": {"type": "boolean", "description": "whether the rulebook served declares the phase"},
+            "reason": _NULLABLE_TEXT,
+            "set_at": {"type": ["string", "null"], "format": "date-time"},
+            "set_by": _NULLABLE_TEXT,
+            "default_phase": _NULLABLE_TEXT,
+            "tiers": {"type": "array", "items": _object({"tier": _TEXT, "meaning": _TEXT})},
+            "phases": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "phase": _TEXT,
+                        "description": _TEXT,
+                        "tiers": {"type": "object", "additionalProperties": {"enum": list(PHASE_ACTIONS)}},
+                    }
+                ),
+            },
+            "source": _NULLABLE_TEXT,
+            "active_authorisations": {
+                "type": "array",
+                "description": "authorisations valid today by their rule's tier (`none`: no tier, or a rule the "
+                "rulebook no longer has), with what the phase in force does with the tier",
+                "items": _object(
+                    {
+                        "tier": _TEXT,
+                        "authorisations": {"type": "integer"},
+                        "action": {"oneOf": [{"type": "null"}, {"enum": list(PHASE_ACTIONS)}]},
+                    }
+                ),
+            },
+            "history": {
+                "type": "array",
+                "description": "every setting, newest first",
+                "items": _object(
+                    {
+                        "id": _TEXT,
+                        "set_at": _TIME,
+                        "phase": _TEXT,
+                        "reason": _TEXT,
+                        "set_by": _TEXT,
+                        "rulebook_version": _TEXT,
+                        "rulebook_digest": _TEXT,
+                        "record_id": {"type": ["integer", "null"]},
+                        "intact": {"type": "boolean", "description": "false: the row is not as the service wrote it"},
+                    }
+                ),
+            },
+        }
+    ),
     "Preapproval": _object(
         {
             "preapproval_id": {
@@ -1342,6 +1430,37 @@ PATHS = {
                 **_errors(400, 401, 403, 404, 413, 415, 422, 503),
             },
         }
+    },
+    "/v1/supply": {
+        "get": {
+            "summary": "The supply phase in force, its history, and the active authorisations by tier",
+            "description": roles.described("read_supply"),
+            "security": _SECURED,
+            "responses": {"200": _json("SupplyOverview", "the phase"), **_errors(401, 403, 503)},
+        },
+        "post": {
+            "summary": "Set the instance's supply phase, with a reason (every process follows within a second)",
+            "description": roles.described("set_supply_phase"),
+            "security": _SECURED,
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": _object(
+                            {
+                                "phase": {"type": "string", "description": "one of the rulebook's supply phases"},
+                                "reason": {"type": "string", "maxLength": 2000},
+                            }
+                        )
+                    }
+                },
+            },
+            "responses": {
+                "201": _json("SupplyOverview", "the phase now in force"),
+                "409": _json("Error", "the rulebook declares no supply phases (code no_supply_phases)"),
+                **_errors(400, 401, 403, 413, 415, 503),
+            },
+        },
     },
     "/v1/rulebook/reload": {
         "post": {

@@ -93,6 +93,8 @@ PERMISSIONS: dict[str, Permission] = {
     ),
     "read_discrepancies": Permission(("pharmacist", "auditor", "admin"), reads_patient_data=True),
     "resolve_discrepancy": Permission(("pharmacist", "admin")),
+    "read_supply": Permission(ROLES),
+    "set_supply_phase": Permission(("admin",)),
 }
 
 

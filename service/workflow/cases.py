@@ -21,6 +21,7 @@ from sqlalchemy import func, insert, select, tuple_, update
 
 from service import clock
 from service.decide import continuation, questionnaire, urgent
+from service.decide import supply as supply_phase
 from service.decide.formulary import Formulary
 from service.decide.request import RequestError, known_arguments, parse_request, visible, whole_argument
 from service.rulebook import icd10
@@ -68,6 +69,8 @@ def review_reason(decision: dict) -> str:
     """Why a decision needs review, as the queue filters it."""
     if (decision.get("continuation") or {}).get("benefit") == "not_shown":
         return "no_benefit"
+    if (decision.get("supply") or {}).get("changed"):
+        return "supply_phase"
     if decision["missing"]:
         return "missing_facts"
     if decision["candidates"]:
@@ -112,6 +115,9 @@ def record_decision(
         decision = continuation.judge(
             rulebook, decision, continuing.previous["id"], continuing.baseline, continuing.current, clock.utc_today()
         )
+    if rulebook.supply is not None:  # a shortage: the phase makes the decision more cautious, never less
+        phase, why = phase_in_force(instance, rulebook)
+        decision = supply_phase.in_phase(decision, rule, rulebook.supply, phase, why)
     code = decision.diagnosis.plain_code
     # A case decided again keeps its own urgency as it was; only a new request may ask for it.
     urgent_reason = request.urgent_reason if continuing is None and case is None else None
@@ -146,6 +152,16 @@ def record_decision(
         return record_joining_an_open_case()
     except CaseChanged:  # the case it would join, or open, changed meanwhile: look again, once
         return record_joining_an_open_case()
+
+
+def phase_in_force(instance, rulebook) -> tuple[str | None, str]:
+    """The supply phase decisions are made in now and why it was set: (None, "") when it was never
+    set or the rulebook declares no phases (decisions are then as the rules make them). Read from
+    the database at most once a second (service/store/supply_phases.py)."""
+    if rulebook.supply is None:
+        return None, ""
+    setting = instance.supply_phase.current()
+    return (setting["phase"], setting["reason"]) if setting else (None, "")
 
 
 @dataclass(frozen=True)
@@ -439,7 +455,7 @@ def _case_view(instance, case: dict, resolutions: list[dict] | None = None) -> d
     return view
 
 
-REVIEW_REASONS = ("missing_facts", "unclear_diagnosis", "no_rule", "rule_review", "no_benefit")
+REVIEW_REASONS = ("missing_facts", "unclear_diagnosis", "no_rule", "rule_review", "no_benefit", "supply_phase")
 SORTS = ("due", "oldest", "newest", "diagnosis")
 # Cases with no due time sort after every due one under sort=due (then oldest first).
 _NEVER_DUE = "9999-12-31T23:59:59.999999Z"

@@ -15,12 +15,13 @@ import logging
 from dataclasses import dataclass
 
 from service.decide import dosing
+from service.decide import supply as supply_phase
 from service.decide.formulary import Formulary
 from service.decide.request import RequestError, parse_request
 from service.rulebook.model import DosingProfile, Label, Rule, Rulebook
 from service.workflow import order_fields
 from service.workflow.authorisations import Tampered, active_authorisation, profile_of
-from service.workflow.cases import record_decision, sanitised
+from service.workflow.cases import phase_in_force, record_decision, sanitised
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 1000  # orders in one HTTP batch or console upload
@@ -103,6 +104,8 @@ def check(instance, formulary: Formulary, order, requester: str, today: datetime
     )
     weight, course, amount_reasons = _amount(formulary.rulebook, request, profile, g_per_kg, interval)
     reasons = [cover.reason(), *product_reasons, *timing, *([used.to_dict()] if used else []), *amount_reasons]
+    if authorisation is not None and cover.decision is None:  # granted before: the phase may have changed since
+        reasons += _supply_warning(instance, formulary.rulebook, authorisation)
     result = {
         "dispense": all(r["ok"] for r in reasons),
         "reasons": reasons,
@@ -131,6 +134,31 @@ def check(instance, formulary: Formulary, order, requester: str, today: datetime
         rulebook_digest=formulary.rulebook.digest,
     )
     return {"preapproval_id": record["id"], **result}  # an administration names it (its record's id)
+
+
+def _supply_warning(instance, rulebook: Rulebook, authorisation: dict) -> list[dict]:
+    """A warning (not a refusal: the authorisation stands) when a supply phase is in force that
+    sends the authorisation's tier to review or refuses it, naming the phase; none otherwise."""
+    phase, why = phase_in_force(instance, rulebook)
+    if rulebook.supply is None or phase is None or not supply_phase.is_shortage(rulebook.supply, phase):
+        return []
+    rule = rulebook.rule(authorisation["rule_id"]) if authorisation["rule_id"] else None
+    granted = f"authorisation {authorisation['id']} was granted on {authorisation['valid_from']}"
+    if rule is None:
+        message = (
+            f"warning: supply phase {phase} ({why}) is in force, and {granted} under no rule of rulebook "
+            f"{rulebook.version}, so its tier is unknown: confirm with a pharmacist or the committee before giving it"
+        )
+    else:
+        action = supply_phase.action_for(rulebook.supply, phase, rule.tier)
+        if action == "as_usual":
+            return []
+        effect = "go to review" if action == "needs_review" else "are not supported"
+        message = (
+            f"warning: supply phase {phase} ({why}): {rule.tier}-tier indications {effect} while it lasts, and "
+            f"{granted} (rule {rule.id}, tier {rule.tier}): confirm with a pharmacist or the committee before giving it"
+        )
+    return [{**_reason("supply_phase", True, message), "warning": True}]
 
 
 def _read_order(order) -> tuple[dict, datetime.date | None]:
