@@ -8,21 +8,23 @@ whatever the day. A case may also give the patient's history: `courses_given` (a
 the diagnosis in the rule's course period already), or `continuation: {baseline, current}`
 (readings as `{measure, value, unit, days_ago}`), which judges the decision as a continuation the
 way the service does (service/decide/continuation.py). `expect: {urgent: true}` says the rule that
-decided is on the urgent pathway.
+decided is on the urgent pathway. `supply_phase: red` decides the case in that supply phase, as the
+service does once an admin has set it (service/decide/supply.py); `expect: {tier: blue}` names
+the priority tier of the rule that decided.
 """
 
 import datetime
 import re
 from dataclasses import dataclass
 
-from service.decide import continuation
+from service.decide import continuation, supply
 from service.decide.decision import Decision
 from service.decide.formulary import Formulary
 from service.decide.request import RequestError
 
 CASE_KEYS = {"name", "request", "expect"}
-HISTORY_KEYS = {"courses_given", "continuation"}
-EXPECT_KEYS = {"outcome", "rule", "missing", "labelled_products", "benefit", "urgent"}
+HISTORY_KEYS = {"courses_given", "continuation", "supply_phase"}
+EXPECT_KEYS = {"outcome", "rule", "missing", "labelled_products", "benefit", "urgent", "tier"}
 _DAYS_AGO = re.compile(r"the day (\d+) days ago")
 
 
@@ -71,6 +73,8 @@ def decided(formulary: Formulary, case: dict, today: datetime.date) -> Decision:
             _readings(formulary, history.get("current", []), today),
             today,
         )
+    if "supply_phase" in case:
+        decision = supply.in_phase(decision, rule, formulary.rulebook.supply, case["supply_phase"], "rule case")
     return decision
 
 
@@ -91,6 +95,7 @@ def run_case(formulary: Formulary, case, today: datetime.date) -> CaseResult:
         "labelled_products": sorted(decision.labelled_products),
         "benefit": (decision.continuation or {}).get("benefit"),
         "urgent": bool(rule and rule.urgent),
+        "tier": rule.tier if rule else None,
     }
     wanted = {key: sorted(value) if isinstance(value, list) else value for key, value in expect.items()}
     if "missing" in wanted:  # "the day 90 days ago" stands for that date, as days_ago does
