@@ -38,6 +38,7 @@ from service.store.tokens import (
 from service.workflow import administrations, cases, csv_out, proposals, usage
 from service.workflow import authorisations as authorisation_rows
 from service.workflow import replay as replaying
+from service.workflow import supply as supply_phases
 from service.workflow.active_rulebook import ApprovalsRequired, activate, activated_rulebook, roll_back
 from service.workflow.preapproval import check_batch, orders_from_csv
 
@@ -1056,3 +1057,65 @@ def discrepancies_resolve(discrepancy_id, reason, requester):
     except administrations.AlreadyResolved as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"resolved discrepancy {discrepancy_id}")
+
+
+@main.group()
+def supply():
+    """The instance's supply phase (shortage mode): show it, or set it with a reason."""
+
+
+def _served_rulebook(instance: Instance):
+    try:
+        return load_rulebook(instance.rulebook_path)
+    except RulebookError as error:
+        raise click.ClickException("the rulebook cannot be loaded:\n" + "\n".join(error.problems)) from None
+
+
+@supply.command("show")
+@click.option("--json", "as_json", is_flag=True, help="Print GET /v1/supply's answer as JSON.")
+def supply_show(as_json):
+    """The phase in force with its reason, what each phase does with each tier, the active
+    authorisations by tier, and the history of settings, as GET /v1/supply gives them."""
+    instance = _instance()
+    overview = supply_phases.overview(instance, _served_rulebook(instance))
+    if as_json:
+        click.echo(json.dumps(overview, indent=2))
+        return
+    if overview["phase"] is None:
+        click.echo("the rulebook declares no supply phases")
+        return
+    since = f", set {overview['set_at']} by {overview['set_by']}: {overview['reason']}" if overview["set_at"] else ""
+    click.echo(f"supply phase: {overview['phase']}{' (shortage)' if overview['shortage'] else ''}{since}")
+    tiers = [t["tier"] for t in overview["tiers"]]
+    click.echo(f"{'phase':<12} " + " ".join(f"{tier:<14}" for tier in tiers))
+    for phase in overview["phases"]:
+        click.echo(f"{phase['phase']:<12} " + " ".join(f"{phase['tiers'][tier]:<14}" for tier in tiers))
+    click.echo(
+        "active authorisations by tier: "
+        + ", ".join(f"{row['tier']} {row['authorisations']}" for row in overview["active_authorisations"])
+    )
+    for setting in overview["history"]:
+        mark = "" if setting["intact"] else "  [fails its integrity check: not followed]"
+        click.echo(f"{setting['set_at']}  {setting['phase']:<10} {setting['set_by']}: {setting['reason']}{mark}")
+
+
+@supply.command("set")
+@click.argument("phase")
+@click.option(
+    "--reason", required=True, help="Why the phase is set (kept on the record and shown on every console page)."
+)
+@as_option
+def supply_set(phase, reason, requester):
+    """Set the instance's supply phase to PHASE, one the rulebook declares. Every running service
+    follows within a second; the change is an audit record."""
+    instance = _instance()
+    _check_requester(instance, requester)
+    try:
+        overview = supply_phases.set_phase(
+            instance, _served_rulebook(instance), {"phase": phase, "reason": reason}, requester
+        )
+    except RequestError as error:
+        raise click.UsageError(error.message) from None
+    except cases.Conflict as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"supply phase: {overview['phase']} ({overview['reason']})")

@@ -380,3 +380,28 @@ def test_the_diff_names_a_rule_moved_to_another_tier_and_a_phase_changed(tmp_pat
         "rulebook: supply.phases.amber {red as_usual; blue as_usual; grey needs_review; black not_supported} -> {red as_usual; blue needs_review; grey needs_review; black not_supported}"
         in said
     )
+
+
+# ---------------------------------------------------------------------- the shell
+
+
+def test_the_shell_sets_and_shows_the_phase_and_the_service_follows(cli_instance, monkeypatch):
+    from click.testing import CliRunner
+
+    from service.cli import main
+
+    app, _ = cli_instance
+    runner = CliRunner()
+    refused = runner.invoke(main, ["supply", "set", "orange", "--reason", "r"])
+    assert refused.exit_code == 2 and "phase must be one of normal, amber, red" in refused.output
+    done = runner.invoke(main, ["supply", "set", "red", "--reason", "two lots recalled"], catch_exceptions=False)
+    assert done.exit_code == 0 and "supply phase: red (two lots recalled)" in done.output
+    shown = runner.invoke(main, ["supply", "show"], catch_exceptions=False).output
+    assert "supply phase: red (shortage), set " in shown and "by cli: two lots recalled" in shown
+    assert "red          as_usual       needs_review   needs_review   not_supported" in shown
+    monkeypatch.setattr(supply_phases, "CHECK_EVERY_SECONDS", 0.0)
+    from service.store.tokens import create_token
+
+    token = create_token(app.extensions["instance"].database, "ward", "clinician")
+    decided = app.test_client().post("/v1/decisions", json=SLE, headers=bearer(token)).get_json()
+    assert decided["outcome"] == "needs_review" and decided["supply"]["reason"] == "two lots recalled"
