@@ -405,3 +405,40 @@ def test_the_shell_sets_and_shows_the_phase_and_the_service_follows(cli_instance
     token = create_token(app.extensions["instance"].database, "ward", "clinician")
     decided = app.test_client().post("/v1/decisions", json=SLE, headers=bearer(token)).get_json()
     assert decided["outcome"] == "needs_review" and decided["supply"]["reason"] == "two lots recalled"
+
+
+# ---------------------------------------------------------------------- the console
+
+
+def test_the_console_shows_a_shortage_on_every_page_and_an_admin_sets_the_phase(client, tokens):
+    from .conftest import csrf_token, sign_in
+
+    sign_in(client, tokens["admin"])
+    page = client.get("/console/supply").get_data(as_text=True)
+    assert "Phase in force: <strong>normal</strong>" in page and "supply-banner" not in page
+    refused = client.post(
+        "/console/supply", data={"phase": "red", "reason": " ", "csrf_token": csrf_token(client, "/console/supply")}
+    )
+    assert refused.status_code == 400 and "a reason is required" in refused.get_data(as_text=True)
+    done = client.post(
+        "/console/supply",
+        data={"phase": "red", "reason": "two lots recalled", "csrf_token": csrf_token(client, "/console/supply")},
+    )
+    assert done.status_code == 302
+    for path in ("/console/supply", "/console/request", "/console/formulary", "/console/reviews"):
+        shown = client.get(path).get_data(as_text=True)
+        assert "Supply phase red</strong>: two lots recalled" in shown, path
+    page = client.get("/console/supply").get_data(as_text=True)
+    assert '<th scope="row">blue</th><td>0</td><td>needs review</td>' in page
+
+
+def test_only_an_admin_sees_the_form_to_set_the_phase(client, tokens):
+    from .conftest import csrf_token, sign_in
+
+    sign_in(client, tokens["pharmacist"])
+    page = client.get("/console/supply").get_data(as_text=True)
+    assert "Active authorisations by tier" in page and "Set the phase" not in page
+    refused = client.post(
+        "/console/supply", data={"phase": "red", "reason": "r", "csrf_token": csrf_token(client, "/console/supply")}
+    )
+    assert refused.status_code == 403
