@@ -21,6 +21,7 @@ def test_every_file_of_the_test_rulebook_says_it_is_not_clinical_policy():
     assert [f.name for f in files] == [
         "ivig-test.yaml",
         "measures.yaml",
+        "order_entry.yaml",
         "phases.yaml",
         "products.yaml",
         "sources.yaml",

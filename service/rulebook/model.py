@@ -371,6 +371,7 @@ class Product:
     note: str = ""
     hcpcs: Hcpcs | None = None
     price_per_g: Price | None = None  # None: no local price (cost is reported as "no price")
+    rxnorm: tuple[str, ...] = ()  # RxNorm codes (RXCUI) an EHR order names this product by
 
 
 @dataclass(frozen=True)
@@ -446,6 +447,30 @@ class Supply:
 
 
 @dataclass(frozen=True)
+class OrderObservation:
+    """An observation an EHR sends (by its LOINC code) and the request field it fills (`measure`: an id in measures.yaml)."""
+
+    loinc: str
+    fills: str  # the request field: patient.weight_kg, patient.height_cm, patient.pregnant, or measure
+    measure: str | None = None
+    units: dict[str, str] = field(default_factory=dict)  # UCUM code as sent -> the unit the field or measure takes
+    pregnant_codes: frozenset[str] = frozenset()  # for patient.pregnant: value codes that mean pregnant
+    not_pregnant_codes: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class OrderEntry:
+    """What order entry (CDS Hooks, service/decide/order_entry.py) reads from data/order_entry.yaml:
+    the words that name IVIG in an order without a formulary product, the observations it reads,
+    and the override reasons a prescriber may give for not following a card."""
+
+    generic_names: tuple[str, ...]
+    observations: tuple[OrderObservation, ...]
+    override_system: str
+    override_reasons: tuple[tuple[str, str], ...]  # (code, display)
+
+
+@dataclass(frozen=True)
 class Rulebook:
     name: str
     version: str
@@ -470,6 +495,7 @@ class Rulebook:
     specialties: dict[str, Specialty] = field(default_factory=dict)
     phases: dict[str, Phase] = field(default_factory=dict)
     supply: Supply | None = None  # priority tiers and supply phases; None: the rulebook declares none
+    order_entry: OrderEntry | None = None  # data/order_entry.yaml, when the rulebook has one
     # The exact texts it was read from and its digest is computed over: the rulebook by its file
     # name, each reference data file as "data/<name>" (service.rulebook.reader.digest_texts).
     texts: dict[str, str] = field(default_factory=dict, compare=False, repr=False)

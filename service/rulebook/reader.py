@@ -48,6 +48,8 @@ from service.rulebook.model import (
     LabelDose,
     Measure,
     ObservationTest,
+    OrderEntry,
+    OrderObservation,
     Phase,
     PrescribingInformation,
     Price,
@@ -70,7 +72,7 @@ from service.rulebook.model import (
 
 REFERENCE_FILES = ("products.yaml", "therapies.yaml", "sources.yaml")
 # Reference data a rulebook may go without (a rule that names a measure, specialty or phase needs it).
-OPTIONAL_REFERENCE_FILES = ("measures.yaml", "specialties.yaml", "phases.yaml")
+OPTIONAL_REFERENCE_FILES = ("measures.yaml", "specialties.yaml", "phases.yaml", "order_entry.yaml")
 DATA_PREFIX = "data/"  # how a reference data file is named among a rulebook's texts
 MAX_FILE_BYTES = 4 << 20  # a rulebook, data or rule-case file at most (the shipped rulebook: about 110 KB)
 MAX_NESTING = 20  # mappings and lists inside one another at most (the shipped files: 7)
@@ -279,6 +281,7 @@ def load_rulebook(path: str | Path, data_dir: Path | None = None) -> Rulebook:
     measures = _read_measures(data_dir, check, sources)
     specialties = _read_specialties(data_dir, check)
     phases = _read_phases(data_dir, check, sources)
+    order_entry = _read_order_entry(data_dir, check, measures)
     diagnoses = _read_diagnoses(top.get("diagnoses"), f"{path}: diagnoses", check)
     profiles, default_dosing = _read_dosing(top.get("dosing"), f"{path}: dosing", check)
     weight_rule, rounding_rule = _read_dose_rules(top.get("dosing"), f"{path}: dosing", check)
@@ -329,6 +332,53 @@ def load_rulebook(path: str | Path, data_dir: Path | None = None) -> Rulebook:
         specialties=specialties,
         phases=phases,
         supply=supply,
+        order_entry=order_entry,
+    )
+
+
+_ORDER_FIELDS = ("patient.weight_kg", "patient.height_cm", "patient.pregnant", "measure")
+
+
+def _read_order_entry(data_dir: Path, check: _Checker, measures) -> OrderEntry | None:
+    """data/order_entry.yaml: how an EHR's order and observations are read (CDS Hooks)."""
+    if not (data_dir / "order_entry.yaml").exists():
+        return None
+    where, top = _read_reference(data_dir, "order_entry.yaml", "generic_names", check)
+    names = check.texts(top.get("generic_names"), f"{where}: generic_names")
+    observations = []
+    for i, raw in enumerate(top.get("observations") or []):
+        at = f"{where}: observations[{i}]"
+        item = check.mapping(raw, at, ("loinc", "field"), ("measure", "units", "pregnant", "not_pregnant")) or {}
+        target = check.text(item.get("field"), f"{at}.field")
+        if target and target not in _ORDER_FIELDS:
+            check.fail(f"{at}.field", f"must be one of {', '.join(_ORDER_FIELDS)}")
+        measure = item.get("measure")
+        if target == "measure" and measure not in measures:
+            check.fail(f"{at}.measure", f"{measure!r} is not a measure in measures.yaml")
+        units = item.get("units") or {}
+        if not isinstance(units, dict):
+            check.fail(f"{at}.units", "must map each UCUM code as sent to the unit it means here")
+            units = {}
+        observations.append(
+            OrderObservation(
+                check.text(item.get("loinc"), f"{at}.loinc"),
+                target,
+                measure if target == "measure" else None,
+                {str(k): str(v) for k, v in units.items()},
+                frozenset(check.texts(item.get("pregnant"), f"{at}.pregnant") if "pregnant" in item else ()),
+                frozenset(
+                    check.texts(item.get("not_pregnant"), f"{at}.not_pregnant") if "not_pregnant" in item else ()
+                ),
+            )
+        )
+    reasons = check.mapping(top.get("override_reasons"), f"{where}: override_reasons", ("system", "codes")) or {}
+    codes = []
+    for code, display in (reasons.get("codes") or {}).items():
+        codes.append((str(code), check.text(display, f"{where}: override_reasons.codes.{code}")))
+    if not codes:
+        check.fail(f"{where}: override_reasons.codes", "list at least one reason: code: display")
+    return OrderEntry(
+        names, tuple(observations), check.text(reasons.get("system"), f"{where}: override_reasons.system"), tuple(codes)
     )
 
 
@@ -616,6 +666,13 @@ def load_rulebook_texts(texts: dict[str, str], digest: str | None = None) -> Rul
     return replace(rulebook, path=Path(names[0]))
 
 
+# The top-level keys a reference data file may have besides its main one.
+_OTHER_KEYS = {
+    "products.yaml": ("indications", "unverified_products"),
+    "order_entry.yaml": ("observations", "override_reasons"),
+}
+
+
 def _read_reference(data_dir: Path, name: str, key: str, check: _Checker):
     path = data_dir / name
     try:
@@ -625,10 +682,7 @@ def _read_reference(data_dir: Path, name: str, key: str, check: _Checker):
     except RulebookError as error:
         check.problems.extend(error.problems)
         return str(path), {}
-    top = (
-        check.mapping(raw, str(path), (key,), ("indications", "unverified_products") if name == "products.yaml" else ())
-        or {}
-    )
+    top = check.mapping(raw, str(path), (key,), _OTHER_KEYS.get(name, ())) or {}
     return str(path), top
 
 
@@ -654,7 +708,7 @@ def _read_products(data_dir: Path, check: _Checker) -> tuple[dict[str, Product],
     return products, indications
 
 
-_PRODUCT_FIELDS = ("manufacturer", "concentration", "routes", "vial_sizes_g", "note", "hcpcs", "price_per_g")
+_PRODUCT_FIELDS = ("manufacturer", "concentration", "routes", "vial_sizes_g", "note", "hcpcs", "price_per_g", "rxnorm")
 
 
 def _read_product(raw, at: str, check: _Checker, indications, verified: bool) -> Product:
@@ -664,7 +718,7 @@ def _read_product(raw, at: str, check: _Checker, indications, verified: bool) ->
                 raw,
                 at,
                 ("name", "manufacturer", "routes", "vial_sizes_g", "prescribing_information", "labels"),
-                ("concentration", "note", "hcpcs", "price_per_g"),
+                ("concentration", "note", "hcpcs", "price_per_g", "rxnorm"),
             )
             or {}
         )
@@ -700,6 +754,7 @@ def _read_product(raw, at: str, check: _Checker, indications, verified: bool) ->
         note=check.text(item.get("note"), f"{at}.note", required=not verified),
         hcpcs=_read_hcpcs(item.get("hcpcs"), f"{at}.hcpcs", check),
         price_per_g=_read_price(item.get("price_per_g"), f"{at}.price_per_g", check),
+        rxnorm=_rxnorm_codes(item.get("rxnorm"), f"{at}.rxnorm", check),
     )
 
 
@@ -727,6 +782,15 @@ def _read_price(raw, where: str, check: _Checker) -> Price | None:
     if as_of and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", as_of):
         check.fail(f"{where}.as_of", f"must be the date the price was set, as YYYY-MM-DD, found {as_of!r}")
     return Price(amount or 0.0, currency, check.text(item.get("source"), f"{where}.source"), as_of)
+
+
+def _rxnorm_codes(raw, where: str, check: _Checker) -> tuple[str, ...]:
+    """A product's RxNorm codes (RXCUIs: digits), as order entry recognises it."""
+    codes = check.texts(raw, where) if raw is not None else ()
+    for code in codes:
+        if not re.fullmatch(r"[0-9]{1,10}", code):
+            check.fail(where, f"an RxNorm code (RXCUI) is digits, found {code!r}")
+    return codes
 
 
 def _read_prescribing_information(raw, where: str, check: _Checker) -> PrescribingInformation:
