@@ -305,3 +305,29 @@ supply_phases = Table(
     Column("binding", String(64)),
     Index("ix_supply_phase_set_at", "set_at", "id"),
 )
+
+# The EHRs (CDS Clients) whose signed JWTs the CDS Hooks service accepts (issue 19): the issuer,
+# its JWK Set (inline, JSON), the one jku URL its keys may also be fetched from, and the FHIR
+# servers the service may fetch from on its calls.
+cds_clients = Table(
+    "cds_clients",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("iss", String(256), nullable=False, unique=True),
+    Column("jwks", Text, nullable=False),
+    Column("jku", String(512)),
+    Column("fhir_servers", Text, nullable=False),  # JSON list: the FHIR base URLs its calls may name to fetch from
+    Column("added_at", String(32), nullable=False),
+    Column("added_by", String(128), nullable=False),
+)
+
+# The jti of every JWT accepted, until it expires: a replay is refused by every process and host
+# (the primary key), and rows past their expiry are deleted as new ones come.
+cds_jtis = Table(
+    "cds_jtis",
+    metadata,
+    Column("iss", String(256), primary_key=True),
+    Column("jti", String(256), primary_key=True),
+    Column("expires_at", String(32), nullable=False),
+    Index("ix_cds_jtis_expires", "expires_at"),
+)
