@@ -23,6 +23,7 @@ from service.rulebook.lint import lint_paths
 from service.rulebook.model import RulebookError
 from service.rulebook.reader import load_rulebook
 from service.rulebook.shipped import default_rulebook_path
+from service.store import cds_clients
 from service.store.database import describe
 from service.store.instance import Instance
 from service.store.rulebook_versions import AmbiguousVersion, VersionNotFound, VersionRef, stored_rulebook
@@ -472,6 +473,57 @@ def tokens_list():
             f"{row['name']:<24} {row['role']:<11} created {row['created_at']}"
             + (f"  revoked {row['revoked_at']}" if row["revoked_at"] else "")
         )
+
+
+@main.group("cds-clients")
+def cds_clients_group():
+    """The EHRs (CDS Clients) allowed to call the CDS Hooks service, with their keys."""
+
+
+@cds_clients_group.command("add")
+@click.option("--iss", required=True, help="The client's JWT issuer (iss), exactly as its JWTs carry it.")
+@click.option(
+    "--jwks", "jwks_file", required=True, type=click.File("r"), help="A file with the client's public JWK Set (JSON)."
+)
+@click.option("--jku", default=None, help="The one URL the client's JWK Set may also be fetched from (its jku).")
+@click.option(
+    "--fhir-server",
+    "fhir_servers",
+    multiple=True,
+    help="A FHIR base URL the service may fetch from when the client's calls name it (repeatable).",
+)
+def cds_clients_add(iss, jwks_file, jku, fhir_servers):
+    """Allow a CDS client (on the audit record as cds_client_added)."""
+    instance = _instance()
+    try:
+        added = cds_clients.add_client(
+            instance.database, instance.audit, iss, jwks_file.read(), jku, list(fhir_servers), "cli"
+        )
+    except cds_clients.ClientError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"added {added['iss']} (keys {', '.join(added['kids'])})")
+
+
+@cds_clients_group.command("list")
+def cds_clients_list():
+    """The allowed CDS clients: iss, key ids, jku, FHIR servers, when added and by whom."""
+    for row in cds_clients.list_clients(_instance().database):
+        click.echo(
+            f"{row['iss']}  keys {', '.join(row['kids'])}  jku {row['jku'] or '-'}  "
+            f"fhir {', '.join(row['fhir_servers']) or '-'}  added {row['added_at']} by {row['added_by']}"
+        )
+
+
+@cds_clients_group.command("remove")
+@click.option("--iss", required=True)
+def cds_clients_remove(iss):
+    """Remove a CDS client (on the audit record as cds_client_removed); its JWTs are refused from now on."""
+    instance = _instance()
+    try:
+        cds_clients.remove_client(instance.database, instance.audit, iss, "cli")
+    except cds_clients.ClientError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"removed {iss}")
 
 
 @main.group()

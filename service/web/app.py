@@ -33,7 +33,9 @@ log = logging.getLogger("service")
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the service. `test_config` may set INSTANCE_PATH, DATABASE_URL, RULEBOOK, WARM and SETTINGS."""
-    config = {**_settings(), **(test_config or {})}
+    # The URL EHRs are given for this service (CDS Hooks: a JWT's aud names it exactly); when unset,
+    # the URL each request came to.
+    config = {"PUBLIC_URL": os.environ.get("FORMULARY_PUBLIC_URL", ""), **_settings(), **(test_config or {})}
     instance = Instance.from_env(config)
     app = Flask(__name__, instance_path=str(instance.path))
     app.json = JSONProvider(app)

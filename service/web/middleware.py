@@ -47,7 +47,7 @@ def _start():
 
 def _record_refusal(response):
     console = is_console(request.path)
-    if 400 <= response.status_code < 500 and (request.path.startswith("/v1/") or console):
+    if 400 <= response.status_code < 500 and (request.path.startswith(("/v1/", "/cds-services")) or console):
         # A console page, or an API refusal answered in another shape (a FHIR OperationOutcome), notes it in g.refusal.
         noted = console or "refusal" in g
         error = g.get("refusal", {}) if noted else (response.get_json(silent=True) or {}).get("error", {})

@@ -123,6 +123,9 @@ _AUTHORISATION = {
 }
 
 SCHEMAS = {
+    # CDS Hooks bodies are the specification's (https://cds-hooks.hl7.org/2.0/); the tests validate
+    # the cards against tests/schemas/cds_hooks_response.schema.json.
+    "CdsHooksObject": {"type": "object", "description": "a CDS Hooks 2.0 request or response body"},
     "DecisionRequest": _object(
         {
             "diagnosis": _object(
@@ -1832,6 +1835,41 @@ PATHS = {
             },
         }
     },
+    "/cds-services": {
+        "get": {
+            "summary": "CDS Hooks discovery: the services ivig-order-select and ivig-order-sign, with their prefetch templates",
+            "description": "CDS Hooks 2.0 (https://cds-hooks.hl7.org/2.0/). Every call carries the EHR's signed JWT "
+            "(a client added with `formulary cds-clients add`); its aud is this URL.",
+            "security": [{"cdsJwt": []}],
+            "responses": {"200": _json("CdsHooksObject", "{services: [...]}"), **_errors(401, 503)},
+        }
+    },
+    "/cds-services/{service_id}": {
+        "post": {
+            "summary": "A CDS Hooks call (order-select or order-sign): one card per IVIG draft MedicationRequest",
+            "description": "Each IVIG order is decided and recorded as a decision (requester `<client iss>/<userId>`); "
+            "the cards follow the CDS Hooks 2.0 response.",
+            "security": [{"cdsJwt": []}],
+            "parameters": [{"name": "service_id", "in": "path", "required": True, "schema": _TEXT}],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("CdsHooksObject")}}},
+            "responses": {
+                "200": _json("CdsHooksObject", "{cards: [...]}"),
+                **_errors(400, 401, 404, 413, 415, 503),
+            },
+        }
+    },
+    "/cds-services/{service_id}/feedback": {
+        "post": {
+            "summary": "CDS Hooks feedback: cards accepted or overridden, recorded against their decisions",
+            "security": [{"cdsJwt": []}],
+            "parameters": [{"name": "service_id", "in": "path", "required": True, "schema": _TEXT}],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("CdsHooksObject")}}},
+            "responses": {
+                "200": _json("CdsHooksObject", "{recorded: [{card, decision_id, record_id}]}"),
+                **_errors(400, 401, 404, 413, 415, 503),
+            },
+        }
+    },
     "/healthz": {
         "get": {
             "summary": "Liveness and the rulebook version served (no token needed)",
@@ -1864,7 +1902,13 @@ DOCUMENT = {
     "components": {
         "schemas": SCHEMAS,
         "securitySchemes": {
-            "bearer": {"type": "http", "scheme": "bearer", "description": "a token from `formulary tokens create`"}
+            "bearer": {"type": "http", "scheme": "bearer", "description": "a token from `formulary tokens create`"},
+            "cdsJwt": {
+                "type": "http",
+                "scheme": "bearer",
+                "bearerFormat": "JWT",
+                "description": "a JWT signed by a CDS client's key (ES384, RS384, ES256, RS256), as CDS Hooks requires",
+            },
         },
     },
 }

@@ -85,6 +85,7 @@ def record_decision(
     requester: str,
     case: dict | None = None,
     continuing: authorisations.Continuing | None = None,
+    origin: dict | None = None,
 ) -> dict:
     """Decide, then record the decision with the case or authorisation it creates, atomically.
 
@@ -100,6 +101,9 @@ def record_decision(
     With `continuing`, the decision is a continuation of that authorisation: kept only when the
     rule's review criteria find benefit (service/decide/continuation.py); a positive one grants
     the next authorisation, and one refused for no benefit opens a review case.
+
+    `origin`, when given, says where the request came from other than this API (an EHR's CDS
+    Hooks call: the hook, its instance, the client and user, the order) and is kept in the record.
     """
     request = parse_request(payload, formulary.vocabulary)
     decision = formulary.decide_request(request)
@@ -135,7 +139,9 @@ def record_decision(
     if case is not None:
         with instance.sql_engine.connect() as connection:
             now, past = with_past(connection)
-        return _record(instance, formulary, payload, requester, now, patient_hash, case, False, continuing, None, past)
+        return _record(
+            instance, formulary, payload, requester, now, patient_hash, case, False, continuing, None, past, origin
+        )
 
     def record_joining_an_open_case():
         now, past, joined = decided, None, None
@@ -145,7 +151,18 @@ def record_decision(
                 if _opens_case(now) and patient_hash and code:
                     joined = _open_case_to_join(connection, requester, patient_hash, code)
         return _record(
-            instance, formulary, payload, requester, now, patient_hash, joined, True, continuing, urgent_reason, past
+            instance,
+            formulary,
+            payload,
+            requester,
+            now,
+            patient_hash,
+            joined,
+            True,
+            continuing,
+            urgent_reason,
+            past,
+            origin,
         )
 
     try:
@@ -251,6 +268,7 @@ def _record(
     continuing: authorisations.Continuing | None = None,
     urgent_reason: str | None = None,
     past: _Past | None = None,
+    origin: dict | None = None,
 ) -> dict:
     """Record a decision; `case` is the case it updates (as read), `joins` whether it is a new
     request joining it, `continuing` the authorisation a continuation continues, `urgent_reason`
@@ -392,6 +410,7 @@ def _record(
             "decision": response,
             "case_id": case["id"] if case else case_id,
             "authorisation": grant,
+            **({"origin": origin} if origin else {}),
         },
         then=effects if writes_rows else None,
         bind=[(authorisation_rows, grant)] if grant is not None else (),
