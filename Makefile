@@ -76,6 +76,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/audit_scale.py
 	$(BIN)/python bench/replay.py
 	bench/http_load.sh 15
+	bench/cds_hooks_load.sh 15
 	FORMULARY_DATABASE_URL="postgresql+psycopg://postgres@127.0.0.1:5432/test?options=-csearch_path%3Dbench" \
 	  sh -c 'psql -h 127.0.0.1 -U postgres -d test -qc "DROP SCHEMA IF EXISTS bench CASCADE; CREATE SCHEMA bench" && bench/http_load.sh 15'
 

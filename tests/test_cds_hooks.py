@@ -588,3 +588,17 @@ def test_cds_clients_command_adds_lists_and_removes_clients_on_the_record(shell_
     assert ISS not in runner.invoke(main, ["cds-clients", "list"]).output
     verified = runner.invoke(main, ["audit", "verify"])
     assert verified.exit_code == 0, verified.output
+
+
+def test_the_console_shows_a_decision_from_the_ehr_with_its_source(ehr):
+    from service.store.tokens import create_token
+    from tests.conftest import sign_in
+
+    app, client, keys = ehr
+    (card,) = _cards(_post(ehr, _call(orders=[_medication_request(dose=(2, "g/kg"))], prefetch=_prefetch())))
+    pharmacist = create_token(app.extensions["instance"].database, "pharm", "pharmacist")
+    browser = app.test_client()
+    sign_in(browser, pharmacist)
+    page = browser.get(f"/console/decisions/{card['uuid']}").get_data(as_text=True)
+    assert f"Requested by {ISS}/Practitioner/dr-1" in page
+    assert 'id="decision-origin"' in page and "order-sign" in page and "MedicationRequest/mr1" in page

@@ -605,7 +605,7 @@ def card(decision: dict | None, order: Order, built: Built, rulebook: Rulebook, 
     """The card for one order: its decision (as the API answers it), or `problem`, why none was made."""
     reference = {"davinci-crd.associated-resource": [{"reference": order.reference}]}
     topic = {"system": CARD_TYPES, "code": "coverage-info", "display": "Coverage Information"}
-    source: dict[str, Any] = {"label": f"IVIG formulary ({rulebook.name} {rulebook.version})", "topic": topic}
+    source: dict[str, Any] = {"label": f"{rulebook.name}, rulebook {rulebook.version}", "topic": topic}
     entry = rulebook.order_entry
     reasons = (
         [

@@ -127,6 +127,7 @@ def decision(decision_id):
         decision=record["body"]["decision"],
         requested=record["body"]["request"],
         requester=record["requester"],
+        origin=record["body"].get("origin"),
     )
 
 
