@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fhir.resources.R4B.medicationrequest import MedicationRequest
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.patient import Patient
+from fhir.resources.R4B.task import Task
 
 from service.store import cds_clients
 from tests.conftest import MINI_DATA, write_rulebook
@@ -247,6 +248,43 @@ def test_missing_facts_are_in_the_card_never_an_error(ehr):
     assert "**Missing facts**" in card["detail"] and "therapies" in card["detail"]
     assert "weight (not available" in card["detail"]
     assert any("Questionnaire" in link["label"] for link in card["links"])
+
+
+def test_missing_facts_come_with_a_task_that_holds_their_questionnaire(ehr):
+    order = _medication_request(icd="M33.10", dose=(2, "g/kg"))
+    (card,) = _cards(_post(ehr, _call(orders=[order], prefetch={"patient": _prefetch()["patient"]})))
+    (suggestion,) = [s for s in card["suggestions"] if s["actions"][0]["type"] == "create"]
+    task = suggestion["actions"][0]["resource"]
+    Task.model_validate(task)  # a valid R4 Task
+    assert task["code"]["coding"][0]["code"] == "complete-questionnaire"
+    assert task["basedOn"] == [{"reference": "MedicationRequest/mr1"}] and task["for"] == {"reference": "Patient/p1"}
+    (form,) = task["contained"]
+    assert form["resourceType"] == "Questionnaire" and form["id"] == card["uuid"] and form["item"]
+    assert task["input"][0]["valueCanonical"] == f"#{form['id']}"
+
+
+def test_an_unlabelled_product_gets_a_suggestion_to_switch_to_each_labelled_one(ehr):
+    order = _medication_request(text="Gamma 10%", icd="D80.0", dose=(0.4, "g/kg"))
+    child = _prefetch(birth="2021-06-01", weight=18, height=110)
+    (card,) = _cards(_post(ehr, _call(orders=[order], prefetch=child)))
+    assert card["indicator"] == "warning"  # Gamma's label starts at 12 years: pi-other sends it to review
+    assert "Gamma is not labelled for this indication for this patient; Alpha, Beta are." in card["detail"]
+    switches = card["suggestions"]
+    assert [s["label"].split(" instead")[0] for s in switches] == ["Order Alpha", "Order Beta"]
+    assert card["selectionBehavior"] == "at-most-one"
+    alpha = switches[0]["actions"][0]["resource"]["medicationCodeableConcept"]
+    assert alpha == {
+        "text": "Alpha",
+        "coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "9000001"}],
+    }
+    MedicationRequest.model_validate(switches[1]["actions"][0]["resource"])
+
+
+def test_a_labelled_product_gets_no_switch_suggestion(ehr):
+    order = _medication_request(text="Beta 10%", icd="D80.0", dose=(0.4, "g/kg"))
+    (card,) = _cards(_post(ehr, _call(orders=[order], prefetch=_prefetch(birth="2021-06-01", weight=18, height=110))))
+    assert card["indicator"] == "info"
+    assert not any("instead" in s["label"] for s in card.get("suggestions", []))
 
 
 def test_an_order_without_an_indication_gets_a_warning_card_on_the_record(ehr):

@@ -23,6 +23,8 @@ from urllib.parse import quote, urlsplit
 from service import clock
 from service.decide import dosing
 from service.decide.decision import OUTCOME_WORDS
+from service.decide.formulary import Formulary
+from service.decide.questionnaire import UnknownFact, questionnaire
 from service.decide.request import RequestError
 from service.rulebook.model import OrderEntry, Rulebook
 
@@ -31,6 +33,8 @@ RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
 CARD_TYPES = "http://terminology.hl7.org/CodeSystem/cdshooks-card-type"
+SDC_TEMP = "http://hl7.org/fhir/uv/sdc/CodeSystem/temp"  # complete-questionnaire, questionnaire (Da Vinci CRD's Task)
+MAX_SWITCHES = 3  # switch suggestions on one card at most
 SUMMARY_LIMIT = 139  # the specification: a summary of fewer than 140 characters
 MAX_ORDERS = 50  # draft orders read from one call at most
 FINAL = ("final", "amended", "corrected")
@@ -590,6 +594,88 @@ def dose_suggestion(decision: dict, order: Order, built: Built, rulebook: Rulebo
     }
 
 
+def labelled_alternatives(formulary: Formulary, payload: dict | None, decision: dict | None) -> tuple[str, ...]:
+    """The formulary products labelled for this indication and patient, when the ordered product is
+    not: the same request decided without a product, if that is approved (never recorded)."""
+    if payload is None or decision is None or not payload.get("product") or decision["outcome"] == "approved":
+        return ()
+    try:
+        other = formulary.decide({k: v for k, v in payload.items() if k != "product"})
+    except RequestError:
+        return ()
+    if other.outcome != "approved":
+        return ()
+    return tuple(name for name in other.labelled_products if name != payload["product"])[:MAX_SWITCHES]
+
+
+def switch_suggestions(alternatives: tuple[str, ...], order: Order, rulebook: Rulebook) -> list[dict]:
+    """A suggestion per labelled product to order instead of the one named (the dose is the
+    prescriber's to check: the card is decided again when the changed order is signed)."""
+    found = []
+    for name in alternatives:
+        concept: dict[str, Any] = {"text": name}
+        codes = rulebook.products[name].rxnorm if name in rulebook.products else ()
+        if codes:
+            concept["coding"] = [{"system": RXNORM, "code": code} for code in codes]
+        resource = {
+            k: v for k, v in order.resource.items() if k not in ("medicationReference", "medicationCodeableConcept")
+        }
+        found.append(
+            {
+                "label": f"Order {name} instead: labelled for this indication for this patient",
+                "uuid": str(uuid.uuid4()),
+                "isRecommended": False,
+                "actions": [
+                    {
+                        "type": "update",
+                        "description": f"{name} instead of {order.product}, which is not labelled for this "
+                        "indication for this patient; check the dose for the new product",
+                        "resource": {**resource, "medicationCodeableConcept": concept},
+                    }
+                ],
+            }
+        )
+    return found
+
+
+def questionnaire_task(decision: dict, order: Order, rulebook: Rulebook) -> dict | None:
+    """A suggestion to create a Task asking for the missing facts, with their Questionnaire inside
+    (Da Vinci CRD's form-completion Task: code complete-questionnaire, the Questionnaire as its input)."""
+    if not decision.get("missing"):
+        return None
+    try:
+        form = questionnaire(decision, rulebook)
+    except UnknownFact:
+        return None
+    task: dict[str, Any] = {
+        "resourceType": "Task",
+        "status": "ready",
+        "intent": "order",
+        "code": {"coding": [{"system": SDC_TEMP, "code": "complete-questionnaire"}]},
+        "description": "Answer the facts the IVIG rules need to decide this order",
+        "basedOn": [{"reference": order.reference}],
+        "authoredOn": clock.utc_now(),
+        "contained": [form],
+        "input": [
+            {"type": {"coding": [{"system": SDC_TEMP, "code": "questionnaire"}]}, "valueCanonical": f"#{form['id']}"}
+        ],
+    }
+    subject = order.resource.get("subject")
+    if subject:
+        task["for"] = subject
+    return {
+        "label": "Answer the missing facts (a FHIR Questionnaire)",
+        "uuid": str(uuid.uuid4()),
+        "actions": [
+            {
+                "type": "create",
+                "description": f"A task to answer {len(form['item'])} question(s) the rules need",
+                "resource": task,
+            }
+        ],
+    }
+
+
 def _with_dose(resource: dict, grams: float) -> dict:
     """The MedicationRequest with its first dosage's dose set to `grams` g (the whole resource, as an update carries)."""
     instructions = [dict(d) for d in resource.get("dosageInstruction") or [{}]]
@@ -601,8 +687,17 @@ def _with_dose(resource: dict, grams: float) -> dict:
     return {**resource, "dosageInstruction": instructions}
 
 
-def card(decision: dict | None, order: Order, built: Built, rulebook: Rulebook, base: str, problem: str | None = None):
-    """The card for one order: its decision (as the API answers it), or `problem`, why none was made."""
+def card(
+    decision: dict | None,
+    order: Order,
+    built: Built,
+    rulebook: Rulebook,
+    base: str,
+    problem: str | None = None,
+    alternatives: tuple[str, ...] = (),
+):
+    """The card for one order: its decision (as the API answers it), or `problem`, why none was made;
+    `alternatives`: products labelled for the indication when the one ordered is not."""
     reference = {"davinci-crd.associated-resource": [{"reference": order.reference}]}
     topic = {"system": CARD_TYPES, "code": "coverage-info", "display": "Coverage Information"}
     source: dict[str, Any] = {"label": f"{rulebook.name}, rulebook {rulebook.version}", "topic": topic}
@@ -641,6 +736,12 @@ def card(decision: dict | None, order: Order, built: Built, rulebook: Rulebook, 
     lines = [f"**{OUTCOME_WORDS[outcome]}.** {decision['rationale']}"]
     if decision.get("labelled_products"):
         lines.append("Labelled products for this patient: " + ", ".join(decision["labelled_products"]) + ".")
+    if alternatives:
+        lines.append(
+            f"{order.product} is not labelled for this indication for this patient; "
+            + ", ".join(alternatives)
+            + (" is." if len(alternatives) == 1 else " are.")
+        )
     if decision.get("evidence"):
         lines.append("**Evidence**")
         lines.append(
@@ -688,10 +789,16 @@ def card(decision: dict | None, order: Order, built: Built, rulebook: Rulebook, 
         "links": links,
         "extension": reference,
     }
-    suggestion = dose_suggestion(decision, order, built, rulebook)
-    if suggestion:
-        answer["suggestions"] = [suggestion]
-        answer["selectionBehavior"] = "at-most-one"
+    changes = [*switch_suggestions(alternatives, order, rulebook)]
+    dose = dose_suggestion(decision, order, built, rulebook)
+    if dose and not alternatives:
+        changes.append(dose)
+    form = questionnaire_task(decision, order, rulebook)
+    suggestions = changes + ([form] if form else [])
+    if suggestions:
+        answer["suggestions"] = suggestions
+        # Changes to the order exclude one another; a task for the missing facts goes with any.
+        answer["selectionBehavior"] = "at-most-one" if len(changes) > 1 else "any"
     if outcome in ("needs_review", "not_supported") and reasons:
         answer["overrideReasons"] = reasons
     return answer

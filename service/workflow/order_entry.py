@@ -191,7 +191,8 @@ def answer(instance, formulary: Formulary, call: order_entry.HookCall, caller: C
                 decision = record_decision(instance, formulary, built.payload, requester, origin=origin)
             except RequestError as error:
                 problem = f"The order's facts could not be used: {error.message}."
-        result = order_entry.card(decision, order, built, rulebook, base, problem)
+        alternatives = order_entry.labelled_alternatives(formulary, built.payload, decision)
+        result = order_entry.card(decision, order, built, rulebook, base, problem, alternatives)
         if decision is None:
             instance.audit.append(
                 "cds_order_undecided",
