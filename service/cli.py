@@ -807,7 +807,7 @@ def rulebook_proposal(proposal_id, as_json, changelog):
             click.echo(proposals.changelog_entry(instance, proposal_id), nl=False)
             return
         found = proposals.proposal_detail(instance, proposal_id)
-    except (proposals.NoSuchProposal, proposals.VoteRefused) as error:
+    except (proposals.NoSuchProposal, proposals.ProposalRefused) as error:
         raise click.ClickException(str(error)) from None
     if as_json:
         click.echo(json.dumps(found, indent=2, ensure_ascii=False))

@@ -521,3 +521,12 @@ def test_the_provisional_period_is_checked(tmp_path, provisional, expected):
     with pytest.raises(RulebookError) as refused:
         load_checked(path)
     assert any(expected in p for p in refused.value.problems), refused.value.problems
+
+
+@pytest.mark.parametrize("effective", ["2026-5-1", "1 December 2026", "December 2026", "2026-02-30"])
+def test_a_rulebook_whose_effective_date_is_not_a_date_is_refused(tmp_path, effective):
+    path = write_rulebook(tmp_path)
+    path.write_text(path.read_text().replace("effective: '2026-01-01'", f"effective: '{effective}'"))
+    with pytest.raises(RulebookError) as refused:
+        load_rulebook(path)
+    assert any("rulebook.effective: must be a date, YYYY-MM-DD" in problem for problem in refused.value.problems)

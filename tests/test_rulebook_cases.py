@@ -32,6 +32,7 @@ _loaded: dict[Path, Formulary] = {}
 
 def formulary_for(case_file: Path) -> Formulary:
     rulebook = case_file.with_name(case_file.name.replace(".tests.yaml", ".yaml"))
+    assert rule_cases.case_file_of(rulebook) == case_file
     if rulebook not in _loaded:
         _loaded[rulebook] = Formulary.load(rulebook)
     return _loaded[rulebook]
@@ -45,7 +46,7 @@ def test_every_shipped_rulebook_lints_clean():
 def test_every_rulebook_has_a_case_file():
     rulebooks = {p for p in RULES_DIR.glob("*.yaml") if not p.name.endswith(".tests.yaml")}
     assert rulebooks, "no rulebook in rules/"
-    assert {p.with_name(p.name.replace(".yaml", ".tests.yaml")) for p in rulebooks} <= set(CASE_FILES)
+    assert {rule_cases.case_file_of(p) for p in rulebooks} <= set(CASE_FILES)
 
 
 def decided(case_file: Path, case: dict):

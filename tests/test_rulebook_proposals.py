@@ -3,6 +3,7 @@ run, its diff and replay kept; others than its proposer approve it; it is served
 date; reload is refused while approvals are required. On the test rulebook, SQLite and PostgreSQL."""
 
 import io
+import json
 import shutil
 
 import pytest
@@ -124,12 +125,14 @@ def test_two_others_than_the_proposer_approve_and_the_new_version_is_served_at_o
     versions = client.get("/v1/rulebook/versions", headers=people["pat"]).get_json()["versions"]
     assert versions[0]["activations"][0]["activated_by"] == f"proposal {proposal['id']}"
     with app.extensions["instance"].database.connect() as connection:
-        kinds = (
-            connection.execute(select(audit_records.c.kind).where(audit_records.c.kind.like("rulebook_proposal%")))
-            .scalars()
-            .all()
-        )
-    assert kinds == ["rulebook_proposal", "rulebook_proposal_vote", "rulebook_proposal_vote"]
+        records = connection.execute(
+            select(audit_records.c.kind, audit_records.c.content)
+            .where(audit_records.c.kind.like("rulebook_proposal%"))
+            .order_by(audit_records.c.id)
+        ).all()
+    assert [r.kind for r in records] == ["rulebook_proposal", "rulebook_proposal_vote", "rulebook_proposal_vote"]
+    said = [json.loads(r.content)["body"]["result"] for r in records[1:]]
+    assert said == [{"status": "open", "approvals": 1}, {"status": "active", "approvals": 2}]
 
 
 def test_a_rejection_closes_the_proposal(committee):
@@ -341,7 +344,7 @@ def test_a_committee_member_proposes_from_the_console_and_another_approves_there
     assert response.status_code == 302, response.get_data(as_text=True)
     shown = client.get(response.headers["Location"]).get_data(as_text=True)
     assert "Impact on past decisions" in shown and first["decision_id"][:8] in shown
-    assert "Record my vote" not in shown  # not on one's own proposal
+    assert "Withdraw my proposal" in shown and 'value="approve"' not in shown  # never one's own approval
     proposal_path = response.headers["Location"]
     post_form(client, "/console/sign-out", {}, proposal_path)
     sign_in(client, create_token(database, "bob.console", "committee"))
@@ -386,3 +389,52 @@ def test_formulary_rulebook_propose_lists_and_shows_a_proposal(committee, monkey
     broken = path.with_name("broken.yaml")
     broken.write_text("rulebook: [")
     assert run("rulebook", "propose", str(broken), "--summary", "x").exit_code == 1
+
+
+def test_the_proposer_withdraws_their_own_proposal(committee):
+    _, client, people, path, _ = committee
+    proposal = propose(client, people["alice"], adult_gbs_off_label(path.read_text())).get_json()
+    withdrawn = approve(client, people["alice"], proposal["id"], "reject", "the evidence is being re-read")
+    assert withdrawn.status_code == 200 and withdrawn.get_json()["status"] == "withdrawn"
+    assert approve(client, people["bob"], proposal["id"]).get_json()["error"]["code"] == "proposal_closed"
+
+
+def test_a_scheduled_proposal_whose_base_is_no_longer_served_goes_stale_on_its_day(committee, day):
+    app, client, people, path, _ = committee
+    text = path.read_text()
+    later = propose(client, people["alice"], adult_gbs_off_label(text, effective="2026-12-05")).get_json()
+    approve(client, people["bob"], later["id"])
+    assert approve(client, people["carol"], later["id"]).get_json()["status"] == "scheduled"
+    sooner = propose(client, people["alice"], adult_gbs_off_label(text, version="1.0.1")).get_json()
+    approve(client, people["bob"], sooner["id"])
+    assert approve(client, people["carol"], sooner["id"]).get_json()["status"] == "active"
+    day.set(day.date.replace(day=5))
+    app.extensions["active_rulebook"].follow_now()
+    assert client.get(f"/v1/rulebook/proposals/{later['id']}", headers=people["pat"]).get_json()["status"] == "stale"
+    decision = client.post("/v1/decisions", json=ADULT_GBS, headers=people["cli"]).get_json()
+    assert decision["rulebook"]["version"] == "1.0.1"  # the later one did not undo the sooner one
+    with app.extensions["instance"].database.connect() as connection:
+        kinds = connection.execute(select(audit_records.c.kind).order_by(audit_records.c.id.desc()).limit(3)).scalars()
+        assert "rulebook_proposal_not_activated" in list(kinds)
+
+
+def test_a_console_upload_larger_than_the_usual_body_limit_is_proposed(committee):
+    app, client, _, path, _ = committee
+    sign_in(client, create_token(app.extensions["instance"].database, "alice.console", "committee"))
+    padded = adult_gbs_off_label(path.read_text()) + "\n# " + "x" * 100_000 + "\n"
+    response = client.post(
+        "/console/rulebook/proposals",
+        data={
+            "file": (io.BytesIO(padded.encode()), "ivig-test.yaml"),
+            "summary": SUMMARY,
+            "csrf_token": csrf_token(client, "/console/rulebook/versions"),
+        },
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 302, response.get_data(as_text=True)[:300]
+
+
+def test_other_paths_keep_the_usual_body_limit(committee):
+    _, client, people, _, _ = committee
+    big = {"diagnosis": {"code": "G61.0", "text": "x" * 70_000}}
+    assert client.post("/v1/decisions", json=big, headers=people["cli"]).status_code == 413

@@ -16,6 +16,7 @@ the priority tier of the rule that decided.
 import datetime
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from service.decide import continuation, supply
 from service.decide.decision import Decision
@@ -48,6 +49,11 @@ class CaseResult:
             "got": self.got,
             "rationale": self.rationale,
         }
+
+
+def case_file_of(rulebook_path: Path) -> Path:
+    """Where a rulebook's cases are kept: rules/ivig.yaml's in rules/ivig.tests.yaml."""
+    return rulebook_path.with_name(f"{rulebook_path.stem}.tests.yaml")
 
 
 def cases_of(document) -> list[dict]:

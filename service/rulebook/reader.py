@@ -304,13 +304,16 @@ def load_rulebook(path: str | Path, data_dir: Path | None = None) -> Rulebook:
     for rule in rules:
         if rule.urgent and rule.outcome == "not_supported":
             check.fail(f"{path}: rule {rule.id}.urgent", "a not_supported rule never needs review, so is never urgent")
+    name = check.text(meta.get("name"), f"{path}: rulebook.name")
+    version = check.text(meta.get("version"), f"{path}: rulebook.version")
+    effective = _effective(meta.get("effective"), f"{path}: rulebook.effective", check)
     if check.problems or authorisations is None or weight_rule is None or rounding_rule is None:
         raise RulebookError(check.problems)  # a block that is missing is one of the problems
     cited = tuple(sorted({e.source for r in rules for e in r.evidence}))
     return Rulebook(
-        name=check.text(meta.get("name"), f"{path}: rulebook.name"),
-        version=check.text(meta.get("version"), f"{path}: rulebook.version"),
-        effective=check.text(meta.get("effective"), f"{path}: rulebook.effective"),
+        name=name,
+        version=version,
+        effective=effective,
         path=path,
         digest=digest_texts(check.files),
         texts=dict(check.files),
@@ -627,6 +630,19 @@ def _read_qualifiers(raw, where: str, check: _Checker) -> tuple[str, ...]:
         if len(word.replace("-", " ").split()) != 1:
             check.fail(where, f"'{word}' is not one word; list each word on its own")
     return qualifiers
+
+
+def _effective(raw, where: str, check: _Checker) -> str:
+    """The day the version takes effect, YYYY-MM-DD: a proposal is served from it (midnight UTC)."""
+    text = check.text(raw, where)
+    if text:
+        try:
+            valid = bool(re.fullmatch(r"\d{4}-\d{2}-\d{2}", text)) and bool(datetime.date.fromisoformat(text))
+        except ValueError:
+            valid = False
+        if not valid:
+            check.fail(where, f"must be a date, YYYY-MM-DD, found {text[:40]!r}")
+    return text
 
 
 def digest_texts(texts: dict[str, str]) -> str:

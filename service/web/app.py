@@ -6,7 +6,7 @@ import multiprocessing
 import os
 import signal
 
-from flask import Flask
+from flask import Flask, Request, current_app
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -21,8 +21,20 @@ from service.workflow import proposals
 from service.workflow.active_rulebook import ActiveRulebook
 
 MAX_BODY_BYTES = 64 * 1024
-# Paths whose bodies may be larger: a rulebook proposal carries a rulebook and its rule cases.
+# Paths whose POST bodies may be larger: a rulebook proposal carries a rulebook and its rule cases.
 LARGER_BODIES = {"/v1/rulebook/proposals": 2 << 20, "/console/rulebook/proposals": 2 << 20}
+
+
+class LimitedRequest(Request):
+    """A request whose body limit is MAX_CONTENT_LENGTH, or larger for a POST to a path of
+    LARGER_BODIES: known before anything reads the body (the console's CSRF check reads the form)."""
+
+    @property  # type: ignore[misc]  # read-only here: the limit follows the path
+    def max_content_length(self) -> int | None:  # type: ignore[override]
+        larger = current_app.config["LARGER_BODIES"].get(self.path) if self.method == "POST" else None
+        return larger if larger is not None else super().max_content_length
+
+
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies (Linux)
 # What an operator sets in the environment as FORMULARY_<name> (a test passes <name> in test_config):
 # the limit on anonymous refusals per address and window (service/web/limits.py), the free space
@@ -38,6 +50,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     config = {"PUBLIC_URL": os.environ.get("FORMULARY_PUBLIC_URL", ""), **_settings(), **(test_config or {})}
     instance = Instance.from_env(config)
     app = Flask(__name__, instance_path=str(instance.path))
+    app.request_class = LimitedRequest
     app.json = JSONProvider(app)
     app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, LARGER_BODIES=LARGER_BODIES, **config)
     if config["TRUSTED_PROXIES"]:

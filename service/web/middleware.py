@@ -40,9 +40,6 @@ def _start():
     given = request.headers.get("X-Request-Id", "")
     g.request_id = given if _REQUEST_ID.match(given) else secrets.token_hex(16)
     g.started = time.perf_counter()
-    larger = current_app.config["LARGER_BODIES"].get(request.path)
-    if larger is not None:  # before the body is read: a rulebook proposal
-        request.max_content_length = larger
 
 
 def _record_refusal(response):

@@ -60,7 +60,7 @@ class BufferedApp:
             protocol.response_bytes(*answer)
 
     async def _body(self, scope, protocol) -> bytes:
-        limit = self.larger_bodies.get(scope.path, self.max_body)
+        limit = self.larger_bodies.get(scope.path, self.max_body) if scope.method == "POST" else self.max_body
         declared = scope.headers.get("content-length")
         if declared is not None:  # granian has checked it is a number, and stops at it
             return b"" if int(declared) > limit else await protocol()

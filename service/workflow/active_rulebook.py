@@ -65,26 +65,16 @@ class ActiveRulebook:
         self._current = self._build(Formulary.load(path))
         self._checked_at = time.monotonic()
         try:
-            if self._due is not None:
-                self._due()
+            self._activate_due()
             newest = self._newest_activation()
-            if newest is not None and self._not_approved(newest.digest):
-                log.warning(
-                    "the rulebook file %s is %s (%s), which was never activated; this instance requires %d "
-                    "approval(s), so it serves the version activated last (%s) until the file is proposed "
-                    "and approved",
-                    self._path,
-                    self._current.rulebook.version,
-                    self._current.rulebook.digest[:12],
-                    self._approvals,
-                    newest.digest[:12],
-                )
-                self.follow_now()
+            file_digest = self._current.rulebook.digest
+            if newest is not None and newest.digest != file_digest and self._approvals > 0:
+                self._follow_the_approved(newest.digest)
             elif newest is not None and self._rolled_back_from_file(newest.digest):
                 # A version the file has been before was rolled back from: a restarted worker
                 # follows the rollback rather than undo it.
                 self.follow_now()
-            elif newest is None or newest.digest != self._current.rulebook.digest:
+            elif newest is None or newest.digest != file_digest:
                 record_activation(self._database, self._current.rulebook, "service start")
             elif not is_stored(self._database, newest.digest):  # activated before versions were kept (0009)
                 with writing(self._database) as connection:
@@ -102,15 +92,37 @@ class ActiveRulebook:
             and is_stored(self._database, file_digest)
         )
 
-    def _not_approved(self, newest_digest: str) -> bool:
-        """Whether a start would serve a changed file no proposal approved, where approvals are
-        required and the version activated last can be served instead."""
-        return (
-            self._approvals > 0
-            and newest_digest != self._current.rulebook.digest
-            and not is_stored(self._database, self._current.rulebook.digest)
-            and is_stored(self._database, newest_digest)
-        )
+    def _follow_the_approved(self, newest_digest: str) -> None:
+        """At a start where approvals are required and the file is not the version activated last:
+        serve that version, never the file (a changed file is served through a proposal)."""
+        if not is_stored(self._database, newest_digest):
+            raise RuntimeError(
+                f"the rulebook file {self._path} is not the version activated last ({newest_digest[:12]}), which "
+                "was activated before versions were kept and cannot be served again; with "
+                f"FORMULARY_RULEBOOK_APPROVALS={self._approvals} a start does not activate the file: restore the "
+                "file served before, or start once with FORMULARY_RULEBOOK_APPROVALS=0"
+            )
+        if not is_stored(self._database, self._current.rulebook.digest):
+            log.warning(
+                "the rulebook file %s is %s (%s), which was never activated; this instance requires %d approval(s), "
+                "so it serves the version activated last (%s) until the file is proposed and approved",
+                self._path,
+                self._current.rulebook.version,
+                self._current.rulebook.digest[:12],
+                self._approvals,
+                newest_digest[:12],
+            )
+        self.follow_now()
+
+    def _activate_due(self) -> None:
+        """Serve the approved proposals whose day has come (the `due` hook); a failure is logged and
+        the next check tries again, never failing the request that checked."""
+        if self._due is None:
+            return
+        try:
+            self._due()
+        except Exception:
+            log.exception("activating the rulebook proposals due failed")
 
     def _build(self, formulary: Formulary) -> Formulary:
         if self._warm:
@@ -200,32 +212,33 @@ class ActiveRulebook:
         if now - self._checked_at < CHECK_EVERY_SECONDS:
             return
         self._checked_at = now
+        self._activate_due()
         try:
-            if self._due is not None:
-                self._due()
             newest = self._newest_activation()
             if newest is None or newest.digest == self._current.rulebook.digest:
                 return
-            rulebook = load_rulebook(self._path)
-            if rulebook.digest != newest.digest:
-                # Not the file's version: a stored one (a rollback), read back from the database.
+            try:
+                rulebook = load_rulebook(self._path)
+            except RulebookError:  # the file here does not load: the database may keep the version
+                rulebook = None
+            if rulebook is None or rulebook.digest != newest.digest:
+                # Not the file's version: a stored one (a rollback, a proposal), read back from the database.
                 try:
                     rulebook = read_stored(version_with_digest(self._database, newest.digest))
                 except VersionNotFound:
                     log.error(
-                        "rulebook %s was activated elsewhere but neither the file here (%s) nor the database "
-                        "holds it; still serving %s",
+                        "rulebook %s was activated elsewhere but neither the file here nor the database holds "
+                        "it; still serving %s",
                         newest.digest[:12],
-                        rulebook.digest[:12],
                         self._current.rulebook.digest[:12],
                     )
                     return
             self._swap(self._build(Formulary(checked(rulebook))))
             log.info("now serving rulebook %s %s", rulebook.version, rulebook.digest[:12])
-        except RulebookError as error:  # the file here is the version activated elsewhere, but does not load here
+        except RulebookError as error:  # the version activated elsewhere does not pass lint here
             log.error(
                 "rulebook %s was activated elsewhere but cannot be served here (%s); still serving %s",
-                newest.digest[:12],
+                newest.digest[:12] if newest is not None else "?",
                 "; ".join(error.problems),
                 self._current.rulebook.digest[:12],
             )

@@ -31,16 +31,16 @@ from service.rulebook.diff import diff_as_data
 from service.rulebook.lint import checked
 from service.rulebook.model import Rulebook, RulebookError
 from service.rulebook.reader import DATA_PREFIX, MAX_FILE_BYTES, load_rulebook_texts, parse_yaml, read_yaml
-from service.store.tables import rulebook_proposal_votes, rulebook_proposals
+from service.store.tables import rulebook_activations, rulebook_proposal_votes, rulebook_proposals
 from service.workflow import replay as replaying
 from service.workflow.active_rulebook import activate_in
+from service.workflow.cases import MAX_REASON
 from service.workflow.usage import Window
 
 MAX_SUMMARY = 4000
-MAX_REASON = 2000
 _TEMPORARY_FOLDER = re.compile(r"\S*/rulebook-[^/\s]+/")  # where load_rulebook_texts reads the texts
 REPLAY_DAYS = 90  # the window replayed by default: the last 90 days
-STATUSES = ("failed", "open", "scheduled", "active", "rejected")
+STATUSES = ("failed", "open", "scheduled", "active", "rejected", "withdrawn", "stale")
 DECISIONS = ("approve", "reject")
 
 
@@ -48,8 +48,9 @@ class NoSuchProposal(LookupError):
     pass
 
 
-class VoteRefused(Exception):
-    """A vote the proposal's state or the voter does not allow; `own` when the voter proposed it."""
+class ProposalRefused(Exception):
+    """What a proposal's state does not allow (a vote, its CHANGELOG entry); `own` when the voter
+    proposed it."""
 
     def __init__(self, code: str, message: str, own: bool = False):
         super().__init__(message)
@@ -60,8 +61,8 @@ class VoteRefused(Exception):
 class Candidate:
     rulebook: str  # the candidate's YAML text
     summary: str
-    tests: str | None = None  # its rule cases' YAML text; None: the active version's
-    window: Window | None = None  # the replay's; None: the last REPLAY_DAYS days
+    tests: str | None  # its rule cases' YAML text; None: the served version's (see _cases)
+    window: Window  # the recorded decisions to replay (candidate_from: the last REPLAY_DAYS days by default)
 
 
 def candidate_from(fields: dict, today: datetime.date) -> Candidate:
@@ -124,10 +125,9 @@ def propose(instance, serving: Formulary, candidate: Candidate, by: str) -> dict
     if rulebook is not None:
         formulary = Formulary(rulebook)
         try:
-            report["cases"] = _cases(instance, formulary, candidate.tests, today)
+            report["cases"] = _cases(instance, formulary, served, candidate.tests, today)
             report["diff"] = diff_as_data(served, rulebook)
-            window = candidate.window or Window(today - datetime.timedelta(days=REPLAY_DAYS))
-            report["replay"] = replaying.replay(instance, formulary, window)
+            report["replay"] = replaying.replay(instance, formulary, candidate.window)
             report["continuations"] = replaying.continuations(instance, serving, formulary)
         finally:
             formulary.close()
@@ -150,14 +150,19 @@ def propose(instance, serving: Formulary, candidate: Candidate, by: str) -> dict
         "tests": candidate.tests,
         "report": json.dumps(report, ensure_ascii=False),
     }
+    if passed and rulebook is not None and instance.rulebook_approvals == 0:  # settled at once
+        row["status"] = "active" if _effective_day(rulebook.effective) <= today else "scheduled"
+        row["decided_at"] = row["proposed_at"] if row["status"] == "active" else None
     found: dict = {}
 
     def store(connection):
+        if row["status"] == "active" and _newest_activation(connection) != served.digest:
+            raise ProposalRefused("proposal_stale", "another version was activated while this one was checked")
         found["id"] = connection.execute(
             rulebook_proposals.insert().values(**row).returning(rulebook_proposals.c.id)
         ).scalar_one()
-        if passed and rulebook is not None and instance.rulebook_approvals == 0:
-            found["settled"] = _settle(connection, found["id"], rulebook, by, today)
+        if row["status"] == "active" and rulebook is not None:
+            activate_in(connection, rulebook, f"proposal {found['id']}")
 
     instance.audit.append(
         "rulebook_proposal",
@@ -179,8 +184,11 @@ def propose(instance, serving: Formulary, candidate: Candidate, by: str) -> dict
     return proposal_detail(instance, found["id"])
 
 
-def vote(instance, proposal_id: int, served: Rulebook, decision, reason, by: str) -> dict:
-    """One principal's approval or rejection of a proposal, and what it sets off, on the record."""
+def vote(instance, proposal_id: int, decision, reason, by: str) -> dict:
+    """One principal's approval or rejection of a proposal (the proposer's own rejection withdraws
+    it), and what it sets off, on the record. What the vote will do is worked out first, and
+    checked again in the transaction that records it (the chain head's lock orders every process's
+    votes); when the proposal or the version served changed in between, it is worked out again."""
     if decision not in DECISIONS:
         raise RequestError(
             "invalid_value", f"decision must be approve or reject, found {str(decision)[:20]!r}", "decision"
@@ -190,76 +198,92 @@ def vote(instance, proposal_id: int, served: Rulebook, decision, reason, by: str
         raise RequestError("missing_field", "a reason is required: what the committee member weighed", "reason")
     if len(reason) > MAX_REASON:
         raise RequestError("too_long", f"reason is {len(reason)} characters long; at most {MAX_REASON}", "reason")
-    today = clock.utc_today()
-    outcome: dict = {}
+    for _ in range(3):
+        with instance.sql_engine.connect() as connection:
+            state = _state(connection, proposal_id, by)
+        plan = _plan(instance, state, decision, by)
+        rulebook = _readable(state.row) if plan["status"] == "active" else None
 
-    def store(connection):
-        row = _row(connection, proposal_id)
-        _check_vote(connection, row, decision, by, served)
-        connection.execute(
-            rulebook_proposal_votes.insert().values(
-                proposal_id=proposal_id, voted_at=clock.utc_now(), voted_by=by, decision=decision, reason=reason
+        def store(connection, state=state, plan=plan, rulebook=rulebook):
+            if _state(connection, proposal_id, by) != state:
+                raise _Changed
+            connection.execute(
+                rulebook_proposal_votes.insert().values(
+                    proposal_id=proposal_id, voted_at=clock.utc_now(), voted_by=by, decision=decision, reason=reason
+                )
             )
-        )
-        if decision == "reject":
-            _set_status(connection, proposal_id, row["status"], "rejected")
-            outcome["status"] = "rejected"
-            return
-        approvals = _approvals(connection, proposal_id)
-        outcome["approvals"] = approvals
-        if approvals >= instance.rulebook_approvals:
-            outcome["status"] = _settle(connection, proposal_id, _candidate(row), by, today)
-        else:
-            outcome["status"] = "open"
+            if rulebook is not None:
+                activate_in(connection, rulebook, f"proposal {proposal_id}")
+            if plan["status"] != state.row["status"]:
+                _set_status(connection, proposal_id, state.row["status"], plan["status"], plan["status"] != "scheduled")
 
-    proposal_record = _exists(instance, proposal_id)
-    instance.audit.append(
-        "rulebook_proposal_vote",
-        {"proposal_id": proposal_id, "decision": decision, "reason": reason, "result": outcome},
-        then=store,
-        requester=by,
-        status=200,
-        rulebook_version=proposal_record["version"],
-        rulebook_digest=proposal_record["digest"],
-    )
-    return proposal_detail(instance, proposal_id)
+        try:
+            instance.audit.append(
+                "rulebook_proposal_vote",
+                {"proposal_id": proposal_id, "decision": decision, "reason": reason, "result": plan},
+                then=store,
+                requester=by,
+                status=200,
+                rulebook_version=state.row["version"],
+                rulebook_digest=state.row["digest"],
+            )
+        except _Changed:
+            continue
+        return proposal_detail(instance, proposal_id)
+    raise ProposalRefused("proposal_busy", "the proposal changed while the vote was being recorded; vote again")
 
 
 def activate_due(instance, today: datetime.date | None = None) -> list[int]:
-    """Activate every scheduled proposal whose effective date has come, oldest date first; the
-    proposals this process activated (another process may have done it first)."""
+    """Serve every scheduled proposal whose effective date has come, oldest date first; the
+    proposals this process settled (another process may have done it first). One whose base is no
+    longer the version served (another proposal or a rollback came first) is not served: it
+    becomes `stale`, on the record, and is proposed again against what is served."""
     today = today or clock.utc_today()
     p = rulebook_proposals.c
     with instance.sql_engine.connect() as connection:
         due = connection.execute(
-            select(p.id, p.version, p.digest, p.effective)
-            .where(p.status == "scheduled", p.effective <= today.isoformat())
-            .order_by(p.effective, p.id)
+            select(p.id).where(p.status == "scheduled", p.effective <= today.isoformat()).order_by(p.effective, p.id)
         ).all()
-    activated = []
-    for proposal in due:
+    settled = []
+    for (proposal_id,) in due:
+        with instance.sql_engine.connect() as connection:
+            row, newest = _row(connection, proposal_id), _newest_activation(connection)
+        stale = newest != row["base_digest"]
+        problems: list[str] = []
+        rulebook = None
+        if not stale:
+            try:
+                rulebook = _readable(row)
+            except ProposalRefused as error:
+                problems = [error.message]
+        status = "stale" if stale else "failed" if rulebook is None else "active"
 
-        def store(connection, proposal_id=proposal.id):
-            row = _row(connection, proposal_id)
-            if row["status"] != "scheduled":
-                raise _AlreadySettled
-            activate_in(connection, _candidate(row), f"proposal {proposal_id}")
-            _set_status(connection, proposal_id, "scheduled", "active")
+        def store(connection, proposal_id=proposal_id, newest=newest, status=status, rulebook=rulebook):
+            if _row(connection, proposal_id)["status"] != "scheduled" or _newest_activation(connection) != newest:
+                raise _Changed
+            if rulebook is not None:
+                activate_in(connection, rulebook, f"proposal {proposal_id}")
+            _set_status(connection, proposal_id, "scheduled", status)
 
+        body = {"proposal_id": proposal_id, "effective": row["effective"], "version": row["version"], "status": status}
+        if stale:
+            body["served"] = newest
+        if problems:
+            body["problems"] = problems
         try:
             instance.audit.append(
-                "rulebook_proposal_activated",
-                {"proposal_id": proposal.id, "effective": proposal.effective, "version": proposal.version},
+                "rulebook_proposal_activated" if status == "active" else "rulebook_proposal_not_activated",
+                body,
                 then=store,
                 requester="scheduled activation",
-                status=200,
-                rulebook_version=proposal.version,
-                rulebook_digest=proposal.digest,
+                status=200 if status == "active" else 409,
+                rulebook_version=row["version"],
+                rulebook_digest=row["digest"],
             )
-        except _AlreadySettled:
+        except _Changed:
             continue
-        activated.append(proposal.id)
-    return activated
+        settled.append(proposal_id)
+    return settled
 
 
 def list_proposals(instance, status: str | None = None) -> list[dict]:
@@ -323,7 +347,7 @@ def changelog_entry(instance, proposal_id: int) -> str:
     found = proposal_detail(instance, proposal_id)
     candidate = found["candidate"]
     if candidate["version"] is None:
-        raise VoteRefused("proposal_failed", f"proposal {proposal_id} did not read as a rulebook: it has no entry")
+        raise ProposalRefused("proposal_failed", f"proposal {proposal_id} did not read as a rulebook: it has no entry")
     headline = found["summary"].splitlines()[0][:100]
     lines = [f"## {candidate['version']} (effective {candidate['effective']}): {headline}", "", "- What changed:"]
     lines += [f"  - {line}" for line in (found["diff"] or {}).get("words", [])] or ["  - no rule changed"]
@@ -343,18 +367,29 @@ def changelog_entry(instance, proposal_id: int) -> str:
     return "\n".join(lines)
 
 
-class _AlreadySettled(Exception):
-    """Another process settled the proposal first: nothing to record."""
+class _Changed(Exception):
+    """The proposal or the version served changed since the step was worked out: work it out again."""
 
 
-def _cases(instance, formulary: Formulary, tests: str | None, today: datetime.date) -> dict:
-    """The candidate's rule cases run: those sent, else the ones kept next to the rulebook file."""
-    source = "sent with the proposal"
+def _cases(instance, formulary: Formulary, served: Rulebook, tests: str | None, today: datetime.date) -> dict:
+    """The candidate's rule cases run: those sent; else those of the version served, as its own
+    proposal sent them; else the ones kept next to the rulebook file (rules/<name>.tests.yaml)."""
     try:
+        if tests is None:
+            with instance.sql_engine.connect() as connection:
+                tests = connection.execute(
+                    select(rulebook_proposals.c.tests)
+                    .where(rulebook_proposals.c.digest == served.digest, rulebook_proposals.c.tests.is_not(None))
+                    .order_by(rulebook_proposals.c.id.desc())
+                    .limit(1)
+                ).scalar()
+            source = f"those of the proposal of {served.version}, the version served"
+        else:
+            source = "sent with the proposal"
         if tests is not None:
             document = parse_yaml(Path("tests"), tests)
         else:
-            path = instance.rulebook_path.with_name(instance.rulebook_path.name.replace(".yaml", ".tests.yaml"))
+            path = rule_cases.case_file_of(instance.rulebook_path)
             source = f"{path.name}, kept next to the rulebook file"
             if not path.is_file():
                 source = f"none: no {path.name} next to the rulebook file, and none sent"
@@ -374,41 +409,80 @@ def _cases(instance, formulary: Formulary, tests: str | None, today: datetime.da
     }
 
 
-def _check_vote(connection, row: dict, decision: str, by: str, served: Rulebook) -> None:
-    if row["proposed_by"] == by:
-        raise VoteRefused("own_proposal", "a proposal is approved or rejected by others than its proposer", own=True)
-    if row["status"] == "failed":
-        raise VoteRefused("proposal_failed", "this proposal failed lint or its rule cases and cannot be approved")
-    if row["status"] in ("active", "rejected"):
-        raise VoteRefused("proposal_closed", f"this proposal is {row['status']} already")
-    voted = connection.execute(
-        select(rulebook_proposal_votes.c.decision).where(
-            rulebook_proposal_votes.c.proposal_id == row["id"], rulebook_proposal_votes.c.voted_by == by
+@dataclass(frozen=True)
+class _State:
+    """What a vote depends on: the proposal, its approvals, the voter's earlier vote and the
+    version served (the newest activation)."""
+
+    row: dict
+    approvals: int
+    voted: str | None
+    served: str | None
+
+
+def _state(connection, proposal_id: int, by: str) -> _State:
+    v = rulebook_proposal_votes.c
+    row = _row(connection, proposal_id)
+    voted = connection.execute(select(v.decision).where(v.proposal_id == proposal_id, v.voted_by == by)).scalar()
+    return _State(row, _approvals(connection, proposal_id), voted, _newest_activation(connection))
+
+
+def _plan(instance, state: _State, decision: str, by: str) -> dict:
+    """What the vote does: the status it leaves and the approvals counted; ProposalRefused when it
+    may not be cast."""
+    row = state.row
+    own = row["proposed_by"] == by
+    if own and decision == "approve":
+        raise ProposalRefused("own_proposal", "a proposal is approved by others than its proposer", own=True)
+    if row["status"] in ("failed", "stale"):
+        raise ProposalRefused(
+            f"proposal_{row['status']}", f"this proposal is {row['status']} and cannot be approved; propose it again"
         )
-    ).scalar()
-    if voted is not None:
-        raise VoteRefused("already_voted", f"{by} has voted on this proposal already ({voted})")
-    if decision == "approve" and row["status"] == "scheduled":
-        raise VoteRefused(
+    if row["status"] in ("active", "rejected", "withdrawn"):
+        raise ProposalRefused("proposal_closed", f"this proposal is {row['status']} already")
+    if state.voted is not None:
+        raise ProposalRefused("already_voted", f"{by} has voted on this proposal already ({state.voted})")
+    if decision == "reject":
+        return {"status": "withdrawn" if own else "rejected", "approvals": state.approvals}
+    if row["status"] == "scheduled":
+        raise ProposalRefused(
             "proposal_scheduled", f"this proposal is approved already and scheduled for {row['effective']}"
         )
-    if decision == "approve" and row["base_digest"] != served.digest:
-        raise VoteRefused(
+    if row["base_digest"] != state.served:
+        raise ProposalRefused(
             "proposal_stale",
-            f"this proposal was checked against {row['base_version']} ({row['base_digest'][:12]}), but "
-            f"{served.version} ({served.digest[:12]}) is served now: its diff and replay no longer hold; "
-            "propose it again",
+            f"this proposal was checked against {row['base_version']} ({row['base_digest'][:12]}), but another "
+            f"version ({(state.served or '')[:12]}) is served now: its diff and replay no longer hold; propose it again",
         )
+    approvals = state.approvals + 1
+    if approvals < instance.rulebook_approvals:
+        return {"status": "open", "approvals": approvals}
+    due = _effective_day(row["effective"]) <= clock.utc_today()
+    return {"status": "active" if due else "scheduled", "approvals": approvals}
 
 
-def _settle(connection, proposal_id: int, rulebook: Rulebook, by: str, today: datetime.date) -> str:
-    """An approved proposal: active at once when its effective date has come, else scheduled."""
-    if rulebook.effective <= today.isoformat():
-        activate_in(connection, rulebook, f"proposal {proposal_id}")
-        _set_status(connection, proposal_id, "open", "active")
-        return "active"
-    _set_status(connection, proposal_id, "open", "scheduled", decided=False)
-    return "scheduled"
+def _effective_day(effective: str) -> datetime.date:
+    """A rulebook's effective date (lint keeps it YYYY-MM-DD)."""
+    return datetime.date.fromisoformat(effective)
+
+
+def _newest_activation(connection) -> str | None:
+    """The digest of the version every process serves: the newest activation."""
+    a = rulebook_activations.c
+    return connection.execute(select(a.digest).order_by(a.id.desc()).limit(1)).scalar()
+
+
+def _readable(row: dict) -> Rulebook:
+    """The proposal's rulebook read back and linted now; ProposalRefused when it no longer reads
+    or passes (the texts were changed, or lint is stricter than when it was proposed)."""
+    try:
+        return checked(load_rulebook_texts(json.loads(row["texts"]), digest=row["digest"]))
+    except RulebookError as error:
+        raise ProposalRefused(
+            "proposal_unreadable",
+            "the proposal's rulebook no longer reads or passes lint: "
+            + "; ".join(_TEMPORARY_FOLDER.sub("", problem) for problem in error.problems),
+        ) from None
 
 
 def _set_status(connection, proposal_id: int, old: str, new: str, decided: bool = True) -> None:
@@ -420,7 +494,7 @@ def _set_status(connection, proposal_id: int, old: str, new: str, decided: bool 
         update(rulebook_proposals).where(p.id == proposal_id, p.status == old).values(**values)
     ).rowcount
     if done != 1:
-        raise _AlreadySettled
+        raise _Changed
 
 
 def _approvals(connection, proposal_id: int) -> int:
@@ -430,20 +504,11 @@ def _approvals(connection, proposal_id: int) -> int:
     ).scalar_one()
 
 
-def _candidate(row: dict) -> Rulebook:
-    return checked(load_rulebook_texts(json.loads(row["texts"]), digest=row["digest"]))
-
-
 def _row(connection, proposal_id: int) -> dict:
     row = connection.execute(select(rulebook_proposals).where(rulebook_proposals.c.id == proposal_id)).first()
     if row is None:
         raise NoSuchProposal(f"no rulebook proposal {proposal_id}")
     return dict(row._mapping)
-
-
-def _exists(instance, proposal_id: int) -> dict:
-    with instance.sql_engine.connect() as connection:
-        return _row(connection, proposal_id)
 
 
 def _votes(connection, ids: list[int]) -> dict[int, list[dict]]:

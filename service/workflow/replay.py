@@ -116,7 +116,7 @@ def continuations(instance, serving: Formulary, candidate: Formulary) -> dict:
     for row in active:
         try:
             old, new = (_next_continuation(instance, formulary, row.id, today) for formulary in (serving, candidate))
-        except (RequestError, granted.Tampered) as error:
+        except (RequestError, granted.Tampered, granted.AlreadyContinued, granted.NoSuchAuthorisation) as error:
             unreadable.append({"authorisation_id": row.id, "message": getattr(error, "message", str(error))})
             continue
         if (old["outcome"], old["rule"]) == (new["outcome"], new["rule"]):

@@ -134,7 +134,7 @@ def post_proposal():
     summary, since, until}, or a multipart upload with `file`, `tests`, `summary`."""
     candidate = proposals.candidate_from(_proposal_fields(), clock.utc_today())
     with active_rulebook().use() as serving:
-        found = proposals.propose(current_instance(), serving, candidate, current_principal().name)
+        found = _proposal(lambda: proposals.propose(current_instance(), serving, candidate, current_principal().name))
     if found["status"] == "active":  # no approvals required
         active_rulebook().follow_now()
     return jsonify(found), 201
@@ -172,7 +172,8 @@ def get_proposal_changelog(proposal_id):
 @blueprint.post("/v1/rulebook/proposals/<int:proposal_id>/approvals")
 @requires("approve_rulebook")
 def post_approval(proposal_id):
-    """{"decision": "approve" | "reject", "reason"} by someone other than the proposer."""
+    """{"decision": "approve" | "reject", "reason"}: an approval by someone other than the proposer,
+    a rejection (the proposer's own withdraws the proposal)."""
     body = json_body()
     if not isinstance(body, dict):
         raise RequestError("wrong_type", "the body must be an object: {decision, reason}", "")
@@ -181,10 +182,9 @@ def post_approval(proposal_id):
         name = sorted(unknown)[0]
         raise RequestError("unknown_field", f"{name} is not a known field (allowed: decision, reason)", name)
     instance = current_instance()
-    served = active_rulebook().current.rulebook
     found = _proposal(
         lambda: proposals.vote(
-            instance, proposal_id, served, body.get("decision"), body.get("reason"), current_principal().name
+            instance, proposal_id, body.get("decision"), body.get("reason"), current_principal().name
         )
     )
     if found["status"] == "active":
@@ -222,7 +222,7 @@ def _proposal(find):
         return find()
     except proposals.NoSuchProposal as error:
         raise Refusal(404, "not_found", str(error)) from None
-    except proposals.VoteRefused as error:
+    except proposals.ProposalRefused as error:
         raise Refusal(403 if error.own else 409, error.code, error.message) from None
 
 

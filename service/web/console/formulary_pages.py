@@ -215,8 +215,12 @@ def propose():
     except RequestError as error:
         g.refusal = error.to_dict()
         return rulebook_versions(proposal_error=error.message, status=400)
-    with active_rulebook().use() as serving:
-        found = proposals.propose(current_instance(), serving, candidate, current_principal().name)
+    try:
+        with active_rulebook().use() as serving:
+            found = proposals.propose(current_instance(), serving, candidate, current_principal().name)
+    except proposals.ProposalRefused as error:
+        g.refusal = {"code": error.code, "message": error.message}
+        return rulebook_versions(proposal_error=error.message, status=409)
     if found["status"] == "active":
         active_rulebook().follow_now()
     flash(f"Proposal {found['id']} is {found['status']}.")
@@ -235,17 +239,27 @@ def proposal(proposal_id, vote_error: str | None = None, status: int = 200):
         return render_template("console/error.html", title="No such proposal", message=str(error)), 404
     try:
         entry = proposals.changelog_entry(instance, proposal_id)
-    except proposals.VoteRefused:
+    except proposals.ProposalRefused:
         entry = None
-    may_vote = (
-        allowed("approve_rulebook")
-        and found["proposed_by"] != current_principal().name
-        and found["status"] in ("open", "scheduled")
-        and current_principal().name not in {v["voted_by"] for v in found["approvals"] + found["rejections"]}
-    )
     return render_template(
-        "console/proposal.html", proposal=found, changelog=entry, may_vote=may_vote, vote_error=vote_error
+        "console/proposal.html", proposal=found, changelog=entry, choices=_choices(found), vote_error=vote_error
     ), status
+
+
+def _choices(found: dict) -> list[tuple[str, str]]:
+    """The votes the signed-in person may cast on the proposal, as (decision, label)."""
+    me = current_principal().name
+    if (
+        not allowed("approve_rulebook")
+        or found["status"] not in ("open", "scheduled")
+        or me in {v["voted_by"] for v in found["approvals"] + found["rejections"]}
+    ):
+        return []
+    if found["proposed_by"] == me:
+        return [("reject", "Withdraw my proposal")]
+    if found["status"] == "scheduled":
+        return [("reject", "Reject (it will not be served)")]
+    return [("approve", "Approve"), ("reject", "Reject")]
 
 
 @blueprint.post("/rulebook/proposals/<int:proposal_id>/approvals")
@@ -256,7 +270,6 @@ def vote(proposal_id):
         found = proposals.vote(
             current_instance(),
             proposal_id,
-            active_rulebook().current.rulebook,
             request.form.get("decision", ""),
             request.form.get("reason", ""),
             current_principal().name,
@@ -264,7 +277,7 @@ def vote(proposal_id):
     except RequestError as error:
         g.refusal = error.to_dict()
         return proposal(proposal_id, vote_error=error.message, status=400)
-    except proposals.VoteRefused as error:
+    except proposals.ProposalRefused as error:
         g.refusal = {"code": error.code, "message": error.message}
         return proposal(proposal_id, vote_error=error.message, status=403 if error.own else 409)
     except proposals.NoSuchProposal:
