@@ -45,6 +45,7 @@ audit_records = Table(
     Index("ix_audit_requester", "requester", "id"),
     Index("ix_audit_patient", "patient_ref_hash", "id"),
     Index("ix_audit_outcome", "outcome", "id"),
+    Index("ix_audit_kind_created", "kind", "created_at"),  # a report's period of decisions or pre-approvals
 )
 
 # One row: the latest record's id and hash. Appends lock it, so writers on several processes or
@@ -163,6 +164,7 @@ review_cases = Table(
     Index("ix_review_status", "status", "opened_at"),
     Index("ix_review_reason", "status", "reason", "opened_at"),
     Index("ix_review_due", "status", "due_at"),
+    Index("ix_review_opened", "opened_at"),
 )
 
 review_resolutions = Table(
@@ -207,6 +209,7 @@ authorisations = Table(
     Index("ix_authorisation_patient", "patient_ref_hash", "valid_until"),
     Index("ix_authorisation_valid_until", "valid_until"),
     Index("ix_authorisation_previous", "previous_id"),
+    Index("ix_authorisation_created", "created_at"),
 )
 
 # An outcome measure recorded against an authorisation (its baseline is the granting decision's

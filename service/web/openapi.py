@@ -22,6 +22,8 @@ from service.rulebook.model import (
 from service.web import roles
 from service.web.errors import FHIR_JSON
 from service.workflow.cases import REVIEW_REASONS, SORTS
+from service.workflow.reports import FIGURES as UTILISATION_FIGURES
+from service.workflow.reports import GROUPS as REPORT_GROUPS
 
 blueprint = Blueprint("openapi", __name__)
 
@@ -42,6 +44,26 @@ def _object(properties: dict, required=None, extra=False) -> dict:
 _TEXT = {"type": "string"}
 _NULLABLE_TEXT = {"type": ["string", "null"]}
 _TIME = {"type": "string", "format": "date-time"}
+_DATE = {"type": "string", "format": "date"}
+_REPORT_PERIOD = [
+    {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": {"type": "string", "format": "date"},
+    }
+    for name, description in (
+        ("since", "the first day (inclusive); by default a year before until"),
+        ("until", "the last day (inclusive); by default today"),
+    )
+]
+_REPORT_GROUP = {
+    "name": "group_by",
+    "in": "query",
+    "required": False,
+    "schema": {"enum": list(REPORT_GROUPS), "default": "diagnosis"},
+}
 _THERAPIES = {"type": "array", "items": {"type": "string"}}
 _VERSION_SUMMARY = {
     "version": _TEXT,
@@ -602,6 +624,57 @@ SCHEMAS = {
             },
         },
         required=["patient", "product", "lot", "vials", "grams_given", "grams_wasted", "given_on"],
+    ),
+    # Stewardship reports (service/workflow/reports.py): every figure from what is stored, with notes.
+    "UtilisationGroup": _object(
+        {
+            "key": {"type": ["string", "null"], "description": "the group (null: not attributable, see label)"},
+            "label": _TEXT,
+            "requests": {"type": "integer", "description": "decision requests answered"},
+            "decisions": _object({o: {"type": "integer"} for o in OUTCOMES}),
+            "preapprovals": {"type": "integer"},
+            "authorisations": {"type": "integer", "description": "granted in the period"},
+            "administrations": {"type": "integer"},
+            "patients": {"type": "integer", "description": "distinct patients, each counted once"},
+            "grams_authorised": {"type": "number", "description": "the dose of each pre-approval that said dispense"},
+            "grams_given": {"type": "number"},
+            "grams_wasted": {"type": "number"},
+            "grams_opened": {"type": "number"},
+            "cost": {
+                "type": "array",
+                "description": "grams opened x the local price per gram, by currency; empty: no price known",
+                "items": _object({"currency": _TEXT, "amount": {"type": "number"}}),
+            },
+            "grams_without_price": {"type": "number"},
+            "cost_note": _TEXT,
+        },
+        required=list(UTILISATION_FIGURES),
+    ),
+    "UtilisationReport": _object(
+        {
+            "period": _object({"since": _DATE, "until": _DATE}),
+            "group_by": {"enum": list(REPORT_GROUPS)},
+            "groups": {"type": "array", "items": _ref("UtilisationGroup")},
+            "total": {
+                **_ref("UtilisationGroup"),
+                "description": "the same figures over every group (no key, no label)",
+            },
+            "notes": {"type": "array", "items": _TEXT, "description": "what each figure counts, and what it cannot"},
+        }
+    ),
+    "StewardshipReport": _object(
+        {
+            "period": _object({"since": _DATE, "until": _DATE}),
+            "decisions": {"type": "object", "description": "total, by_outcome and by_evidence: {count, share}"},
+            "adherence": {"type": "object", "description": "administrations within the authorised dose and interval"},
+            "preapprovals": {
+                "type": "object",
+                "description": "orders above the maximum, grams saved by the dosing weight, the rounding effect",
+            },
+            "review_turnaround": {"type": "object", "description": "median and 90th percentile hours, overdue cases"},
+            "outcome_capture": {"type": "object", "description": "share of continuing authorisations measured"},
+            "discrepancies": {"type": "object", "description": "open discrepancies by kind"},
+        }
     ),
     "Discrepancy": _object(
         {
@@ -1867,6 +1940,42 @@ PATHS = {
             "responses": {
                 "200": _json("CdsHooksObject", "{recorded: [{card, decision_id, record_id}]}"),
                 **_errors(400, 401, 404, 413, 415, 503),
+            },
+        }
+    },
+    "/v1/reports/utilisation": {
+        "get": {
+            "summary": "Utilisation by a grouping: requests, decisions, authorisations, patients, grams and cost",
+            "description": roles.described("read_reports"),
+            "security": _SECURED,
+            "parameters": _REPORT_PERIOD + [_REPORT_GROUP],
+            "responses": {
+                "200": _json("UtilisationReport", "a row a group, and the totals"),
+                **_errors(400, 401, 403, 503),
+            },
+        }
+    },
+    "/v1/reports/utilisation.csv": {
+        "get": {
+            "summary": "The utilisation report as CSV (a row a group and currency, then the totals)",
+            "description": roles.described("read_reports"),
+            "security": _SECURED,
+            "parameters": _REPORT_PERIOD + [_REPORT_GROUP],
+            "responses": {
+                "200": {"description": "CSV with a header row", "content": {"text/csv": {"schema": _TEXT}}},
+                **_errors(400, 401, 403, 503),
+            },
+        }
+    },
+    "/v1/reports/stewardship": {
+        "get": {
+            "summary": "Stewardship figures: outcomes, evidence, adherence, doses, weights, rounding, turnaround, capture",
+            "description": roles.described("read_reports"),
+            "security": _SECURED,
+            "parameters": _REPORT_PERIOD,
+            "responses": {
+                "200": _json("StewardshipReport", "the figures for the period"),
+                **_errors(400, 401, 403, 503),
             },
         }
     },

@@ -95,6 +95,8 @@ PERMISSIONS: dict[str, Permission] = {
     "resolve_discrepancy": Permission(("pharmacist", "admin")),
     "read_supply": Permission(ROLES),
     "set_supply_phase": Permission(("admin",)),
+    # Stewardship reports: counts, grams and cost by group, never a patient's record.
+    "read_reports": Permission(("pharmacist", "auditor", "admin")),
 }
 
 

@@ -1,7 +1,7 @@
 """The v1 JSON API, one blueprint per subject. Every endpoint names its action in the role table
 (service/web/roles.py); every error is the one JSON shape (service/web/errors.py)."""
 
-from service.web.api import administrations, audit, cds_hooks, decisions, health, rulebook, supply, workflow
+from service.web.api import administrations, audit, cds_hooks, decisions, health, reports, rulebook, supply, workflow
 
 BLUEPRINTS = (
     decisions.blueprint,
@@ -9,6 +9,7 @@ BLUEPRINTS = (
     audit.blueprint,
     workflow.blueprint,
     administrations.blueprint,
+    reports.blueprint,
     health.blueprint,
     supply.blueprint,
     cds_hooks.blueprint,

@@ -1,0 +1,739 @@
+"""Stewardship reports (issue 17): utilisation by a grouping, and the stewardship figures.
+
+Both are computed in the database: each figure is one SQL aggregate (SQLAlchemy Core, the same
+statement on SQLite and PostgreSQL) over indexed columns of the window's rows, so a report reads
+a handful of rows whatever the size of the log. Figures that only a record's signed content holds
+(a pre-approval's grams, weights and ordered dose) are read with the database's JSON functions,
+from the pre-approval records of the window only. Percentiles are computed in SQL too: the
+nearest-rank value, read with ORDER BY ... LIMIT 1 OFFSET k from the window's resolved cases.
+
+Groups that the rulebook names (a diagnosis, a rule's evidence strength) are mapped from the
+stored codes and rule ids with the rulebook served now, inside the query (CASE ... IN), so that
+distinct patients are counted once per group. A figure that what is stored cannot give is
+reported as null with the reason, never estimated.
+"""
+
+import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from sqlalchemy import (
+    JSON,
+    TIMESTAMP,
+    and_,
+    case,
+    cast,
+    exists,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    type_coerce,
+    union_all,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+from service import clock
+from service.decide.request import RequestError
+from service.rulebook import icd10
+from service.rulebook.model import OUTCOMES, STRENGTHS, Rulebook
+from service.store.tables import (
+    administrations,
+    audit_records,
+    authorisation_measurements,
+    authorisations,
+    discrepancies,
+    discrepancy_resolutions,
+    review_cases,
+    review_resolutions,
+)
+from service.workflow.cases import OPEN_STATUSES
+
+_TIMESTAMPTZ = TIMESTAMP(timezone=True)
+
+GROUPS = ("diagnosis", "rule", "outcome", "evidence", "product", "requester", "month")
+ARGUMENTS = ("since", "until", "group_by")
+DEFAULT_DAYS = 365  # the period when `since` is not given: the year up to `until`
+MAX_DAYS = 3660
+# Discrepancy kinds that put an administration outside the authorised dose and interval, and the
+# kinds that mean it could not be checked against them.
+OUTSIDE_DOSE_OR_INTERVAL = ("dose", "above_preapproved", "interval", "courses")
+NOT_CHECKED = ("no_authorisation", "integrity", "dose_unchecked")
+NO_GROUP = {
+    "diagnosis": "no diagnosis code",
+    "rule": "no rule",
+    "outcome": "no decision",
+    "evidence": "no rule",
+    "product": "no product",
+    "requester": "no requester",
+    "month": "no month",
+}
+UNMAPPED_RULE = "rule not in the rulebook served now"
+CAPTURE_TARGET = 0.9  # NHS England's commissioning criteria ask for outcomes on at least 90% of episodes
+TURNAROUND_BUCKETS = ((24, "under 1 day"), (72, "1 to 3 days"), (168, "3 to 7 days"), (None, "7 days or more"))
+
+
+@dataclass(frozen=True)
+class Period:
+    """Whole days, both inclusive."""
+
+    since: datetime.date
+    until: datetime.date
+
+    @property
+    def start(self) -> str:
+        return clock.day_start(self.since)
+
+    @property
+    def end(self) -> str:
+        return clock.day_start(self.until + datetime.timedelta(days=1))
+
+    def to_dict(self) -> dict:
+        return {"since": self.since.isoformat(), "until": self.until.isoformat()}
+
+
+def _day(value: str, field: str) -> datetime.date:
+    try:
+        if len(value) != 10:
+            raise ValueError
+        return datetime.date.fromisoformat(value)
+    except ValueError:
+        raise RequestError(
+            "invalid_value", f"{field} must be a date as YYYY-MM-DD, found {value[:40]!r}", field
+        ) from None
+
+
+def period_from(args: Mapping[str, str], today: datetime.date) -> Period:
+    """The report's period from `since` and `until` (dates, inclusive): by default the year to today."""
+    until = _day(args["until"], "until") if args.get("until") else today
+    since = _day(args["since"], "since") if args.get("since") else until - datetime.timedelta(days=DEFAULT_DAYS - 1)
+    if since > until:
+        raise RequestError("out_of_range", f"since ({since}) is after until ({until})", "since")
+    if (until - since).days >= MAX_DAYS:
+        raise RequestError("out_of_range", f"the period is longer than {MAX_DAYS} days", "since")
+    return Period(since, until)
+
+
+def group_from(args: Mapping[str, str]) -> str:
+    group = args.get("group_by") or "diagnosis"
+    if group not in GROUPS:
+        raise RequestError(
+            "unknown_value", f"group_by must be one of {', '.join(GROUPS)}, found {group[:40]!r}", "group_by"
+        )
+    return group
+
+
+def _json(column, dialect: str):
+    """A text column of JSON, as JSON the database can take paths of."""
+    return cast(column, JSONB) if dialect == "postgresql" else type_coerce(column, JSON)
+
+
+def _hours_between(later, earlier, dialect: str):
+    """Hours between two stored UTC stamps, in SQL."""
+    if dialect == "postgresql":
+        seconds = func.extract("epoch", cast(later, _TIMESTAMPTZ) - cast(earlier, _TIMESTAMPTZ))
+        return seconds / 3600.0
+    return (func.julianday(later) - func.julianday(earlier)) * 24.0
+
+
+def evidence_label(rulebook: Rulebook, rule_id: str) -> str:
+    """A rule's evidence strengths as the rulebook served now grades them ("controlled+limited")."""
+    rule = rulebook.rule(rule_id)
+    if rule is None:
+        return UNMAPPED_RULE
+    found = {e.strength for e in rule.evidence}
+    return "+".join(s for s in STRENGTHS if s in found) or "no evidence listed"
+
+
+def _mapped(column, mapping: dict[str, str], otherwise):
+    """CASE column IN (the raw values of each label) THEN label ... ELSE otherwise."""
+    by_label: dict[str, list[str]] = {}
+    for raw, label in mapping.items():
+        by_label.setdefault(label, []).append(raw)
+    if not by_label:
+        return otherwise
+    return case(
+        *((column.in_(sorted(raws)), literal(label)) for label, raws in sorted(by_label.items())), else_=otherwise
+    )
+
+
+class _Keys:
+    """The group key of each source for one grouping, as SQL expressions (None: not attributable)."""
+
+    def __init__(self, connection, rulebook: Rulebook, terminology, group: str):
+        self.group = group
+        self.rulebook = rulebook
+        self.labels: dict[str, str] = {}
+        if group == "diagnosis":
+            codes = _distinct(connection, audit_records.c.code) | _distinct(connection, authorisations.c.code)
+            codes |= _distinct(connection, administrations.c.code)
+            self.codes = {}
+            for code in codes:
+                owner = terminology.diagnosis_of(code)
+                if owner is not None:
+                    self.codes[code] = owner
+                    self.labels[owner] = rulebook.diagnoses[owner].name
+                else:
+                    self.labels["code:" + code] = f"{icd10.dotted(code)} (no diagnosis in the rulebook)"
+        if group == "evidence":
+            rules = _distinct(connection, audit_records.c.rule_id) | _distinct(connection, authorisations.c.rule_id)
+            self.rules = {rule_id: evidence_label(rulebook, rule_id) for rule_id in rules}
+
+    def code(self, column):
+        return case((column.is_(None), null()), else_=_mapped(column, self.codes, literal("code:") + column))
+
+    def evidence(self, rule_column):
+        return case((rule_column.is_(None), null()), else_=_mapped(rule_column, self.rules, literal(UNMAPPED_RULE)))
+
+    def of_audit(self, a, *, outcome=True):
+        """A decision or pre-approval record's key."""
+        g = self.group
+        if g == "diagnosis":
+            return self.code(a.code)
+        if g == "rule":
+            return a.rule_id
+        if g == "outcome":
+            return a.outcome if outcome else None
+        if g == "evidence":
+            return self.evidence(a.rule_id)
+        if g == "requester":
+            return a.requester
+        if g == "month":
+            return func.substr(a.created_at, 1, 7)
+        return None  # product: a decision request's product is not an indexed column
+
+    def of_authorisation(self, u, requester=None):
+        g = self.group
+        if g == "diagnosis":
+            return self.code(u.code)
+        if g == "rule":
+            return u.rule_id
+        if g == "outcome":
+            return u.basis
+        if g == "evidence":
+            return self.evidence(u.rule_id)
+        if g == "requester":
+            return requester
+        if g == "month":
+            return func.substr(u.created_at, 1, 7)
+        return None  # product: an authorisation names a list of products (or any)
+
+    def of_administration(self, d, u):
+        g = self.group
+        if g == "diagnosis":
+            return self.code(d.code)
+        if g == "product":
+            return d.product
+        if g == "month":
+            return func.substr(d.given_on, 1, 7)
+        if g == "requester":
+            return None  # who requested the authorisation is one more join away; not attributed
+        return self.of_authorisation(u)
+
+    def label(self, key) -> str:
+        if key is None:
+            return NO_GROUP[self.group]
+        if self.group == "diagnosis":
+            return self.labels.get(key, key)
+        if self.group == "outcome" and key == "review":
+            return "approved on review"
+        return str(key).replace("_", " ") if self.group == "outcome" else str(key)
+
+
+def _distinct(connection, column) -> set[str]:
+    """A column's distinct values, read off its index."""
+    return {v for (v,) in connection.execute(select(column).where(column.is_not(None)).distinct()) if v}
+
+
+NOT_BY_PRODUCT = (
+    "a decision request's and a pre-approval's product are kept in the signed record only, and an "
+    "authorisation names a list of products (or any), so only what was given is grouped by product"
+)
+NOT_BY_REQUESTER = "what was given is recorded by the pharmacist, not the requester, so it is not grouped by requester"
+
+
+def _sources(period: Period, keys: _Keys, dialect: str):
+    """Per source: (aggregate select grouped by key, patient rows (key, hash)) for this period."""
+    a = audit_records.alias("a")
+    p = audit_records.alias("p")
+    u = authorisations.alias("u")
+    r = audit_records.alias("r")
+    d = administrations.alias("d")
+    ua = authorisations.alias("ua")
+
+    out = {}
+    in_window = lambda t: and_(t.c.created_at >= period.start, t.c.created_at < period.end)  # noqa: E731
+
+    key = keys.of_audit(a.c)
+    if key is not None:
+        label = key.label("key")
+        counts = [func.sum(case((a.c.outcome == o, 1), else_=0)).label(o) for o in OUTCOMES]
+        where = and_(a.c.kind == "decision", in_window(a))
+        out["decisions"] = (
+            select(label, func.count().label("requests"), *counts).where(where).group_by(label),
+            select(key.label("key"), a.c.patient_ref_hash.label("patient")).where(where),
+        )
+
+    key = keys.of_audit(p.c)
+    if key is not None:
+        label = key.label("key")
+        result = _json(p.c.content, dialect)
+        dispensed = result[("body", "result", "dispense")].as_boolean()
+        rounded = result[("body", "result", "dose", "rounded_grams")].as_float()
+        exact = result[("body", "result", "dose", "grams")].as_float()
+        where = and_(p.c.kind == "preapproval", in_window(p))
+        out["preapprovals"] = (
+            select(
+                label,
+                func.count().label("preapprovals"),
+                func.sum(case((dispensed, func.coalesce(rounded, exact)), else_=None)).label("grams_authorised"),
+            )
+            .where(where)
+            .group_by(label),
+            select(key.label("key"), p.c.patient_ref_hash.label("patient")).where(where),
+        )
+
+    key = keys.of_authorisation(u.c, requester=r.c.requester)
+    if key is not None:
+        label = key.label("key")
+        joined = u.outerjoin(r, r.c.decision_id == u.c.decision_id) if keys.group == "requester" else u
+        where = in_window(u)
+        out["authorisations"] = (
+            select(label, func.count().label("authorisations")).select_from(joined).where(where).group_by(label),
+            select(key.label("key"), u.c.patient_ref_hash.label("patient")).select_from(joined).where(where),
+        )
+
+    key = keys.of_administration(d.c, ua.c)
+    if key is not None:
+        label = key.label("key")
+        joined = d.outerjoin(ua, ua.c.id == d.c.authorisation_id)
+        where = and_(d.c.given_on >= period.since.isoformat(), d.c.given_on <= period.until.isoformat())
+        opened = d.c.grams_given + d.c.grams_wasted
+        out["administrations"] = (
+            select(
+                label,
+                d.c.currency,
+                func.count().label("administrations"),
+                func.sum(d.c.grams_given).label("grams_given"),
+                func.sum(d.c.grams_wasted).label("grams_wasted"),
+                func.sum(case((d.c.price_per_g.is_not(None), opened * d.c.price_per_g), else_=None)).label("cost"),
+                func.sum(case((d.c.price_per_g.is_(None), opened), else_=None)).label("unpriced"),
+            )
+            .select_from(joined)
+            .where(where)
+            .group_by(label, d.c.currency),
+            select(key.label("key"), d.c.patient_ref_hash.label("patient")).select_from(joined).where(where),
+        )
+    return out
+
+
+# The figures of a utilisation group (and of the total), in the order the API lists them.
+FIGURES = (
+    "requests",
+    "decisions",
+    "preapprovals",
+    "authorisations",
+    "administrations",
+    "patients",
+    "grams_authorised",
+    "grams_given",
+    "grams_wasted",
+    "grams_opened",
+    "cost",
+    "grams_without_price",
+    "cost_note",
+)
+
+
+def _empty_group() -> dict:
+    return {
+        "requests": 0,
+        "decisions": dict.fromkeys(OUTCOMES, 0),
+        "preapprovals": 0,
+        "authorisations": 0,
+        "administrations": 0,
+        "patients": 0,
+        "grams_authorised": 0.0,
+        "grams_given": 0.0,
+        "grams_wasted": 0.0,
+        "cost": {},
+        "grams_without_price": 0.0,
+    }
+
+
+def _g(value) -> float:
+    return round(float(value or 0), 2)
+
+
+def utilisation(instance, rulebook: Rulebook, terminology, period: Period, group: str) -> dict:
+    """Requests, decisions by outcome, pre-approvals, authorisations, administrations, patients,
+    grams (authorised, given, wasted) and cost, per group, with the totals."""
+    dialect = instance.sql_engine.dialect.name
+    with instance.sql_engine.connect() as connection:
+        keys = _Keys(connection, rulebook, terminology, group)
+        sources = _sources(period, keys, dialect)
+        groups: dict = {}
+        total = _empty_group()
+
+        def add(key, figures: dict):
+            for target in (groups.setdefault(key, _empty_group()), total):
+                for name, value in figures.items():
+                    if name == "decisions":
+                        for outcome, n in value.items():
+                            target["decisions"][outcome] += n
+                    elif name == "cost":
+                        for currency, amount in value.items():
+                            target["cost"][currency] = target["cost"].get(currency, 0.0) + amount
+                    else:
+                        target[name] += value
+
+        if "decisions" in sources:
+            for row in connection.execute(sources["decisions"][0]):
+                m = row._mapping
+                add(m["key"], {"requests": m["requests"], "decisions": {o: int(m[o] or 0) for o in OUTCOMES}})
+        if "preapprovals" in sources:
+            for row in connection.execute(sources["preapprovals"][0]):
+                add(row.key, {"preapprovals": row.preapprovals, "grams_authorised": float(row.grams_authorised or 0)})
+        if "authorisations" in sources:
+            for row in connection.execute(sources["authorisations"][0]):
+                add(row.key, {"authorisations": row.authorisations})
+        if "administrations" in sources:
+            for row in connection.execute(sources["administrations"][0]):
+                add(
+                    row.key,
+                    {
+                        "administrations": row.administrations,
+                        "grams_given": float(row.grams_given or 0),
+                        "grams_wasted": float(row.grams_wasted or 0),
+                        "grams_without_price": float(row.unpriced or 0),
+                        "cost": {row.currency: float(row.cost)} if row.cost is not None else {},
+                    },
+                )
+        patients = union_all(*(rows for _, rows in sources.values())).subquery("patients")
+        for row in connection.execute(
+            select(patients.c.key, func.count(patients.c.patient.distinct())).group_by(patients.c.key)
+        ):
+            groups.setdefault(row[0], _empty_group())["patients"] = row[1]
+        total["patients"] = connection.execute(select(func.count(patients.c.patient.distinct()))).scalar() or 0
+
+    listed = [
+        {"key": key, "label": keys.label(key), **_shown(figures)}
+        for key, figures in sorted(groups.items(), key=lambda item: (item[0] is None, str(item[0])))
+    ]
+    notes = []
+    if group == "product":
+        notes.append(f"by product: {NOT_BY_PRODUCT}")
+    if group == "requester":
+        notes.append(NOT_BY_REQUESTER)
+    if group == "evidence":
+        notes.append("evidence: the strengths of each rule's evidence as the rulebook served now grades them")
+    if group == "outcome":
+        notes.append(
+            "outcome: decisions by their outcome; authorisations and what was given under them by the "
+            "authorisation's basis (approved on review: a reviewer's approval); pre-approvals by the decision they made"
+        )
+    return {
+        "period": period.to_dict(),
+        "group_by": group,
+        "groups": listed,
+        "total": _shown(total),
+        "notes": [
+            "grams authorised: the dose of each pre-approval that said dispense, in whole vials where a "
+            "combination fits, else exact; authorisations themselves grant a dose per kg, not grams",
+            "cost: grams opened (given and wasted) x the committee's local price per gram when recorded "
+            "(data/products.yaml price_per_g); grams_without_price were given with no price known",
+            "patients: distinct patients among the decisions, pre-approvals, authorisations and administrations",
+            *notes,
+        ],
+    }
+
+
+def _shown(figures: dict) -> dict:
+    shown = dict(figures)
+    for name in ("grams_authorised", "grams_given", "grams_wasted", "grams_without_price"):
+        shown[name] = _g(figures[name])
+    shown["grams_opened"] = _g(figures["grams_given"] + figures["grams_wasted"])
+    shown["cost"] = [
+        {"currency": currency, "amount": round(amount, 2)} for currency, amount in sorted(figures["cost"].items())
+    ]
+    if not shown["cost"] and shown["grams_opened"]:
+        shown["cost_note"] = "no price: data/products.yaml gives no price_per_g for what was given"
+    elif shown["grams_without_price"]:
+        shown["cost_note"] = f"{shown['grams_without_price']:g} g given with no price are not in the cost"
+    else:
+        shown["cost_note"] = ""
+    return shown
+
+
+UTILISATION_CSV = (
+    "group",
+    "label",
+    "requests",
+    *(f"decisions_{o}" for o in OUTCOMES),
+    "preapprovals",
+    "authorisations",
+    "administrations",
+    "patients",
+    "grams_authorised",
+    "grams_given",
+    "grams_wasted",
+    "grams_opened",
+    "cost",
+    "currency",
+    "grams_without_price",
+    "cost_note",
+)
+
+
+def utilisation_rows(report: dict):
+    """The utilisation report as CSV rows (the header first); a group with several currencies has a row each."""
+    yield UTILISATION_CSV
+    for item in [*report["groups"], {"key": "total", "label": "total", **report["total"]}]:
+        costs = item["cost"] or [{"currency": "", "amount": ""}]
+        for cost in costs:
+            yield (
+                "" if item["key"] is None else item["key"],
+                item["label"],
+                item["requests"],
+                *(item["decisions"][o] for o in OUTCOMES),
+                item["preapprovals"],
+                item["authorisations"],
+                item["administrations"],
+                item["patients"],
+                item["grams_authorised"],
+                item["grams_given"],
+                item["grams_wasted"],
+                item["grams_opened"],
+                cost["amount"],
+                cost["currency"],
+                item["grams_without_price"],
+                item["cost_note"],
+            )
+
+
+def _share(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def stewardship(instance, rulebook: Rulebook, period: Period) -> dict:
+    """The stewardship figures for the period (see the README's Reports section for each)."""
+    dialect = instance.sql_engine.dialect.name
+    now = clock.utc_now()
+    with instance.sql_engine.connect() as connection:
+        keys = _Keys(connection, rulebook, None, "evidence")
+        a = audit_records.c
+        decided = and_(a.kind == "decision", a.created_at >= period.start, a.created_at < period.end)
+        by_outcome = {o: 0 for o in OUTCOMES}
+        for outcome, n in connection.execute(select(a.outcome, func.count()).where(decided).group_by(a.outcome)):
+            by_outcome[outcome] = n
+        strength = keys.evidence(a.rule_id).label("strength")
+        by_evidence = {
+            (s or NO_GROUP["evidence"]): n
+            for s, n in connection.execute(select(strength, func.count()).where(decided).group_by(strength))
+        }
+        decisions = sum(by_outcome.values())
+        figures = {
+            "period": period.to_dict(),
+            "decisions": {
+                "total": decisions,
+                "by_outcome": {o: {"count": n, "share": _share(n, decisions)} for o, n in by_outcome.items()},
+                "by_evidence": {s: {"count": n, "share": _share(n, decisions)} for s, n in sorted(by_evidence.items())},
+                "evidence_note": "the strengths of each deciding rule's evidence as the rulebook served now grades them",
+            },
+            "adherence": _adherence(connection, period),
+            "preapprovals": _preapproval_figures(connection, period, dialect),
+            "review_turnaround": _turnaround(connection, period, dialect, now),
+            "outcome_capture": _capture(connection, rulebook, period),
+            "discrepancies": _open_discrepancies(connection, period),
+        }
+    return figures
+
+
+def _has_discrepancy(d, kinds):
+    x = discrepancies.c
+    return exists().where(x.administration_id == d.id, x.kind.in_(kinds))
+
+
+def _adherence(connection, period: Period) -> dict:
+    d = administrations.c
+    given = and_(d.given_on >= period.since.isoformat(), d.given_on <= period.until.isoformat())
+    outside = _has_discrepancy(d, OUTSIDE_DOSE_OR_INTERVAL)
+    unchecked = _has_discrepancy(d, NOT_CHECKED)
+    row = connection.execute(
+        select(
+            func.count(),
+            func.sum(case((unchecked, 1), else_=0)),
+            func.sum(case((and_(~unchecked, outside), 1), else_=0)),
+            func.sum(case((_has_discrepancy(d, ("dose",)), 1), else_=0)),
+        ).where(given)
+    ).one()
+    total, not_checked, outside_n, over_maximum = (int(v or 0) for v in row)
+    checked = total - not_checked
+    return {
+        "administrations": total,
+        "checked": checked,
+        "not_checked": not_checked,
+        "within_dose_and_interval": checked - outside_n,
+        "outside_dose_or_interval": outside_n,
+        "share_within": _share(checked - outside_n, checked),
+        "above_maximum": over_maximum,
+        "note": "within: no discrepancy of kind "
+        + ", ".join(OUTSIDE_DOSE_OR_INTERVAL)
+        + "; not checked (left out of the share): "
+        + ", ".join(NOT_CHECKED),
+    }
+
+
+def _preapproval_figures(connection, period: Period, dialect: str) -> dict:
+    p = audit_records.c
+    result = _json(p.content, dialect)
+
+    def number(*path):
+        return result[path].as_float()
+
+    dispensed = result[("body", "result", "dispense")].as_boolean()
+    ordered = number("body", "order", "dose", "g_per_kg")
+    maximum = number("body", "result", "dosing_profile", "g_per_kg", "max")
+    actual = number("body", "result", "weight", "actual_kg")
+    dosing = number("body", "result", "weight", "dosing_kg")
+    per_kg = number("body", "result", "dose", "g_per_kg")
+    exact = number("body", "result", "dose", "grams")
+    rounded = number("body", "result", "dose", "rounded_grams")
+    weighed = and_(dispensed, actual.is_not(None), dosing.is_not(None), per_kg.is_not(None))
+    both = and_(dispensed, exact.is_not(None), rounded.is_not(None))
+    row = connection.execute(
+        select(
+            func.count(),
+            func.sum(case((dispensed, 1), else_=0)),
+            func.sum(case((and_(ordered.is_not(None), maximum.is_not(None), ordered > maximum), 1), else_=0)),
+            func.sum(case((weighed, 1), else_=0)),
+            func.sum(case((weighed, (actual - dosing) * per_kg), else_=None)),
+            func.sum(case((both, 1), else_=0)),
+            func.sum(case((both, exact), else_=None)),
+            func.sum(case((both, rounded), else_=None)),
+        ).where(p.kind == "preapproval", p.created_at >= period.start, p.created_at < period.end)
+    ).one()
+    total, dispense, above, weighed_n, saved, rounded_n, exact_g, rounded_g = row
+    return {
+        "preapprovals": int(total or 0),
+        "dispensed": int(dispense or 0),
+        "orders_above_maximum": int(above or 0),
+        "orders_above_maximum_note": "orders whose dose per kg is above the maximum of the dosing profile applied",
+        "weight_saving": {
+            "preapprovals": int(weighed_n or 0),
+            "grams_saved": _g(saved),
+            "note": "dispensed pre-approvals that computed both weights: (actual - dose-determining kg) x g/kg",
+        },
+        "rounding": {
+            "preapprovals": int(rounded_n or 0),
+            "grams_exact": _g(exact_g),
+            "grams_rounded": _g(rounded_g),
+            "grams_difference": _g(float(rounded_g or 0) - float(exact_g or 0)),
+            "note": "dispensed pre-approvals whose dose was rounded to whole vials: rounded minus exact grams",
+        },
+    }
+
+
+def _percentile(connection, hours, source, count: int, fraction: float) -> float | None:
+    """The nearest-rank percentile of `hours` over `source`'s rows, read in SQL (ORDER BY, OFFSET)."""
+    if not count:
+        return None
+    rank = max(1, -(-int(count * fraction * 1000) // 1000))  # ceil(count x fraction), without float drift
+    value = connection.execute(select(hours).select_from(source).order_by(hours).limit(1).offset(rank - 1)).scalar()
+    return None if value is None else round(float(value), 1)
+
+
+def _turnaround(connection, period: Period, dialect: str, now: str) -> dict:
+    c = review_cases.c
+    r = review_resolutions.c
+    first = select(r.case_id, func.min(r.created_at).label("resolved_at")).group_by(r.case_id).subquery("first")
+    opened = and_(c.opened_at >= period.start, c.opened_at < period.end)
+    cases = (
+        select(
+            c.id,
+            c.opened_at,
+            c.due_at,
+            c.status,
+            first.c.resolved_at,
+            _hours_between(first.c.resolved_at, c.opened_at, dialect).label("hours"),
+        )
+        .select_from(review_cases.outerjoin(first, first.c.case_id == c.id))
+        .where(opened)
+        .subquery("cases")
+    )
+    k = cases.c
+    row = connection.execute(
+        select(
+            func.count(),
+            func.sum(case((k.resolved_at.is_not(None), 1), else_=0)),
+            func.sum(case((and_(k.due_at.is_not(None), k.status.in_(OPEN_STATUSES), k.due_at < now), 1), else_=0)),
+            func.sum(case((and_(k.due_at.is_not(None), k.resolved_at > k.due_at), 1), else_=0)),
+            *(
+                func.sum(case((and_(k.hours.is_not(None), *_bucket(k.hours, i)), 1), else_=0))
+                for i in range(len(TURNAROUND_BUCKETS))
+            ),
+        )
+    ).one()
+    total, resolved, overdue, late, *buckets = (int(v or 0) for v in row)
+    resolved_cases = select(k.hours).where(k.hours.is_not(None)).subquery("resolved")
+    return {
+        "cases_opened": total,
+        "resolved": resolved,
+        "median_hours": _percentile(connection, resolved_cases.c.hours, resolved_cases, resolved, 0.5),
+        "p90_hours": _percentile(connection, resolved_cases.c.hours, resolved_cases, resolved, 0.9),
+        "overdue_open": overdue,
+        "resolved_after_due": late,
+        "buckets": [{"label": label, "cases": n} for (_, label), n in zip(TURNAROUND_BUCKETS, buckets, strict=True)],
+        "note": "cases opened in the period, hours from opening to the first resolution (approved, denied or "
+        "more information asked); nearest-rank percentiles computed in SQL; overdue: open past due_at now",
+    }
+
+
+def _bucket(hours, index: int):
+    low = TURNAROUND_BUCKETS[index - 1][0] if index else None
+    high = TURNAROUND_BUCKETS[index][0]
+    return [*([hours >= low] if low is not None else []), *([hours < high] if high is not None else [])]
+
+
+def _capture(connection, rulebook: Rulebook, period: Period) -> dict:
+    measured_rules = sorted(rule for rule, measures in rulebook.continuation_measures().items() if measures)
+    u = authorisations.c
+    nxt = authorisations.alias("next")
+    m = authorisation_measurements.c
+    continued = exists().where(
+        nxt.c.previous_id == u.id, nxt.c.created_at >= period.start, nxt.c.created_at < period.end
+    )
+    due = and_(u.valid_until >= period.since.isoformat(), u.valid_until <= period.until.isoformat())
+    measured = exists().where(m.authorisation_id == u.id, m.taken_on >= u.valid_from)
+    row = connection.execute(
+        select(func.count(), func.sum(case((measured, 1), else_=0))).where(
+            u.rule_id.in_(measured_rules), or_(due, continued)
+        )
+    ).one()
+    total, with_measure = int(row[0] or 0), int(row[1] or 0)
+    share = _share(with_measure, total)
+    return {
+        "authorisations": total,
+        "with_measurement": with_measure,
+        "share": share,
+        "target": CAPTURE_TARGET,
+        "meets_target": None if share is None else share >= CAPTURE_TARGET,
+        "note": "authorisations under rules whose review criteria name outcome measures, due (valid_until) "
+        "in the period or continued by an authorisation granted in it, with a measurement taken since they began",
+    }
+
+
+def _open_discrepancies(connection, period: Period) -> dict:
+    x = discrepancies.c
+    resolved = exists().where(discrepancy_resolutions.c.discrepancy_id == x.id)
+    by_kind = dict(connection.execute(select(x.kind, func.count()).where(~resolved).group_by(x.kind)).all())
+    recorded = connection.execute(
+        select(func.count()).where(x.created_at >= period.start, x.created_at < period.end)
+    ).scalar()
+    return {
+        "open": sum(by_kind.values()),
+        "open_by_kind": dict(sorted(by_kind.items())),
+        "recorded_in_period": int(recorded or 0),
+        "note": "open: every discrepancy without a resolution now, whenever it was recorded",
+    }
