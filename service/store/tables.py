@@ -45,7 +45,8 @@ audit_records = Table(
     Index("ix_audit_requester", "requester", "id"),
     Index("ix_audit_patient", "patient_ref_hash", "id"),
     Index("ix_audit_outcome", "outcome", "id"),
-    Index("ix_audit_kind_created", "kind", "created_at"),  # a report's period of decisions or pre-approvals
+    # A report's period of decisions or pre-approvals, covering the columns its aggregates group and count by.
+    Index("ix_audit_report", "kind", "created_at", "outcome", "code", "rule_id", "requester", "patient_ref_hash"),
 )
 
 # One row: the latest record's id and hash. Appends lock it, so writers on several processes or
