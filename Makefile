@@ -75,6 +75,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/peers.py
 	$(BIN)/python bench/audit_scale.py
 	$(BIN)/python bench/replay.py
+	$(BIN)/python bench/reports.py
 	bench/http_load.sh 15
 	bench/cds_hooks_load.sh 15
 	FORMULARY_DATABASE_URL="postgresql+psycopg://postgres@127.0.0.1:5432/test?options=-csearch_path%3Dbench" \
