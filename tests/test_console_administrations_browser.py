@@ -12,7 +12,7 @@ from tests.test_console_browser import browser, page, service, shots, sign_in, s
 pytestmark = pytest.mark.slow
 
 
-def test_record_an_administration_with_a_discrepancy_and_resolve_it(page, service, shots):  # noqa: F811
+def test_record_an_administration_with_a_discrepancy_and_resolve_it_journey(page, service, shots):  # noqa: F811
     status, decision = service.call(
         "POST",
         "/v1/decisions",

@@ -72,7 +72,8 @@ def test_committee_proposes_approves_and_an_admin_rolls_back_journey(page, servi
     page.get_by_role("button", name="Propose").click()
     expect(page.get_by_role("heading", name=re.compile(r"Proposal 1: 1\.1\.0"))).to_be_visible()
     expect(page.get_by_text("1 would change", exact=True)).to_be_visible()
-    expect(page.get_by_role("link", name=before["decision_id"][:8])).to_be_visible()
+    # The decision it changes, by id (a committee member reads no patient record, so no link).
+    expect(page.locator("table.changed code", has_text=before["decision_id"][:8])).to_be_visible()
     expect(page.get_by_label("Approve")).to_have_count(0)  # never one's own approval
     snap(page, shots, "17-rulebook-proposal")
     proposal_url = page.url

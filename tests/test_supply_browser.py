@@ -10,7 +10,7 @@ from playwright.sync_api import expect
 from service.store.database import open_database
 from service.store.tokens import create_token
 from tests.service_process import running_service, service_env
-from tests.test_console_browser import browser, page, sign_in, sign_out  # noqa: F401 (fixtures)
+from tests.test_console_browser import browser, page, shots, sign_in, sign_out, snap  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +25,7 @@ def service(tmp_path_factory):
         yield running
 
 
-def test_switch_to_a_red_phase_and_a_blue_tier_request_goes_to_review(page, service):  # noqa: F811
+def test_switch_to_a_red_phase_and_a_blue_tier_request_goes_to_review_journey(page, service, shots):  # noqa: F811
     sign_in(page, service, "admin")
     page.get_by_role("link", name="Supply").click()
     expect(page.locator("p.phase-now")).to_contain_text("Phase in force: normal")
@@ -50,3 +50,4 @@ def test_switch_to_a_red_phase_and_a_blue_tier_request_goes_to_review(page, serv
         "Supply phase red (Two lots recalled by the supplier): blue-tier indications go to review"
     )
     expect(card.get_by_role("link", name=re.compile("review case"))).to_be_visible()
+    snap(page, shots, "16-supply-red-phase")
