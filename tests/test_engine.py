@@ -115,8 +115,9 @@ def test_decision_json_has_the_agreed_names(mini):
         "candidates",
         "if_confirmed",
         "continuation",
+        "supply",
     ]
-    assert data["continuation"] is None
+    assert data["continuation"] is None and data["supply"] is None  # supply: only in a shortage phase
     assert data["diagnosis"] == {
         "code": "G61.0",
         "description": "Guillain-Barre syndrome",

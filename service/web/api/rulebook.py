@@ -147,29 +147,29 @@ def get_proposals():
     return jsonify({"proposals": proposals.list_proposals(current_instance(), status)})
 
 
-@blueprint.get("/v1/rulebook/proposals/<int:proposal_id>")
+@blueprint.get("/v1/rulebook/proposals/<proposal_id>")
 @requires("read_proposals")
 def get_proposal(proposal_id):
-    return jsonify(_proposal(lambda: proposals.proposal_detail(current_instance(), proposal_id)))
+    return jsonify(_proposal(lambda: proposals.proposal_detail(current_instance(), _number(proposal_id))))
 
 
-@blueprint.get("/v1/rulebook/proposals/<int:proposal_id>/rulebook")
+@blueprint.get("/v1/rulebook/proposals/<proposal_id>/rulebook")
 @requires("read_proposals")
 def get_proposal_texts(proposal_id):
     """The candidate's texts ({name: text}: the rulebook and the reference data it was read with)
     and the rule cases sent with it."""
-    return jsonify(_proposal(lambda: proposals.proposal_texts(current_instance(), proposal_id)))
+    return jsonify(_proposal(lambda: proposals.proposal_texts(current_instance(), _number(proposal_id))))
 
 
-@blueprint.get("/v1/rulebook/proposals/<int:proposal_id>/changelog")
+@blueprint.get("/v1/rulebook/proposals/<proposal_id>/changelog")
 @requires("read_proposals")
 def get_proposal_changelog(proposal_id):
     """The rules/CHANGELOG.md entry for the proposal, as Markdown; committing it is the committee's."""
-    entry = _proposal(lambda: proposals.changelog_entry(current_instance(), proposal_id))
+    entry = _proposal(lambda: proposals.changelog_entry(current_instance(), _number(proposal_id)))
     return Response(entry, mimetype="text/markdown")
 
 
-@blueprint.post("/v1/rulebook/proposals/<int:proposal_id>/approvals")
+@blueprint.post("/v1/rulebook/proposals/<proposal_id>/approvals")
 @requires("approve_rulebook")
 def post_approval(proposal_id):
     """{"decision": "approve" | "reject", "reason"}: an approval by someone other than the proposer,
@@ -184,7 +184,7 @@ def post_approval(proposal_id):
     instance = current_instance()
     found = _proposal(
         lambda: proposals.vote(
-            instance, proposal_id, body.get("decision"), body.get("reason"), current_principal().name
+            instance, _number(proposal_id), body.get("decision"), body.get("reason"), current_principal().name
         )
     )
     if found["status"] == "active":
@@ -213,6 +213,13 @@ def _proposal_fields() -> dict:
         except UnicodeDecodeError:
             raise RequestError("invalid_value", f"{name} is not UTF-8 text", name) from None
     return fields
+
+
+def _number(proposal_id: str) -> int:
+    """A proposal's number from its path (after the token is checked: a caller without one is 401)."""
+    if not proposal_id.isascii() or not proposal_id.isdigit() or len(proposal_id) > 9:
+        raise Refusal(404, "not_found", f"no rulebook proposal {proposal_id[:20]!r}")
+    return int(proposal_id)
 
 
 def _proposal(find):
