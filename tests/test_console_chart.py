@@ -11,7 +11,7 @@ from flask import Flask, render_template
 
 import service.web
 from service.rulebook.model import OUTCOMES
-from service.web.console.chart import MAX_BARS, daily_outcomes_chart
+from service.web.console.chart import MAX_BARS, daily_outcomes_chart, monthly_chart, ranked_chart
 
 from .conftest import csrf_token, sign_in
 
@@ -216,3 +216,70 @@ def test_the_audit_page_draws_the_chart_of_the_decisions_on_record(client, token
     svg = ET.fromstring(re.search(r'<svg[^>]* class="chart".*?</svg>', page, re.S).group(0))
     assert svg.get("role") == "img"
     assert [tip.split(": ", 1)[1] for tip in tooltips(svg)] == ["1 off label with evidence"]
+
+
+def draw_chart(chart) -> ET.Element:
+    with PAGES.app_context():
+        return ET.fromstring(render_template("console/_chart.svg.html", chart=chart))
+
+
+def test_a_monthly_chart_has_a_bar_a_month_gaps_included_and_amounts_with_their_unit():
+    svg = draw_chart(
+        monthly_chart(
+            {"2026-11": {"given": 160, "wasted": 2.5}, "2027-01": {"given": 40}},
+            ("given", "wasted"),
+            chart_id="g",
+            what="Grams opened",
+            unit="g",
+        )
+    )
+    assert svg.find(f"{SVG}title").text == "Grams opened per month, 2026-11 to 2027-01"
+    assert [bar.get("data-period") for bar in bars(svg)] == ["2026-11", "2026-12", "2027-01"]
+    assert tooltips(svg) == ["2026-11: 160 g given", "2026-11: 2.5 g wasted", "2027-01: 40 g given"]
+    assert svg.find(f"{SVG}desc").text == "202.5 g in total: 200 g given, 2.5 g wasted."
+    keys = [k.find(f"{SVG}text").text for k in svg.find(f"{SVG}g[@class='legend']")]
+    assert keys == ["given (200 g)", "wasted (2.5 g)"]
+
+
+def test_ranked_rows_are_drawn_in_the_order_given_with_their_totals_and_long_names_cut_short():
+    long_name = "Chronic inflammatory demyelinating polyradiculoneuropathy"
+    svg = draw_chart(
+        ranked_chart(
+            [(long_name, {"USD": 1200}), ("Polymyositis", {"USD": 8000})][::-1],
+            ("USD",),
+            chart_id="cost",
+            title="Top indications by cost, USD",
+            unit="USD",
+        )
+    )
+    assert svg.get("role") == "img" and svg.find(f"{SVG}title").text == "Top indications by cost, USD"
+    rows = svg.find(f"{SVG}g[@class='rows']").findall(f"{SVG}g[@class='row']")
+    assert [row.find(f"{SVG}title").text for row in rows] == ["Polymyositis", long_name]
+    names = [row.find(f"{SVG}text[@class='name']").text for row in rows]
+    assert names[0] == "Polymyositis" and names[1].endswith("\u2026") and len(names[1]) <= 34
+    assert [row.find(f"{SVG}text[@class='total']").text for row in rows] == ["8,000 USD", "1,200 USD"]
+    widths = [float(row.find(f"{SVG}rect").get("width")) for row in rows]
+    assert close(widths[0] / widths[1], 8000 / 1200)
+    assert f"Polymyositis: 8,000 USD; {long_name}: 1,200 USD." in svg.find(f"{SVG}desc").text
+    assert svg.find(f"{SVG}g[@class='legend']").findall(f"{SVG}g") == []  # one series: no legend
+
+
+def test_ranked_segments_stack_left_to_right_and_the_legend_names_each_series():
+    svg = draw_chart(
+        ranked_chart([("GBS", {"given": 30, "wasted": 10})], ("given", "wasted"), chart_id="r", title="t", unit="g")
+    )
+    given, wasted = svg.find(f"{SVG}g[@class='rows']").iter(f"{SVG}rect")
+    assert close(float(given.get("x")) + float(given.get("width")), float(wasted.get("x")))
+    assert [given.find(f"{SVG}title").text, wasted.find(f"{SVG}title").text] == ["GBS: 30 g given", "GBS: 10 g wasted"]
+    keys = [k.find(f"{SVG}text").text for k in svg.find(f"{SVG}g[@class='legend']")]
+    assert keys == ["given (30 g)", "wasted (10 g)"]
+
+
+def test_charts_with_nothing_to_draw_say_so():
+    for chart in (
+        monthly_chart({}, OUTCOMES, chart_id="m", what="Decisions", empty="No decisions in this period"),
+        ranked_chart([("GBS", {"cases": 0})], ("cases",), chart_id="r", title="t", empty="No review case resolved"),
+    ):
+        svg = draw_chart(chart)
+        assert svg.get("class").split() == ["chart", "chart-empty"]
+        assert svg.find(f"{SVG}title").text == svg.find(f"{SVG}text").text == chart.title
