@@ -512,6 +512,25 @@ def utilisation_rows(report: dict):
             )
 
 
+def stewardship_rows(report: dict):
+    """The stewardship figures as (figure, value) rows, the header first: each figure named by its
+    path in the report ("adherence.share_within"; a listed bucket by its label); null stays empty."""
+    yield ("figure", "value")
+    yield from _leaves("", report)
+
+
+def _leaves(path: str, value):
+    if isinstance(value, dict):
+        for name, inner in value.items():
+            yield from _leaves(f"{path}.{name}" if path else name, inner)
+    elif isinstance(value, list):
+        for item in value:
+            rest = {name: inner for name, inner in item.items() if name != "label"}
+            yield from _leaves(f"{path}.{item['label']}", rest if len(rest) != 1 else next(iter(rest.values())))
+    else:
+        yield (path, "" if value is None else value)
+
+
 def _share(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 

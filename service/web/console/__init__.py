@@ -14,7 +14,15 @@ from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFProtect
 
 from service.store.audit import subkey
-from service.web.console import administration_pages, audit_pages, auth, formulary_pages, pages, supply_pages
+from service.web.console import (
+    administration_pages,
+    audit_pages,
+    auth,
+    formulary_pages,
+    pages,
+    reports_pages,
+    supply_pages,
+)
 from service.web.errors import is_console
 
 SESSION_HOURS = 12
@@ -59,6 +67,7 @@ def register(app: Flask, instance) -> None:
         audit_pages.blueprint,
         formulary_pages.blueprint,
         supply_pages.blueprint,
+        reports_pages.blueprint,
     ):
         app.register_blueprint(page_blueprint)
     for name, blueprint in app.blueprints.items():
