@@ -2,6 +2,7 @@
 
 import dataclasses
 import datetime
+import io
 import json
 import os
 import re
@@ -20,7 +21,7 @@ from service.decide.terminology import Terminology
 from service.rulebook.as_data import rulebook_as_data, rules_table
 from service.rulebook.diff import diff_as_data
 from service.rulebook.lint import lint_paths
-from service.rulebook.model import RulebookError
+from service.rulebook.model import OUTCOMES, RulebookError
 from service.rulebook.reader import load_rulebook
 from service.rulebook.shipped import default_rulebook_path
 from service.store import cds_clients
@@ -36,7 +37,7 @@ from service.store.tokens import (
     list_tokens,
     revoke_token,
 )
-from service.workflow import administrations, cases, csv_out, proposals, usage
+from service.workflow import administrations, cases, csv_out, proposals, reports, usage
 from service.workflow import authorisations as authorisation_rows
 from service.workflow import replay as replaying
 from service.workflow import supply as supply_phases
@@ -1171,3 +1172,99 @@ def supply_set(phase, reason, requester):
     except cases.Conflict as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"supply phase: {overview['phase']} ({overview['reason']})")
+
+
+@main.group("reports")
+def reports_group():
+    """Stewardship reports, as GET /v1/reports/* computes them: utilisation by a grouping, and the
+    stewardship figures, over a period of whole days (by default the year to today)."""
+
+
+def _period(since: str | None, until: str | None) -> reports.Period:
+    try:
+        return reports.period_from({"since": since or "", "until": until or ""}, clock.utc_today())
+    except RequestError as error:
+        raise click.UsageError(f"--{error.field}: {error.message}") from None
+
+
+def _with_period(command):
+    """The --since and --until options of a report."""
+    command = click.option("--until", help="The last day, included, YYYY-MM-DD (default: today).")(command)
+    return click.option("--since", help="The first day, YYYY-MM-DD (default: a year before --until).")(command)
+
+
+@reports_group.command("utilisation")
+@_with_period
+@click.option("--group-by", type=click.Choice(reports.GROUPS), default="diagnosis", show_default=True)
+@click.option("--csv", "as_csv", is_flag=True, help="Print the CSV of GET /v1/reports/utilisation.csv.")
+@click.option("--json", "as_json", is_flag=True, help="Print GET /v1/reports/utilisation's answer as JSON.")
+def reports_utilisation(since, until, group_by, as_csv, as_json):
+    """Requests, decisions by outcome, pre-approvals, authorisations, administrations, patients,
+    grams (authorised, given, wasted) and cost per group, with the total."""
+    if as_csv and as_json:
+        raise click.UsageError("--csv and --json are alternatives: give one")
+    period = _period(since, until)
+    instance = _instance()
+    rulebook = _activated(instance)
+    report = reports.utilisation(instance, rulebook, Terminology(rulebook), period, group_by)
+    if as_json:
+        click.echo(json.dumps(report, indent=2, ensure_ascii=False))
+        return
+    rows = reports.utilisation_rows(report)
+    if as_csv:
+        buffer = io.StringIO()
+        writer = csv_out.Writer(buffer)
+        for row in rows:
+            writer.writerow(row)
+        click.echo(buffer.getvalue(), nl=False)
+        return
+    click.echo(f"utilisation by {group_by}, {period.since} to {period.until}")
+    header = (group_by, "requests", *(o.replace("_", " ") for o in OUTCOMES), "patients", "g given", "g wasted")
+    table = [header]
+    for item in [*report["groups"], {**report["total"], "label": "total"}]:
+        table.append(
+            (
+                item["label"],
+                str(item["requests"]),
+                *(str(item["decisions"][o]) for o in OUTCOMES),
+                str(item["patients"]),
+                f"{item['grams_given']:g}",
+                f"{item['grams_wasted']:g}",
+            )
+        )
+    _echo_table(table)
+    for item in [*report["groups"], {**report["total"], "label": "total"}]:
+        cost = "; ".join(f"{c['amount']:,.2f} {c['currency']}" for c in item["cost"]) or "none"
+        click.echo(f"cost, {item['label']}: {cost}{' (' + item['cost_note'] + ')' if item['cost_note'] else ''}")
+    for note in report["notes"]:
+        click.echo(f"note: {note}")
+
+
+def _echo_table(rows) -> None:
+    """Plain text columns: the first left-aligned, the others right-aligned."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        cells = [row[0].ljust(widths[0]), *(cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True))]
+        click.echo("  ".join(cells).rstrip())
+
+
+@reports_group.command("stewardship")
+@_with_period
+@click.option("--json", "as_json", is_flag=True, help="Print GET /v1/reports/stewardship's answer as JSON.")
+def reports_stewardship(since, until, as_json):
+    """Decisions by outcome and evidence, adherence, orders above the maximum, weight and rounding
+    savings, review turnaround, outcome-measure capture and open discrepancies: a figure a line."""
+    period = _period(since, until)
+    instance = _instance()
+    figures = reports.stewardship(instance, _activated(instance), period)
+    if as_json:
+        click.echo(json.dumps(figures, indent=2, ensure_ascii=False))
+        return
+    rows = list(reports.stewardship_rows(figures))[1:]
+    notes = [(figure, value) for figure, value in rows if figure.endswith("note")]
+    shown = [
+        (figure, "not known" if value == "" else str(value)) for figure, value in rows if not figure.endswith("note")
+    ]
+    _echo_table([("figure", "value"), *shown])
+    for figure, note in notes:
+        click.echo(f"note ({figure.rsplit('.', 1)[0]}): {note}")
