@@ -61,7 +61,8 @@ test: lint check $(CHROMIUM)
 # Retake the console screenshots that the README shows.
 screenshots: $(STAMP) $(CHROMIUM)
 	FORMULARY_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q -k journey tests/test_console_browser.py \
-		tests/test_console_administrations_browser.py tests/test_supply_browser.py tests/test_console_rulebook_browser.py
+		tests/test_console_administrations_browser.py tests/test_supply_browser.py tests/test_console_rulebook_browser.py \
+		tests/test_console_reports_browser.py
 
 test-long: $(STAMP)
 	$(BIN)/python -m pytest -m long
