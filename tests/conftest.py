@@ -20,6 +20,15 @@ from service.rulebook.shipped import SHIPPED_RULEBOOK
 TEST_RULEBOOK = Path(__file__).resolve().parent / "rulebook" / "ivig-test.yaml"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _code_set_cache_of_this_session(tmp_path_factory):
+    """The ICD-10-CM cache (service/rulebook/disk_cache.py) in a folder of the test session (built
+    on first use, as a new install does), never the user's own."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FORMULARY_CACHE_DIR", str(tmp_path_factory.mktemp("formulary-cache")))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _decide_on_the_test_rulebook(monkeypatch):
     """FORMULARY_RULEBOOK names the test rulebook in every test, so code that falls back to the

@@ -7,7 +7,7 @@ from urllib.parse import unquote
 
 from click.testing import CliRunner
 
-import service.cli
+import service.cli.commands
 from service.cli import main
 from service.workflow.csv_out import Writer
 
@@ -79,7 +79,7 @@ def test_preapprove_output_csv_neutralises_reasons(tmp_path, monkeypatch):
     # Any text of a result (an error message quoting what was typed) that starts like a formula.
     results = [{"row": n, "error": {"message": f}} for n, f in enumerate(FORMULAS, start=2)]
     results.append({"row": 99, "error": {"message": "row 99: age_years must be a number"}})
-    monkeypatch.setattr(service.cli, "check_batch", lambda *args, **kwargs: results)
+    monkeypatch.setattr(service.cli.commands, "check_batch", lambda *args, **kwargs: results)
     orders = tmp_path / "orders.csv"
     orders.write_text("patient_ref,diagnosis_code\nMRN-1,M33.20\n")
     out = tmp_path / "out.csv"

@@ -17,7 +17,8 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import delete, insert, select, update
 
-from service import cli, clock
+from service import clock
+from service.cli import commands as cli
 from service.cli import main
 from service.store.tables import GENESIS_HASH, audit_head, audit_records, authorisations, review_resolutions
 

@@ -15,23 +15,24 @@
   "drug-induced": the rulebook lists them) says so, and nothing is offered for confirmation.
 - A code and a text that name different diagnoses go to review, saying so.
 
-The ICD-10-CM text index is built once per process; the rulebook's part once per rulebook.
+The ICD-10-CM text index is built once per install and kept in the cache folder with the code set
+(service/rulebook/disk_cache.py), read once per process; the rulebook's part is built once per rulebook.
 """
 
 import heapq
 import os
 import threading
 import time
+from array import array
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache
 
-import simple_icd_10_cm as cm
 from rapidfuzz import fuzz, process
 
 from service.decide.request import RequestError
-from service.rulebook import icd10
+from service.rulebook import disk_cache, icd10, text_keys
 from service.rulebook.model import Rulebook
 from service.rulebook.text_keys import fold, match_key
 
@@ -174,27 +175,31 @@ class TextIndex:
     def __init__(self, entries: list[tuple[str, str]]):
         self.texts = [text for text, _ in entries]
         self.codes = [code for _, code in entries]
-        self.exact_index: dict[str, list[str]] = {}
-        self.key_index: dict[str, list[str]] = {}
+        exact: dict[str, list[str]] = {}
+        by_key: dict[str, list[str]] = {}
         postings: dict[str, list[int]] = {}
         for i, (text, code) in enumerate(entries):
-            for index, found in ((self.exact_index, text), (self.key_index, match_key(text))):
+            for index, found in ((exact, text), (by_key, match_key(text))):
                 codes = index.setdefault(found, [])
                 if code not in codes:
                     codes.append(code)
             for word in _words(text):
                 postings.setdefault(word, []).append(i)
-        self.postings = postings
+        # The codes of a text joined by spaces, and each word's texts as an array: a tenth of the
+        # objects, which is what reading the index from the cache costs.
+        self.exact_index = {text: " ".join(codes) for text, codes in exact.items()}
+        self.key_index = {key: " ".join(codes) for key, codes in by_key.items()}
+        self.postings = {word: array("i", found) for word, found in postings.items()}
         self.words_by_length: dict[int, list[str]] = {}
         for word in postings:
             self.words_by_length.setdefault(len(word), []).append(word)
 
     def exact(self, text: str) -> list[str]:
-        return self.exact_index.get(text, [])
+        return self.exact_index.get(text, "").split()
 
     def by_key(self, text: str) -> list[str]:
         """The codes of texts with the same match key as this folded text."""
-        return self.key_index.get(match_key(text), [])
+        return self.key_index.get(match_key(text), "").split()
 
     def _near_words(self, word: str, budget: WorkBudget) -> list[str] | None:
         """Index words within a small edit distance of the word; None when the budget cannot pay
@@ -262,15 +267,80 @@ class TextIndex:
         return found, tried
 
 
+def icd_text_entries() -> list[tuple[str, str]]:
+    """Every valid code's description and inclusion terms (about 110,000 texts), folded."""
+    codes = icd10.code_set()
+    entries = []
+    for code in codes.order:
+        entries.append((fold(codes.descriptions[code]), code))
+        entries += [(fold(term), code) for term in codes.terms.get(code, ())]
+    return [(text, code) for text, code in entries if text]
+
+
+class CachedTextIndex(TextIndex):
+    """The code set's text index, read from the cache folder in two parts, each when first used:
+    the exact matches (every text, the first thing looked at) and what the approximate match reads."""
+
+    def __init__(self, source: dict):
+        self.source = source
+
+    def _part(self, name: str) -> list:
+        return disk_cache.cached(
+            f"icd10cm-text-{name}",
+            self.source,
+            lambda: _text_index_parts()[name],
+            lambda value: isinstance(value, list),
+        )
+
+    @cached_property
+    def _exact_part(self) -> list:
+        return self._part("exact")
+
+    @cached_property
+    def _approximate_part(self) -> list:
+        return self._part("approximate")
+
+    @cached_property
+    def exact_index(self) -> dict[str, str]:  # type: ignore[override]
+        return self._exact_part[0]
+
+    @cached_property
+    def key_index(self) -> dict[str, str]:  # type: ignore[override]
+        return self._exact_part[1]
+
+    @cached_property
+    def texts(self) -> list[str]:  # type: ignore[override]
+        return self._approximate_part[0]
+
+    @cached_property
+    def codes(self) -> list[str]:  # type: ignore[override]
+        return self._approximate_part[1]
+
+    @cached_property
+    def postings(self) -> dict[str, array]:  # type: ignore[override]
+        return {word: array("i", found) for word, found in self._approximate_part[2].items()}
+
+    @cached_property
+    def words_by_length(self) -> dict[int, list[str]]:  # type: ignore[override]
+        return self._approximate_part[3]
+
+
+@lru_cache(maxsize=1)
+def _text_index_parts() -> dict[str, list]:
+    """The index built from the code set (about 3 s), as the cache keeps it."""
+    index = TextIndex(icd_text_entries())
+    postings = {word: found.tobytes() for word, found in index.postings.items()}
+    return {
+        "exact": [index.exact_index, index.key_index],
+        "approximate": [index.texts, index.codes, postings, index.words_by_length],
+    }
+
+
 @lru_cache(maxsize=1)
 def icd_text_index() -> TextIndex:
-    """Every valid code's description and inclusion terms (about 110,000 texts), built once."""
-    entries = []
-    for code in cm.get_all_codes(with_dots=False):
-        if cm.is_category_or_subcategory(code) or cm.is_extended_subcategory(code):
-            entries.append((fold(cm.get_description(code)), code))
-            entries += [(fold(term), code) for term in cm.get_inclusion_term(code)]
-    return TextIndex([(text, code) for text, code in entries if text])
+    """The code set's text index, read from the cache folder when it was built from this very code
+    set and this code (this module and the text folding), else built and kept there."""
+    return CachedTextIndex({"code_set": icd10.source(), "code": disk_cache.file_digest(__file__, text_keys.__file__)})
 
 
 def _family_head(codes: list[str]) -> str | None:
@@ -312,8 +382,9 @@ class Terminology:
         return TextIndex(list(self.synonyms.items()))
 
     def warm(self):
-        """Build both text indexes now (a server does this at start-up, not on its first request)."""
-        icd_text_index()
+        """Read or build both text indexes now (a server does this at start-up, not on its first request)."""
+        index = icd_text_index()
+        _ = index.exact_index, index.key_index, index.texts, index.codes, index.postings, index.words_by_length
         _ = self.rulebook_index
 
     def _code_for(self, folded: str, codes: list[str]) -> str:
@@ -479,7 +550,7 @@ class Terminology:
     def names_of(self, plain: str) -> list[str]:
         """Every folded name of a code: its ICD-10-CM description and inclusion terms, and the
         rulebook names that mean it."""
-        names = [fold(icd10.description(plain))] + [fold(term) for term in cm.get_inclusion_term(plain)]
+        names = [fold(icd10.description(plain))] + [fold(term) for term in icd10.inclusion_terms(plain)]
         return names + [term for term, code in self.synonyms.items() if code == plain]
 
 
@@ -540,10 +611,10 @@ def nearest_codes(plain: str, limit: int = MAX_CANDIDATES) -> list[Candidate]:
     family = []
     for length in range(min(len(plain), icd10.MAX_LENGTH) - 1, icd10.CATEGORY_LENGTH - 1, -1):
         if icd10.is_valid(plain[:length]):
-            family = [plain[:length]] + [icd10.normalise(c) for c in cm.get_descendants(plain[:length])]
+            family = [plain[:length]] + icd10.descendants(plain[:length])
             if len(family) >= limit:
                 break
     if not family:
-        family = [c for c in cm.get_all_codes(with_dots=False) if len(c) == icd10.CATEGORY_LENGTH and icd10.is_valid(c)]
+        family = icd10.categories()
     ranked = process.extract(plain, family, scorer=fuzz.ratio, limit=limit)
     return [_candidate(code, score) for code, score, _ in ranked]
