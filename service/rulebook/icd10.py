@@ -63,11 +63,11 @@ class CodeSet:
 
     def descendants(self, plain: str) -> list[str]:
         """The dotless codes below a code, in the release's order (they follow it, sharing its prefix)."""
-        found = []
-        for code in self.order[self._position[plain] + 1 :]:
-            if not code.startswith(plain):
+        order, found = self.order, []
+        for i in range(self._position[plain] + 1, len(order)):
+            if not order[i].startswith(plain):
                 break
-            found.append(code)
+            found.append(order[i])
         return found
 
 
