@@ -78,6 +78,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/audit_scale.py
 	$(BIN)/python bench/replay.py
 	$(BIN)/python bench/reports.py
+	$(BIN)/python bench/cli_startup.py $(if $(BEFORE),--before $(BEFORE))
 	bench/http_load.sh 15
 	bench/cds_hooks_load.sh 15
 	FORMULARY_DATABASE_URL="postgresql+psycopg://postgres@127.0.0.1:5432/test?options=-csearch_path%3Dbench" \
