@@ -1,10 +1,16 @@
 """The stewardship reports over 1,000,000 audit records and 200,000 administrations.
 
     .venv/bin/python bench/reports.py [--records 1000000] [--administrations 200000] [--database-url URL]
+                                      [--instance DIR]
+
+`--instance DIR` keeps the SQLite instance folder: the first run builds the history there, later
+runs reuse it (and migrate it to the newest schema, as a service starting would) and only time the
+reports. With `--database-url`, `--instance` reuses the PostgreSQL database in the same way.
 
 Builds a year of history directly in a fresh database (SQLite in a temporary folder by default; a
 PostgreSQL URL to measure there): decisions, pre-approvals whose signed content holds the grams,
-weights and dosing profile as the service records them, administration records, and the rows
+weights and dosing profile as the service records them (and their figures, copied as the
+service copies them), administration records, and the rows
 the reports read (authorisations, administrations, discrepancies and their resolutions, review
 cases and resolutions, measurements). Records are inserted in bulk with their content but no
 valid chain (the reports never read the chain; bench/audit_scale.py measures verify). Then it
@@ -26,6 +32,7 @@ from sqlalchemy import insert, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from service.store import preapproval_figures  # noqa: E402
 from service.store.audit import canonical  # noqa: E402
 from service.store.tables import (  # noqa: E402
     administrations,
@@ -264,7 +271,7 @@ class Builder:
                 "dose": {"g_per_kg": g_per_kg, "grams": grams, "rounded_grams": 5 * round(grams / 5), "vials": []},
             },
         }
-        self.record(
+        record_id = self.record(
             "preapproval",
             moment,
             body,
@@ -274,6 +281,8 @@ class Builder:
             code=code,
             patient_ref_hash=patient,
         )
+        table, figures = preapproval_figures.row(body)  # as the service writes them with the record
+        self.add(table, {**figures, "record_id": record_id})
 
     def _administration(self, moment, authorisation):
         rng = self.rng
@@ -360,20 +369,32 @@ def main():
     parser.add_argument(
         "--database-url", help="a PostgreSQL URL (an empty schema); default: SQLite in a temporary folder"
     )
+    parser.add_argument(
+        "--instance",
+        help="an instance folder to keep: built on the first run, reused (and migrated) on later runs",
+    )
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as folder:
-        config = {"INSTANCE_PATH": folder, "WARM": False}
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(args.instance or scratch)
+        built = folder / "bench-reports-built"
+        folder.mkdir(parents=True, exist_ok=True)
+        config = {"INSTANCE_PATH": str(folder), "WARM": False}
         if args.database_url:
             config["DATABASE_URL"] = args.database_url
-        app = create_app(config)
-        token = create_token(app.extensions["instance"].sql_engine, "auditor-bench", "auditor")
+        app = timed("start the service (opening and migrating the database)", lambda: create_app(config))
+        token = create_token(app.extensions["instance"].sql_engine, f"auditor-bench-{uuid.uuid4()}", "auditor")
         headers = {"Authorization": f"Bearer {token}"}
-        builder = Builder(app, args.records, args.administrations)
         print(f"database: {app.extensions['instance'].sql_engine.dialect.name}")
-        timed(
-            f"build {args.records:,} audit records and {args.administrations:,} administrations",
-            builder.build,
-        )
+        if built.exists():
+            print(f"reusing the history built in {folder}: {built.read_text().strip()}")
+        else:
+            builder = Builder(app, args.records, args.administrations)
+            timed(
+                f"build {args.records:,} audit records and {args.administrations:,} administrations",
+                builder.build,
+            )
+            if args.instance:
+                built.write_text(f"{args.records} records, {args.administrations} administrations\n")
         client = app.test_client()
         year, month = "since=2025-12-01&until=2026-11-30", "since=2026-06-01&until=2026-06-30"
         for query in (

@@ -10,9 +10,12 @@ import shutil
 
 import pytest
 import yaml
+from alembic import command
+from alembic.config import Config
 from sqlalchemy import select
 
-from service.store.tables import authorisations
+from service.store.database import MIGRATIONS, writing
+from service.store.tables import authorisations, preapproval_figures
 from service.web.openapi import DOCUMENT
 
 from .conftest import TEST_RULEBOOK, bearer
@@ -252,6 +255,30 @@ def test_outcome_capture_counts_authorisations_due_with_a_measurement(app, clien
     # Only the PI authorisation's rule names outcome measures; it was measured once.
     assert (capture["authorisations"], capture["with_measurement"], capture["share"]) == (1, 1, 1.0)
     assert capture["meets_target"] is True and capture["target"] == 0.9
+
+
+def _figures(engine) -> list[dict]:
+    with engine.connect() as connection:
+        rows = connection.execute(select(preapproval_figures).order_by(preapproval_figures.c.record_id))
+        return [dict(row._mapping) for row in rows]
+
+
+def test_a_preapproval_writes_its_figures_and_migration_0015_rebuilds_the_same_from_the_records(app, history):
+    engine = app.extensions["instance"].database
+    written = _figures(engine)
+    weights = {"actual_kg": 90.0, "dosing_kg": 81.0, "max_g_per_kg": 2.0}
+    assert [{k: v for k, v in row.items() if k != "record_id"} for row in written] == [
+        {"dispense": True, "grams": 162.0, "rounded_grams": 160.0, "g_per_kg": 2.0, "ordered_g_per_kg": 2.0, **weights},
+        # Held above the maximum: the dose at the order's 3 g/kg, with no vials to round it to.
+        {"dispense": False, "grams": 243.0, "rounded_grams": None, "g_per_kg": 3.0, "ordered_g_per_kg": 3.0, **weights},
+    ]
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with writing(engine) as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0014")
+        command.upgrade(config, "head")
+    assert _figures(engine) == written
 
 
 def test_a_period_with_nothing_recorded_reports_zeros_and_no_shares(client, tokens, history):

@@ -42,6 +42,7 @@ from service.store.tables import (
     authorisations,
     discrepancies,
     discrepancy_resolutions,
+    preapproval_figures,
     review_resolutions,
     supply_phases,
 )
@@ -84,7 +85,10 @@ BOUND: dict[Table, tuple[str, ...]] = {
 # Columns added to a bound table after its rows were first bound: left out of a row's binding
 # while null, so rows bound before the column existed still verify (a value set later is bound).
 ADDED_LATER = {authorisations: ("previous_id",)}
-_BOUND_INSERTS = {table: insert(table) for table in BOUND}  # built once: they run under the writer's lock
+# Tables derived from a record's content (an index of it, rebuildable from the records): their rows
+# are written with the record, keyed by its id, but carry no binding of their own.
+DERIVED = (preapproval_figures,)
+_BOUND_INSERTS = {table: insert(table) for table in (*BOUND, *DERIVED)}  # built once: they run under the writer's lock
 ROW_BATCH = 1000
 
 
@@ -295,7 +299,8 @@ class AuditStore:
         `then(connection)`, if given, runs in the same transaction (the case a decision opens),
         so the record and what it records commit together or not at all; an exception it raises
         is re-raised here and nothing of this record is kept. `bind`: (table, row) pairs of a
-        table in BOUND, inserted after `then` in the same transaction, bound to this record.
+        table in BOUND, inserted after `then` in the same transaction, bound to this record (or of a
+        table in DERIVED, inserted with this record's id).
         Raises AuditUnavailable when the record could not be committed.
         """
         fields = {name: indexed.get(name) for name in INDEXED}
@@ -344,9 +349,9 @@ class AuditStore:
                                 item.then(connection)
                             for table, row in item.bind:
                                 bound = {**row, "record_id": record_id}
-                                connection.execute(
-                                    _BOUND_INSERTS[table], {**bound, "binding": self.binding(table, bound)}
-                                )
+                                if table in BOUND:
+                                    bound["binding"] = self.binding(table, bound)
+                                connection.execute(_BOUND_INSERTS[table], bound)
                         except Exception as error:  # this item only: the others stay in the batch
                             sql.savepoint(cursor, "ROLLBACK TO SAVEPOINT")
                             sql.savepoint(cursor, "RELEASE SAVEPOINT")

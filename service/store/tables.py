@@ -6,6 +6,7 @@ same way on SQLite and PostgreSQL.
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Float,
     ForeignKey,
@@ -334,4 +335,21 @@ cds_jtis = Table(
     Column("jti", String(256), primary_key=True),
     Column("expires_at", String(32), nullable=False),
     Index("ix_cds_jtis_expires", "expires_at"),
+)
+
+# The figures of a pre-approval that the reports sum (issue 17), copied out of its signed record
+# in the transaction that writes it: a derived index of the record's content, not a record of its
+# own, so it carries no binding; migration 0015 rebuilds it from the records (preapproval_figures.py).
+preapproval_figures = Table(
+    "preapproval_figures",
+    metadata,
+    Column("record_id", BigInteger, primary_key=True, autoincrement=False),  # the pre-approval's audit record
+    Column("dispense", Boolean, nullable=False),
+    Column("grams", Float),  # the dose computed, exact
+    Column("rounded_grams", Float),  # the same in whole vials, when a combination fits
+    Column("g_per_kg", Float),  # the dose per kg computed
+    Column("actual_kg", Float),
+    Column("dosing_kg", Float),  # the dose-determining weight
+    Column("ordered_g_per_kg", Float),
+    Column("max_g_per_kg", Float),  # the maximum of the dosing profile applied
 )

@@ -19,6 +19,7 @@ from service.decide import supply as supply_phase
 from service.decide.formulary import Formulary
 from service.decide.request import RequestError, parse_request
 from service.rulebook.model import DosingProfile, Label, Rule, Rulebook
+from service.store import preapproval_figures
 from service.workflow import order_fields
 from service.workflow.authorisations import Tampered, active_authorisation, profile_of
 from service.workflow.cases import phase_in_force, record_decision, sanitised
@@ -121,9 +122,11 @@ def check(instance, formulary: Formulary, order, requester: str, today: datetime
         "weight": weight.to_dict() if weight else None,
         "dose": course.to_dict() if course else None,
     }
+    body = {"order": sanitised(order, patient_hash), "result": result}
     record = instance.audit.append(
         "preapproval",
-        {"order": sanitised(order, patient_hash), "result": result},
+        body,
+        bind=[preapproval_figures.row(body)],  # the figures the reports sum, with the record
         requester=requester,
         status=200,
         code=cover.code,

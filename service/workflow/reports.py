@@ -15,24 +15,28 @@ reported as null with the reason, never estimated.
 
 import datetime
 from collections.abc import Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from sqlalchemy import (
-    JSON,
     TIMESTAMP,
+    Column,
+    FromClause,
+    MetaData,
+    String,
+    Table,
     and_,
     case,
     cast,
     exists,
     func,
+    insert,
     literal,
     null,
     or_,
     select,
-    type_coerce,
     union_all,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 
 from service import clock
 from service.decide.request import RequestError
@@ -45,6 +49,7 @@ from service.store.tables import (
     authorisations,
     discrepancies,
     discrepancy_resolutions,
+    preapproval_figures,
     review_cases,
     review_resolutions,
 )
@@ -124,11 +129,6 @@ def group_from(args: Mapping[str, str]) -> str:
     return group
 
 
-def _json(column, dialect: str):
-    """A text column of JSON, as JSON the database can take paths of."""
-    return cast(column, JSONB) if dialect == "postgresql" else type_coerce(column, JSON)
-
-
 def _hours_between(later, earlier, dialect: str):
     """Hours between two stored UTC stamps, in SQL."""
     if dialect == "postgresql":
@@ -146,57 +146,77 @@ def evidence_label(rulebook: Rulebook, rule_id: str) -> str:
     return "+".join(s for s in STRENGTHS if s in found) or "no evidence listed"
 
 
-def _mapped(column, mapping: dict[str, str], otherwise):
-    """CASE column IN (the raw values of each label) THEN label ... ELSE otherwise."""
-    by_label: dict[str, list[str]] = {}
-    for raw, label in mapping.items():
-        by_label.setdefault(label, []).append(raw)
-    if not by_label:
-        return otherwise
-    return case(
-        *((column.in_(sorted(raws)), literal(label)) for label, raws in sorted(by_label.items())), else_=otherwise
-    )
-
-
 class _Keys:
-    """The group key of each source for one grouping, as SQL expressions (None: not attributable)."""
+    """The group key of each source for one grouping. SQL groups by the stored value (a code, a rule
+    id, an outcome, a requester, a month; None: not attributable), and `key` maps it to the group
+    the report lists, in Python over the grouped rows: a diagnosis for a code, an evidence label
+    for a rule id. Only distinct patients need the mapping inside SQL, where `mapping` gives it as
+    a VALUES table joined to the distinct (value, patient) pairs, not to every row."""
 
     def __init__(self, connection, rulebook: Rulebook, terminology, group: str):
         self.group = group
         self.rulebook = rulebook
         self.labels: dict[str, str] = {}
+        self.mapped: dict[str, str] | None = None  # stored value -> group, for diagnosis and evidence
+        self.terminology = terminology
         if group == "diagnosis":
             codes = _distinct(connection, audit_records.c.code) | _distinct(connection, authorisations.c.code)
             codes |= _distinct(connection, administrations.c.code)
-            self.codes = {}
-            for code in codes:
-                owner = terminology.diagnosis_of(code)
-                if owner is not None:
-                    self.codes[code] = owner
-                    self.labels[owner] = rulebook.diagnoses[owner].name
-                else:
-                    self.labels["code:" + code] = f"{icd10.dotted(code)} (no diagnosis in the rulebook)"
+            self.mapped = {code: self._diagnosis(code) for code in codes}
         if group == "evidence":
             rules = _distinct(connection, audit_records.c.rule_id) | _distinct(connection, authorisations.c.rule_id)
-            self.rules = {rule_id: evidence_label(rulebook, rule_id) for rule_id in rules}
+            self.mapped = {rule_id: evidence_label(rulebook, rule_id) for rule_id in rules}
 
-    def code(self, column):
-        return case((column.is_(None), null()), else_=_mapped(column, self.codes, literal("code:") + column))
+    def key(self, value):
+        """The group of a stored value (a code written after the mapping was read is mapped here too)."""
+        if value is None or self.mapped is None:
+            return value
+        if value not in self.mapped:
+            self.mapped[value] = (
+                evidence_label(self.rulebook, value) if self.group == "evidence" else self._diagnosis(value)
+            )
+        return self.mapped[value]
 
-    def evidence(self, rule_column):
-        return case((rule_column.is_(None), null()), else_=_mapped(rule_column, self.rules, literal(UNMAPPED_RULE)))
+    def _diagnosis(self, code: str) -> str:
+        """The rulebook's diagnosis of a code (its id), else "code:" and the code; its label noted."""
+        owner = self.terminology.diagnosis_of(code)
+        if owner is not None:
+            self.labels[owner] = self.rulebook.diagnoses[owner].name
+            return owner
+        self.labels["code:" + code] = f"{icd10.dotted(code)} (no diagnosis in the rulebook)"
+        return "code:" + code
+
+    @contextmanager
+    def mapping(self, connection):
+        """The stored values and their groups as a temporary table (value, key) for the length of
+        a statement, or None when the stored value is the group. A table with its primary key,
+        not a VALUES list: SQLite scans a VALUES list once a row, but looks a table up."""
+        if not self.mapped:
+            yield None
+            return
+        table = Table(
+            "report_groups",
+            MetaData(),
+            Column("value", String(128), primary_key=True),
+            Column("key", String(256)),
+            prefixes=["TEMPORARY"],
+        )
+        table.create(connection)
+        try:
+            connection.execute(insert(table), [{"value": v, "key": k} for v, k in self.mapped.items()])
+            yield table
+        finally:
+            table.drop(connection)
 
     def of_audit(self, a, *, outcome=True):
-        """A decision or pre-approval record's key."""
+        """A decision or pre-approval record's stored value."""
         g = self.group
         if g == "diagnosis":
-            return self.code(a.code)
-        if g == "rule":
+            return a.code
+        if g in ("rule", "evidence"):
             return a.rule_id
         if g == "outcome":
             return a.outcome if outcome else None
-        if g == "evidence":
-            return self.evidence(a.rule_id)
         if g == "requester":
             return a.requester
         if g == "month":
@@ -206,13 +226,11 @@ class _Keys:
     def of_authorisation(self, u, requester=None):
         g = self.group
         if g == "diagnosis":
-            return self.code(u.code)
-        if g == "rule":
+            return u.code
+        if g in ("rule", "evidence"):
             return u.rule_id
         if g == "outcome":
             return u.basis
-        if g == "evidence":
-            return self.evidence(u.rule_id)
         if g == "requester":
             return requester
         if g == "month":
@@ -222,7 +240,7 @@ class _Keys:
     def of_administration(self, d, u):
         g = self.group
         if g == "diagnosis":
-            return self.code(d.code)
+            return d.code
         if g == "product":
             return d.product
         if g == "month":
@@ -253,7 +271,7 @@ NOT_BY_PRODUCT = (
 NOT_BY_REQUESTER = "what was given is recorded by the pharmacist, not the requester, so it is not grouped by requester"
 
 
-def _sources(period: Period, keys: _Keys, dialect: str):
+def _sources(period: Period, keys: _Keys):
     """Per source: (aggregate select grouped by key, patient rows (key, hash)) for this period."""
     a = audit_records.alias("a")
     p = audit_records.alias("p")
@@ -278,17 +296,17 @@ def _sources(period: Period, keys: _Keys, dialect: str):
     key = keys.of_audit(p.c)
     if key is not None:
         label = key.label("key")
-        result = _json(p.c.content, dialect)
-        dispensed = result[("body", "result", "dispense")].as_boolean()
-        rounded = result[("body", "result", "dose", "rounded_grams")].as_float()
-        exact = result[("body", "result", "dose", "grams")].as_float()
+        f = preapproval_figures.c
         where = and_(p.c.kind == "preapproval", in_window(p))
         out["preapprovals"] = (
             select(
                 label,
                 func.count().label("preapprovals"),
-                func.sum(case((dispensed, func.coalesce(rounded, exact)), else_=None)).label("grams_authorised"),
+                func.sum(case((f.dispense, func.coalesce(f.rounded_grams, f.grams)), else_=None)).label(
+                    "grams_authorised"
+                ),
             )
+            .select_from(p.outerjoin(preapproval_figures, f.record_id == p.c.id))
             .where(where)
             .group_by(label),
             select(key.label("key"), p.c.patient_ref_hash.label("patient")).where(where),
@@ -326,6 +344,38 @@ def _sources(period: Period, keys: _Keys, dialect: str):
             select(key.label("key"), d.c.patient_ref_hash.label("patient")).select_from(joined).where(where),
         )
     return out
+
+
+def _patients(connection, keys: _Keys, rows: list) -> tuple[dict, int]:
+    """Distinct patients per group and in all, in one statement that reads the sources once: the
+    distinct (group, patient) pairs of every source (mapped to their group by a VALUES table for a
+    diagnosis or evidence), materialised, then counted per group and, for the total, by patient."""
+    every = union_all(*rows).subquery("every")
+    with keys.mapping(connection) as mapping:
+        source: FromClause = every
+        key = every.c.key
+        if mapping is not None:
+            key, source = mapping.c.key, every.outerjoin(mapping, mapping.c.value == every.c.key)
+        pairs = (
+            select(key.label("key"), every.c.patient)
+            .select_from(source)
+            .where(every.c.patient.is_not(None))
+            .group_by(key, every.c.patient)
+            .cte("pairs")
+            .prefix_with("MATERIALIZED")
+        )
+        per_group = select(literal(False).label("total"), pairs.c.key, func.count().label("patients")).group_by(
+            pairs.c.key
+        )
+        in_all = select(literal(True), null(), func.count(pairs.c.patient.distinct()))
+        found = connection.execute(union_all(per_group, in_all)).all()
+    counts, total = {}, 0
+    for is_total, group, n in found:
+        if is_total:
+            total = int(n or 0)
+        else:
+            counts[group] = n
+    return counts, total
 
 
 # The figures of a utilisation group (and of the total), in the order the API lists them.
@@ -369,14 +419,14 @@ def _g(value) -> float:
 def utilisation(instance, rulebook: Rulebook, terminology, period: Period, group: str) -> dict:
     """Requests, decisions by outcome, pre-approvals, authorisations, administrations, patients,
     grams (authorised, given, wasted) and cost, per group, with the totals."""
-    dialect = instance.sql_engine.dialect.name
     with instance.sql_engine.connect() as connection:
         keys = _Keys(connection, rulebook, terminology, group)
-        sources = _sources(period, keys, dialect)
+        sources = _sources(period, keys)
         groups: dict = {}
         total = _empty_group()
 
-        def add(key, figures: dict):
+        def add(value, figures: dict):
+            key = keys.key(value)
             for target in (groups.setdefault(key, _empty_group()), total):
                 for name, value in figures.items():
                     if name == "decisions":
@@ -410,12 +460,9 @@ def utilisation(instance, rulebook: Rulebook, terminology, period: Period, group
                         "cost": {row.currency: float(row.cost)} if row.cost is not None else {},
                     },
                 )
-        patients = union_all(*(rows for _, rows in sources.values())).subquery("patients")
-        for row in connection.execute(
-            select(patients.c.key, func.count(patients.c.patient.distinct())).group_by(patients.c.key)
-        ):
-            groups.setdefault(row[0], _empty_group())["patients"] = row[1]
-        total["patients"] = connection.execute(select(func.count(patients.c.patient.distinct()))).scalar() or 0
+        patients, total["patients"] = _patients(connection, keys, [rows for _, rows in sources.values()])
+        for key, n in patients.items():
+            groups.setdefault(key, _empty_group())["patients"] = n
 
     listed = [
         {"key": key, "label": keys.label(key), **_shown(figures)}
@@ -546,11 +593,10 @@ def stewardship(instance, rulebook: Rulebook, period: Period) -> dict:
         by_outcome = {o: 0 for o in OUTCOMES}
         for outcome, n in connection.execute(select(a.outcome, func.count()).where(decided).group_by(a.outcome)):
             by_outcome[outcome] = n
-        strength = keys.evidence(a.rule_id).label("strength")
-        by_evidence = {
-            (s or NO_GROUP["evidence"]): n
-            for s, n in connection.execute(select(strength, func.count()).where(decided).group_by(strength))
-        }
+        by_evidence: dict[str, int] = {}
+        for rule_id, n in connection.execute(select(a.rule_id, func.count()).where(decided).group_by(a.rule_id)):
+            strength = keys.key(rule_id) or NO_GROUP["evidence"]
+            by_evidence[strength] = by_evidence.get(strength, 0) + n
         decisions = sum(by_outcome.values())
         figures = {
             "period": period.to_dict(),
@@ -561,7 +607,7 @@ def stewardship(instance, rulebook: Rulebook, period: Period) -> dict:
                 "evidence_note": "the strengths of each deciding rule's evidence as the rulebook served now grades them",
             },
             "adherence": _adherence(connection, period),
-            "preapprovals": _preapproval_figures(connection, period, dialect),
+            "preapprovals": _preapproval_figures(connection, period),
             "review_turnaround": _turnaround(connection, period, dialect, now),
             "outcome_capture": _capture(connection, rulebook, period),
             "discrepancies": _open_discrepancies(connection, period),
@@ -604,21 +650,12 @@ def _adherence(connection, period: Period) -> dict:
     }
 
 
-def _preapproval_figures(connection, period: Period, dialect: str) -> dict:
+def _preapproval_figures(connection, period: Period) -> dict:
     p = audit_records.c
-    result = _json(p.content, dialect)
-
-    def number(*path):
-        return result[path].as_float()
-
-    dispensed = result[("body", "result", "dispense")].as_boolean()
-    ordered = number("body", "order", "dose", "g_per_kg")
-    maximum = number("body", "result", "dosing_profile", "g_per_kg", "max")
-    actual = number("body", "result", "weight", "actual_kg")
-    dosing = number("body", "result", "weight", "dosing_kg")
-    per_kg = number("body", "result", "dose", "g_per_kg")
-    exact = number("body", "result", "dose", "grams")
-    rounded = number("body", "result", "dose", "rounded_grams")
+    f = preapproval_figures.c
+    dispensed = f.dispense
+    ordered, maximum, per_kg = f.ordered_g_per_kg, f.max_g_per_kg, f.g_per_kg
+    actual, dosing, exact, rounded = f.actual_kg, f.dosing_kg, f.grams, f.rounded_grams
     weighed = and_(dispensed, actual.is_not(None), dosing.is_not(None), per_kg.is_not(None))
     both = and_(dispensed, exact.is_not(None), rounded.is_not(None))
     row = connection.execute(
@@ -631,7 +668,9 @@ def _preapproval_figures(connection, period: Period, dialect: str) -> dict:
             func.sum(case((both, 1), else_=0)),
             func.sum(case((both, exact), else_=None)),
             func.sum(case((both, rounded), else_=None)),
-        ).where(p.kind == "preapproval", p.created_at >= period.start, p.created_at < period.end)
+        )
+        .select_from(audit_records.outerjoin(preapproval_figures, f.record_id == p.id))
+        .where(p.kind == "preapproval", p.created_at >= period.start, p.created_at < period.end)
     ).one()
     total, dispense, above, weighed_n, saved, rounded_n, exact_g, rounded_g = row
     return {
