@@ -282,7 +282,8 @@ class Builder:
             patient_ref_hash=patient,
         )
         table, figures = preapproval_figures.row(body)  # as the service writes them with the record
-        self.add(table, {**figures, "record_id": record_id})
+        copied = {"created_at": _stamp(moment), "requester": "pharmacist", "outcome": None, "rule_id": rule_id}
+        self.add(table, {**figures, **copied, "code": code, "patient_ref_hash": patient, "record_id": record_id})
 
     def _administration(self, moment, authorisation):
         rng = self.rng

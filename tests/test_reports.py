@@ -14,8 +14,9 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import select
 
+from service.store import preapproval_figures as preapproval_figures_module
 from service.store.database import MIGRATIONS, writing
-from service.store.tables import authorisations, preapproval_figures
+from service.store.tables import audit_records, authorisations, preapproval_figures
 from service.web.openapi import DOCUMENT
 
 from .conftest import TEST_RULEBOOK, bearer
@@ -267,11 +268,22 @@ def test_a_preapproval_writes_its_figures_and_migration_0015_rebuilds_the_same_f
     engine = app.extensions["instance"].database
     written = _figures(engine)
     weights = {"actual_kg": 90.0, "dosing_kg": 81.0, "max_g_per_kg": 2.0}
-    assert [{k: v for k, v in row.items() if k != "record_id"} for row in written] == [
+    figures = ("dispense", *preapproval_figures_module.PATHS)
+    assert [{k: v for k, v in row.items() if k in figures} for row in written] == [
         {"dispense": True, "grams": 162.0, "rounded_grams": 160.0, "g_per_kg": 2.0, "ordered_g_per_kg": 2.0, **weights},
         # Held above the maximum: the dose at the order's 3 g/kg, with no vials to round it to.
         {"dispense": False, "grams": 243.0, "rounded_grams": None, "g_per_kg": 3.0, "ordered_g_per_kg": 3.0, **weights},
     ]
+    # With the record's indexed fields the reports group by, copied from the record.
+    with engine.connect() as connection:
+        records = connection.execute(
+            select(audit_records).where(audit_records.c.id.in_([row["record_id"] for row in written]))
+        ).all()
+    copied = ("created_at", "requester", "outcome", "rule_id", "code", "patient_ref_hash")
+    assert [{k: row[k] for k in copied} for row in written] == [
+        {k: getattr(record, k) for k in copied} for record in sorted(records, key=lambda r: r.id)
+    ]
+    assert written[0]["code"] == "M3320" and written[0]["requester"] == "pharmacist"
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with writing(engine) as connection:

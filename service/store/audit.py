@@ -85,8 +85,9 @@ BOUND: dict[Table, tuple[str, ...]] = {
 # Columns added to a bound table after its rows were first bound: left out of a row's binding
 # while null, so rows bound before the column existed still verify (a value set later is bound).
 ADDED_LATER = {authorisations: ("previous_id",)}
-# Tables derived from a record's content (an index of it, rebuildable from the records): their rows
-# are written with the record, keyed by its id, but carry no binding of their own.
+# Tables derived from a record (an index of it, rebuildable from the records): their rows are written
+# with the record, keyed by its id, with a copy of its indexed fields they have columns for, and
+# carry no binding of their own.
 DERIVED = (preapproval_figures,)
 _BOUND_INSERTS = {table: insert(table) for table in (*BOUND, *DERIVED)}  # built once: they run under the writer's lock
 ROW_BATCH = 1000
@@ -300,7 +301,7 @@ class AuditStore:
         so the record and what it records commit together or not at all; an exception it raises
         is re-raised here and nothing of this record is kept. `bind`: (table, row) pairs of a
         table in BOUND, inserted after `then` in the same transaction, bound to this record (or of a
-        table in DERIVED, inserted with this record's id).
+        table in DERIVED, inserted with this record's id and the indexed fields it has columns for).
         Raises AuditUnavailable when the record could not be committed.
         """
         fields = {name: indexed.get(name) for name in INDEXED}
@@ -351,6 +352,8 @@ class AuditStore:
                                 bound = {**row, "record_id": record_id}
                                 if table in BOUND:
                                     bound["binding"] = self.binding(table, bound)
+                                else:  # derived: with the record's indexed fields it keeps a copy of
+                                    bound |= {n: v for n, v in item.fields.items() if n in table.c}
                                 connection.execute(_BOUND_INSERTS[table], bound)
                         except Exception as error:  # this item only: the others stay in the batch
                             sql.savepoint(cursor, "ROLLBACK TO SAVEPOINT")

@@ -1,9 +1,10 @@
-"""The figures of a pre-approval that the reports sum, copied out of its signed record (issue 17).
+"""A pre-approval as the reports read it, copied out of its signed record (issue 17).
 
 A pre-approval's grams, weights and doses per kg are in its record's signed content only; reading
 them there with the database's JSON functions took about 40% of each report over a year. So the
 pre-approval writes them, in the same transaction as its record, to `preapproval_figures`: one
-narrow row keyed by the record's id. The row is derived from the record and adds nothing to it, so
+narrow row keyed by the record's id, with the record's indexed fields the reports group by (the
+audit store copies those), so a report reads this table alone. The row is derived from the record and adds nothing to it, so
 it carries no binding of its own (the record is what the chain signs); migration 0015 fills it
 from the records' content the same way, and can rebuild it at any time.
 """

@@ -183,7 +183,7 @@ review_resolutions = Table(
     # Bound to the chained record that created it (service/store/audit.py: AuditStore.bind).
     Column("record_id", BigInteger),
     Column("binding", String(64)),
-    Index("ix_resolution_case", "case_id"),
+    Index("ix_resolution_case_time", "case_id", "created_at"),  # a case's resolutions, the first one first
 )
 
 # Permission to give IVIG to one patient for one diagnosis until a date.
@@ -337,13 +337,21 @@ cds_jtis = Table(
     Index("ix_cds_jtis_expires", "expires_at"),
 )
 
-# The figures of a pre-approval that the reports sum (issue 17), copied out of its signed record
-# in the transaction that writes it: a derived index of the record's content, not a record of its
-# own, so it carries no binding; migration 0015 rebuilds it from the records (preapproval_figures.py).
+# A pre-approval as the reports read it (issue 17): the record's indexed fields they group by and
+# the figures they sum, copied out of its signed record in the transaction that writes it. A derived
+# index of the record's content, not a record of its own, so it carries no binding; migration 0015
+# fills it from the records (service/store/preapproval_figures.py).
 preapproval_figures = Table(
     "preapproval_figures",
     metadata,
-    Column("record_id", BigInteger, primary_key=True, autoincrement=False),  # the pre-approval's audit record
+    # The pre-approval's audit record; on SQLite the table's rowid.
+    Column("record_id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
+    Column("created_at", String(32), nullable=False),  # the record's, as are the five columns after it
+    Column("requester", String(128)),
+    Column("outcome", String(32)),
+    Column("rule_id", String(128)),
+    Column("code", String(16)),
+    Column("patient_ref_hash", String(64)),
     Column("dispense", Boolean, nullable=False),
     Column("grams", Float),  # the dose computed, exact
     Column("rounded_grams", Float),  # the same in whole vials, when a combination fits
@@ -352,4 +360,5 @@ preapproval_figures = Table(
     Column("dosing_kg", Float),  # the dose-determining weight
     Column("ordered_g_per_kg", Float),
     Column("max_g_per_kg", Float),  # the maximum of the dosing profile applied
+    Index("ix_preapproval_figures_created", "created_at"),
 )

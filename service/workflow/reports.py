@@ -2,15 +2,17 @@
 
 Both are computed in the database: each figure is one SQL aggregate (SQLAlchemy Core, the same
 statement on SQLite and PostgreSQL) over indexed columns of the window's rows, so a report reads
-a handful of rows whatever the size of the log. Figures that only a record's signed content holds
-(a pre-approval's grams, weights and ordered dose) are read with the database's JSON functions,
-from the pre-approval records of the window only. Percentiles are computed in SQL too: the
-nearest-rank value, read with ORDER BY ... LIMIT 1 OFFSET k from the window's resolved cases.
+a handful of rows whatever the size of the log. A pre-approval's figures that its signed content
+holds (grams, weights, ordered dose) are read from preapproval_figures, where the pre-approval
+copies them with its record's indexed fields (service/store/preapproval_figures.py).
+Percentiles are computed in SQL too: the nearest-rank values, read by each value's rank in order
+(row_number) among the window's resolved cases.
 
 Groups that the rulebook names (a diagnosis, a rule's evidence strength) are mapped from the
-stored codes and rule ids with the rulebook served now, inside the query (CASE ... IN), so that
-distinct patients are counted once per group. A figure that what is stored cannot give is
-reported as null with the reason, never estimated.
+stored codes and rule ids with the rulebook served now: in Python over the rows grouped by the
+stored value, and, for distinct patients (counted once per group), by a temporary table joined
+inside the query. A figure that what is stored cannot give is reported as null with the reason,
+never estimated.
 """
 
 import datetime
@@ -274,7 +276,6 @@ NOT_BY_REQUESTER = "what was given is recorded by the pharmacist, not the reques
 def _sources(period: Period, keys: _Keys):
     """Per source: (aggregate select grouped by key, patient rows (key, hash)) for this period."""
     a = audit_records.alias("a")
-    p = audit_records.alias("p")
     u = authorisations.alias("u")
     r = audit_records.alias("r")
     d = administrations.alias("d")
@@ -293,23 +294,22 @@ def _sources(period: Period, keys: _Keys):
             select(key.label("key"), a.c.patient_ref_hash.label("patient")).where(where),
         )
 
-    key = keys.of_audit(p.c)
+    p = preapproval_figures.c
+    key = keys.of_audit(p)
     if key is not None:
         label = key.label("key")
-        f = preapproval_figures.c
-        where = and_(p.c.kind == "preapproval", in_window(p))
+        where = and_(p.created_at >= period.start, p.created_at < period.end)
         out["preapprovals"] = (
             select(
                 label,
                 func.count().label("preapprovals"),
-                func.sum(case((f.dispense, func.coalesce(f.rounded_grams, f.grams)), else_=None)).label(
+                func.sum(case((p.dispense, func.coalesce(p.rounded_grams, p.grams)), else_=None)).label(
                     "grams_authorised"
                 ),
             )
-            .select_from(p.outerjoin(preapproval_figures, f.record_id == p.c.id))
             .where(where)
             .group_by(label),
-            select(key.label("key"), p.c.patient_ref_hash.label("patient")).where(where),
+            select(key.label("key"), p.patient_ref_hash.label("patient")).where(where),
         )
 
     key = keys.of_authorisation(u.c, requester=r.c.requester)
@@ -651,7 +651,6 @@ def _adherence(connection, period: Period) -> dict:
 
 
 def _preapproval_figures(connection, period: Period) -> dict:
-    p = audit_records.c
     f = preapproval_figures.c
     dispensed = f.dispense
     ordered, maximum, per_kg = f.ordered_g_per_kg, f.max_g_per_kg, f.g_per_kg
@@ -668,9 +667,7 @@ def _preapproval_figures(connection, period: Period) -> dict:
             func.sum(case((both, 1), else_=0)),
             func.sum(case((both, exact), else_=None)),
             func.sum(case((both, rounded), else_=None)),
-        )
-        .select_from(audit_records.outerjoin(preapproval_figures, f.record_id == p.id))
-        .where(p.kind == "preapproval", p.created_at >= period.start, p.created_at < period.end)
+        ).where(f.created_at >= period.start, f.created_at < period.end)
     ).one()
     total, dispense, above, weighed_n, saved, rounded_n, exact_g, rounded_g = row
     return {
@@ -693,33 +690,28 @@ def _preapproval_figures(connection, period: Period) -> dict:
     }
 
 
-def _percentile(connection, hours, source, count: int, fraction: float) -> float | None:
-    """The nearest-rank percentile of `hours` over `source`'s rows, read in SQL (ORDER BY, OFFSET)."""
+def _percentiles(connection, hours, source, count: int, fractions: tuple[float, ...]) -> list[float | None]:
+    """The nearest-rank percentiles of `hours` over `source`'s rows, read in SQL in one statement
+    (each value's rank in order of hours, and the rows at the ranks wanted)."""
     if not count:
-        return None
-    rank = max(1, -(-int(count * fraction * 1000) // 1000))  # ceil(count x fraction), without float drift
-    value = connection.execute(select(hours).select_from(source).order_by(hours).limit(1).offset(rank - 1)).scalar()
-    return None if value is None else round(float(value), 1)
+        return [None for _ in fractions]
+    ranks = [max(1, -(-int(count * f * 1000) // 1000)) for f in fractions]  # ceil(count x f), without float drift
+    rank = func.row_number().over(order_by=hours).label("rank")
+    ranked = select(hours.label("hours"), rank).select_from(source).subquery("ranked")
+    found = dict(connection.execute(select(ranked.c.rank, ranked.c.hours).where(ranked.c.rank.in_(ranks))).all())
+    return [None if found.get(r) is None else round(float(found[r]), 1) for r in ranks]
 
 
 def _turnaround(connection, period: Period, dialect: str, now: str) -> dict:
     c = review_cases.c
     r = review_resolutions.c
-    first = select(r.case_id, func.min(r.created_at).label("resolved_at")).group_by(r.case_id).subquery("first")
+    # Each case's first resolution, read off ix_resolution_case_time for the period's cases only.
+    first = select(func.min(r.created_at)).where(r.case_id == c.id).scalar_subquery()
     opened = and_(c.opened_at >= period.start, c.opened_at < period.end)
-    cases = (
-        select(
-            c.id,
-            c.opened_at,
-            c.due_at,
-            c.status,
-            first.c.resolved_at,
-            _hours_between(first.c.resolved_at, c.opened_at, dialect).label("hours"),
-        )
-        .select_from(review_cases.outerjoin(first, first.c.case_id == c.id))
-        .where(opened)
-        .subquery("cases")
-    )
+    resolved_at = select(c.id, c.opened_at, c.due_at, c.status, first.label("resolved_at")).where(opened).subquery()
+    cases = select(
+        resolved_at, _hours_between(resolved_at.c.resolved_at, resolved_at.c.opened_at, dialect).label("hours")
+    ).subquery("cases")
     k = cases.c
     row = connection.execute(
         select(
@@ -735,11 +727,12 @@ def _turnaround(connection, period: Period, dialect: str, now: str) -> dict:
     ).one()
     total, resolved, overdue, late, *buckets = (int(v or 0) for v in row)
     resolved_cases = select(k.hours).where(k.hours.is_not(None)).subquery("resolved")
+    median, p90 = _percentiles(connection, resolved_cases.c.hours, resolved_cases, resolved, (0.5, 0.9))
     return {
         "cases_opened": total,
         "resolved": resolved,
-        "median_hours": _percentile(connection, resolved_cases.c.hours, resolved_cases, resolved, 0.5),
-        "p90_hours": _percentile(connection, resolved_cases.c.hours, resolved_cases, resolved, 0.9),
+        "median_hours": median,
+        "p90_hours": p90,
         "overdue_open": overdue,
         "resolved_after_due": late,
         "buckets": [{"label": label, "cases": n} for (_, label), n in zip(TURNAROUND_BUCKETS, buckets, strict=True)],
