@@ -153,7 +153,7 @@ class _Keys:
     id, an outcome, a requester, a month; None: not attributable), and `key` maps it to the group
     the report lists, in Python over the grouped rows: a diagnosis for a code, an evidence label
     for a rule id. Only distinct patients need the mapping inside SQL, where `mapping` gives it as
-    a VALUES table joined to the distinct (value, patient) pairs, not to every row."""
+    a temporary table to join."""
 
     def __init__(self, connection, rulebook: Rulebook, terminology, group: str):
         self.group = group
