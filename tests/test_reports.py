@@ -20,25 +20,10 @@ from service.store.tables import audit_records, authorisations, preapproval_figu
 from service.web.openapi import DOCUMENT
 
 from .conftest import TEST_RULEBOOK, bearer
+from .test_administrations_api import GIVEN, ORDER  # the same patient, order and infusion
 from .test_openapi import _conforms
 
 TODAY = datetime.date(2026, 11, 22)
-ORDER = {
-    "patient": {"ref": "MRN-0042", "age_years": 50, "sex": "male", "weight_kg": 90, "height_cm": 180},
-    "diagnosis": {"code": "M33.20"},
-    "therapies": {"concurrent": ["corticosteroids"]},
-    "product": "Privigen",
-    "dose": {"g_per_kg": 2.0, "interval_days": 28},
-}
-GIVEN = {
-    "patient": {"ref": "MRN-0042"},
-    "product": "Privigen",
-    "lot": "P-2211",
-    "vials": [{"size_g": 40, "count": 4}],
-    "grams_given": 160,
-    "grams_wasted": 0,
-    "given_on": "2026-11-22",
-}
 PRICE = {"amount": 50, "currency": "USD", "source": "test: a local contract price", "as_of": "2026-11-01"}
 
 
