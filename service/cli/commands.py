@@ -147,7 +147,7 @@ def _print_usage(book, since: str | None, until: str | None, as_json: bool) -> N
     show_default=True,
     type=click.FloatRange(0.1, 300),
     envvar="FORMULARY_BODY_TIMEOUT",
-    help="Seconds a client has to send a request's whole body (at most 64 KB); "
+    help="Seconds a client has to send a request's whole body (at most 64 KB, 2 MiB for a rulebook proposal); "
     "then it is answered 408 and the connection closed.",
 )
 def serve(host, port, workers, threads, header_timeout, body_timeout):

@@ -513,24 +513,9 @@ def _shown(figures: dict) -> dict:
     return shown
 
 
-UTILISATION_CSV = (
-    "group",
-    "label",
-    "requests",
-    *(f"decisions_{o}" for o in OUTCOMES),
-    "preapprovals",
-    "authorisations",
-    "administrations",
-    "patients",
-    "grams_authorised",
-    "grams_given",
-    "grams_wasted",
-    "grams_opened",
-    "cost",
-    "currency",
-    "grams_without_price",
-    "cost_note",
-)
+# The CSV's columns: each figure, the decisions one per outcome and the cost with its currency.
+_CSV_COLUMNS = {"decisions": tuple(f"decisions_{o}" for o in OUTCOMES), "cost": ("cost", "currency")}
+UTILISATION_CSV = ("group", "label", *(column for figure in FIGURES for column in _CSV_COLUMNS.get(figure, (figure,))))
 
 
 def utilisation_rows(report: dict):
