@@ -42,6 +42,7 @@ def _object(properties: dict, required=None, extra=False) -> dict:
 
 
 _TEXT = {"type": "string"}
+_PROPOSAL_ID = [{"name": "proposal_id", "in": "path", "required": True, "schema": {"type": "integer"}}]
 _NULLABLE_TEXT = {"type": ["string", "null"]}
 _TIME = {"type": "string", "format": "date-time"}
 _DATE = {"type": "string", "format": "date"}
@@ -1399,7 +1400,7 @@ PATHS = {
             "summary": "One proposal with its lint problems, rule case results, diff, replay and votes",
             "description": roles.described("read_proposals"),
             "security": _SECURED,
-            "parameters": [{"name": "proposal_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+            "parameters": _PROPOSAL_ID,
             "responses": {"200": _json("Proposal", "the proposal"), **_errors(401, 403, 404)},
         }
     },
@@ -1408,7 +1409,7 @@ PATHS = {
             "summary": "A proposal's texts: the candidate rulebook, the reference data it was read with, its rule cases",
             "description": roles.described("read_proposals"),
             "security": _SECURED,
-            "parameters": [{"name": "proposal_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+            "parameters": _PROPOSAL_ID,
             "responses": {
                 "200": {
                     "description": "{texts: {name: text}, tests: text or null}",
@@ -1430,7 +1431,7 @@ PATHS = {
             "description": roles.described("read_proposals")
             + " The committee's decision is left `pending`: its minutes, not the service, record it.",
             "security": _SECURED,
-            "parameters": [{"name": "proposal_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+            "parameters": _PROPOSAL_ID,
             "responses": {
                 "200": {"description": "Markdown", "content": {"text/markdown": {"schema": _TEXT}}},
                 **_errors(401, 403, 404),
@@ -1447,7 +1448,7 @@ PATHS = {
             " that date has come, and every service process follows within a second. An audit record"
             " `rulebook_proposal_vote`.",
             "security": _SECURED,
-            "parameters": [{"name": "proposal_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+            "parameters": _PROPOSAL_ID,
             "requestBody": {
                 "required": True,
                 "content": {
