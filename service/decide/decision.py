@@ -1,12 +1,14 @@
 """The decision: a plain data object that the CLI's --json and the HTTP API serialise unchanged."""
 
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 from service import clock
 from service.decide.terminology import Candidate, DiagnosisMatch
 from service.rulebook.as_data import rulebook_ref
 from service.rulebook.engine import EngineError
 from service.rulebook.facts import Facts, Verdict, describe_fact
+from service.rulebook.frozen import quick_init
 from service.rulebook.model import Evidence, Rulebook
 
 OUTCOME_WORDS = {
@@ -17,6 +19,7 @@ OUTCOME_WORDS = {
 }
 
 
+@quick_init
 @dataclass(frozen=True)
 class Decision:
     outcome: str
@@ -36,23 +39,46 @@ class Decision:
         return {
             "outcome": self.outcome,
             "diagnosis": self.diagnosis.to_dict(),
-            "rule": self.rule,
-            "rulebook": self.rulebook,
+            "rule": _copy(self.rule),
+            "rulebook": dict(self.rulebook),
             "rationale": self.rationale,
             "evidence": [asdict(e) for e in self.evidence],
             "missing": list(self.missing),
             "labelled_products": list(self.labelled_products),
             "candidates": [c.to_dict() for c in self.candidates],
-            "if_confirmed": self.if_confirmed,
+            "if_confirmed": None
+            if self.if_confirmed is None
+            else {**self.if_confirmed, "rule": _copy(self.if_confirmed["rule"])},
             "continuation": self.continuation,
             "supply": self.supply,
         }
 
 
-def from_verdict(rulebook: Rulebook, diagnosis: DiagnosisMatch, facts: Facts, verdict: Verdict) -> Decision:
+def _copy(ref: dict | None) -> dict | None:
+    """A rule reference the caller may change: decisions share theirs (see Prepared)."""
+    return None if ref is None else dict(ref)
+
+
+class Prepared:
+    """What every decision on one rulebook shares, prepared once when the rulebook is loaded:
+    its reference, each rule's {id, title}, and the labelled products per indication and patient.
+
+    Decisions may share these dicts (and a Formulary may hand out one Decision object again), so
+    nothing may change them; Decision.to_dict gives copies.
+    """
+
+    def __init__(self, rulebook: Rulebook):
+        self.rulebook = rulebook
+        self.ref = rulebook_ref(rulebook)
+        self.rule_refs = {rule.id: {"id": rule.id, "title": rule.title} for rule in rulebook.rules}
+        # A handful of ages, products and routes per indication: the answers stay few.
+        self.labelled_products = lru_cache(maxsize=4096)(rulebook.labelled_products)
+
+
+def from_verdict(prepared: Prepared, diagnosis: DiagnosisMatch, facts: Facts, verdict: Verdict) -> Decision:
     """The decision of the rule that fired: its outcome, or needs_review for facts it lacks."""
     rule = verdict.rule
-    ref = {"id": rule.id, "title": rule.title}
+    ref = prepared.rule_refs[rule.id]
     if verdict.variant == "unknown":
         missing_facts = tuple(f for f in verdict.needs if not facts.is_known(f))
         missing = tuple(describe_fact(f, facts.as_of or clock.utc_today()) for f in missing_facts)
@@ -62,7 +88,7 @@ def from_verdict(rulebook: Rulebook, diagnosis: DiagnosisMatch, facts: Facts, ve
             outcome="needs_review",
             diagnosis=diagnosis,
             rule=ref,
-            rulebook=rulebook_ref(rulebook),
+            rulebook=prepared.ref,
             rationale=(
                 f"Rule '{rule.title}' decides this diagnosis but needs {', '.join(missing)}, which the request "
                 f"does not give. Resubmit with {'it' if len(missing) == 1 else 'them'}, or a pharmacist reviews."
@@ -72,21 +98,21 @@ def from_verdict(rulebook: Rulebook, diagnosis: DiagnosisMatch, facts: Facts, ve
         )
     labelled: tuple[str, ...] = ()
     if rule.labelled_indication:
-        labelled = rulebook.labelled_products(rule.labelled_indication, facts.age_years, facts.product, facts.route)
+        labelled = prepared.labelled_products(rule.labelled_indication, facts.age_years, facts.product, facts.route)
         if not labelled:
             raise EngineError(f"rule {rule.id} approved a request that no product label covers")
     return Decision(
         outcome=rule.outcome,
         diagnosis=diagnosis,
         rule=ref,
-        rulebook=rulebook_ref(rulebook),
+        rulebook=prepared.ref,
         rationale=rule.rationale,
         evidence=rule.evidence,
         labelled_products=labelled,
     )
 
 
-def without_rule(rulebook: Rulebook, diagnosis: DiagnosisMatch) -> Decision:
+def without_rule(prepared: Prepared, diagnosis: DiagnosisMatch) -> Decision:
     """needs_review for a diagnosis no rule covers, or one the request does not make clear."""
     if diagnosis.problem:
         reason = diagnosis.problem[0].upper() + diagnosis.problem[1:]
@@ -96,13 +122,13 @@ def without_rule(rulebook: Rulebook, diagnosis: DiagnosisMatch) -> Decision:
         outcome="needs_review",
         diagnosis=diagnosis,
         rule=None,
-        rulebook=rulebook_ref(rulebook),
+        rulebook=prepared.ref,
         rationale=reason + ": a pharmacist or the committee decides.",
         candidates=diagnosis.candidates,
     )
 
 
-def proposal(rulebook: Rulebook, diagnosis: DiagnosisMatch, confirmed: Decision) -> Decision:
+def proposal(prepared: Prepared, diagnosis: DiagnosisMatch, confirmed: Decision) -> Decision:
     """needs_review for an approximate match: it proposes a code and says what the rules would
     decide on it, but only the prescriber (or a pharmacist) confirming the code decides.
 
@@ -124,7 +150,7 @@ def proposal(rulebook: Rulebook, diagnosis: DiagnosisMatch, confirmed: Decision)
             outcome="needs_review",
             diagnosis=diagnosis,
             rule=None,
-            rulebook=rulebook_ref(rulebook),
+            rulebook=prepared.ref,
             rationale=(
                 f"{read_as}, but the text says {words}, which that diagnosis does not: "
                 "it names a different condition, for which the rulebook has no rule. A pharmacist or the "
@@ -137,7 +163,7 @@ def proposal(rulebook: Rulebook, diagnosis: DiagnosisMatch, confirmed: Decision)
         outcome="needs_review",
         diagnosis=diagnosis,
         rule=None,
-        rulebook=rulebook_ref(rulebook),
+        rulebook=prepared.ref,
         rationale=(
             f"{read_as}. An approximate match does not decide: confirm the code "
             f"(resubmit with it) and the rules decide on it; if it is right, the outcome would be {if_so}."

@@ -5,14 +5,17 @@ its own module; this one only strings them together, so the decision logic runs 
 """
 
 import datetime
+import threading
+from collections import OrderedDict
 from dataclasses import replace
 from pathlib import Path
 
-from service.decide.decision import Decision, from_verdict, proposal, without_rule
+from service.decide.decision import Decision, Prepared, from_verdict, proposal, without_rule
 from service.decide.request import DecisionRequest, Vocabulary, parse_request
 from service.decide.terminology import DiagnosisMatch, Terminology
 from service.rulebook.compiler import compile_rulebook
 from service.rulebook.engine import Engine
+from service.rulebook.facts import Facts
 from service.rulebook.lint import load_checked
 from service.rulebook.model import Rulebook
 from service.rulebook.shipped import default_rulebook_path
@@ -26,6 +29,13 @@ class Formulary:
         self.vocabulary = Vocabulary(rulebook)
         self.terminology = Terminology(rulebook)
         self.engine = Engine(compile_rulebook(rulebook), cache_size=cache_size)
+        self.prepared = Prepared(rulebook)
+        # A decision depends only on the diagnosis as given, the typed facts and this rulebook
+        # (and, for a request without dated facts that lacks a dated one, on today: those are
+        # not kept), so the decisions already given are remembered, as the engine's answers are.
+        self._decisions: OrderedDict[tuple[str | None, str | None, Facts], Decision] = OrderedDict()
+        self._decisions_lock = threading.Lock()
+        self.cache_size = cache_size
 
     @classmethod
     def load(cls, path: str | Path | None = None, cache_size: int = 4096) -> "Formulary":
@@ -41,12 +51,30 @@ class Formulary:
         return self.decide_request(parse_request(payload, self.vocabulary, as_of))
 
     def decide_request(self, request: DecisionRequest) -> Decision:
+        if not self.cache_size:
+            return self._decide(request)
+        key = (request.code, request.text, request.facts)
+        decisions = self._decisions
+        with self._decisions_lock:
+            decision = decisions.get(key)
+            if decision is not None:
+                decisions.move_to_end(key)
+                return decision
+        decision = self._decide(request)
+        if not (decision.missing and request.facts.as_of is None):  # `missing` may name days counted from today
+            with self._decisions_lock:
+                decisions[key] = decision
+                if len(decisions) > self.cache_size:
+                    decisions.popitem(last=False)
+        return decision
+
+    def _decide(self, request: DecisionRequest) -> Decision:
         diagnosis = self.terminology.resolve(request.code, request.text)
         if diagnosis.code is None or diagnosis.problem:
-            return without_rule(self.rulebook, diagnosis)
+            return without_rule(self.prepared, diagnosis)
         if diagnosis.is_proposal:
             confirmed = replace(diagnosis, matched_by="code", score=None, candidates=(), unmatched_qualifiers=())
-            return proposal(self.rulebook, diagnosis, self._decide_on(confirmed, request))
+            return proposal(self.prepared, diagnosis, self._decide_on(confirmed, request))
         return self._decide_on(diagnosis, request)
 
     def _decide_on(self, diagnosis: DiagnosisMatch, request: DecisionRequest) -> Decision:
@@ -55,8 +83,8 @@ class Formulary:
         assert code is not None  # decide_request answers a request without a code itself
         verdict = self.engine.evaluate(code, request.facts)
         if verdict is None:
-            return without_rule(self.rulebook, diagnosis)
-        return from_verdict(self.rulebook, diagnosis, request.facts, verdict)
+            return without_rule(self.prepared, diagnosis)
+        return from_verdict(self.prepared, diagnosis, request.facts, verdict)
 
     def close(self):
         self.engine.close()

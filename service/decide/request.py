@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from service import clock
 from service.rulebook.facts import Facts, Observation
+from service.rulebook.frozen import quick_init
 from service.rulebook.model import (
     COURSES,
     FAILURE_REASONS,
@@ -51,6 +52,7 @@ class Dose:
     interval_days: int | None = None
 
 
+@quick_init
 @dataclass(frozen=True)
 class DecisionRequest:
     code: str | None
@@ -141,6 +143,8 @@ def _invisible(character: str) -> bool:
 
 def visible(text: str) -> str:
     """The text without the invisible characters at either end: a text of nothing else is empty."""
+    if text[:1].isalnum() and text[-1:].isalnum():  # letters and digits are visible: nothing to trim
+        return text
     start, end = 0, len(text)
     while start < end and _invisible(text[start]):
         start += 1
@@ -200,6 +204,12 @@ class Vocabulary:
         for therapy in rulebook.therapies.values():
             for spelling in (therapy.id, therapy.name, *therapy.synonyms):
                 self.therapies[_key(spelling)] = therapy.id
+        # The spellings as the rulebook writes them, looked up as given (most requests use them).
+        self._as_written = {
+            spelling: self.therapies[_key(spelling)]
+            for therapy in rulebook.therapies.values()
+            for spelling in (therapy.id, therapy.name, *therapy.synonyms)
+        } | {key: therapy for key, therapy in self.therapies.items()}
         self.products = {_key(name): name for name in rulebook.products}
         self.measures: dict[str, Measure] = dict(rulebook.measures)
         self.specialties: tuple[str, ...] = tuple(rulebook.specialties)
@@ -212,6 +222,13 @@ class Vocabulary:
         if found is None:
             raise RequestError("unknown_therapy", f"{field}: '{value}' is not in the therapy vocabulary", field)
         return found
+
+    def therapy_set(self, values: list, field: str) -> frozenset[str]:
+        """A list of therapy names (at `field`) as the rulebook's therapy ids."""
+        try:
+            return frozenset([self._as_written[value] for value in values])
+        except (KeyError, TypeError):  # a spelling of its own, or no name: each one checked
+            return frozenset(self.therapy(value, f"{field}[{i}]") for i, value in enumerate(values))
 
     def product(self, value, field: str) -> str | None:
         if value is None:
@@ -359,7 +376,7 @@ def _failed(value, vocabulary: Vocabulary) -> tuple[frozenset[str] | None, tuple
     if value is None:
         return None, ()
     if all(type(item) is str for item in value):  # plain names, the common case
-        return frozenset(vocabulary.therapy(item, f"therapies.failed[{i}]") for i, item in enumerate(value)), ()
+        return vocabulary.therapy_set(value, "therapies.failed"), ()
     names: set[str] = set()
     weeks: dict[str, int] = {}
     for i, item in enumerate(value):
@@ -429,11 +446,7 @@ def parse_request(payload, vocabulary: Vocabulary, as_of: datetime.date | None =
         if kind == "failed":
             lists[kind], failed_weeks = _failed(value, vocabulary)
         else:
-            lists[kind] = (
-                None
-                if value is None
-                else frozenset(vocabulary.therapy(item, f"therapies.{kind}[{i}]") for i, item in enumerate(value))
-            )
+            lists[kind] = None if value is None else vocabulary.therapy_set(value, f"therapies.{kind}")
 
     dose = None
     if body.get("dose") is not None:

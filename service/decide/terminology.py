@@ -89,7 +89,7 @@ class DiagnosisMatch:
         """An approximate match: it proposes a code, it never decides."""
         return self.matched_by == "fuzzy"
 
-    @property
+    @cached_property
     def plain_code(self) -> str | None:
         return None if self.code is None else icd10.normalise(self.code)
 
@@ -362,6 +362,8 @@ class Terminology:
         # Prescribers type the same texts again and again; the answer depends only on the text
         # and this rulebook, so it is remembered (per Terminology, so a new rulebook starts afresh).
         self.resolve_text = lru_cache(maxsize=TEXT_CACHE_SIZE)(self._resolve_text)
+        # Likewise a code as typed (a code set holds some 98,000: the cache keeps the ones in use).
+        self._by_code = lru_cache(maxsize=TEXT_CACHE_SIZE)(self._resolve_code)
 
     @property
     def icd(self) -> TextIndex:
@@ -406,6 +408,16 @@ class Terminology:
     def resolve(self, code: str | None, text: str | None) -> DiagnosisMatch:
         if code is None:
             return self.resolve_text(text)
+        by_code = self._by_code(code)
+        if text is None:
+            return by_code
+        plain = by_code.plain_code
+        assert plain is not None  # by_code came from a valid code
+        lacking = self.unmatched_qualifiers(self.expand(fold(text)), plain)
+        return self._check_agreement(by_code, self.resolve_text(text), lacking)
+
+    def _resolve_code(self, code: str) -> DiagnosisMatch:
+        """The diagnosis a code names as typed; RequestError (never remembered) for an invalid one."""
         plain = icd10.normalise(code)
         if not icd10.is_valid(plain):
             nearest = nearest_codes(plain)
@@ -417,11 +429,7 @@ class Terminology:
                 "diagnosis.code",
                 suggestions=[c.to_dict() for c in nearest],
             )
-        by_code = DiagnosisMatch(icd10.dotted(plain), icd10.description(plain), "code", code)
-        if text is None:
-            return by_code
-        lacking = self.unmatched_qualifiers(self.expand(fold(text)), plain)
-        return self._check_agreement(by_code, self.resolve_text(text), lacking)
+        return DiagnosisMatch(icd10.dotted(plain), icd10.description(plain), "code", code)
 
     def _check_agreement(
         self, by_code: DiagnosisMatch, by_text: DiagnosisMatch, lacking: tuple[str, ...]

@@ -8,6 +8,7 @@ reads a Verdict without importing the compiler that turns them into durable-rule
 import datetime
 from dataclasses import dataclass
 
+from service.rulebook.frozen import quick_init
 from service.rulebook.model import Rule
 
 # Facts a request gives or not, by the name `missing` reports them with.
@@ -35,6 +36,7 @@ class Observation:
     days_ago: int
 
 
+@quick_init
 @dataclass(frozen=True)
 class Facts:
     """The request facts the rules may test, typed and normalised; None means not given."""
