@@ -33,7 +33,9 @@ re-executes itself inside it. A full run takes about two minutes on 2 cores.
 3. Agreement, before anything is timed: every request must get the same compiled rule (or no
    match) from our engine and every peer mode, and Formulary.decide must name the same rule;
    then a targeted engine-level set (every rule code and a code below it, ages on and around
-   every age limit, facts missing at random, a product x age sweep on labelled codes). Any
+   every age limit, facts missing at random, a product x age sweep on labelled codes, and on
+   every code whose rules test them: confirmed_by, specialty, course, phases, observations on and
+   around every threshold and window, weeks a failed therapy was tried). Any
    disagreement prints the first five and exits 1.
 4. Timing, interleaved per request with the order rotated, GC off: Formulary.decide(payload);
    engine.evaluate(code, facts); ZEN engine.evaluate(key) over a static loader; Regorus
@@ -43,8 +45,8 @@ re-executes itself inside it. A full run takes about two minutes on 2 cores.
    engine.evaluate does (it posts CompiledRulebook.message_json: compact JSON text without the
    fields its ruleset never tests). ZenDecision.evaluate ("create the
    decision once, then evaluate") is timed in its own pass: it starts threads on every call.
-   Wall clock and thread CPU time; "cold" = N distinct requests with our answer and text caches
-   emptied and off, "warm" = 50 requests repeated to N with the caches on; load/compile times. Prints the tables and writes bench/peers/last-run.json.
+   Wall clock and thread CPU time; "cold" = N distinct requests with our answer caches (the
+   engine's and Formulary's decisions) emptied and off, the diagnosis caches (per text, per code) emptied, "warm" = 50 requests repeated to N with the caches on; load/compile times. Prints the tables and writes bench/peers/last-run.json.
 """
 
 import argparse
@@ -810,6 +812,85 @@ def targeted_cases(formulary, generated, seed: int, per_code: int = 60) -> list[
                         ),
                     )
                 )
+    cases += _newer_fact_cases(rulebook, generated, rng, per_code * 4)
+    return cases
+
+
+NEWER_FIELDS = re.compile(r"^(confirmed_by|specialty|course|phases__.+|obs__.+|failed_weeks__.+)$")
+
+
+def _newer_fact_cases(rulebook, generated, rng: random.Random, per_code: int) -> list[tuple[str, object]]:
+    """Cases on every code whose rules test the facts added to the rule language after the first
+    translation (confirmed_by, specialty, course, phases, observations within windows, weeks a
+    failed therapy was tried): values on and around every threshold and window, each sometimes missing."""
+    from service.rulebook.facts import Facts, Observation
+    from service.rulebook.model import COURSES, SEVERITIES, SEXES
+
+    limits: dict[str, set] = {}
+    codes = set()
+    for rules in generated["conditions"]:
+        for name, condition in rules:
+            for term in dnf(condition):
+                for field, op, value in term:
+                    if NEWER_FIELDS.match(field):
+                        codes.add(_code_test(name, condition))
+                        if op != "in":
+                            limits.setdefault(field, set()).add(value)
+
+    def around(values):
+        numbers = sorted({v + d for v in values if isinstance(v, (int, float)) for d in (-1, -0.01, 0, 0.01, 1)})
+        return [v for v in numbers if v >= 0] or [0]
+
+    observed = {}  # measure -> (values to try, days ago to try)
+    for field, values in limits.items():
+        if field.startswith("obs__"):
+            measure, _, window = field[len("obs__") :].partition("__")
+            tried, days = observed.setdefault(measure, (set(), {0, 400}))
+            tried.update(around(values))
+            if window:
+                days.update({int(window) - 1, int(window), int(window) + 1})
+    weeks = {f[len("failed_weeks__") :]: around(v) for f, v in limits.items() if f.startswith("failed_weeks__")}
+    specialties = sorted(rulebook.specialties)
+    phases = sorted(rulebook.phases)
+    therapies = sorted(rulebook.therapies)
+
+    def maybe(values, missing=0.25):
+        return None if rng.random() < missing or not values else rng.choice(values)
+
+    cases = []
+    for code in sorted(codes):
+        for _ in range(per_code):
+            failed = None if rng.random() < 0.3 else set(rng.sample(therapies, rng.randrange(0, 3)))
+            tried = ()
+            if failed is not None:
+                chosen = [t for t in weeks if rng.random() < 0.6]
+                failed |= set(chosen)
+                tried = tuple(sorted((t, int(rng.choice(weeks[t]))) for t in chosen if rng.random() < 0.8))
+            observations = tuple(
+                Observation(measure, float(rng.choice(sorted(values))), rng.choice(sorted(days)))
+                for measure, (values, days) in sorted(observed.items())
+                if rng.random() < 0.7
+            )
+            cases.append(
+                (
+                    code,
+                    Facts(
+                        age_years=maybe([0.5, 2, 17, 18, 45, 70], 0.2),
+                        sex=maybe(list(SEXES)),
+                        severity=maybe(list(SEVERITIES), 0.5),
+                        failed=None if failed is None else frozenset(failed),
+                        failed_weeks=tried,
+                        concurrent=None
+                        if rng.random() < 0.3
+                        else frozenset(rng.sample(therapies, rng.randrange(0, 2))),
+                        observations=observations,
+                        confirmed_by=maybe(specialties, 0.3),
+                        specialty=maybe(specialties, 0.3),
+                        phases=None if rng.random() < 0.3 else frozenset(rng.sample(phases, rng.randrange(0, 3))),
+                        course=maybe(list(COURSES), 0.3),
+                    ),
+                )
+            )
     return cases
 
 
@@ -1038,9 +1119,14 @@ def main():
     for run, items in (("cold", cold), ("warm", warm)):
         # Cold: nothing remembered (our answer cache emptied and off, the text cache emptied);
         # warm: the caches on, as a server runs them.
+        # The full path's own memory of decisions goes with the engine's answers; the per-code
+        # and per-text diagnosis look-ups are emptied and stay on (a server sees a few hundred codes).
         formulary.engine._cache.clear()
         formulary.engine._cache_size = 0 if run == "cold" else 4096
+        formulary._decisions.clear()
+        formulary.cache_size = 0 if run == "cold" else 4096
         formulary.terminology.resolve_text.cache_clear()
+        formulary.terminology._by_code.cache_clear()
         results[run] = {k: summarise_pair(v) for k, v in time_run(formulary, peers, items).items()}
     for name, fn in peers.separate.items():
         time_separately(fn, warmup)
