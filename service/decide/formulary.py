@@ -10,6 +10,7 @@ from collections import OrderedDict
 from dataclasses import replace
 from pathlib import Path
 
+from service import clock
 from service.decide.decision import Decision, Prepared, from_verdict, proposal, without_rule
 from service.decide.request import DecisionRequest, Vocabulary, parse_request
 from service.decide.terminology import DiagnosisMatch, Terminology
@@ -31,9 +32,12 @@ class Formulary:
         self.engine = Engine(compile_rulebook(rulebook), cache_size=cache_size)
         self.prepared = Prepared(rulebook)
         # A decision depends only on the diagnosis as given, the typed facts and this rulebook
-        # (and, for a request without dated facts that lacks a dated one, on today: those are
-        # not kept), so the decisions already given are remembered, as the engine's answers are.
-        self._decisions: OrderedDict[tuple[str | None, str | None, Facts], Decision] = OrderedDict()
+        # (and on today, for one that names missing facts of a request without dated facts), so
+        # the decisions already given are remembered, as the engine's answers are: key -> (decision,
+        # the day it holds for, or None for every day).
+        self._decisions: OrderedDict[tuple[str | None, str | None, Facts], tuple[Decision, datetime.date | None]] = (
+            OrderedDict()
+        )
         self._decisions_lock = threading.Lock()
         self.cache_size = cache_size
 
@@ -41,7 +45,8 @@ class Formulary:
     def load(cls, path: str | Path | None = None, cache_size: int = 4096) -> "Formulary":
         """Load, lint and compile a rulebook; a rulebook with any lint problem is refused.
 
-        `cache_size` bounds the engine's memory of answers already given (0: none).
+        `cache_size` bounds the engine's memory of answers already given, and this formulary's of
+        decisions (0: none).
         """
         return cls(load_checked(path or default_rulebook_path()), cache_size=cache_size)
 
@@ -56,16 +61,22 @@ class Formulary:
         key = (request.code, request.text, request.facts)
         decisions = self._decisions
         with self._decisions_lock:
-            decision = decisions.get(key)
-            if decision is not None:
+            kept = decisions.get(key)
+            if kept is not None:
                 decisions.move_to_end(key)
-                return decision
+        if kept is not None and (kept[1] is None or kept[1] == clock.utc_today()):
+            return kept[0]
+        # `missing` counts an observation's window back from today when the request gives no
+        # dated fact: such a decision is kept with the day it was made on, and holds for that day.
+        today = clock.utc_today() if request.facts.as_of is None else None
         decision = self._decide(request)
-        if not (decision.missing and request.facts.as_of is None):  # `missing` may name days counted from today
-            with self._decisions_lock:
-                decisions[key] = decision
-                if len(decisions) > self.cache_size:
-                    decisions.popitem(last=False)
+        day = today if decision.missing else None
+        if day is not None and day != clock.utc_today():
+            return decision  # the day turned while deciding: not kept
+        with self._decisions_lock:
+            decisions[key] = (decision, day)
+            if len(decisions) > self.cache_size:
+                decisions.popitem(last=False)
         return decision
 
     def _decide(self, request: DecisionRequest) -> Decision:
