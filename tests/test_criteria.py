@@ -72,6 +72,15 @@ def test_no_observation_is_missing_with_the_date_it_needs(fixture_formulary):
     )
 
 
+def test_a_remembered_decision_missing_a_dated_fact_counts_from_the_new_day_next_day(fixture_formulary, monkeypatch):
+    payload = {"diagnosis": {"code": "C91.10"}}
+    for _ in range(2):  # decided, then answered from the formulary's memory of decisions
+        assert decided(fixture_formulary, payload)[2] == ["igg_serum taken on or after 2026-09-02"]
+    next_day = datetime.datetime(2026, 12, 2, 0, 0, tzinfo=datetime.UTC)
+    monkeypatch.setattr(clock, "now", lambda: next_day)
+    assert decided(fixture_formulary, payload)[2] == ["igg_serum taken on or after 2026-09-03"]
+
+
 def test_the_latest_observation_of_a_measure_decides(fixture_formulary):
     older_low, newer_normal = igg(3.0, taken_on="2026-10-01"), igg(8.0, taken_on="2026-11-20")
     assert decided(fixture_formulary, cll(older_low, newer_normal))[1] == "cll-review"

@@ -462,3 +462,14 @@ def test_events_without_the_fields_a_ruleset_never_tests_decide_exactly_as_full_
     finally:
         pruned.close()
         full.close()
+
+
+def test_a_closed_formulary_refuses_a_request_it_has_decided_before(mini_path):
+    from service.rulebook.engine import EngineError
+
+    formulary = Formulary.load(mini_path)
+    request = {"diagnosis": {"code": "G61.0"}, "patient": {"age_years": 3}}
+    formulary.decide(request)
+    formulary.close()
+    with pytest.raises(EngineError, match="unloaded"):
+        formulary.decide(request)

@@ -98,4 +98,9 @@ class Formulary:
         return from_verdict(self.prepared, diagnosis, request.facts, verdict)
 
     def close(self):
+        """Unload: the engine refuses further requests, and so does this formulary (no decision
+        is answered from memory once closed)."""
+        with self._decisions_lock:
+            self.cache_size = 0
+            self._decisions.clear()
         self.engine.close()
