@@ -120,8 +120,24 @@ class Course:
         }
 
 
-def _fewest_vials(sizes: tuple[int, ...], limit: int) -> list[tuple[int, ...] | None]:
-    """For every amount 0..limit (in tenths of a gram), the fewest vials that make it exactly, or None."""
+_KEPT_TABLES: dict[tuple[int, ...], tuple[tuple[int, ...] | None, ...]] = {}  # by vial sizes, the longest made
+_KEPT_LIMIT = 20_000  # tenths of a gram (2 kg): a table up to here is kept for the next course
+
+
+def _fewest_vials(sizes: tuple[int, ...], limit: int) -> tuple[tuple[int, ...] | None, ...]:
+    """For every amount 0..limit at least (in tenths of a gram), the fewest vials that make it
+    exactly, or None. The table depends only on the vial sizes, and an order's table (137 g: 1,400
+    amounts) took about a third of a CDS Hooks call's CPU, so the longest one made is kept and reused."""
+    kept = _KEPT_TABLES.get(sizes)
+    if kept is not None and len(kept) > limit:
+        return kept
+    best = _vial_table(sizes, limit)
+    if limit <= _KEPT_LIMIT:
+        _KEPT_TABLES[sizes] = best
+    return best
+
+
+def _vial_table(sizes: tuple[int, ...], limit: int) -> tuple[tuple[int, ...] | None, ...]:
     best: list[tuple[int, ...] | None] = [None] * (limit + 1)
     best[0] = ()
     for amount in range(1, limit + 1):
@@ -132,7 +148,7 @@ def _fewest_vials(sizes: tuple[int, ...], limit: int) -> list[tuple[int, ...] | 
             candidate, current = previous + (size,), best[amount]
             if current is None or len(candidate) < len(current):
                 best[amount] = candidate
-    return best
+    return tuple(best)
 
 
 def course_grams(

@@ -11,6 +11,8 @@ same PostgreSQL) violates the primary key and is refused. Rows past their expiry
 """
 
 import json
+import time
+import weakref
 from urllib.parse import urlsplit
 
 from sqlalchemy import delete, insert, select
@@ -23,6 +25,9 @@ from service.store.database import writing
 from service.store.tables import cds_clients, cds_jtis
 
 MAX_KEYS = 20
+PRUNE_SECONDS = 60
+_pruned: weakref.WeakKeyDictionary[Engine, float] = weakref.WeakKeyDictionary()  # when each engine last pruned
+_INSERT_JTI = insert(cds_jtis)
 
 
 class ClientError(ValueError):
@@ -124,11 +129,19 @@ def client(engine: Engine, iss: str) -> dict | None:
 
 
 def first_use(engine: Engine, iss: str, jti: str, expires_at: str) -> bool:
-    """Remember (iss, jti) until `expires_at` (ISO UTC text); False when it was seen before."""
+    """Remember (iss, jti) until `expires_at` (ISO UTC text); False when it was seen before.
+
+    The jtis past their time are deleted at most once every PRUNE_SECONDS per process, not with
+    every call: a JWT that old is refused for its exp before its jti is looked at."""
+    now = time.monotonic()
+    prune = now - _pruned.get(engine, -PRUNE_SECONDS) >= PRUNE_SECONDS
     try:
         with writing(engine) as connection:
-            connection.execute(delete(cds_jtis).where(cds_jtis.c.expires_at < clock.utc_now()))
-            connection.execute(insert(cds_jtis).values(iss=iss, jti=jti, expires_at=expires_at))
+            if prune:
+                connection.execute(delete(cds_jtis).where(cds_jtis.c.expires_at < clock.utc_now()))
+            connection.execute(_INSERT_JTI, {"iss": iss, "jti": jti, "expires_at": expires_at})
     except IntegrityError:
         return False
+    if prune:
+        _pruned[engine] = now
     return True

@@ -7,6 +7,8 @@ The reading of the call and the cards are service/decide/order_entry.py.
 """
 
 import datetime
+import functools
+import json
 import logging
 import threading
 import time
@@ -66,13 +68,24 @@ def _keys_at(jku: str) -> list[dict]:
     return jwks["keys"]
 
 
+@functools.lru_cache(maxsize=64)
+def _parsed_key(jwk_text: str, alg: str) -> jwt.PyJWK:
+    return jwt.PyJWK(json.loads(jwk_text), algorithm=alg)
+
+
+def _key(jwk: dict, alg: str) -> jwt.PyJWK:
+    """The client's key as PyJWT uses it, parsed once per key and algorithm (keyed by the JWK's
+    whole text, so a key changed or replaced is parsed anew) rather than on every call."""
+    return _parsed_key(json.dumps(jwk, sort_keys=True), alg)
+
+
 def verify(engine, token: str | None, audience: str) -> Caller:
     """The CDS Client a bearer JWT speaks for, or Refused with the reason (CDS Hooks "Trusting CDS Clients")."""
     if token is None:
         raise Refused("missing_token", "every call carries the client's signed JWT as 'Authorization: Bearer <JWT>'")
     try:
-        header = jwt.get_unverified_header(token)
-        unverified = jwt.decode(token, options={"verify_signature": False})
+        unverified_jws = jwt.api_jwt.decode_complete(token, options={"verify_signature": False})
+        header, unverified = unverified_jws["header"], unverified_jws["payload"]
     except jwt.PyJWTError:
         raise Refused("malformed_token", "the bearer token is not a JWT (JWS compact serialisation)") from None
     alg = header.get("alg")
@@ -96,7 +109,7 @@ def verify(engine, token: str | None, audience: str) -> Caller:
     if not keys:
         raise Refused("unknown_key", f"no key {kid!r} in the client's JWK Set")
     try:
-        key = jwt.PyJWK(keys[0], algorithm=alg)
+        key = _key(keys[0], alg)
         claims = jwt.decode(
             token,
             key,
