@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 
-from sqlalchemy import exists, or_, select, tuple_
+from sqlalchemy import bindparam, exists, or_, select, tuple_
 from sqlalchemy.orm import aliased
 
 from service import clock
@@ -124,19 +124,29 @@ class History:
     provisional_active: bool = False
 
 
+# Built once: a decision reads it twice (to decide, and in the writer's transaction), and building a
+# Core statement and its cache key costs more CPU than running it.
+_HISTORY_ROWS = select(
+    authorisations.c.id,
+    authorisations.c.created_at,
+    authorisations.c.valid_from,
+    authorisations.c.valid_until,
+    authorisations.c.basis,
+    authorisations.c.previous_id,
+).where(
+    authorisations.c.patient_ref_hash == bindparam("patient_ref_hash"),
+    authorisations.c.diagnosis_id == bindparam("diagnosis_id"),
+)
+
+
 def history(connection, patient_hash: str, diagnosis_id: str, course_days: int | None, lookback_days: int) -> History:
     """The patient's History for a diagnosis, read on `connection` (in the writer's transaction, to
     check it has not changed since the decision was made)."""
-    c = authorisations.c
     now = clock.now()
     today = now.date()
     rows = [
         dict(r._mapping)
-        for r in connection.execute(
-            select(c.id, c.created_at, c.valid_from, c.valid_until, c.basis, c.previous_id).where(
-                c.patient_ref_hash == patient_hash, c.diagnosis_id == diagnosis_id
-            )
-        )
+        for r in connection.execute(_HISTORY_ROWS, {"patient_ref_hash": patient_hash, "diagnosis_id": diagnosis_id})
     ]
     continued = {row["previous_id"] for row in rows if row["previous_id"]}
     since = clock.stamp(now - datetime.timedelta(days=course_days)) if course_days else None

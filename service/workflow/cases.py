@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import func, insert, select, tuple_, update
+from sqlalchemy import bindparam, func, insert, select, tuple_, update
 
 from service import clock
 from service.decide import continuation, questionnaire, urgent
@@ -36,6 +36,18 @@ STATUSES = (*OPEN_STATUSES, "approved", "denied", "closed_by_rules")
 MAX_REASON = 2000
 # Built once: it runs inside the audit writer's transaction, where every microsecond holds the lock.
 _INSERT_CASE = insert(review_cases)
+# Built once, like the history read: every needs_review decision with a patient runs it twice.
+_OPEN_CASE_TO_JOIN = (
+    select(review_cases)
+    .where(
+        review_cases.c.patient_ref_hash == bindparam("patient_ref_hash"),
+        review_cases.c.code == bindparam("code"),
+        review_cases.c.requester == bindparam("requester"),
+        review_cases.c.status.in_(OPEN_STATUSES),
+    )
+    .order_by(review_cases.c.opened_at, review_cases.c.id)
+    .limit(1)
+)
 
 
 class Conflict(Exception):
@@ -235,15 +247,7 @@ def _opens_case(decision) -> bool:
 def _open_case_to_join(connection, requester: str, patient_hash: str, code: str) -> dict | None:
     """The open case a new request from this requester for this patient and diagnosis joins, if any."""
     row = connection.execute(
-        select(review_cases)
-        .where(
-            review_cases.c.patient_ref_hash == patient_hash,
-            review_cases.c.code == code,
-            review_cases.c.requester == requester,
-            review_cases.c.status.in_(OPEN_STATUSES),
-        )
-        .order_by(review_cases.c.opened_at, review_cases.c.id)
-        .limit(1)
+        _OPEN_CASE_TO_JOIN, {"patient_ref_hash": patient_hash, "code": code, "requester": requester}
     ).first()
     return None if row is None else dict(row._mapping)
 
