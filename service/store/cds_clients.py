@@ -15,7 +15,7 @@ import time
 import weakref
 from urllib.parse import urlsplit
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import bindparam, delete, insert, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -28,6 +28,7 @@ MAX_KEYS = 20
 PRUNE_SECONDS = 60
 _pruned: weakref.WeakKeyDictionary[Engine, float] = weakref.WeakKeyDictionary()  # when each engine last pruned
 _INSERT_JTI = insert(cds_jtis)
+_CLIENT = select(cds_clients).where(cds_clients.c.iss == bindparam("iss"))  # built once: read on every hook call
 
 
 class ClientError(ValueError):
@@ -122,7 +123,7 @@ def list_clients(engine: Engine) -> list[dict]:
 def client(engine: Engine, iss: str) -> dict | None:
     """The client with this iss: {iss, jwks, jku}, or None."""
     with engine.connect() as connection:
-        row = connection.execute(select(cds_clients).where(cds_clients.c.iss == iss)).first()
+        row = connection.execute(_CLIENT, {"iss": iss}).first()
     if row is None:
         return None
     return {"iss": row.iss, "jwks": json.loads(row.jwks), "jku": row.jku, "fhir_servers": json.loads(row.fhir_servers)}
