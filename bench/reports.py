@@ -32,7 +32,7 @@ from sqlalchemy import insert, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from service.store import preapproval_figures  # noqa: E402
+from service.store import preapproval_figures, report_patients  # noqa: E402
 from service.store.audit import canonical  # noqa: E402
 from service.store.tables import (  # noqa: E402
     administrations,
@@ -107,6 +107,9 @@ class Builder:
         self.add(
             audit_records, {"id": record_id, **columns, "content": content, "prev_hash": "0" * 64, "hash": "0" * 64}
         )
+        counted = report_patients.of_record(record_id, columns)  # as the service writes it with the record
+        if counted is not None:
+            self.add(report_patients.report_patients, counted)
         return record_id
 
     def build(self):
@@ -130,11 +133,12 @@ class Builder:
                     "evidence": [{"source": "review", "finding": "A finding. " * 5, "strength": "controlled"}],
                 },
             }
+            requester = f"clinician-{rng.randrange(40)}"
             self.record(
                 "decision",
                 moment,
                 body,
-                requester=f"clinician-{rng.randrange(40)}",
+                requester=requester,
                 decision_id=decision_id,
                 outcome=outcome,
                 rule_id=rule_id,
@@ -142,7 +146,7 @@ class Builder:
                 patient_ref_hash=patient,
             )
             if outcome in ("approved", "off_label_with_evidence") and rng.random() < 0.5:
-                self._authorisation(moment, patient, code, rule_id, decision_id, authorised)
+                self._authorisation(moment, patient, code, rule_id, decision_id, requester, authorised)
             if outcome == "needs_review":
                 self._case(moment, patient, code, decision_id)
         for n in range(preapprovals):
@@ -156,7 +160,7 @@ class Builder:
             connection.execute(text("UPDATE audit_head SET last_id = :last WHERE id = 1"), {"last": self.next_id - 1})
             connection.execute(text("ANALYZE"))  # as a database in service for a while would have
 
-    def _authorisation(self, moment, patient, code, rule_id, decision_id, authorised):
+    def _authorisation(self, moment, patient, code, rule_id, decision_id, requester, authorised):
         rng = self.rng
         authorisation_id = str(uuid.uuid4())
         valid_from = moment.date()
@@ -181,6 +185,7 @@ class Builder:
             "previous_id": authorised[-1][0] if authorised and rng.random() < 0.2 else None,
         }
         self.add(authorisations, row)
+        self.add(report_patients.report_patients, report_patients.of_authorisation(row, requester))
         authorised.append((authorisation_id, patient, code, rule_id, valid_from.isoformat()))
         if rule_id in self.measured and rng.random() < 0.8:
             self.add(
@@ -301,30 +306,29 @@ class Builder:
             code=code,
             patient_ref_hash=patient,
         )
-        self.add(
-            administrations,
-            {
-                "id": administration_id,
-                "created_at": _stamp(moment),
-                "source_id": None,
-                "authorisation_id": authorisation_id,
-                "preapproval_id": None,
-                "patient_ref_hash": patient,
-                "code": code,
-                "product": product,
-                "lot": "L1",
-                "vials": "[]",
-                "grams_given": given,
-                "grams_wasted": wasted,
-                "given_on": moment.date().isoformat(),
-                "site": "Day unit",
-                "recorded_by": "pharmacist",
-                "price_per_g": None if product == "Panzyga" else 60.0,
-                "currency": None if product == "Panzyga" else "USD",
-                "record_id": record_id,
-                "binding": None,
-            },
-        )
+        given_row = {
+            "id": administration_id,
+            "created_at": _stamp(moment),
+            "source_id": None,
+            "authorisation_id": authorisation_id,
+            "preapproval_id": None,
+            "patient_ref_hash": patient,
+            "code": code,
+            "product": product,
+            "lot": "L1",
+            "vials": "[]",
+            "grams_given": given,
+            "grams_wasted": wasted,
+            "given_on": moment.date().isoformat(),
+            "site": "Day unit",
+            "recorded_by": "pharmacist",
+            "price_per_g": None if product == "Panzyga" else 60.0,
+            "currency": None if product == "Panzyga" else "USD",
+            "record_id": record_id,
+            "binding": None,
+        }
+        self.add(administrations, given_row)
+        self.add(report_patients.report_patients, report_patients.of_administration(given_row, rule_id, "approved"))
         if rng.random() < 0.1:
             discrepancy_id = str(uuid.uuid4())
             self.add(

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from service.store import preapproval_figures as preapproval_figures_module
 from service.store.database import MIGRATIONS, writing
-from service.store.tables import audit_records, authorisations, preapproval_figures
+from service.store.tables import audit_records, authorisations, preapproval_figures, report_patients
 from service.web.openapi import DOCUMENT
 
 from .conftest import TEST_RULEBOOK, bearer
@@ -269,13 +269,57 @@ def test_a_preapproval_writes_its_figures_and_migration_0015_rebuilds_the_same_f
         {k: getattr(record, k) for k in copied} for record in sorted(records, key=lambda r: r.id)
     ]
     assert written[0]["code"] == "M3320" and written[0]["requester"] == "pharmacist"
+    _rebuilt(engine, "0014")
+    assert _figures(engine) == written
+
+
+def _rebuilt(engine, before: str):
+    """Migrate down to `before` and up again: the derived tables rebuilt from what is recorded."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with writing(engine) as connection:
         config.attributes["connection"] = connection
-        command.downgrade(config, "0014")
+        command.downgrade(config, before)
         command.upgrade(config, "head")
-    assert _figures(engine) == written
+
+
+def _counted(engine) -> list[dict]:
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(report_patients).order_by(report_patients.c.source, report_patients.c.source_id)
+        )
+        return [dict(row._mapping) for row in rows]
+
+
+def test_each_row_naming_a_patient_is_counted_as_written_and_migration_0016_derives_the_same(app, history):
+    engine = app.extensions["instance"].database
+    written = _counted(engine)
+    by_source = {}
+    for row in written:
+        by_source.setdefault(row["source"], []).append(row)
+    # Five decisions (the pre-approval's and four patients'), two pre-approvals, two administrations
+    # and the authorisations granted (the pre-approval's, the urgent one's, primary immunodeficiency's).
+    assert {source: len(rows) for source, rows in by_source.items()} == {
+        "administration": 2,
+        "authorisation": 3,
+        "decision": 5,
+        "preapproval": 2,
+    }
+    with engine.connect() as connection:
+        granted = connection.execute(select(authorisations)).all()
+        requesters = dict(connection.execute(select(audit_records.c.decision_id, audit_records.c.requester)).all())
+    # An authorisation by its decision's requester; what was given by its authorisation's rule and basis.
+    assert sorted((r["source_id"], r["requester"], r["rule_id"]) for r in by_source["authorisation"]) == sorted(
+        (u.id, requesters[u.decision_id], u.rule_id) for u in granted
+    )
+    first = next(u for u in granted if u.id != history["pi_authorisation"] and u.code == "M3320")
+    assert {(r["rule_id"], r["outcome"], r["product"], r["requester"]) for r in by_source["administration"]} == {
+        (first.rule_id, first.basis, "Privigen", None),
+        (first.rule_id, first.basis, "Octagam 10%", None),
+    }
+    assert all(r["product"] is None for r in written if r["source"] != "administration")
+    _rebuilt(engine, "0015")
+    assert _counted(engine) == written
 
 
 def test_a_period_with_nothing_recorded_reports_zeros_and_no_shares(client, tokens, history):

@@ -30,7 +30,7 @@ from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from service import clock
-from service.store import json_text
+from service.store import json_text, report_patients
 from service.store.anchors import Anchors
 from service.store.database import writing
 from service.store.tables import (
@@ -348,6 +348,7 @@ class AuditStore:
                             sql.run(cursor, sql.insert_record, values)
                             if item.then is not None:
                                 item.then(connection)
+                            counted = [report_patients.of_record(record_id, item.fields)]
                             for table, row in item.bind:
                                 bound = {**row, "record_id": record_id}
                                 if table in BOUND:
@@ -355,6 +356,9 @@ class AuditStore:
                                 else:  # derived: with the record's indexed fields it keeps a copy of
                                     bound |= {n: v for n, v in item.fields.items() if n in table.c}
                                 connection.execute(_BOUND_INSERTS[table], bound)
+                                counted.append(report_patients.of_bound(connection, table, row))
+                            if any(counted):
+                                connection.execute(report_patients.INSERT, [row for row in counted if row])
                         except Exception as error:  # this item only: the others stay in the batch
                             sql.savepoint(cursor, "ROLLBACK TO SAVEPOINT")
                             sql.savepoint(cursor, "RELEASE SAVEPOINT")
@@ -365,6 +369,9 @@ class AuditStore:
                     last_id, last_hash = record_id, record_hash
                 if plain:
                     sql.run_many(cursor, sql.insert_record, plain)
+                    counted = [report_patients.of_record(values["id"], values) for values in plain]
+                    if any(counted):  # in the same transaction, one executemany
+                        connection.execute(report_patients.INSERT, [row for row in counted if row])
                 sql.run(cursor, sql.write_head, {"last_id": last_id, "last_hash": last_hash, "head": 1})
             finally:
                 cursor.close()

@@ -9,35 +9,26 @@ Percentiles are computed in SQL too: the nearest-rank values, read by each value
 (row_number) among the window's resolved cases.
 
 Groups that the rulebook names (a diagnosis, a rule's evidence strength) are mapped from the
-stored codes and rule ids with the rulebook served now: in Python over the rows grouped by the
-stored value, and, for distinct patients (counted once per group), by a temporary table joined
-inside the query. A figure that what is stored cannot give is reported as null with the reason,
+stored codes and rule ids with the rulebook served now, in Python over the rows grouped by the
+stored value. Distinct patients are counted from report_patients, each stored value's patients
+read in order off an index (service/store/report_patients.py); a group of several stored values
+counts its own. A figure that what is stored cannot give is reported as null with the reason,
 never estimated.
 """
 
 import datetime
 from collections.abc import Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 from sqlalchemy import (
     TIMESTAMP,
-    Column,
-    FromClause,
-    MetaData,
-    String,
-    Table,
     and_,
     case,
     cast,
     exists,
     func,
-    insert,
-    literal,
-    null,
     or_,
     select,
-    union_all,
 )
 
 from service import clock
@@ -52,6 +43,7 @@ from service.store.tables import (
     discrepancies,
     discrepancy_resolutions,
     preapproval_figures,
+    report_patients,
     review_cases,
     review_resolutions,
 )
@@ -188,28 +180,6 @@ class _Keys:
         self.labels["code:" + code] = f"{icd10.dotted(code)} (no diagnosis in the rulebook)"
         return "code:" + code
 
-    @contextmanager
-    def mapping(self, connection):
-        """The stored values and their groups as a temporary table (value, key) for the length of
-        a statement, or None when the stored value is the group. A table with its primary key,
-        not a VALUES list: SQLite scans a VALUES list once a row, but looks a table up."""
-        if not self.mapped:
-            yield None
-            return
-        table = Table(
-            "report_groups",
-            MetaData(),
-            Column("value", String(128), primary_key=True),
-            Column("key", String(256)),
-            prefixes=["TEMPORARY"],
-        )
-        table.create(connection)
-        try:
-            connection.execute(insert(table), [{"value": v, "key": k} for v, k in self.mapped.items()])
-            yield table
-        finally:
-            table.drop(connection)
-
     def of_audit(self, a, *, outcome=True):
         """A decision or pre-approval record's stored value."""
         g = self.group
@@ -274,7 +244,7 @@ NOT_BY_REQUESTER = "what was given is recorded by the pharmacist, not the reques
 
 
 def _sources(period: Period, keys: _Keys):
-    """Per source: (aggregate select grouped by key, patient rows (key, hash)) for this period."""
+    """Per source: its aggregate select for this period, grouped by key."""
     a = audit_records.alias("a")
     u = authorisations.alias("u")
     r = audit_records.alias("r")
@@ -289,10 +259,7 @@ def _sources(period: Period, keys: _Keys):
         label = key.label("key")
         counts = [func.sum(case((a.c.outcome == o, 1), else_=0)).label(o) for o in OUTCOMES]
         where = and_(a.c.kind == "decision", in_window(a))
-        out["decisions"] = (
-            select(label, func.count().label("requests"), *counts).where(where).group_by(label),
-            select(key.label("key"), a.c.patient_ref_hash.label("patient")).where(where),
-        )
+        out["decisions"] = select(label, func.count().label("requests"), *counts).where(where).group_by(label)
 
     p = preapproval_figures.c
     key = keys.of_audit(p)
@@ -308,8 +275,7 @@ def _sources(period: Period, keys: _Keys):
                 ),
             )
             .where(where)
-            .group_by(label),
-            select(key.label("key"), p.patient_ref_hash.label("patient")).where(where),
+            .group_by(label)
         )
 
     key = keys.of_authorisation(u.c, requester=r.c.requester)
@@ -318,8 +284,7 @@ def _sources(period: Period, keys: _Keys):
         joined = u.outerjoin(r, r.c.decision_id == u.c.decision_id) if keys.group == "requester" else u
         where = in_window(u)
         out["authorisations"] = (
-            select(label, func.count().label("authorisations")).select_from(joined).where(where).group_by(label),
-            select(key.label("key"), u.c.patient_ref_hash.label("patient")).select_from(joined).where(where),
+            select(label, func.count().label("authorisations")).select_from(joined).where(where).group_by(label)
         )
 
     key = keys.of_administration(d.c, ua.c)
@@ -340,41 +305,50 @@ def _sources(period: Period, keys: _Keys):
             )
             .select_from(joined)
             .where(where)
-            .group_by(label, d.c.currency),
-            select(key.label("key"), d.c.patient_ref_hash.label("patient")).select_from(joined).where(where),
+            .group_by(label, d.c.currency)
         )
     return out
 
 
-def _patients(connection, keys: _Keys, rows: list) -> tuple[dict, int]:
-    """Distinct patients per group and in all, in one statement that reads the sources once: the
-    distinct (group, patient) pairs of every source (mapped to their group by a VALUES table for a
-    diagnosis or evidence), materialised, then counted per group and, for the total, by patient."""
-    every = union_all(*rows).subquery("every")
-    with keys.mapping(connection) as mapping:
-        source: FromClause = every
-        key = every.c.key
-        if mapping is not None:
-            key, source = mapping.c.key, every.outerjoin(mapping, mapping.c.value == every.c.key)
-        pairs = (
-            select(key.label("key"), every.c.patient)
-            .select_from(source)
-            .where(every.c.patient.is_not(None))
-            .group_by(key, every.c.patient)
-            .cte("pairs")
-            .prefix_with("MATERIALIZED")
-        )
-        per_group = select(literal(False).label("total"), pairs.c.key, func.count().label("patients")).group_by(
-            pairs.c.key
-        )
-        in_all = select(literal(True), null(), func.count(pairs.c.patient.distinct()))
-        found = connection.execute(union_all(per_group, in_all)).all()
-    counts, total = {}, 0
-    for is_total, group, n in found:
-        if is_total:
-            total = int(n or 0)
-        else:
-            counts[group] = n
+# The report_patients column each grouping counts patients by, and which of its rows count: by
+# product what was given only, by requester all but what was given (as the other figures).
+_PATIENTS_BY = {
+    "diagnosis": "code",
+    "rule": "rule_id",
+    "evidence": "rule_id",
+    "outcome": "outcome",
+    "requester": "requester",
+    "product": "product",
+    "month": "month",
+}
+
+
+def _patients(connection, keys: _Keys, period: Period) -> tuple[dict, int]:
+    """Distinct patients per group and in all, from report_patients: each stored value's patients
+    read in order off its index (value, patient, day), so the database counts them without sorting
+    a year's rows; a group of several stored values (a diagnosis of two codes) counts its own."""
+    t = report_patients.c
+    column = t[_PATIENTS_BY[keys.group]]
+    rows = [t.day >= period.since.isoformat(), t.day <= period.until.isoformat()]
+    if keys.group == "product":
+        rows.append(t.product.is_not(None))
+    if keys.group == "requester":
+        rows.append(t.source != "administration")
+    patients = func.count(t.patient_ref_hash.distinct())
+    by_value = dict(connection.execute(select(column, patients).where(*rows).group_by(column)).all())
+    total = int(connection.execute(select(patients).where(*rows)).scalar() or 0)
+    values: dict = {}
+    for value in by_value:
+        values.setdefault(keys.key(value), []).append(value)
+    counts = {key: by_value[stored[0]] for key, stored in values.items() if len(stored) == 1}
+    several = {key: stored for key, stored in values.items() if len(stored) > 1}
+    if several:  # one pass over the period's rows in patient order (ix_report_patients_patient), no sort
+        has = [
+            func.max(case((column.in_(stored), 1), else_=0)).label(f"g{n}") for n, stored in enumerate(several.values())
+        ]
+        per_patient = select(*has).where(*rows).group_by(t.patient_ref_hash).subquery("per_patient")
+        found = connection.execute(select(*(func.sum(c) for c in per_patient.c))).one()
+        counts |= {key: int(n or 0) for key, n in zip(several, found, strict=True)}
     return counts, total
 
 
@@ -439,17 +413,17 @@ def utilisation(instance, rulebook: Rulebook, terminology, period: Period, group
                         target[name] += value
 
         if "decisions" in sources:
-            for row in connection.execute(sources["decisions"][0]):
+            for row in connection.execute(sources["decisions"]):
                 m = row._mapping
                 add(m["key"], {"requests": m["requests"], "decisions": {o: int(m[o] or 0) for o in OUTCOMES}})
         if "preapprovals" in sources:
-            for row in connection.execute(sources["preapprovals"][0]):
+            for row in connection.execute(sources["preapprovals"]):
                 add(row.key, {"preapprovals": row.preapprovals, "grams_authorised": float(row.grams_authorised or 0)})
         if "authorisations" in sources:
-            for row in connection.execute(sources["authorisations"][0]):
+            for row in connection.execute(sources["authorisations"]):
                 add(row.key, {"authorisations": row.authorisations})
         if "administrations" in sources:
-            for row in connection.execute(sources["administrations"][0]):
+            for row in connection.execute(sources["administrations"]):
                 add(
                     row.key,
                     {
@@ -460,7 +434,7 @@ def utilisation(instance, rulebook: Rulebook, terminology, period: Period, group
                         "cost": {row.currency: float(row.cost)} if row.cost is not None else {},
                     },
                 )
-        patients, total["patients"] = _patients(connection, keys, [rows for _, rows in sources.values()])
+        patients, total["patients"] = _patients(connection, keys, period)
         for key, n in patients.items():
             groups.setdefault(key, _empty_group())["patients"] = n
 
@@ -576,10 +550,11 @@ def stewardship(instance, rulebook: Rulebook, period: Period) -> dict:
         a = audit_records.c
         decided = and_(a.kind == "decision", a.created_at >= period.start, a.created_at < period.end)
         by_outcome = {o: 0 for o in OUTCOMES}
-        for outcome, n in connection.execute(select(a.outcome, func.count()).where(decided).group_by(a.outcome)):
-            by_outcome[outcome] = n
         by_evidence: dict[str, int] = {}
-        for rule_id, n in connection.execute(select(a.rule_id, func.count()).where(decided).group_by(a.rule_id)):
+        # One read of the period's decisions, by outcome and rule: each sums into both figures.
+        grouped = select(a.outcome, a.rule_id, func.count()).where(decided).group_by(a.outcome, a.rule_id)
+        for outcome, rule_id, n in connection.execute(grouped):
+            by_outcome[outcome] = by_outcome.get(outcome, 0) + n
             strength = keys.key(rule_id) or NO_GROUP["evidence"]
             by_evidence[strength] = by_evidence.get(strength, 0) + n
         decisions = sum(by_outcome.values())
@@ -600,23 +575,31 @@ def stewardship(instance, rulebook: Rulebook, period: Period) -> dict:
     return figures
 
 
-def _has_discrepancy(d, kinds):
-    x = discrepancies.c
-    return exists().where(x.administration_id == d.id, x.kind.in_(kinds))
-
-
 def _adherence(connection, period: Period) -> dict:
     d = administrations.c
+    x = discrepancies.c
     given = and_(d.given_on >= period.since.isoformat(), d.given_on <= period.until.isoformat())
-    outside = _has_discrepancy(d, OUTSIDE_DOSE_OR_INTERVAL)
-    unchecked = _has_discrepancy(d, NOT_CHECKED)
+    # The period's administrations counted off their index; the kinds of discrepancy each one has
+    # read from the discrepancies (far fewer rows), each joined to its administration for the day.
+    flagged = (
+        select(
+            func.max(case((x.kind.in_(NOT_CHECKED), 1), else_=0)).label("unchecked"),
+            func.max(case((x.kind.in_(OUTSIDE_DOSE_OR_INTERVAL), 1), else_=0)).label("outside"),
+            func.max(case((x.kind == "dose", 1), else_=0)).label("dose"),
+        )
+        .select_from(discrepancies.join(administrations, d.id == x.administration_id))
+        .where(given)
+        .group_by(x.administration_id)
+        .subquery("flagged")
+    )
+    f = flagged.c
     row = connection.execute(
         select(
-            func.count(),
-            func.sum(case((unchecked, 1), else_=0)),
-            func.sum(case((and_(~unchecked, outside), 1), else_=0)),
-            func.sum(case((_has_discrepancy(d, ("dose",)), 1), else_=0)),
-        ).where(given)
+            select(func.count()).select_from(administrations).where(given).scalar_subquery(),
+            func.sum(f.unchecked),
+            func.sum(case((and_(f.unchecked == 0, f.outside == 1), 1), else_=0)),
+            func.sum(f.dose),
+        )
     ).one()
     total, not_checked, outside_n, over_maximum = (int(v or 0) for v in row)
     checked = total - not_checked
@@ -675,29 +658,33 @@ def _preapproval_figures(connection, period: Period) -> dict:
     }
 
 
-def _percentiles(connection, hours, source, count: int, fractions: tuple[float, ...]) -> list[float | None]:
-    """The nearest-rank percentiles of `hours` over `source`'s rows, read in SQL in one statement
-    (each value's rank in order of hours, and the rows at the ranks wanted)."""
-    if not count:
-        return [None for _ in fractions]
-    ranks = [max(1, -(-int(count * f * 1000) // 1000)) for f in fractions]  # ceil(count x f), without float drift
-    rank = func.row_number().over(order_by=hours).label("rank")
-    ranked = select(hours.label("hours"), rank).select_from(source).subquery("ranked")
-    found = dict(connection.execute(select(ranked.c.rank, ranked.c.hours).where(ranked.c.rank.in_(ranks))).all())
-    return [None if found.get(r) is None else round(float(found[r]), 1) for r in ranks]
-
-
 def _turnaround(connection, period: Period, dialect: str, now: str) -> dict:
     c = review_cases.c
     r = review_resolutions.c
-    # Each case's first resolution, read off ix_resolution_case_time for the period's cases only.
+    # Each case's first resolution, read off ix_resolution_case_time for the period's cases only,
+    # once: materialised, not looked up again by each figure that reads it.
     first = select(func.min(r.created_at)).where(r.case_id == c.id).scalar_subquery()
     opened = and_(c.opened_at >= period.start, c.opened_at < period.end)
-    resolved_at = select(c.id, c.opened_at, c.due_at, c.status, first.label("resolved_at")).where(opened).subquery()
-    cases = select(
-        resolved_at, _hours_between(resolved_at.c.resolved_at, resolved_at.c.opened_at, dialect).label("hours")
-    ).subquery("cases")
+    found = (
+        select(c.opened_at, c.due_at, c.status, first.label("resolved_at"))
+        .where(opened)
+        .cte("found")
+        .prefix_with("MATERIALIZED")
+    )
+    hours = _hours_between(found.c.resolved_at, found.c.opened_at, dialect).label("hours")
+    cases = select(found, hours).cte("cases")
     k = cases.c
+    # Nearest-rank percentiles in the same statement: each resolved case's rank in order of hours,
+    # and the hours at rank ceil(n x permille / 1000) (integers, so no float drift).
+    ranked = (
+        select(k.hours, func.row_number().over(order_by=k.hours).label("rank"), func.count().over().label("n"))
+        .where(k.hours.is_not(None))
+        .cte("ranked")
+    )
+    at_rank = [
+        select(ranked.c.hours).where(ranked.c.rank == (ranked.c.n * permille + 999) // 1000).scalar_subquery()
+        for permille in (500, 900)
+    ]
     row = connection.execute(
         select(
             func.count(),
@@ -708,11 +695,11 @@ def _turnaround(connection, period: Period, dialect: str, now: str) -> dict:
                 func.sum(case((and_(k.hours.is_not(None), *_bucket(k.hours, i)), 1), else_=0))
                 for i in range(len(TURNAROUND_BUCKETS))
             ),
+            *at_rank,
         )
     ).one()
-    total, resolved, overdue, late, *buckets = (int(v or 0) for v in row)
-    resolved_cases = select(k.hours).where(k.hours.is_not(None)).subquery("resolved")
-    median, p90 = _percentiles(connection, resolved_cases.c.hours, resolved_cases, resolved, (0.5, 0.9))
+    total, resolved, overdue, late, *buckets = (int(v or 0) for v in row[: -len(at_rank)])
+    median, p90 = (None if v is None else round(float(v), 1) for v in row[-len(at_rank) :])
     return {
         "cases_opened": total,
         "resolved": resolved,
