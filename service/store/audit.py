@@ -358,7 +358,7 @@ class AuditStore:
                                 connection.execute(_BOUND_INSERTS[table], bound)
                                 counted.append(report_patients.of_bound(connection, table, row))
                             if any(counted):
-                                connection.execute(report_patients.INSERT, [row for row in counted if row])
+                                report_patients.write(connection, [row for row in counted if row], item.fields["kind"])
                         except Exception as error:  # this item only: the others stay in the batch
                             sql.savepoint(cursor, "ROLLBACK TO SAVEPOINT")
                             sql.savepoint(cursor, "RELEASE SAVEPOINT")
@@ -371,7 +371,7 @@ class AuditStore:
                     sql.run_many(cursor, sql.insert_record, plain)
                     counted = [report_patients.of_record(values["id"], values) for values in plain]
                     if any(counted):  # in the same transaction, one executemany
-                        connection.execute(report_patients.INSERT, [row for row in counted if row])
+                        report_patients.write(connection, [row for row in counted if row], "")
                 sql.run(cursor, sql.write_head, {"last_id": last_id, "last_hash": last_hash, "head": 1})
             finally:
                 cursor.close()

@@ -13,7 +13,7 @@ joins the report used before, and tests/test_reports.py checks that what the ser
 what the migration derives.
 """
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from service.store.tables import administrations, audit_records, authorisations, report_patients
 
@@ -73,4 +73,16 @@ def of_bound(connection, table, row: dict) -> dict | None:
     return None
 
 
-INSERT = report_patients.insert()
+_INSERT = report_patients.insert()
+
+
+def write(connection, rows: list[dict], kind: str):
+    """Insert the rows; a rows_bound record rewrites rows already written (deleted and inserted
+    again, bound), so their rows are rewritten too (and a row written outside the service gains one)."""
+    if kind == "rows_bound":
+        t = report_patients.c
+        for row in rows:
+            connection.execute(
+                delete(report_patients).where(t.source == row["source"], t.source_id == row["source_id"])
+            )
+    connection.execute(_INSERT, rows)

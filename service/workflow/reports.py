@@ -330,13 +330,19 @@ def _patients(connection, keys: _Keys, period: Period) -> tuple[dict, int]:
     t = report_patients.c
     column = t[_PATIENTS_BY[keys.group]]
     rows = [t.day >= period.since.isoformat(), t.day <= period.until.isoformat()]
-    if keys.group == "product":
+    in_all = list(rows)  # the total's rows, read off ix_report_patients_patient (patient, day, source, ...)
+    if keys.group == "product":  # what was given only: the rows with a product (an administration's have one)
         rows.append(t.product.is_not(None))
+        in_all.append(t.source == "administration")
     if keys.group == "requester":
         rows.append(t.source != "administration")
+        in_all.append(t.source != "administration")
     patients = func.count(t.patient_ref_hash.distinct())
     by_value = dict(connection.execute(select(column, patients).where(*rows).group_by(column)).all())
-    total = int(connection.execute(select(patients).where(*rows)).scalar() or 0)
+    # The total as the count of a DISTINCT subquery: SQLite skips through the patient index, and
+    # PostgreSQL hashes (count(DISTINCT) would sort every row).
+    distinct = select(t.patient_ref_hash).where(*in_all).distinct().subquery("distinct_patients")
+    total = int(connection.execute(select(func.count()).select_from(distinct)).scalar() or 0)
     values: dict = {}
     for value in by_value:
         values.setdefault(keys.key(value), []).append(value)
