@@ -166,7 +166,8 @@ review_cases = Table(
     Index("ix_review_status", "status", "opened_at"),
     Index("ix_review_reason", "status", "reason", "opened_at"),
     Index("ix_review_due", "status", "due_at"),
-    Index("ix_review_opened", "opened_at"),
+    # The review turnaround: a period's cases off the index alone (the rows hold the whole request).
+    Index("ix_review_opened", "opened_at", "due_at", "status", "id"),
 )
 
 review_resolutions = Table(
@@ -212,6 +213,7 @@ authorisations = Table(
     Index("ix_authorisation_valid_until", "valid_until"),
     Index("ix_authorisation_previous", "previous_id"),
     Index("ix_authorisation_created", "created_at"),
+    Index("ix_authorisation_report", "id", "rule_id", "basis"),  # what was given grouped by rule or basis, index only
 )
 
 # An outcome measure recorded against an authorisation (its baseline is the granting decision's
@@ -260,7 +262,18 @@ administrations = Table(
     Column("binding", String(64)),
     Index("ix_administration_authorisation", "authorisation_id", "given_on"),
     Index("ix_administration_patient", "patient_ref_hash", "given_on"),
-    Index("ix_administration_given_on", "given_on"),
+    # A period of what was given, covering what the utilisation report groups and sums by.
+    Index(
+        "ix_administration_report",
+        "given_on",
+        "authorisation_id",
+        "code",
+        "product",
+        "currency",
+        "grams_given",
+        "grams_wasted",
+        "price_per_g",
+    ),
 )
 
 # What an administration's checks found differed from its authorisation, in words, with the value

@@ -5,6 +5,9 @@ read in order off an index rather than sorted (service/store/report_patients.py)
 derived: this migration fills it from the four tables with the joins the report used until now
 (an administration takes its authorisation's rule and basis, an authorisation its decision's
 requester); the service writes it from then on, and rebuilding it means running this again.
+Also covering indexes for the report's aggregates of what was given (administrations by day with
+what they are grouped and summed by; authorisations' rule and basis by id) and for the review
+turnaround (cases by opening time with their due time, status and id).
 
 Revision ID: 0016
 Revises: 0015
@@ -18,6 +21,16 @@ down_revision = "0015"
 branch_labels = None
 depends_on = None
 
+ADMINISTRATION_REPORT = [
+    "given_on",
+    "authorisation_id",
+    "code",
+    "product",
+    "currency",
+    "grams_given",
+    "grams_wasted",
+    "price_per_g",
+]
 INDEXES = {
     "code": ["code", "patient_ref_hash", "day"],
     "rule": ["rule_id", "patient_ref_hash", "day"],
@@ -79,10 +92,22 @@ def upgrade():
         op.execute(table.insert().from_select(columns, rows))
     for name, indexed in INDEXES.items():
         op.create_index(f"ix_report_patients_{name}", "report_patients", indexed)
-    op.execute("ANALYZE report_patients")  # the planner's statistics, so it reads these indexes at once
+    # The aggregates of what was given, and the review turnaround, off their indexes alone.
+    op.create_index("ix_authorisation_report", "authorisations", ["id", "rule_id", "basis"])
+    op.create_index("ix_administration_report", "administrations", ADMINISTRATION_REPORT)
+    op.drop_index("ix_administration_given_on", "administrations")
+    op.drop_index("ix_review_opened", "review_cases")
+    op.create_index("ix_review_opened", "review_cases", ["opened_at", "due_at", "status", "id"])
+    for analysed in ("report_patients", "authorisations", "administrations", "review_cases"):
+        op.execute(f"ANALYZE {analysed}")  # the planner's statistics, so it reads these indexes at once
 
 
 def downgrade():
+    op.drop_index("ix_review_opened", "review_cases")
+    op.create_index("ix_review_opened", "review_cases", ["opened_at"])
+    op.create_index("ix_administration_given_on", "administrations", ["given_on"])
+    op.drop_index("ix_administration_report", "administrations")
+    op.drop_index("ix_authorisation_report", "authorisations")
     for name in INDEXES:
         op.drop_index(f"ix_report_patients_{name}", "report_patients")
     op.drop_table("report_patients")
