@@ -1,11 +1,13 @@
 """The stewardship reports over 1,000,000 audit records and 200,000 administrations.
 
     .venv/bin/python bench/reports.py [--records 1000000] [--administrations 200000] [--database-url URL]
-                                      [--instance DIR]
+                                      [--instance DIR] [--figures FILE]
 
 `--instance DIR` keeps the SQLite instance folder: the first run builds the history there, later
 runs reuse it (and migrate it to the newest schema, as a service starting would) and only time the
 reports. With `--database-url`, `--instance` reuses the PostgreSQL database in the same way.
+`--figures FILE` saves the year's reports as JSON, or, when FILE exists, checks that they equal it
+(run the version before a change with it, then the change, on the same history).
 
 Builds a year of history directly in a fresh database (SQLite in a temporary folder by default; a
 PostgreSQL URL to measure there): decisions, pre-approvals whose signed content holds the grams,
@@ -46,6 +48,7 @@ from service.store.tables import (  # noqa: E402
 )
 from service.store.tokens import create_token  # noqa: E402
 from service.web.app import create_app  # noqa: E402
+from service.workflow.reports import GROUPS  # noqa: E402
 
 START = datetime.datetime(2025, 12, 1, tzinfo=datetime.UTC)
 DAYS = 365
@@ -381,6 +384,11 @@ def main():
         "--instance",
         help="an instance folder to keep: built on the first run, reused (and migrated) on later runs",
     )
+    parser.add_argument(
+        "--figures",
+        help="a JSON file of the year's reports: written when absent, else the reports must equal it "
+        "(to check that a change gives the same figures as the version before)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(args.instance or scratch)
@@ -430,7 +438,22 @@ def main():
             f"{total['grams_opened']:,.0f} g opened; median review {report['review_turnaround']['median_hours']} h, "
             f"p90 {report['review_turnaround']['p90_hours']} h, adherence {report['adherence']['share_within']}"
         )
+        if args.figures:
+            _same_figures(Path(args.figures), client, headers, year)
         app.extensions["active_rulebook"].close()
+
+
+def _same_figures(path: Path, client, headers, year: str):
+    """The year's utilisation by each grouping and the stewardship report: saved, or checked equal."""
+    queries = [f"utilisation?{year}&group_by={group}" for group in GROUPS] + [f"stewardship?{year}"]
+    found = {q: client.get(f"/v1/reports/{q}", headers=headers).get_json() for q in queries}
+    if not path.exists():
+        path.write_text(json.dumps(found, indent=1, sort_keys=True))
+        print(f"figures saved to {path}")
+        return
+    differ = [q for q, report in json.loads(path.read_text()).items() if found.get(q) != report]
+    assert not differ, f"figures differ from {path}: {differ}"
+    print(f"figures equal to {path}: {len(queries)} reports")
 
 
 if __name__ == "__main__":
