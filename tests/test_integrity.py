@@ -239,6 +239,84 @@ def test_verify_warns_when_the_anchors_file_is_missing_and_the_cli_prints_the_co
     assert broken.exit_code == 0 and "warning: there is no anchors file" in broken.output
 
 
+def _since_anchor(app, monkeypatch):
+    """`formulary audit verify --since-anchor` on the app's instance: (exit code, result, the lines after it)."""
+    monkeypatch.setattr(cli, "_instance", lambda: app.extensions["instance"])  # the app's engine, closed after
+    verified = CliRunner().invoke(main, ["audit", "verify", "--since-anchor"])
+    first, *rest = verified.output.splitlines()
+    return verified.exit_code, json.loads(first), rest
+
+
+def test_verify_since_anchor_checks_the_anchored_record_and_every_later_one_and_says_so(anchored_app, monkeypatch):
+    _records(anchored_app, 12)  # anchors name records 1, 5 and 10
+    code, result, lines = _since_anchor(anchored_app, monkeypatch)
+    assert code == 0 and result["ok"] is True, result
+    assert result["from_anchor"]["id"] == 10 and result["records"] == 3  # records 10, 11 and 12
+    assert f"checked from the anchor written at {result['from_anchor']['at']}, which names record 10" in lines[0]
+    assert "3 records from 10 on, not the 9 before it" in lines[0]
+    with anchored_app.extensions["instance"].database.begin() as connection:  # before the anchor: not checked
+        connection.execute(update(audit_records).where(audit_records.c.id == 3).values(outcome="approved"))
+    assert anchored_app.extensions["instance"].audit.verify(since_anchor=True)["ok"] is True
+    assert anchored_app.extensions["instance"].audit.verify()["first_broken"] == 3  # the whole chain names it
+
+
+def test_verify_since_anchor_names_a_record_altered_after_the_anchor(anchored_app, monkeypatch):
+    _records(anchored_app, 12)
+    with anchored_app.extensions["instance"].database.begin() as connection:
+        connection.execute(update(audit_records).where(audit_records.c.id == 11).values(outcome="approved"))
+    code, result, lines = _since_anchor(anchored_app, monkeypatch)
+    assert code == 1 and result["ok"] is False and result["first_broken"] == 11
+    assert "searchable fields differ" in result["reason"] and lines[-1].startswith("broken: ")
+
+
+def test_verify_since_anchor_fails_when_the_anchored_record_differs_from_its_anchor(anchored_app, monkeypatch):
+    _records(anchored_app, 12)
+    _cut(anchored_app, 0)
+    _records(anchored_app, 12)  # another chain as long, signed with the same secret, anchored again
+    code, result, _ = _since_anchor(anchored_app, monkeypatch)
+    assert code == 1 and result["ok"] is False and result["first_broken"] == 10
+    assert "record 10's hash differs from its anchor" in result["reason"]
+
+
+def test_verify_since_anchor_names_an_anchored_record_cut_off_the_end(anchored_app, monkeypatch):
+    _records(anchored_app, 12)
+    _cut(anchored_app, 8)
+    code, result, _ = _since_anchor(anchored_app, monkeypatch)
+    assert code == 1 and result["ok"] is False and result["first_broken"] == 10
+    assert result["reason"].startswith("record 10 is not in the chain: the newest anchor, written at ")
+
+
+def test_verify_since_anchor_names_a_row_bound_after_the_anchor_and_edited(anchored_app):
+    from service.store.tokens import create_token
+
+    audit = anchored_app.extensions["instance"].audit
+    _records(anchored_app, 5)  # anchors name records 1 and 5
+    tokens = {"clinician": create_token(anchored_app.extensions["instance"].database, "clinician", "clinician")}
+    _decide(anchored_app.test_client(), tokens, "MRN-1", WITH_STEROIDS)  # record 6 grants an authorisation
+    result = audit.verify(since_anchor=True)
+    assert result["ok"] is True and result["from_anchor"]["id"] == 5 and result["rows"] == 1, result
+    with anchored_app.extensions["instance"].database.begin() as connection:
+        connection.execute(update(authorisations).values(valid_until="2099-12-31"))
+    result = audit.verify(since_anchor=True)
+    assert result["ok"] is False and result["broken_row"]["table"] == "authorisations"
+
+
+def test_verify_since_anchor_without_anchors_checks_the_whole_chain_and_says_so(anchored_app, monkeypatch):
+    _records(anchored_app, 7)
+    (anchored_app.extensions["instance"].path / "anchors.jsonl").unlink()
+    code, result, lines = _since_anchor(anchored_app, monkeypatch)
+    assert code == 0 and result["ok"] is True and result["from_anchor"] is None and result["records"] == 7
+    assert "there is no anchor to check from" in result["warnings"][0]
+    assert "warning: there is no anchor to check from" in "\n".join(lines)
+    assert not any(line.startswith("checked from the anchor") for line in lines)
+
+
+def test_verify_since_anchor_takes_true_or_false(app, client, tokens):
+    response = client.get("/v1/audit/verify?since_anchor=yes", headers=bearer(tokens["auditor"]))
+    assert response.status_code == 400 and response.get_json()["error"]["field"] == "since_anchor"
+    assert client.get("/v1/audit/verify?since_anchor=false", headers=bearer(tokens["auditor"])).get_json()["ok"]
+
+
 def test_the_anchors_file_is_owner_only(anchored_app):
     previous = os.umask(0)
     try:

@@ -292,10 +292,23 @@ def audit():
 
 
 @audit.command("verify")
-def audit_verify():
+@click.option(
+    "--since-anchor",
+    is_flag=True,
+    help="Check only from the newest anchor on: the anchored record (its hash must be the anchor's), every "
+    "record after it, the head and the rows they bound. The whole chain when there is no anchor.",
+)
+def audit_verify(since_anchor):
     """Check the whole chain, the anchors file and the bound rows; exit 1 if anything is broken."""
-    result = _instance().audit.verify()
+    result = _instance().audit.verify(since_anchor=since_anchor)
     click.echo(json.dumps(result))
+    start = result["from_anchor"]
+    if start is not None:
+        click.echo(
+            f"checked from the anchor written at {start['at']}, which names record {start['id']}: "
+            f"{result['records']} records from {start['id']} on, not the {start['id'] - 1} before it "
+            "(run without --since-anchor to check the whole chain)"
+        )
     anchors = result["anchors"]
     if anchors is not None:
         newest = anchors["newest"]

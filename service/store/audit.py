@@ -21,10 +21,11 @@ import hmac
 import json
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import overload
 
+import orjson
 from sqlalchemy import Table, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
@@ -65,6 +66,7 @@ INDEXED = (
     "rulebook_digest",
 )
 COLUMNS = ("id", *INDEXED, "content", "prev_hash", "hash")  # every column of a record, as the writer inserts them
+SIGNED = COLUMNS[: COLUMNS.index("content")]  # the columns copied from the signed content
 # Every record is bounded (`bounded`, `cut`): a text of its body longer than MAX_TEXT characters,
 # and a list longer than MAX_ITEMS items, is cut and carries the SHA-256 of the whole; the indexed
 # columns a caller's text can reach are cut the same way to their width.
@@ -91,6 +93,22 @@ ADDED_LATER = {authorisations: ("previous_id",)}
 DERIVED = (preapproval_figures,)
 _BOUND_INSERTS = {table: insert(table) for table in (*BOUND, *DERIVED)}  # built once: they run under the writer's lock
 ROW_BATCH = 1000
+
+
+def _signed_fields(content: str) -> tuple | None:
+    """The id and the indexed fields (SIGNED, as COLUMNS begins) in a record's signed content, as
+    verify compares them with its columns; None when the content is not an object. ValueError
+    when the content is not JSON.
+
+    orjson parses it several times faster than json; what orjson refuses (an unpaired surrogate,
+    NaN, a number beyond a double) goes to json, which takes every text `canonical` writes. The two
+    differ only on integers beyond 64 bits (orjson: a float), which equal no column's value either way.
+    """
+    try:
+        value = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        value = json.loads(content)
+    return tuple(map(value.get, SIGNED)) if isinstance(value, dict) else None
 
 
 class AuditUnavailable(RuntimeError):
@@ -228,7 +246,6 @@ class _Statements:
 
     def __init__(self, dialect: Dialect):
         self.dialect = dialect
-        self.dbapi_error = dialect.loaded_dbapi.Error
         head = audit_head.c.id == bindparam("head")
         self.read_head = self._compile(
             select(audit_head.c.last_id, audit_head.c.last_hash).where(head).with_for_update()
@@ -256,15 +273,46 @@ class _Statements:
         self._call(cursor.execute, f"{command} audit_record", None, False)
 
     def _call(self, method, sql, params, many):
+        _driver_call(self.dialect, method, sql, params, many)
+
+
+def _driver_call(dialect: Dialect, method, sql: str, params, many: bool):
+    """Run a DB-API call, re-raising a driver error as SQLAlchemy's exception for it."""
+    error_type = dialect.loaded_dbapi.Error
+    try:
+        if params is None:
+            method(sql)
+        else:
+            method(sql, params)
+    except error_type as error:
+        raise DBAPIError.instance(
+            sql, params, error, error_type, hide_parameters=True, dialect=dialect, ismulti=many
+        ) from error
+
+
+class _Query:
+    """A read compiled once for a dialect and run on a DB-API cursor, its rows plain tuples.
+
+    Reading the whole log (verify, the CSV export) through Core built a Row per record and read
+    its fields by name, which cost more than checking the record's signature; a tuple costs
+    almost nothing. `values` fill the statement's bindparams; its own values (filters) stay.
+    """
+
+    def __init__(self, dialect: Dialect, statement):
+        self.dialect = dialect
+        compiled = statement.compile(dialect=dialect)
+        self.sql, self.params = compiled.string, compiled.params
+        self.order = tuple(compiled.positiontup) if compiled.positional else None
+
+    def rows(self, connection: Connection, **values) -> Sequence[tuple]:
+        params = self.params | values
+        bound = params if self.order is None else tuple(params[name] for name in self.order)
+        cursor = connection.connection.cursor()
         try:
-            if params is None:
-                method(sql)
-            else:
-                method(sql, params)
-        except self.dbapi_error as error:
-            raise DBAPIError.instance(
-                sql, params, error, self.dbapi_error, hide_parameters=True, dialect=self.dialect, ismulti=many
-            ) from error
+            _driver_call(self.dialect, cursor.execute, self.sql, bound, False)
+            return cursor.fetchall()
+        finally:
+            cursor.close()
 
 
 class AuditStore:
@@ -470,14 +518,35 @@ class AuditStore:
         rows = rows[:limit]
         return rows, (rows[-1]["id"] if more else None)
 
-    def stream(self, filters: Filters, with_body: bool = True):
-        """Every matching record, newest first, fetched a batch at a time (constant memory)."""
-        before = None
+    def stream(self, filters: Filters):
+        """Every matching record with its body, newest first, fetched a batch at a time (constant memory)."""
+        names = ("id", *INDEXED, "hash")
+        for batch in self.batches(filters, (*names, "content")):
+            for row in batch:
+                record = dict(zip(names, row[:-1], strict=True))
+                record["body"] = json.loads(row[-1])["body"]
+                yield record
+
+    def batches(self, filters: Filters, columns: tuple[str, ...]):
+        """The named columns (`id` among them) of every matching record, newest first, as lists of
+        tuples of up to BATCH records, read by keyset on a DB-API cursor (constant memory)."""
+        c = audit_records.c
+        key = columns.index("id")
+        statement = (
+            select(*(c[name] for name in columns))
+            .where(*self._conditions(filters), c.id < bindparam("before"))
+            .order_by(c.id.desc())
+            .limit(BATCH)
+        )
+        query, before = _Query(self.engine.dialect, statement), 2**63 - 1  # above every id (BigInteger)
         while True:
-            rows, before = self.page(filters, BATCH, before, with_body)
-            yield from rows
-            if before is None:
+            with self.engine.connect() as connection:  # one a batch: a slow download holds none
+                rows = query.rows(connection, before=before)
+            if rows:
+                yield rows
+            if len(rows) < BATCH:
                 return
+            before = rows[-1][key]
 
     def daily_counts(self, filters: Filters) -> dict[str, dict[str, int]]:
         """Decisions a day (UTC) by outcome, for the records matching the filters."""
@@ -514,18 +583,26 @@ class AuditStore:
             connection.execute(update(audit_head).where(audit_head.c.id == 1).values(last_id=audit_head.c.last_id))
             connection.get_transaction().rollback()
 
-    def verify(self) -> dict:
-        """Check the whole chain, the anchors and every bound row.
+    def verify(self, since_anchor: bool = False) -> dict:
+        """Check the whole chain, the anchors and every bound row; with `since_anchor`, only from the
+        newest anchor on.
 
-        {"ok", "records", "first_broken" (a record id), "reason", "broken_row" ({"table", "id"}),
-        "rows" (bound rows checked), "anchors" ({"file", "anchors", "newest"}, or None when the
-        store has none), "warnings"}: the first problem found, chain first.
+        {"ok", "records" (records checked), "first_broken" (a record id), "reason", "broken_row"
+        ({"table", "id"}), "rows" (bound rows checked), "anchors" ({"file", "anchors", "newest"}, or
+        None when the store has none), "from_anchor" (the anchor checking started from, or None when
+        the whole chain was checked), "warnings"}: the first problem found, chain first.
+
+        From an anchor, the anchored record is trusted as far as its hash is the anchor's: it and every
+        record after it are checked as in the whole chain, then the head, the bound rows those records
+        created and every unbound row; nothing before it is. With no anchor to start from, the whole
+        chain is checked and a warning says so.
         """
         read = self.anchors.read() if self.anchors is not None else None
         anchored: dict[int, list[dict]] = {}
         for anchor in read[0] if read else []:
             anchored.setdefault(anchor["id"], []).append(anchor)
         newest = max((a for group in anchored.values() for a in group), key=lambda a: a["id"], default=None)
+        start = newest if since_anchor else None
         result: dict = {
             "ok": True,
             "records": 0,
@@ -536,47 +613,49 @@ class AuditStore:
             "anchors": None
             if self.anchors is None
             else {"file": str(self.anchors.path), "anchors": len(read[0]) if read else 0, "newest": newest},
+            "from_anchor": start,
             "warnings": [],
         }
+        if since_anchor and start is None:
+            result["warnings"].append(
+                "there is no anchor to check from"
+                + ("" if self.anchors is None else f" in {self.anchors.path}")
+                + ": the whole chain was checked"
+            )
 
         def broken(first_broken, reason, row=None) -> dict:
             return {**result, "ok": False, "first_broken": first_broken, "reason": reason, "broken_row": row}
 
-        expected_id, expected_prev, count = 1, GENESIS_HASH, 0
-        c = audit_records.c
+        first = start["id"] if start else 1
         with self.engine.connect() as connection:
-            after = 0
-            while True:
-                rows = connection.execute(select(audit_records).where(c.id > after).order_by(c.id).limit(BATCH)).all()
-                if not rows:
-                    break
-                for row in rows:
-                    problem = self._check(row, expected_id, expected_prev) or self._check_anchored(
-                        row, anchored.get(row.id, ())
-                    )
-                    if problem:
-                        return broken(*problem) | {"records": count}
-                    expected_id, expected_prev, count = row.id + 1, row.hash, count + 1
-                after = rows[-1].id
-            result["records"] = count
-            if newest is not None and newest["id"] > count:
+            last_id, last_hash, problem = self._check_chain(connection, first, anchored)
+            result["records"] = last_id - first + 1
+            if problem:
+                return broken(*problem)
+            if start is not None and last_id < first:
                 return broken(
-                    count + 1,
-                    f"records {count + 1} to {newest['id']} are missing: the anchor written at {newest['at']} "
-                    f"names record {newest['id']}, and the chain ends at record {count} (records cut off the end, "
-                    "or the database emptied or replaced by an older copy)",
+                    first,
+                    f"record {first} is not in the chain: the newest anchor, written at {start['at']}, names it "
+                    "(records cut off the end, or the database emptied or replaced by an older copy)",
+                )
+            if newest is not None and newest["id"] > last_id:
+                return broken(
+                    last_id + 1,
+                    f"records {last_id + 1} to {newest['id']} are missing: the anchor written at {newest['at']} "
+                    f"names record {newest['id']}, and the chain ends at record {last_id} (records cut off the "
+                    "end, or the database emptied or replaced by an older copy)",
                 )
             head = connection.execute(select(audit_head).where(audit_head.c.id == 1)).one()
-            if (head.last_id, head.last_hash) != (expected_id - 1, expected_prev):
+            if (head.last_id, head.last_hash) != (last_id, last_hash):
                 return broken(
-                    expected_id,
+                    last_id + 1,
                     f"the chain head names record {head.last_id}, but the chain ends at record "
-                    f"{expected_id - 1}: records at the end were removed or the head was altered",
+                    f"{last_id}: records at the end were removed or the head was altered",
                 )
-            result["rows"], bad_row = self._check_rows(connection)
+            result["rows"], bad_row = self._check_rows(connection, first)
         if bad_row is not None:
             return broken(None, f"{bad_row['table']} row {bad_row['id']}: {bad_row['problem']}", bad_row)
-        if self.anchors is not None and read is None and count:
+        if self.anchors is not None and read is None and last_id:
             result["warnings"].append(
                 f"there is no anchors file ({self.anchors.path}): records cut off the end of the chain, or a "
                 "database emptied, cannot be detected before the next anchor is written"
@@ -585,25 +664,72 @@ class AuditStore:
             result["warnings"].append(f"{read[1]} lines of the anchors file ({self.anchors.path}) could not be read")
         return result
 
-    @staticmethod
-    def _check_anchored(row, anchors) -> tuple[int, str] | None:
-        for anchor in anchors:
-            if anchor["hash"] != row.hash:
-                return row.id, (
-                    f"record {row.id}'s hash differs from its anchor written at {anchor['at']}: the chain was "
-                    "rewritten at or before this record, or replaced by another"
-                )
-        return None
+    def _check_chain(self, connection, first: int, anchored: dict) -> tuple[int, str, tuple[int, str] | None]:
+        """Check the records from `first` on: (the last good record's id and hash, the first problem
+        as (record id, reason), or None). Record `first` is taken to follow the one before it (a
+        record after 1: the anchored record, trusted as far as its hash is its anchor's).
 
-    def _check_rows(self, connection) -> tuple[int, dict | None]:
-        """(bound rows checked, the first bad one as {"table", "id", "problem"} or None)."""
+        Every record: the id after the one before, its prev_hash that record's hash, its hash the
+        HMAC of its prev_hash and content, its content JSON whose id and indexed fields are its
+        columns, and its hash any anchor's naming it. Rows are read as tuples of COLUMNS (id and the
+        indexed columns first), and the HMAC is a copy of one keyed once.
+        """
+        c = audit_records.c
+        query = _Query(
+            connection.dialect,
+            select(*(c[name] for name in COLUMNS)).where(c.id >= bindparam("next")).order_by(c.id).limit(BATCH),
+        )
+        fields = len(SIGNED)  # then content, prev_hash, hash
+        chain = hmac.new(self._chain_key, digestmod=hashlib.sha256)
+        last_id, last_hash = first - 1, GENESIS_HASH
+        unlinked = first if first > 1 else 0  # the anchored record: its link to the one before is not checked
+        while rows := query.rows(connection, next=last_id + 1):
+            for row in rows:
+                record_id, content, prev_hash, record_hash = row[0], row[fields], row[fields + 1], row[fields + 2]
+                expected = last_id + 1
+                if record_id != expected:
+                    reason = f"record {expected} is missing (the next record is {record_id})"
+                    return last_id, last_hash, (expected, reason)
+                if prev_hash != last_hash and record_id != unlinked:
+                    reason = "the record does not follow the one before it (records deleted, inserted or reordered)"
+                    return last_id, last_hash, (record_id, reason)
+                signature = chain.copy()
+                signature.update(f"{prev_hash}\n{content}".encode())
+                if not hmac.compare_digest(record_hash, signature.hexdigest()):
+                    reason = "the record's content does not match its signature (the record was altered)"
+                    return last_id, last_hash, (record_id, reason)
+                try:
+                    signed = _signed_fields(content)
+                except ValueError:
+                    return last_id, last_hash, (record_id, "the record's content is not valid JSON")
+                if signed != row[:fields]:
+                    reason = "the record's searchable fields differ from its signed content (the record was altered)"
+                    return last_id, last_hash, (record_id, reason)
+                for anchor in anchored.get(record_id, ()):
+                    if anchor["hash"] != record_hash:
+                        reason = (
+                            f"record {record_id}'s hash differs from its anchor written at {anchor['at']}: the chain "
+                            "was rewritten at or before this record, or replaced by another"
+                        )
+                        return last_id, last_hash, (record_id, reason)
+                last_id, last_hash = record_id, record_hash
+        return last_id, last_hash, None
+
+    def _check_rows(self, connection, first: int = 1) -> tuple[int, dict | None]:
+        """(bound rows checked, the first bad one as {"table", "id", "problem"} or None): every row,
+        or from an anchor (`first` > 1) the rows of records from `first` on and every unbound row."""
         checked = 0
         c = audit_records.c
         for table, kinds in BOUND.items():
+            scope = (
+                [or_(table.c.record_id >= first, table.c.record_id.is_(None), table.c.binding.is_(None))]
+                if first > 1
+                else []
+            )
             after = ""
             while True:
                 rows = connection.execute(
-                    select(table).where(table.c.id > after).order_by(table.c.id).limit(ROW_BATCH)
+                    select(table).where(table.c.id > after, *scope).order_by(table.c.id).limit(ROW_BATCH)
                 ).all()
                 if not rows:
                     break
@@ -637,19 +763,4 @@ class AuditStore:
             and row.get("patient_ref_hash", record.patient_ref_hash) != record.patient_ref_hash
         ):
             return f"record {record.id}, named as the one that created it, is about another patient"
-        return None
-
-    def _check(self, row, expected_id: int, expected_prev: str) -> tuple[int, str] | None:
-        if row.id != expected_id:
-            return expected_id, f"record {expected_id} is missing (the next record is {row.id})"
-        if row.prev_hash != expected_prev:
-            return row.id, "the record does not follow the one before it (records deleted, inserted or reordered)"
-        if not hmac.compare_digest(row.hash, self._hash(row.prev_hash, row.content)):
-            return row.id, "the record's content does not match its signature (the record was altered)"
-        try:
-            content = json.loads(row.content)
-        except ValueError:
-            return row.id, "the record's content is not valid JSON"
-        if content.get("id") != row.id or any(content.get(name) != getattr(row, name) for name in INDEXED):
-            return row.id, "the record's searchable fields differ from its signed content (the record was altered)"
         return None

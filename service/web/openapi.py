@@ -1075,7 +1075,7 @@ SCHEMAS = {
     "Verification": _object(
         {
             "ok": {"type": "boolean"},
-            "records": {"type": "integer"},
+            "records": {"type": "integer", "description": "records checked"},
             "first_broken": {"type": ["integer", "null"], "description": "the first bad record"},
             "reason": _NULLABLE_TEXT,
             "broken_row": {
@@ -1111,6 +1111,14 @@ SCHEMAS = {
                     ),
                 ],
                 "description": "the chain heads copied to the anchors file, compared with the chain",
+            },
+            "from_anchor": {
+                "oneOf": [
+                    {"type": "null"},
+                    _object({"id": {"type": "integer"}, "hash": _TEXT, "count": {"type": "integer"}, "at": _TIME}),
+                ],
+                "description": "with since_anchor: the anchor checking started from (records before its id were "
+                "not checked); null when the whole chain was checked",
             },
             "warnings": {"type": "array", "items": _TEXT},
         }
@@ -1576,10 +1584,22 @@ PATHS = {
     },
     "/v1/audit/verify": {
         "get": {
-            "summary": "Check the whole signed chain of audit records",
-            "description": roles.described("read_audit"),
+            "summary": "Check the whole signed chain of audit records, or the records since the newest anchor",
+            "description": roles.described("read_audit")
+            + " With since_anchor=true only the newest anchor's record (its hash must be the anchor's), the records"
+            " after it, the head and the rows those records bound are checked (from_anchor names the anchor);"
+            " with no anchor, the whole chain, with a warning.",
             "security": _SECURED,
-            "responses": {"200": _json("Verification", "the result"), **_errors(401, 403, 503)},
+            "parameters": [
+                {
+                    "name": "since_anchor",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"enum": ["true", "false"]},
+                    "description": "default false: the whole chain",
+                }
+            ],
+            "responses": {"200": _json("Verification", "the result"), **_errors(400, 401, 403, 503)},
         }
     },
     "/v1/reviews": {

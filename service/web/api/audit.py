@@ -2,7 +2,7 @@
 
 from flask import Blueprint, jsonify, request
 
-from service.decide.request import RequestError
+from service.decide.request import RequestError, known_arguments
 from service.web.api.guard import requires
 from service.web.audit_queries import audit_csv_download, audit_filters, shown
 from service.web.context import current_instance
@@ -46,4 +46,10 @@ def audit_csv():
 @blueprint.get("/v1/audit/verify")
 @requires("read_audit")
 def audit_verify():
-    return jsonify(current_instance().audit.verify())
+    known_arguments(request.args, ["since_anchor"], "an argument here")
+    since_anchor = request.args.get("since_anchor", "false")
+    if since_anchor not in ("true", "false"):
+        raise RequestError(
+            "unknown_value", f"since_anchor must be true or false, found {since_anchor[:20]!r}", "since_anchor"
+        )
+    return jsonify(current_instance().audit.verify(since_anchor=since_anchor == "true"))
