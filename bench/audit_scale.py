@@ -70,7 +70,7 @@ def build_chain(app, count: int):
         if len(rows) == 20_000:
             _insert(engine, rows)
             rows = []
-        if record_id % ANCHOR_EVERY == 0 or record_id == count - SINCE_ANCHOR:
+        if record_id == count - SINCE_ANCHOR or record_id % ANCHOR_EVERY == 0 and record_id < count - SINCE_ANCHOR:
             anchors.write(record_id, record_hash)  # as the service anchors its head
     _insert(engine, rows)
     with engine.begin() as connection:
@@ -82,8 +82,9 @@ def build_chain(app, count: int):
 
 
 def _insert(engine, rows: list[dict]):
-    with engine.begin() as connection:
-        connection.execute(insert(audit_records), rows)
+    if rows:
+        with engine.begin() as connection:
+            connection.execute(insert(audit_records), rows)
 
 
 def _drain(response) -> tuple[int, int]:
@@ -96,9 +97,12 @@ def _drain(response) -> tuple[int, int]:
 
 
 def timed(label: str, action):
-    started = time.perf_counter()
+    """Run action, printing its wall time and the CPU time of this process (the service runs in it)."""
+    started, cpu = time.perf_counter(), time.process_time()
     result = action()
-    print(f"{label:<62} {(time.perf_counter() - started) * 1000:9.1f} ms")
+    print(
+        f"{label:<62} {(time.perf_counter() - started) * 1000:9.1f} ms  CPU {(time.process_time() - cpu) * 1000:9.1f} ms"
+    )
     return result
 
 
@@ -110,7 +114,9 @@ def main():
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        config = {"INSTANCE_PATH": folder, "WARM": False}
+        # The bench writes the anchors; the service's own (of the access records the queries add) would
+        # move the newest past the last 10,000 records.
+        config = {"INSTANCE_PATH": folder, "WARM": False, "ANCHOR_EVERY": 10**9, "ANCHOR_MINUTES": 10**6}
         if args.database_url:
             config["DATABASE_URL"] = args.database_url
         app = create_app(config)
@@ -141,15 +147,15 @@ def main():
             ("code=G61.0", "CSV export, one code (~1/8 of the log)"),
             ("", "CSV export, the whole log"),
         ):
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             rows, size = _drain(client.get(f"/v1/audit.csv?{query}", headers=headers))
-            elapsed = time.perf_counter() - started
+            elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
             tracemalloc.start()  # a second pass, traced: tracing slows Python, so it is not timed
             _drain(client.get(f"/v1/audit.csv?{query}", headers=headers))
             peak = tracemalloc.get_traced_memory()[1]
             tracemalloc.stop()
             print(
-                f"{label:<62} {elapsed * 1000:9.1f} ms  {rows - 1:,} rows, {size / 1e6:.0f} MB, "
+                f"{label:<62} {elapsed * 1000:9.1f} ms  CPU {cpu * 1000:9.1f} ms  {rows - 1:,} rows, {size / 1e6:.0f} MB, "
                 f"peak Python memory {peak / 1e6:.1f} MB"
             )
         result = timed("verify the whole chain", lambda: client.get("/v1/audit/verify", headers=headers).get_json())
