@@ -48,6 +48,23 @@ _OPEN_CASE_TO_JOIN = (
     .order_by(review_cases.c.opened_at, review_cases.c.id)
     .limit(1)
 )
+# Built once too: the statements a re-decided or joined case, and a continuation, run in the writer's transaction.
+_JOIN_CASE = (
+    update(review_cases)
+    .where(review_cases.c.id == bindparam("case_id"), review_cases.c.status.in_(OPEN_STATUSES))
+    .values(
+        status=bindparam("new_status"),
+        updated_at=bindparam("new_updated_at"),
+        latest_decision_id=bindparam("new_latest_decision_id"),
+        code=bindparam("new_code"),
+        request=bindparam("new_request"),
+        version=review_cases.c.version + 1,
+        reason=func.coalesce(bindparam("new_reason", type_=review_cases.c.reason.type), review_cases.c.reason),
+        due_at=func.coalesce(bindparam("new_due_at", type_=review_cases.c.due_at.type), review_cases.c.due_at),
+    )
+)
+_UPDATE_CASE_AS_READ = _JOIN_CASE.where(review_cases.c.version == bindparam("read_version"))
+_CONTINUED_BY = select(authorisation_rows.c.id).where(authorisation_rows.c.previous_id == bindparam("previous_id"))
 
 
 class Conflict(Exception):
@@ -231,9 +248,7 @@ def _with_history(rulebook, decision, rule, past: "authorisations.History | None
 def _check_not_continued(connection, authorisation_id: str):
     """Each authorisation is continued once: checked in the writer's transaction, so two
     continuations racing cannot both grant one."""
-    later = connection.execute(
-        select(authorisation_rows.c.id).where(authorisation_rows.c.previous_id == authorisation_id)
-    ).scalar()
+    later = connection.execute(_CONTINUED_BY, {"previous_id": authorisation_id}).scalar()
     if later is not None:
         raise Conflict(f"authorisation {authorisation_id} is already continued by authorisation {later}")
 
@@ -362,24 +377,20 @@ def _record(
             raise CaseChanged("the patient's authorisations for this diagnosis changed while this request was decided")
         if case is not None:
             status = "open" if case_id is not None else "closed_by_rules"
+            # Added facts apply to the case as read; a new request joins it as it is now, if still open.
             changed = connection.execute(
-                update(review_cases)
-                .where(
-                    review_cases.c.id == case["id"],
-                    review_cases.c.status.in_(OPEN_STATUSES),
-                    # Added facts apply to the case as read; a new request joins it as it is now, if still open.
-                    *([] if joins else [review_cases.c.version == case["version"]]),
-                )
-                .values(
-                    status=status,
-                    updated_at=decided_at,
-                    latest_decision_id=decision_id,
-                    code=code,
-                    request=json.dumps(recorded_request),
-                    version=review_cases.c.version + 1,
-                    **({"reason": reason} if reason else {}),
-                    **({"due_at": due_at} if due_at else {}),
-                )
+                _JOIN_CASE if joins else _UPDATE_CASE_AS_READ,
+                {
+                    "case_id": case["id"],
+                    "read_version": case["version"],
+                    "new_status": status,
+                    "new_updated_at": decided_at,
+                    "new_latest_decision_id": decision_id,
+                    "new_code": code,
+                    "new_request": json.dumps(recorded_request),
+                    "new_reason": reason or None,  # none: the case keeps its reason, and its due time
+                    "new_due_at": due_at or None,
+                },
             )
             if changed.rowcount != 1:
                 raise _changed(connection, case["id"])
