@@ -81,6 +81,24 @@ def test_a_group_is_chained_in_order_and_verifies(audit, engine):
     assert [r["body"]["note"] for r in audit.stream(Filters())] == ["é ☃ \ud800"] * 4
 
 
+def test_the_writer_keeps_its_connection_while_records_wait_and_returns_it_when_none_do(audit, engine):
+    checkouts = []
+    event.listen(engine, "checkout", lambda *args: checkouts.append(1))
+    first = pending()
+    audit._commit_batch([first], lambda: True)
+    audit._commit_batch([pending()], lambda: True)
+    assert len(checkouts) == 1 and engine.pool.checkedout() == 1  # one connection for both groups
+    audit._commit_batch([pending()], lambda: False)
+    assert len(checkouts) == 1 and engine.pool.checkedout() == 0  # back in the pool before its callers go on
+    again = pending()
+    again.fields["decision_id"] = first.fields["decision_id"]  # refused: the whole group fails
+    with pytest.raises(IntegrityError):
+        audit._commit_batch([pending(), again], lambda: True)
+    assert engine.pool.checkedout() == 0  # a group that failed gives up its connection
+    audit._commit_batch([pending()])
+    assert [row["id"] for row in stored(engine)] == [1, 2, 3, 4] and audit.verify()["ok"]
+
+
 def test_failing_effects_leave_out_only_their_own_record(audit, engine):
     def refuse(connection):
         connection.execute(insert(review_cases).values(**case_row("c2")))  # written, then undone with its record

@@ -202,6 +202,9 @@ class _GroupWriter:
         assert item.record is not None  # set with the commit that `done` announces
         return item.record
 
+    def _waiting(self) -> bool:
+        return not self._queue.empty()
+
     def _run(self):
         while True:
             try:
@@ -215,7 +218,7 @@ class _GroupWriter:
                 except queue.Empty:
                     break
             try:
-                self._commit_batch(batch)
+                self._commit_batch(batch, self._waiting)
             except Exception as error:  # the transaction failed: none of these records is on file
                 for item in batch:
                     cause = item.error or error
@@ -326,6 +329,9 @@ class AuditStore:
         self._writer = _GroupWriter(
             self._commit_batch, idle=self._anchor_when_idle, idle_seconds=anchors.seconds if anchors else None
         )
+        # The writer thread's connection, kept while groups follow one another: no pool checkout,
+        # pre-ping (PostgreSQL) and reset per group under load; back to the pool when the queue is empty.
+        self._held: Connection | None = None
         self._statements: _Statements | None = None  # compiled on the first commit, for the engine's dialect
 
     @overload
@@ -361,13 +367,31 @@ class AuditStore:
                 fields[name] = cut(value, width)
         return self._writer.submit(_Pending(fields, bounded(body), then, tuple(bind)))
 
-    def _commit_batch(self, batch: list["_Pending"]):
+    def _commit_batch(self, batch: list["_Pending"], waiting: Callable[[], bool] = lambda: False):
         """Chain and commit every pending record in one transaction (called by the writer thread).
 
         A record with effects (`then`) is written in a savepoint with them, so when they fail only
-        that record is left out; the records without effects go in with one executemany.
+        that record is left out; the records without effects go in with one executemany. The
+        connection is kept for the next group when `waiting()` says more records wait for one, and
+        returned to the pool before the callers go on otherwise.
         """
-        with writing(self.engine) as connection:
+        if self._held is None:
+            self._held = self.engine.connect()
+        try:
+            self._commit_group(batch, self._held)
+        except BaseException:
+            self._release_connection()  # a connection a group failed on is not used again
+            raise
+        if not waiting():
+            self._release_connection()
+
+    def _release_connection(self):
+        held, self._held = self._held, None
+        if held is not None:
+            held.close()
+
+    def _commit_group(self, batch: list["_Pending"], held: Connection):
+        with writing(self.engine, held) as connection:
             sql = self._statements
             if sql is None:
                 sql = self._statements = _Statements(connection.dialect)

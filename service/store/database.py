@@ -9,7 +9,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -53,7 +53,7 @@ def open_database(url: str) -> Engine:
 
 
 @contextmanager
-def writing(engine: Engine):
+def writing(engine: Engine, held: Connection | None = None):
     """A transaction that will write: on SQLite it holds the write lock from its BEGIN.
 
     On an SQLite file, writers of every process first queue on an exclusive flock of
@@ -64,9 +64,11 @@ def writing(engine: Engine):
     holder lets go (or dies: the lock goes with its process). The wait has no timeout of its own;
     it lasts as long as the transactions ahead, each bounded by SQLite's 30 s busy timeout.
     Writers that do not take the flock (an sqlite3 shell) still meet SQLite's lock and timeout.
+    `held`: a connection the caller keeps open across transactions (the audit writer's), used
+    instead of one from the pool; the caller closes it, and must not reuse it after an error.
     """
     with _writer_queue(engine):
-        with engine.connect() as connection:
+        with nullcontext(held) if held is not None else engine.connect() as connection:
             connection.execution_options(sqlite_begin="IMMEDIATE")
             try:
                 with connection.begin():
