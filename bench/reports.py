@@ -34,7 +34,7 @@ from sqlalchemy import insert, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from service.store import preapproval_figures, report_patients  # noqa: E402
+from service.store import decision_days, preapproval_figures, report_patients  # noqa: E402
 from service.store.audit import canonical  # noqa: E402
 from service.store.tables import (  # noqa: E402
     administrations,
@@ -89,6 +89,8 @@ class Builder:
             if rows:
                 with self.engine.begin() as connection:
                     connection.execute(insert(each), rows)
+                    if each is audit_records:  # counted with the records, as the service does
+                        decision_days.add(connection, rows)
 
     def record(self, kind: str, moment: datetime.datetime, body: dict, **fields) -> int:
         record_id, self.next_id = self.next_id, self.next_id + 1

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from service.store import preapproval_figures as preapproval_figures_module
 from service.store.database import MIGRATIONS, writing
-from service.store.tables import audit_records, authorisations, preapproval_figures, report_patients
+from service.store.tables import audit_records, authorisations, decision_days, preapproval_figures, report_patients
 from service.web.openapi import DOCUMENT
 
 from .conftest import TEST_RULEBOOK, bearer
@@ -320,6 +320,32 @@ def test_each_row_naming_a_patient_is_counted_as_written_and_migration_0016_deri
     assert all(r["product"] is None for r in written if r["source"] != "administration")
     _rebuilt(engine, "0015")
     assert _counted(engine) == written
+
+
+def _days(engine) -> list[dict]:
+    with engine.connect() as connection:
+        t = decision_days.c
+        return [
+            dict(row._mapping)
+            for row in connection.execute(select(decision_days).order_by(t.day, t.outcome, t.rule_id))
+        ]
+
+
+def test_each_decision_is_counted_into_its_day_as_written_and_migration_0017_derives_the_same(app, history):
+    engine = app.extensions["instance"].database
+    written = _days(engine)
+    with engine.connect() as connection:
+        a = audit_records.c
+        decided = connection.execute(select(a.created_at, a.outcome, a.rule_id).where(a.kind == "decision")).all()
+    # One count a (day, outcome, rule), summing to the decision records; a refusal counts nowhere.
+    expected: dict[tuple, int] = {}
+    for created_at, outcome, rule_id in decided:
+        key = (created_at[:10], outcome or "", rule_id or "")
+        expected[key] = expected.get(key, 0) + 1
+    assert {(r["day"], r["outcome"], r["rule_id"]): r["decisions"] for r in written} == expected
+    assert sum(expected.values()) == len(decided) >= 5
+    _rebuilt(engine, "0016")
+    assert _days(engine) == written
 
 
 def test_a_period_with_nothing_recorded_reports_zeros_and_no_shares(client, tokens, history):

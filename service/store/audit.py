@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from service import clock
-from service.store import json_text, report_patients
+from service.store import decision_days, json_text, report_patients
 from service.store.anchors import Anchors
 from service.store.database import writing
 from service.store.tables import (
@@ -401,6 +401,7 @@ class AuditStore:
                 last_id, last_hash = cursor.fetchone()
                 first_id = last_id + 1
                 plain = []
+                kept = []  # the fields of each record committed, counted into decision_days
                 for item in batch:
                     record_id = last_id + 1
                     content = canonical({"id": record_id, **item.fields, "body": item.body})
@@ -439,11 +440,13 @@ class AuditStore:
                         sql.savepoint(cursor, "RELEASE SAVEPOINT")
                     item.record = {"id": record_id, "hash": record_hash, **item.fields}
                     last_id, last_hash = record_id, record_hash
+                    kept.append(item.fields)
                 if plain:
                     sql.run_many(cursor, sql.insert_record, plain)
                     counted = [report_patients.of_record(values["id"], values) for values in plain]
                     if any(counted):  # in the same transaction, one executemany
                         report_patients.write(connection, [row for row in counted if row], "")
+                decision_days.add(connection, kept)
                 sql.run(cursor, sql.write_head, {"last_id": last_id, "last_hash": last_hash, "head": 1})
             finally:
                 cursor.close()

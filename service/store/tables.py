@@ -406,3 +406,18 @@ report_patients = Table(
     # By patient, with the stored values a rulebook maps (a group of several codes or rules counts off it).
     Index("ix_report_patients_patient", "patient_ref_hash", "day", "source", "code", "rule_id"),
 )
+
+
+# The decision records of each day counted by outcome and rule (issue 17): the stewardship report's
+# decisions by outcome and by evidence sum a period's days here instead of grouping its ~600,000
+# records. Derived from the records, counted up as they are written and rebuilt by migration 0017
+# (service/store/decision_days.py); '' stands for an outcome or rule the record does not name (a
+# primary key column cannot be null).
+decision_days = Table(
+    "decision_days",
+    metadata,
+    Column("day", String(10), primary_key=True),  # the record's created_at, UTC
+    Column("outcome", String(32), primary_key=True),
+    Column("rule_id", String(128), primary_key=True),
+    Column("decisions", BigInteger, nullable=False),
+)

@@ -42,6 +42,7 @@ from service.store.tables import (
     audit_records,
     authorisation_measurements,
     authorisations,
+    decision_days,
     discrepancies,
     discrepancy_resolutions,
     preapproval_figures,
@@ -566,15 +567,17 @@ def stewardship(instance, rulebook: Rulebook, period: Period) -> dict:
     now = clock.utc_now()
     with _reading(instance) as connection:
         keys = _Keys(connection, rulebook, None, "evidence")
-        a = audit_records.c
-        decided = and_(a.kind == "decision", a.created_at >= period.start, a.created_at < period.end)
-        by_outcome = {o: 0 for o in OUTCOMES}
+        t = decision_days.c
+        by_outcome: dict[str | None, int] = {o: 0 for o in OUTCOMES}
         by_evidence: dict[str, int] = {}
-        # One read of the period's decisions, by outcome and rule: each sums into both figures.
-        grouped = select(a.outcome, a.rule_id, func.count()).where(decided).group_by(a.outcome, a.rule_id)
+        # The period's decisions by outcome and rule, summed over its days (a period is whole days):
+        # each sums into both figures.
+        days = and_(t.day >= period.since.isoformat(), t.day <= period.until.isoformat())
+        grouped = select(t.outcome, t.rule_id, func.sum(t.decisions)).where(days).group_by(t.outcome, t.rule_id)
         for outcome, rule_id, n in connection.execute(grouped):
-            by_outcome[outcome] = by_outcome.get(outcome, 0) + n
-            strength = keys.key(rule_id) or NO_GROUP["evidence"]
+            n = int(n)
+            by_outcome[outcome or None] = by_outcome.get(outcome or None, 0) + n
+            strength = keys.key(rule_id or None) or NO_GROUP["evidence"]
             by_evidence[strength] = by_evidence.get(strength, 0) + n
         decisions = sum(by_outcome.values())
         figures = {
