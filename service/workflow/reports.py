@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import (
     TIMESTAMP,
+    ColumnElement,
+    FromClause,
     and_,
     case,
     cast,
@@ -566,7 +568,6 @@ def stewardship(instance, rulebook: Rulebook, period: Period) -> dict:
     dialect = instance.sql_engine.dialect.name
     now = clock.utc_now()
     with _reading(instance) as connection:
-        keys = _Keys(connection, rulebook, None, "evidence")
         t = decision_days.c
         by_outcome: dict[str | None, int] = {o: 0 for o in OUTCOMES}
         by_evidence: dict[str, int] = {}
@@ -577,7 +578,8 @@ def stewardship(instance, rulebook: Rulebook, period: Period) -> dict:
         for outcome, rule_id, n in connection.execute(grouped):
             n = int(n)
             by_outcome[outcome or None] = by_outcome.get(outcome or None, 0) + n
-            strength = keys.key(rule_id or None) or NO_GROUP["evidence"]
+            # Mapped here, a few grouped rows: not the distinct rule ids of the whole log read first.
+            strength = evidence_label(rulebook, rule_id) if rule_id else NO_GROUP["evidence"]
             by_evidence[strength] = by_evidence.get(strength, 0) + n
         decisions = sum(by_outcome.values())
         figures = {
@@ -683,12 +685,22 @@ def _preapproval_figures(connection, period: Period) -> dict:
 def _turnaround(connection, period: Period, dialect: str, now: str) -> dict:
     c = review_cases.c
     r = review_resolutions.c
-    # Each case's first resolution, read off ix_resolution_case_time for the period's cases only,
-    # once: materialised, not looked up again by each figure that reads it.
-    first = select(func.min(r.created_at)).where(r.case_id == c.id).scalar_subquery()
     opened = and_(c.opened_at >= period.start, c.opened_at < period.end)
+    if dialect == "postgresql":
+        # Every case's first resolution grouped once and hash-joined to the period's cases: at a
+        # year of 150,000 cases 0.3 s, against 0.5-0.66 s probing the index once a case.
+        firsts = select(r.case_id, func.min(r.created_at).label("resolved_at")).group_by(r.case_id).subquery()
+        first_at: ColumnElement = firsts.c.resolved_at
+        cases_with: FromClause = review_cases.outerjoin(firsts, firsts.c.case_id == c.id)
+    else:
+        # Each case's first resolution read off ix_resolution_case_time for the period's cases only
+        # (SQLite has no hash aggregate: grouping every resolution was slower).
+        first_at = select(func.min(r.created_at)).where(r.case_id == c.id).scalar_subquery()
+        cases_with = review_cases
+    # Once, materialised: not looked up again by each figure that reads it.
     found = (
-        select(c.opened_at, c.due_at, c.status, first.label("resolved_at"))
+        select(c.opened_at, c.due_at, c.status, first_at.label("resolved_at"))
+        .select_from(cases_with)
         .where(opened)
         .cte("found")
         .prefix_with("MATERIALIZED")
