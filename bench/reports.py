@@ -34,7 +34,7 @@ from sqlalchemy import insert, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from service.store import decision_days, preapproval_figures, report_patients  # noqa: E402
+from service.store import decision_days, preapproval_figures, report_days, report_patients  # noqa: E402
 from service.store.audit import canonical  # noqa: E402
 from service.store.tables import (  # noqa: E402
     administrations,
@@ -72,6 +72,7 @@ class Builder:
         self.records, self.given = records, given
         self.rng = random.Random(17)
         self.pending: dict = {}
+        self.tallies: list = []  # added to report_days a batch at a time, as the service adds them
         self.next_id = 1
 
     def moment(self, fraction: float) -> datetime.datetime:
@@ -83,7 +84,16 @@ class Builder:
         if len(rows) >= BATCH:
             self.flush(table)
 
+    def tally(self, tally):
+        self.tallies.append(tally)
+        if len(self.tallies) >= BATCH:
+            self.flush(report_days.report_days)
+
     def flush(self, table=None):
+        if table in (None, report_days.report_days) and self.tallies:
+            with self.engine.begin() as connection:
+                report_days.add(connection, self.tallies)
+            self.tallies = []
         for each in [table] if table is not None else list(self.pending):
             rows = self.pending.pop(each, [])
             if rows:
@@ -115,6 +125,7 @@ class Builder:
         counted = report_patients.of_record(record_id, columns)  # as the service writes it with the record
         if counted is not None:
             self.add(report_patients.report_patients, counted)
+        self.tally(report_days.of_decision(record_id, columns))
         return record_id
 
     def build(self):
@@ -190,7 +201,9 @@ class Builder:
             "previous_id": authorised[-1][0] if authorised and rng.random() < 0.2 else None,
         }
         self.add(authorisations, row)
-        self.add(report_patients.report_patients, report_patients.of_authorisation(row, requester))
+        grouped = report_patients.of_authorisation(row, requester)
+        self.add(report_patients.report_patients, grouped)
+        self.tally(report_days.of_bound(authorisations, row, grouped))
         authorised.append((authorisation_id, patient, code, rule_id, valid_from.isoformat()))
         if rule_id in self.measured and rng.random() < 0.8:
             self.add(
@@ -214,6 +227,7 @@ class Builder:
     def _case(self, moment, patient, code, decision_id):
         rng = self.rng
         case_id = str(uuid.uuid4())
+        resolved = moment + datetime.timedelta(hours=rng.expovariate(1 / 40)) if rng.random() < 0.9 else None
         self.add(
             review_cases,
             {
@@ -230,10 +244,10 @@ class Builder:
                 "version": 1,
                 "reason": "rule_review",
                 "due_at": _stamp(moment + datetime.timedelta(hours=72)) if rng.random() < 0.1 else None,
+                "first_resolved_at": _stamp(resolved) if resolved else None,  # as the service keeps it
             },
         )
-        if rng.random() < 0.9:
-            resolved = moment + datetime.timedelta(hours=rng.expovariate(1 / 40))
+        if resolved:
             self.add(
                 review_resolutions,
                 {
@@ -293,7 +307,9 @@ class Builder:
         )
         table, figures = preapproval_figures.row(body)  # as the service writes them with the record
         copied = {"created_at": _stamp(moment), "requester": "pharmacist", "outcome": None, "rule_id": rule_id}
-        self.add(table, {**figures, **copied, "code": code, "patient_ref_hash": patient, "record_id": record_id})
+        row = {**figures, **copied, "code": code, "patient_ref_hash": patient, "record_id": record_id}
+        self.add(table, row)
+        self.tally(report_days.of_bound(table, row, None))
 
     def _administration(self, moment, authorisation):
         rng = self.rng
@@ -333,7 +349,9 @@ class Builder:
             "binding": None,
         }
         self.add(administrations, given_row)
-        self.add(report_patients.report_patients, report_patients.of_administration(given_row, rule_id, "approved"))
+        grouped = report_patients.of_administration(given_row, rule_id, "approved")
+        self.add(report_patients.report_patients, grouped)
+        self.tally(report_days.of_bound(administrations, given_row, grouped))
         if rng.random() < 0.1:
             discrepancy_id = str(uuid.uuid4())
             self.add(

@@ -12,11 +12,21 @@ import pytest
 import yaml
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import select
+from sqlalchemy import func, insert, select, update
 
 from service.store import preapproval_figures as preapproval_figures_module
 from service.store.database import MIGRATIONS, writing
-from service.store.tables import audit_records, authorisations, decision_days, preapproval_figures, report_patients
+from service.store.tables import (
+    administrations,
+    audit_records,
+    authorisations,
+    decision_days,
+    preapproval_figures,
+    report_days,
+    report_patients,
+    review_cases,
+    review_resolutions,
+)
 from service.web.openapi import DOCUMENT
 
 from .conftest import TEST_RULEBOOK, bearer
@@ -346,6 +356,87 @@ def test_each_decision_is_counted_into_its_day_as_written_and_migration_0017_der
     assert sum(expected.values()) == len(decided) >= 5
     _rebuilt(engine, "0016")
     assert _days(engine) == written
+
+
+def _tallied(engine) -> dict[tuple, dict]:
+    with engine.connect() as connection:
+        rows = connection.execute(select(report_days)).all()
+    key = ("grouping", "day", "value", "currency")
+    return {
+        tuple(row._mapping[k] for k in key): {k: v for k, v in row._mapping.items() if k not in key} for row in rows
+    }
+
+
+def test_each_row_is_added_to_its_day_under_each_grouping_as_written_and_migration_0018_derives_the_same(app, history):
+    engine = app.extensions["instance"].database
+    written = _tallied(engine)
+    with engine.connect() as connection:
+        decided = connection.execute(select(audit_records.c.outcome).where(audit_records.c.kind == "decision")).all()
+        granted = connection.execute(select(authorisations.c.id)).all()
+    days = {key: figures for key, figures in written.items() if key[0] == "outcome"}  # every row has one
+    assert sum(f["requests"] for f in days.values()) == len(decided) == 5
+    assert sum(f["decided_not_supported"] for f in days.values()) == 1
+    assert sum(f["authorisations"] for f in days.values()) == len(granted) == 3
+    # Two pre-approvals, one dispensing 160 g in vials; Privigen 160 g priced at 50 USD/g, Octagam not priced.
+    assert sum(f["preapprovals"] for f in days.values()) == 2
+    assert sum(f["grams_authorised"] for f in days.values()) == 160.0
+    costs = {}
+    for key, f in days.items():
+        if f["administrations"]:
+            costs[key[3]] = f["cost"] if key[3] not in costs else costs[key[3]] + f["cost"]
+    assert costs == {"USD": 160 * 50, "": None}
+    assert sum(f["grams_without_price"] for f in days.values()) == 180.0
+    # What was given is not grouped by requester, and only what was given is grouped by product.
+    assert not any(f["administrations"] for key, f in written.items() if key[0] == "requester")
+    assert {key[2] for key in written if key[0] == "product"} == {"Privigen", "Octagam 10%"}
+    assert all(f["requests"] == f["preapprovals"] == 0 for key, f in written.items() if key[0] == "product")
+    _rebuilt(engine, "0017")
+    assert _tallied(engine) == written
+
+
+def test_rows_bound_once_checked_are_counted_once(app, history):
+    """Binding rows the service wrote rewrites them as they were: their figures are not added again.
+    A row written outside the service, counted nowhere until then, is added when it is bound."""
+    engine, audit = app.extensions["instance"].database, app.extensions["instance"].audit
+    before = _tallied(engine)
+    with engine.begin() as connection:
+        given = dict(connection.execute(select(administrations).limit(1)).one()._mapping)
+        connection.execute(insert(administrations).values(given | {"id": "outside-1", "source_id": "outside-1"}))
+        connection.execute(update(authorisations).values(record_id=None, binding=None))
+        connection.execute(update(administrations).values(record_id=None, binding=None))
+    audit.bind_existing(audit.unbound_rows(), "admin")
+    after = _tallied(engine)
+    changed = {key: (before.get(key), figures) for key, figures in after.items() if before.get(key) != figures}
+    assert {key[0] for key in changed} == {"code", "rule_id", "outcome", "product"}
+    assert all(
+        f["administrations"] - (b or {"administrations": 0})["administrations"] == 1 for b, f in changed.values()
+    )
+
+
+def _firsts(engine) -> dict:
+    with engine.connect() as connection:
+        return dict(connection.execute(select(review_cases.c.id, review_cases.c.first_resolved_at)).all())
+
+
+def test_a_case_keeps_its_first_resolutions_time_and_migration_0019_derives_the_same(app, client, tokens, history, day):
+    engine = app.extensions["instance"].database
+    [(urgent,)] = engine.connect().execute(select(review_cases.c.id).where(review_cases.c.status == "open")).all()
+    asked = _post(
+        client,
+        tokens["pharmacist"],
+        f"/v1/reviews/{urgent}/resolution",
+        {"resolution": "more_information", "reason": "Which antibodies?"},
+    )
+    day.set(TODAY + datetime.timedelta(days=5))
+    _post(client, tokens["pharmacist"], f"/v1/reviews/{urgent}/resolution", {"resolution": "denied", "reason": "No"})
+    firsts = _firsts(engine)
+    with engine.connect() as connection:
+        r = review_resolutions.c
+        expected = dict(connection.execute(select(r.case_id, func.min(r.created_at)).group_by(r.case_id)).all())
+    assert firsts[urgent] == asked["resolutions"][0]["created_at"] == expected[urgent]  # the first, not the last
+    assert {case: at for case, at in firsts.items() if at} == expected and len(expected) == 2
+    _rebuilt(engine, "0018")
+    assert _firsts(engine) == firsts
 
 
 def test_a_period_with_nothing_recorded_reports_zeros_and_no_shares(client, tokens, history):

@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from service import clock
-from service.store import decision_days, json_text, report_patients
+from service.store import decision_days, json_text, report_days, report_patients
 from service.store.anchors import Anchors
 from service.store.database import writing
 from service.store.tables import (
@@ -238,7 +238,7 @@ def _unavailable(cause: BaseException) -> AuditUnavailable:
 
 
 class _Statements:
-    """The writer's four statements, compiled once for the database's dialect and run on the
+    """The writer's statements, compiled once for the database's dialect and run on the
     DB-API cursor of the writer's SQLAlchemy connection, in the same transaction.
 
     Building and compiling a Core statement per record (`insert(...).values(**row)`: coercions,
@@ -255,6 +255,7 @@ class _Statements:
         )
         self.insert_record = self._compile(insert(audit_records), COLUMNS)
         self.write_head = self._compile(update(audit_head).where(head), ("last_id", "last_hash"))
+        self.add_report_days = self._compile(report_days.ADD)
 
     def _compile(self, statement, column_keys=None) -> tuple[str, tuple | None]:
         compiled = statement.compile(dialect=self.dialect, column_keys=list(column_keys) if column_keys else None)
@@ -405,6 +406,7 @@ class AuditStore:
                 first_id = last_id + 1
                 plain = []
                 kept = []  # the fields of each record committed, counted into decision_days
+                tallies: list = []  # what each row written adds to report_days
                 for item in batch:
                     record_id = last_id + 1
                     content = canonical({"id": record_id, **item.fields, "body": item.body})
@@ -425,6 +427,7 @@ class AuditStore:
                             if item.then is not None:
                                 item.then(connection)
                             counted = [report_patients.of_record(record_id, item.fields)]
+                            tallied = [report_days.of_decision(record_id, item.fields)]
                             for table, row in item.bind:
                                 bound = {**row, "record_id": record_id}
                                 if table in BOUND:
@@ -433,14 +436,18 @@ class AuditStore:
                                     bound |= {n: v for n, v in item.fields.items() if n in table.c}
                                 connection.execute(_BOUND_INSERTS[table], bound)
                                 counted.append(report_patients.of_bound(connection, table, row))
+                                tallied.append(report_days.of_bound(table, bound, counted[-1]))
+                            replaced = set()
                             if any(counted):
-                                report_patients.write(connection, [row for row in counted if row], item.fields["kind"])
+                                rows = [row for row in counted if row]
+                                replaced = report_patients.write(connection, rows, item.fields["kind"])
                         except Exception as error:  # this item only: the others stay in the batch
                             sql.savepoint(cursor, "ROLLBACK TO SAVEPOINT")
                             sql.savepoint(cursor, "RELEASE SAVEPOINT")
                             item.error = error
                             continue
                         sql.savepoint(cursor, "RELEASE SAVEPOINT")
+                        tallies += (t for t in tallied if t and (t.source, t.source_id) not in replaced)
                     item.record = {"id": record_id, "hash": record_hash, **item.fields}
                     last_id, last_hash = record_id, record_hash
                     kept.append(item.fields)
@@ -449,6 +456,10 @@ class AuditStore:
                     counted = [report_patients.of_record(values["id"], values) for values in plain]
                     if any(counted):  # in the same transaction, one executemany
                         report_patients.write(connection, [row for row in counted if row], "")
+                    tallies += (report_days.of_decision(values["id"], values) for values in plain)
+                summed = report_days.rows(tallies)
+                if summed:  # one executemany for the group, as its records'
+                    sql.run_many(cursor, sql.add_report_days, summed)
                 decision_days.add(connection, kept)
                 sql.run(cursor, sql.write_head, {"last_id": last_id, "last_hash": last_hash, "head": 1})
             finally:

@@ -76,13 +76,19 @@ def of_bound(connection, table, row: dict) -> dict | None:
 _INSERT = report_patients.insert()
 
 
-def write(connection, rows: list[dict], kind: str):
+def write(connection, rows: list[dict], kind: str) -> set[tuple[str, str]]:
     """Insert the rows; a rows_bound record rewrites rows already written (deleted and inserted
-    again, bound), so their rows are rewritten too (and a row written outside the service gains one)."""
+    again, bound, as they were), so their rows are rewritten too (and a row written outside the
+    service gains one). Returns the (source, source_id) of the rows that were there before, which
+    the reports have counted already."""
+    replaced = set()
     if kind == "rows_bound":
         t = report_patients.c
         for row in rows:
-            connection.execute(
+            deleted = connection.execute(
                 delete(report_patients).where(t.source == row["source"], t.source_id == row["source_id"])
             )
+            if deleted.rowcount:
+                replaced.add((row["source"], row["source_id"]))
     connection.execute(_INSERT, rows)
+    return replaced

@@ -163,11 +163,13 @@ review_cases = Table(
     Column("version", Integer, nullable=False, server_default="0"),  # +1 at every transition (checked when applied)
     Column("reason", String(24)),  # why it needs review: missing_facts, unclear_diagnosis, no_rule, rule_review, ...
     Column("due_at", String(32)),  # a retrospective review of a provisional authorisation: resolve by then
+    # Its first resolution's created_at, written with it (derived: migration 0019 fills it from them).
+    Column("first_resolved_at", String(32)),
     Index("ix_review_status", "status", "opened_at"),
     Index("ix_review_reason", "status", "reason", "opened_at"),
     Index("ix_review_due", "status", "due_at"),
     # The review turnaround: a period's cases off the index alone (the rows hold the whole request).
-    Index("ix_review_opened", "opened_at", "due_at", "status", "id"),
+    Index("ix_review_opened", "opened_at", "due_at", "status", "first_resolved_at"),
 )
 
 review_resolutions = Table(
@@ -420,4 +422,33 @@ decision_days = Table(
     Column("outcome", String(32), primary_key=True),
     Column("rule_id", String(128), primary_key=True),
     Column("decisions", BigInteger, nullable=False),
+)
+
+
+# What the utilisation report sums, a day at a time for each grouping (issue 17): its year by
+# diagnosis, rule, outcome, requester, product or month summed a year's ~1,150,000 decisions,
+# pre-approvals, authorisations and administrations; a period's days here are a few thousand rows.
+# Derived from those four, added to as the service writes them and rebuilt by migration 0018
+# (service/store/report_days.py). `grouping` names the value: code, rule_id, outcome, requester or
+# product; '' stands for a value the row does not name, as in decision_days.
+report_days = Table(
+    "report_days",
+    metadata,
+    Column("grouping", String(16), primary_key=True),
+    Column("day", String(10), primary_key=True),  # created (an administration: given), UTC
+    Column("value", String(128), primary_key=True),
+    Column("currency", String(3), primary_key=True),  # what was given's price's; '' for the rest
+    Column("requests", BigInteger, nullable=False),  # decision records, and by outcome:
+    Column("decided_approved", BigInteger, nullable=False),
+    Column("decided_off_label_with_evidence", BigInteger, nullable=False),
+    Column("decided_needs_review", BigInteger, nullable=False),
+    Column("decided_not_supported", BigInteger, nullable=False),
+    Column("preapprovals", BigInteger, nullable=False),
+    Column("grams_authorised", Float, nullable=False),  # the pre-approvals that said dispense
+    Column("authorisations", BigInteger, nullable=False),
+    Column("administrations", BigInteger, nullable=False),
+    Column("grams_given", Float, nullable=False),
+    Column("grams_wasted", Float, nullable=False),
+    Column("cost", Float),  # grams opened x price, of those with a price; null: none had one
+    Column("grams_without_price", Float, nullable=False),  # opened with no price known
 )

@@ -720,7 +720,12 @@ def resolve(instance, formulary: Formulary, case_id: str, body, reviewer: str) -
                     review_cases.c.version == case["version"],
                     review_cases.c.status.in_(OPEN_STATUSES),
                 )
-                .values(status=new_status, updated_at=resolution["created_at"], version=case["version"] + 1)
+                .values(
+                    status=new_status,
+                    updated_at=resolution["created_at"],
+                    version=case["version"] + 1,
+                    first_resolved_at=func.coalesce(review_cases.c.first_resolved_at, resolution["created_at"]),
+                )
             )
             if changed.rowcount != 1:  # resolved, re-decided or joined since it was read
                 raise _changed(connection, case_id)
