@@ -273,13 +273,11 @@ def _patients(connection, keys: _Keys, period: Period, stored: set) -> tuple[dic
     t = report_patients.c
     column = t[_GROUPED_BY[keys.group]]
     rows = [t.day >= period.since.isoformat(), t.day <= period.until.isoformat()]
-    in_all = list(rows)  # the total's rows, read off ix_report_patients_patient (patient, day, source, ...)
+    in_all = rows  # the total's rows, read off ix_report_patients_patient (patient, day, source, ...)
     if keys.group == "product":  # what was given only: the rows with a product (an administration's have one)
-        rows.append(t.product.is_not(None))
-        in_all.append(t.source == "administration")
+        rows, in_all = [*rows, t.product.is_not(None)], [*rows, t.source == "administration"]
     if keys.group == "requester":
-        rows.append(t.source != "administration")
-        in_all.append(t.source != "administration")
+        rows = in_all = [*rows, t.source != "administration"]
     values: dict = {}
     for value in stored:
         values.setdefault(keys.key(value), []).append(value)
@@ -296,7 +294,7 @@ def _patients(connection, keys: _Keys, period: Period, stored: set) -> tuple[dic
     for first in range(0, len(listed), BITS_A_PASS):
         found, total = _patients_of_several(connection, column, rows, dict(listed[first : first + BITS_A_PASS]))
         counts |= found
-    if total is None or rows != in_all:
+    if total is None or in_all is not rows:  # a pass over other rows than the total's
         # The count of a DISTINCT subquery: SQLite skips through the patient index, and PostgreSQL
         # hashes (count(DISTINCT) would sort every row).
         distinct = select(t.patient_ref_hash).where(*in_all).distinct().subquery("distinct_patients")
