@@ -24,7 +24,8 @@ from service.store.tables import administrations, authorisations, preapproval_fi
 
 NONE = ""  # a value the row does not name (the columns are the table's primary key)
 OUTCOMES = tuple(c.name.removeprefix("decided_") for c in report_days.c if c.name.startswith("decided_"))
-FIGURES = tuple(c.name for c in report_days.c if c.name not in ("grouping", "day", "value", "currency"))
+_KEY = tuple(c.name for c in report_days.primary_key)  # grouping, day, value, currency
+FIGURES = tuple(c.name for c in report_days.c if c.name not in _KEY)
 # The groupings each kind of row is counted in (every kind by outcome: the report by month sums those).
 GROUPINGS = {
     "decision": ("code", "rule_id", "outcome", "requester"),
@@ -87,7 +88,6 @@ def _added(columns: tuple[str, ...]) -> str:
     )
 
 
-_KEY = ("grouping", "day", "value", "currency")
 ADD = text(
     f"INSERT INTO report_days ({', '.join(_KEY + FIGURES)}) VALUES ({', '.join(':' + c for c in _KEY + FIGURES)})"
     f" ON CONFLICT ({', '.join(_KEY)}) DO UPDATE SET {_added(FIGURES)}"
